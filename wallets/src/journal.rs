@@ -1,0 +1,582 @@
+//! The payment journal: append-only, hash-chained, signed, crash-safe.
+//!
+//! # Format
+//! One entry per line, each line the canonical JSON (keys sorted, no whitespace) of
+//! a [`JournalEntry`], terminated by `\n`. Each entry is an EIP-712 struct
+//!
+//! ```text
+//! JournalEntry(uint64 index,bytes32 prev,uint64 time,string kind,bytes32 bodyHash)
+//! ```
+//!
+//! in the domain `{name: "Agora Journal", version: "1"}`; its `hash` field is the
+//! EIP-712 digest, the next entry's `prev`, and what the agent signs. `bodyHash`
+//! is the Keccak-256 of the body's canonical JSON.
+//!
+//! # Crash safety
+//! An entry is written with one `write` of the whole line and then `fdatasync`ed.
+//! A process killed mid-append leaves at most a partial last line without its
+//! newline: readers ignore such a torn tail and [`Journal::open`] cuts it off before
+//! appending. Anything else that does not check out is corruption, reported at the
+//! first bad entry by [`verify`].
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::eip712::{Eip712, Eip712Domain, Encoder};
+use crate::{keccak256, Address, Error, Result, Signature, Wallet, B256};
+
+/// One journal entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalEntry {
+    /// Position in the journal, from 0.
+    pub index: u64,
+    /// The previous entry's `hash` ([`B256::ZERO`] for the first).
+    pub prev: B256,
+    /// Unix milliseconds; never decreases along the journal.
+    pub time: u64,
+    /// What happened: `offer`, `acceptance`, `payment`, `delivery`, `receipt`, ...
+    pub kind: String,
+    /// The entry's data (signed agreements, payments, transaction hashes).
+    pub body: Value,
+    /// The agent that wrote and signed the entry.
+    pub signer: Address,
+    /// The EIP-712 digest of (index, prev, time, kind, bodyHash).
+    pub hash: B256,
+    /// The signer's signature over `hash`.
+    pub signature: Signature,
+}
+
+/// The signed part of an entry, as an EIP-712 struct.
+struct EntryDigest<'a> {
+    index: u64,
+    prev: B256,
+    time: u64,
+    kind: &'a str,
+    body_hash: B256,
+}
+
+impl Eip712 for EntryDigest<'_> {
+    const NAME: &'static str = "JournalEntry";
+    const TYPE: &'static str =
+        "JournalEntry(uint64 index,bytes32 prev,uint64 time,string kind,bytes32 bodyHash)";
+
+    fn struct_hash(&self) -> B256 {
+        Encoder::new(Self::type_hash())
+            .uint(self.index)
+            .b256(self.prev)
+            .uint(self.time)
+            .string(self.kind)
+            .b256(self.body_hash)
+            .finish()
+    }
+}
+
+/// The domain journal entries are signed in.
+pub fn journal_domain() -> Eip712Domain {
+    Eip712Domain {
+        name: Some("Agora Journal".into()),
+        version: Some("1".into()),
+        ..Eip712Domain::default()
+    }
+}
+
+impl JournalEntry {
+    /// Recomputes the digest from the entry's fields.
+    pub fn compute_hash(&self) -> B256 {
+        EntryDigest {
+            index: self.index,
+            prev: self.prev,
+            time: self.time,
+            kind: &self.kind,
+            body_hash: keccak256(canonical_json(&self.body)),
+        }
+        .signing_hash(&journal_domain())
+    }
+
+    /// The entry's line in the journal file, without the newline.
+    ///
+    /// # Errors
+    /// Never for entries built by this crate; [`Error::Corrupt`] if serialization fails.
+    pub fn to_line(&self) -> Result<String> {
+        let value = serde_json::to_value(self).map_err(|e| Error::Corrupt {
+            what: "journal entry".into(),
+            reason: e.to_string(),
+        })?;
+        Ok(canonical_json(&value))
+    }
+
+    /// Checks this entry in isolation: hash, signature, expected signer.
+    fn check(&self, expected_signer: Option<Address>) -> std::result::Result<(), String> {
+        let computed = self.compute_hash();
+        if computed != self.hash {
+            return Err(format!(
+                "hash field {} does not match the entry's content (computed {computed})",
+                self.hash
+            ));
+        }
+        match self.signature.recover(&self.hash) {
+            Ok(who) if who == self.signer => {}
+            Ok(who) => {
+                return Err(format!(
+                    "signature was made by {who}, not by the signer field {}",
+                    self.signer
+                ))
+            }
+            Err(e) => return Err(format!("signature: {e}")),
+        }
+        if let Some(expected) = expected_signer {
+            if self.signer != expected {
+                return Err(format!(
+                    "signed by {}, but this journal belongs to {expected}",
+                    self.signer
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Canonical JSON: object keys sorted, no insignificant whitespace.
+pub fn canonical_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            out.push('{');
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                if let Some(v) = map.get(key) {
+                    write_canonical(v, out);
+                }
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+fn has_float(value: &Value) -> bool {
+    match value {
+        Value::Number(n) => !(n.is_i64() || n.is_u64()),
+        Value::Array(items) => items.iter().any(has_float),
+        Value::Object(map) => map.values().any(has_float),
+        _ => false,
+    }
+}
+
+/// What [`verify`] found in a sound journal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Number of valid entries.
+    pub entries: u64,
+    /// The last entry's hash ([`B256::ZERO`] when empty).
+    pub head: B256,
+    /// The journal's signer (`None` when empty).
+    pub signer: Option<Address>,
+    /// Bytes of an interrupted final append that readers ignore.
+    pub torn_tail_bytes: usize,
+}
+
+/// A journal read from disk: its entries and where the valid part ends.
+#[derive(Debug)]
+struct Scan {
+    entries: Vec<JournalEntry>,
+    valid_len: u64,
+    torn_tail_bytes: usize,
+    unterminated: bool,
+}
+
+fn corrupt(path: &Path, index: u64, reason: impl Into<String>) -> Error {
+    Error::Journal {
+        path: path.to_owned(),
+        index,
+        reason: reason.into(),
+    }
+}
+
+/// Reads and checks a whole journal; stops at the first bad entry.
+fn scan(path: &Path, bytes: &[u8], expected_signer: Option<Address>) -> Result<Scan> {
+    let mut entries: Vec<JournalEntry> = Vec::new();
+    let mut offset = 0usize;
+    let mut signer = expected_signer;
+    let mut prev = B256::ZERO;
+    let mut last_time = 0u64;
+    let mut torn_tail_bytes = 0;
+    let mut unterminated = false;
+
+    while let Some(rest) = bytes.get(offset..).filter(|r| !r.is_empty()) {
+        let index = entries.len() as u64;
+        let (line, terminated) = match rest.iter().position(|&b| b == b'\n') {
+            Some(n) => (rest.get(..n).unwrap_or_default(), true),
+            None => (rest, false),
+        };
+        if !terminated {
+            // The tail after the last newline: either an interrupted append (a
+            // strict prefix of a line, so JSON that ends early) or corruption.
+            let mut stream = serde_json::Deserializer::from_slice(line).into_iter::<Value>();
+            match stream.next() {
+                Some(Err(e)) if e.is_eof() => {
+                    torn_tail_bytes = line.len();
+                    break;
+                }
+                Some(Ok(_)) if stream.byte_offset() == line.len() => {
+                    // A whole entry whose newline never made it to disk.
+                    unterminated = true;
+                }
+                _ => return Err(corrupt(
+                    path,
+                    index,
+                    "unterminated final line is neither a whole entry nor an interrupted append",
+                )),
+            }
+        }
+        let text = std::str::from_utf8(line)
+            .map_err(|_| corrupt(path, index, "line is not valid UTF-8"))?;
+        let entry: JournalEntry = serde_json::from_str(text)
+            .map_err(|e| corrupt(path, index, format!("not a journal entry: {e}")))?;
+        // Re-encoding must give back the very same bytes: this catches changes that
+        // parse to the same values (hex case, recovery id form, key order, spaces).
+        if entry.to_line().ok().as_deref() != Some(text) {
+            return Err(corrupt(
+                path,
+                index,
+                "line is not in canonical form (its bytes were altered)",
+            ));
+        }
+        if entry.index != index {
+            return Err(corrupt(
+                path,
+                index,
+                format!("index field is {}, expected {index}", entry.index),
+            ));
+        }
+        if entry.prev != prev {
+            return Err(corrupt(
+                path,
+                index,
+                format!(
+                    "prev is {}, but the previous entry's hash is {prev}",
+                    entry.prev
+                ),
+            ));
+        }
+        if entry.time < last_time {
+            return Err(corrupt(
+                path,
+                index,
+                format!(
+                    "time {} is before the previous entry's {last_time}",
+                    entry.time
+                ),
+            ));
+        }
+        entry
+            .check(signer)
+            .map_err(|reason| corrupt(path, index, reason))?;
+        signer = Some(entry.signer);
+        prev = entry.hash;
+        last_time = entry.time;
+        offset += line.len() + usize::from(terminated);
+        entries.push(entry);
+    }
+    Ok(Scan {
+        entries,
+        valid_len: offset as u64,
+        torn_tail_bytes,
+        unterminated,
+    })
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(|e| Error::io(path, e))?;
+    Ok(bytes)
+}
+
+/// Verifies a journal file: every line canonical, every hash link, every signature,
+/// one signer throughout (`expected_signer` if given), indexes in order, time never
+/// going back.
+///
+/// # Errors
+/// [`Error::Journal`] with the index of the first bad entry and the reason;
+/// [`Error::Io`] if the file cannot be read.
+pub fn verify(path: &Path, expected_signer: Option<Address>) -> Result<VerifyReport> {
+    let scan = scan(path, &read_file(path)?, expected_signer)?;
+    Ok(VerifyReport {
+        entries: scan.entries.len() as u64,
+        head: scan.entries.last().map_or(B256::ZERO, |e| e.hash),
+        signer: scan.entries.first().map(|e| e.signer),
+        torn_tail_bytes: scan.torn_tail_bytes,
+    })
+}
+
+/// Reads a journal's entries, verifying them as [`verify`] does.
+///
+/// # Errors
+/// As [`verify`].
+pub fn read_entries(path: &Path) -> Result<Vec<JournalEntry>> {
+    Ok(scan(path, &read_file(path)?, None)?.entries)
+}
+
+/// An open journal that this process appends to.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+    wallet: Arc<Wallet>,
+    next_index: u64,
+    head: B256,
+    last_time: u64,
+}
+
+impl Journal {
+    /// Opens the journal at `path`, creating it if missing. An existing journal is
+    /// verified in full and must belong to `wallet`; a torn tail left by a crash is
+    /// cut off.
+    ///
+    /// # Errors
+    /// [`Error::Journal`] if the existing journal is corrupt or belongs to another
+    /// signer (nothing is modified then), [`Error::Io`] on I/O failure.
+    pub fn open(path: impl AsRef<Path>, wallet: Arc<Wallet>) -> Result<Self> {
+        let path = path.as_ref().to_owned();
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(|e| Error::io(&path, e))?;
+        let scan = scan(&path, &bytes, Some(wallet.address()))?;
+        let io = |e| Error::io(&path, e);
+        if scan.torn_tail_bytes > 0 {
+            tracing::warn!(target: "wallet::journal", path = %path.display(),
+                bytes = scan.torn_tail_bytes, "cutting off an interrupted append");
+            file.set_len(scan.valid_len).map_err(io)?;
+        }
+        file.seek(SeekFrom::Start(scan.valid_len)).map_err(io)?;
+        if scan.unterminated {
+            file.write_all(b"\n").map_err(io)?;
+        }
+        if scan.torn_tail_bytes > 0 || scan.unterminated {
+            file.sync_data().map_err(io)?;
+        }
+        let last = scan.entries.last();
+        Ok(Self {
+            next_index: scan.entries.len() as u64,
+            head: last.map_or(B256::ZERO, |e| e.hash),
+            last_time: last.map_or(0, |e| e.time),
+            path,
+            file,
+            wallet,
+        })
+    }
+
+    /// Appends a signed entry and makes it durable before returning.
+    ///
+    /// # Errors
+    /// [`Error::Journal`] if `body` holds a floating point number (journals carry
+    /// amounts as integers only); [`Error::Io`] if the write fails, in which case the
+    /// journal is left as it was and the next [`Journal::open`] cuts any partial line.
+    pub fn append(&mut self, kind: &str, body: Value) -> Result<JournalEntry> {
+        if has_float(&body) {
+            return Err(corrupt(
+                &self.path,
+                self.next_index,
+                "refusing a body with a floating point number; write amounts as integer strings",
+            ));
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or_default();
+        let time = now.max(self.last_time);
+        let hash = EntryDigest {
+            index: self.next_index,
+            prev: self.head,
+            time,
+            kind,
+            body_hash: keccak256(canonical_json(&body)),
+        }
+        .signing_hash(&journal_domain());
+        let entry = JournalEntry {
+            index: self.next_index,
+            prev: self.head,
+            time,
+            kind: kind.to_owned(),
+            body,
+            signer: self.wallet.address(),
+            hash,
+            signature: self.wallet.sign_hash(&hash)?,
+        };
+        let mut line = entry.to_line()?.into_bytes();
+        line.push(b'\n');
+        self.file
+            .write_all(&line)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| Error::io(&self.path, e))?;
+        self.next_index += 1;
+        self.head = hash;
+        self.last_time = time;
+        Ok(entry)
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> u64 {
+        self.next_index
+    }
+
+    /// Whether the journal has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.next_index == 0
+    }
+
+    /// The last entry's hash.
+    pub fn head(&self) -> B256 {
+        self.head
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn journal_with(n: usize) -> (tempfile::TempDir, PathBuf, Arc<Wallet>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let wallet = Arc::new(Wallet::random());
+        let mut j = Journal::open(&path, wallet.clone()).unwrap();
+        for i in 0..n {
+            j.append(
+                "payment",
+                json!({"amount": (i * 1000).to_string(), "peer": "0xbb", "note": "fine"}),
+            )
+            .unwrap();
+        }
+        (dir, path, wallet)
+    }
+
+    #[test]
+    fn append_reopen_and_verify() {
+        let (_dir, path, wallet) = journal_with(5);
+        let report = verify(&path, Some(wallet.address())).unwrap();
+        assert_eq!(report.entries, 5);
+        assert_eq!(report.signer, Some(wallet.address()));
+        let mut j = Journal::open(&path, wallet.clone()).unwrap();
+        assert_eq!(j.len(), 5);
+        assert_eq!(j.head(), report.head);
+        let e = j.append("receipt", json!({"ok": true})).unwrap();
+        assert_eq!(e.index, 5);
+        assert_eq!(e.prev, report.head);
+        assert_eq!(read_entries(&path).unwrap().len(), 6);
+    }
+
+    #[test]
+    fn foreign_signer_is_refused() {
+        let (_dir, path, _wallet) = journal_with(2);
+        let err = Journal::open(&path, Arc::new(Wallet::random())).unwrap_err();
+        assert!(err.to_string().contains("entry 0"), "{err}");
+        assert!(err.to_string().contains("belongs to"), "{err}");
+    }
+
+    #[test]
+    fn torn_tail_is_ignored_then_cut() {
+        let (_dir, path, wallet) = journal_with(3);
+        let full = fs::read(&path).unwrap();
+        let mut torn = full.clone();
+        torn.extend_from_slice(br#"{"body":{"amount":"5"#);
+        fs::write(&path, &torn).unwrap();
+        let report = verify(&path, None).unwrap();
+        assert_eq!((report.entries, report.torn_tail_bytes), (3, 20));
+        let mut j = Journal::open(&path, wallet).unwrap();
+        j.append("payment", json!({})).unwrap();
+        assert_eq!(verify(&path, None).unwrap().entries, 4);
+        assert!(fs::read(&path).unwrap().starts_with(&full));
+    }
+
+    #[test]
+    fn missing_final_newline_keeps_the_entry() {
+        let (_dir, path, wallet) = journal_with(2);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes.pop();
+        fs::write(&path, &bytes).unwrap();
+        assert_eq!(verify(&path, None).unwrap().entries, 2);
+        let mut j = Journal::open(&path, wallet).unwrap();
+        j.append("x", json!(1)).unwrap();
+        assert_eq!(verify(&path, None).unwrap().entries, 3);
+    }
+
+    #[test]
+    fn floats_are_refused() {
+        let (_dir, path, wallet) = journal_with(0);
+        let mut j = Journal::open(&path, wallet).unwrap();
+        assert!(j.append("payment", json!({"amount": 1.5})).is_err());
+        assert!(j.is_empty());
+    }
+
+    /// Which entry holds byte `pos` of the file (the newline belongs to its line).
+    fn entry_at(bytes: &[u8], pos: usize) -> u64 {
+        bytes[..pos].iter().filter(|&&b| b == b'\n').count() as u64
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any one-byte change anywhere in the file is reported at the entry it hits.
+        #[test]
+        fn one_byte_change_is_detected_at_its_entry(pos_seed in any::<usize>(), new_byte in any::<u8>()) {
+            let (_dir, path, wallet) = journal_with(4);
+            let original = fs::read(&path).unwrap();
+            let pos = pos_seed % original.len();
+            prop_assume!(original[pos] != new_byte);
+            let mut bytes = original.clone();
+            bytes[pos] = new_byte;
+            fs::write(&path, &bytes).unwrap();
+            match verify(&path, Some(wallet.address())) {
+                Err(Error::Journal { index, .. }) => prop_assert_eq!(index, entry_at(&original, pos)),
+                other => prop_assert!(false, "byte {} -> {:#x}: {:?}", pos, new_byte, other),
+            }
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! # wallets
+//!
+//! Everything an Agora agent needs to hold and spend money safely, with no actor or
+//! chain code in it:
+//!
+//! - [`Wallet`]: a secp256k1 key ([`k256`]) with its EIP-55 [`Address`]; the secret is
+//!   zeroized on drop and never printed.
+//! - Signing and recovery: EIP-191 personal messages ([`eip191`]) and EIP-712 typed
+//!   data ([`eip712`]: Rust structs through [`Eip712`], JSON through [`TypedData`]);
+//!   [`Signature`]s are recoverable and low-s, and high-s or wrong-length signatures
+//!   are rejected.
+//! - [`keystore`]: Web3 Secret Storage v3 files (scrypt and pbkdf2 on read, scrypt on
+//!   write) that geth, cast and eth-account read and write too.
+//! - [`Amount`]: integer base units of a 6-decimal stablecoin.
+//! - [`SpendingPolicy`]: per-deal, per-peer and rolling-day limits with allow and deny
+//!   lists; [`SpendingPolicy::authorize`] is the only way to get a payment signed.
+//! - [`journal`]: the append-only, hash-chained, signed, crash-safe payment journal.
+//!
+//! ```
+//! use wallets::{Signature, Wallet};
+//!
+//! let wallet = Wallet::random();
+//! let sig: Signature = wallet.sign_message("hello agents")?;
+//! assert_eq!(sig.recover_message(b"hello agents")?, wallet.address());
+//! // The signature survives a round trip through its 65-byte hex form.
+//! let parsed: Signature = sig.to_string().parse()?;
+//! assert_eq!(parsed, sig);
+//! # Ok::<(), wallets::Error>(())
+//! ```
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+mod amount;
+pub mod eip191;
+pub mod eip712;
+mod error;
+pub mod journal;
+pub mod keystore;
+mod payment;
+mod policy;
+mod primitives;
+mod scrypt;
+mod signature;
+mod wallet;
+
+pub use amount::Amount;
+pub use eip712::{Eip712, Eip712Domain, TypedData};
+pub use error::{Error, PolicyViolation, Result};
+pub use journal::{Journal, JournalEntry};
+pub use keystore::{KdfStrength, KeystoreFile};
+pub use payment::{Payment, SignedPayment, TransferWithAuthorization};
+pub use policy::{Limits, SpendingPolicy, WINDOW_SECS};
+pub use primitives::{keccak256, Address, B256};
+pub use signature::Signature;
+pub use wallet::Wallet;

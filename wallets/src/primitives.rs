@@ -1,0 +1,251 @@
+//! Addresses, 32-byte hashes and Keccak-256.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha3::{Digest, Keccak256};
+
+use crate::{Error, Result};
+
+/// Keccak-256 of `data`, as Ethereum uses it.
+pub fn keccak256(data: impl AsRef<[u8]>) -> B256 {
+    B256(Keccak256::digest(data.as_ref()).into())
+}
+
+/// Decodes a hex string with or without a `0x` prefix.
+pub(crate) fn decode_hex(what: &'static str, s: &str) -> Result<Vec<u8>> {
+    let digits = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .unwrap_or(s);
+    hex::decode(digits).map_err(|e| Error::Hex {
+        what,
+        reason: e.to_string(),
+    })
+}
+
+fn fixed<const N: usize>(what: &'static str, bytes: &[u8]) -> Result<[u8; N]> {
+    bytes.try_into().map_err(|_| Error::Length {
+        what,
+        expected: N,
+        actual: bytes.len(),
+    })
+}
+
+/// A 32-byte value: a hash, a nonce, a digest.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct B256(pub [u8; 32]);
+
+impl B256 {
+    /// The all-zero value.
+    pub const ZERO: Self = Self([0; 32]);
+
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Parses `0x`-prefixed (or bare) hex of exactly 32 bytes.
+    ///
+    /// # Errors
+    /// [`Error::Hex`] for non-hex text, [`Error::Length`] for the wrong length.
+    pub fn from_hex(s: &str) -> Result<Self> {
+        Ok(Self(fixed(
+            "32-byte hash",
+            &decode_hex("32-byte hash", s)?,
+        )?))
+    }
+
+    /// Uniformly random bytes from the operating system's generator.
+    pub fn random() -> Self {
+        let mut out = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut out);
+        Self(out)
+    }
+}
+
+impl fmt::Display for B256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "0x{}", hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for B256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for B256 {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::from_hex(s)
+    }
+}
+
+impl From<[u8; 32]> for B256 {
+    fn from(b: [u8; 32]) -> Self {
+        Self(b)
+    }
+}
+
+impl Serialize for B256 {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for B256 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A 20-byte Ethereum address, displayed with its EIP-55 checksum.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Address(pub [u8; 20]);
+
+impl Address {
+    /// The zero address.
+    pub const ZERO: Self = Self([0; 20]);
+
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8; 20] {
+        &self.0
+    }
+
+    /// The address of an uncompressed SEC1 public key (`0x04 || x || y`).
+    pub(crate) fn from_verifying_key(key: &k256::ecdsa::VerifyingKey) -> Self {
+        let point = key.to_encoded_point(false);
+        // An uncompressed point is 65 bytes: the tag then 64 bytes of coordinates.
+        let hash = keccak256(point.as_bytes().get(1..).unwrap_or_default());
+        let mut out = [0u8; 20];
+        out.copy_from_slice(&hash.0[12..]);
+        Self(out)
+    }
+
+    /// The EIP-55 mixed-case checksummed form, `0x`-prefixed.
+    pub fn to_checksum(&self) -> String {
+        let lower = hex::encode(self.0);
+        let hash = keccak256(lower.as_bytes());
+        let mut out = String::with_capacity(42);
+        out.push_str("0x");
+        // Nibble i of the hash decides the case of hex digit i.
+        let nibbles = hash.0.iter().flat_map(|b| [b >> 4, b & 0x0f]);
+        for (c, nibble) in lower.chars().zip(nibbles) {
+            if c.is_ascii_alphabetic() && nibble >= 8 {
+                out.push(c.to_ascii_uppercase());
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    /// Parses an address. All-lowercase and all-uppercase hex are accepted as they
+    /// carry no checksum; mixed case must carry a valid EIP-55 checksum.
+    ///
+    /// # Errors
+    /// [`Error::Hex`], [`Error::Length`] or [`Error::Checksum`].
+    pub fn parse(s: &str) -> Result<Self> {
+        let bytes = decode_hex("address", s)?;
+        let addr = Self(fixed("address", &bytes)?);
+        let digits = s.get(2..).filter(|_| s.starts_with("0x")).unwrap_or(s);
+        let has_lower = digits.chars().any(|c| c.is_ascii_lowercase());
+        let has_upper = digits.chars().any(|c| c.is_ascii_uppercase());
+        if has_lower && has_upper && addr.to_checksum().get(2..) != Some(digits) {
+            return Err(Error::Checksum(s.to_owned()));
+        }
+        Ok(addr)
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_checksum())
+    }
+}
+
+impl fmt::Debug for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_checksum())
+    }
+}
+
+impl FromStr for Address {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::parse(s)
+    }
+}
+
+impl Serialize for Address {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_checksum())
+    }
+}
+
+impl<'de> Deserialize<'de> for Address {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The test vectors of EIP-55 itself.
+    const EIP55: &[&str] = &[
+        // All caps
+        "0x52908400098527886E0F7030069857D2E4169EE7",
+        "0x8617E340B3D01FA5F11F306F4090FD50E238070D",
+        // All lower
+        "0xde709f2102306220921060314715629080e2fb77",
+        "0x27b1fdb04752bbc536007a920d24acb045561c26",
+        // Normal
+        "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+        "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359",
+        "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB",
+        "0xD1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb",
+    ];
+
+    #[test]
+    fn eip55_vectors_round_trip() {
+        for v in EIP55 {
+            let a = Address::parse(v).unwrap();
+            assert_eq!(&a.to_checksum(), v, "checksum of {v}");
+        }
+    }
+
+    #[test]
+    fn eip55_rejects_bad_checksum() {
+        // Flip the case of one letter of a valid checksummed address.
+        let bad = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD";
+        assert!(matches!(Address::parse(bad), Err(Error::Checksum(_))));
+    }
+
+    #[test]
+    fn address_rejects_wrong_length_and_hex() {
+        assert!(matches!(
+            Address::parse("0x1234"),
+            Err(Error::Length {
+                expected: 20,
+                actual: 2,
+                ..
+            })
+        ));
+        assert!(matches!(Address::parse("0xzz"), Err(Error::Hex { .. })));
+    }
+
+    #[test]
+    fn keccak_of_empty_input() {
+        assert_eq!(
+            keccak256([]).to_string(),
+            "0xc5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
+        );
+    }
+}

@@ -1,0 +1,192 @@
+//! Recoverable secp256k1 signatures in Ethereum's 65-byte `r || s || v` form.
+
+use std::fmt;
+use std::str::FromStr;
+
+use k256::ecdsa::{RecoveryId, Signature as EcdsaSignature, VerifyingKey};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::primitives::decode_hex;
+use crate::{eip191, Address, Error, Result, B256};
+
+/// A recoverable, low-s ECDSA signature over secp256k1.
+///
+/// Constructing one from bytes rejects high-s values (EIP-2) and invalid recovery
+/// ids, so a `Signature` in hand is always in canonical form.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Signature {
+    inner: EcdsaSignature,
+    recovery: RecoveryId,
+}
+
+impl Signature {
+    /// Byte length of the serialized form.
+    pub const LEN: usize = 65;
+
+    pub(crate) fn from_parts(inner: EcdsaSignature, recovery: RecoveryId) -> Self {
+        Self { inner, recovery }
+    }
+
+    /// Parses 65 bytes `r || s || v` with `v` in {27, 28} or {0, 1}.
+    ///
+    /// # Errors
+    /// [`Error::Length`] unless exactly 65 bytes, [`Error::InvalidRecoveryId`],
+    /// [`Error::HighS`] for malleable signatures, [`Error::InvalidSignature`] when
+    /// `r` or `s` is zero or not below the curve order.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let raw: &[u8; 65] = bytes.try_into().map_err(|_| Error::Length {
+            what: "signature",
+            expected: Self::LEN,
+            actual: bytes.len(),
+        })?;
+        let (rs, v) = raw.split_at(64);
+        let v = v.first().copied().unwrap_or_default();
+        let recovery_byte = match v {
+            27 | 28 => v - 27,
+            0 | 1 => v,
+            other => return Err(Error::InvalidRecoveryId(other)),
+        };
+        let inner = EcdsaSignature::from_slice(rs)
+            .map_err(|_| Error::InvalidSignature("r or s is zero or out of range".into()))?;
+        if inner.normalize_s().is_some() {
+            return Err(Error::HighS);
+        }
+        let recovery =
+            RecoveryId::from_byte(recovery_byte).ok_or(Error::InvalidRecoveryId(recovery_byte))?;
+        Ok(Self { inner, recovery })
+    }
+
+    /// Parses `0x`-prefixed hex of 65 bytes.
+    ///
+    /// # Errors
+    /// As [`Signature::from_bytes`], plus [`Error::Hex`].
+    pub fn from_hex(s: &str) -> Result<Self> {
+        Self::from_bytes(&decode_hex("signature", s)?)
+    }
+
+    /// The 65-byte form with `v` in {27, 28}.
+    pub fn to_bytes(&self) -> [u8; 65] {
+        let mut out = [0u8; 65];
+        out[..64].copy_from_slice(&self.inner.to_bytes());
+        out[64] = 27 + self.recovery.to_byte();
+        out
+    }
+
+    /// `r` as 32 bytes.
+    pub fn r(&self) -> B256 {
+        B256(self.inner.r().to_bytes().into())
+    }
+
+    /// `s` as 32 bytes.
+    pub fn s(&self) -> B256 {
+        B256(self.inner.s().to_bytes().into())
+    }
+
+    /// `v` in {27, 28}.
+    pub fn v(&self) -> u8 {
+        27 + self.recovery.to_byte()
+    }
+
+    /// Recovers the signer's address from a 32-byte prehash.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSignature`] if no public key recovers from it.
+    pub fn recover(&self, prehash: &B256) -> Result<Address> {
+        Ok(Address::from_verifying_key(&self.recover_key(prehash)?))
+    }
+
+    pub(crate) fn recover_key(&self, prehash: &B256) -> Result<VerifyingKey> {
+        VerifyingKey::recover_from_prehash(prehash.as_bytes(), &self.inner, self.recovery)
+            .map_err(|_| Error::InvalidSignature("no public key recovers from it".into()))
+    }
+
+    /// Checks that this signature over `prehash` was made by `expected`.
+    ///
+    /// # Errors
+    /// [`Error::WrongSigner`] when it was made by another key, or as [`Signature::recover`].
+    pub fn verify(&self, prehash: &B256, expected: Address) -> Result<()> {
+        let actual = self.recover(prehash)?;
+        if actual == expected {
+            Ok(())
+        } else {
+            Err(Error::WrongSigner { expected, actual })
+        }
+    }
+
+    /// Recovers the signer of an EIP-191 personal message.
+    ///
+    /// # Errors
+    /// As [`Signature::recover`].
+    pub fn recover_message(&self, message: &[u8]) -> Result<Address> {
+        self.recover(&eip191::hash_message(message))
+    }
+}
+
+impl fmt::Display for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "0x{}", hex::encode(self.to_bytes()))
+    }
+}
+
+impl fmt::Debug for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for Signature {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::from_hex(s)
+    }
+}
+
+impl Serialize for Signature {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Signature {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_wrong_lengths() {
+        for len in [0usize, 64, 66, 130] {
+            let err = Signature::from_bytes(&vec![1u8; len]).unwrap_err();
+            assert!(
+                matches!(err, Error::Length { expected: 65, actual, .. } if actual == len),
+                "{len}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_bad_recovery_id() {
+        let mut bytes = [1u8; 65];
+        bytes[64] = 29;
+        assert!(matches!(
+            Signature::from_bytes(&bytes),
+            Err(Error::InvalidRecoveryId(29))
+        ));
+    }
+
+    #[test]
+    fn rejects_zero_r() {
+        let mut bytes = [0u8; 65];
+        bytes[63] = 1;
+        bytes[64] = 27;
+        assert!(matches!(
+            Signature::from_bytes(&bytes),
+            Err(Error::InvalidSignature(_))
+        ));
+    }
+}

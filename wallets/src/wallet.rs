@@ -1,0 +1,256 @@
+//! The agent's key: generation, import, signing.
+
+use std::fmt;
+
+use k256::ecdsa::{SigningKey, VerifyingKey};
+use zeroize::Zeroizing;
+
+use crate::eip712::{Eip712, Eip712Domain, TypedData, PAYMENT_TYPES};
+use crate::primitives::decode_hex;
+use crate::{eip191, Address, Error, Result, Signature, B256};
+
+/// A secp256k1 key pair with its Ethereum address.
+///
+/// The secret is zeroized when the wallet is dropped and never printed: `Debug`
+/// shows only the address. Plain signing covers EIP-191 messages and EIP-712 typed
+/// data; payment types (see [`PAYMENT_TYPES`]) are refused here and signed only by
+/// [`crate::SpendingPolicy::authorize`].
+pub struct Wallet {
+    key: SigningKey,
+    address: Address,
+}
+
+impl Wallet {
+    /// A new key from the operating system's random number generator.
+    pub fn random() -> Self {
+        Self::from_signing_key(SigningKey::random(&mut rand::rngs::OsRng))
+    }
+
+    /// Imports a 32-byte secret key.
+    ///
+    /// # Errors
+    /// [`Error::Length`] or [`Error::InvalidSecretKey`] (zero or not below the curve order).
+    pub fn from_bytes(secret: &[u8]) -> Result<Self> {
+        if secret.len() != 32 {
+            return Err(Error::Length {
+                what: "secret key",
+                expected: 32,
+                actual: secret.len(),
+            });
+        }
+        let key = SigningKey::from_slice(secret).map_err(|_| Error::InvalidSecretKey)?;
+        Ok(Self::from_signing_key(key))
+    }
+
+    /// Imports a secret key written as hex (with or without `0x`).
+    ///
+    /// # Errors
+    /// As [`Wallet::from_bytes`], plus [`Error::Hex`]; the error never echoes the input.
+    pub fn from_hex(secret: &str) -> Result<Self> {
+        // Map the decoder's error to a generic one: it would quote a character of the secret.
+        let bytes =
+            Zeroizing::new(
+                decode_hex("secret key", secret.trim()).map_err(|_| Error::Hex {
+                    what: "secret key",
+                    reason: "not valid hex".into(),
+                })?,
+            );
+        Self::from_bytes(&bytes)
+    }
+
+    fn from_signing_key(key: SigningKey) -> Self {
+        let address = Address::from_verifying_key(key.verifying_key());
+        Self { key, address }
+    }
+
+    /// The wallet's address.
+    pub fn address(&self) -> Address {
+        self.address
+    }
+
+    /// The public key.
+    pub fn verifying_key(&self) -> &VerifyingKey {
+        self.key.verifying_key()
+    }
+
+    /// The secret key bytes, for writing a keystore. Zeroized when dropped.
+    pub(crate) fn secret_bytes(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.key.to_bytes().into())
+    }
+
+    /// Signs a 32-byte digest: deterministic (RFC 6979), low-s, recoverable.
+    ///
+    /// Crate-private on purpose: outside this crate a digest could be a payment in
+    /// disguise, so callers go through the typed functions below.
+    pub(crate) fn sign_hash(&self, digest: &B256) -> Result<Signature> {
+        let (sig, recovery) = self
+            .key
+            .sign_prehash_recoverable(digest.as_bytes())
+            .map_err(|e| Error::InvalidSignature(e.to_string()))?;
+        // k256 already produces low-s signatures; normalise defensively and flip the
+        // recovery parity if it ever did not.
+        match sig.normalize_s() {
+            Some(low) => {
+                let flipped = k256::ecdsa::RecoveryId::new(!recovery.is_y_odd(), false);
+                Ok(Signature::from_parts(low, flipped))
+            }
+            None => Ok(Signature::from_parts(sig, recovery)),
+        }
+    }
+
+    /// Signs an EIP-191 personal message.
+    ///
+    /// # Errors
+    /// Only if the underlying signer fails, which it does not for valid keys.
+    pub fn sign_message(&self, message: impl AsRef<[u8]>) -> Result<Signature> {
+        self.sign_hash(&eip191::hash_message(message))
+    }
+
+    /// Signs a Rust EIP-712 struct in `domain`.
+    ///
+    /// # Errors
+    /// [`Error::PaymentOutsidePolicy`] for payment types.
+    pub fn sign_typed<T: Eip712>(&self, domain: &Eip712Domain, value: &T) -> Result<Signature> {
+        refuse_payment(T::NAME)?;
+        self.sign_hash(&value.signing_hash(domain))
+    }
+
+    /// Signs JSON typed data (`eth_signTypedData_v4`).
+    ///
+    /// # Errors
+    /// [`Error::PaymentOutsidePolicy`] for payment types, [`Error::TypedData`] for
+    /// data that does not encode.
+    pub fn sign_typed_data(&self, data: &TypedData) -> Result<Signature> {
+        refuse_payment(&data.primary_type)?;
+        self.sign_hash(&data.signing_hash()?)
+    }
+}
+
+fn refuse_payment(primary_type: &str) -> Result<()> {
+    if PAYMENT_TYPES.contains(&primary_type) {
+        Err(Error::PaymentOutsidePolicy(primary_type.to_owned()))
+    } else {
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Wallet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Wallet")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keccak256;
+
+    fn cow() -> Wallet {
+        Wallet::from_bytes(keccak256("cow").as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn eip712_mail_signature_vector() {
+        // EIP-712's Example.js signs Mail with keccak256("cow") and prints v, r, s.
+        let td = TypedData::from_json(crate::eip712::tests_support::MAIL_JSON).unwrap();
+        let wallet = cow();
+        assert_eq!(
+            wallet.address().to_string(),
+            "0xCD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826"
+        );
+        let sig = wallet.sign_typed_data(&td).unwrap();
+        assert_eq!(sig.v(), 28);
+        assert_eq!(
+            sig.r().to_string(),
+            "0x4355c47d63924e8a72e509b65029052eb6c299d53a04e167c5775fd466751c9d"
+        );
+        assert_eq!(
+            sig.s().to_string(),
+            "0x07299936d304c153f6443dfa05f40ff007d72911b6f72307f996231605b91562"
+        );
+        assert_eq!(
+            sig.recover(&td.signing_hash().unwrap()).unwrap(),
+            wallet.address()
+        );
+    }
+
+    #[test]
+    fn personal_message_vector() {
+        // The private key 0x4c0883a6...362318 is web3.js's documentation key; its
+        // signature of "Some data" is published in web3.eth.accounts.sign's docs.
+        let wallet =
+            Wallet::from_hex("0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318")
+                .unwrap();
+        assert_eq!(
+            wallet.address().to_string(),
+            "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23"
+        );
+        let sig = wallet.sign_message("Some data").unwrap();
+        assert_eq!(
+            sig.to_string(),
+            "0xb91467e570a6466aa9e9876cbcd013baba02900b8979d43fe208a4a4f339f5fd6007e74cd82e037b800186422fc2da167c747ef045e5d18a5f5d4300f8e1a0291c"
+        );
+        assert_eq!(sig.recover_message(b"Some data").unwrap(), wallet.address());
+    }
+
+    #[test]
+    fn high_s_is_rejected() {
+        let wallet = cow();
+        let sig = wallet.sign_message("x").unwrap();
+        // Build the malleable twin (r, n - s, v ^ 1): valid for raw ECDSA, not for us.
+        let n = primitive_types::U256::from_big_endian(
+            &hex::decode("fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141")
+                .unwrap(),
+        );
+        let s = primitive_types::U256::from_big_endian(sig.s().as_bytes());
+        let mut high = [0u8; 32];
+        (n - s).to_big_endian(&mut high);
+        let mut bytes = sig.to_bytes();
+        bytes[32..64].copy_from_slice(&high);
+        bytes[64] = 55 - bytes[64]; // 27 <-> 28
+        let res = Signature::from_bytes(&bytes);
+        assert!(matches!(res, Err(Error::HighS)), "{res:?}");
+    }
+
+    #[test]
+    fn payment_types_are_refused() {
+        let mut td = TypedData::from_json(crate::eip712::tests_support::MAIL_JSON).unwrap();
+        let mail = td.types.remove("Mail").unwrap();
+        td.types.insert("TransferWithAuthorization".into(), mail);
+        td.primary_type = "TransferWithAuthorization".into();
+        assert!(matches!(
+            cow().sign_typed_data(&td),
+            Err(Error::PaymentOutsidePolicy(t)) if t == "TransferWithAuthorization"
+        ));
+    }
+
+    #[test]
+    fn debug_never_prints_the_secret() {
+        let secret = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+        let wallet = Wallet::from_hex(secret).unwrap();
+        let shown = format!("{wallet:?} {wallet:#?}");
+        assert!(
+            !shown.contains(secret) && !shown.contains("4c0883"),
+            "{shown}"
+        );
+        assert!(shown.contains("0x2c7536E3605D9C16a7a3D7b1898e529396a65c23"));
+    }
+
+    #[test]
+    fn import_errors_do_not_echo_the_input() {
+        let err = Wallet::from_hex("0xnothexsecretmaterial")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("secretmaterial"), "{err}");
+        assert!(matches!(
+            Wallet::from_bytes(&[0u8; 32]),
+            Err(Error::InvalidSecretKey)
+        ));
+        assert!(matches!(
+            Wallet::from_bytes(&[1u8; 31]),
+            Err(Error::Length { .. })
+        ));
+    }
+}
