@@ -16,15 +16,30 @@ import {Stablecoin} from "./Stablecoin.sol";
 ///      - Stake is held in the `Stablecoin` (pulled with `transferFrom`, so approve or permit
 ///        first), not native ETH: it is the unit that agents price and pay in, and slashing
 ///        it needs no price oracle. Withdrawals are two-step: `requestStakeWithdrawal`, then
-///        `withdrawStake` after `unbondingPeriod`, so that a misbehaving agent cannot pull its
-///        stake ahead of a slash. A suspended agent's stake is frozen.
+///        `withdrawStake` in the `withdrawalWindow` seconds that start `unbondingPeriod` after
+///        the request, so that a misbehaving agent cannot pull its stake ahead of a slash. A
+///        request that is not taken in its window lapses (the amount counts as bonded again
+///        and a new request restarts the unbonding), so a matured request cannot keep stake
+///        liquid indefinitely. `bondedStake` = stake minus a live (not lapsed) pending
+///        withdrawal; `isActive`, lookups and off-chain ranking use it, and it must reach
+///        `minStake` (0 on dev chains) for an agent to be listed.
+///      - Stake freezes (`withdrawStake` reverts, `stakeFrozen` is true) while the agent is
+///        suspended, while its current model fingerprint is suspended, and while the suspended
+///        fingerprint it last moved away from (`frozenByModel`) stays suspended: changing the
+///        fingerprint with `updateAgent` gets a killed agent listed again under a clean model
+///        but does not lift the freeze. An agent may leave only one suspended fingerprint at a
+///        time: while `frozenByModel` is suspended, `updateAgent` cannot move away from a
+///        second suspended one. A fingerprint suspended only after the agent left it does not
+///        freeze the stake (the governor can suspend the agent itself).
 ///      - Governance lives here (one place holds the state that lookups filter on): a
 ///        `governor` suspends and reinstates agents, suspends and reinstates model
 ///        fingerprints (the kill switch) and slashes stake to the `treasury`, or burns it when
 ///        the treasury is the zero address. Feedback lives in the `Reputation` contract.
-///      - Lookups (`agentsBySkill`) skip suspended agents and agents whose model fingerprint
-///        is suspended. Every change emits an event carrying the full new value, so an
-///        indexer can rebuild the whole state from logs alone.
+///      - Lookups (`agentsBySkill`) skip inactive agents: suspended ones, those whose model
+///        fingerprint is suspended and those whose bonded stake is below `minStake`. Every
+///        change emits an event carrying the full new value, so an indexer can rebuild the
+///        whole state from logs alone (bonded stake also depends on the time, through the
+///        lapse of withdrawal requests at `readyAt + withdrawalWindow`).
 contract AgentRegistry {
     // ------------------------------------------------------------------ types
 
@@ -41,10 +56,12 @@ contract AgentRegistry {
     /// @notice An agent's record.
     /// @param registered Whether the agent has registered.
     /// @param suspended Whether the governor suspended the agent.
-    /// @param withdrawalReadyAt When the requested withdrawal may be taken (0: none pending).
+    /// @param withdrawalReadyAt When the requested withdrawal may be taken (0: none pending);
+    ///        the request lapses at `withdrawalReadyAt + withdrawalWindow`.
     /// @param modelFingerprint SHA-256 of the agent's model file (zero: no model).
     /// @param stake Stablecoin base units staked (including any pending withdrawal).
-    /// @param pendingWithdrawal Base units requested for withdrawal.
+    /// @param pendingWithdrawal Base units requested for withdrawal (not bonded until the
+    ///        request is taken, cancelled or lapses).
     /// @param endpoint Where the agent listens (e.g. "wss://host:port").
     /// @param cardURI URI of the agent card (ERC-8004 registration file).
     struct Agent {
@@ -69,6 +86,14 @@ contract AgentRegistry {
     /// @notice Seconds between a stake withdrawal request and the withdrawal.
     uint64 public immutable unbondingPeriod;
 
+    /// @notice Seconds, from `readyAt` on, in which a requested withdrawal may be taken; the
+    ///         request lapses at `readyAt + withdrawalWindow`.
+    uint64 public immutable withdrawalWindow;
+
+    /// @notice Least bonded stake (stablecoin base units) for an agent to be active and
+    ///         listed; 0 (dev chains) lists agents without stake.
+    uint256 public immutable minStake;
+
     /// @notice Who suspends, reinstates and slashes.
     address public governor;
 
@@ -80,6 +105,10 @@ contract AgentRegistry {
 
     /// @notice Whether a model fingerprint is suspended (kill switch).
     mapping(bytes32 fingerprint => bool) public modelSuspended;
+
+    /// @notice The suspended model fingerprint an agent last moved away from with
+    ///         `updateAgent` (zero: none); the agent's stake is frozen while it stays suspended.
+    mapping(address agent => bytes32 fingerprint) public frozenByModel;
 
     mapping(address agent => Agent) private _agents;
     mapping(address agent => Service[]) private _services;
@@ -117,6 +146,9 @@ contract AgentRegistry {
     /// @notice A withdrawal of `amount` was requested; it may be taken from `readyAt` on.
     event StakeWithdrawalRequested(address indexed agent, uint256 amount, uint64 readyAt);
 
+    /// @notice The pending withdrawal of `amount` was cancelled; it is bonded again.
+    event StakeWithdrawalCancelled(address indexed agent, uint256 amount);
+
     /// @notice Stake was withdrawn; `stake` is the new total.
     event StakeWithdrawn(address indexed agent, uint256 amount, uint256 stake);
 
@@ -142,6 +174,10 @@ contract AgentRegistry {
 
     /// @notice The governor lifted a model fingerprint's suspension.
     event ModelReinstated(bytes32 indexed modelFingerprint);
+
+    /// @notice The agent moved away from the suspended `modelFingerprint`; its stake stays
+    ///         frozen while that fingerprint is suspended (`frozenByModel`).
+    event StakeFrozenByModel(address indexed agent, bytes32 indexed modelFingerprint);
 
     /// @notice The governor proposed `pendingGovernor` as its successor.
     event GovernanceTransferStarted(address indexed governor, address indexed pendingGovernor);
@@ -187,8 +223,21 @@ contract AgentRegistry {
     /// @notice The requested withdrawal may be taken from `readyAt` on.
     error WithdrawalNotReady(uint64 readyAt, uint256 timestamp);
 
-    /// @notice A suspended agent's stake is frozen.
+    /// @notice The requested withdrawal lapsed at `expiresAt`; request it again.
+    error WithdrawalExpired(uint256 expiresAt, uint256 timestamp);
+
+    /// @notice The agent's stake is frozen (agent or model suspended; see `stakeFrozen`).
     error StakeFrozen(address agent);
+
+    /// @notice The agent cannot leave the suspended `modelFingerprint` while the suspended
+    ///         fingerprint it left before, `frozenByModel`, still freezes its stake.
+    error SuspendedModelLocked(bytes32 modelFingerprint, bytes32 frozenByModel);
+
+    /// @notice A page must scan at least one listing.
+    error ZeroLimit();
+
+    /// @notice The withdrawal window must be positive.
+    error InvalidWithdrawalWindow();
 
     /// @notice Only the governor may call this.
     error NotGovernor(address caller);
@@ -232,12 +281,25 @@ contract AgentRegistry {
     /// @param governor_ The first governor (not zero).
     /// @param treasury_ Receives slashed stake; zero burns it.
     /// @param unbondingPeriod_ Seconds between a withdrawal request and the withdrawal.
-    constructor(Stablecoin token_, address governor_, address treasury_, uint64 unbondingPeriod_) {
+    /// @param withdrawalWindow_ Seconds (positive) from the end of the unbonding period in
+    ///        which the withdrawal may be taken before the request lapses.
+    /// @param minStake_ Least bonded stake for an agent to be active and listed (0 allowed).
+    constructor(
+        Stablecoin token_,
+        address governor_,
+        address treasury_,
+        uint64 unbondingPeriod_,
+        uint64 withdrawalWindow_,
+        uint256 minStake_
+    ) {
         if (governor_ == address(0)) revert InvalidGovernor();
+        if (withdrawalWindow_ == 0) revert InvalidWithdrawalWindow();
         token = token_;
         governor = governor_;
         treasury = treasury_;
         unbondingPeriod = unbondingPeriod_;
+        withdrawalWindow = withdrawalWindow_;
+        minStake = minStake_;
         emit GovernorChanged(address(0), governor_);
         emit TreasuryChanged(address(0), treasury_);
     }
@@ -270,7 +332,10 @@ contract AgentRegistry {
         if (stake != 0) _addStake(a, stake);
     }
 
-    /// @notice Changes the caller's endpoint, card URI and model fingerprint.
+    /// @notice Changes the caller's endpoint, card URI and model fingerprint. Moving away from
+    ///         a suspended fingerprint records it in `frozenByModel` (the stake stays frozen
+    ///         while it is suspended), and reverts if the fingerprint recorded before is
+    ///         still suspended.
     /// @param endpoint Where the agent listens (not empty).
     /// @param cardURI URI of the agent card.
     /// @param modelFingerprint SHA-256 of the model file; zero if the agent runs no model.
@@ -281,6 +346,15 @@ contract AgentRegistry {
     ) external onlyRegistered {
         if (bytes(endpoint).length == 0) revert EmptyEndpoint();
         Agent storage a = _agents[msg.sender];
+        bytes32 current = a.modelFingerprint;
+        if (modelFingerprint != current && modelSuspended[current]) {
+            bytes32 frozenBy = frozenByModel[msg.sender];
+            if (frozenBy != current && modelSuspended[frozenBy]) {
+                revert SuspendedModelLocked(current, frozenBy);
+            }
+            frozenByModel[msg.sender] = current;
+            emit StakeFrozenByModel(msg.sender, current);
+        }
         a.endpoint = endpoint;
         a.cardURI = cardURI;
         a.modelFingerprint = modelFingerprint;
@@ -345,7 +419,9 @@ contract AgentRegistry {
     }
 
     /// @notice Asks to withdraw `amount` of stake after `unbondingPeriod`; replaces any earlier
-    ///         request and restarts the clock. The stake stays slashable until withdrawn.
+    ///         request and restarts the clock. The amount stops counting as bonded at once,
+    ///         stays slashable until withdrawn, and may be taken from `readyAt` until the
+    ///         request lapses at `readyAt + withdrawalWindow`.
     /// @param amount Stablecoin base units (positive, at most the stake).
     function requestStakeWithdrawal(uint256 amount) external onlyRegistered {
         Agent storage a = _agents[msg.sender];
@@ -357,15 +433,29 @@ contract AgentRegistry {
         emit StakeWithdrawalRequested(msg.sender, amount, readyAt);
     }
 
-    /// @notice Withdraws the requested stake once the unbonding period has passed.
+    /// @notice Cancels the caller's pending withdrawal (live or lapsed); the amount is bonded
+    ///         again.
+    function cancelStakeWithdrawal() external onlyRegistered {
+        Agent storage a = _agents[msg.sender];
+        uint256 amount = a.pendingWithdrawal;
+        if (amount == 0) revert NoWithdrawalRequested(msg.sender);
+        a.pendingWithdrawal = 0;
+        a.withdrawalReadyAt = 0;
+        emit StakeWithdrawalCancelled(msg.sender, amount);
+    }
+
+    /// @notice Withdraws the requested stake in its window: from `readyAt` (the end of the
+    ///         unbonding period) until `readyAt + withdrawalWindow` (exclusive). Reverts while
+    ///         the stake is frozen (see `stakeFrozen`).
     function withdrawStake() external onlyRegistered {
         Agent storage a = _agents[msg.sender];
         uint256 amount = a.pendingWithdrawal;
         if (amount == 0) revert NoWithdrawalRequested(msg.sender);
-        if (a.suspended) revert StakeFrozen(msg.sender);
-        if (block.timestamp < a.withdrawalReadyAt) {
-            revert WithdrawalNotReady(a.withdrawalReadyAt, block.timestamp);
-        }
+        if (_stakeFrozen(msg.sender, a)) revert StakeFrozen(msg.sender);
+        uint64 readyAt = a.withdrawalReadyAt;
+        if (block.timestamp < readyAt) revert WithdrawalNotReady(readyAt, block.timestamp);
+        uint256 expiresAt = uint256(readyAt) + withdrawalWindow;
+        if (block.timestamp >= expiresAt) revert WithdrawalExpired(expiresAt, block.timestamp);
         uint256 remaining = a.stake - amount; // slashing keeps pendingWithdrawal <= stake
         a.stake = remaining;
         a.pendingWithdrawal = 0;
@@ -396,7 +486,8 @@ contract AgentRegistry {
         emit AgentReinstated(agent);
     }
 
-    /// @notice Kill switch: every agent running this model disappears from lookups.
+    /// @notice Kill switch: every agent running this model disappears from lookups and its
+    ///         stake is frozen (also after it moves to another model; see `frozenByModel`).
     /// @param modelFingerprint The model's SHA-256 (not zero).
     /// @param reason Why, for the record.
     function suspendModel(bytes32 modelFingerprint, string calldata reason) external onlyGovernor {
@@ -499,28 +590,49 @@ contract AgentRegistry {
         return (true, svc.price, svc.unit);
     }
 
-    /// @notice Whether an agent is registered, not suspended, and its model not suspended.
-    ///         Honest agents deal only with active peers.
+    /// @notice Whether an agent is registered, not suspended, its model not suspended, and
+    ///         its bonded stake at least `minStake`. Honest agents deal only with active peers.
     /// @param agent The agent's wallet address.
     /// @return True if active.
     function isActive(address agent) public view returns (bool) {
         Agent storage a = _agents[agent];
-        return a.registered && !a.suspended && !modelSuspended[a.modelFingerprint];
+        return a.registered && !a.suspended && !modelSuspended[a.modelFingerprint]
+            && _bondedStake(a) >= minStake;
     }
 
-    /// @notice How many agents list a skill, suspended ones included (the pagination bound).
+    /// @notice Stake that backs the agent now: its stake minus a pending withdrawal that has
+    ///         not lapsed (a lapsed request counts as bonded again). Use it, not `stake`, to
+    ///         rank agents.
+    /// @param agent The agent's wallet address.
+    /// @return Stablecoin base units.
+    function bondedStake(address agent) external view returns (uint256) {
+        return _bondedStake(_agents[agent]);
+    }
+
+    /// @notice Whether the agent's stake is frozen: the agent is suspended, its current model
+    ///         fingerprint is suspended, or `frozenByModel[agent]` is suspended.
+    /// @param agent The agent's wallet address.
+    /// @return True if `withdrawStake` would revert with `StakeFrozen`.
+    function stakeFrozen(address agent) external view returns (bool) {
+        return _stakeFrozen(agent, _agents[agent]);
+    }
+
+    /// @notice How many agents list a skill, inactive ones included (the pagination bound).
     /// @param skill The skill tag.
     /// @return The number of listings.
     function providerCount(bytes32 skill) external view returns (uint256) {
         return _providers[skill].length;
     }
 
-    /// @notice Active agents that offer `skill`, scanning listings [offset, offset + limit).
-    ///         Suspended agents and agents with a suspended model are skipped, so a page may
-    ///         hold fewer than `limit` agents.
+    /// @notice Active agents (see `isActive`) that offer `skill`, scanning listings
+    ///         [offset, offset + limit). Inactive agents are skipped, so a page may hold fewer
+    ///         than `limit` agents.
+    ///         Read every page of one listing at the same block tag (e.g. the block number of
+    ///         the first page's `eth_call`): removing a listing moves the last one into its
+    ///         place, so pages read at different blocks can skip or repeat agents.
     /// @param skill The skill tag.
     /// @param offset Index of the first listing to scan (0 to start).
-    /// @param limit Most listings to scan.
+    /// @param limit Most listings to scan (positive, else `ZeroLimit`).
     /// @return agents The active agents found in the scanned listings.
     /// @return next Offset of the next page, or 0 when the scan reached the end.
     function agentsBySkill(bytes32 skill, uint256 offset, uint256 limit)
@@ -528,6 +640,7 @@ contract AgentRegistry {
         view
         returns (address[] memory agents, uint256 next)
     {
+        if (limit == 0) revert ZeroLimit();
         address[] storage list = _providers[skill];
         uint256 total = list.length;
         if (offset >= total) return (new address[](0), 0);
@@ -545,6 +658,22 @@ contract AgentRegistry {
     }
 
     // ------------------------------------------------------------------ internals
+
+    function _bondedStake(Agent storage a) private view returns (uint256 bonded) {
+        bonded = a.stake;
+        // A lapsed request is bonded again; with none pending this subtracts 0. Slashing keeps
+        // pendingWithdrawal <= stake.
+        if (block.timestamp < uint256(a.withdrawalReadyAt) + withdrawalWindow) {
+            bonded -= a.pendingWithdrawal;
+        }
+    }
+
+    function _stakeFrozen(address agent, Agent storage a) private view returns (bool) {
+        // modelSuspended[0] is always false: the zero fingerprint cannot be suspended.
+        return
+            a.suspended || modelSuspended[a.modelFingerprint]
+                || modelSuspended[frozenByModel[agent]];
+    }
 
     function _addStake(Agent storage a, uint256 amount) private {
         uint256 stake = a.stake + amount;

@@ -4,10 +4,13 @@ pragma solidity 0.8.37;
 import {JobEscrow} from "./JobEscrow.sol";
 
 /// @title Reputation
-/// @notice Feedback on sellers, one entry per settled escrow job, given by that job's buyer.
-/// @dev A job is settled when its payment went to the seller (`Released`) or the arbiter ruled
-///      on a dispute (`Resolved`): in both the seller took part, so feedback cannot be farmed
-///      against a seller who never accepted the job (a `Refunded` job gives none). Scores run
+/// @notice Feedback on sellers, one entry per settled escrow, given by that escrow's buyer.
+/// @dev Entries are keyed by the escrow id, `keccak256(abi.encode(buyer, jobId))` (see
+///      `JobEscrow.escrowIdOf`), so a job id another buyer reused cannot collide with this
+///      buyer's. An escrow is settled when its payment went to the seller (`Released`) or its
+///      dispute was settled (`Resolved`, by the arbiter or by the default rule after the
+///      dispute deadline): in both the seller delivered, so feedback cannot be farmed against
+///      a seller who never accepted the job (a `Refunded` escrow gives none). Scores run
 ///      from 0 to 100 (ERC-8004 reputation convention). This contract keeps per-seller totals
 ///      so that a view can rank sellers without logs; the `FeedbackGiven` events carry every
 ///      entry in full. Governance (suspensions, kill switch, slashing) lives in
@@ -17,7 +20,7 @@ contract Reputation {
     uint8 public constant MAX_SCORE = 100;
 
     /// @notice One feedback entry.
-    /// @param given Whether feedback was given for the job.
+    /// @param given Whether feedback was given for the escrow.
     /// @param score 0 (worst) to 100 (best).
     /// @param seller The seller the feedback is about.
     /// @param feedbackHash Hash of the feedback document at `uri` (may be zero).
@@ -38,15 +41,15 @@ contract Reputation {
         uint192 totalScore;
     }
 
-    /// @notice The escrow whose settled jobs may receive feedback.
+    /// @notice The escrow contract whose settled escrows may receive feedback.
     JobEscrow public immutable escrow;
 
-    mapping(bytes32 jobId => Feedback) private _feedback;
+    mapping(bytes32 escrowId => Feedback) private _feedback;
     mapping(address seller => Summary) private _summaries;
 
-    /// @notice The buyer of `jobId` gave feedback on `seller`.
+    /// @notice The buyer of `escrowId` gave feedback on `seller`.
     event FeedbackGiven(
-        bytes32 indexed jobId,
+        bytes32 indexed escrowId,
         address indexed buyer,
         address indexed seller,
         uint8 score,
@@ -54,39 +57,39 @@ contract Reputation {
         bytes32 feedbackHash
     );
 
-    /// @notice Only the job's buyer may give feedback.
-    error NotJobBuyer(bytes32 jobId, address caller);
+    /// @notice Only the escrow's buyer may give feedback.
+    error NotJobBuyer(bytes32 escrowId, address caller);
 
-    /// @notice The job is not settled (Released or Resolved).
-    error JobNotSettled(bytes32 jobId, JobEscrow.State state);
+    /// @notice The escrow is not settled (Released or Resolved).
+    error JobNotSettled(bytes32 escrowId, JobEscrow.State state);
 
-    /// @notice Feedback for this job was already given.
-    error FeedbackAlreadyGiven(bytes32 jobId);
+    /// @notice Feedback for this escrow was already given.
+    error FeedbackAlreadyGiven(bytes32 escrowId);
 
     /// @notice The score exceeds `MAX_SCORE`.
     error ScoreOutOfRange(uint8 score);
 
-    /// @param escrow_ The escrow whose settled jobs may receive feedback.
+    /// @param escrow_ The escrow contract whose settled escrows may receive feedback.
     constructor(JobEscrow escrow_) {
         escrow = escrow_;
     }
 
-    /// @notice Records the caller's feedback on the seller of a settled job, once per job.
-    /// @param jobId The escrow job, which the caller bought and which is Released or Resolved.
+    /// @notice Records the caller's feedback on the seller of a settled escrow, once per escrow.
+    /// @param escrowId The escrow, which the caller bought and which is Released or Resolved.
     /// @param score 0 (worst) to 100 (best).
     /// @param uri Where a longer feedback document lives (may be empty).
     /// @param feedbackHash Hash of that document (may be zero).
-    function giveFeedback(bytes32 jobId, uint8 score, string calldata uri, bytes32 feedbackHash)
+    function giveFeedback(bytes32 escrowId, uint8 score, string calldata uri, bytes32 feedbackHash)
         external
     {
         if (score > MAX_SCORE) revert ScoreOutOfRange(score);
-        JobEscrow.Job memory job = escrow.getJob(jobId);
-        if (msg.sender != job.buyer) revert NotJobBuyer(jobId, msg.sender);
+        JobEscrow.Job memory job = escrow.getJob(escrowId);
+        if (msg.sender != job.buyer) revert NotJobBuyer(escrowId, msg.sender);
         if (job.state != JobEscrow.State.Released && job.state != JobEscrow.State.Resolved) {
-            revert JobNotSettled(jobId, job.state);
+            revert JobNotSettled(escrowId, job.state);
         }
-        Feedback storage entry = _feedback[jobId];
-        if (entry.given) revert FeedbackAlreadyGiven(jobId);
+        Feedback storage entry = _feedback[escrowId];
+        if (entry.given) revert FeedbackAlreadyGiven(escrowId);
         entry.given = true;
         entry.score = score;
         entry.seller = job.seller;
@@ -95,14 +98,14 @@ contract Reputation {
         Summary storage summary = _summaries[job.seller];
         summary.count += 1;
         summary.totalScore += score;
-        emit FeedbackGiven(jobId, msg.sender, job.seller, score, uri, feedbackHash);
+        emit FeedbackGiven(escrowId, msg.sender, job.seller, score, uri, feedbackHash);
     }
 
-    /// @notice The feedback given for a job (all zero if none).
-    /// @param jobId The escrow job.
+    /// @notice The feedback given for an escrow (all zero if none).
+    /// @param escrowId The escrow.
     /// @return The entry.
-    function feedbackOf(bytes32 jobId) external view returns (Feedback memory) {
-        return _feedback[jobId];
+    function feedbackOf(bytes32 escrowId) external view returns (Feedback memory) {
+        return _feedback[escrowId];
     }
 
     /// @notice Aggregate feedback on a seller.

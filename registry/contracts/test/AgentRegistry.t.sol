@@ -18,11 +18,13 @@ contract AgentRegistryTest is TestBase {
     bytes32 internal constant MODEL_A = keccak256("smollm2-135m-instruct.gguf");
     bytes32 internal constant MODEL_B = keccak256("other-model.gguf");
     uint64 internal constant UNBONDING = 1 days;
+    uint64 internal constant WINDOW = 2 days;
+    uint256 internal constant MIN_STAKE = 10 * UNIT;
 
     function setUp() public {
         vm.warp(START);
         token = newToken(false);
-        registry = new AgentRegistry(token, governor, treasury, UNBONDING);
+        registry = new AgentRegistry(token, governor, treasury, UNBONDING, WINDOW, 0);
         address[4] memory people = [alice, bob, carol, mallory];
         for (uint256 i; i < people.length; ++i) {
             token.transfer(people[i], 1_000 * UNIT);
@@ -95,11 +97,26 @@ contract AgentRegistryTest is TestBase {
         vm.assertEq(registry.governor(), governor, "governor");
         vm.assertEq(registry.treasury(), treasury, "treasury");
         vm.assertEq(uint256(registry.unbondingPeriod()), UNBONDING, "unbonding");
+        vm.assertEq(uint256(registry.withdrawalWindow()), WINDOW, "window");
+        vm.assertEq(registry.minStake(), 0, "no minimum");
     }
 
-    function test_constructor_revertsForZeroGovernor() public {
+    function test_constructor_reverts() public {
         vm.expectRevert(AgentRegistry.InvalidGovernor.selector);
-        new AgentRegistry(token, address(0), treasury, 0);
+        new AgentRegistry(token, address(0), treasury, 0, WINDOW, 0);
+        vm.expectRevert(AgentRegistry.InvalidWithdrawalWindow.selector);
+        new AgentRegistry(token, governor, treasury, UNBONDING, 0, 0);
+    }
+
+    /// A registry that lists only agents with at least MIN_STAKE bonded; everyone approved it.
+    function stakedRegistry() internal returns (AgentRegistry r) {
+        r = new AgentRegistry(token, governor, treasury, UNBONDING, WINDOW, MIN_STAKE);
+        vm.assertEq(r.minStake(), MIN_STAKE, "minimum");
+        address[4] memory people = [alice, bob, carol, mallory];
+        for (uint256 i; i < people.length; ++i) {
+            vm.prank(people[i]);
+            token.approve(address(r), type(uint256).max);
+        }
     }
 
     // ------------------------------------------------------------------ register
@@ -384,6 +401,52 @@ contract AgentRegistryTest is TestBase {
         vm.assertEq(page.length, 0, "unknown skill");
     }
 
+    function test_agentsBySkill_revertsForZeroLimit() public {
+        registerAs(alice, MODEL_A, one(WEATHER, 1), 0);
+        vm.expectRevert(AgentRegistry.ZeroLimit.selector);
+        registry.agentsBySkill(WEATHER, 0, 0);
+        vm.expectRevert(AgentRegistry.ZeroLimit.selector);
+        registry.agentsBySkill(WEATHER, 7, 0); // also past the end
+    }
+
+    /// Removing a listing moves the last one into its place: pages read before and after the
+    /// change (different block tags) miss an agent that never left, while all pages read at
+    /// one state list everyone once.
+    function test_agentsBySkill_pagingWhileListingsChange() public {
+        address[] memory agents = new address[](5);
+        for (uint256 i; i < agents.length; ++i) {
+            agents[i] = vm.addr(1000 + i);
+            registerAs(agents[i], MODEL_A, one(WEATHER, i), 0);
+        }
+        (address[] memory page1, uint256 next) = registry.agentsBySkill(WEATHER, 0, 2);
+        vm.assertEq(page1, list2(agents[0], agents[1]), "page 1 at block n");
+
+        // Block n+1: agent 1 leaves; agent 4 moves from listing 4 to listing 1.
+        vm.prank(agents[1]);
+        registry.removeService(WEATHER);
+
+        (address[] memory page2, uint256 next2) = registry.agentsBySkill(WEATHER, next, 2);
+        vm.assertEq(page2, list2(agents[2], agents[3]), "page 2 at block n+1");
+        vm.assertEq(next2, 0, "the list shrank to 4: done");
+        vm.assertFalse(contains(page1, agents[4]) || contains(page2, agents[4]), "agent 4 missed");
+
+        // All pages at one state (block n+1): everyone still listed, each once.
+        address[] memory seen = new address[](4);
+        uint256 n;
+        uint256 offset;
+        do {
+            address[] memory page;
+            (page, offset) = registry.agentsBySkill(WEATHER, offset, 2);
+            for (uint256 i; i < page.length; ++i) {
+                vm.assertFalse(contains(seen, page[i]), "no repeats");
+                seen[n++] = page[i];
+            }
+        } while (offset != 0);
+        vm.assertEq(n, 4, "four listed");
+        vm.assertTrue(contains(seen, agents[4]), "agent 4 found");
+        vm.assertFalse(contains(seen, agents[1]), "agent 1 gone");
+    }
+
     function test_agentsBySkill_skipsSuspended() public {
         registerAs(alice, MODEL_A, one(WEATHER, 1), 0);
         registerAs(bob, MODEL_B, one(WEATHER, 1), 0);
@@ -476,6 +539,103 @@ contract AgentRegistryTest is TestBase {
         vm.stopPrank();
     }
 
+    function test_stake_bondedStake() public {
+        registerAs(alice, MODEL_A, one(WEATHER, 1), 10 * UNIT);
+        vm.assertEq(registry.bondedStake(alice), 10 * UNIT, "all bonded");
+        vm.prank(alice);
+        registry.requestStakeWithdrawal(4 * UNIT);
+        vm.assertEq(registry.bondedStake(alice), 6 * UNIT, "unbonding is not bonded");
+        vm.warp(START + UNBONDING);
+        vm.assertEq(registry.bondedStake(alice), 6 * UNIT, "withdrawable is not bonded");
+        vm.warp(START + UNBONDING + WINDOW);
+        vm.assertEq(registry.bondedStake(alice), 10 * UNIT, "lapsed request: bonded again");
+        vm.assertEq(registry.getAgent(alice).pendingWithdrawal, 4 * UNIT, "record kept");
+        vm.assertEq(registry.bondedStake(bob), 0, "unregistered");
+    }
+
+    function test_stake_withdrawalRequestExpires() public {
+        registerAs(alice, MODEL_A, one(WEATHER, 1), 10 * UNIT);
+        vm.prank(alice);
+        registry.requestStakeWithdrawal(10 * UNIT);
+        uint256 expiresAt = START + UNBONDING + WINDOW;
+        vm.warp(expiresAt);
+        vm.expectRevert(
+            abi.encodeWithSelector(AgentRegistry.WithdrawalExpired.selector, expiresAt, expiresAt)
+        );
+        vm.prank(alice);
+        registry.withdrawStake();
+
+        // A new request starts a new unbonding period.
+        vm.prank(alice);
+        registry.requestStakeWithdrawal(10 * UNIT);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                AgentRegistry.WithdrawalNotReady.selector, uint64(expiresAt + UNBONDING), expiresAt
+            )
+        );
+        vm.prank(alice);
+        registry.withdrawStake();
+        vm.warp(expiresAt + UNBONDING + WINDOW - 1); // the last second of the window
+        vm.prank(alice);
+        registry.withdrawStake();
+        vm.assertEq(registry.getAgent(alice).stake, 0, "withdrawn");
+    }
+
+    function test_stake_cancelWithdrawal() public {
+        vm.expectRevert(abi.encodeWithSelector(AgentRegistry.NotRegistered.selector, alice));
+        vm.prank(alice);
+        registry.cancelStakeWithdrawal();
+        registerAs(alice, MODEL_A, one(WEATHER, 1), 10 * UNIT);
+        vm.expectRevert(abi.encodeWithSelector(AgentRegistry.NoWithdrawalRequested.selector, alice));
+        vm.prank(alice);
+        registry.cancelStakeWithdrawal();
+
+        vm.prank(alice);
+        registry.requestStakeWithdrawal(3 * UNIT);
+        vm.expectEmit(true, false, false, true, address(registry));
+        emit AgentRegistry.StakeWithdrawalCancelled(alice, 3 * UNIT);
+        vm.prank(alice);
+        registry.cancelStakeWithdrawal();
+        AgentRegistry.Agent memory a = registry.getAgent(alice);
+        vm.assertEq(a.pendingWithdrawal, 0, "nothing pending");
+        vm.assertEq(uint256(a.withdrawalReadyAt), 0, "clock cleared");
+        vm.assertEq(registry.bondedStake(alice), 10 * UNIT, "bonded again");
+        vm.warp(START + UNBONDING);
+        vm.expectRevert(abi.encodeWithSelector(AgentRegistry.NoWithdrawalRequested.selector, alice));
+        vm.prank(alice);
+        registry.withdrawStake();
+    }
+
+    /// A slash that eats into the requested amount caps it; the rest is withdrawable.
+    function test_stake_withdrawAfterPartialSlash() public {
+        registerAs(alice, MODEL_A, one(WEATHER, 1), 10 * UNIT);
+        vm.prank(alice);
+        registry.requestStakeWithdrawal(8 * UNIT);
+        vm.prank(governor);
+        registry.slash(alice, 4 * UNIT, "late delivery");
+        vm.assertEq(registry.bondedStake(alice), 0, "6 staked, 6 leaving");
+        vm.warp(START + UNBONDING);
+        vm.expectEmit(true, false, false, true, address(registry));
+        emit AgentRegistry.StakeWithdrawn(alice, 6 * UNIT, 0);
+        vm.prank(alice);
+        registry.withdrawStake();
+        vm.assertEq(token.balanceOf(alice), 996 * UNIT, "got what the slash left");
+        vm.assertEq(token.balanceOf(address(registry)), 0, "registry empty");
+
+        // A slash smaller than the unrequested part leaves the request whole.
+        registerAs(bob, MODEL_A, one(WEATHER, 1), 10 * UNIT);
+        vm.prank(bob);
+        registry.requestStakeWithdrawal(2 * UNIT);
+        vm.prank(governor);
+        registry.slash(bob, 5 * UNIT, "minor");
+        vm.assertEq(registry.bondedStake(bob), 3 * UNIT, "5 staked, 2 leaving");
+        vm.warp(START + 2 * UNBONDING);
+        vm.prank(bob);
+        registry.withdrawStake();
+        vm.assertEq(registry.getAgent(bob).stake, 3 * UNIT, "3 left");
+        vm.assertEq(token.balanceOf(bob), 992 * UNIT, "got 2 back");
+    }
+
     function test_stake_frozenWhileSuspended() public {
         registerAs(alice, MODEL_A, one(WEATHER, 1), 10 * UNIT);
         vm.prank(alice);
@@ -491,6 +651,145 @@ contract AgentRegistryTest is TestBase {
         vm.prank(alice);
         registry.withdrawStake();
         vm.assertEq(registry.getAgent(alice).stake, 0, "withdrawn after reinstatement");
+    }
+
+    /// The kill switch freezes the stake of agents on the model, and moving to another model
+    /// does not lift the freeze: only reinstating the model does.
+    function test_stake_frozenByModelSuspension() public {
+        registerAs(alice, MODEL_A, one(WEATHER, 1), 10 * UNIT);
+        vm.prank(alice);
+        registry.requestStakeWithdrawal(10 * UNIT);
+        vm.prank(governor);
+        registry.suspendModel(MODEL_A, "leaks secrets");
+        vm.assertTrue(registry.stakeFrozen(alice), "frozen");
+        vm.warp(START + UNBONDING);
+        vm.expectRevert(abi.encodeWithSelector(AgentRegistry.StakeFrozen.selector, alice));
+        vm.prank(alice);
+        registry.withdrawStake();
+
+        // Alice moves to a clean model: listed again, stake still frozen.
+        vm.expectEmit(true, true, false, true, address(registry));
+        emit AgentRegistry.StakeFrozenByModel(alice, MODEL_A);
+        vm.prank(alice);
+        registry.updateAgent("ws://127.0.0.1:9000", "ipfs://card", MODEL_B);
+        vm.assertEq(registry.frozenByModel(alice), MODEL_A, "remembered");
+        vm.assertEq(lookup(WEATHER), list1(alice), "listed on model B");
+        vm.assertTrue(registry.stakeFrozen(alice), "still frozen");
+        vm.expectRevert(abi.encodeWithSelector(AgentRegistry.StakeFrozen.selector, alice));
+        vm.prank(alice);
+        registry.withdrawStake();
+
+        vm.prank(governor);
+        registry.reinstateModel(MODEL_A);
+        vm.assertFalse(registry.stakeFrozen(alice), "thawed");
+        vm.prank(alice);
+        registry.withdrawStake();
+        vm.assertEq(token.balanceOf(alice), 1_000 * UNIT, "withdrawn after reinstatement");
+        vm.assertFalse(registry.stakeFrozen(bob), "unregistered: not frozen");
+    }
+
+    /// While the suspended model an agent left still freezes its stake, it cannot leave a
+    /// second suspended model (which would drop the first from `frozenByModel`).
+    function test_updateAgent_cannotLeaveSecondSuspendedModel() public {
+        bytes32 modelC = keccak256("third-model.gguf");
+        registerAs(alice, MODEL_A, one(WEATHER, 1), 10 * UNIT);
+        vm.startPrank(governor);
+        registry.suspendModel(MODEL_A, "");
+        registry.suspendModel(MODEL_B, "");
+        vm.stopPrank();
+        vm.startPrank(alice);
+        registry.updateAgent("ws://a", "", MODEL_B); // A recorded; B is suspended too
+        vm.assertEq(registry.frozenByModel(alice), MODEL_A, "A recorded");
+        vm.expectRevert(
+            abi.encodeWithSelector(AgentRegistry.SuspendedModelLocked.selector, MODEL_B, MODEL_A)
+        );
+        registry.updateAgent("ws://a", "", modelC);
+        registry.updateAgent("ws://b", "ipfs://new", MODEL_B); // same model: fine
+        vm.stopPrank();
+
+        // Once A is reinstated, alice may leave B, which is recorded instead.
+        vm.prank(governor);
+        registry.reinstateModel(MODEL_A);
+        vm.prank(alice);
+        registry.updateAgent("ws://a", "", modelC);
+        vm.assertEq(registry.frozenByModel(alice), MODEL_B, "B recorded");
+        vm.assertTrue(registry.stakeFrozen(alice), "frozen by B");
+        vm.assertTrue(registry.isActive(alice), "active on C");
+    }
+
+    /// Coming back to the recorded suspended model and leaving it again is allowed: the record
+    /// stays the same fingerprint.
+    function test_updateAgent_leaveRecordedModelAgain() public {
+        registerAs(alice, MODEL_A, one(WEATHER, 1), 0);
+        vm.prank(governor);
+        registry.suspendModel(MODEL_A, "");
+        vm.startPrank(alice);
+        registry.updateAgent("ws://a", "", MODEL_B);
+        registry.updateAgent("ws://a", "", MODEL_A); // B is clean: nothing recorded
+        vm.assertEq(registry.frozenByModel(alice), MODEL_A, "A recorded");
+        registry.updateAgent("ws://a", "", MODEL_B);
+        vm.stopPrank();
+        vm.assertEq(registry.frozenByModel(alice), MODEL_A, "still A");
+        vm.assertTrue(registry.stakeFrozen(alice), "frozen");
+    }
+
+    /// With a minimum stake, only agents with enough bonded stake are active and listed; a
+    /// withdrawal request unlists at once, a cancelled or lapsed one lists again.
+    function test_minStake_gatesListing() public {
+        registry = stakedRegistry();
+        registerAs(alice, MODEL_A, one(WEATHER, 1), MIN_STAKE - 1);
+        registerAs(bob, MODEL_A, one(WEATHER, 1), 0);
+        registerAs(carol, MODEL_A, one(WEATHER, 1), MIN_STAKE);
+        vm.assertEq(lookup(WEATHER), list1(carol), "only carol staked enough");
+        vm.assertFalse(registry.isActive(alice) || registry.isActive(bob), "below minimum");
+
+        vm.prank(alice);
+        registry.addStake(1);
+        vm.assertEq(lookup(WEATHER), list2(alice, carol), "alice topped up");
+
+        vm.prank(carol);
+        registry.requestStakeWithdrawal(1);
+        vm.assertEq(lookup(WEATHER), list1(alice), "carol unbonding");
+        vm.prank(carol);
+        registry.cancelStakeWithdrawal();
+        vm.assertTrue(registry.isActive(carol), "carol bonded again");
+
+        vm.prank(alice);
+        registry.requestStakeWithdrawal(MIN_STAKE);
+        vm.assertFalse(registry.isActive(alice), "alice unbonding");
+        vm.warp(START + UNBONDING + WINDOW - 1);
+        vm.assertFalse(registry.isActive(alice), "withdrawable");
+        vm.warp(START + UNBONDING + WINDOW);
+        vm.assertTrue(registry.isActive(alice), "lapsed request: active again");
+
+        vm.prank(governor);
+        registry.slash(carol, 1, "");
+        vm.assertEq(lookup(WEATHER), list1(alice), "carol slashed below minimum");
+    }
+
+    /// bondedStake is the stake minus a live request, never more than the stake, and
+    /// isActive follows it against minStake.
+    function testFuzz_bondedStake(uint64 stake, uint64 request, uint64 slashed, uint32 elapsed)
+        public
+    {
+        registry = stakedRegistry();
+        stake = uint64(1 + uint256(stake) % (1_000 * UNIT));
+        request = uint64(1 + uint256(request) % stake);
+        slashed = uint64(uint256(slashed) % (stake + 1));
+        registerAs(alice, MODEL_A, one(WEATHER, 1), stake);
+        vm.prank(alice);
+        registry.requestStakeWithdrawal(request);
+        if (slashed != 0) {
+            vm.prank(governor);
+            registry.slash(alice, slashed, "");
+        }
+        vm.warp(START + uint256(elapsed) % (2 * (UNBONDING + WINDOW)));
+        AgentRegistry.Agent memory a = registry.getAgent(alice);
+        bool live = block.timestamp < uint256(a.withdrawalReadyAt) + WINDOW;
+        uint256 expected = a.stake - (live ? a.pendingWithdrawal : 0);
+        vm.assertEq(registry.bondedStake(alice), expected, "bonded");
+        vm.assertEq(a.stake, uint256(stake) - slashed, "stake");
+        vm.assertEq(registry.isActive(alice), expected >= MIN_STAKE, "active iff bonded enough");
     }
 
     // ------------------------------------------------------------------ governance

@@ -17,38 +17,44 @@ contract ReputationTest is TestBase {
     bytes32 internal constant DOC = keccak256("feedback document");
     uint64 internal constant DEADLINE = uint64(START + 1 hours);
     uint32 internal constant REVIEW = 10 minutes;
+    uint64 internal constant RULING = 1 days;
+
+    /// alice's escrow for JOB.
+    bytes32 internal id;
 
     function setUp() public {
         vm.warp(START);
         token = newToken(false);
-        escrow = new JobEscrow(token, arbiter);
+        escrow = new JobEscrow(token, arbiter, governor, RULING);
         reputation = new Reputation(escrow);
         token.transfer(alice, 100 * UNIT);
         vm.prank(alice);
         token.approve(address(escrow), type(uint256).max);
+        id = keccak256(abi.encode(alice, JOB));
     }
 
-    function lockAndDeliver(bytes32 id) internal {
+    /// Locks `jobId` as alice and delivers it; returns the escrow id.
+    function lockAndDeliver(bytes32 jobId) internal returns (bytes32 escrowId) {
         vm.prank(alice);
-        escrow.lock(id, bob, 1 * UNIT, DEADLINE, REVIEW);
+        escrowId = escrow.lock(jobId, bob, 1 * UNIT, DEADLINE, REVIEW);
         vm.prank(bob);
-        escrow.deliver(id, RESULT);
+        escrow.deliver(escrowId, RESULT);
     }
 
-    function notSettled(bytes32 id, JobEscrow.State s) internal pure returns (bytes memory) {
-        return abi.encodeWithSelector(Reputation.JobNotSettled.selector, id, s);
+    function notSettled(bytes32 escrowId, JobEscrow.State s) internal pure returns (bytes memory) {
+        return abi.encodeWithSelector(Reputation.JobNotSettled.selector, escrowId, s);
     }
 
     function test_feedbackAfterAccept() public {
         lockAndDeliver(JOB);
         vm.prank(alice);
-        escrow.accept(JOB);
+        escrow.accept(id);
         vm.expectEmit(true, true, true, true, address(reputation));
-        emit Reputation.FeedbackGiven(JOB, alice, bob, 90, "ipfs://feedback", DOC);
+        emit Reputation.FeedbackGiven(id, alice, bob, 90, "ipfs://feedback", DOC);
         vm.prank(alice);
-        reputation.giveFeedback(JOB, 90, "ipfs://feedback", DOC);
+        reputation.giveFeedback(id, 90, "ipfs://feedback", DOC);
 
-        Reputation.Feedback memory f = reputation.feedbackOf(JOB);
+        Reputation.Feedback memory f = reputation.feedbackOf(id);
         vm.assertTrue(f.given, "given");
         vm.assertEq(uint256(f.score), 90, "score");
         vm.assertEq(f.seller, bob, "seller");
@@ -63,12 +69,11 @@ contract ReputationTest is TestBase {
     function test_feedbackAfterAutoReleaseAndDispute() public {
         lockAndDeliver(JOB);
         vm.warp(START + REVIEW);
-        escrow.release(JOB);
+        escrow.release(id);
         vm.prank(alice);
-        reputation.giveFeedback(JOB, 100, "", bytes32(0));
+        reputation.giveFeedback(id, 100, "", bytes32(0));
 
-        bytes32 job2 = keccak256("job-2");
-        lockAndDeliver(job2);
+        bytes32 job2 = lockAndDeliver(keccak256("job-2"));
         vm.prank(alice);
         escrow.dispute(job2, bytes32(0));
         vm.expectRevert(notSettled(job2, JobEscrow.State.Disputed));
@@ -85,6 +90,43 @@ contract ReputationTest is TestBase {
         vm.assertEq(average, 50, "average");
     }
 
+    /// A dispute the arbiter left unruled is settled by default (seller paid): the buyer may
+    /// still rate the seller.
+    function test_feedbackAfterDisputeTimeout() public {
+        lockAndDeliver(JOB);
+        vm.prank(alice);
+        escrow.dispute(id, bytes32(0));
+        vm.warp(START + RULING + 1);
+        escrow.settleExpiredDispute(id);
+        vm.prank(alice);
+        reputation.giveFeedback(id, 20, "", bytes32(0));
+        (uint256 count, uint256 total,) = reputation.summaryOf(bob);
+        vm.assertEq(count + total, 21, "one entry of 20");
+    }
+
+    /// Feedback is per escrow: a squatter that locked the same job id has its own escrow and
+    /// can neither rate through alice's nor block her feedback.
+    function test_feedbackIsPerEscrow() public {
+        token.transfer(mallory, 1);
+        vm.prank(mallory);
+        token.approve(address(escrow), 1);
+        vm.prank(mallory);
+        bytes32 squat = escrow.lock(JOB, bob, 1, DEADLINE, REVIEW);
+        lockAndDeliver(JOB);
+        vm.prank(alice);
+        escrow.accept(id);
+        vm.expectRevert(abi.encodeWithSelector(Reputation.NotJobBuyer.selector, id, mallory));
+        vm.prank(mallory);
+        reputation.giveFeedback(id, 0, "", bytes32(0));
+        vm.expectRevert(notSettled(squat, JobEscrow.State.Locked));
+        vm.prank(mallory);
+        reputation.giveFeedback(squat, 0, "", bytes32(0));
+        vm.prank(alice);
+        reputation.giveFeedback(id, 95, "", bytes32(0));
+        vm.assertTrue(reputation.feedbackOf(id).given, "alice's entry");
+        vm.assertFalse(reputation.feedbackOf(squat).given, "none for the squat");
+    }
+
     function test_summaryOfUnknownSeller() public view {
         (uint256 count, uint256 total, uint256 average) = reputation.summaryOf(carol);
         vm.assertEq(count + total + average, 0, "empty");
@@ -93,52 +135,52 @@ contract ReputationTest is TestBase {
     function test_feedback_revertsBeforeSettlement() public {
         vm.prank(alice);
         escrow.lock(JOB, bob, 1 * UNIT, DEADLINE, REVIEW);
-        vm.expectRevert(notSettled(JOB, JobEscrow.State.Locked));
+        vm.expectRevert(notSettled(id, JobEscrow.State.Locked));
         vm.prank(alice);
-        reputation.giveFeedback(JOB, 50, "", bytes32(0));
+        reputation.giveFeedback(id, 50, "", bytes32(0));
         vm.prank(bob);
-        escrow.deliver(JOB, RESULT);
-        vm.expectRevert(notSettled(JOB, JobEscrow.State.Delivered));
+        escrow.deliver(id, RESULT);
+        vm.expectRevert(notSettled(id, JobEscrow.State.Delivered));
         vm.prank(alice);
-        reputation.giveFeedback(JOB, 50, "", bytes32(0));
+        reputation.giveFeedback(id, 50, "", bytes32(0));
     }
 
     function test_feedback_revertsAfterRefund() public {
         vm.prank(alice);
         escrow.lock(JOB, bob, 1 * UNIT, DEADLINE, REVIEW);
         vm.warp(DEADLINE + 1);
-        escrow.refund(JOB);
-        vm.expectRevert(notSettled(JOB, JobEscrow.State.Refunded));
+        escrow.refund(id);
+        vm.expectRevert(notSettled(id, JobEscrow.State.Refunded));
         vm.prank(alice);
-        reputation.giveFeedback(JOB, 0, "", bytes32(0));
+        reputation.giveFeedback(id, 0, "", bytes32(0));
     }
 
     function test_feedback_revertsForOthers() public {
         // Unknown job: its buyer is the zero address, which nobody is.
-        vm.expectRevert(abi.encodeWithSelector(Reputation.NotJobBuyer.selector, JOB, alice));
+        vm.expectRevert(abi.encodeWithSelector(Reputation.NotJobBuyer.selector, id, alice));
         vm.prank(alice);
-        reputation.giveFeedback(JOB, 50, "", bytes32(0));
+        reputation.giveFeedback(id, 50, "", bytes32(0));
 
         lockAndDeliver(JOB);
         vm.prank(alice);
-        escrow.accept(JOB);
-        vm.expectRevert(abi.encodeWithSelector(Reputation.NotJobBuyer.selector, JOB, bob));
+        escrow.accept(id);
+        vm.expectRevert(abi.encodeWithSelector(Reputation.NotJobBuyer.selector, id, bob));
         vm.prank(bob); // the seller cannot rate itself
-        reputation.giveFeedback(JOB, 100, "", bytes32(0));
-        vm.expectRevert(abi.encodeWithSelector(Reputation.NotJobBuyer.selector, JOB, mallory));
+        reputation.giveFeedback(id, 100, "", bytes32(0));
+        vm.expectRevert(abi.encodeWithSelector(Reputation.NotJobBuyer.selector, id, mallory));
         vm.prank(mallory);
-        reputation.giveFeedback(JOB, 0, "", bytes32(0));
+        reputation.giveFeedback(id, 0, "", bytes32(0));
     }
 
     function test_feedback_revertsOnSecondTime() public {
         lockAndDeliver(JOB);
         vm.prank(alice);
-        escrow.accept(JOB);
+        escrow.accept(id);
         vm.prank(alice);
-        reputation.giveFeedback(JOB, 10, "", bytes32(0));
-        vm.expectRevert(abi.encodeWithSelector(Reputation.FeedbackAlreadyGiven.selector, JOB));
+        reputation.giveFeedback(id, 10, "", bytes32(0));
+        vm.expectRevert(abi.encodeWithSelector(Reputation.FeedbackAlreadyGiven.selector, id));
         vm.prank(alice);
-        reputation.giveFeedback(JOB, 100, "", bytes32(0));
+        reputation.giveFeedback(id, 100, "", bytes32(0));
         (uint256 count,,) = reputation.summaryOf(bob);
         vm.assertEq(count, 1, "counted once");
     }
@@ -146,11 +188,11 @@ contract ReputationTest is TestBase {
     function test_feedback_revertsForScoreOutOfRange() public {
         lockAndDeliver(JOB);
         vm.prank(alice);
-        escrow.accept(JOB);
+        escrow.accept(id);
         vm.expectRevert(abi.encodeWithSelector(Reputation.ScoreOutOfRange.selector, 101));
         vm.prank(alice);
-        reputation.giveFeedback(JOB, 101, "", bytes32(0));
+        reputation.giveFeedback(id, 101, "", bytes32(0));
         vm.prank(alice);
-        reputation.giveFeedback(JOB, 100, "", bytes32(0)); // the top score is fine
+        reputation.giveFeedback(id, 100, "", bytes32(0)); // the top score is fine
     }
 }

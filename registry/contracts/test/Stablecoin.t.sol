@@ -246,8 +246,10 @@ contract StablecoinTest is TestBase {
         vm.assertEq(token.allowance(alice, bob), 50 * UNIT, "allowance");
         vm.assertEq(token.nonces(alice), 1, "nonce");
 
-        // The same signature cannot be used twice: the nonce moved on.
-        vm.expectRevert(); // InvalidSigner(<some recovered address>, alice)
+        // The same signature cannot be used twice: the nonce moved on, so the token hashes a
+        // different message and recovers some unrelated address from the signature.
+        address other = recover(permitDigest(token, alice, bob, 50 * UNIT, 1, deadline), v, r, s);
+        vm.expectRevert(abi.encodeWithSelector(Stablecoin.InvalidSigner.selector, other, alice));
         token.permit(alice, bob, 50 * UNIT, deadline, v, r, s);
     }
 
@@ -367,7 +369,10 @@ contract StablecoinTest is TestBase {
     function test_transferWithAuthorization_revertsForTamperedValue() public {
         (uint8 v, bytes32 r, bytes32 s) =
             _auth(ALICE_KEY, false, Auth(vm.addr(ALICE_KEY), bob, 1, 0, START + 60, NONCE));
-        vm.expectRevert(); // InvalidSigner(<unrelated address>, alice)
+        address other = recover(
+            transferAuthDigest(token, false, Auth(alice, bob, 2, 0, START + 60, NONCE)), v, r, s
+        );
+        vm.expectRevert(abi.encodeWithSelector(Stablecoin.InvalidSigner.selector, other, alice));
         token.transferWithAuthorization(alice, bob, 2, 0, START + 60, NONCE, v, r, s);
     }
 
@@ -433,7 +438,10 @@ contract StablecoinTest is TestBase {
         // The typehash is part of the digest: a transfer authorization is not a receive one.
         (uint8 v, bytes32 r, bytes32 s) =
             _auth(ALICE_KEY, false, Auth(vm.addr(ALICE_KEY), bob, 1, 0, START + 60, NONCE));
-        vm.expectRevert();
+        address other = recover(
+            transferAuthDigest(token, true, Auth(alice, bob, 1, 0, START + 60, NONCE)), v, r, s
+        );
+        vm.expectRevert(abi.encodeWithSelector(Stablecoin.InvalidSigner.selector, other, alice));
         vm.prank(bob);
         token.receiveWithAuthorization(alice, bob, 1, 0, START + 60, NONCE, v, r, s);
     }
@@ -532,8 +540,37 @@ contract StablecoinTest is TestBase {
         (uint8 v, bytes32 r, bytes32 s) =
             _auth(ALICE_KEY, false, Auth(vm.addr(ALICE_KEY), bob, 1, 0, START + 60, NONCE));
         vm.chainId(4242);
-        vm.expectRevert();
+        // The token hashes with the new chain id and recovers an unrelated address.
+        address other = recover(
+            transferAuthDigest(token, false, Auth(alice, bob, 1, 0, START + 60, NONCE)), v, r, s
+        );
+        vm.expectRevert(abi.encodeWithSelector(Stablecoin.InvalidSigner.selector, other, alice));
         token.transferWithAuthorization(alice, bob, 1, 0, START + 60, NONCE, v, r, s);
+    }
+
+    function test_signaturesForNewChainPassAfterFork() public {
+        vm.chainId(4242);
+        // Signed for the new chain id (the helpers hash with block.chainid): accepted.
+        (uint8 v, bytes32 r, bytes32 s) =
+            _auth(ALICE_KEY, false, Auth(vm.addr(ALICE_KEY), bob, 7, 0, START + 60, NONCE));
+        token.transferWithAuthorization(alice, bob, 7, 0, START + 60, NONCE, v, r, s);
+        vm.assertEq(token.balanceOf(bob), 7, "paid on the new chain");
+        (v, r, s) = permitSig(token, ALICE_KEY, bob, 5, START);
+        token.permit(alice, bob, 5, START, v, r, s);
+        vm.assertEq(token.allowance(alice, bob), 5, "permit on the new chain");
+        vm.assertEq(token.DOMAIN_SEPARATOR(), domainSeparator(token), "domain of chain 4242");
+    }
+
+    /// ecrecover as the token calls it; asserts that the signature recovers to someone, so
+    /// the token's error is InvalidSigner (not InvalidSignature). Call before expectRevert:
+    /// the precompile call would consume it.
+    function recover(bytes32 hash, uint8 v, bytes32 r, bytes32 s)
+        internal
+        pure
+        returns (address a)
+    {
+        a = ecrecover(hash, v, r, s);
+        vm.assertTrue(a != address(0) && a != vm.addr(ALICE_KEY), "recovers an unrelated address");
     }
 
     // ------------------------------------------------------------------ fuzz
