@@ -1,7 +1,25 @@
 //! # registry
 //!
-//! The on-chain layer: the Solidity contracts in `registry/contracts` (Stablecoin,
-//! AgentRegistry, JobEscrow, reputation and governance), their ethers bindings, the
-//! embedded EVM devnet and the discovery client.
+//! Agora's on-chain layer:
 //!
-//! Not built yet: the contracts are being written; the Rust side exports nothing so far.
+//! - the Solidity contracts in `registry/contracts` (`Stablecoin`, `AgentRegistry`,
+//!   `JobEscrow`, `Reputation`), compiled artifacts committed and checked in CI;
+//! - [`chain`]: typed ethers bindings generated from those artifacts, a signer that
+//!   keeps keys inside [`wallets`], and connection helpers: the only module that
+//!   knows ethers;
+//! - [`devnet`]: the embedded chain, an in-process EVM serving Ethereum JSON-RPC on a
+//!   local port, persisted on disk.
+//!
+//! Discovery (syncing registry events into a local cache) is still to come.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+pub mod chain;
+pub mod devnet;

@@ -14,6 +14,8 @@
 //! - [`Amount`]: integer base units of a 6-decimal stablecoin.
 //! - [`SpendingPolicy`]: per-deal, per-peer and rolling-day limits with allow and deny
 //!   lists; [`SpendingPolicy::authorize`] is the only way to get a payment signed.
+//! - [`Eip1559Transaction`]: transactions the wallet signs only when they move no
+//!   money ([`Wallet::sign_transaction`]).
 //! - [`journal`]: the append-only, hash-chained, signed, crash-safe payment journal.
 //!
 //! ```
@@ -48,6 +50,7 @@ mod policy;
 mod primitives;
 mod scrypt;
 mod signature;
+mod transaction;
 mod wallet;
 
 pub use amount::Amount;
@@ -57,6 +60,8 @@ pub use journal::{Journal, JournalEntry};
 pub use keystore::{KdfStrength, KeystoreFile};
 pub use payment::{Payment, SignedPayment, TransferWithAuthorization};
 pub use policy::{Limits, SpendingPolicy, WINDOW_SECS};
+pub use primitive_types::U256;
 pub use primitives::{keccak256, Address, B256};
 pub use signature::Signature;
+pub use transaction::Eip1559Transaction;
 pub use wallet::Wallet;

@@ -1,0 +1,173 @@
+//! The contracts deployed on the embedded devnet through ethers, signed by wallets.
+
+use std::sync::Arc;
+
+use ethers::providers::Middleware;
+use ethers::types::{Address as EAddress, Bytes as EBytes, U256 as EU256};
+use registry::chain::{self, Stablecoin};
+use registry::devnet::{dev_wallet, Devnet, DevnetConfig};
+use wallets::{Eip712Domain, Limits, Payment, SpendingPolicy, TransferWithAuthorization, B256};
+
+fn eaddr(a: wallets::Address) -> EAddress {
+    EAddress::from(a.0)
+}
+
+/// USDC in base units.
+fn usdc(whole: u64) -> EU256 {
+    EU256::from(whole) * 1_000_000
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn eip3009_payment_signed_by_the_policy_is_accepted_once_and_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Devnet::spawn(DevnetConfig::new(dir.path().join("chain")))
+        .await
+        .unwrap();
+    let url = node.http_url();
+    let deployer = Arc::new(dev_wallet(0));
+    let buyer = Arc::new(dev_wallet(1));
+    let seller = Arc::new(dev_wallet(2));
+    let client = chain::connect(&url, deployer.clone()).await.unwrap();
+
+    let token = Stablecoin::deploy(
+        client.clone(),
+        (
+            "USD Coin".to_owned(),
+            "USDC".to_owned(),
+            eaddr(deployer.address()),
+            true,
+            eaddr(deployer.address()),
+            usdc(1_000),
+        ),
+    )
+    .unwrap()
+    .send()
+    .await
+    .unwrap();
+    token
+        .mint(eaddr(buyer.address()), usdc(100))
+        .send()
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(
+        token
+            .balance_of(eaddr(buyer.address()))
+            .call()
+            .await
+            .unwrap(),
+        usdc(100)
+    );
+
+    // The token's EIP-712 domain is the one the wallet signs in.
+    let domain = Eip712Domain::new(
+        "USD Coin",
+        "2",
+        node.chain_id(),
+        wallets::Address(token.address().0),
+    );
+    assert_eq!(
+        token.domain_separator().call().await.unwrap(),
+        domain.separator().0
+    );
+
+    // The buyer's policy signs a 2.50 USDC authorization; the seller submits it.
+    let policy = SpendingPolicy::open(
+        dir.path().join("policy"),
+        buyer.clone(),
+        Limits {
+            per_deal: Some("5 USDC".parse().unwrap()),
+            ..Limits::default()
+        },
+    )
+    .unwrap();
+    let nonce = TransferWithAuthorization::derive_nonce(buyer.address(), &B256([9; 32]));
+    let signed = policy
+        .authorize(&Payment::Authorization {
+            domain,
+            transfer: TransferWithAuthorization {
+                from: buyer.address(),
+                to: seller.address(),
+                value: "2.50".parse().unwrap(),
+                valid_after: 0,
+                valid_before: u64::MAX / 2,
+                nonce,
+            },
+        })
+        .unwrap();
+    let seller_client = chain::connect(&url, seller.clone()).await.unwrap();
+    let as_seller = Stablecoin::new(token.address(), seller_client.clone());
+    let submit = || {
+        as_seller.transfer_with_authorization(
+            eaddr(buyer.address()),
+            eaddr(seller.address()),
+            EU256::from(2_500_000u64),
+            EU256::zero(),
+            EU256::from(u64::MAX / 2),
+            nonce.0,
+            EBytes::from(signed.signature.to_bytes().to_vec()),
+        )
+    };
+    let receipt = submit().send().await.unwrap().await.unwrap().unwrap();
+    assert_eq!(receipt.status, Some(1.into()));
+    assert_eq!(
+        token
+            .balance_of(eaddr(seller.address()))
+            .call()
+            .await
+            .unwrap(),
+        EU256::from(2_500_000u64)
+    );
+    assert!(token
+        .authorization_state(eaddr(buyer.address()), nonce.0)
+        .call()
+        .await
+        .unwrap());
+
+    // A replay of the same authorization is refused and moves nothing.
+    let replay = submit();
+    let replay = replay.send().await;
+    let Err(err) = replay else {
+        panic!("replayed authorization was accepted");
+    };
+    let message = chain::contract_error("Stablecoin.transferWithAuthorization", err).to_string();
+    assert!(message.contains("transferWithAuthorization"), "{message}");
+    assert_eq!(
+        token
+            .balance_of(eaddr(buyer.address()))
+            .call()
+            .await
+            .unwrap(),
+        EU256::from(97_500_000u64)
+    );
+
+    // Restart: the node comes back with every block and balance.
+    let head = node.block_number().await;
+    node.shutdown().await;
+    let node = Devnet::spawn(DevnetConfig::new(dir.path().join("chain")))
+        .await
+        .unwrap();
+    assert_eq!(node.block_number().await, head);
+    let client = chain::connect(&node.http_url(), deployer.clone())
+        .await
+        .unwrap();
+    let token = Stablecoin::new(token.address(), client.clone());
+    assert_eq!(
+        token
+            .balance_of(eaddr(seller.address()))
+            .call()
+            .await
+            .unwrap(),
+        EU256::from(2_500_000u64)
+    );
+    assert_eq!(
+        client
+            .get_transaction_receipt(receipt.transaction_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        Some(1.into())
+    );
+}
