@@ -196,6 +196,70 @@ pub async fn connect(url: &str, wallet: Arc<Wallet>) -> Result<Arc<Client>, Chai
     Ok(Arc::new(NonceManagerMiddleware::new(client, address)))
 }
 
+/// Where the Agora contracts live on a chain; saved as JSON next to a deployment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Addresses {
+    /// The chain id.
+    pub chain_id: u64,
+    /// The stablecoin.
+    pub stablecoin: EAddress,
+    /// The agent registry.
+    pub registry: EAddress,
+    /// The job escrow.
+    pub escrow: EAddress,
+    /// The reputation contract.
+    pub reputation: EAddress,
+    /// The block the first contract was deployed in: discovery starts syncing here.
+    pub deployed_at: u64,
+}
+
+/// Constructor parameters of a deployment.
+#[derive(Clone, Debug)]
+pub struct DeployConfig {
+    /// The stablecoin's name, also its EIP-712 domain name ("USD Coin" as USDC).
+    pub token_name: String,
+    /// The stablecoin's symbol.
+    pub token_symbol: String,
+    /// Whether the minter may mint after deployment (dev chains only).
+    pub dev_faucet: bool,
+    /// Base units minted to the deployer at deployment.
+    pub initial_supply: EU256,
+    /// Governor of registry and escrow; the deployer when `None`.
+    pub governor: Option<EAddress>,
+    /// Where slashed stake goes (zero: burned).
+    pub treasury: EAddress,
+    /// Seconds from a stake withdrawal request to when it can be taken.
+    pub unbonding_period: u64,
+    /// Seconds a matured withdrawal request stays valid.
+    pub withdrawal_window: u64,
+    /// Least bonded stake for an agent to be listed, in base units.
+    pub min_stake: EU256,
+    /// Escrow arbiter; the deployer when `None`.
+    pub arbiter: Option<EAddress>,
+    /// Seconds the arbiter has to rule on a dispute.
+    pub dispute_window: u64,
+}
+
+impl DeployConfig {
+    /// Parameters for a dev chain: minting on, no minimum stake, short windows.
+    pub fn dev() -> Self {
+        Self {
+            token_name: "USD Coin".into(),
+            token_symbol: "USDC".into(),
+            dev_faucet: true,
+            initial_supply: EU256::from(1_000_000u64) * 1_000_000u64,
+            governor: None,
+            treasury: EAddress::zero(),
+            unbonding_period: 60,
+            withdrawal_window: 3_600,
+            min_stake: EU256::zero(),
+            arbiter: None,
+            dispute_window: 3_600,
+        }
+    }
+}
+
 /// The deployed Agora contracts.
 #[derive(Clone, Debug)]
 pub struct Deployment {
@@ -209,14 +273,157 @@ pub struct Deployment {
     pub reputation: Reputation<Client>,
 }
 
+impl Deployment {
+    /// Deploys all four contracts from the client's account, one transaction each.
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] naming the contract whose deployment failed.
+    pub async fn deploy(
+        client: Arc<Client>,
+        config: &DeployConfig,
+    ) -> Result<(Self, Addresses), ChainError> {
+        let me = client.inner().address();
+        let governor = config.governor.unwrap_or(me);
+        let arbiter = config.arbiter.unwrap_or(me);
+        let chain_id = client
+            .get_chainid()
+            .await
+            .map_err(|e| ChainError::Node {
+                url: String::new(),
+                message: format!("eth_chainId: {e}"),
+            })?
+            .as_u64();
+        let deployed_at = client
+            .get_block_number()
+            .await
+            .map_err(|e| ChainError::Node {
+                url: String::new(),
+                message: format!("eth_blockNumber: {e}"),
+            })?
+            .as_u64()
+            + 1;
+        let stablecoin = Stablecoin::deploy(
+            client.clone(),
+            (
+                config.token_name.clone(),
+                config.token_symbol.clone(),
+                me,
+                config.dev_faucet,
+                me,
+                config.initial_supply,
+            ),
+        )
+        .map_err(|e| contract_error("Stablecoin.deploy", e))?
+        .send()
+        .await
+        .map_err(|e| contract_error("Stablecoin.deploy", e))?;
+        let registry = AgentRegistry::deploy(
+            client.clone(),
+            (
+                stablecoin.address(),
+                governor,
+                config.treasury,
+                config.unbonding_period,
+                config.withdrawal_window,
+                config.min_stake,
+            ),
+        )
+        .map_err(|e| contract_error("AgentRegistry.deploy", e))?
+        .send()
+        .await
+        .map_err(|e| contract_error("AgentRegistry.deploy", e))?;
+        let escrow = JobEscrow::deploy(
+            client.clone(),
+            (
+                stablecoin.address(),
+                arbiter,
+                governor,
+                config.dispute_window,
+            ),
+        )
+        .map_err(|e| contract_error("JobEscrow.deploy", e))?
+        .send()
+        .await
+        .map_err(|e| contract_error("JobEscrow.deploy", e))?;
+        let reputation = Reputation::deploy(client.clone(), escrow.address())
+            .map_err(|e| contract_error("Reputation.deploy", e))?
+            .send()
+            .await
+            .map_err(|e| contract_error("Reputation.deploy", e))?;
+        let addresses = Addresses {
+            chain_id,
+            stablecoin: stablecoin.address(),
+            registry: registry.address(),
+            escrow: escrow.address(),
+            reputation: reputation.address(),
+            deployed_at,
+        };
+        tracing::info!(target: "chain::deploy", ?addresses, "contracts deployed");
+        Ok((
+            Self {
+                stablecoin,
+                registry,
+                escrow,
+                reputation,
+            },
+            addresses,
+        ))
+    }
+
+    /// Binds to contracts deployed earlier.
+    pub fn at(client: Arc<Client>, addresses: &Addresses) -> Self {
+        Self {
+            stablecoin: Stablecoin::new(addresses.stablecoin, client.clone()),
+            registry: AgentRegistry::new(addresses.registry, client.clone()),
+            escrow: JobEscrow::new(addresses.escrow, client.clone()),
+            reputation: Reputation::new(addresses.reputation, client),
+        }
+    }
+}
+
+/// A skill tag as the registry stores it: UTF-8, at most 32 bytes, zero-padded.
+///
+/// # Errors
+/// [`ChainError::Contract`] when the tag is empty or longer than 32 bytes.
+pub fn skill_tag(skill: &str) -> Result<[u8; 32], ChainError> {
+    let bytes = skill.as_bytes();
+    if bytes.is_empty() || bytes.len() > 32 {
+        return Err(ChainError::Contract {
+            call: "skill tag".into(),
+            message: format!("{skill:?} must be 1 to 32 bytes of UTF-8"),
+        });
+    }
+    let mut out = [0u8; 32];
+    out.iter_mut().zip(bytes).for_each(|(o, b)| *o = *b);
+    Ok(out)
+}
+
+/// The text of a skill tag (up to the first zero byte).
+pub fn skill_name(tag: &[u8; 32]) -> String {
+    let end = tag.iter().position(|&b| b == 0).unwrap_or(32);
+    String::from_utf8_lossy(tag.get(..end).unwrap_or_default()).into_owned()
+}
+
 /// Turns a contract error into a [`ChainError::Contract`] with the decoded reason.
 pub fn contract_error<M: Middleware>(
     call: &str,
     e: ethers::contract::ContractError<M>,
 ) -> ChainError {
-    let message = match e.decode_revert::<String>() {
-        Some(reason) => format!("reverted: {reason}"),
-        None => e.to_string(),
+    use bindings::{
+        agent_registry::AgentRegistryErrors, job_escrow::JobEscrowErrors,
+        reputation::ReputationErrors, stablecoin::StablecoinErrors,
+    };
+    // Custom errors of any of our contracts, by name and arguments.
+    let message = if let Some(err) = e.decode_contract_revert::<StablecoinErrors>() {
+        format!("reverted: {err:?}")
+    } else if let Some(err) = e.decode_contract_revert::<AgentRegistryErrors>() {
+        format!("reverted: {err:?}")
+    } else if let Some(err) = e.decode_contract_revert::<JobEscrowErrors>() {
+        format!("reverted: {err:?}")
+    } else if let Some(err) = e.decode_contract_revert::<ReputationErrors>() {
+        format!("reverted: {err:?}")
+    } else {
+        e.to_string()
     };
     ChainError::Contract {
         call: call.to_owned(),

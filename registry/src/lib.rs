@@ -10,7 +10,8 @@
 //! - [`devnet`]: the embedded chain, an in-process EVM serving Ethereum JSON-RPC on a
 //!   local port, persisted on disk.
 //!
-//! Discovery (syncing registry events into a local cache) is still to come.
+//! - [`discovery`]: registry events synced into a local sled cache that answers
+//!   "who sells skill X at price ≤ P" without a chain round trip.
 #![cfg_attr(
     not(test),
     deny(
@@ -23,3 +24,4 @@
 
 pub mod chain;
 pub mod devnet;
+pub mod discovery;

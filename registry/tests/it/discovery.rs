@@ -1,0 +1,157 @@
+//! Deploy everything on the embedded devnet, register agents, and discover them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ethers::types::{Address as EAddress, U256 as EU256};
+use registry::chain::bindings::agent_registry::Service;
+use registry::chain::{self, skill_tag, AgentRegistry, DeployConfig, Deployment};
+use registry::devnet::{dev_wallet, Devnet, DevnetConfig, DevnetHandle};
+use registry::discovery::Discovery;
+use wallets::Amount;
+
+const FORECAST: &str = "weather.forecast";
+
+async fn register(url: &str, registry: EAddress, i: u32, price: &str, model: u8) -> EAddress {
+    let wallet = Arc::new(dev_wallet(i));
+    let client = chain::connect(url, wallet.clone()).await.unwrap();
+    let reg = AgentRegistry::new(registry, client);
+    let price: Amount = price.parse().unwrap();
+    reg.register(
+        format!("ws://127.0.0.1:{}", 7400 + i),
+        format!("https://agents.example/{i}.json"),
+        [model; 32],
+        vec![Service {
+            skill: skill_tag(FORECAST).unwrap(),
+            price: EU256::from(price.base_units()),
+            unit: "forecast".into(),
+        }],
+        EU256::zero(),
+    )
+    .send()
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    EAddress::from(wallet.address().0)
+}
+
+async fn deploy(node: &DevnetHandle) -> (Deployment, chain::Addresses) {
+    let client = chain::connect(&node.http_url(), Arc::new(dev_wallet(0)))
+        .await
+        .unwrap();
+    Deployment::deploy(client, &DeployConfig::dev())
+        .await
+        .unwrap()
+}
+
+fn sellers(offers: &[registry::discovery::Offer]) -> Vec<EAddress> {
+    offers.iter().map(|o| o.agent.address).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn register_lookup_suspend_and_kill_switch() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Devnet::spawn(DevnetConfig::new(dir.path().join("chain")))
+        .await
+        .unwrap();
+    let url = node.http_url();
+    let (contracts, addresses) = deploy(&node).await;
+
+    let a = register(&url, addresses.registry, 3, "1.20", 1).await;
+    let b = register(&url, addresses.registry, 4, "0.95", 1).await;
+    let c = register(&url, addresses.registry, 5, "1.50", 2).await;
+
+    let discovery = Discovery::open(dir.path().join("discovery"), &url, addresses)
+        .await
+        .unwrap();
+    assert!(discovery.sync().await.unwrap() >= 6);
+    let max: Amount = "1.30".parse().unwrap();
+    // Same (prior) reputation, so the cheaper one ranks first; 1.50 is over budget.
+    assert_eq!(sellers(&discovery.find(FORECAST, max).unwrap()), vec![b, a]);
+    let offer = &discovery.find(FORECAST, max).unwrap()[0];
+    assert_eq!(offer.service.price, "0.95".parse().unwrap());
+    assert_eq!(offer.agent.endpoint, "ws://127.0.0.1:7404");
+    assert!(discovery.find("weather.history", max).unwrap().is_empty());
+
+    // The governor suspends `a`: gone from discovery and from the chain's own lookup.
+    contracts
+        .registry
+        .suspend_agent(a, "serves stale data".into())
+        .send()
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    discovery.sync().await.unwrap();
+    assert_eq!(sellers(&discovery.find(FORECAST, max).unwrap()), vec![b]);
+    let (on_chain, _) = contracts
+        .registry
+        .agents_by_skill(skill_tag(FORECAST).unwrap(), EU256::zero(), EU256::from(10))
+        .call()
+        .await
+        .unwrap();
+    assert!(!on_chain.contains(&a) && on_chain.contains(&b) && on_chain.contains(&c));
+
+    // The kill switch on model 1 removes `b` too; `c` runs another model.
+    contracts
+        .registry
+        .suspend_model([1; 32], "prompt-injection bug".into())
+        .send()
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    discovery.sync().await.unwrap();
+    assert!(discovery.find(FORECAST, max).unwrap().is_empty());
+    assert_eq!(
+        sellers(&discovery.find(FORECAST, "2".parse().unwrap()).unwrap()),
+        vec![c]
+    );
+
+    // Reopening the cache keeps what was synced; nothing new to read.
+    let synced = discovery.synced_to().unwrap();
+    drop(discovery);
+    let discovery = Arc::new(
+        Discovery::open(dir.path().join("discovery"), &url, addresses)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(discovery.synced_to().unwrap(), synced);
+    assert_eq!(discovery.sync().await.unwrap(), 0);
+    assert_eq!(discovery.agents().unwrap().len(), 3);
+
+    // Following new blocks picks up a new agent by itself.
+    let _follow = discovery.clone().follow(Duration::from_millis(20));
+    let d = register(&url, addresses.registry, 6, "1.00", 3).await;
+    let mut found = false;
+    for _ in 0..200 {
+        if sellers(&discovery.find(FORECAST, max).unwrap()).contains(&d) {
+            found = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(found, "the follower never saw the new agent");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cache_refuses_another_deployment() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Devnet::spawn(DevnetConfig::new(dir.path().join("chain")))
+        .await
+        .unwrap();
+    let (_, first) = deploy(&node).await;
+    let (_, second) = deploy(&node).await;
+    let path = dir.path().join("discovery");
+    drop(
+        Discovery::open(&path, &node.http_url(), first)
+            .await
+            .unwrap(),
+    );
+    let err = Discovery::open(&path, &node.http_url(), second)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cache is for registry"), "{err}");
+}
