@@ -420,13 +420,13 @@ impl Discovery {
         records: &'a mut HashMap<EAddress, AgentRecord>,
         addr: EAddress,
     ) -> Result<&'a mut AgentRecord> {
-        if !records.contains_key(&addr) {
-            let r = self.agent(addr)?.unwrap_or_else(|| AgentRecord::new(addr));
-            records.insert(addr, r);
-        }
-        records
-            .get_mut(&addr)
-            .ok_or_else(|| self.corrupt("record vanished"))
+        use std::collections::hash_map::Entry;
+        Ok(match records.entry(addr) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(v) => {
+                v.insert(self.agent(addr)?.unwrap_or_else(|| AgentRecord::new(addr)))
+            }
+        })
     }
 
     /// The cached record of `agent`.
