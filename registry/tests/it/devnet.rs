@@ -6,6 +6,8 @@ use ethers::providers::Middleware;
 use ethers::types::{Address as EAddress, Bytes as EBytes, U256 as EU256};
 use registry::chain::{self, Stablecoin};
 use registry::devnet::{dev_wallet, Devnet, DevnetConfig};
+
+use crate::support;
 use wallets::{Eip712Domain, Limits, Payment, SpendingPolicy, TransferWithAuthorization, B256};
 
 fn eaddr(a: wallets::Address) -> EAddress {
@@ -18,16 +20,52 @@ fn usdc(whole: u64) -> EU256 {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn eip3009_payment_signed_by_the_policy_is_accepted_once_and_survives_restart() {
+async fn eip3009_payment_on_the_embedded_devnet_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
     let node = Devnet::spawn(DevnetConfig::new(dir.path().join("chain")))
         .await
         .unwrap();
-    let url = node.http_url();
+    let (token, payment) = eip3009_payment(&node.http_url(), dir.path()).await;
+
+    // Restart: the node comes back with every block and balance.
+    let head = node.block_number().await;
+    node.shutdown().await;
+    let node = Devnet::spawn(DevnetConfig::new(dir.path().join("chain")))
+        .await
+        .unwrap();
+    assert_eq!(node.block_number().await, head);
+    let client = chain::connect(&node.http_url(), Arc::new(dev_wallet(0)))
+        .await
+        .unwrap();
+    let token = Stablecoin::new(token, client.clone());
+    let seller = eaddr(dev_wallet(2).address());
+    assert_eq!(
+        token.balance_of(seller).call().await.unwrap(),
+        EU256::from(2_500_000u64)
+    );
+    let receipt = client
+        .get_transaction_receipt(payment)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(receipt.status, Some(1.into()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn eip3009_payment_on_anvil() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = support::anvil().await;
+    eip3009_payment(&node.url(), dir.path()).await;
+}
+
+/// Deploys the stablecoin, has the buyer's policy sign a 2.50 USDC authorization,
+/// the seller submit it, and a replay fail; returns the token and the payment's hash.
+async fn eip3009_payment(url: &str, dir: &std::path::Path) -> (EAddress, ethers::types::H256) {
     let deployer = Arc::new(dev_wallet(0));
     let buyer = Arc::new(dev_wallet(1));
     let seller = Arc::new(dev_wallet(2));
-    let client = chain::connect(&url, deployer.clone()).await.unwrap();
+    let client = chain::connect(url, deployer.clone()).await.unwrap();
+    let chain_id = client.get_chainid().await.unwrap().as_u64();
 
     let token = Stablecoin::deploy(
         client.clone(),
@@ -64,7 +102,7 @@ async fn eip3009_payment_signed_by_the_policy_is_accepted_once_and_survives_rest
     let domain = Eip712Domain::new(
         "USD Coin",
         "2",
-        node.chain_id(),
+        chain_id,
         wallets::Address(token.address().0),
     );
     assert_eq!(
@@ -74,7 +112,7 @@ async fn eip3009_payment_signed_by_the_policy_is_accepted_once_and_survives_rest
 
     // The buyer's policy signs a 2.50 USDC authorization; the seller submits it.
     let policy = SpendingPolicy::open(
-        dir.path().join("policy"),
+        dir.join("policy"),
         buyer.clone(),
         Limits {
             per_deal: Some("5 USDC".parse().unwrap()),
@@ -96,7 +134,7 @@ async fn eip3009_payment_signed_by_the_policy_is_accepted_once_and_survives_rest
             },
         })
         .unwrap();
-    let seller_client = chain::connect(&url, seller.clone()).await.unwrap();
+    let seller_client = chain::connect(url, seller.clone()).await.unwrap();
     let as_seller = Stablecoin::new(token.address(), seller_client.clone());
     let submit = || {
         as_seller.transfer_with_authorization(
@@ -142,32 +180,5 @@ async fn eip3009_payment_signed_by_the_policy_is_accepted_once_and_survives_rest
         EU256::from(97_500_000u64)
     );
 
-    // Restart: the node comes back with every block and balance.
-    let head = node.block_number().await;
-    node.shutdown().await;
-    let node = Devnet::spawn(DevnetConfig::new(dir.path().join("chain")))
-        .await
-        .unwrap();
-    assert_eq!(node.block_number().await, head);
-    let client = chain::connect(&node.http_url(), deployer.clone())
-        .await
-        .unwrap();
-    let token = Stablecoin::new(token.address(), client.clone());
-    assert_eq!(
-        token
-            .balance_of(eaddr(seller.address()))
-            .call()
-            .await
-            .unwrap(),
-        EU256::from(2_500_000u64)
-    );
-    assert_eq!(
-        client
-            .get_transaction_receipt(receipt.transaction_hash)
-            .await
-            .unwrap()
-            .unwrap()
-            .status,
-        Some(1.into())
-    );
+    (token.address(), receipt.transaction_hash)
 }

@@ -6,9 +6,11 @@ use std::time::Duration;
 use ethers::types::{Address as EAddress, U256 as EU256};
 use registry::chain::bindings::agent_registry::Service;
 use registry::chain::{self, skill_tag, AgentRegistry, DeployConfig, Deployment};
-use registry::devnet::{dev_wallet, Devnet, DevnetConfig, DevnetHandle};
+use registry::devnet::dev_wallet;
 use registry::discovery::Discovery;
 use wallets::Amount;
+
+use crate::support::{self, Node};
 
 const FORECAST: &str = "weather.forecast";
 
@@ -36,10 +38,8 @@ async fn register(url: &str, registry: EAddress, i: u32, price: &str, model: u8)
     EAddress::from(wallet.address().0)
 }
 
-async fn deploy(node: &DevnetHandle) -> (Deployment, chain::Addresses) {
-    let client = chain::connect(&node.http_url(), Arc::new(dev_wallet(0)))
-        .await
-        .unwrap();
+async fn deploy(url: &str) -> (Deployment, chain::Addresses) {
+    let client = chain::connect(url, Arc::new(dev_wallet(0))).await.unwrap();
     Deployment::deploy(client, &DeployConfig::dev())
         .await
         .unwrap()
@@ -50,19 +50,28 @@ fn sellers(offers: &[registry::discovery::Offer]) -> Vec<EAddress> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn register_lookup_suspend_and_kill_switch() {
+async fn register_lookup_suspend_and_kill_switch_on_the_embedded_devnet() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Devnet::spawn(DevnetConfig::new(dir.path().join("chain")))
-        .await
-        .unwrap();
-    let url = node.http_url();
-    let (contracts, addresses) = deploy(&node).await;
+    let node = support::embedded(&dir.path().join("chain")).await;
+    register_lookup_suspend_and_kill_switch(&node, dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn register_lookup_suspend_and_kill_switch_on_anvil() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = support::anvil().await;
+    register_lookup_suspend_and_kill_switch(&node, dir.path()).await;
+}
+
+async fn register_lookup_suspend_and_kill_switch(node: &Node, dir: &std::path::Path) {
+    let url = node.url();
+    let (contracts, addresses) = deploy(&url).await;
 
     let a = register(&url, addresses.registry, 3, "1.20", 1).await;
     let b = register(&url, addresses.registry, 4, "0.95", 1).await;
     let c = register(&url, addresses.registry, 5, "1.50", 2).await;
 
-    let discovery = Discovery::open(dir.path().join("discovery"), &url, addresses)
+    let discovery = Discovery::open(dir.join("discovery"), &url, addresses)
         .await
         .unwrap();
     assert!(discovery.sync().await.unwrap() >= 6);
@@ -113,7 +122,7 @@ async fn register_lookup_suspend_and_kill_switch() {
     let synced = discovery.synced_to().unwrap();
     drop(discovery);
     let discovery = Arc::new(
-        Discovery::open(dir.path().join("discovery"), &url, addresses)
+        Discovery::open(dir.join("discovery"), &url, addresses)
             .await
             .unwrap(),
     );
@@ -132,24 +141,22 @@ async fn register_lookup_suspend_and_kill_switch() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(found, "the follower never saw the new agent");
+    assert!(
+        found,
+        "{}: the follower never saw the new agent",
+        node.name()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cache_refuses_another_deployment() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Devnet::spawn(DevnetConfig::new(dir.path().join("chain")))
-        .await
-        .unwrap();
-    let (_, first) = deploy(&node).await;
-    let (_, second) = deploy(&node).await;
+    let node = support::embedded(&dir.path().join("chain")).await;
+    let (_, first) = deploy(&node.url()).await;
+    let (_, second) = deploy(&node.url()).await;
     let path = dir.path().join("discovery");
-    drop(
-        Discovery::open(&path, &node.http_url(), first)
-            .await
-            .unwrap(),
-    );
-    let err = Discovery::open(&path, &node.http_url(), second)
+    drop(Discovery::open(&path, &node.url(), first).await.unwrap());
+    let err = Discovery::open(&path, &node.url(), second)
         .await
         .unwrap_err()
         .to_string();

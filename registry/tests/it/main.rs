@@ -1,4 +1,6 @@
 //! Integration tests of the registry crate: the embedded devnet and the contracts on it.
 
+mod cast;
 mod devnet;
 mod discovery;
+mod support;
