@@ -3,6 +3,7 @@
 //! The binary only parses arguments, sets up logging and calls into the library
 //! crates; see `agora --help`.
 
+mod chain_cmd;
 mod wallet_cmd;
 
 use std::process::ExitCode;
@@ -29,6 +30,11 @@ enum Command {
     /// Inspect payment journals.
     #[command(subcommand)]
     Journal(wallet_cmd::JournalCommand),
+    /// Serve the embedded devnet (JSON-RPC over HTTP and WebSocket) and deploy the contracts.
+    Chain(chain_cmd::ChainArgs),
+    /// Register agents and look them up in the on-chain registry.
+    #[command(subcommand)]
+    Registry(chain_cmd::RegistryCommand),
 }
 
 fn init_tracing(json: bool) {
@@ -44,12 +50,24 @@ fn init_tracing(json: bool) {
     }
 }
 
+/// Runs async commands on a multi-threaded tokio runtime.
+fn block_on(
+    fut: impl std::future::Future<Output = anyhow::Result<ExitCode>>,
+) -> anyhow::Result<ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(fut)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_json);
     let result = match cli.command {
         Command::Wallet(cmd) => wallet_cmd::run_wallet(cmd),
         Command::Journal(cmd) => wallet_cmd::run_journal(cmd),
+        Command::Chain(args) => block_on(chain_cmd::run_chain(args)),
+        Command::Registry(cmd) => block_on(chain_cmd::run_registry(cmd)),
     };
     match result {
         Ok(code) => code,

@@ -11,12 +11,15 @@ use wallets::{
 };
 use zeroize::Zeroizing;
 
-/// Where keystores go when no path is given: `$AGORA_HOME/keystores`, `AGORA_HOME`
-/// defaulting to `.agora` in the current directory.
+/// Agora's working directory: `$AGORA_HOME`, defaulting to `.agora` in the current
+/// directory.
+pub(crate) fn agora_home() -> PathBuf {
+    std::env::var_os("AGORA_HOME").map_or_else(|| PathBuf::from(".agora"), PathBuf::from)
+}
+
+/// Where keystores go when no path is given.
 fn default_keystore_dir() -> PathBuf {
-    std::env::var_os("AGORA_HOME")
-        .map_or_else(|| PathBuf::from(".agora"), PathBuf::from)
-        .join("keystores")
+    agora_home().join("keystores")
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,7 +135,7 @@ impl SignInput {
 
 impl PasswordArgs {
     /// The password from the environment variable, else from a terminal prompt.
-    fn read(&self, confirm: bool) -> Result<Zeroizing<String>> {
+    pub(crate) fn read(&self, confirm: bool) -> Result<Zeroizing<String>> {
         if let Ok(pw) = std::env::var(&self.password_env) {
             return Ok(Zeroizing::new(pw));
         }

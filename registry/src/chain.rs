@@ -398,6 +398,63 @@ pub fn skill_tag(skill: &str) -> Result<[u8; 32], ChainError> {
     Ok(out)
 }
 
+/// A service entry for `AgentRegistry.register` / `setServices`.
+///
+/// # Errors
+/// As [`skill_tag`].
+pub fn service(
+    skill: &str,
+    price: wallets::Amount,
+    unit: &str,
+) -> Result<bindings::agent_registry::Service, ChainError> {
+    Ok(bindings::agent_registry::Service {
+        skill: skill_tag(skill)?,
+        price: EU256::from(price.base_units()),
+        unit: unit.to_owned(),
+    })
+}
+
+impl Deployment {
+    /// Registers the client's account as an agent (no stake) and waits for the receipt.
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] with the decoded revert reason.
+    pub async fn register_agent(
+        &self,
+        endpoint: &str,
+        card_uri: &str,
+        model_fingerprint: wallets::B256,
+        services: Vec<bindings::agent_registry::Service>,
+    ) -> Result<wallets::B256, ChainError> {
+        const CALL: &str = "AgentRegistry.register";
+        let call = self.registry.register(
+            endpoint.to_owned(),
+            card_uri.to_owned(),
+            model_fingerprint.0,
+            services,
+            EU256::zero(),
+        );
+        let pending = call.send().await.map_err(|e| contract_error(CALL, e))?;
+        let receipt = pending
+            .await
+            .map_err(|e| ChainError::Contract {
+                call: CALL.into(),
+                message: format!("waiting for the receipt: {e}"),
+            })?
+            .ok_or_else(|| ChainError::Contract {
+                call: CALL.into(),
+                message: "the transaction was dropped".into(),
+            })?;
+        if receipt.status != Some(1.into()) {
+            return Err(ChainError::Contract {
+                call: CALL.into(),
+                message: format!("transaction {:?} reverted", receipt.transaction_hash),
+            });
+        }
+        Ok(wallets::B256(receipt.transaction_hash.0))
+    }
+}
+
 /// The text of a skill tag (up to the first zero byte).
 pub fn skill_name(tag: &[u8; 32]) -> String {
     let end = tag.iter().position(|&b| b == 0).unwrap_or(32);

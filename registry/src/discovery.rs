@@ -439,6 +439,14 @@ impl Discovery {
             .transpose()
     }
 
+    /// The cached record of the agent with wallet `agent`.
+    ///
+    /// # Errors
+    /// Storage or decoding errors.
+    pub fn agent_at(&self, agent: wallets::Address) -> Result<Option<AgentRecord>> {
+        self.agent(EAddress::from(agent.0))
+    }
+
     /// Whether a model fingerprint is suspended (the kill switch).
     ///
     /// # Errors

@@ -1,3 +1,4 @@
 //! Integration tests of the `agora` binary and of the crates working together.
 
+mod chain_cli;
 mod wallet_cli;

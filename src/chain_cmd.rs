@@ -1,0 +1,285 @@
+//! `agora chain` and `agora registry ...`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use registry::chain::{self, Addresses, DeployConfig, Deployment};
+use registry::devnet::{dev_wallet, Devnet, DevnetConfig, DEV_ACCOUNTS};
+use registry::discovery::{AgentRecord, Discovery};
+use wallets::{keystore, Amount};
+
+use crate::wallet_cmd::{agora_home, PasswordArgs};
+
+/// `agora chain`: serve the embedded devnet.
+#[derive(Debug, Args)]
+pub(crate) struct ChainArgs {
+    /// Address to serve JSON-RPC (HTTP and WebSocket) on.
+    #[arg(long, default_value = "127.0.0.1:8545")]
+    listen: SocketAddr,
+    /// Chain data directory (default: $AGORA_HOME/chain).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Chain id of a new chain.
+    #[arg(long, default_value_t = registry::devnet::DEFAULT_CHAIN_ID)]
+    chain_id: u64,
+    /// Do not deploy the Agora contracts on a new chain.
+    #[arg(long)]
+    no_deploy: bool,
+}
+
+/// Where a chain's contract addresses are written.
+fn addresses_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("addresses.json")
+}
+
+fn default_data_dir() -> PathBuf {
+    agora_home().join("chain")
+}
+
+pub(crate) async fn run_chain(args: ChainArgs) -> Result<ExitCode> {
+    let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
+    let mut config = DevnetConfig::new(&data_dir);
+    config.listen = args.listen;
+    config.chain_id = args.chain_id;
+    let node = Devnet::spawn(config).await?;
+    println!("chain id:  {}", node.chain_id());
+    println!(
+        "json-rpc:  {}  (WebSocket: {})",
+        node.http_url(),
+        node.ws_url()
+    );
+    println!("data:      {}", data_dir.display());
+    println!("dev accounts (10 000 ETH each at genesis; keys from registry::devnet::dev_key):");
+    for i in 0..DEV_ACCOUNTS as u32 {
+        println!("  ({i}) {}", dev_wallet(i).address());
+    }
+    let path = addresses_path(&data_dir);
+    if !args.no_deploy && !path.exists() {
+        let deployer = Arc::new(dev_wallet(0));
+        let client = chain::connect(&node.http_url(), deployer).await?;
+        let (_, addresses) = Deployment::deploy(client, &DeployConfig::dev()).await?;
+        let json = serde_json::to_string_pretty(&addresses)?;
+        std::fs::write(&path, json + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let a: Addresses =
+            serde_json::from_str(&text).with_context(|| path.display().to_string())?;
+        println!("contracts ({}):", path.display());
+        println!("  Stablecoin     {:?}", a.stablecoin);
+        println!("  AgentRegistry  {:?}", a.registry);
+        println!("  JobEscrow      {:?}", a.escrow);
+        println!("  Reputation     {:?}", a.reputation);
+    }
+    println!("serving; Ctrl-C to stop");
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    node.shutdown().await;
+    eprintln!("stopped; chain data kept in {}", data_dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Which node and deployment the registry commands talk to.
+#[derive(Debug, Args)]
+pub(crate) struct NodeArgs {
+    /// JSON-RPC URL of the node.
+    #[arg(long, default_value = "http://127.0.0.1:8545")]
+    rpc: String,
+    /// The deployment's addresses.json (default: $AGORA_HOME/chain/addresses.json).
+    #[arg(long)]
+    addresses: Option<PathBuf>,
+}
+
+impl NodeArgs {
+    fn addresses(&self) -> Result<Addresses> {
+        let path = self
+            .addresses
+            .clone()
+            .unwrap_or_else(|| addresses_path(&default_data_dir()));
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "reading {} (run `agora chain` first, or pass --addresses)",
+                path.display()
+            )
+        })?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{}: not an addresses file", path.display()))
+    }
+
+    async fn discovery(&self) -> Result<Discovery> {
+        let addresses = self.addresses()?;
+        let cache = agora_home()
+            .join("discovery")
+            .join(format!("{}-{:?}", addresses.chain_id, addresses.registry));
+        let d = Discovery::open(cache, &self.rpc, addresses).await?;
+        let n = d.sync().await?;
+        tracing::debug!(target: "registry::cli", logs = n, "synced");
+        Ok(d)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RegistryCommand {
+    /// List agents; with --skill, only those offering it (cheapest, best-rated first).
+    List {
+        #[command(flatten)]
+        node: NodeArgs,
+        /// Only agents offering this skill tag.
+        #[arg(long)]
+        skill: Option<String>,
+        /// With --skill: the most you would pay ("1.50 USDC").
+        #[arg(long, default_value = "1000000 USDC")]
+        max_price: Amount,
+    },
+    /// Show one agent's record.
+    Show {
+        #[command(flatten)]
+        node: NodeArgs,
+        /// The agent's address.
+        agent: wallets::Address,
+    },
+    /// Register the keystore's agent with its endpoint and services.
+    Register {
+        #[command(flatten)]
+        node: NodeArgs,
+        /// The agent's keystore.
+        #[arg(long)]
+        keystore: PathBuf,
+        #[command(flatten)]
+        password: PasswordArgs,
+        /// Where the agent listens (e.g. ws://127.0.0.1:7401).
+        #[arg(long)]
+        endpoint: String,
+        /// URI of the agent card.
+        #[arg(long, default_value = "")]
+        card: String,
+        /// SHA-256 of the model file, hex (zero if none).
+        #[arg(long)]
+        model_fingerprint: Option<wallets::B256>,
+        /// A service as SKILL=PRICE/UNIT, e.g. weather.forecast=1.20/forecast (repeatable).
+        #[arg(long = "service", required = true)]
+        services: Vec<String>,
+    },
+}
+
+fn parse_service(s: &str) -> Result<registry::chain::bindings::agent_registry::Service> {
+    let (skill, rest) = s
+        .split_once('=')
+        .with_context(|| format!("--service {s:?}: expected SKILL=PRICE/UNIT"))?;
+    let (price, unit) = rest
+        .split_once('/')
+        .with_context(|| format!("--service {s:?}: expected SKILL=PRICE/UNIT"))?;
+    let price: Amount = price.parse().with_context(|| format!("--service {s:?}"))?;
+    chain::service(skill, price, unit).with_context(|| format!("--service {s:?}"))
+}
+
+fn print_agent(a: &AgentRecord, active: bool) {
+    println!("agent:     {}", wallets::Address(a.address.0));
+    println!(
+        "status:    {}",
+        if active { "active" } else { "not listed" }
+    );
+    println!("endpoint:  {}", a.endpoint);
+    println!("card:      {}", a.card_uri);
+    println!("model:     0x{}", hex::encode(a.model_fingerprint));
+    println!("stake:     {}", Amount::from_base_units(a.stake));
+    println!(
+        "feedback:  {} entries, score {:.1}",
+        a.feedback_count,
+        a.score()
+    );
+    for s in &a.services {
+        println!("service:   {} at {} per {}", s.skill, s.price, s.unit);
+    }
+}
+
+pub(crate) async fn run_registry(cmd: RegistryCommand) -> Result<ExitCode> {
+    match cmd {
+        RegistryCommand::List {
+            node,
+            skill,
+            max_price,
+        } => {
+            let d = node.discovery().await?;
+            match skill {
+                Some(skill) => {
+                    let offers = d.find(&skill, max_price)?;
+                    println!("{:<44} {:>14} {:>6}  endpoint", "agent", "price", "score");
+                    for o in &offers {
+                        println!(
+                            "{:<44} {:>14} {:>6.1}  {}",
+                            wallets::Address(o.agent.address.0).to_string(),
+                            o.service.price.to_string(),
+                            o.score,
+                            o.agent.endpoint
+                        );
+                    }
+                    println!("{} offer(s) of {skill} at ≤ {max_price}", offers.len());
+                }
+                None => {
+                    let agents = d.agents()?;
+                    for a in &agents {
+                        let skills: Vec<&str> =
+                            a.services.iter().map(|s| s.skill.as_str()).collect();
+                        let active = if d.is_active(a)? {
+                            "active"
+                        } else {
+                            "not listed"
+                        };
+                        println!(
+                            "{}  {active:<10}  {}  [{}]",
+                            wallets::Address(a.address.0),
+                            a.endpoint,
+                            skills.join(", ")
+                        );
+                    }
+                    println!("{} agent(s)", agents.len());
+                }
+            }
+        }
+        RegistryCommand::Show { node, agent } => {
+            let d = node.discovery().await?;
+            let Some(record) = d.agent_at(agent)? else {
+                bail!("agent {agent} is not registered");
+            };
+            print_agent(&record, d.is_active(&record)?);
+        }
+        RegistryCommand::Register {
+            node,
+            keystore: path,
+            password,
+            endpoint,
+            card,
+            model_fingerprint,
+            services,
+        } => {
+            let services = services
+                .iter()
+                .map(|s| parse_service(s))
+                .collect::<Result<Vec<_>>>()?;
+            let addresses = node.addresses()?;
+            let pw = password.read(false)?;
+            // scrypt takes about a second: keep it off the async workers.
+            let wallet = Arc::new(
+                tokio::task::spawn_blocking(move || keystore::load(&path, pw.as_bytes())).await??,
+            );
+            let client = chain::connect(&node.rpc, wallet.clone()).await?;
+            let contracts = Deployment::at(client, &addresses);
+            let tx = contracts
+                .register_agent(
+                    &endpoint,
+                    &card,
+                    model_fingerprint.unwrap_or_default(),
+                    services,
+                )
+                .await?;
+            println!("registered {} in tx {tx}", wallet.address());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
