@@ -58,7 +58,7 @@ pub use eip712::{Eip712, Eip712Domain, TypedData};
 pub use error::{Error, PolicyViolation, Result};
 pub use journal::{Journal, JournalEntry};
 pub use keystore::{KdfStrength, KeystoreFile};
-pub use payment::{Payment, SignedPayment, TransferWithAuthorization};
+pub use payment::{Payment, Permit, SignedPayment, TransferWithAuthorization};
 pub use policy::{Limits, SpendingPolicy, WINDOW_SECS};
 pub use primitive_types::U256;
 pub use primitives::{keccak256, Address, B256};

@@ -54,6 +54,39 @@ impl TransferWithAuthorization {
     }
 }
 
+/// An EIP-2612 `Permit`: lets `spender` (the escrow contract) pull `value` of the
+/// owner's tokens until `deadline`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Permit {
+    /// The payer.
+    pub owner: Address,
+    /// Who may pull the tokens (the escrow contract).
+    pub spender: Address,
+    /// The allowance.
+    pub value: Amount,
+    /// The owner's current permit nonce on the token.
+    pub nonce: u64,
+    /// Unix seconds until which the permit is valid.
+    pub deadline: u64,
+}
+
+impl Eip712 for Permit {
+    const NAME: &'static str = "Permit";
+    const TYPE: &'static str =
+        "Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)";
+
+    fn struct_hash(&self) -> B256 {
+        Encoder::new(Self::type_hash())
+            .address(self.owner)
+            .address(self.spender)
+            .uint(self.value.base_units())
+            .uint(self.nonce)
+            .uint(self.deadline)
+            .finish()
+    }
+}
+
 /// A payment the wallet may be asked to sign.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
@@ -65,6 +98,18 @@ pub enum Payment {
         domain: Eip712Domain,
         /// The transfer.
         transfer: TransferWithAuthorization,
+    },
+    /// An escrow deposit: a permit for the escrow contract to pull the price, used
+    /// by `JobEscrow.lockWithPermit` to lock it for `seller` under `job_id`.
+    EscrowDeposit {
+        /// The token's domain.
+        domain: Eip712Domain,
+        /// The permit (spender = the escrow contract).
+        permit: Permit,
+        /// Who the escrow pays on release: the payee the policy counts.
+        seller: Address,
+        /// The buyer's job id (the escrow id is keccak256(buyer, job id)).
+        job_id: B256,
     },
 }
 
@@ -78,6 +123,18 @@ impl Payment {
                 domain.verifying_contract.unwrap_or_default(),
                 transfer.nonce
             ),
+            Self::EscrowDeposit {
+                domain,
+                permit,
+                job_id,
+                ..
+            } => format!(
+                "escrow:{}:{}:{}:{}",
+                domain.chain_id.unwrap_or_default(),
+                permit.spender,
+                permit.owner,
+                job_id
+            ),
         }
     }
 
@@ -85,6 +142,7 @@ impl Payment {
     pub fn payer(&self) -> Address {
         match self {
             Self::Authorization { transfer, .. } => transfer.from,
+            Self::EscrowDeposit { permit, .. } => permit.owner,
         }
     }
 
@@ -92,6 +150,7 @@ impl Payment {
     pub fn payee(&self) -> Address {
         match self {
             Self::Authorization { transfer, .. } => transfer.to,
+            Self::EscrowDeposit { seller, .. } => *seller,
         }
     }
 
@@ -99,6 +158,7 @@ impl Payment {
     pub fn amount(&self) -> Amount {
         match self {
             Self::Authorization { transfer, .. } => transfer.value,
+            Self::EscrowDeposit { permit, .. } => permit.value,
         }
     }
 
@@ -106,6 +166,7 @@ impl Payment {
     pub fn signing_hash(&self) -> B256 {
         match self {
             Self::Authorization { domain, transfer } => transfer.signing_hash(domain),
+            Self::EscrowDeposit { domain, permit, .. } => permit.signing_hash(domain),
         }
     }
 }
@@ -134,6 +195,15 @@ impl SignedPayment {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn permit_typehash_matches_eip2612() {
+        // PERMIT_TYPEHASH of EIP-2612 (and of USDC, OpenZeppelin's ERC20Permit).
+        assert_eq!(
+            Permit::type_hash().to_string(),
+            "0x6e71edae12b1b97f4d1f60370fef10105fa2faae0126114a169c64845d6126c9"
+        );
+    }
 
     #[test]
     fn typehash_matches_usdc() {

@@ -421,7 +421,9 @@ mod tests {
             PolicyViolation::Zero
         );
         let mut foreign = f.payment(PEER_A, "1");
-        let Payment::Authorization { transfer, .. } = &mut foreign;
+        let Payment::Authorization { transfer, .. } = &mut foreign else {
+            unreachable!()
+        };
         transfer.from = PEER_B;
         assert_eq!(
             reason(p.authorize(&foreign).unwrap_err()),
@@ -483,7 +485,9 @@ mod tests {
 
         // Same id, different content: refused, not signed.
         let mut changed = payment.clone();
-        let Payment::Authorization { transfer, .. } = &mut changed;
+        let Payment::Authorization { transfer, .. } = &mut changed else {
+            unreachable!()
+        };
         transfer.value = "4".parse().unwrap();
         assert!(matches!(
             p.authorize(&changed),

@@ -182,3 +182,59 @@ async fn eip3009_payment(url: &str, dir: &std::path::Path) -> (EAddress, ethers:
 
     (token.address(), receipt.transaction_hash)
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websocket_subscriptions_see_new_heads_and_logs() {
+    use ethers::providers::{Provider, StreamExt, Ws};
+    use ethers::types::Filter;
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = Devnet::spawn(DevnetConfig::new(dir.path())).await.unwrap();
+    let ws = Provider::<Ws>::connect(node.ws_url()).await.unwrap();
+    assert_eq!(ws.get_chainid().await.unwrap().as_u64(), node.chain_id());
+    let mut heads = ws.subscribe_blocks().await.unwrap();
+
+    let deployer = Arc::new(dev_wallet(0));
+    let client = chain::connect(&node.http_url(), deployer.clone())
+        .await
+        .unwrap();
+    let token = Stablecoin::deploy(
+        client.clone(),
+        (
+            "USD Coin".to_owned(),
+            "USDC".to_owned(),
+            eaddr(deployer.address()),
+            true,
+            eaddr(deployer.address()),
+            usdc(1),
+        ),
+    )
+    .unwrap()
+    .send()
+    .await
+    .unwrap();
+    let head = tokio::time::timeout(std::time::Duration::from_secs(5), heads.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(head.number, Some(1.into()));
+
+    let mut logs = ws
+        .subscribe_logs(&Filter::new().address(token.address()))
+        .await
+        .unwrap();
+    let receipt = token
+        .mint(eaddr(dev_wallet(5).address()), usdc(7))
+        .send()
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .unwrap();
+    let log = tokio::time::timeout(std::time::Duration::from_secs(5), logs.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(log.transaction_hash, Some(receipt.transaction_hash));
+    assert_eq!(log.address, token.address());
+}

@@ -3,4 +3,5 @@
 mod cast;
 mod devnet;
 mod discovery;
+mod escrow;
 mod support;
