@@ -143,6 +143,23 @@ pub(crate) enum RegistryCommand {
         /// The agent's address.
         agent: wallets::Address,
     },
+    /// Deploy the four contracts to a node from the keystore's account.
+    Deploy {
+        /// JSON-RPC URL of the node.
+        #[arg(long, default_value = "http://127.0.0.1:8545")]
+        rpc: String,
+        /// The deployer's keystore (it becomes governor and arbiter).
+        #[arg(long)]
+        keystore: PathBuf,
+        #[command(flatten)]
+        password: PasswordArgs,
+        /// Where to write the addresses (refuses to overwrite).
+        #[arg(long)]
+        out: PathBuf,
+        /// Let the deployer mint tokens after deployment (dev and test chains only).
+        #[arg(long)]
+        dev_faucet: bool,
+    },
     /// Register the keystore's agent with its endpoint and services.
     Register {
         #[command(flatten)]
@@ -198,6 +215,14 @@ fn print_agent(a: &AgentRecord, active: bool) {
     }
 }
 
+/// Decrypts a keystore off the async workers (scrypt takes about a second).
+async fn load_wallet(path: PathBuf, password: &PasswordArgs) -> Result<Arc<wallets::Wallet>> {
+    let pw = password.read(false)?;
+    let wallet =
+        tokio::task::spawn_blocking(move || keystore::load(&path, pw.as_bytes())).await??;
+    Ok(Arc::new(wallet))
+}
+
 pub(crate) async fn run_registry(cmd: RegistryCommand) -> Result<ExitCode> {
     match cmd {
         RegistryCommand::List {
@@ -242,6 +267,35 @@ pub(crate) async fn run_registry(cmd: RegistryCommand) -> Result<ExitCode> {
                 }
             }
         }
+        RegistryCommand::Deploy {
+            rpc,
+            keystore: path,
+            password,
+            out,
+            dev_faucet,
+        } => {
+            if out.exists() {
+                bail!(
+                    "{} exists; refusing to overwrite a deployment's addresses",
+                    out.display()
+                );
+            }
+            let wallet = load_wallet(path, &password).await?;
+            let client = chain::connect(&rpc, wallet).await?;
+            let config = DeployConfig {
+                dev_faucet,
+                ..DeployConfig::dev()
+            };
+            let (_, addresses) = Deployment::deploy(client, &config).await?;
+            let json = serde_json::to_string_pretty(&addresses)?;
+            std::fs::write(&out, json + "\n")
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "deployed on chain {}; addresses in {}",
+                addresses.chain_id,
+                out.display()
+            );
+        }
         RegistryCommand::Show { node, agent } => {
             let d = node.discovery().await?;
             let Some(record) = d.agent_at(agent)? else {
@@ -263,11 +317,7 @@ pub(crate) async fn run_registry(cmd: RegistryCommand) -> Result<ExitCode> {
                 .map(|s| parse_service(s))
                 .collect::<Result<Vec<_>>>()?;
             let addresses = node.addresses()?;
-            let pw = password.read(false)?;
-            // scrypt takes about a second: keep it off the async workers.
-            let wallet = Arc::new(
-                tokio::task::spawn_blocking(move || keystore::load(&path, pw.as_bytes())).await??,
-            );
+            let wallet = load_wallet(path, &password).await?;
             let client = chain::connect(&node.rpc, wallet.clone()).await?;
             let contracts = Deployment::at(client, &addresses);
             let tx = contracts

@@ -6,13 +6,13 @@ use std::process::{Command, Stdio};
 
 use registry::devnet::dev_key;
 
-#[test]
-fn chain_register_list_show_and_clean_stop() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("home");
+/// Starts `agora chain` with `extra` arguments; returns the child, its URL and what
+/// it printed up to "serving".
+fn start_chain(home: &std::path::Path, extra: &[&str]) -> (std::process::Child, String, String) {
     let mut chain = Command::new(env!("CARGO_BIN_EXE_agora"))
         .args(["chain", "--listen", "127.0.0.1:0"])
-        .env("AGORA_HOME", &home)
+        .args(extra)
+        .env("AGORA_HOME", home)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -32,6 +32,52 @@ fn chain_register_list_show_and_clean_stop() {
         }
     }
     let url = url.unwrap_or_else(|| panic!("no URL in:\n{printed}"));
+    (chain, url, printed)
+}
+
+/// Imports dev account `i` (a public devnet key) into a keystore; returns its address.
+fn import_dev_key(i: u32, keystore: &std::path::Path) -> String {
+    let mut import = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args([
+            "wallet",
+            "import",
+            "--light",
+            "--keystore",
+            keystore.to_str().unwrap(),
+        ])
+        .env("AGORA_PASSWORD", "pw")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut import.stdin.take().unwrap(),
+        hex::encode(dev_key(i)).as_bytes(),
+    )
+    .unwrap();
+    let out = import.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("address:").map(|a| a.trim().to_owned()))
+        .unwrap()
+}
+
+fn stop(mut chain: std::process::Child) {
+    let status = Command::new("kill")
+        .args(["-INT", &chain.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = chain.wait().unwrap();
+    assert!(status.success(), "agora chain exited with {status}");
+}
+
+#[test]
+fn chain_register_list_show_and_clean_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let (chain, url, printed) = start_chain(&home, &[]);
     assert!(printed.contains("AgentRegistry"), "{printed}");
     assert!(home.join("chain/addresses.json").exists());
 
@@ -51,32 +97,8 @@ fn chain_register_list_show_and_clean_stop() {
         )
     };
 
-    // A keystore for dev account 3 (a public devnet key).
     let keystore = home.join("weather.json");
-    let mut import = Command::new(env!("CARGO_BIN_EXE_agora"))
-        .args([
-            "wallet",
-            "import",
-            "--light",
-            "--keystore",
-            keystore.to_str().unwrap(),
-        ])
-        .env("AGORA_PASSWORD", "pw")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(
-        &mut import.stdin.take().unwrap(),
-        hex::encode(dev_key(3)).as_bytes(),
-    )
-    .unwrap();
-    let out = import.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let address = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("address:").map(|a| a.trim().to_owned()))
-        .unwrap();
+    let address = import_dev_key(3, &keystore);
 
     let (ok, out, err) = agora(&[
         "registry",
@@ -147,11 +169,61 @@ fn chain_register_list_show_and_clean_stop() {
     assert!(err.contains("weather.forecast=cheap/forecast"), "{err}");
 
     // Ctrl-C stops the chain cleanly.
-    let status = Command::new("kill")
-        .args(["-INT", &chain.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let status = chain.wait().unwrap();
-    assert!(status.success(), "agora chain exited with {status}");
+    stop(chain);
+}
+
+#[test]
+fn deploy_by_url_then_register_with_an_addresses_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let (chain, url, printed) = start_chain(&home, &["--no-deploy"]);
+    assert!(!printed.contains("AgentRegistry"), "{printed}");
+    let deployer = home.join("deployer.json");
+    import_dev_key(0, &deployer);
+    let seller = home.join("seller.json");
+    let address = import_dev_key(4, &seller);
+    let addresses = dir.path().join("deployment.json");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_agora"))
+            .args(args)
+            .env("AGORA_HOME", &home)
+            .env("AGORA_PASSWORD", "pw")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "agora {}: {err}", args.join(" "));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let a = addresses.to_str().unwrap();
+    run(&[
+        "registry",
+        "deploy",
+        "--rpc",
+        &url,
+        "--keystore",
+        deployer.to_str().unwrap(),
+        "--out",
+        a,
+    ]);
+    run(&[
+        "registry",
+        "register",
+        "--rpc",
+        &url,
+        "--addresses",
+        a,
+        "--keystore",
+        seller.to_str().unwrap(),
+        "--endpoint",
+        "ws://127.0.0.1:7404",
+        "--service",
+        "llm.summarize=0.05/1k-tokens",
+    ]);
+    let out = run(&["registry", "list", "--rpc", &url, "--addresses", a]);
+    assert!(
+        out.contains(&address) && out.contains("llm.summarize"),
+        "{out}"
+    );
+    stop(chain);
 }
