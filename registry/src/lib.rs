@@ -25,3 +25,4 @@
 pub mod chain;
 pub mod devnet;
 pub mod discovery;
+mod sender;

@@ -238,3 +238,80 @@ async fn websocket_subscriptions_see_new_heads_and_logs() {
     assert_eq!(log.transaction_hash, Some(receipt.transaction_hash));
     assert_eq!(log.address, token.address());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sends_survive_a_node_restart_without_gaps_or_duplicates() {
+    use ethers::providers::Middleware as _;
+    use registry::chain::RetryPolicy;
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = || {
+        let mut c = DevnetConfig::new(dir.path().join("chain"));
+        c.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        c
+    };
+    let node = Devnet::spawn(config()).await.unwrap();
+    let deployer = Arc::new(dev_wallet(0));
+    let policy = RetryPolicy {
+        retries: 60,
+        initial_backoff: std::time::Duration::from_millis(20),
+        max_backoff: std::time::Duration::from_millis(100),
+    };
+    let client = chain::connect_with(&node.http_url(), deployer.clone(), policy)
+        .await
+        .unwrap();
+    let me = eaddr(deployer.address());
+    let token = Stablecoin::deploy(
+        client.clone(),
+        (
+            "USD Coin".to_owned(),
+            "USDC".to_owned(),
+            me,
+            true,
+            me,
+            usdc(1),
+        ),
+    )
+    .unwrap()
+    .send()
+    .await
+    .unwrap();
+
+    // A transaction the wallet refuses (an ERC-20 transfer) fails at once and uses no nonce.
+    let refused = token.transfer(eaddr(dev_wallet(4).address()), usdc(1));
+    let err = refused.send().await.unwrap_err().to_string();
+    assert!(err.contains("spending policy"), "{err}");
+
+    // The node goes away; a send waits for it and goes through once it is back.
+    node.shutdown().await;
+    let receiver = eaddr(dev_wallet(5).address());
+    let sending = {
+        let token = token.clone();
+        tokio::spawn(async move {
+            let call = token.mint(receiver, usdc(7));
+            call.send()
+                .await
+                .map(|p| p.tx_hash())
+                .map_err(|e| e.to_string())
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let node = Devnet::spawn(config()).await.unwrap();
+    let hash = sending.await.unwrap().unwrap();
+    assert!(node.has_transaction(hash).await.unwrap());
+    assert_eq!(token.balance_of(receiver).call().await.unwrap(), usdc(7));
+
+    // No gap: the next transaction takes the next nonce.
+    let next = token.mint(receiver, usdc(1));
+    next.send().await.unwrap().await.unwrap();
+    assert_eq!(token.balance_of(receiver).call().await.unwrap(), usdc(8));
+    assert_eq!(
+        client.get_transaction_count(me, None).await.unwrap(),
+        3.into()
+    );
+}

@@ -1,0 +1,216 @@
+//! A transaction-sending middleware that survives node restarts: one signed
+//! transaction per nonce, resent as is until the node has it.
+//!
+//! ethers' `NonceManagerMiddleware` keeps counting when a send fails, so after a
+//! node outage every later transaction carries a nonce the node rejects forever.
+//! [`ReliableSender`] instead:
+//!
+//! - assigns nonces under a lock from a local counter, initialised from the node's
+//!   pending count and re-read after any failure that may have left it stale;
+//! - signs each transaction once and resends the same bytes while the node is
+//!   unreachable (with exponential backoff and a cap), so a retry can never become
+//!   a second transaction;
+//! - treats "already known" and a node that already has the hash as success.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ethers::providers::{JsonRpcError, Middleware, MiddlewareError, PendingTransaction};
+use ethers::types::{
+    transaction::eip2718::TypedTransaction, Address, BlockId, BlockNumber, Bytes, H256, U256,
+};
+use tokio::sync::Mutex;
+
+/// How often and how long to retry a send while the node is unreachable.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    /// Attempts after the first.
+    pub retries: u32,
+    /// First pause; doubles each attempt.
+    pub initial_backoff: Duration,
+    /// Longest pause.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// 20 retries from 100 ms up to 2 s apart: about half a minute in all.
+    fn default() -> Self {
+        Self {
+            retries: 20,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Errors of [`ReliableSender`].
+#[derive(Debug, thiserror::Error)]
+pub enum ReliableError<M: Middleware> {
+    /// An error of the layer below.
+    #[error(transparent)]
+    Inner(M::Error),
+    /// The node stayed unreachable through every retry.
+    #[error("gave up after {attempts} attempts to send transaction {hash:?}: {last}")]
+    GaveUp {
+        /// The signed transaction's hash (it may still be mined if the node has it).
+        hash: H256,
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        last: String,
+    },
+}
+
+impl<M: Middleware> MiddlewareError for ReliableError<M> {
+    type Inner = M::Error;
+
+    fn from_err(e: M::Error) -> Self {
+        Self::Inner(e)
+    }
+
+    fn as_inner(&self) -> Option<&M::Error> {
+        match self {
+            Self::Inner(e) => Some(e),
+            Self::GaveUp { .. } => None,
+        }
+    }
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct ReliableSender<M> {
+    inner: M,
+    address: Address,
+    next_nonce: Mutex<Option<U256>>,
+    policy: RetryPolicy,
+}
+
+impl<M: Middleware> ReliableSender<M> {
+    /// Sends for `address` (the signer below) with `policy`.
+    pub fn new(inner: M, address: Address, policy: RetryPolicy) -> Self {
+        Self {
+            inner,
+            address,
+            next_nonce: Mutex::new(None),
+            policy,
+        }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        self.policy
+            .initial_backoff
+            .saturating_mul(2u32.saturating_pow(attempt))
+            .min(self.policy.max_backoff)
+    }
+}
+
+/// Whether the node answered with an error (as opposed to not answering at all).
+fn node_answered<E: MiddlewareError>(e: &E) -> Option<&JsonRpcError> {
+    e.as_error_response()
+}
+
+impl<M: Middleware> ReliableSender<M> {
+    /// Whether `e` means the node is unreachable: it carries no node answer and the
+    /// node does not answer a probe either. Signer refusals and other local errors
+    /// are not retried.
+    async fn unreachable(&self, e: &M::Error) -> bool {
+        node_answered(e).is_none() && self.inner.get_chainid().await.is_err()
+    }
+}
+
+#[async_trait]
+impl<M: Middleware> Middleware for ReliableSender<M> {
+    type Error = ReliableError<M>;
+    type Provider = M::Provider;
+    type Inner = M;
+
+    fn inner(&self) -> &M {
+        &self.inner
+    }
+
+    async fn send_transaction<T: Into<TypedTransaction> + Send + Sync>(
+        &self,
+        tx: T,
+        block: Option<BlockId>,
+    ) -> Result<PendingTransaction<'_, Self::Provider>, Self::Error> {
+        let mut tx: TypedTransaction = tx.into();
+        tx.set_from(self.address);
+        let mut next = self.next_nonce.lock().await;
+
+        // Fill and sign, retrying while the node is unreachable: nothing is sent yet.
+        let mut attempt = 0;
+        let raw: Bytes = loop {
+            let prepared = async {
+                let nonce = match *next {
+                    Some(n) => n,
+                    None => {
+                        self.inner
+                            .get_transaction_count(self.address, Some(BlockNumber::Pending.into()))
+                            .await?
+                    }
+                };
+                let mut tx = tx.clone();
+                tx.set_nonce(nonce);
+                self.inner.fill_transaction(&mut tx, block).await?;
+                let sig = self.inner.sign_transaction(&tx, self.address).await?;
+                Ok::<_, M::Error>((nonce, tx.rlp_signed(&sig)))
+            }
+            .await;
+            match prepared {
+                Ok((nonce, raw)) => {
+                    *next = Some(nonce);
+                    break raw;
+                }
+                Err(e) if attempt < self.policy.retries && self.unreachable(&e).await => {
+                    tracing::warn!(target: "chain::send", attempt, error = %e, "node unreachable; retrying");
+                    *next = None;
+                    tokio::time::sleep(self.backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => {
+                    // Refused by the node (the call reverts) or the signer: no nonce used.
+                    *next = None;
+                    return Err(ReliableError::Inner(e));
+                }
+            }
+        };
+        let hash = H256(ethers::utils::keccak256(&raw));
+        let nonce = next.unwrap_or_default();
+
+        // Send the same bytes until the node has them.
+        let mut attempt = 0;
+        loop {
+            match self.inner.send_raw_transaction(raw.clone()).await {
+                Ok(_) => break,
+                Err(e) => {
+                    let known = matches!(self.inner.get_transaction(hash).await, Ok(Some(_)));
+                    let already = node_answered(&e)
+                        .is_some_and(|r| r.message.to_lowercase().contains("already known"));
+                    if known || already {
+                        break;
+                    }
+                    let unreachable = self.unreachable(&e).await;
+                    if unreachable && attempt < self.policy.retries {
+                        tracing::warn!(target: "chain::send", ?hash, attempt, error = %e, "node unreachable; resending the same transaction");
+                        tokio::time::sleep(self.backoff(attempt)).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    // Refused, or gave up: the nonce may or may not be used; re-read it next time.
+                    *next = None;
+                    return Err(if !unreachable {
+                        ReliableError::Inner(e)
+                    } else {
+                        ReliableError::GaveUp {
+                            hash,
+                            attempts: attempt + 1,
+                            last: e.to_string(),
+                        }
+                    });
+                }
+            }
+        }
+        *next = Some(nonce + 1);
+        Ok(PendingTransaction::new(hash, self.provider()))
+    }
+}
