@@ -15,10 +15,26 @@ use registry::discovery::Discovery;
 use wallets::{Amount, Eip1559Transaction, Wallet};
 
 const SKILLS: [&str; 20] = [
-    "weather.forecast", "weather.history", "travel.plan", "travel.book", "llm.chat",
-    "llm.summarize", "translate.en-fr", "translate.en-de", "image.caption", "code.review",
-    "data.clean", "data.plot", "search.web", "search.papers", "math.solve", "audio.transcribe",
-    "video.summarize", "legal.review", "finance.quote", "news.digest",
+    "weather.forecast",
+    "weather.history",
+    "travel.plan",
+    "travel.book",
+    "llm.chat",
+    "llm.summarize",
+    "translate.en-fr",
+    "translate.en-de",
+    "image.caption",
+    "code.review",
+    "data.clean",
+    "data.plot",
+    "search.web",
+    "search.papers",
+    "math.solve",
+    "audio.transcribe",
+    "video.summarize",
+    "legal.review",
+    "finance.quote",
+    "news.digest",
 ];
 
 /// A deterministic xorshift so runs are comparable.
@@ -40,7 +56,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 fn report(name: &str, mut samples: Vec<Duration>) -> (Duration, Duration) {
     samples.sort();
     let (p50, p99) = (percentile(&samples, 0.50), percentile(&samples, 0.99));
-    println!("  {name:<34} p50 {:>10.1?}   p99 {:>10.1?}   ({} queries)", p50, p99, samples.len());
+    println!(
+        "  {name:<34} p50 {:>10.1?}   p99 {:>10.1?}   ({} queries)",
+        p50,
+        p99,
+        samples.len()
+    );
     (p50, p99)
 }
 
@@ -57,14 +78,19 @@ async fn main() {
     let agents: Vec<Wallet> = (0..n).map(|_| Wallet::random()).collect();
     let mut config = DevnetConfig::new(dir.path().join("chain"));
     let ether = wallets::U256::exp10(18);
-    config.genesis.extend(agents.iter().map(|w| (w.address(), ether)));
+    config
+        .genesis
+        .extend(agents.iter().map(|w| (w.address(), ether)));
     let node = Devnet::spawn(config).await.unwrap();
     let url = node.http_url();
     let deployer = chain::connect(&url, Arc::new(dev_wallet(0))).await.unwrap();
     let (contracts, addresses) = Deployment::deploy(deployer.clone(), &DeployConfig::dev())
         .await
         .unwrap();
-    println!("setup: {n} funded agents and the contracts in {:.1?}", t.elapsed());
+    println!(
+        "setup: {n} funded agents and the contracts in {:.1?}",
+        t.elapsed()
+    );
 
     // Register every agent with 1 to 3 services: raw transactions signed by wallets.
     let provider = Provider::<Http>::try_from(url.as_str()).unwrap();
@@ -102,7 +128,10 @@ async fn main() {
         };
         let sig = agent.sign_transaction(&tx).unwrap();
         let raw = Bytes::from(tx.encode_signed(&sig));
-        let hash: H256 = provider.request("eth_sendRawTransaction", [raw]).await.unwrap();
+        let hash: H256 = provider
+            .request("eth_sendRawTransaction", [raw])
+            .await
+            .unwrap();
         hashes.push(hash);
     }
     let elapsed = t.elapsed();
@@ -126,7 +155,11 @@ async fn main() {
         gas[gas.len() / 2],
         gas[gas.len() - 1]
     );
-    let lookup = registry.agents_by_skill(chain::skill_tag(SKILLS[0]).unwrap(), U256::zero(), U256::from(100));
+    let lookup = registry.agents_by_skill(
+        chain::skill_tag(SKILLS[0]).unwrap(),
+        U256::zero(),
+        U256::from(100),
+    );
     println!(
         "gas: agentsBySkill(first 100 of ~{}) as a call: {}",
         n * 2 / SKILLS.len(),

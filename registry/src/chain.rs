@@ -299,71 +299,69 @@ impl Deployment {
         let me = client.inner().address();
         let governor = config.governor.unwrap_or(me);
         let arbiter = config.arbiter.unwrap_or(me);
+        let node = |call: &str, e: ReliableError<_>| ChainError::Node {
+            url: client.provider().url().to_string(),
+            message: format!("{call}: {e}"),
+        };
         let chain_id = client
             .get_chainid()
             .await
-            .map_err(|e| ChainError::Node {
-                url: String::new(),
-                message: format!("eth_chainId: {e}"),
-            })?
+            .map_err(|e| node("eth_chainId", e))?
             .as_u64();
         let deployed_at = client
             .get_block_number()
             .await
-            .map_err(|e| ChainError::Node {
-                url: String::new(),
-                message: format!("eth_blockNumber: {e}"),
-            })?
+            .map_err(|e| node("eth_blockNumber", e))?
             .as_u64()
             + 1;
-        let stablecoin = Stablecoin::deploy(
-            client.clone(),
-            (
-                config.token_name.clone(),
-                config.token_symbol.clone(),
-                me,
-                config.dev_faucet,
-                me,
-                config.initial_supply,
+        let stablecoin = deployed(
+            "Stablecoin",
+            Stablecoin::deploy(
+                client.clone(),
+                (
+                    config.token_name.clone(),
+                    config.token_symbol.clone(),
+                    me,
+                    config.dev_faucet,
+                    me,
+                    config.initial_supply,
+                ),
             ),
         )
-        .map_err(|e| contract_error("Stablecoin.deploy", e))?
-        .send()
-        .await
-        .map_err(|e| contract_error("Stablecoin.deploy", e))?;
-        let registry = AgentRegistry::deploy(
-            client.clone(),
-            (
-                stablecoin.address(),
-                governor,
-                config.treasury,
-                config.unbonding_period,
-                config.withdrawal_window,
-                config.min_stake,
+        .await?;
+        let registry = deployed(
+            "AgentRegistry",
+            AgentRegistry::deploy(
+                client.clone(),
+                (
+                    stablecoin.address(),
+                    governor,
+                    config.treasury,
+                    config.unbonding_period,
+                    config.withdrawal_window,
+                    config.min_stake,
+                ),
             ),
         )
-        .map_err(|e| contract_error("AgentRegistry.deploy", e))?
-        .send()
-        .await
-        .map_err(|e| contract_error("AgentRegistry.deploy", e))?;
-        let escrow = JobEscrow::deploy(
-            client.clone(),
-            (
-                stablecoin.address(),
-                arbiter,
-                governor,
-                config.dispute_window,
+        .await?;
+        let escrow = deployed(
+            "JobEscrow",
+            JobEscrow::deploy(
+                client.clone(),
+                (
+                    stablecoin.address(),
+                    arbiter,
+                    governor,
+                    config.dispute_window,
+                ),
             ),
         )
-        .map_err(|e| contract_error("JobEscrow.deploy", e))?
-        .send()
-        .await
-        .map_err(|e| contract_error("JobEscrow.deploy", e))?;
-        let reputation = Reputation::deploy(client.clone(), escrow.address())
-            .map_err(|e| contract_error("Reputation.deploy", e))?
-            .send()
-            .await
-            .map_err(|e| contract_error("Reputation.deploy", e))?;
+        .await?;
+        let reputation = deployed(
+            "Reputation",
+            Reputation::deploy(client.clone(), escrow.address()),
+        )
+        .await?;
         let addresses = Addresses {
             chain_id,
             stablecoin: stablecoin.address(),
@@ -393,6 +391,22 @@ impl Deployment {
             reputation: Reputation::new(addresses.reputation, client),
         }
     }
+}
+
+/// Sends a contract deployment and waits for the contract, naming it in errors.
+async fn deployed<C: From<ethers::contract::Contract<Client>>>(
+    name: &str,
+    deployer: Result<
+        ethers::contract::ContractDeployer<Client, C>,
+        ethers::contract::ContractError<Client>,
+    >,
+) -> Result<C, ChainError> {
+    let call = format!("{name}.deploy");
+    deployer
+        .map_err(|e| contract_error(&call, e))?
+        .send()
+        .await
+        .map_err(|e| contract_error(&call, e))
 }
 
 /// A skill tag as the registry stores it: UTF-8, at most 32 bytes, zero-padded.

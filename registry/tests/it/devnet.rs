@@ -14,6 +14,20 @@ fn eaddr(a: wallets::Address) -> EAddress {
     EAddress::from(a.0)
 }
 
+/// Deploys a dev stablecoin from the client's account, which becomes minter and
+/// holder of `supply`.
+async fn deploy_token(client: &Arc<chain::Client>, supply: EU256) -> Stablecoin<chain::Client> {
+    let me = client.inner().address();
+    Stablecoin::deploy(
+        client.clone(),
+        ("USD Coin".to_owned(), "USDC".to_owned(), me, true, me, supply),
+    )
+    .unwrap()
+    .send()
+    .await
+    .unwrap()
+}
+
 /// USDC in base units.
 fn usdc(whole: u64) -> EU256 {
     EU256::from(whole) * 1_000_000
@@ -67,21 +81,7 @@ async fn eip3009_payment(url: &str, dir: &std::path::Path) -> (EAddress, ethers:
     let client = chain::connect(url, deployer.clone()).await.unwrap();
     let chain_id = client.get_chainid().await.unwrap().as_u64();
 
-    let token = Stablecoin::deploy(
-        client.clone(),
-        (
-            "USD Coin".to_owned(),
-            "USDC".to_owned(),
-            eaddr(deployer.address()),
-            true,
-            eaddr(deployer.address()),
-            usdc(1_000),
-        ),
-    )
-    .unwrap()
-    .send()
-    .await
-    .unwrap();
+    let token = deploy_token(&client, usdc(1_000)).await;
     token
         .mint(eaddr(buyer.address()), usdc(100))
         .send()
@@ -198,21 +198,7 @@ async fn websocket_subscriptions_see_new_heads_and_logs() {
     let client = chain::connect(&node.http_url(), deployer.clone())
         .await
         .unwrap();
-    let token = Stablecoin::deploy(
-        client.clone(),
-        (
-            "USD Coin".to_owned(),
-            "USDC".to_owned(),
-            eaddr(deployer.address()),
-            true,
-            eaddr(deployer.address()),
-            usdc(1),
-        ),
-    )
-    .unwrap()
-    .send()
-    .await
-    .unwrap();
+    let token = deploy_token(&client, usdc(1)).await;
     let head = tokio::time::timeout(std::time::Duration::from_secs(5), heads.next())
         .await
         .unwrap()
@@ -266,21 +252,7 @@ async fn sends_survive_a_node_restart_without_gaps_or_duplicates() {
         .await
         .unwrap();
     let me = eaddr(deployer.address());
-    let token = Stablecoin::deploy(
-        client.clone(),
-        (
-            "USD Coin".to_owned(),
-            "USDC".to_owned(),
-            me,
-            true,
-            me,
-            usdc(1),
-        ),
-    )
-    .unwrap()
-    .send()
-    .await
-    .unwrap();
+    let token = deploy_token(&client, usdc(1)).await;
 
     // A transaction the wallet refuses (an ERC-20 transfer) fails at once and uses no nonce.
     let refused = token.transfer(eaddr(dev_wallet(4).address()), usdc(1));
