@@ -62,6 +62,6 @@ pub use payment::{Payment, Permit, SignedPayment, TransferWithAuthorization};
 pub use policy::{Limits, SpendingPolicy, WINDOW_SECS};
 pub use primitive_types::U256;
 pub use primitives::{keccak256, Address, B256};
-pub use signature::Signature;
+pub use signature::{PublicKey, Signature};
 pub use transaction::Eip1559Transaction;
 pub use wallet::Wallet;

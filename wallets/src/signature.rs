@@ -100,6 +100,26 @@ impl Signature {
             .map_err(|_| Error::InvalidSignature("no public key recovers from it".into()))
     }
 
+    /// Recovers the signer's public key, to verify later signatures of the same
+    /// signer with [`Signature::verify_with_key`] (about twice as fast as recovery).
+    ///
+    /// # Errors
+    /// [`Error::InvalidSignature`] if no public key recovers from it.
+    pub fn recover_public_key(&self, prehash: &B256) -> Result<PublicKey> {
+        self.recover_key(prehash).map(PublicKey)
+    }
+
+    /// Checks this signature over `prehash` against a known public key.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSignature`] if it was not made by that key.
+    pub fn verify_with_key(&self, prehash: &B256, key: &PublicKey) -> Result<()> {
+        use k256::ecdsa::signature::hazmat::PrehashVerifier;
+        key.0
+            .verify_prehash(prehash.as_bytes(), &self.inner)
+            .map_err(|_| Error::InvalidSignature(format!("not made by {}", key.address())))
+    }
+
     /// Checks that this signature over `prehash` was made by `expected`.
     ///
     /// # Errors
@@ -119,6 +139,34 @@ impl Signature {
     /// As [`Signature::recover`].
     pub fn recover_message(&self, message: &[u8]) -> Result<Address> {
         self.recover(&eip191::hash_message(message))
+    }
+}
+
+/// A secp256k1 public key, with the address it belongs to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct PublicKey(VerifyingKey);
+
+impl PublicKey {
+    pub(crate) fn from_verifying_key(key: VerifyingKey) -> Self {
+        Self(key)
+    }
+
+    /// The Ethereum address of this key.
+    pub fn address(&self) -> Address {
+        Address::from_verifying_key(&self.0)
+    }
+
+    /// The 33-byte SEC1 compressed form.
+    pub fn to_compressed(&self) -> [u8; 33] {
+        let mut out = [0u8; 33];
+        out.copy_from_slice(self.0.to_encoded_point(true).as_bytes());
+        out
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({})", self.address())
     }
 }
 
@@ -177,6 +225,21 @@ mod tests {
             Signature::from_bytes(&bytes),
             Err(Error::InvalidRecoveryId(29))
         ));
+    }
+
+    #[test]
+    fn verify_with_a_known_key() {
+        let wallet = crate::Wallet::random();
+        let digest = crate::keccak256("envelope");
+        let sig = wallet.sign_message("envelope").unwrap();
+        let hash = crate::eip191::hash_message("envelope");
+        let key = sig.recover_public_key(&hash).unwrap();
+        assert_eq!(key.address(), wallet.address());
+        assert!(sig.verify_with_key(&hash, &key).is_ok());
+        assert!(sig.verify_with_key(&digest, &key).is_err());
+        let other = crate::Wallet::random().sign_message("envelope").unwrap();
+        let other_key = other.recover_public_key(&hash).unwrap();
+        assert!(sig.verify_with_key(&hash, &other_key).is_err());
     }
 
     #[test]

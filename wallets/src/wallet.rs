@@ -73,6 +73,11 @@ impl Wallet {
         self.key.verifying_key()
     }
 
+    /// The public key.
+    pub fn public_key(&self) -> crate::PublicKey {
+        crate::PublicKey::from_verifying_key(*self.key.verifying_key())
+    }
+
     /// The secret key bytes, for writing a keystore. Zeroized when dropped.
     pub(crate) fn secret_bytes(&self) -> Zeroizing<[u8; 32]> {
         Zeroizing::new(self.key.to_bytes().into())

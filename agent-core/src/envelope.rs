@@ -1,0 +1,621 @@
+//! Signed envelopes: every message between agents, and the checks it passes before
+//! any handler sees it.
+//!
+//! An envelope is an EIP-712 struct in the domain `{name: "Agora", version: "1",
+//! chainId}`:
+//!
+//! ```text
+//! Envelope(address sender,address recipient,bytes32 dialogue,uint64 sequence,
+//!          uint64 expiry,uint64 chainId,string kind,bytes32 payloadHash)
+//! ```
+//!
+//! `payloadHash` is the Keccak-256 of the payload's canonical JSON, and the signing
+//! hash doubles as the message id. On the wire an envelope is one JSON object.
+//!
+//! [`Inbox`] holds one agent's receiving state and drops, with a reason and a
+//! counter, envelopes that are malformed, for someone else, for another chain,
+//! expired, badly signed, duplicated or replayed (a sequence not above the last one
+//! seen in that dialogue from that sender). The first envelope of a sender is
+//! checked by key recovery; later ones against the remembered key, which costs half
+//! as much.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use wallets::eip712::Encoder;
+use wallets::journal::canonical_json;
+use wallets::{keccak256, Address, Eip712, Eip712Domain, PublicKey, Signature, Wallet, B256};
+
+/// Largest envelope accepted on the wire.
+pub const MAX_ENVELOPE_BYTES: usize = 1 << 20;
+
+/// A signed message between two agents.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Envelope {
+    /// Who sent and signed it.
+    pub sender: Address,
+    /// Who it is for.
+    pub recipient: Address,
+    /// The conversation it belongs to.
+    pub dialogue: B256,
+    /// Position in the dialogue, strictly increasing per sender.
+    pub sequence: u64,
+    /// Unix milliseconds after which it must not be acted on.
+    pub expiry: u64,
+    /// The chain the conversation's payments live on.
+    pub chain_id: u64,
+    /// The payload's message type (e.g. `negotiation.CallForProposal`).
+    pub kind: String,
+    /// The message itself.
+    pub payload: Value,
+    /// The sender's signature over the EIP-712 hash.
+    pub signature: Signature,
+}
+
+/// The signed fields of an envelope.
+struct Signed<'a> {
+    sender: Address,
+    recipient: Address,
+    dialogue: B256,
+    sequence: u64,
+    expiry: u64,
+    chain_id: u64,
+    kind: &'a str,
+    payload_hash: B256,
+}
+
+impl Eip712 for Signed<'_> {
+    const NAME: &'static str = "Envelope";
+    const TYPE: &'static str = "Envelope(address sender,address recipient,bytes32 dialogue,uint64 sequence,uint64 expiry,uint64 chainId,string kind,bytes32 payloadHash)";
+
+    fn struct_hash(&self) -> B256 {
+        Encoder::new(Self::type_hash())
+            .address(self.sender)
+            .address(self.recipient)
+            .b256(self.dialogue)
+            .uint(self.sequence)
+            .uint(self.expiry)
+            .uint(self.chain_id)
+            .string(self.kind)
+            .b256(self.payload_hash)
+            .finish()
+    }
+}
+
+/// The domain envelopes are signed in.
+pub fn envelope_domain(chain_id: u64) -> Eip712Domain {
+    Eip712Domain {
+        name: Some("Agora".into()),
+        version: Some("1".into()),
+        chain_id: Some(chain_id),
+        ..Eip712Domain::default()
+    }
+}
+
+/// What to send: everything but the sender and the signature.
+#[derive(Clone, Debug)]
+pub struct Draft {
+    /// Who it is for.
+    pub recipient: Address,
+    /// The conversation.
+    pub dialogue: B256,
+    /// Position in the dialogue.
+    pub sequence: u64,
+    /// Unix milliseconds after which it expires.
+    pub expiry: u64,
+    /// The chain id.
+    pub chain_id: u64,
+    /// The message type.
+    pub kind: String,
+    /// The message.
+    pub payload: Value,
+}
+
+impl Envelope {
+    /// Signs a draft as `wallet`.
+    ///
+    /// # Errors
+    /// [`EnvelopeError::Sign`] if the wallet refuses.
+    pub fn seal(wallet: &Wallet, draft: Draft) -> Result<Self, EnvelopeError> {
+        let signature = {
+            let signed = Signed {
+                sender: wallet.address(),
+                recipient: draft.recipient,
+                dialogue: draft.dialogue,
+                sequence: draft.sequence,
+                expiry: draft.expiry,
+                chain_id: draft.chain_id,
+                kind: &draft.kind,
+                payload_hash: keccak256(canonical_json(&draft.payload)),
+            };
+            wallet
+                .sign_typed(&envelope_domain(draft.chain_id), &signed)
+                .map_err(|e| EnvelopeError::Sign(e.to_string()))?
+        };
+        Ok(Self {
+            sender: wallet.address(),
+            recipient: draft.recipient,
+            dialogue: draft.dialogue,
+            sequence: draft.sequence,
+            expiry: draft.expiry,
+            chain_id: draft.chain_id,
+            kind: draft.kind,
+            payload: draft.payload,
+            signature,
+        })
+    }
+
+    /// The EIP-712 hash: what the sender signs, and the message id.
+    pub fn signing_hash(&self) -> B256 {
+        Signed {
+            sender: self.sender,
+            recipient: self.recipient,
+            dialogue: self.dialogue,
+            sequence: self.sequence,
+            expiry: self.expiry,
+            chain_id: self.chain_id,
+            kind: &self.kind,
+            payload_hash: keccak256(canonical_json(&self.payload)),
+        }
+        .signing_hash(&envelope_domain(self.chain_id))
+    }
+
+    /// The wire form: one JSON object.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Parses the wire form. Never panics, whatever the bytes.
+    ///
+    /// # Errors
+    /// [`EnvelopeError::TooLarge`] or [`EnvelopeError::Malformed`] naming the problem.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        if bytes.len() > MAX_ENVELOPE_BYTES {
+            return Err(EnvelopeError::TooLarge(bytes.len()));
+        }
+        serde_json::from_slice(bytes).map_err(|e| EnvelopeError::Malformed(e.to_string()))
+    }
+}
+
+/// Errors of building or parsing envelopes.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnvelopeError {
+    /// The wallet refused to sign.
+    #[error("signing the envelope: {0}")]
+    Sign(String),
+    /// More bytes than [`MAX_ENVELOPE_BYTES`].
+    #[error("envelope of {0} bytes is over the limit of {MAX_ENVELOPE_BYTES}")]
+    TooLarge(usize),
+    /// Not an envelope.
+    #[error("malformed envelope: {0}")]
+    Malformed(String),
+}
+
+/// Why an envelope was dropped.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// The bytes were not an envelope.
+    #[error("malformed: {0}")]
+    Malformed(String),
+    /// Addressed to another agent.
+    #[error("addressed to {0}, not to this agent")]
+    WrongRecipient(Address),
+    /// For another chain.
+    #[error("for chain {got}, this agent is on chain {expected}")]
+    WrongChain {
+        /// This agent's chain.
+        expected: u64,
+        /// The envelope's.
+        got: u64,
+    },
+    /// Past its expiry.
+    #[error("expired at {expiry} ms, now {now} ms")]
+    Expired {
+        /// The envelope's expiry.
+        expiry: u64,
+        /// The time it arrived.
+        now: u64,
+    },
+    /// The signature is invalid or made by someone other than the sender field.
+    #[error("bad signature: {0}")]
+    BadSignature(String),
+    /// Seen before.
+    #[error("duplicate of message {0}")]
+    Duplicate(B256),
+    /// Not newer than the last one of its dialogue.
+    #[error("replayed: sequence {got} in dialogue {dialogue}, last seen {last}")]
+    Replay {
+        /// The dialogue.
+        dialogue: B256,
+        /// Its last sequence.
+        last: u64,
+        /// This envelope's.
+        got: u64,
+    },
+}
+
+impl Rejection {
+    /// A short stable name for counters and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "malformed",
+            Self::WrongRecipient(_) => "wrong_recipient",
+            Self::WrongChain { .. } => "wrong_chain",
+            Self::Expired { .. } => "expired",
+            Self::BadSignature(_) => "bad_signature",
+            Self::Duplicate(_) => "duplicate",
+            Self::Replay { .. } => "replay",
+        }
+    }
+}
+
+/// Bounds of an [`Inbox`]'s memory.
+#[derive(Clone, Copy, Debug)]
+pub struct InboxLimits {
+    /// Message ids remembered for duplicate detection.
+    pub seen_ids: usize,
+    /// Dialogues whose last sequence is remembered.
+    pub dialogues: usize,
+    /// Sender public keys remembered.
+    pub keys: usize,
+}
+
+impl Default for InboxLimits {
+    fn default() -> Self {
+        Self {
+            seen_ids: 65_536,
+            dialogues: 16_384,
+            keys: 4_096,
+        }
+    }
+}
+
+/// A set that forgets its oldest entries beyond a capacity.
+#[derive(Debug)]
+struct Bounded<K: std::hash::Hash + Eq + Clone, V> {
+    map: HashMap<K, V>,
+    order: VecDeque<K>,
+    cap: usize,
+}
+
+impl<K: std::hash::Hash + Eq + Clone, V> Bounded<K, V> {
+    fn new(cap: usize) -> Self {
+        Self {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            cap: cap.max(1),
+        }
+    }
+
+    fn get(&self, k: &K) -> Option<&V> {
+        self.map.get(k)
+    }
+
+    fn insert(&mut self, k: K, v: V) {
+        if self.map.insert(k.clone(), v).is_none() {
+            self.order.push_back(k);
+            while self.order.len() > self.cap {
+                if let Some(old) = self.order.pop_front() {
+                    self.map.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+/// One agent's receiving side: the checks every envelope passes.
+pub struct Inbox {
+    me: Address,
+    chain_id: u64,
+    keys: Bounded<Address, PublicKey>,
+    seen: Bounded<B256, ()>,
+    last: Bounded<(Address, B256), u64>,
+    rejected: HashMap<&'static str, u64>,
+    accepted: u64,
+}
+
+impl fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inbox")
+            .field("me", &self.me)
+            .field("chain_id", &self.chain_id)
+            .field("accepted", &self.accepted)
+            .field("rejected", &self.rejected)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inbox {
+    /// The inbox of agent `me` on `chain_id`.
+    pub fn new(me: Address, chain_id: u64, limits: InboxLimits) -> Self {
+        Self {
+            me,
+            chain_id,
+            keys: Bounded::new(limits.keys),
+            seen: Bounded::new(limits.seen_ids),
+            last: Bounded::new(limits.dialogues),
+            rejected: HashMap::new(),
+            accepted: 0,
+        }
+    }
+
+    /// Parses and checks wire bytes.
+    ///
+    /// # Errors
+    /// The [`Rejection`], also counted and logged.
+    pub fn receive(&mut self, bytes: &[u8], now_ms: u64) -> Result<Envelope, Rejection> {
+        let env = match Envelope::from_bytes(bytes) {
+            Ok(env) => env,
+            Err(e) => return Err(self.reject(Rejection::Malformed(e.to_string()))),
+        };
+        self.check(&env, now_ms)?;
+        Ok(env)
+    }
+
+    /// Checks an envelope: recipient, chain, expiry, signature, duplicate, replay.
+    /// On success the envelope's id and sequence are remembered.
+    ///
+    /// # Errors
+    /// The [`Rejection`], also counted and logged.
+    pub fn check(&mut self, env: &Envelope, now_ms: u64) -> Result<(), Rejection> {
+        self.check_inner(env, now_ms).map_err(|r| self.reject(r))?;
+        self.accepted += 1;
+        Ok(())
+    }
+
+    fn check_inner(&mut self, env: &Envelope, now_ms: u64) -> Result<(), Rejection> {
+        if env.recipient != self.me {
+            return Err(Rejection::WrongRecipient(env.recipient));
+        }
+        if env.chain_id != self.chain_id {
+            return Err(Rejection::WrongChain {
+                expected: self.chain_id,
+                got: env.chain_id,
+            });
+        }
+        if env.expiry <= now_ms {
+            return Err(Rejection::Expired {
+                expiry: env.expiry,
+                now: now_ms,
+            });
+        }
+        let id = env.signing_hash();
+        if self.seen.get(&id).is_some() {
+            return Err(Rejection::Duplicate(id));
+        }
+        match self.keys.get(&env.sender) {
+            Some(key) => env
+                .signature
+                .verify_with_key(&id, key)
+                .map_err(|e| Rejection::BadSignature(e.to_string()))?,
+            None => {
+                let key = env
+                    .signature
+                    .recover_public_key(&id)
+                    .map_err(|e| Rejection::BadSignature(e.to_string()))?;
+                if key.address() != env.sender {
+                    return Err(Rejection::BadSignature(format!(
+                        "signed by {}, not by the sender {}",
+                        key.address(),
+                        env.sender
+                    )));
+                }
+                self.keys.insert(env.sender, key);
+            }
+        }
+        let dialogue = (env.sender, env.dialogue);
+        if let Some(&last) = self.last.get(&dialogue) {
+            if env.sequence <= last {
+                return Err(Rejection::Replay {
+                    dialogue: env.dialogue,
+                    last,
+                    got: env.sequence,
+                });
+            }
+        }
+        self.seen.insert(id, ());
+        self.last.insert(dialogue, env.sequence);
+        Ok(())
+    }
+
+    fn reject(&mut self, r: Rejection) -> Rejection {
+        *self.rejected.entry(r.label()).or_default() += 1;
+        tracing::debug!(target: "agent::envelope", agent = %self.me, reason = %r, "envelope dropped");
+        r
+    }
+
+    /// How many envelopes were dropped for `label` (see [`Rejection::label`]).
+    pub fn rejected(&self, label: &str) -> u64 {
+        self.rejected.get(label).copied().unwrap_or_default()
+    }
+
+    /// How many envelopes passed.
+    pub fn accepted(&self) -> u64 {
+        self.accepted
+    }
+
+    /// Senders whose key is remembered.
+    pub fn known_senders(&self) -> HashSet<Address> {
+        self.keys.map.keys().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    const NOW: u64 = 1_800_000_000_000;
+
+    fn draft(to: Address, seq: u64) -> Draft {
+        Draft {
+            recipient: to,
+            dialogue: B256([7; 32]),
+            sequence: seq,
+            expiry: NOW + 60_000,
+            chain_id: 1337,
+            kind: "negotiation.CallForProposal".into(),
+            payload: json!({"task": "forecast Lisbon", "maxPrice": "1500000"}),
+        }
+    }
+
+    #[test]
+    fn accepts_then_drops_duplicates_replays_and_forgeries() {
+        let alice = Wallet::random();
+        let bob = Wallet::random();
+        let mut inbox = Inbox::new(bob.address(), 1337, InboxLimits::default());
+        let e1 = Envelope::seal(&alice, draft(bob.address(), 1)).unwrap();
+        let bytes = e1.to_bytes();
+        assert_eq!(inbox.receive(&bytes, NOW).unwrap(), e1);
+        assert!(matches!(
+            inbox.receive(&bytes, NOW),
+            Err(Rejection::Duplicate(_))
+        ));
+
+        // Same dialogue, older sequence, freshly signed: a replay.
+        let old = Envelope::seal(
+            &alice,
+            Draft {
+                payload: json!({"task": "something else"}),
+                ..draft(bob.address(), 1)
+            },
+        )
+        .unwrap();
+        assert!(matches!(
+            inbox.check(&old, NOW),
+            Err(Rejection::Replay {
+                last: 1,
+                got: 1,
+                ..
+            })
+        ));
+
+        let e2 = Envelope::seal(&alice, draft(bob.address(), 2)).unwrap();
+        assert!(
+            inbox.check(&e2, NOW).is_ok(),
+            "second message checked with the remembered key"
+        );
+
+        // Tampered payload: the signature no longer matches the remembered key.
+        let mut forged = Envelope::seal(&alice, draft(bob.address(), 3)).unwrap();
+        forged.payload = json!({"task": "forecast Lisbon", "maxPrice": "9999999"});
+        assert!(matches!(
+            inbox.check(&forged, NOW),
+            Err(Rejection::BadSignature(_))
+        ));
+
+        // Someone else signing as alice.
+        let mallory = Wallet::random();
+        let mut spoofed = Envelope::seal(&mallory, draft(bob.address(), 4)).unwrap();
+        spoofed.sender = alice.address();
+        assert!(matches!(
+            inbox.check(&spoofed, NOW),
+            Err(Rejection::BadSignature(_))
+        ));
+        let mut fresh = Inbox::new(bob.address(), 1337, InboxLimits::default());
+        assert!(matches!(
+            fresh.check(&spoofed, NOW),
+            Err(Rejection::BadSignature(_))
+        ));
+
+        assert_eq!(inbox.accepted(), 2);
+        assert_eq!(inbox.rejected("duplicate"), 1);
+        assert_eq!(inbox.rejected("replay"), 1);
+        assert_eq!(inbox.rejected("bad_signature"), 2);
+    }
+
+    #[test]
+    fn wrong_recipient_chain_and_expired() {
+        let alice = Wallet::random();
+        let bob = Wallet::random();
+        let mut inbox = Inbox::new(bob.address(), 1337, InboxLimits::default());
+        let to_carol = Envelope::seal(&alice, draft(Wallet::random().address(), 1)).unwrap();
+        assert!(matches!(
+            inbox.check(&to_carol, NOW),
+            Err(Rejection::WrongRecipient(_))
+        ));
+        let other_chain = Envelope::seal(
+            &alice,
+            Draft {
+                chain_id: 1,
+                ..draft(bob.address(), 1)
+            },
+        )
+        .unwrap();
+        assert!(matches!(
+            inbox.check(&other_chain, NOW),
+            Err(Rejection::WrongChain {
+                expected: 1337,
+                got: 1
+            })
+        ));
+        let expired = Envelope::seal(
+            &alice,
+            Draft {
+                expiry: NOW,
+                ..draft(bob.address(), 1)
+            },
+        )
+        .unwrap();
+        assert!(matches!(
+            inbox.check(&expired, NOW),
+            Err(Rejection::Expired { .. })
+        ));
+        assert_eq!(inbox.accepted(), 0);
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let alice = Wallet::random();
+        let bob = Wallet::random();
+        let limits = InboxLimits {
+            seen_ids: 4,
+            dialogues: 4,
+            keys: 2,
+        };
+        let mut inbox = Inbox::new(bob.address(), 1337, limits);
+        for i in 0..20u8 {
+            let env = Envelope::seal(
+                &alice,
+                Draft {
+                    dialogue: B256([i; 32]),
+                    ..draft(bob.address(), 1)
+                },
+            )
+            .unwrap();
+            inbox.check(&env, NOW).unwrap();
+        }
+        assert!(inbox.seen.map.len() <= 4 && inbox.last.map.len() <= 4);
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let mut inbox = Inbox::new(Address([1; 20]), 1337, InboxLimits::default());
+            prop_assert!(inbox.receive(&bytes, NOW).is_err());
+        }
+
+        #[test]
+        fn any_byte_change_of_a_sealed_envelope_is_caught(pos_seed in any::<usize>(), byte in any::<u8>()) {
+            let alice = Wallet::from_bytes(&[3u8; 32]).unwrap();
+            let bob = Address([2; 20]);
+            let env = Envelope::seal(&alice, draft(bob, 5)).unwrap();
+            let mut bytes = env.to_bytes();
+            let pos = pos_seed % bytes.len();
+            prop_assume!(bytes[pos] != byte);
+            bytes[pos] = byte;
+            let mut inbox = Inbox::new(bob, 1337, InboxLimits::default());
+            // Either it does not parse, or it parses to the very same envelope (a change
+            // JSON ignores, such as hex case), or a check fails.
+            if let Ok(got) = inbox.receive(&bytes, NOW) {
+                prop_assert_eq!(got, env);
+            }
+        }
+    }
+}
