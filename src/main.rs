@@ -4,6 +4,7 @@
 //! crates; see `agora --help`.
 
 mod chain_cmd;
+mod config;
 mod wallet_cmd;
 
 use std::process::ExitCode;
@@ -30,11 +31,61 @@ enum Command {
     /// Inspect payment journals.
     #[command(subcommand)]
     Journal(wallet_cmd::JournalCommand),
+    /// Check a deployment file (agents.toml).
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Serve the embedded devnet (JSON-RPC over HTTP and WebSocket) and deploy the contracts.
     Chain(chain_cmd::ChainArgs),
     /// Register agents and look them up in the on-chain registry.
     #[command(subcommand)]
     Registry(chain_cmd::RegistryCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate agents.toml and summarise it.
+    Check {
+        /// The file.
+        #[arg(default_value = "agents.toml")]
+        path: std::path::PathBuf,
+    },
+}
+
+fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = config::Config::load(path)?;
+    match &config.network {
+        config::Network::Embedded { data_dir, chain_id } => {
+            println!(
+                "network: embedded chain {chain_id} in {}",
+                data_dir.display()
+            );
+        }
+        config::Network::Rpc { url, chain_id } => println!("network: {url} (chain {chain_id})"),
+    }
+    for a in &config.agents {
+        let skills: Vec<&str> = a.skills.iter().map(String::as_str).collect();
+        println!(
+            "agent {:<12} {}  skills: {}",
+            a.name,
+            a.listen,
+            skills.join(", ")
+        );
+        for s in &a.services {
+            println!("  sells {} at {} per {}", s.skill, s.price, s.unit);
+        }
+        if let Some(limit) = a.policy.per_deal {
+            println!("  spends at most {limit} per deal");
+        }
+        if let Some(limit) = a.policy.daily {
+            println!("  spends at most {limit} per rolling day");
+        }
+        if let Some(model) = &a.model {
+            println!("  model {}", model.display());
+        }
+        tracing::debug!(keystore = %a.keystore.display(), password_env = %a.password_env, "agent keys");
+    }
+    println!("{}: valid", path.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init_tracing(json: bool) {
@@ -66,6 +117,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Wallet(cmd) => wallet_cmd::run_wallet(cmd),
         Command::Journal(cmd) => wallet_cmd::run_journal(cmd),
+        Command::Config(ConfigCommand::Check { path }) => check_config(&path),
         Command::Chain(args) => block_on(chain_cmd::run_chain(args)),
         Command::Registry(cmd) => block_on(chain_cmd::run_registry(cmd)),
     };

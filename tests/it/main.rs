@@ -1,4 +1,5 @@
 //! Integration tests of the `agora` binary and of the crates working together.
 
 mod chain_cli;
+mod config_cli;
 mod wallet_cli;

@@ -1,0 +1,667 @@
+//! `agents.toml`: the deployment's network and agents.
+//!
+//! Two phases, as ripgrep does with its arguments: the file is parsed into a
+//! `RawConfig` (serde, unknown keys refused, every value with its byte span), then
+//! [`Config::validate`] turns it into a typed [`Config`]. Every error names the
+//! file, the line and column, and the key.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+use wallets::{Address, Amount, Limits};
+
+/// Skills an agent can run.
+pub(crate) const KNOWN_SKILLS: &[&str] = &["llm", "travel", "weather"];
+
+/// A configuration error: where and what.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct ConfigError {
+    pub(crate) file: PathBuf,
+    pub(crate) line: usize,
+    pub(crate) column: usize,
+    pub(crate) key: String,
+    pub(crate) message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.key,
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    network: Spanned<RawNetwork>,
+    #[serde(default)]
+    agents: BTreeMap<Spanned<String>, Spanned<RawAgent>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    kind: Spanned<String>,
+    url: Option<Spanned<String>>,
+    chain_id: Option<Spanned<u64>>,
+    data_dir: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    keystore: Spanned<String>,
+    password_env: Spanned<String>,
+    listen: Spanned<String>,
+    skills: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    services: Vec<Spanned<RawService>>,
+    #[serde(default)]
+    policy: Option<Spanned<RawPolicy>>,
+    model: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    skill: Spanned<String>,
+    price: Spanned<String>,
+    unit: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    per_deal: Option<Spanned<String>>,
+    per_peer_daily: Option<Spanned<String>>,
+    daily: Option<Spanned<String>>,
+    allow: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    deny: Vec<Spanned<String>>,
+}
+
+/// Which chain the agents use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Network {
+    /// The in-process devnet, persisted under `data_dir`.
+    Embedded {
+        /// Chain data directory.
+        data_dir: PathBuf,
+        /// Chain id.
+        chain_id: u64,
+    },
+    /// A node by URL.
+    Rpc {
+        /// JSON-RPC URL.
+        url: String,
+        /// The chain id the node must report.
+        chain_id: u64,
+    },
+}
+
+/// A service an agent sells.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ServiceConfig {
+    pub(crate) skill: String,
+    pub(crate) price: Amount,
+    pub(crate) unit: String,
+}
+
+/// One agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct AgentConfig {
+    pub(crate) name: String,
+    pub(crate) keystore: PathBuf,
+    pub(crate) password_env: String,
+    pub(crate) listen: SocketAddr,
+    pub(crate) skills: BTreeSet<String>,
+    pub(crate) services: Vec<ServiceConfig>,
+    pub(crate) policy: Limits,
+    pub(crate) model: Option<PathBuf>,
+}
+
+/// A validated `agents.toml`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Config {
+    pub(crate) network: Network,
+    pub(crate) agents: Vec<AgentConfig>,
+}
+
+/// Turns byte spans into line/column errors for one file.
+struct Source<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn error(
+        &self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        let before = self.text.get(..span.start).unwrap_or(self.text);
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        ConfigError {
+            file: self.file.to_owned(),
+            line,
+            column,
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The key written on the line of `span`, for parse errors that carry none.
+    fn key_on_line(&self, span: &Range<usize>) -> String {
+        let start = self
+            .text
+            .get(..span.start)
+            .and_then(|b| b.rfind('\n'))
+            .map_or(0, |i| i + 1);
+        let line = self
+            .text
+            .get(start..)
+            .and_then(|l| l.lines().next())
+            .unwrap_or_default();
+        match line.split_once('=') {
+            Some((key, _)) => key.trim().to_owned(),
+            None => line.trim().trim_matches(['[', ']']).to_owned(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a file.
+    pub(crate) fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            line: 0,
+            column: 0,
+            key: "(file)".into(),
+            message: e.to_string(),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates `text` as the contents of `file`.
+    pub(crate) fn parse(file: &Path, text: &str) -> Result<Self, ConfigError> {
+        let src = Source { file, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            let key = src.key_on_line(&span);
+            src.error(span, key, e.message().to_owned())
+        })?;
+        Self::validate(&src, raw)
+    }
+
+    fn validate(src: &Source<'_>, raw: RawConfig) -> Result<Self, ConfigError> {
+        let net = raw.network.get_ref();
+        let network = match net.kind.get_ref().as_str() {
+            "embedded" => {
+                if let Some(url) = &net.url {
+                    return Err(src.error(
+                        url.span(),
+                        "network.url",
+                        "an embedded network takes no url; use kind = \"rpc\" for a node",
+                    ));
+                }
+                Network::Embedded {
+                    data_dir: net.data_dir.as_ref().map_or_else(
+                        || PathBuf::from(".agora/chain"),
+                        |d| PathBuf::from(d.get_ref()),
+                    ),
+                    chain_id: net
+                        .chain_id
+                        .as_ref()
+                        .map_or(registry_default_chain_id(), |c| *c.get_ref()),
+                }
+            }
+            "rpc" => {
+                let url = net.url.as_ref().ok_or_else(|| {
+                    src.error(
+                        raw.network.span(),
+                        "network.url",
+                        "kind = \"rpc\" needs a url",
+                    )
+                })?;
+                let u = url.get_ref();
+                if !(u.starts_with("http://")
+                    || u.starts_with("https://")
+                    || u.starts_with("ws://")
+                    || u.starts_with("wss://"))
+                {
+                    return Err(src.error(
+                        url.span(),
+                        "network.url",
+                        format!("{u:?} is not an http(s) or ws(s) URL"),
+                    ));
+                }
+                let chain_id = net.chain_id.as_ref().ok_or_else(|| {
+                    src.error(
+                        raw.network.span(),
+                        "network.chain_id",
+                        "kind = \"rpc\" needs the chain_id the node must report",
+                    )
+                })?;
+                if *chain_id.get_ref() == 0 {
+                    return Err(src.error(
+                        chain_id.span(),
+                        "network.chain_id",
+                        "chain id 0 is not a chain",
+                    ));
+                }
+                Network::Rpc {
+                    url: u.clone(),
+                    chain_id: *chain_id.get_ref(),
+                }
+            }
+            other => {
+                return Err(src.error(
+                    net.kind.span(),
+                    "network.kind",
+                    format!("{other:?} is not a network kind; expected \"embedded\" or \"rpc\""),
+                ))
+            }
+        };
+
+        if raw.agents.is_empty() {
+            return Err(src.error(
+                0..0,
+                "agents",
+                "no agents are declared; add an [agents.NAME] table",
+            ));
+        }
+        let mut agents = Vec::new();
+        let mut listens: BTreeMap<SocketAddr, String> = BTreeMap::new();
+        for (name, agent) in raw.agents {
+            let key = |k: &str| format!("agents.{}.{k}", name.get_ref());
+            if name.get_ref().is_empty()
+                || !name
+                    .get_ref()
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(src.error(
+                    name.span(),
+                    format!("agents.{}", name.get_ref()),
+                    "agent names use letters, digits, '-' and '_'",
+                ));
+            }
+            let a = agent.into_inner();
+            if a.keystore.get_ref().trim().is_empty() {
+                return Err(src.error(
+                    a.keystore.span(),
+                    key("keystore"),
+                    "the keystore path is empty",
+                ));
+            }
+            let env = a.password_env.get_ref();
+            if env.is_empty()
+                || !env
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            {
+                return Err(src.error(a.password_env.span(), key("password_env"), format!("{env:?} is not an environment variable name (A-Z, 0-9, _); the password itself never goes in this file")));
+            }
+            let listen: SocketAddr = a.listen.get_ref().parse().map_err(|_| {
+                src.error(
+                    a.listen.span(),
+                    key("listen"),
+                    format!(
+                        "{:?} is not an address like 127.0.0.1:7401",
+                        a.listen.get_ref()
+                    ),
+                )
+            })?;
+            if let Some(other) = listens.insert(listen, name.get_ref().clone()) {
+                if listen.port() != 0 {
+                    return Err(src.error(
+                        a.listen.span(),
+                        key("listen"),
+                        format!("{listen} is also agent {other:?}'s address"),
+                    ));
+                }
+            }
+            let mut skills = BTreeSet::new();
+            for s in a.skills.get_ref() {
+                if !KNOWN_SKILLS.contains(&s.get_ref().as_str()) {
+                    return Err(src.error(
+                        s.span(),
+                        key("skills"),
+                        format!(
+                            "unknown skill {:?}; known: {}",
+                            s.get_ref(),
+                            KNOWN_SKILLS.join(", ")
+                        ),
+                    ));
+                }
+                skills.insert(s.get_ref().clone());
+            }
+            if skills.is_empty() {
+                return Err(src.error(
+                    a.skills.span(),
+                    key("skills"),
+                    "an agent needs at least one skill",
+                ));
+            }
+            let mut services = Vec::new();
+            for s in a.services {
+                let s = s.into_inner();
+                let tag = s.skill.get_ref();
+                let family = tag.split('.').next().unwrap_or_default();
+                if tag.is_empty() || tag.len() > 32 {
+                    return Err(src.error(
+                        s.skill.span(),
+                        key("services.skill"),
+                        format!("{tag:?} must be 1 to 32 bytes"),
+                    ));
+                }
+                if !skills.contains(family) {
+                    return Err(src.error(
+                        s.skill.span(),
+                        key("services.skill"),
+                        format!(
+                            "{tag:?} needs the {family:?} skill, which this agent does not run"
+                        ),
+                    ));
+                }
+                let price: Amount = s.price.get_ref().parse().map_err(|e: wallets::Error| {
+                    src.error(s.price.span(), key("services.price"), e.to_string())
+                })?;
+                if price.is_zero() {
+                    return Err(src.error(
+                        s.price.span(),
+                        key("services.price"),
+                        "a price of zero; give the service a price",
+                    ));
+                }
+                if s.unit.get_ref().trim().is_empty() {
+                    return Err(src.error(
+                        s.unit.span(),
+                        key("services.unit"),
+                        "the unit is empty (e.g. \"forecast\")",
+                    ));
+                }
+                services.push(ServiceConfig {
+                    skill: tag.clone(),
+                    price,
+                    unit: s.unit.get_ref().clone(),
+                });
+            }
+            let policy = match a.policy {
+                None => Limits::default(),
+                Some(p) => policy(src, &key("policy"), p.into_inner())?,
+            };
+            agents.push(AgentConfig {
+                name: name.into_inner(),
+                keystore: PathBuf::from(a.keystore.into_inner()),
+                password_env: a.password_env.into_inner(),
+                listen,
+                skills,
+                services,
+                policy,
+                model: a.model.map(|m| PathBuf::from(m.into_inner())),
+            });
+        }
+        Ok(Self { network, agents })
+    }
+}
+
+fn registry_default_chain_id() -> u64 {
+    registry::devnet::DEFAULT_CHAIN_ID
+}
+
+fn policy(src: &Source<'_>, key: &str, p: RawPolicy) -> Result<Limits, ConfigError> {
+    let amount = |v: &Option<Spanned<String>>, name: &str| -> Result<Option<Amount>, ConfigError> {
+        v.as_ref()
+            .map(|s| {
+                s.get_ref()
+                    .parse::<Amount>()
+                    .map_err(|e| src.error(s.span(), format!("{key}.{name}"), e.to_string()))
+            })
+            .transpose()
+    };
+    let address = |s: &Spanned<String>, name: &str| {
+        Address::parse(s.get_ref())
+            .map_err(|e| src.error(s.span(), format!("{key}.{name}"), e.to_string()))
+    };
+    let per_deal = amount(&p.per_deal, "per_deal")?;
+    let per_peer_daily = amount(&p.per_peer_daily, "per_peer_daily")?;
+    let daily = amount(&p.daily, "daily")?;
+    if let (Some(deal), Some(day), Some(span)) =
+        (per_deal, daily, p.per_deal.as_ref().map(Spanned::span))
+    {
+        if deal > day {
+            return Err(src.error(
+                span,
+                format!("{key}.per_deal"),
+                format!("{deal} per deal can never be spent within the daily limit of {day}"),
+            ));
+        }
+    }
+    let allow = match &p.allow {
+        None => None,
+        Some(list) => Some(
+            list.iter()
+                .map(|s| address(s, "allow"))
+                .collect::<Result<BTreeSet<_>, _>>()?,
+        ),
+    };
+    let mut deny = BTreeSet::new();
+    for s in &p.deny {
+        let a = address(s, "deny")?;
+        if allow.as_ref().is_some_and(|al| al.contains(&a)) {
+            return Err(src.error(
+                s.span(),
+                format!("{key}.deny"),
+                format!("{a} is on both the allow-list and the deny-list"),
+            ));
+        }
+        deny.insert(a);
+    }
+    Ok(Limits {
+        per_deal,
+        per_peer_daily,
+        daily,
+        allow,
+        deny,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("agents.toml"), text)
+    }
+
+    const GOOD: &str = r#"
+[network]
+kind = "embedded"
+
+[agents.travel]
+keystore = ".agora/keystores/travel.json"
+password_env = "AGORA_TRAVEL_PASSWORD"
+listen = "127.0.0.1:7401"
+skills = ["travel", "llm"]
+
+[agents.travel.policy]
+per_deal = "5 USDC"
+daily = "25 USDC"
+
+[agents.weather-a]
+keystore = "w.json"
+password_env = "AGORA_WEATHER_PASSWORD"
+listen = "127.0.0.1:7411"
+skills = ["weather"]
+services = [{ skill = "weather.forecast", price = "1.20 USDC", unit = "forecast" }]
+"#;
+
+    #[test]
+    fn the_repository_example_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("agents.toml");
+        let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.agents.len(), 4);
+        let travel = config.agents.iter().find(|a| a.name == "travel").unwrap();
+        assert_eq!(travel.policy.per_deal, Some("5 USDC".parse().unwrap()));
+        let weather: Vec<_> = config
+            .agents
+            .iter()
+            .filter(|a| a.skills.contains("weather"))
+            .collect();
+        assert_eq!(weather.len(), 3);
+    }
+
+    #[test]
+    fn a_good_file_parses() {
+        let c = parse(GOOD).unwrap();
+        assert!(matches!(
+            c.network,
+            Network::Embedded { chain_id: 1337, .. }
+        ));
+        assert_eq!(c.agents[1].services[0].price, "1.20".parse().unwrap());
+    }
+
+    /// Replaces `from` with `to` in the good file and returns the error.
+    fn broken(from: &str, to: &str) -> ConfigError {
+        assert!(GOOD.contains(from), "{from}");
+        parse(&GOOD.replacen(from, to, 1)).unwrap_err()
+    }
+
+    fn line_of(text: &str, needle: &str) -> usize {
+        text.lines().position(|l| l.contains(needle)).unwrap() + 1
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let e = broken(
+            "per_deal = \"5 USDC\"",
+            "per_deal = \"5 USDC\"\nper_dael = \"1 USDC\"",
+        );
+        assert_eq!(e.file, Path::new("agents.toml"));
+        assert_eq!(e.line, line_of(GOOD, "per_deal") + 1);
+        assert_eq!(e.key, "per_dael");
+        assert!(e.message.contains("unknown field `per_dael`"), "{e}");
+        assert!(e.to_string().starts_with("agents.toml:13:"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let e = broken("listen = \"127.0.0.1:7401\"", "listen = 7401");
+        assert_eq!(e.line, line_of(GOOD, "7401"));
+        assert_eq!(e.key, "listen");
+        assert!(e.message.contains("invalid type"), "{e}");
+    }
+
+    #[test]
+    fn impossible_values_name_their_key() {
+        for (from, to, key, says) in [
+            (
+                "kind = \"embedded\"",
+                "kind = \"ganache\"",
+                "network.kind",
+                "not a network kind",
+            ),
+            (
+                "\"1.20 USDC\"",
+                "\"1.20 EUR\"",
+                "agents.weather-a.services.price",
+                "unknown unit",
+            ),
+            (
+                "\"1.20 USDC\"",
+                "\"0\"",
+                "agents.weather-a.services.price",
+                "zero",
+            ),
+            (
+                "127.0.0.1:7411",
+                "127.0.0.1:7401",
+                "agents.weather-a.listen",
+                "also agent",
+            ),
+            (
+                "127.0.0.1:7411",
+                "localhost",
+                "agents.weather-a.listen",
+                "not an address",
+            ),
+            (
+                "skills = [\"weather\"]",
+                "skills = [\"wether\"]",
+                "agents.weather-a.skills",
+                "unknown skill",
+            ),
+            (
+                "skill = \"weather.forecast\"",
+                "skill = \"travel.plan\"",
+                "agents.weather-a.services.skill",
+                "does not run",
+            ),
+            (
+                "daily = \"25 USDC\"",
+                "daily = \"2 USDC\"",
+                "agents.travel.policy.per_deal",
+                "never be spent",
+            ),
+            (
+                "AGORA_WEATHER_PASSWORD",
+                "hunter2 is my password",
+                "agents.weather-a.password_env",
+                "not an environment variable",
+            ),
+        ] {
+            let e = broken(from, to);
+            assert_eq!(e.key, key, "{from} -> {to}: {e}");
+            assert!(e.message.contains(says), "{from} -> {to}: {e}");
+            // The error points at the edited value (or, for the per-deal limit, at it).
+            let at = GOOD.find(from).unwrap();
+            let expected_line = if key.ends_with("per_deal") {
+                line_of(GOOD, "per_deal")
+            } else {
+                GOOD[..at].matches('\n').count() + 1
+            };
+            assert_eq!(e.line, expected_line, "{from} -> {to}: {e}");
+        }
+    }
+
+    #[test]
+    fn rpc_networks_need_url_and_chain_id() {
+        let e = broken("kind = \"embedded\"", "kind = \"rpc\"");
+        assert_eq!(e.key, "network.url");
+        let e = broken(
+            "kind = \"embedded\"",
+            "kind = \"rpc\"\nurl = \"http://127.0.0.1:8545\"",
+        );
+        assert_eq!(e.key, "network.chain_id");
+        let ok = parse(&GOOD.replacen(
+            "kind = \"embedded\"",
+            "kind = \"rpc\"\nurl = \"http://127.0.0.1:8545\"\nchain_id = 31337",
+            1,
+        ))
+        .unwrap();
+        assert_eq!(
+            ok.network,
+            Network::Rpc {
+                url: "http://127.0.0.1:8545".into(),
+                chain_id: 31337
+            }
+        );
+    }
+}

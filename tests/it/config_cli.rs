@@ -1,0 +1,36 @@
+//! `agora config check` on the repository's agents.toml and on a broken copy.
+
+use std::process::Command;
+
+#[test]
+fn config_check_accepts_the_example_and_names_file_line_key_of_a_mistake() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/agents.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args(["config", "check", example])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("valid"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("agents.toml");
+    let text = std::fs::read_to_string(example).unwrap();
+    let text = text.replacen("price = \"0.95 USDC\"", "price = \"0,95 USDC\"", 1);
+    std::fs::write(&broken, &text).unwrap();
+    let line = text.lines().position(|l| l.contains("0,95")).unwrap() + 1;
+    let out = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args(["config", "check", broken.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:{line}:", broken.display()))
+            && err.contains("agents.weather-b.services.price"),
+        "{err}"
+    );
+}
