@@ -5,6 +5,7 @@
 
 mod chain_cmd;
 mod config;
+mod init_cmd;
 mod wallet_cmd;
 
 use std::process::ExitCode;
@@ -25,6 +26,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Write a starter agents.toml and encrypted keystores for its agents.
+    Init(init_cmd::InitArgs),
     /// Create, inspect and use agent wallets (keystores, signatures).
     #[command(subcommand)]
     Wallet(wallet_cmd::WalletCommand),
@@ -115,6 +118,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_json);
     let result = match cli.command {
+        Command::Init(args) => init_cmd::run_init(args),
         Command::Wallet(cmd) => wallet_cmd::run_wallet(cmd),
         Command::Journal(cmd) => wallet_cmd::run_journal(cmd),
         Command::Config(ConfigCommand::Check { path }) => check_config(&path),

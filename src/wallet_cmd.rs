@@ -134,6 +134,11 @@ impl SignInput {
 }
 
 impl PasswordArgs {
+    /// The environment variable the password is read from.
+    pub(crate) fn env_name(&self) -> &str {
+        &self.password_env
+    }
+
     /// The password from the environment variable, else from a terminal prompt.
     pub(crate) fn read(&self, confirm: bool) -> Result<Zeroizing<String>> {
         if let Ok(pw) = std::env::var(&self.password_env) {

@@ -34,3 +34,40 @@ fn config_check_accepts_the_example_and_names_file_line_key_of_a_mistake() {
         "{err}"
     );
 }
+
+#[test]
+fn init_writes_a_valid_config_and_keystores_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = || {
+        Command::new(env!("CARGO_BIN_EXE_agora"))
+            .args(["init", "--light", "--dir", dir.path().to_str().unwrap()])
+            .env("AGORA_PASSWORD", "pw")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = init();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = dir.path().join("agents.toml");
+    let check = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args(["config", "check", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    for name in ["travel", "weather-a", "weather-b", "weather-c"] {
+        let ks = dir.path().join(format!(".agora/keystores/{name}.json"));
+        let wallet = wallets::keystore::load(&ks, b"pw").unwrap();
+        assert!(String::from_utf8_lossy(&out.stdout).contains(&wallet.address().to_string()));
+    }
+    let again = init();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
+}
