@@ -20,7 +20,14 @@ async fn deploy_token(client: &Arc<chain::Client>, supply: EU256) -> Stablecoin<
     let me = client.inner().address();
     Stablecoin::deploy(
         client.clone(),
-        ("USD Coin".to_owned(), "USDC".to_owned(), me, true, me, supply),
+        (
+            "USD Coin".to_owned(),
+            "USDC".to_owned(),
+            me,
+            true,
+            me,
+            supply,
+        ),
     )
     .unwrap()
     .send()
