@@ -191,7 +191,7 @@ impl Discovery {
             min_stake: to_u128(registry.min_stake().call().await.map_err(node)?),
             withdrawal_window: registry.withdrawal_window().call().await.map_err(node)?,
         };
-        let db = sled::open(&path).map_err(|source| DiscoveryError::Storage {
+        let db = wallets::store::open(&path).map_err(|source| DiscoveryError::Storage {
             path: path.clone(),
             source,
         })?;

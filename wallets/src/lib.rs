@@ -50,6 +50,7 @@ mod policy;
 mod primitives;
 mod scrypt;
 mod signature;
+pub mod store;
 mod transaction;
 mod wallet;
 

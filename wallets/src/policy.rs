@@ -110,7 +110,7 @@ impl SpendingPolicy {
     /// another process holds it).
     pub fn open(path: impl AsRef<Path>, wallet: Arc<Wallet>, limits: Limits) -> Result<Self> {
         let path = path.as_ref().to_owned();
-        let db = sled::open(&path).map_err(|e| Error::storage(&path, e))?;
+        let db = crate::store::open(&path).map_err(|e| Error::storage(&path, e))?;
         let payments = db
             .open_tree("payments")
             .map_err(|e| Error::storage(&path, e))?;

@@ -112,7 +112,7 @@ fn now_secs() -> u64 {
 impl ChainState {
     /// Opens the chain at `path`, creating it with `genesis` balances if new.
     pub(crate) fn open(path: &Path, chain_id: u64, genesis: &[(Address, U256)]) -> Result<Self> {
-        let store = sled::open(path).map_err(|e| DevnetError::storage(path, e))?;
+        let store = wallets::store::open(path).map_err(|e| DevnetError::storage(path, e))?;
         let mut db = CacheDB::new(EmptyDB::default());
         let st = |e| DevnetError::storage(path, e);
 
