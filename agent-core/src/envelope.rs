@@ -114,27 +114,33 @@ pub struct Draft {
     pub payload: Value,
 }
 
+impl Draft {
+    fn signed(&self, sender: Address) -> Signed<'_> {
+        Signed {
+            sender,
+            recipient: self.recipient,
+            dialogue: self.dialogue,
+            sequence: self.sequence,
+            expiry: self.expiry,
+            chain_id: self.chain_id,
+            kind: &self.kind,
+            payload_hash: keccak256(canonical_json(&self.payload)),
+        }
+    }
+}
+
 impl Envelope {
     /// Signs a draft as `wallet`.
     ///
     /// # Errors
     /// [`EnvelopeError::Sign`] if the wallet refuses.
     pub fn seal(wallet: &Wallet, draft: Draft) -> Result<Self, EnvelopeError> {
-        let signature = {
-            let signed = Signed {
-                sender: wallet.address(),
-                recipient: draft.recipient,
-                dialogue: draft.dialogue,
-                sequence: draft.sequence,
-                expiry: draft.expiry,
-                chain_id: draft.chain_id,
-                kind: &draft.kind,
-                payload_hash: keccak256(canonical_json(&draft.payload)),
-            };
-            wallet
-                .sign_typed(&envelope_domain(draft.chain_id), &signed)
-                .map_err(|e| EnvelopeError::Sign(e.to_string()))?
-        };
+        let signature = wallet
+            .sign_typed(
+                &envelope_domain(draft.chain_id),
+                &draft.signed(wallet.address()),
+            )
+            .map_err(|e| EnvelopeError::Sign(e.to_string()))?;
         Ok(Self {
             sender: wallet.address(),
             recipient: draft.recipient,
@@ -148,8 +154,7 @@ impl Envelope {
         })
     }
 
-    /// The EIP-712 hash: what the sender signs, and the message id.
-    pub fn signing_hash(&self) -> B256 {
+    fn signed(&self) -> Signed<'_> {
         Signed {
             sender: self.sender,
             recipient: self.recipient,
@@ -160,7 +165,11 @@ impl Envelope {
             kind: &self.kind,
             payload_hash: keccak256(canonical_json(&self.payload)),
         }
-        .signing_hash(&envelope_domain(self.chain_id))
+    }
+
+    /// The EIP-712 hash: what the sender signs, and the message id.
+    pub fn signing_hash(&self) -> B256 {
+        self.signed().signing_hash(&envelope_domain(self.chain_id))
     }
 
     /// The wire form: one JSON object.
@@ -308,11 +317,124 @@ impl<K: std::hash::Hash + Eq + Clone, V> Bounded<K, V> {
     }
 }
 
+/// An envelope whose signature was checked against its `sender` field.
+///
+/// Only [`KeyCache::verify`] makes one, so holding a `Verified` proves the check ran;
+/// the stateful checks (recipient, chain, expiry, duplicate, replay) are still
+/// [`Inbox::admit`]'s.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    envelope: Envelope,
+    id: B256,
+}
+
+impl Verified {
+    /// The envelope.
+    pub fn envelope(&self) -> &Envelope {
+        &self.envelope
+    }
+
+    /// Its message id (the EIP-712 signing hash).
+    pub fn id(&self) -> B256 {
+        self.id
+    }
+
+    /// Takes the envelope out.
+    pub fn into_envelope(self) -> Envelope {
+        self.envelope
+    }
+}
+
+/// Remembered sender keys: the first envelope of a sender is checked by key
+/// recovery, later ones against the remembered key, which costs half as much.
+///
+/// A cache is cheap to keep per connection, so signatures can be checked on the
+/// connection's task, in parallel, before the recipient agent sees the envelope.
+#[derive(Debug)]
+pub struct KeyCache {
+    keys: Bounded<Address, PublicKey>,
+}
+
+impl KeyCache {
+    /// A cache of at most `capacity` keys.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            keys: Bounded::new(capacity),
+        }
+    }
+
+    /// Checks the signature of `env` against its sender.
+    ///
+    /// # Errors
+    /// [`Rejection::BadSignature`] when the signature is invalid or by someone else.
+    pub fn verify(&mut self, envelope: Envelope) -> Result<Verified, Rejection> {
+        let id = envelope.signing_hash();
+        match self.keys.get(&envelope.sender) {
+            Some(key) => envelope
+                .signature
+                .verify_with_key(&id, key)
+                .map_err(|e| Rejection::BadSignature(e.to_string()))?,
+            None => {
+                let key = envelope
+                    .signature
+                    .recover_public_key(&id)
+                    .map_err(|e| Rejection::BadSignature(e.to_string()))?;
+                if key.address() != envelope.sender {
+                    return Err(Rejection::BadSignature(format!(
+                        "signed by {}, not by the sender {}",
+                        key.address(),
+                        envelope.sender
+                    )));
+                }
+                self.keys.insert(envelope.sender, key);
+            }
+        }
+        Ok(Verified { envelope, id })
+    }
+
+    /// Senders whose key is remembered.
+    pub fn senders(&self) -> HashSet<Address> {
+        self.keys.map.keys().copied().collect()
+    }
+}
+
+/// The header fields the stateful checks look at, for envelopes and for messages
+/// delivered inside one process without a signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Who sent it.
+    pub sender: Address,
+    /// Who it is for.
+    pub recipient: Address,
+    /// The conversation.
+    pub dialogue: B256,
+    /// Position in the dialogue.
+    pub sequence: u64,
+    /// Unix milliseconds after which it expires.
+    pub expiry: u64,
+    /// The chain.
+    pub chain_id: u64,
+}
+
+impl Envelope {
+    /// The header of this envelope.
+    pub fn header(&self) -> Header {
+        Header {
+            sender: self.sender,
+            recipient: self.recipient,
+            dialogue: self.dialogue,
+            sequence: self.sequence,
+            expiry: self.expiry,
+            chain_id: self.chain_id,
+        }
+    }
+}
+
 /// One agent's receiving side: the checks every envelope passes.
 pub struct Inbox {
     me: Address,
     chain_id: u64,
-    keys: Bounded<Address, PublicKey>,
+    keys: KeyCache,
     seen: Bounded<B256, ()>,
     last: Bounded<(Address, B256), u64>,
     rejected: HashMap<&'static str, u64>,
@@ -336,7 +458,7 @@ impl Inbox {
         Self {
             me,
             chain_id,
-            keys: Bounded::new(limits.keys),
+            keys: KeyCache::new(limits.keys),
             seen: Bounded::new(limits.seen_ids),
             last: Bounded::new(limits.dialogues),
             rejected: HashMap::new(),
@@ -363,67 +485,98 @@ impl Inbox {
     /// # Errors
     /// The [`Rejection`], also counted and logged.
     pub fn check(&mut self, env: &Envelope, now_ms: u64) -> Result<(), Rejection> {
-        self.check_inner(env, now_ms).map_err(|r| self.reject(r))?;
+        let header = env.header();
+        self.precheck(&header, now_ms).map_err(|r| self.reject(r))?;
+        let verified = self.keys.verify(env.clone()).map_err(|r| self.reject(r))?;
+        self.admit(&verified, now_ms)
+    }
+
+    /// The stateful checks of an envelope whose signature was already verified
+    /// (for example on its connection's task): recipient, chain, expiry, duplicate,
+    /// replay. On success the id and sequence are remembered.
+    ///
+    /// # Errors
+    /// The [`Rejection`], also counted and logged.
+    pub fn admit(&mut self, verified: &Verified, now_ms: u64) -> Result<(), Rejection> {
+        let header = verified.envelope.header();
+        let id = verified.id;
+        let outcome = self.precheck(&header, now_ms).and_then(|()| {
+            if self.seen.get(&id).is_some() {
+                return Err(Rejection::Duplicate(id));
+            }
+            self.sequence_check(&header)
+        });
+        outcome.map_err(|r| self.reject(r))?;
+        self.seen.insert(id, ());
+        self.last
+            .insert((header.sender, header.dialogue), header.sequence);
         self.accepted += 1;
         Ok(())
     }
 
-    fn check_inner(&mut self, env: &Envelope, now_ms: u64) -> Result<(), Rejection> {
-        if env.recipient != self.me {
-            return Err(Rejection::WrongRecipient(env.recipient));
-        }
-        if env.chain_id != self.chain_id {
-            return Err(Rejection::WrongChain {
-                expected: self.chain_id,
-                got: env.chain_id,
-            });
-        }
-        if env.expiry <= now_ms {
-            return Err(Rejection::Expired {
-                expiry: env.expiry,
-                now: now_ms,
-            });
-        }
-        let id = env.signing_hash();
-        if self.seen.get(&id).is_some() {
-            return Err(Rejection::Duplicate(id));
-        }
-        match self.keys.get(&env.sender) {
-            Some(key) => env
-                .signature
-                .verify_with_key(&id, key)
-                .map_err(|e| Rejection::BadSignature(e.to_string()))?,
-            None => {
-                let key = env
-                    .signature
-                    .recover_public_key(&id)
-                    .map_err(|e| Rejection::BadSignature(e.to_string()))?;
-                if key.address() != env.sender {
-                    return Err(Rejection::BadSignature(format!(
-                        "signed by {}, not by the sender {}",
-                        key.address(),
-                        env.sender
-                    )));
-                }
-                self.keys.insert(env.sender, key);
-            }
-        }
-        let dialogue = (env.sender, env.dialogue);
-        if let Some(&last) = self.last.get(&dialogue) {
-            if env.sequence <= last {
-                return Err(Rejection::Replay {
-                    dialogue: env.dialogue,
-                    last,
-                    got: env.sequence,
-                });
-            }
-        }
-        self.seen.insert(id, ());
-        self.last.insert(dialogue, env.sequence);
+    /// The checks of a message delivered inside this process, whose sender the
+    /// runtime itself stamped: recipient, chain, expiry and replay (which also
+    /// catches duplicates). No signature is involved.
+    ///
+    /// # Errors
+    /// The [`Rejection`], also counted and logged.
+    pub fn admit_local(&mut self, header: &Header, now_ms: u64) -> Result<(), Rejection> {
+        self.precheck(header, now_ms)
+            .and_then(|()| self.sequence_check(header))
+            .map_err(|r| self.reject(r))?;
+        self.last
+            .insert((header.sender, header.dialogue), header.sequence);
+        self.accepted += 1;
         Ok(())
     }
 
-    fn reject(&mut self, r: Rejection) -> Rejection {
+    /// Restores the last sequence seen from `sender` in `dialogue` (after a restart,
+    /// from the agent's store), so replays of older envelopes stay rejected.
+    pub fn restore(&mut self, sender: Address, dialogue: B256, last: u64) {
+        let key = (sender, dialogue);
+        if self.last.get(&key).is_none_or(|&seen| seen < last) {
+            self.last.insert(key, last);
+        }
+    }
+
+    /// The last sequence remembered from `sender` in `dialogue`.
+    pub fn last_sequence(&self, sender: Address, dialogue: B256) -> Option<u64> {
+        self.last.get(&(sender, dialogue)).copied()
+    }
+
+    fn precheck(&self, header: &Header, now_ms: u64) -> Result<(), Rejection> {
+        if header.recipient != self.me {
+            return Err(Rejection::WrongRecipient(header.recipient));
+        }
+        if header.chain_id != self.chain_id {
+            return Err(Rejection::WrongChain {
+                expected: self.chain_id,
+                got: header.chain_id,
+            });
+        }
+        if header.expiry <= now_ms {
+            return Err(Rejection::Expired {
+                expiry: header.expiry,
+                now: now_ms,
+            });
+        }
+        Ok(())
+    }
+
+    fn sequence_check(&self, header: &Header) -> Result<(), Rejection> {
+        match self.last.get(&(header.sender, header.dialogue)) {
+            Some(&last) if header.sequence <= last => Err(Rejection::Replay {
+                dialogue: header.dialogue,
+                last,
+                got: header.sequence,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts and logs a rejection made outside the inbox (for example on the
+    /// connection that verified the signature), and returns it.
+    pub fn reject(&mut self, r: Rejection) -> Rejection {
         *self.rejected.entry(r.label()).or_default() += 1;
         tracing::debug!(target: "agent::envelope", agent = %self.me, reason = %r, "envelope dropped");
         r
@@ -434,6 +587,11 @@ impl Inbox {
         self.rejected.get(label).copied().unwrap_or_default()
     }
 
+    /// Counts of dropped envelopes per reason.
+    pub fn rejections(&self) -> &HashMap<&'static str, u64> {
+        &self.rejected
+    }
+
     /// How many envelopes passed.
     pub fn accepted(&self) -> u64 {
         self.accepted
@@ -441,7 +599,7 @@ impl Inbox {
 
     /// Senders whose key is remembered.
     pub fn known_senders(&self) -> HashSet<Address> {
-        self.keys.map.keys().copied().collect()
+        self.keys.senders()
     }
 }
 

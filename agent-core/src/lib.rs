@@ -1,12 +1,25 @@
 //! # agent-core
 //!
-//! The Agora agent runtime. So far: [`envelope`], the signed message every agent
-//! sends and the [`envelope::Inbox`] checks every message passes before a handler
-//! sees it (recipient, chain, expiry, signature, duplicates, replays), with bounded
-//! memory and a counter per rejection reason.
+//! The Agora agent runtime.
 //!
-//! Still to come (issue #4): agents as actix actors with persisted state and
-//! supervision, the WebSocket transport and its tower layers.
+//! - [`Host`]: one process's actix system. Each agent is an actix actor with its own
+//!   wallet, a bounded mailbox and persisted state ([`store`]), started under a
+//!   supervisor that restarts it from that state when a skill panics.
+//! - [`envelope`]: the signed message between hosts and the checks every message
+//!   passes before a handler sees it (recipient, chain, expiry, signature,
+//!   duplicates, replays), with a counter per rejection reason.
+//! - [`transport`]: WebSocket between hosts (one connection per host pair,
+//!   reconnect with backoff) behind tower layers (rate limit, concurrency cap,
+//!   timeout) that turn overload into back-pressure or a clear refusal.
+//! - [`Context`]: what a skill can do as its agent: tell, ask with a timeout, keep
+//!   dialogue state, find peers, pay through the spending policy.
+//!
+//! Agents on the same host exchange Rust values through their mailboxes without
+//! serializing or signing: the runtime stamps the sender itself, so it cannot be
+//! forged inside the process, and the recipient still checks chain, expiry and
+//! replays. Messages that leave the process are signed envelopes.
+//!
+//! Agent authors use the `agent-sdk` crate on top of this one.
 //!
 //! ```
 //! use agent_core::envelope::{Draft, Envelope, Inbox, InboxLimits};
@@ -15,7 +28,7 @@
 //! let (alice, bob) = (Wallet::random(), Wallet::random());
 //! let env = Envelope::seal(&alice, Draft {
 //!     recipient: bob.address(), dialogue: B256([1; 32]), sequence: 1,
-//!     expiry: u64::MAX, chain_id: 1337, kind: "hello".into(),
+//!     expiry: u64::MAX, chain_id: 1337, kind: "tell/hello".into(),
 //!     payload: serde_json::json!({"text": "hi"}),
 //! })?;
 //! let mut inbox = Inbox::new(bob.address(), 1337, InboxLimits::default());
@@ -34,4 +47,21 @@
     )
 )]
 
+mod agent;
+pub mod clock;
 pub mod envelope;
+mod error;
+mod host;
+pub mod message;
+mod router;
+pub mod store;
+pub mod transport;
+
+pub use agent::{
+    AgentHandle, AgentLimits, AgentSpec, AgentStats, Context, Directory, Peer, SkillHandler,
+    StaticDirectory,
+};
+pub use error::{Error, Result, SkillError};
+pub use host::{Host, HostConfig};
+pub use message::{Payload, Request};
+pub use transport::{EdgeLimits, EdgeStats};

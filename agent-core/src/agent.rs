@@ -1,0 +1,1001 @@
+//! The agent actor, its shared core, and the [`Context`] skills use.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::oneshot;
+use wallets::{Address, Amount, Payment, SignedPayment, SpendingPolicy, Wallet, B256};
+
+use crate::clock::now_ms;
+use crate::envelope::{Draft, Envelope, Header, Inbox, InboxLimits, Rejection, Verified};
+use crate::error::{Error, Result, SkillError};
+use crate::message::{Kind, Payload, ReplyWire, Request};
+use crate::router::{Route, Router};
+use crate::store::{AgentStore, DialogueRecord};
+
+/// A type-erased skill: what the runtime dispatches to. Agent authors implement
+/// `agent_sdk::Skill` instead, which is adapted to this.
+pub trait SkillHandler: Send + Sync + 'static {
+    /// The message kind it handles ([`Request::KIND`]).
+    fn kind(&self) -> &'static str;
+
+    /// Handles one request. `json` says whether the answer must be JSON (the asker
+    /// is remote) or may stay a Rust value (the asker is on this host).
+    fn call(
+        &self,
+        ctx: Context,
+        payload: Payload,
+        json: bool,
+    ) -> BoxFuture<'static, Result<Payload, SkillError>>;
+
+    /// JSON Schemas of the request and the response, for the agent card.
+    fn schemas(&self) -> (serde_json::Value, serde_json::Value);
+}
+
+/// A peer found through a [`Directory`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// Its wallet address.
+    pub address: Address,
+    /// Where it listens (`ws://host:port`), if not on this host.
+    pub endpoint: Option<String>,
+    /// Its price for the skill asked about.
+    pub price: Option<Amount>,
+}
+
+/// Where agents look up peers (the on-chain registry's discovery, or a static list).
+#[async_trait::async_trait]
+pub trait Directory: Send + Sync + 'static {
+    /// Agents offering `kind` at a price of at most `max_price`, best first.
+    async fn find(&self, kind: &str, max_price: Option<Amount>) -> Result<Vec<Peer>>;
+}
+
+/// A fixed list of peers, for tests, examples and static deployments.
+#[derive(Clone, Debug, Default)]
+pub struct StaticDirectory {
+    peers: Vec<(String, Peer)>,
+}
+
+impl StaticDirectory {
+    /// Adds a peer offering `kind`.
+    #[must_use]
+    pub fn with(mut self, kind: &str, peer: Peer) -> Self {
+        self.peers.push((kind.to_owned(), peer));
+        self
+    }
+}
+
+#[async_trait::async_trait]
+impl Directory for StaticDirectory {
+    async fn find(&self, kind: &str, max_price: Option<Amount>) -> Result<Vec<Peer>> {
+        let mut found: Vec<Peer> = self
+            .peers
+            .iter()
+            .filter(|(k, p)| k == kind && max_price.is_none_or(|m| p.price.is_none_or(|x| x <= m)))
+            .map(|(_, p)| p.clone())
+            .collect();
+        found.sort_by_key(|p| p.price);
+        Ok(found)
+    }
+}
+
+/// Tunables of one agent.
+#[derive(Clone, Copy, Debug)]
+pub struct AgentLimits {
+    /// Mailbox capacity; senders wait (back-pressure) when it is full.
+    pub mailbox: usize,
+    /// How long a message stays valid after it is sent.
+    pub message_ttl: Duration,
+    /// Default wait for a reply.
+    pub ask_timeout: Duration,
+    /// Bounds of the envelope checks' memory.
+    pub inbox: InboxLimits,
+}
+
+impl Default for AgentLimits {
+    fn default() -> Self {
+        Self {
+            mailbox: 1024,
+            message_ttl: Duration::from_secs(60),
+            ask_timeout: Duration::from_secs(30),
+            inbox: InboxLimits::default(),
+        }
+    }
+}
+
+/// Everything needed to start an agent on a host.
+pub struct AgentSpec {
+    /// A human name for logs and the card.
+    pub name: String,
+    /// The agent's wallet: its identity.
+    pub wallet: Arc<Wallet>,
+    /// Its skills.
+    pub handlers: Vec<Arc<dyn SkillHandler>>,
+    /// The only way it can pay.
+    pub policy: Option<Arc<SpendingPolicy>>,
+    /// Where it finds peers.
+    pub directory: Option<Arc<dyn Directory>>,
+    /// Tunables.
+    pub limits: AgentLimits,
+}
+
+impl std::fmt::Debug for AgentSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentSpec")
+            .field("name", &self.name)
+            .field("address", &self.wallet.address())
+            .field(
+                "skills",
+                &self.handlers.iter().map(|h| h.kind()).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+type Pending = oneshot::Sender<Result<Payload>>;
+
+/// Counters of one agent.
+#[derive(Debug, Default)]
+pub(crate) struct AgentCounters {
+    pub(crate) handled: AtomicU64,
+    pub(crate) restarts: AtomicU64,
+    pub(crate) panics: AtomicU64,
+    pub(crate) rejected: AtomicU64,
+}
+
+/// What every part of an agent shares: identity, skills, store, pending asks.
+pub(crate) struct AgentCore {
+    pub(crate) name: String,
+    pub(crate) wallet: Arc<Wallet>,
+    pub(crate) address: Address,
+    pub(crate) chain_id: u64,
+    pub(crate) handlers: HashMap<&'static str, Arc<dyn SkillHandler>>,
+    pub(crate) store: AgentStore,
+    pub(crate) router: Arc<Router>,
+    pub(crate) policy: Option<Arc<SpendingPolicy>>,
+    pub(crate) directory: Option<Arc<dyn Directory>>,
+    pub(crate) limits: AgentLimits,
+    pending: Mutex<HashMap<(Address, B256, u64), Pending>>,
+    sequence: AtomicU64,
+    pub(crate) counters: AgentCounters,
+}
+
+/// An in-flight message into an agent's mailbox.
+pub(crate) struct Deliver {
+    pub(crate) header: Header,
+    pub(crate) body: Body,
+    pub(crate) remote: Option<B256>,
+}
+
+impl Message for Deliver {
+    type Result = Result<(), Rejection>;
+}
+
+/// A message body, decoded.
+pub(crate) enum Body {
+    Ask(Cow<'static, str>, Payload),
+    Tell(Cow<'static, str>, Payload),
+    Reply {
+        re: u64,
+        result: Result<Payload, SkillError>,
+    },
+}
+
+impl Body {
+    /// Decodes a verified envelope's kind and payload.
+    pub(crate) fn from_envelope(env: Envelope) -> Result<Self, Rejection> {
+        let kind = Kind::parse(&env.kind).map_err(Rejection::Malformed)?;
+        Ok(match kind {
+            Kind::Ask(k) => Self::Ask(Cow::Owned(k), Payload::Json(env.payload)),
+            Kind::Tell(k) => Self::Tell(Cow::Owned(k), Payload::Json(env.payload)),
+            Kind::Reply => {
+                let r: ReplyWire = serde_json::from_value(env.payload)
+                    .map_err(|e| Rejection::Malformed(format!("reply payload: {e}")))?;
+                let result = match (r.ok, r.err) {
+                    (Some(v), None) => Ok(Payload::Json(v)),
+                    (None, Some(e)) => Err(e),
+                    _ => {
+                        return Err(Rejection::Malformed(
+                            "reply payload needs exactly one of ok and err".into(),
+                        ))
+                    }
+                };
+                Self::Reply { re: r.re, result }
+            }
+        })
+    }
+
+    fn into_wire(self) -> Result<(String, serde_json::Value)> {
+        let json = |p: Payload, kind: &str| match p {
+            Payload::Json(v) => Ok(v),
+            Payload::Local(_) => Err(Error::Payload {
+                kind: kind.to_owned(),
+                reason: "a local value cannot leave the process".into(),
+            }),
+        };
+        Ok(match self {
+            Self::Ask(k, p) => (Kind::Ask(k.to_string()).to_wire(), json(p, &k)?),
+            Self::Tell(k, p) => (Kind::Tell(k.to_string()).to_wire(), json(p, &k)?),
+            Self::Reply { re, result } => {
+                let wire = match result {
+                    Ok(p) => ReplyWire {
+                        re,
+                        ok: Some(json(p, "reply")?),
+                        err: None,
+                    },
+                    Err(e) => ReplyWire {
+                        re,
+                        ok: None,
+                        err: Some(e),
+                    },
+                };
+                (
+                    Kind::Reply.to_wire(),
+                    serde_json::to_value(wire).map_err(|e| Error::Payload {
+                        kind: "reply".into(),
+                        reason: e.to_string(),
+                    })?,
+                )
+            }
+        })
+    }
+}
+
+fn random_dialogue() -> B256 {
+    B256::random()
+}
+
+impl AgentCore {
+    pub(crate) fn new(
+        spec: AgentSpec,
+        chain_id: u64,
+        store: AgentStore,
+        router: Arc<Router>,
+    ) -> Self {
+        let handlers = spec.handlers.into_iter().map(|h| (h.kind(), h)).collect();
+        // Sequences start at the wall clock in nanoseconds and count up, so a
+        // restarted agent never reuses one (it would need to send faster than one
+        // message per nanosecond since its previous start).
+        let start = u64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+        )
+        .unwrap_or(u64::MAX / 2);
+        Self {
+            name: spec.name,
+            address: spec.wallet.address(),
+            wallet: spec.wallet,
+            chain_id,
+            handlers,
+            store,
+            router,
+            policy: spec.policy,
+            directory: spec.directory,
+            limits: spec.limits,
+            pending: Mutex::new(HashMap::new()),
+            sequence: AtomicU64::new(start),
+            counters: AgentCounters::default(),
+        }
+    }
+
+    fn next_sequence(&self) -> u64 {
+        self.sequence.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    fn header(&self, to: Address, dialogue: B256) -> Header {
+        let ttl = u64::try_from(self.limits.message_ttl.as_millis()).unwrap_or(u64::MAX);
+        Header {
+            sender: self.address,
+            recipient: to,
+            dialogue,
+            sequence: self.next_sequence(),
+            expiry: now_ms().saturating_add(ttl),
+            chain_id: self.chain_id,
+        }
+    }
+
+    /// Sends a body along a resolved route. `wait` asks for the local admission
+    /// result (asks need it, tells do not).
+    async fn deliver(&self, route: Route, header: Header, body: Body, wait: bool) -> Result<()> {
+        match route {
+            Route::Local(addr) => {
+                let msg = Deliver {
+                    header,
+                    body,
+                    remote: None,
+                };
+                if !wait {
+                    match addr.try_send(msg) {
+                        Ok(()) => return Ok(()),
+                        Err(SendError::Closed(_)) => return Err(Error::Stopped(header.recipient)),
+                        Err(SendError::Full(msg)) => {
+                            return self.deliver_waiting(&addr, msg).await;
+                        }
+                    }
+                }
+                self.deliver_waiting(&addr, msg).await
+            }
+            Route::Remote(link) => {
+                let (kind, payload) = body.into_wire()?;
+                let env = Envelope::seal(
+                    &self.wallet,
+                    Draft {
+                        recipient: header.recipient,
+                        dialogue: header.dialogue,
+                        sequence: header.sequence,
+                        expiry: header.expiry,
+                        chain_id: header.chain_id,
+                        kind,
+                        payload,
+                    },
+                )
+                .map_err(|e| Error::Host(e.to_string()))?;
+                link.send(env.to_bytes()).await
+            }
+        }
+    }
+
+    async fn deliver_waiting(&self, addr: &Addr<AgentActor>, msg: Deliver) -> Result<()> {
+        let to = msg.header.recipient;
+        match addr.send(msg).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(r)) => Err(Error::Rejected(r)),
+            Err(_) => Err(Error::Stopped(to)),
+        }
+    }
+
+    pub(crate) async fn send_reply(
+        &self,
+        to: Address,
+        dialogue: B256,
+        re: u64,
+        result: Result<Payload, SkillError>,
+    ) -> Result<()> {
+        let route = self.router.resolve(&to)?;
+        let header = self.header(to, dialogue);
+        self.deliver(route, header, Body::Reply { re, result }, false)
+            .await
+    }
+
+    fn complete(&self, from: Address, dialogue: B256, re: u64, result: Result<Payload>) {
+        let waiter = self
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(from, dialogue, re));
+        match waiter {
+            Some(tx) => {
+                let _ = tx.send(result);
+            }
+            None => {
+                tracing::debug!(target: "agent::runtime", agent = %self.address, %from, %dialogue, re, "reply to no pending ask (late or duplicate)")
+            }
+        }
+    }
+
+    /// Fails a pending ask whose envelope a remote host refused.
+    pub(crate) fn refused(&self, peer: Address, dialogue: B256, sequence: u64, reason: String) {
+        self.complete(
+            peer,
+            dialogue,
+            sequence,
+            Err(Error::Refused { peer, reason }),
+        );
+    }
+}
+
+/// The actor that owns an agent's mailbox and its envelope checks.
+pub(crate) struct AgentActor {
+    core: Arc<AgentCore>,
+    inbox: Inbox,
+}
+
+impl std::fmt::Debug for AgentActor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentActor")
+            .field("agent", &self.core.address)
+            .field("name", &self.core.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentActor {
+    pub(crate) fn new(core: Arc<AgentCore>) -> Self {
+        let inbox = Inbox::new(core.address, core.chain_id, core.limits.inbox);
+        Self { core, inbox }
+    }
+
+    /// Admits a remote envelope: restores the persisted replay state of its
+    /// dialogue if memory lost it (restart, eviction), checks, and persists.
+    fn admit_remote(&mut self, verified: &Verified, now: u64) -> Result<(), Rejection> {
+        let h = verified.envelope().header();
+        if self.inbox.last_sequence(h.sender, h.dialogue).is_none() {
+            match self.core.store.last_sequence(h.sender, h.dialogue) {
+                Ok(Some((last, _))) => self.inbox.restore(h.sender, h.dialogue, last),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(target: "agent::store", agent = %self.core.address, error = %e, "replay state unreadable; refusing");
+                    return Err(self
+                        .inbox
+                        .reject(Rejection::Malformed(format!("store: {e}"))));
+                }
+            }
+        }
+        self.inbox.admit(verified, now)?;
+        if let Err(e) = self
+            .core
+            .store
+            .set_last_sequence(h.sender, h.dialogue, h.sequence, h.expiry)
+        {
+            tracing::error!(target: "agent::store", agent = %self.core.address, error = %e, "replay state not persisted");
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, outcome: Outcome, ctx: &mut actix::Context<Self>) {
+        if let Outcome::Panicked = outcome {
+            // The skill panicked: its agent's in-memory state may be inconsistent.
+            // Stop; the supervisor restarts it from the store.
+            ctx.stop();
+        }
+    }
+}
+
+enum Outcome {
+    Done,
+    Panicked,
+}
+
+impl Actor for AgentActor {
+    type Context = actix::Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.core.limits.mailbox);
+        tracing::debug!(target: "agent::runtime", agent = %self.core.address, name = %self.core.name, "agent started");
+    }
+}
+
+impl Supervised for AgentActor {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        self.core.counters.restarts.fetch_add(1, Ordering::Relaxed);
+        // Forget in-memory checks; the persisted replay state is reloaded lazily.
+        self.inbox = Inbox::new(
+            self.core.address,
+            self.core.chain_id,
+            self.core.limits.inbox,
+        );
+        tracing::warn!(target: "agent::runtime", agent = %self.core.address, name = %self.core.name, "agent restarting from its store");
+    }
+}
+
+impl Handler<Deliver> for AgentActor {
+    type Result = Result<(), Rejection>;
+
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) -> Self::Result {
+        let now = now_ms();
+        let Deliver {
+            header,
+            body,
+            remote,
+        } = msg;
+        let admitted = match remote {
+            None => self.inbox.admit_local(&header, now),
+            Some(_) => Ok(()),
+        };
+        if let Err(r) = admitted {
+            self.core.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(r);
+        }
+        self.core.counters.handled.fetch_add(1, Ordering::Relaxed);
+        let core = self.core.clone();
+        let is_remote = remote.is_some();
+        let (kind, payload, expects_reply) = match body {
+            Body::Reply { re, result } => {
+                core.complete(
+                    header.sender,
+                    header.dialogue,
+                    re,
+                    result.map_err(Error::Skill),
+                );
+                return Ok(());
+            }
+            Body::Ask(k, p) => (k, p, true),
+            Body::Tell(k, p) => (k, p, false),
+        };
+        let Some(handler) = core.handlers.get(kind.as_ref()).cloned() else {
+            tracing::debug!(target: "agent::runtime", agent = %core.address, %kind, "no skill for kind");
+            if expects_reply {
+                let err = SkillError::new(
+                    "unknown_skill",
+                    format!("agent {} has no skill {kind}", core.address),
+                );
+                ctx.spawn(
+                    async move {
+                        let _ = core
+                            .send_reply(header.sender, header.dialogue, header.sequence, Err(err))
+                            .await;
+                    }
+                    .into_actor(self),
+                );
+            }
+            return Ok(());
+        };
+        let cx = Context {
+            core: core.clone(),
+            current: Some(Current {
+                sender: header.sender,
+                dialogue: header.dialogue,
+                sequence: header.sequence,
+            }),
+        };
+        let work = async move {
+            if is_remote {
+                // The replay record must be on disk before the message is acted on.
+                if let Err(e) = core.store.flush().await {
+                    tracing::error!(target: "agent::store", agent = %core.address, error = %e, "flush failed");
+                }
+            }
+            let call = handler.call(cx, payload, is_remote);
+            let (result, outcome) = match AssertUnwindSafe(call).catch_unwind().await {
+                Ok(r) => (r, Outcome::Done),
+                Err(_) => {
+                    core.counters.panics.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(target: "agent::runtime", agent = %core.address, %kind, "skill panicked");
+                    (
+                        Err(SkillError::internal(format!("skill {kind} panicked"))),
+                        Outcome::Panicked,
+                    )
+                }
+            };
+            if expects_reply {
+                if let Err(e) = core
+                    .send_reply(header.sender, header.dialogue, header.sequence, result)
+                    .await
+                {
+                    tracing::debug!(target: "agent::runtime", agent = %core.address, error = %e, "reply not sent");
+                }
+            }
+            outcome
+        };
+        // Most handlers finish without waiting: poll once here and only spawn
+        // the ones that are still pending (they are polled again with a real waker).
+        let mut work: Pin<Box<dyn Future<Output = Outcome>>> = Box::pin(work);
+        let waker = futures::task::noop_waker();
+        let mut task_cx = std::task::Context::from_waker(&waker);
+        match work.as_mut().poll(&mut task_cx) {
+            Poll::Ready(outcome) => self.finish(outcome, ctx),
+            Poll::Pending => {
+                ctx.spawn(
+                    actix::fut::wrap_future::<_, Self>(work).map(|o, act, ctx| act.finish(o, ctx)),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A remote envelope already verified on its connection, for the stateful checks.
+pub(crate) struct DeliverRemote(pub(crate) Verified);
+
+impl Message for DeliverRemote {
+    type Result = Result<(), Rejection>;
+}
+
+impl Handler<DeliverRemote> for AgentActor {
+    type Result = Result<(), Rejection>;
+
+    fn handle(&mut self, msg: DeliverRemote, ctx: &mut Self::Context) -> Self::Result {
+        let now = now_ms();
+        if let Err(r) = self.admit_remote(&msg.0, now) {
+            self.core.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(r);
+        }
+        let id = msg.0.id();
+        let env = msg.0.into_envelope();
+        let header = env.header();
+        let body = Body::from_envelope(env).map_err(|r| self.inbox.reject(r))?;
+        // Already admitted: hand to the common dispatch with the remote marker.
+        <Self as Handler<Deliver>>::handle(
+            self,
+            Deliver {
+                header,
+                body,
+                remote: Some(id),
+            },
+            ctx,
+        )
+    }
+}
+
+/// Counters of an agent, for tests and metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AgentStats {
+    /// Messages handed to skills or to pending asks.
+    pub handled: u64,
+    /// Messages dropped by the checks.
+    pub rejected: u64,
+    /// Supervisor restarts.
+    pub restarts: u64,
+    /// Skill panics caught.
+    pub panics: u64,
+}
+
+/// Rejection counts per reason are kept by the actor; ask it.
+pub(crate) struct Rejections;
+
+impl Message for Rejections {
+    type Result = HashMap<&'static str, u64>;
+}
+
+impl Handler<Rejections> for AgentActor {
+    type Result = MessageResult<Rejections>;
+
+    fn handle(&mut self, _: Rejections, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.inbox.rejections().clone())
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Current {
+    sender: Address,
+    dialogue: B256,
+    sequence: u64,
+}
+
+/// What a skill (or any code holding an agent's handle) can do as that agent: send,
+/// ask with a timeout, keep dialogue state, find peers, and pay through the
+/// spending policy. Cheap to clone.
+#[derive(Clone)]
+pub struct Context {
+    core: Arc<AgentCore>,
+    current: Option<Current>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("agent", &self.core.address)
+            .field("current", &self.current)
+            .finish()
+    }
+}
+
+impl Context {
+    pub(crate) fn root(core: Arc<AgentCore>) -> Self {
+        Self {
+            core,
+            current: None,
+        }
+    }
+
+    /// This agent's address.
+    pub fn me(&self) -> Address {
+        self.core.address
+    }
+
+    /// This agent's name.
+    pub fn name(&self) -> &str {
+        &self.core.name
+    }
+
+    /// The chain this agent pays on.
+    pub fn chain_id(&self) -> u64 {
+        self.core.chain_id
+    }
+
+    /// The sender of the message being handled.
+    pub fn sender(&self) -> Option<Address> {
+        self.current.map(|c| c.sender)
+    }
+
+    /// The dialogue of the message being handled.
+    pub fn dialogue(&self) -> Option<B256> {
+        self.current.map(|c| c.dialogue)
+    }
+
+    /// The sequence of the message being handled.
+    pub fn sequence(&self) -> Option<u64> {
+        self.current.map(|c| c.sequence)
+    }
+
+    /// A fresh dialogue id.
+    pub fn new_dialogue(&self) -> B256 {
+        random_dialogue()
+    }
+
+    /// Sends a one-way message in a new dialogue.
+    ///
+    /// # Errors
+    /// [`Error::NoRoute`], [`Error::Stopped`], [`Error::Transport`], or a wallet error.
+    pub async fn tell<R: Request>(&self, to: Address, request: R) -> Result<()> {
+        self.tell_in(random_dialogue(), to, request).await
+    }
+
+    /// Sends a one-way message in `dialogue`.
+    ///
+    /// # Errors
+    /// As [`Context::tell`].
+    pub async fn tell_in<R: Request>(&self, dialogue: B256, to: Address, request: R) -> Result<()> {
+        let route = self.core.router.resolve(&to)?;
+        let payload = typed_payload(&route, request)?;
+        let header = self.core.header(to, dialogue);
+        self.core
+            .deliver(
+                route,
+                header,
+                Body::Tell(Cow::Borrowed(R::KIND), payload),
+                false,
+            )
+            .await
+    }
+
+    /// Asks in a new dialogue and waits for the answer for the default timeout.
+    ///
+    /// # Errors
+    /// As [`Context::ask_in`].
+    pub async fn ask<R: Request>(&self, to: Address, request: R) -> Result<R::Response> {
+        self.ask_in(random_dialogue(), to, request, self.core.limits.ask_timeout)
+            .await
+    }
+
+    /// Asks in `dialogue` and waits up to `timeout` for the answer.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], [`Error::Skill`] when the peer's skill failed,
+    /// [`Error::Refused`] or [`Error::Rejected`] when the message was dropped before
+    /// any skill saw it, [`Error::Payload`] when the answer is not an
+    /// `R::Response`, and the errors of [`Context::tell`].
+    pub async fn ask_in<R: Request>(
+        &self,
+        dialogue: B256,
+        to: Address,
+        request: R,
+        timeout: Duration,
+    ) -> Result<R::Response> {
+        let route = self.core.router.resolve(&to)?;
+        let payload = typed_payload(&route, request)?;
+        let header = self.core.header(to, dialogue);
+        let key = (to, dialogue, header.sequence);
+        let (tx, rx) = oneshot::channel();
+        self.core
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, tx);
+        let forget = || {
+            self.core
+                .pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&key);
+        };
+        if let Err(e) = self
+            .core
+            .deliver(
+                route,
+                header,
+                Body::Ask(Cow::Borrowed(R::KIND), payload),
+                true,
+            )
+            .await
+        {
+            forget();
+            return Err(e);
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result?.into_typed::<R::Response>(R::KIND),
+            Ok(Err(_)) => Err(Error::Stopped(self.core.address)),
+            Err(_) => {
+                forget();
+                Err(Error::Timeout {
+                    peer: to,
+                    dialogue,
+                    millis: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                })
+            }
+        }
+    }
+
+    /// Saves `state` as the state of `dialogue` with `peer`, on disk before it
+    /// returns, so that a crash after this point resumes from it.
+    ///
+    /// # Errors
+    /// [`Error::Store`] or [`Error::Corrupt`] if it does not serialize.
+    pub async fn save_state<T: Serialize>(
+        &self,
+        dialogue: B256,
+        peer: Address,
+        state: &T,
+        closed: bool,
+    ) -> Result<()> {
+        let state = serde_json::to_value(state).map_err(|e| Error::Corrupt {
+            what: format!("state of dialogue {dialogue}"),
+            reason: e.to_string(),
+        })?;
+        let record = DialogueRecord {
+            peer,
+            updated_ms: now_ms(),
+            closed,
+            state,
+        };
+        self.core.store.save_dialogue(dialogue, &record).await
+    }
+
+    /// The saved state of `dialogue`.
+    ///
+    /// # Errors
+    /// [`Error::Store`], or [`Error::Corrupt`] when it is not a `T`.
+    pub fn state<T: DeserializeOwned>(&self, dialogue: B256) -> Result<Option<T>> {
+        self.core.store.dialogue_state(dialogue)
+    }
+
+    /// This agent's dialogues that are not closed (to resume after a restart).
+    ///
+    /// # Errors
+    /// [`Error::Store`] or [`Error::Corrupt`].
+    pub fn open_dialogues(&self) -> Result<Vec<(B256, DialogueRecord)>> {
+        self.core.store.open_dialogues()
+    }
+
+    /// Peers offering `kind` at most at `max_price`, from the agent's directory;
+    /// their endpoints become routes.
+    ///
+    /// # Errors
+    /// [`Error::Host`] when the agent has no directory, or the directory's error.
+    pub async fn find_peers(&self, kind: &str, max_price: Option<Amount>) -> Result<Vec<Peer>> {
+        let dir =
+            self.core.directory.as_ref().ok_or_else(|| {
+                Error::Host(format!("agent {} has no directory", self.core.address))
+            })?;
+        let peers = dir.find(kind, max_price).await?;
+        for p in &peers {
+            if let Some(url) = &p.endpoint {
+                if self.core.router.local(&p.address).is_none() {
+                    self.core.router.set_endpoint(p.address, url.clone());
+                }
+            }
+        }
+        Ok(peers)
+    }
+
+    /// Signs a payment through the agent's spending policy: the only way an agent
+    /// pays. Idempotent per payment id.
+    ///
+    /// # Errors
+    /// [`Error::Host`] when the agent has no policy; [`Error::Wallet`] when the
+    /// policy refuses.
+    pub async fn pay(&self, payment: Payment) -> Result<SignedPayment> {
+        let policy = self.core.policy.clone().ok_or_else(|| {
+            Error::Host(format!(
+                "agent {} has no spending policy",
+                self.core.address
+            ))
+        })?;
+        // The policy writes to disk and signs: keep it off the actor threads.
+        tokio::task::spawn_blocking(move || policy.authorize(&payment))
+            .await
+            .map_err(|e| Error::Host(format!("payment task: {e}")))?
+            .map_err(Error::Wallet)
+    }
+}
+
+fn typed_payload<R: Request>(route: &Route, request: R) -> Result<Payload> {
+    match route {
+        Route::Local(_) => Ok(Payload::local(request)),
+        Route::Remote(_) => serde_json::to_value(request)
+            .map(Payload::Json)
+            .map_err(|e| Error::Payload {
+                kind: R::KIND.to_owned(),
+                reason: e.to_string(),
+            }),
+    }
+}
+
+pub(crate) type AgentAddr = Addr<AgentActor>;
+
+pub(crate) fn stats_of(core: &AgentCore) -> AgentStats {
+    AgentStats {
+        handled: core.counters.handled.load(Ordering::Relaxed),
+        rejected: core.counters.rejected.load(Ordering::Relaxed),
+        restarts: core.counters.restarts.load(Ordering::Relaxed),
+        panics: core.counters.panics.load(Ordering::Relaxed),
+    }
+}
+
+/// A remote host refused an ask of this agent.
+pub(crate) struct RefusedAsk {
+    pub(crate) peer: Address,
+    pub(crate) dialogue: B256,
+    pub(crate) sequence: u64,
+    pub(crate) reason: String,
+}
+
+impl Message for RefusedAsk {
+    type Result = ();
+}
+
+impl Handler<RefusedAsk> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, m: RefusedAsk, _: &mut Self::Context) {
+        self.core.refused(m.peer, m.dialogue, m.sequence, m.reason);
+    }
+}
+
+/// A running agent: its address, a [`Context`] to act as it, its counters.
+#[derive(Clone)]
+pub struct AgentHandle {
+    pub(crate) core: Arc<AgentCore>,
+    pub(crate) addr: AgentAddr,
+}
+
+impl std::fmt::Debug for AgentHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentHandle")
+            .field("address", &self.core.address)
+            .field("name", &self.core.name)
+            .finish()
+    }
+}
+
+impl AgentHandle {
+    /// The agent's address.
+    pub fn address(&self) -> Address {
+        self.core.address
+    }
+
+    /// The agent's name.
+    pub fn name(&self) -> &str {
+        &self.core.name
+    }
+
+    /// A context to act as this agent from outside its skills.
+    pub fn context(&self) -> Context {
+        Context::root(self.core.clone())
+    }
+
+    /// The agent's counters.
+    pub fn stats(&self) -> AgentStats {
+        stats_of(&self.core)
+    }
+
+    /// Rejections by reason (see [`Rejection::label`]).
+    ///
+    /// # Errors
+    /// [`Error::Stopped`] when the agent no longer runs.
+    pub async fn rejections(&self) -> Result<HashMap<&'static str, u64>> {
+        self.addr
+            .send(Rejections)
+            .await
+            .map_err(|_| Error::Stopped(self.core.address))
+    }
+
+    /// The skills' kinds and their request/response schemas.
+    pub fn skills(&self) -> Vec<(&'static str, serde_json::Value, serde_json::Value)> {
+        let mut v: Vec<_> = self
+            .core
+            .handlers
+            .values()
+            .map(|h| {
+                let (req, resp) = h.schemas();
+                (h.kind(), req, resp)
+            })
+            .collect();
+        v.sort_by_key(|(k, _, _)| *k);
+        v
+    }
+}

@@ -1,0 +1,348 @@
+//! A host: one process's actix system with its agents, its store, its router and
+//! its WebSocket endpoint.
+//!
+//! Library first: [`Host::spawn`] starts everything on threads of its own and
+//! returns a handle that reports the bound address (port 0 picks one) and shuts the
+//! host down on drop, so tests start hosts per test without fighting over ports.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::thread::JoinHandle;
+
+use actix::{Arbiter, ArbiterHandle, Supervisor, System};
+use serde_json::{json, Value};
+use wallets::Address;
+
+use crate::agent::{AgentActor, AgentCore, AgentHandle, AgentSpec};
+use crate::error::{Error, Result};
+use crate::router::Router;
+use crate::store::HostStore;
+use crate::transport::{EdgeLimits, EdgeStats, Transport};
+
+/// How to run a host.
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    /// A name for logs and cards.
+    pub name: String,
+    /// The chain the host's agents pay on; envelopes for other chains are refused.
+    pub chain_id: u64,
+    /// Directory of the host's store (sled).
+    pub store: PathBuf,
+    /// Where to accept WebSocket connections; `None` for a host that only dials.
+    pub listen: Option<SocketAddr>,
+    /// Threads that run agents and connections.
+    pub workers: usize,
+    /// Limits at the network edge.
+    pub edge: EdgeLimits,
+}
+
+impl HostConfig {
+    /// A host on `chain_id` storing its state in `store`, listening nowhere, with a
+    /// worker per CPU.
+    pub fn new(chain_id: u64, store: impl Into<PathBuf>) -> Self {
+        Self {
+            name: "agora".into(),
+            chain_id,
+            store: store.into(),
+            listen: None,
+            workers: std::thread::available_parallelism().map_or(2, usize::from),
+            edge: EdgeLimits::default(),
+        }
+    }
+
+    /// Listens on `addr` (port 0 picks a free port).
+    #[must_use]
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = Some(addr);
+        self
+    }
+
+    /// Sets the host's name.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Sets the number of worker threads.
+    #[must_use]
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n.max(1);
+        self
+    }
+
+    /// Sets the edge limits.
+    #[must_use]
+    pub fn edge(mut self, edge: EdgeLimits) -> Self {
+        self.edge = edge;
+        self
+    }
+}
+
+struct HostInner {
+    name: String,
+    chain_id: u64,
+    router: Arc<Router>,
+    transport: Arc<Transport>,
+    store: HostStore,
+    arbiters: Vec<ArbiterHandle>,
+    next: AtomicUsize,
+    local_addr: Option<SocketAddr>,
+    agents: Mutex<HashMap<Address, AgentHandle>>,
+}
+
+/// A running host. Dropping it stops its agents and connections.
+pub struct Host {
+    inner: Arc<HostInner>,
+    system: System,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("name", &self.inner.name)
+            .field("chain_id", &self.inner.chain_id)
+            .field("local_addr", &self.inner.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Host {
+    /// Starts a host.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store cannot be opened, [`Error::Host`] when the
+    /// listen address cannot be bound or the threads cannot start.
+    pub fn spawn(config: HostConfig) -> Result<Self> {
+        let store = HostStore::open(&config.store)?;
+        let listener = match config.listen {
+            Some(addr) => {
+                let l = std::net::TcpListener::bind(addr)
+                    .map_err(|e| Error::Host(format!("cannot listen on {addr}: {e}")))?;
+                l.set_nonblocking(true)
+                    .map_err(|e| Error::Host(format!("listener on {addr}: {e}")))?;
+                Some(l)
+            }
+            None => None,
+        };
+        let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+        let workers = config.workers.max(1);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("{}-host", config.name))
+            .spawn(move || {
+                let runner = System::new();
+                let arbiters: Vec<Arbiter> =
+                    runner.block_on(async { (0..workers).map(|_| Arbiter::new()).collect() });
+                let handles: Vec<ArbiterHandle> = arbiters.iter().map(Arbiter::handle).collect();
+                let _ = tx.send((System::current(), handles));
+                if let Err(e) = runner.run() {
+                    tracing::error!(target: "agent::host", error = %e, "host system failed");
+                }
+                for a in arbiters {
+                    a.stop();
+                    a.join().ok();
+                }
+            })
+            .map_err(|e| Error::Host(format!("cannot start the host thread: {e}")))?;
+        let (system, arbiters) = rx
+            .recv()
+            .map_err(|_| Error::Host("the host thread died while starting".into()))?;
+        let transport = Arc::new(Transport::new(
+            config.edge,
+            config.chain_id,
+            arbiters.clone(),
+        ));
+        let router = Arc::new(Router::new(transport.clone()));
+        transport.set_router(&router);
+        let inner = Arc::new(HostInner {
+            name: config.name,
+            chain_id: config.chain_id,
+            router,
+            transport: transport.clone(),
+            store,
+            arbiters,
+            next: AtomicUsize::new(0),
+            local_addr,
+            agents: Mutex::new(HashMap::new()),
+        });
+        let weak = Arc::downgrade(&inner);
+        transport.set_http(Box::new(move |path| http_answer(&weak, path)));
+        if let (Some(listener), Some(arbiter)) = (listener, inner.arbiters.first()) {
+            let t = transport.clone();
+            arbiter.spawn(async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => t.serve(l).await,
+                    Err(e) => tracing::error!(target: "agent::host", error = %e, "listener failed"),
+                }
+            });
+        }
+        tracing::info!(target: "agent::host", name = %inner.name, chain_id = inner.chain_id, listen = ?local_addr, workers, "host started");
+        Ok(Self {
+            inner,
+            system,
+            thread: Some(thread),
+        })
+    }
+
+    /// The bound listen address.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.inner.local_addr
+    }
+
+    /// The WebSocket endpoint peers dial (`ws://ip:port`).
+    pub fn url(&self) -> Option<String> {
+        self.inner.local_addr.map(|a| format!("ws://{a}"))
+    }
+
+    /// The chain id.
+    pub fn chain_id(&self) -> u64 {
+        self.inner.chain_id
+    }
+
+    /// Starts an agent on this host, supervised: a skill panic restarts it from
+    /// its store.
+    ///
+    /// # Errors
+    /// [`Error::Duplicate`] when an agent with the same wallet already runs here.
+    pub fn spawn_agent(&self, spec: AgentSpec) -> Result<AgentHandle> {
+        let address = spec.wallet.address();
+        let mut agents = self
+            .inner
+            .agents
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if agents.contains_key(&address) {
+            return Err(Error::Duplicate(address));
+        }
+        let core = Arc::new(AgentCore::new(
+            spec,
+            self.inner.chain_id,
+            self.inner.store.agent(address),
+            self.inner.router.clone(),
+        ));
+        let i = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        let arbiter = self
+            .inner
+            .arbiters
+            .get(i % self.inner.arbiters.len())
+            .ok_or_else(|| Error::Host("no worker".into()))?;
+        let c = core.clone();
+        let addr = Supervisor::start_in_arbiter(arbiter, move |_| AgentActor::new(c));
+        self.inner.router.add_local(address, addr.clone())?;
+        let handle = AgentHandle { core, addr };
+        agents.insert(address, handle.clone());
+        Ok(handle)
+    }
+
+    /// Stops an agent: it leaves the routing table and its actor ends once the
+    /// last handle is dropped.
+    pub fn stop_agent(&self, address: &Address) -> bool {
+        self.inner.router.remove_local(address);
+        self.inner
+            .agents
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(address)
+            .is_some()
+    }
+
+    /// The handle of a running agent.
+    pub fn agent(&self, address: &Address) -> Option<AgentHandle> {
+        self.inner
+            .agents
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(address)
+            .cloned()
+    }
+
+    /// Tells the host where a remote agent listens (`ws://host:port`).
+    pub fn add_peer(&self, address: Address, url: impl Into<String>) {
+        self.inner.router.set_endpoint(address, url.into());
+    }
+
+    /// Counters of the network edge.
+    pub fn edge_stats(&self) -> EdgeStats {
+        self.inner.transport.stats()
+    }
+
+    /// The agent cards of this host (ERC-8004 registration files).
+    pub fn cards(&self) -> Vec<Value> {
+        cards(&self.inner)
+    }
+
+    /// Stops the host and waits for its threads.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.system.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn card(inner: &HostInner, agent: &AgentHandle) -> Value {
+    let skills: Vec<Value> = agent
+        .skills()
+        .into_iter()
+        .map(|(kind, request, response)| json!({"kind": kind, "request": request, "response": response}))
+        .collect();
+    let endpoint = inner.local_addr.map(|a| format!("ws://{a}"));
+    json!({
+        "type": "https://eips.ethereum.org/EIPS/eip-8004#registration-v1",
+        "name": agent.name(),
+        "description": format!("Agora agent {} on host {}", agent.name(), inner.name),
+        "services": [{"name": "agora-ws", "endpoint": endpoint, "version": "1"}],
+        "skills": skills,
+        "x402Support": false,
+        "active": true,
+        "registrations": [{"agentAddress": agent.address().to_string(), "chainId": inner.chain_id}],
+    })
+}
+
+fn cards(inner: &HostInner) -> Vec<Value> {
+    let agents = inner.agents.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut list: Vec<&AgentHandle> = agents.values().collect();
+    list.sort_by_key(|a| a.address());
+    list.into_iter().map(|a| card(inner, a)).collect()
+}
+
+fn http_answer(inner: &Weak<HostInner>, path: &str) -> Option<(String, String)> {
+    let inner = inner.upgrade()?;
+    let json_type = "application/json".to_owned();
+    match path {
+        "/health" => Some(("text/plain".into(), "ok\n".into())),
+        "/metrics" => {
+            let agents = inner.agents.lock().unwrap_or_else(PoisonError::into_inner);
+            let per_agent: serde_json::Map<String, Value> = agents
+                .values()
+                .map(|a| (a.address().to_string(), json!(a.stats())))
+                .collect();
+            let body = json!({"edge": inner.transport.stats(), "agents": per_agent});
+            Some((json_type, body.to_string()))
+        }
+        "/.well-known/agent-card.json" => {
+            Some((json_type, Value::Array(cards(&inner)).to_string()))
+        }
+        p => {
+            let wanted: Address = p.strip_prefix("/card/")?.parse().ok()?;
+            let agents = inner.agents.lock().unwrap_or_else(PoisonError::into_inner);
+            let agent = agents.get(&wanted)?;
+            Some((json_type, card(&inner, agent).to_string()))
+        }
+    }
+}

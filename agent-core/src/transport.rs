@@ -1,0 +1,601 @@
+//! WebSocket transport between hosts, and the tower layers at its edge.
+//!
+//! One connection per pair of hosts: a host dials a peer's endpoint once and both
+//! sides send over it (replies go back on the connection an ask arrived on). The
+//! dialing side reconnects with exponential backoff and re-sends the frame that was
+//! being written when the connection broke; the receiver's replay checks drop
+//! anything it already had.
+//!
+//! Every inbound frame passes a per-connection tower stack before any agent sees it:
+//! a concurrency cap, a rate limit and a timeout. When a peer floods, its connection
+//! stops being read (TCP back-pressure) while other connections keep their share; a
+//! frame that times out or fails the checks is answered with a `refused` control
+//! frame so the asker fails fast instead of waiting for its timeout.
+//!
+//! The same port answers plain HTTP `GET` for `/health`, `/metrics` and the agent
+//! cards (`/.well-known/agent-card.json`, `/card/<address>`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::task::Poll;
+use std::time::Duration;
+
+use actix::ArbiterHandle;
+use futures::future::BoxFuture;
+use futures::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use tower::{Service, ServiceBuilder, ServiceExt};
+use wallets::{Address, B256};
+
+use crate::agent::{DeliverRemote, RefusedAsk};
+use crate::clock::now_ms;
+use crate::envelope::{Envelope, Header, KeyCache, Rejection, MAX_ENVELOPE_BYTES};
+use crate::error::{Error, Result};
+use crate::router::Router;
+
+/// Limits at the network edge, per connection unless said otherwise.
+#[derive(Clone, Copy, Debug)]
+pub struct EdgeLimits {
+    /// Envelopes admitted per `rate_period` from one connection; beyond that the
+    /// connection is no longer read until the period renews (back-pressure).
+    pub rate: u64,
+    /// The period of `rate`.
+    pub rate_period: Duration,
+    /// Envelopes of one connection being checked and delivered at once.
+    pub concurrency: usize,
+    /// Longest time an envelope may take to reach its agent's mailbox and pass the
+    /// checks; beyond it the sender is told `refused: timeout`.
+    pub timeout: Duration,
+    /// Open connections per host; more are closed at once.
+    pub max_connections: usize,
+    /// Frames queued for sending on one connection; senders wait when it is full.
+    pub send_queue: usize,
+    /// Longest wait to establish an outgoing connection.
+    pub connect_timeout: Duration,
+    /// Cap of the reconnect backoff.
+    pub max_backoff: Duration,
+}
+
+impl Default for EdgeLimits {
+    fn default() -> Self {
+        Self {
+            rate: 2_000,
+            rate_period: Duration::from_secs(1),
+            concurrency: 64,
+            timeout: Duration::from_secs(5),
+            max_connections: 1_024,
+            send_queue: 1_024,
+            connect_timeout: Duration::from_secs(5),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Counters of the edge.
+#[derive(Debug, Default)]
+pub(crate) struct EdgeCounters {
+    frames: AtomicU64,
+    malformed: AtomicU64,
+    refused: AtomicU64,
+    connections: AtomicU64,
+    connections_refused: AtomicU64,
+    reconnects: AtomicU64,
+}
+
+/// A snapshot of the edge counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct EdgeStats {
+    /// Envelope frames received.
+    pub frames: u64,
+    /// Frames that were not envelopes.
+    pub malformed: u64,
+    /// Envelopes refused (checks failed, timeout, no such agent).
+    pub refused: u64,
+    /// Connections accepted or established.
+    pub connections: u64,
+    /// Connections closed at once because of `max_connections`.
+    pub connections_refused: u64,
+    /// Reconnections of outgoing links.
+    pub reconnects: u64,
+}
+
+/// Control frames (WebSocket text frames); envelopes travel as binary frames.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+enum Control {
+    /// An envelope was dropped before any agent saw it.
+    Refused {
+        sender: Address,
+        recipient: Address,
+        dialogue: B256,
+        sequence: u64,
+        reason: String,
+    },
+}
+
+/// One side of a connection: a bounded queue of frames to send.
+pub struct Link {
+    label: String,
+    tx: mpsc::Sender<Message>,
+    open: AtomicBool,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("label", &self.label)
+            .field("open", &self.is_open())
+            .finish()
+    }
+}
+
+impl Link {
+    fn new(label: String, capacity: usize) -> (Arc<Self>, mpsc::Receiver<Message>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (
+            Arc::new(Self {
+                label,
+                tx,
+                open: AtomicBool::new(true),
+            }),
+            rx,
+        )
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.open.load(Ordering::Relaxed) && !self.tx.is_closed()
+    }
+
+    fn close(&self) {
+        self.open.store(false, Ordering::Relaxed);
+    }
+
+    /// Queues an envelope; waits while the queue is full.
+    pub(crate) async fn send(&self, bytes: Vec<u8>) -> Result<()> {
+        if !self.is_open() {
+            return Err(self.closed());
+        }
+        self.tx
+            .send(Message::Binary(bytes))
+            .await
+            .map_err(|_| self.closed())
+    }
+
+    fn closed(&self) -> Error {
+        Error::Transport {
+            peer: self.label.clone(),
+            reason: "connection closed".into(),
+        }
+    }
+
+    fn control(&self, c: &Control) {
+        if let Ok(text) = serde_json::to_string(c) {
+            // Advisory: dropped when the queue is full.
+            let _ = self.tx.try_send(Message::Text(text));
+        }
+    }
+}
+
+/// Answers plain HTTP GETs: path → (content type, body).
+pub(crate) type HttpAnswer = Box<dyn Fn(&str) -> Option<(String, String)> + Send + Sync>;
+
+/// The host's transport: outgoing links, the listener, the edge.
+pub(crate) struct Transport {
+    limits: EdgeLimits,
+    chain_id: u64,
+    links: Mutex<HashMap<String, Arc<Link>>>,
+    arbiters: Vec<ArbiterHandle>,
+    next: AtomicUsize,
+    counters: EdgeCounters,
+    router: OnceLock<Weak<Router>>,
+    http: OnceLock<HttpAnswer>,
+    connections: Arc<Semaphore>,
+}
+
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig {
+        max_message_size: Some(MAX_ENVELOPE_BYTES + 1024),
+        max_frame_size: Some(MAX_ENVELOPE_BYTES + 1024),
+        ..WebSocketConfig::default()
+    }
+}
+
+impl Transport {
+    pub(crate) fn new(limits: EdgeLimits, chain_id: u64, arbiters: Vec<ArbiterHandle>) -> Self {
+        Self {
+            limits,
+            chain_id,
+            links: Mutex::new(HashMap::new()),
+            arbiters,
+            next: AtomicUsize::new(0),
+            counters: EdgeCounters::default(),
+            router: OnceLock::new(),
+            http: OnceLock::new(),
+            connections: Arc::new(Semaphore::new(limits.max_connections)),
+        }
+    }
+
+    pub(crate) fn set_router(&self, router: &Arc<Router>) {
+        let _ = self.router.set(Arc::downgrade(router));
+    }
+
+    /// Sets the answer to plain HTTP GETs: path → (content type, body).
+    pub(crate) fn set_http(&self, f: HttpAnswer) {
+        let _ = self.http.set(f);
+    }
+
+    pub(crate) fn stats(&self) -> EdgeStats {
+        let c = &self.counters;
+        EdgeStats {
+            frames: c.frames.load(Ordering::Relaxed),
+            malformed: c.malformed.load(Ordering::Relaxed),
+            refused: c.refused.load(Ordering::Relaxed),
+            connections: c.connections.load(Ordering::Relaxed),
+            connections_refused: c.connections_refused.load(Ordering::Relaxed),
+            reconnects: c.reconnects.load(Ordering::Relaxed),
+        }
+    }
+
+    fn spawn(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        match self.arbiters.get(i % self.arbiters.len().max(1)) {
+            Some(arbiter) => {
+                arbiter.spawn(fut);
+            }
+            None => {
+                tracing::error!(target: "agent::transport", "no arbiter to run a connection on")
+            }
+        }
+    }
+
+    /// The link to `url`, dialing it (in the background) if there is none.
+    pub(crate) fn dial(self: &Arc<Self>, url: &str) -> Arc<Link> {
+        let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(link) = links.get(url).filter(|l| l.is_open()) {
+            return link.clone();
+        }
+        let (link, rx) = Link::new(url.to_owned(), self.limits.send_queue);
+        links.insert(url.to_owned(), link.clone());
+        let me = self.clone();
+        let l = link.clone();
+        let url = url.to_owned();
+        self.spawn(async move { me.dial_loop(url, l, rx).await });
+        link
+    }
+
+    async fn dial_loop(
+        self: Arc<Self>,
+        url: String,
+        link: Arc<Link>,
+        mut rx: mpsc::Receiver<Message>,
+    ) {
+        let mut backoff = Duration::from_millis(25);
+        let mut carry: Option<Message> = None;
+        let mut first = true;
+        loop {
+            let attempt = tokio::time::timeout(
+                self.limits.connect_timeout,
+                tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config()), true),
+            )
+            .await;
+            match attempt {
+                Ok(Ok((ws, _))) => {
+                    if !first {
+                        self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+                    }
+                    first = false;
+                    self.counters.connections.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(target: "agent::transport", %url, "connected");
+                    backoff = Duration::from_millis(25);
+                    let done = self.pump(ws, &mut rx, &mut carry, &link).await;
+                    if done {
+                        break;
+                    }
+                    tracing::info!(target: "agent::transport", %url, "connection lost; reconnecting");
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(target: "agent::transport", %url, error = %e, ?backoff, "connect failed");
+                }
+                Err(_) => {
+                    tracing::debug!(target: "agent::transport", %url, ?backoff, "connect timed out");
+                }
+            }
+            if rx.is_closed() && carry.is_none() {
+                break;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(self.limits.max_backoff);
+        }
+        link.close();
+    }
+
+    /// Runs one connection until it breaks. Returns true when the link's queue is
+    /// closed (nothing more to send, stop for good).
+    async fn pump<S>(
+        self: &Arc<Self>,
+        ws: WebSocketStream<S>,
+        rx: &mut mpsc::Receiver<Message>,
+        carry: &mut Option<Message>,
+        link: &Arc<Link>,
+    ) -> bool
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let (mut sink, mut stream) = ws.split();
+        let writer = async {
+            loop {
+                let msg = match carry.take() {
+                    Some(m) => m,
+                    None => match rx.recv().await {
+                        Some(m) => m,
+                        None => {
+                            let _ = sink.close().await;
+                            return true;
+                        }
+                    },
+                };
+                if sink.send(msg.clone()).await.is_err() {
+                    *carry = Some(msg);
+                    return false;
+                }
+            }
+        };
+        let reader = async {
+            let mut edge = self.edge(link.clone());
+            while let Some(frame) = stream.next().await {
+                match frame {
+                    Ok(Message::Binary(bytes)) => {
+                        self.counters.frames.fetch_add(1, Ordering::Relaxed);
+                        // Readiness first: a flooding peer waits here, unread.
+                        let svc = match edge.ready().await {
+                            Ok(svc) => svc,
+                            Err(_) => break,
+                        };
+                        let env = match Envelope::from_bytes(&bytes) {
+                            Ok(env) => env,
+                            Err(e) => {
+                                self.counters.malformed.fetch_add(1, Ordering::Relaxed);
+                                tracing::debug!(target: "agent::transport", peer = %link.label, error = %e, "malformed frame dropped");
+                                continue;
+                            }
+                        };
+                        let header = env.header();
+                        let call = svc.call(env);
+                        let me = self.clone();
+                        let link = link.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = call.await {
+                                me.counters.refused.fetch_add(1, Ordering::Relaxed);
+                                let reason = match e.downcast::<Rejection>() {
+                                    Ok(r) => r.to_string(),
+                                    Err(e) if e.is::<tower::timeout::error::Elapsed>() => {
+                                        "timeout: the agent is overloaded".into()
+                                    }
+                                    Err(e) => e.to_string(),
+                                };
+                                tracing::debug!(target: "agent::transport", peer = %link.label, %reason, "envelope refused");
+                                link.control(&Control::Refused {
+                                    sender: header.sender,
+                                    recipient: header.recipient,
+                                    dialogue: header.dialogue,
+                                    sequence: header.sequence,
+                                    reason,
+                                });
+                            }
+                        });
+                    }
+                    Ok(Message::Text(text)) => self.on_control(&text).await,
+                    Ok(Message::Close(_)) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        };
+        tokio::select! {
+            done = writer => done,
+            () = reader => false,
+        }
+    }
+
+    async fn on_control(&self, text: &str) {
+        let Ok(Control::Refused {
+            sender,
+            recipient,
+            dialogue,
+            sequence,
+            reason,
+        }) = serde_json::from_str::<Control>(text)
+        else {
+            tracing::debug!(target: "agent::transport", "unknown control frame ignored");
+            return;
+        };
+        let Some(router) = self.router.get().and_then(Weak::upgrade) else {
+            return;
+        };
+        if let Some(addr) = router.local(&sender) {
+            let _ = addr
+                .send(RefusedAsk {
+                    peer: recipient,
+                    dialogue,
+                    sequence,
+                    reason,
+                })
+                .await;
+        }
+    }
+
+    /// The per-connection service stack.
+    fn edge(
+        self: &Arc<Self>,
+        link: Arc<Link>,
+    ) -> impl Service<Envelope, Response = (), Error = tower::BoxError, Future: Send> + Send {
+        ServiceBuilder::new()
+            .concurrency_limit(self.limits.concurrency)
+            .rate_limit(self.limits.rate, self.limits.rate_period)
+            .timeout(self.limits.timeout)
+            .service(Ingress {
+                transport: self.clone(),
+                link,
+                keys: Arc::new(Mutex::new(KeyCache::new(256))),
+            })
+    }
+
+    /// Accepts connections until the listener fails.
+    pub(crate) async fn serve(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(target: "agent::transport", error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = self.connections.clone().try_acquire_owned() else {
+                self.counters
+                    .connections_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(target: "agent::transport", %peer, "too many connections; closed");
+                drop(stream);
+                continue;
+            };
+            let me = self.clone();
+            self.spawn(async move {
+                me.incoming(stream, peer).await;
+                drop(permit);
+            });
+        }
+    }
+
+    async fn incoming(self: Arc<Self>, mut stream: TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        match request_path(&stream).await {
+            Some(path) if path != "/" && !path.starts_with("/ws") => {
+                self.answer_http(&mut stream, &path).await;
+                return;
+            }
+            Some(_) => {}
+            None => return,
+        }
+        let ws = match tokio_tungstenite::accept_async_with_config(stream, Some(ws_config())).await
+        {
+            Ok(ws) => ws,
+            Err(e) => {
+                tracing::debug!(target: "agent::transport", %peer, error = %e, "handshake failed");
+                return;
+            }
+        };
+        self.counters.connections.fetch_add(1, Ordering::Relaxed);
+        let (link, mut rx) = Link::new(peer.to_string(), self.limits.send_queue);
+        let mut carry = None;
+        self.pump(ws, &mut rx, &mut carry, &link).await;
+        link.close();
+    }
+
+    async fn answer_http(&self, stream: &mut TcpStream, path: &str) {
+        let answer = self.http.get().and_then(|f| f(path));
+        let response = match answer {
+            Some((ctype, body)) => format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            ),
+            None => "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".into(),
+        };
+        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    }
+}
+
+/// Peeks at the request line (without consuming it) and returns its path.
+async fn request_path(stream: &TcpStream) -> Option<String> {
+    let mut buf = [0u8; 2048];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let n = tokio::time::timeout_at(deadline, stream.peek(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        let head = buf.get(..n)?;
+        if let Some(end) = head.windows(2).position(|w| w == b"\r\n") {
+            let line = std::str::from_utf8(head.get(..end)?).ok()?;
+            let mut parts = line.split(' ');
+            let (method, path) = (parts.next()?, parts.next()?);
+            return (method == "GET").then(|| path.to_owned());
+        }
+        if n == buf.len() || n == 0 {
+            return None;
+        }
+        tokio::time::timeout_at(deadline, stream.readable())
+            .await
+            .ok()?
+            .ok()?;
+        // Give the rest of the request line a moment to arrive.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// The innermost edge service: cheap checks, signature, hand-over to the agent.
+struct Ingress {
+    transport: Arc<Transport>,
+    link: Arc<Link>,
+    keys: Arc<Mutex<KeyCache>>,
+}
+
+impl Service<Envelope> for Ingress {
+    type Response = ();
+    type Error = tower::BoxError;
+    type Future = BoxFuture<'static, Result<(), tower::BoxError>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, env: Envelope) -> Self::Future {
+        let transport = self.transport.clone();
+        let link = self.link.clone();
+        let keys = self.keys.clone();
+        Box::pin(async move {
+            let h: Header = env.header();
+            if h.chain_id != transport.chain_id {
+                return Err(Rejection::WrongChain {
+                    expected: transport.chain_id,
+                    got: h.chain_id,
+                }
+                .into());
+            }
+            let now = now_ms();
+            if h.expiry <= now {
+                return Err(Rejection::Expired {
+                    expiry: h.expiry,
+                    now,
+                }
+                .into());
+            }
+            let router = transport
+                .router
+                .get()
+                .and_then(Weak::upgrade)
+                .ok_or("host is shutting down")?;
+            let addr = router
+                .local(&h.recipient)
+                .ok_or(Rejection::WrongRecipient(h.recipient))?;
+            let verified = keys
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .verify(env)?;
+            router.learn(h.sender, &link);
+            match addr.send(DeliverRemote(verified)).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(r)) => Err(r.into()),
+                Err(_) => Err("agent stopped".into()),
+            }
+        })
+    }
+}

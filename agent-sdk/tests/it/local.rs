@@ -1,0 +1,183 @@
+//! Agents on one host: typed values through mailboxes, with the same checks.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_sdk::prelude::*;
+use agent_sdk::testing::{Add, Counter, Echo, Echoer};
+use agent_sdk::{AgentLimits, Error};
+
+use crate::support::host;
+
+#[tokio::test]
+async fn ask_tell_and_dialogue_state_on_one_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host(dir.path());
+    let b = AgentBuilder::new("b")
+        .skill(Counter)
+        .skill(Echoer)
+        .spawn(&host)
+        .unwrap();
+    let a = AgentBuilder::new("a").spawn(&host).unwrap();
+    let ctx = a.context();
+    let echo = ctx
+        .ask(b.address(), Echo { text: "hi".into() })
+        .await
+        .unwrap();
+    assert_eq!(echo.text, "hi");
+
+    // A dialogue keeps its running total; another dialogue starts afresh.
+    let d = ctx.new_dialogue();
+    let t = Duration::from_secs(5);
+    for (n, want) in [(1, 1), (2, 3), (10, 13)] {
+        assert_eq!(
+            ctx.ask_in(d, b.address(), Add { n }, t).await.unwrap(),
+            want
+        );
+    }
+    assert_eq!(ctx.ask(b.address(), Add { n: 5 }).await.unwrap(), 5);
+
+    // Unknown skill: a clear error from the peer, not a timeout.
+    #[derive(Serialize, Deserialize, JsonSchema)]
+    struct Nope;
+    impl Request for Nope {
+        const KIND: &'static str = "test.Nope";
+        type Response = ();
+    }
+    let err = ctx.ask(b.address(), Nope).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Skill(e) if e.code == "unknown_skill"),
+        "{err}"
+    );
+    // No route to an address nobody knows.
+    let stranger = Wallet::random().address();
+    assert!(matches!(
+        ctx.tell(stranger, Echo { text: "x".into() }).await,
+        Err(Error::NoRoute(a)) if a == stranger
+    ));
+    assert_eq!(b.stats().rejected, 0);
+}
+
+#[derive(Serialize, Deserialize, JsonSchema)]
+struct Boom {
+    panic: bool,
+}
+
+impl Request for Boom {
+    const KIND: &'static str = "test.Boom";
+    type Response = String;
+}
+
+#[tokio::test]
+async fn a_panicking_skill_restarts_its_agent_which_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host(dir.path());
+    let b = AgentBuilder::new("b")
+        .skill(skill_fn(|_ctx: Context, req: Boom| async move {
+            assert!(!req.panic, "asked to panic");
+            Ok("fine".to_string())
+        }))
+        .skill(Counter)
+        .spawn(&host)
+        .unwrap();
+    let a = AgentBuilder::new("a").spawn(&host).unwrap();
+    let ctx = a.context();
+    let d = ctx.new_dialogue();
+    let t = Duration::from_secs(5);
+    assert_eq!(
+        ctx.ask_in(d, b.address(), Add { n: 4 }, t).await.unwrap(),
+        4
+    );
+
+    let err = ctx
+        .ask(b.address(), Boom { panic: true })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Skill(e) if e.code == "internal"),
+        "{err}"
+    );
+    // The supervisor restarts the agent; its dialogue state survives in the store.
+    assert_eq!(
+        ctx.ask(b.address(), Boom { panic: false }).await.unwrap(),
+        "fine"
+    );
+    assert_eq!(
+        ctx.ask_in(d, b.address(), Add { n: 1 }, t).await.unwrap(),
+        5
+    );
+    let stats = b.stats();
+    assert_eq!((stats.panics, stats.restarts), (1, 1));
+}
+
+#[derive(Serialize, Deserialize, JsonSchema)]
+struct Slow(u64);
+
+impl Request for Slow {
+    const KIND: &'static str = "test.Slow";
+    type Response = ();
+}
+
+#[tokio::test]
+async fn a_full_mailbox_makes_senders_wait_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host(dir.path());
+    let seen = Arc::new(AtomicU64::new(0));
+    let s = seen.clone();
+    let limits = AgentLimits {
+        mailbox: 4,
+        ..AgentLimits::default()
+    };
+    let b = AgentBuilder::new("b")
+        .limits(limits)
+        .skill(skill_fn(move |_ctx: Context, Slow(n): Slow| {
+            let s = s.clone();
+            async move {
+                std::thread::sleep(Duration::from_micros(200));
+                s.fetch_add(n, Ordering::SeqCst);
+                Ok(())
+            }
+        }))
+        .spawn(&host)
+        .unwrap();
+    let a = AgentBuilder::new("a").spawn(&host).unwrap();
+    let ctx = a.context();
+    for n in 1..=500u64 {
+        ctx.tell(b.address(), Slow(n)).await.unwrap();
+    }
+    let want = 500 * 501 / 2;
+    for _ in 0..200 {
+        if seen.load(Ordering::SeqCst) == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(seen.load(Ordering::SeqCst), want);
+    assert_eq!(b.stats().handled, 500);
+}
+
+#[tokio::test]
+async fn an_ask_times_out_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host(dir.path());
+    let b = AgentBuilder::new("b")
+        .skill(skill_fn(|_ctx: Context, _: Slow| async move {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok(())
+        }))
+        .spawn(&host)
+        .unwrap();
+    let a = AgentBuilder::new("a").spawn(&host).unwrap();
+    let ctx = a.context();
+    let err = ctx
+        .ask_in(
+            ctx.new_dialogue(),
+            b.address(),
+            Slow(1),
+            Duration::from_millis(100),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout { millis: 100, .. }), "{err}");
+}

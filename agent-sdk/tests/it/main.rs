@@ -1,0 +1,9 @@
+//! Integration tests of the runtime through the SDK: real hosts, real sockets on
+//! loopback, real child processes.
+
+mod envelopes;
+mod flood;
+mod local;
+mod process;
+mod remote;
+mod support;

@@ -1,0 +1,115 @@
+//! Two hosts in one process, talking over loopback WebSocket.
+
+use std::time::Duration;
+
+use agent_sdk::prelude::*;
+use agent_sdk::testing::{Add, Counter, Echo, Echoer};
+use agent_sdk::{Error, HostConfig, Peer, StaticDirectory};
+
+use crate::support::{host, host_with, CHAIN};
+
+#[tokio::test]
+async fn agents_on_two_hosts_ask_each_other_over_websocket() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (h1, h2) = (host(d1.path()), host(d2.path()));
+    let b = AgentBuilder::new("b")
+        .skill(Counter)
+        .skill(Echoer)
+        .spawn(&h2)
+        .unwrap();
+    let a = AgentBuilder::new("a")
+        .skill(Echoer)
+        .directory(StaticDirectory::default().with(
+            "test.Add",
+            Peer {
+                address: b.address(),
+                endpoint: h2.url(),
+                price: None,
+            },
+        ))
+        .spawn(&h1)
+        .unwrap();
+    let ctx = a.context();
+    // The directory gives the endpoint; the host dials it.
+    let found = ctx.find_peers("test.Add", None).await.unwrap();
+    assert_eq!(found.len(), 1);
+    let d = ctx.new_dialogue();
+    let t = Duration::from_secs(10);
+    for (n, want) in [(2, 2), (3, 5)] {
+        assert_eq!(
+            ctx.ask_in(d, b.address(), Add { n }, t).await.unwrap(),
+            want
+        );
+    }
+    // The other way round, over the same connection (h1 never listened for b).
+    let back = b
+        .context()
+        .ask(
+            a.address(),
+            Echo {
+                text: "back".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(back.text, "back");
+    assert_eq!(h1.edge_stats().connections, 1, "h1 dialed once");
+    assert_eq!(h2.edge_stats().connections, 1, "h2 accepted once");
+    assert_eq!(b.stats().rejected, 0);
+}
+
+#[tokio::test]
+async fn a_host_on_another_chain_refuses_and_the_asker_learns_why() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let h1 = host(d1.path());
+    let h2 = host_with(HostConfig::new(CHAIN + 1, d2.path().join("s")).workers(1));
+    let b = AgentBuilder::new("b").skill(Echoer).spawn(&h2).unwrap();
+    let a = AgentBuilder::new("a").spawn(&h1).unwrap();
+    h1.add_peer(b.address(), h2.url().unwrap());
+    let err = a
+        .context()
+        .ask(b.address(), Echo { text: "x".into() })
+        .await
+        .unwrap_err();
+    match err {
+        Error::Refused { peer, reason } => {
+            assert_eq!(peer, b.address());
+            assert!(reason.contains("chain 1337"), "{reason}");
+        }
+        other => panic!("expected a refusal, got {other}"),
+    }
+    assert_eq!(h2.edge_stats().refused, 1);
+}
+
+#[tokio::test]
+async fn the_host_serves_agent_cards_with_schemas_health_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = host(dir.path());
+    let b = AgentBuilder::new("weather-b")
+        .skill(Counter)
+        .skill(Echoer)
+        .spawn(&h)
+        .unwrap();
+    let addr = h.local_addr().unwrap();
+    let get = |path: &str| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    assert!(get("/health").ends_with("ok\n"));
+    let card = get(&format!("/card/{}", b.address()));
+    let body = card.split("\r\n\r\n").nth(1).unwrap();
+    let card: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(card["name"], "weather-b");
+    assert_eq!(card["active"], true);
+    assert_eq!(card["services"][0]["endpoint"], h.url().unwrap());
+    let skills = card["skills"].as_array().unwrap();
+    assert_eq!(skills[0]["kind"], "test.Add");
+    assert_eq!(skills[0]["request"]["properties"]["n"]["type"], "integer");
+    assert_eq!(skills[1]["kind"], "test.Echo");
+    assert!(get("/metrics").contains("\"edge\""));
+    assert!(get("/nothing").starts_with("HTTP/1.1 404"));
+}
