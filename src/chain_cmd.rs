@@ -74,6 +74,7 @@ pub(crate) async fn run_chain(args: ChainArgs) -> Result<ExitCode> {
         println!("  AgentRegistry  {:?}", a.registry);
         println!("  JobEscrow      {:?}", a.escrow);
         println!("  Reputation     {:?}", a.reputation);
+        println!("  PaymentChannel {:?}", a.channel);
     }
     println!("serving; Ctrl-C to stop");
     tokio::signal::ctrl_c()

@@ -27,9 +27,10 @@ pub mod bindings {
     ethers::contract::abigen!(AgentRegistry, "contracts/artifacts/AgentRegistry.json");
     ethers::contract::abigen!(JobEscrow, "contracts/artifacts/JobEscrow.json");
     ethers::contract::abigen!(Reputation, "contracts/artifacts/Reputation.json");
+    ethers::contract::abigen!(PaymentChannel, "contracts/artifacts/PaymentChannel.json");
 }
 
-pub use bindings::{AgentRegistry, JobEscrow, Reputation, Stablecoin};
+pub use bindings::{AgentRegistry, JobEscrow, PaymentChannel, Reputation, Stablecoin};
 
 /// Errors of chain access.
 #[derive(Debug, thiserror::Error)]
@@ -224,6 +225,8 @@ pub struct Addresses {
     pub escrow: EAddress,
     /// The reputation contract.
     pub reputation: EAddress,
+    /// The payment channel contract.
+    pub channel: EAddress,
     /// The block the first contract was deployed in: discovery starts syncing here.
     pub deployed_at: u64,
 }
@@ -285,10 +288,12 @@ pub struct Deployment {
     pub escrow: JobEscrow<Client>,
     /// Feedback for settled jobs.
     pub reputation: Reputation<Client>,
+    /// Payment channels.
+    pub channel: PaymentChannel<Client>,
 }
 
 impl Deployment {
-    /// Deploys all four contracts from the client's account, one transaction each.
+    /// Deploys all five contracts from the client's account, one transaction each.
     ///
     /// # Errors
     /// [`ChainError::Contract`] naming the contract whose deployment failed.
@@ -362,12 +367,18 @@ impl Deployment {
             Reputation::deploy(client.clone(), escrow.address()),
         )
         .await?;
+        let channel = deployed(
+            "PaymentChannel",
+            PaymentChannel::deploy(client.clone(), stablecoin.address()),
+        )
+        .await?;
         let addresses = Addresses {
             chain_id,
             stablecoin: stablecoin.address(),
             registry: registry.address(),
             escrow: escrow.address(),
             reputation: reputation.address(),
+            channel: channel.address(),
             deployed_at,
         };
         tracing::info!(target: "chain::deploy", ?addresses, "contracts deployed");
@@ -377,6 +388,7 @@ impl Deployment {
                 registry,
                 escrow,
                 reputation,
+                channel,
             },
             addresses,
         ))
@@ -388,7 +400,8 @@ impl Deployment {
             stablecoin: Stablecoin::new(addresses.stablecoin, client.clone()),
             registry: AgentRegistry::new(addresses.registry, client.clone()),
             escrow: JobEscrow::new(addresses.escrow, client.clone()),
-            reputation: Reputation::new(addresses.reputation, client),
+            reputation: Reputation::new(addresses.reputation, client.clone()),
+            channel: PaymentChannel::new(addresses.channel, client),
         }
     }
 }
@@ -496,7 +509,8 @@ pub fn contract_error<M: Middleware>(
 ) -> ChainError {
     use bindings::{
         agent_registry::AgentRegistryErrors, job_escrow::JobEscrowErrors,
-        reputation::ReputationErrors, stablecoin::StablecoinErrors,
+        payment_channel::PaymentChannelErrors, reputation::ReputationErrors,
+        stablecoin::StablecoinErrors,
     };
     // Custom errors of any of our contracts, by name and arguments.
     let message = if let Some(err) = e.decode_contract_revert::<StablecoinErrors>() {
@@ -506,6 +520,8 @@ pub fn contract_error<M: Middleware>(
     } else if let Some(err) = e.decode_contract_revert::<JobEscrowErrors>() {
         format!("reverted: {err:?}")
     } else if let Some(err) = e.decode_contract_revert::<ReputationErrors>() {
+        format!("reverted: {err:?}")
+    } else if let Some(err) = e.decode_contract_revert::<PaymentChannelErrors>() {
         format!("reverted: {err:?}")
     } else {
         e.to_string()

@@ -3,7 +3,8 @@
 //! Agora's on-chain layer:
 //!
 //! - the Solidity contracts in `registry/contracts` (`Stablecoin`, `AgentRegistry`,
-//!   `JobEscrow`, `Reputation`), compiled artifacts committed and checked in CI;
+//!   `JobEscrow`, `Reputation`, `PaymentChannel`), compiled artifacts committed and
+//!   checked in CI;
 //! - [`chain`]: typed ethers bindings generated from those artifacts, a signer that
 //!   keeps keys inside [`wallets`], and connection helpers: the only module that
 //!   knows ethers;

@@ -22,6 +22,7 @@ pub const PAYMENT_TYPES: &[&str] = &[
     "TransferWithAuthorization",
     "ReceiveWithAuthorization",
     "Permit",
+    "Voucher",
     "ChannelVoucher",
 ];
 

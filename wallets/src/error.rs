@@ -184,6 +184,18 @@ pub enum PolicyViolation {
     /// The payment is signed by a different wallet than the policy's.
     #[error("payment is from {0}, not from this wallet")]
     WrongPayer(Address),
+    /// A channel voucher is not above the last voucher signed for its channel.
+    #[error("the channel's last voucher was for {last} in all; a voucher must be above it")]
+    StaleVoucher {
+        /// The cumulative amount of the channel's last voucher.
+        last: Amount,
+    },
+    /// A channel payment does not match the channel it names.
+    #[error("channel payment does not match its channel: {0}")]
+    ChannelMismatch(&'static str),
+    /// Channel funding to a contract the policy was not told to trust.
+    #[error("{0} is not a trusted payment channel contract")]
+    UntrustedChannelContract(Address),
 }
 
 impl Error {

@@ -13,7 +13,9 @@
 //!   write) that geth, cast and eth-account read and write too.
 //! - [`Amount`]: integer base units of a 6-decimal stablecoin.
 //! - [`SpendingPolicy`]: per-deal, per-peer and rolling-day limits with allow and deny
-//!   lists; [`SpendingPolicy::authorize`] is the only way to get a payment signed.
+//!   lists; [`SpendingPolicy::authorize`] is the only way to get a [`Payment`] signed:
+//!   EIP-3009 authorizations, escrow permits, payment channel funding
+//!   ([`ReceiveWithAuthorization`]) and channel [`Voucher`]s (counted by their increment).
 //! - [`Eip1559Transaction`]: transactions the wallet signs only when they move no
 //!   money ([`Wallet::sign_transaction`]).
 //! - [`journal`]: the append-only, hash-chained, signed, crash-safe payment journal.
@@ -59,7 +61,10 @@ pub use eip712::{Eip712, Eip712Domain, TypedData};
 pub use error::{Error, PolicyViolation, Result};
 pub use journal::{Journal, JournalEntry};
 pub use keystore::{KdfStrength, KeystoreFile};
-pub use payment::{Payment, Permit, SignedPayment, TransferWithAuthorization};
+pub use payment::{
+    Channel, ChannelFunding, Payment, Permit, ReceiveWithAuthorization, SignedPayment,
+    TransferWithAuthorization, Voucher,
+};
 pub use policy::{Limits, SpendingPolicy, WINDOW_SECS};
 pub use primitive_types::U256;
 pub use primitives::{keccak256, Address, B256};

@@ -5,6 +5,14 @@
 //! them. What was spent is persisted in sled before the signature is returned, so a
 //! restart neither resets the day's budget nor signs a second, different payment
 //! for the same payment id.
+//!
+//! Payment channels: a voucher counts the increment of its cumulative amount over the
+//! last voucher signed for the same channel, which is stored with the spend in one sled
+//! transaction; a lower voucher is refused and the same voucher again is re-sent. The
+//! deposit that funds a channel counts nothing (it stays the payer's until vouchers
+//! release it, and comes back at expiry), so the policy signs funding only for channel
+//! contracts it was told to trust ([`SpendingPolicy::trust_channel_contract`]) and only
+//! with the EIP-3009 nonce that binds the channel's terms.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -16,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
+use crate::payment::ChannelFunding;
 use crate::{Address, Amount, Error, Payment, PolicyViolation, Result, SignedPayment, Wallet};
 
 /// The rolling window of the per-day and per-peer limits, in seconds.
@@ -97,6 +106,10 @@ pub struct SpendingPolicy {
     payments: sled::Tree,
     /// big-endian time ‖ payment id → [`Spend`].
     log: sled::Tree,
+    /// channel key ([`Payment::channel_key`]) → the last voucher's cumulative [`Amount`].
+    channels: sled::Tree,
+    /// Contracts trusted to hold channel deposits.
+    channel_contracts: BTreeSet<Address>,
     clock: Clock,
     /// Serialises check-then-record so two concurrent payments cannot both pass a limit.
     gate: Mutex<()>,
@@ -115,6 +128,9 @@ impl SpendingPolicy {
             .open_tree("payments")
             .map_err(|e| Error::storage(&path, e))?;
         let log = db.open_tree("log").map_err(|e| Error::storage(&path, e))?;
+        let channels = db
+            .open_tree("channels")
+            .map_err(|e| Error::storage(&path, e))?;
         let policy = Self {
             wallet,
             limits,
@@ -122,6 +138,8 @@ impl SpendingPolicy {
             db,
             payments,
             log,
+            channels,
+            channel_contracts: BTreeSet::new(),
             clock: Arc::new(unix_now),
             gate: Mutex::new(()),
         };
@@ -131,6 +149,14 @@ impl SpendingPolicy {
     /// Replaces the clock (unix seconds); for tests and simulations.
     pub fn with_clock(mut self, clock: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
         self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Trusts `contract` (a deployed `PaymentChannel`) to hold channel deposits: only then
+    /// does the policy sign [`Payment::ChannelFunding`] to it. Take the address from the
+    /// deployment, never from a peer.
+    pub fn trust_channel_contract(mut self, contract: Address) -> Self {
+        self.channel_contracts.insert(contract);
         self
     }
 
@@ -167,7 +193,7 @@ impl SpendingPolicy {
         }
 
         let now = (self.clock)();
-        self.check(payment, &id, now)?;
+        let counted = self.check(payment, &id, now)?;
 
         let signature = self.wallet.sign_hash(&payment.signing_hash())?;
         let signed = SignedPayment {
@@ -180,14 +206,26 @@ impl SpendingPolicy {
         })?;
         let spend = encode(&Spend {
             payee: payment.payee(),
-            amount: payment.amount(),
+            amount: counted,
         })?;
         let mut log_key = now.to_be_bytes().to_vec();
         log_key.extend_from_slice(id.as_bytes());
-        (&self.payments, &self.log)
-            .transaction(|(payments, log)| {
+        // A voucher's channel moves on to its cumulative amount, with the spend.
+        let channel = match (payment.channel_key(), payment) {
+            (Some(key), Payment::ChannelVoucher { voucher, .. }) => {
+                Some((key, encode(&voucher.cumulative_amount)?))
+            }
+            _ => None,
+        };
+        (&self.payments, &self.log, &self.channels)
+            .transaction(|(payments, log, channels)| {
                 payments.insert(id.as_bytes(), record.as_slice())?;
-                log.insert(log_key.as_slice(), spend.as_slice())?;
+                if !counted.is_zero() {
+                    log.insert(log_key.as_slice(), spend.as_slice())?;
+                }
+                if let Some((key, last)) = &channel {
+                    channels.insert(key.as_bytes(), last.as_slice())?;
+                }
                 Ok::<_, ConflictableTransactionError<()>>(())
             })
             .map_err(|e| match e {
@@ -199,7 +237,7 @@ impl SpendingPolicy {
             })?;
         self.db.flush().map_err(|e| Error::storage(&self.path, e))?;
         tracing::info!(target: "wallet::policy", payment = %id, payee = %payment.payee(),
-            amount = %payment.amount(), "payment authorized");
+            amount = %payment.amount(), counted = %counted, "payment authorized");
         Ok(signed)
     }
 
@@ -211,6 +249,25 @@ impl SpendingPolicy {
         Ok(self.record(payment_id)?.map(|r| r.signed))
     }
 
+    /// The cumulative amount of the last voucher signed for the channel `channel_id` of the
+    /// `PaymentChannel` in `domain` (zero if none).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] or [`Error::Corrupt`].
+    pub fn last_voucher(
+        &self,
+        domain: &crate::Eip712Domain,
+        channel_id: crate::B256,
+    ) -> Result<Amount> {
+        let key = format!(
+            "{}:{}:{}",
+            domain.chain_id.unwrap_or_default(),
+            domain.verifying_contract.unwrap_or_default(),
+            channel_id
+        );
+        self.last_cumulative(&key)
+    }
+
     /// Total paid in the rolling window ending now, overall and to `peer` if given.
     ///
     /// # Errors
@@ -219,7 +276,8 @@ impl SpendingPolicy {
         self.window_totals((self.clock)(), peer)
     }
 
-    fn check(&self, payment: &Payment, id: &str, now: u64) -> Result<()> {
+    /// Checks `payment` against the limits; returns the amount it counts against them.
+    fn check(&self, payment: &Payment, id: &str, now: u64) -> Result<Amount> {
         let deny = |reason| Error::PolicyDenied {
             payment_id: id.to_owned(),
             payee: payment.payee(),
@@ -229,6 +287,9 @@ impl SpendingPolicy {
         let (payee, amount) = (payment.payee(), payment.amount());
         if payment.payer() != self.wallet.address() {
             return Err(deny(PolicyViolation::WrongPayer(payment.payer())));
+        }
+        if let Err(reason) = self.check_channel_terms(payment) {
+            return Err(deny(reason));
         }
         if amount.is_zero() {
             return Err(deny(PolicyViolation::Zero));
@@ -241,25 +302,95 @@ impl SpendingPolicy {
                 return Err(deny(PolicyViolation::NotAllowed));
             }
         }
+        let counted = match payment {
+            Payment::ChannelFunding { .. } => Amount::ZERO,
+            Payment::ChannelVoucher { .. } => {
+                let key = payment.channel_key().unwrap_or_default();
+                let last = self.last_cumulative(&key)?;
+                if amount <= last {
+                    return Err(deny(PolicyViolation::StaleVoucher { last }));
+                }
+                amount.checked_sub(last)?
+            }
+            _ => amount,
+        };
         if let Some(limit) = self.limits.per_deal {
-            if amount > limit {
+            if counted > limit {
                 return Err(deny(PolicyViolation::PerDeal { limit }));
             }
         }
         let (total, to_peer) = self.window_totals(now, Some(payee))?;
         if let Some(limit) = self.limits.per_peer_daily {
-            let would_be = to_peer.unwrap_or_default().checked_add(amount)?;
+            let would_be = to_peer.unwrap_or_default().checked_add(counted)?;
             if would_be > limit {
                 return Err(deny(PolicyViolation::PerPeer { limit, would_be }));
             }
         }
         if let Some(limit) = self.limits.daily {
-            let would_be = total.checked_add(amount)?;
+            let would_be = total.checked_add(counted)?;
             if would_be > limit {
                 return Err(deny(PolicyViolation::Daily { limit, would_be }));
             }
         }
+        Ok(counted)
+    }
+
+    /// A channel payment must be what it says: a voucher for its channel's id, a funding
+    /// authorization from the channel's payer to a trusted channel contract with the nonce
+    /// that binds the channel's terms on chain.
+    fn check_channel_terms(&self, payment: &Payment) -> Result<(), PolicyViolation> {
+        match payment {
+            Payment::ChannelVoucher {
+                channel, voucher, ..
+            } if voucher.channel_id != channel.id() => {
+                return Err(PolicyViolation::ChannelMismatch(
+                    "the voucher's channel id is not the channel's",
+                ));
+            }
+            Payment::ChannelFunding {
+                authorization,
+                channel,
+                funding,
+                ..
+            } => {
+                if !self.channel_contracts.contains(&authorization.to) {
+                    return Err(PolicyViolation::UntrustedChannelContract(authorization.to));
+                }
+                if authorization.from != channel.payer {
+                    return Err(PolicyViolation::ChannelMismatch(
+                        "the authorization is not from the channel's payer",
+                    ));
+                }
+                let nonce = match funding {
+                    ChannelFunding::Open { expires_at } => channel.open_nonce(*expires_at),
+                    ChannelFunding::TopUp { deposit } => {
+                        if *deposit < authorization.value {
+                            return Err(PolicyViolation::ChannelMismatch(
+                                "the deposit after a top-up is below the top-up",
+                            ));
+                        }
+                        channel.top_up_nonce(*deposit)
+                    }
+                };
+                if authorization.nonce != nonce {
+                    return Err(PolicyViolation::ChannelMismatch(
+                        "the authorization's nonce does not bind the channel's terms",
+                    ));
+                }
+            }
+            _ => {}
+        }
         Ok(())
+    }
+
+    fn last_cumulative(&self, key: &str) -> Result<Amount> {
+        Ok(self
+            .channels
+            .get(key.as_bytes())
+            .map_err(|e| Error::storage(&self.path, e))?
+            .map(|v| decode(&self.path, &v))
+            .transpose()?
+            .unwrap_or_default())
     }
 
     fn window_totals(&self, now: u64, peer: Option<Address>) -> Result<(Amount, Option<Amount>)> {
@@ -323,7 +454,9 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use super::*;
-    use crate::{Eip712Domain, TransferWithAuthorization, B256};
+    use crate::{
+        Channel, Eip712Domain, ReceiveWithAuthorization, TransferWithAuthorization, Voucher, B256,
+    };
 
     struct Fixture {
         _dir: tempfile::TempDir,
@@ -518,5 +651,266 @@ mod tests {
         });
         assert_eq!(ok, 10);
         assert_eq!(p.spent(None).unwrap().0, "10".parse().unwrap());
+    }
+
+    // ------------------------------------------------------------------ channels
+
+    const CHANNELS: Address = Address([0xcc; 20]);
+
+    impl Fixture {
+        fn channel(&self, payee: Address, salt: u8) -> Channel {
+            Channel {
+                payer: self.wallet.address(),
+                payee,
+                salt: B256([salt; 32]),
+            }
+        }
+
+        fn voucher(&self, channel: Channel, cumulative: &str) -> Payment {
+            Payment::ChannelVoucher {
+                domain: Voucher::domain(31337, CHANNELS),
+                channel,
+                voucher: Voucher {
+                    channel_id: channel.id(),
+                    cumulative_amount: cumulative.parse().unwrap(),
+                },
+            }
+        }
+
+        fn funding(&self, channel: Channel, value: &str, funding: ChannelFunding) -> Payment {
+            let nonce = match funding {
+                ChannelFunding::Open { expires_at } => channel.open_nonce(expires_at),
+                ChannelFunding::TopUp { deposit } => channel.top_up_nonce(deposit),
+            };
+            Payment::ChannelFunding {
+                domain: Eip712Domain::new("USD Coin", "2", 31337, Address([7; 20])),
+                authorization: ReceiveWithAuthorization {
+                    from: self.wallet.address(),
+                    to: CHANNELS,
+                    value: value.parse().unwrap(),
+                    valid_after: 0,
+                    valid_before: u64::MAX,
+                    nonce,
+                },
+                channel,
+                funding,
+            }
+        }
+    }
+
+    fn amount(s: &str) -> Amount {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn vouchers_count_the_increment_over_the_last_voucher() {
+        let f = Fixture::new();
+        let limits = Limits {
+            per_deal: Some(amount("2")),
+            daily: Some(amount("10")),
+            ..Limits::default()
+        };
+        let p = f.policy(limits.clone());
+        let ch = f.channel(PEER_A, 1);
+        for cumulative in ["1", "3", "4.5"] {
+            let signed = p.authorize(&f.voucher(ch, cumulative)).unwrap();
+            signed.verify().unwrap();
+        }
+        // 1 + 2 + 1.5: each voucher counted its increment, not its cumulative amount.
+        assert_eq!(
+            p.spent(Some(PEER_A)).unwrap(),
+            (amount("4.5"), Some(amount("4.5")))
+        );
+        let domain = Voucher::domain(31337, CHANNELS);
+        assert_eq!(p.last_voucher(&domain, ch.id()).unwrap(), amount("4.5"));
+
+        // The per-deal limit applies to the increment: 4.5 → 7 is 2.5.
+        assert_eq!(
+            reason(p.authorize(&f.voucher(ch, "7")).unwrap_err()),
+            PolicyViolation::PerDeal { limit: amount("2") }
+        );
+        // Lower than the last voucher: refused, nothing signed or counted.
+        assert_eq!(
+            reason(p.authorize(&f.voucher(ch, "4")).unwrap_err()),
+            PolicyViolation::StaleVoucher {
+                last: amount("4.5")
+            }
+        );
+        assert_eq!(
+            reason(p.authorize(&f.voucher(ch, "0")).unwrap_err()),
+            PolicyViolation::Zero
+        );
+        // Another channel to the same peer starts from zero but shares the peer's budget.
+        let other = f.channel(PEER_A, 2);
+        p.authorize(&f.voucher(other, "2")).unwrap();
+        assert_eq!(p.last_voucher(&domain, other.id()).unwrap(), amount("2"));
+        assert_eq!(p.spent(Some(PEER_A)).unwrap().1, Some(amount("6.5")));
+    }
+
+    #[test]
+    fn voucher_retries_are_idempotent_across_restarts() {
+        let f = Fixture::new();
+        let ch = f.channel(PEER_A, 1);
+        let latest = f.voucher(ch, "3");
+        let first = {
+            let p = f.policy(Limits::default());
+            p.authorize(&f.voucher(ch, "1")).unwrap();
+            p.authorize(&latest).unwrap()
+        };
+        let p = f.policy(Limits::default());
+        // The same voucher again: the same signature, counted once.
+        assert_eq!(p.authorize(&latest).unwrap(), first);
+        assert_eq!(p.spent(None).unwrap().0, amount("3"));
+        // An older voucher that was signed before is re-sent as it was, too.
+        assert!(p.authorize(&f.voucher(ch, "1")).is_ok());
+        // A lower one never signed is refused after the restart as well.
+        assert_eq!(
+            reason(p.authorize(&f.voucher(ch, "2")).unwrap_err()),
+            PolicyViolation::StaleVoucher { last: amount("3") }
+        );
+        p.authorize(&f.voucher(ch, "3.25")).unwrap();
+        assert_eq!(p.spent(None).unwrap().0, amount("3.25"));
+    }
+
+    #[test]
+    fn concurrent_copies_of_a_voucher_count_once() {
+        let f = Fixture::new();
+        let p = Arc::new(f.policy(Limits::default()));
+        let v = f.voucher(f.channel(PEER_A, 1), "5");
+        let sigs: Vec<SignedPayment> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let (p, v) = (p.clone(), v.clone());
+                    s.spawn(move || p.authorize(&v).unwrap())
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(sigs.windows(2).all(|w| w[0] == w[1]));
+        assert_eq!(p.spent(None).unwrap().0, amount("5"));
+    }
+
+    #[test]
+    fn vouchers_must_name_their_channel_and_come_from_this_wallet() {
+        let f = Fixture::new();
+        let p = f.policy(Limits {
+            deny: [PEER_B].into(),
+            ..Limits::default()
+        });
+        let ch = f.channel(PEER_A, 1);
+        let mut mismatched = f.voucher(ch, "1");
+        let Payment::ChannelVoucher { voucher, .. } = &mut mismatched else {
+            unreachable!()
+        };
+        voucher.channel_id = f.channel(PEER_A, 2).id();
+        assert!(matches!(
+            reason(p.authorize(&mismatched).unwrap_err()),
+            PolicyViolation::ChannelMismatch(_)
+        ));
+        let foreign = Channel {
+            payer: PEER_B,
+            ..ch
+        };
+        assert_eq!(
+            reason(p.authorize(&f.voucher(foreign, "1")).unwrap_err()),
+            PolicyViolation::WrongPayer(PEER_B)
+        );
+        assert_eq!(
+            reason(
+                p.authorize(&f.voucher(f.channel(PEER_B, 1), "1"))
+                    .unwrap_err()
+            ),
+            PolicyViolation::Denied
+        );
+    }
+
+    #[test]
+    fn channel_funding_needs_a_trusted_contract_and_the_binding_nonce() {
+        let f = Fixture::new();
+        let limits = Limits {
+            per_deal: Some(amount("1")),
+            daily: Some(amount("5")),
+            deny: [PEER_B].into(),
+            ..Limits::default()
+        };
+        let ch = f.channel(PEER_A, 1);
+        let open = f.funding(ch, "50", ChannelFunding::Open { expires_at: 99 });
+        // Not trusted: refused, whatever the terms.
+        assert_eq!(
+            reason(f.policy(limits.clone()).authorize(&open).unwrap_err()),
+            PolicyViolation::UntrustedChannelContract(CHANNELS)
+        );
+        let p = f.policy(limits).trust_channel_contract(CHANNELS);
+        // The deposit counts nothing: it is above the per-deal and daily limits, and the
+        // budget stays whole for the vouchers.
+        let signed = p.authorize(&open).unwrap();
+        signed.verify().unwrap();
+        assert_eq!(p.spent(None).unwrap().0, Amount::ZERO);
+        assert_eq!(p.authorize(&open).unwrap(), signed, "idempotent");
+        let top_up = f.funding(
+            ch,
+            "10",
+            ChannelFunding::TopUp {
+                deposit: amount("60"),
+            },
+        );
+        p.authorize(&top_up).unwrap();
+        p.authorize(&f.voucher(ch, "1")).unwrap();
+        assert_eq!(p.spent(None).unwrap().0, amount("1"));
+
+        // A nonce that does not bind these terms (here another channel's) is refused: the
+        // payee the policy counts must be the one the contract will pay.
+        let mut swapped = f.funding(ch, "50", ChannelFunding::Open { expires_at: 100 });
+        let Payment::ChannelFunding { authorization, .. } = &mut swapped else {
+            unreachable!()
+        };
+        authorization.nonce = f.channel(PEER_B, 1).open_nonce(100);
+        assert!(matches!(
+            reason(p.authorize(&swapped).unwrap_err()),
+            PolicyViolation::ChannelMismatch(_)
+        ));
+        let below = f.funding(
+            ch,
+            "10",
+            ChannelFunding::TopUp {
+                deposit: amount("5"),
+            },
+        );
+        assert!(matches!(
+            reason(p.authorize(&below).unwrap_err()),
+            PolicyViolation::ChannelMismatch(_)
+        ));
+        // Lists apply to the channel's payee.
+        let denied = f.funding(
+            f.channel(PEER_B, 1),
+            "5",
+            ChannelFunding::Open { expires_at: 99 },
+        );
+        assert_eq!(
+            reason(p.authorize(&denied).unwrap_err()),
+            PolicyViolation::Denied
+        );
+        let zero = f.funding(
+            f.channel(PEER_A, 3),
+            "0",
+            ChannelFunding::Open { expires_at: 9 },
+        );
+        assert_eq!(
+            reason(p.authorize(&zero).unwrap_err()),
+            PolicyViolation::Zero
+        );
+    }
+
+    #[test]
+    fn vouchers_are_refused_outside_the_policy() {
+        let w = Wallet::random();
+        let v = Voucher {
+            channel_id: B256([1; 32]),
+            cumulative_amount: Amount::ONE,
+        };
+        assert!(matches!(
+            w.sign_typed(&Voucher::domain(1, CHANNELS), &v),
+            Err(Error::PaymentOutsidePolicy(t)) if t == "Voucher"
+        ));
     }
 }
