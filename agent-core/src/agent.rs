@@ -161,7 +161,7 @@ pub(crate) struct AgentCore {
     pub(crate) wallet: Arc<Wallet>,
     pub(crate) address: Address,
     pub(crate) chain_id: u64,
-    pub(crate) handlers: HashMap<&'static str, Arc<dyn SkillHandler>>,
+    pub(crate) handlers: crate::envelope::FastMap<&'static str, Arc<dyn SkillHandler>>,
     pub(crate) store: AgentStore,
     pub(crate) router: Arc<Router>,
     pub(crate) policy: Option<Arc<SpendingPolicy>>,
@@ -318,16 +318,27 @@ impl AgentCore {
                     body,
                     remote: None,
                 };
-                if !wait {
+                if wait {
+                    return self.deliver_waiting(&addr, msg).await;
+                }
+                // One-way: wait for room in the mailbox (back-pressure), not for
+                // the handler.
+                let mut msg = msg;
+                let mut tries = 0u32;
+                loop {
                     match addr.try_send(msg) {
                         Ok(()) => return Ok(()),
                         Err(SendError::Closed(_)) => return Err(Error::Stopped(header.recipient)),
-                        Err(SendError::Full(msg)) => {
-                            return self.deliver_waiting(&addr, msg).await;
-                        }
+                        Err(SendError::Full(back)) => msg = back,
+                    }
+                    tries += 1;
+                    if tries < 64 {
+                        tokio::task::yield_now().await;
+                    } else {
+                        let pause = 1u64 << (tries - 64).min(10);
+                        tokio::time::sleep(Duration::from_micros(pause)).await;
                     }
                 }
-                self.deliver_waiting(&addr, msg).await
             }
             Route::Remote(link) => {
                 let (kind, payload) = body.into_wire()?;
@@ -446,6 +457,24 @@ impl AgentActor {
         Ok(())
     }
 
+    /// Polls `work` once here; spawns it on the actor only if it must wait.
+    fn run(
+        &mut self,
+        mut work: Pin<Box<dyn Future<Output = Outcome>>>,
+        ctx: &mut actix::Context<Self>,
+    ) {
+        let waker = futures::task::noop_waker();
+        let mut task_cx = std::task::Context::from_waker(&waker);
+        match work.as_mut().poll(&mut task_cx) {
+            Poll::Ready(outcome) => self.finish(outcome, ctx),
+            Poll::Pending => {
+                ctx.spawn(
+                    actix::fut::wrap_future::<_, Self>(work).map(|o, act, ctx| act.finish(o, ctx)),
+                );
+            }
+        }
+    }
+
     fn finish(&mut self, outcome: Outcome, ctx: &mut actix::Context<Self>) {
         if let Outcome::Panicked = outcome {
             // The skill panicked: its agent's in-memory state may be inconsistent.
@@ -458,6 +487,53 @@ impl AgentActor {
 enum Outcome {
     Done,
     Panicked,
+}
+
+type Caught = std::result::Result<Result<Payload, SkillError>, Box<dyn std::any::Any + Send>>;
+
+/// Counts a panic, and answers the asker if it wants an answer.
+async fn respond_if(
+    core: Arc<AgentCore>,
+    header: Header,
+    kind: Cow<'static, str>,
+    result: Caught,
+    expects_reply: bool,
+) -> Outcome {
+    if expects_reply {
+        return respond(core, header, kind, result).await;
+    }
+    if result.is_err() {
+        core.counters.panics.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(target: "agent::runtime", agent = %core.address, %kind, "skill panicked");
+        return Outcome::Panicked;
+    }
+    Outcome::Done
+}
+
+async fn respond(
+    core: Arc<AgentCore>,
+    header: Header,
+    kind: Cow<'static, str>,
+    result: Caught,
+) -> Outcome {
+    let (result, outcome) = match result {
+        Ok(r) => (r, Outcome::Done),
+        Err(_) => {
+            core.counters.panics.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(target: "agent::runtime", agent = %core.address, %kind, "skill panicked");
+            (
+                Err(SkillError::internal(format!("skill {kind} panicked"))),
+                Outcome::Panicked,
+            )
+        }
+    };
+    if let Err(e) = core
+        .send_reply(header.sender, header.dialogue, header.sequence, result)
+        .await
+    {
+        tracing::debug!(target: "agent::runtime", agent = %core.address, error = %e, "reply not sent");
+    }
+    outcome
 }
 
 impl Actor for AgentActor {
@@ -542,48 +618,50 @@ impl Handler<Deliver> for AgentActor {
                 sequence: header.sequence,
             }),
         };
-        let work = async move {
-            if is_remote {
-                // The replay record must be on disk before the message is acted on.
-                if let Err(e) = core.store.flush().await {
-                    tracing::error!(target: "agent::store", agent = %core.address, error = %e, "flush failed");
-                }
-            }
-            let call = handler.call(cx, payload, is_remote);
-            let (result, outcome) = match AssertUnwindSafe(call).catch_unwind().await {
-                Ok(r) => (r, Outcome::Done),
-                Err(_) => {
-                    core.counters.panics.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(target: "agent::runtime", agent = %core.address, %kind, "skill panicked");
-                    (
-                        Err(SkillError::internal(format!("skill {kind} panicked"))),
-                        Outcome::Panicked,
-                    )
-                }
-            };
-            if expects_reply {
-                if let Err(e) = core
-                    .send_reply(header.sender, header.dialogue, header.sequence, result)
-                    .await
-                {
-                    tracing::debug!(target: "agent::runtime", agent = %core.address, error = %e, "reply not sent");
-                }
-            }
-            outcome
-        };
-        // Most handlers finish without waiting: poll once here and only spawn
-        // the ones that are still pending (they are polled again with a real waker).
-        let mut work: Pin<Box<dyn Future<Output = Outcome>>> = Box::pin(work);
         let waker = futures::task::noop_waker();
         let mut task_cx = std::task::Context::from_waker(&waker);
-        match work.as_mut().poll(&mut task_cx) {
-            Poll::Ready(outcome) => self.finish(outcome, ctx),
-            Poll::Pending => {
-                ctx.spawn(
-                    actix::fut::wrap_future::<_, Self>(work).map(|o, act, ctx| act.finish(o, ctx)),
-                );
-            }
+        if !is_remote {
+            // Local messages need no flush: run the skill at once, and only keep a
+            // future around when it has to wait.
+            let mut call = handler.call(cx, payload, false);
+            let polled =
+                std::panic::catch_unwind(AssertUnwindSafe(|| call.as_mut().poll(&mut task_cx)));
+            let after = match polled {
+                Ok(Poll::Ready(result)) => {
+                    if expects_reply {
+                        let reply = respond(core, header, kind, Ok(result));
+                        ctx.spawn(
+                            actix::fut::wrap_future::<_, Self>(reply)
+                                .map(|o, act, ctx| act.finish(o, ctx)),
+                        );
+                    }
+                    return Ok(());
+                }
+                Ok(Poll::Pending) => Box::pin(async move {
+                    let result = AssertUnwindSafe(call).catch_unwind().await;
+                    respond_if(core, header, kind, result, expects_reply).await
+                }) as Pin<Box<dyn Future<Output = Outcome>>>,
+                Err(_) => Box::pin(respond_if(
+                    core,
+                    header,
+                    kind,
+                    Err(Box::new(())),
+                    expects_reply,
+                )),
+            };
+            self.run(after, ctx);
+            return Ok(());
         }
+        let work = Box::pin(async move {
+            // The replay record must be on disk before the message is acted on.
+            if let Err(e) = core.store.flush().await {
+                tracing::error!(target: "agent::store", agent = %core.address, error = %e, "flush failed");
+            }
+            let call = handler.call(cx, payload, true);
+            let result = AssertUnwindSafe(call).catch_unwind().await;
+            respond_if(core, header, kind, result, expects_reply).await
+        });
+        self.run(work, ctx);
         Ok(())
     }
 }

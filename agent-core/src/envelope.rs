@@ -284,10 +284,14 @@ impl Default for InboxLimits {
     }
 }
 
+/// Hash maps keyed by addresses and ids that peers choose: a fast hasher with a
+/// per-process random seed.
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// A set that forgets its oldest entries beyond a capacity.
 #[derive(Debug)]
 struct Bounded<K: std::hash::Hash + Eq + Clone, V> {
-    map: HashMap<K, V>,
+    map: FastMap<K, V>,
     order: VecDeque<K>,
     cap: usize,
 }
@@ -295,9 +299,18 @@ struct Bounded<K: std::hash::Hash + Eq + Clone, V> {
 impl<K: std::hash::Hash + Eq + Clone, V> Bounded<K, V> {
     fn new(cap: usize) -> Self {
         Self {
-            map: HashMap::new(),
+            map: FastMap::default(),
             order: VecDeque::new(),
             cap: cap.max(1),
+        }
+    }
+
+    fn remember(&mut self, k: K) {
+        self.order.push_back(k);
+        while self.order.len() > self.cap {
+            if let Some(old) = self.order.pop_front() {
+                self.map.remove(&old);
+            }
         }
     }
 
@@ -307,11 +320,29 @@ impl<K: std::hash::Hash + Eq + Clone, V> Bounded<K, V> {
 
     fn insert(&mut self, k: K, v: V) {
         if self.map.insert(k.clone(), v).is_none() {
-            self.order.push_back(k);
-            while self.order.len() > self.cap {
-                if let Some(old) = self.order.pop_front() {
-                    self.map.remove(&old);
+            self.remember(k);
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Bounded<K, u64> {
+    /// Raises the value of `k` to `v` if `v` is above it (or `k` is new); returns
+    /// the value in place otherwise. One hash lookup.
+    fn advance(&mut self, k: K, v: u64) -> Result<(), u64> {
+        use std::collections::hash_map::Entry;
+        match self.map.entry(k) {
+            Entry::Occupied(mut e) => {
+                if v <= *e.get() {
+                    return Err(*e.get());
                 }
+                *e.get_mut() = v;
+                Ok(())
+            }
+            Entry::Vacant(e) => {
+                let k = e.key().clone();
+                e.insert(v);
+                self.remember(k);
+                Ok(())
             }
         }
     }
@@ -363,11 +394,12 @@ impl KeyCache {
         }
     }
 
-    /// Checks the signature of `env` against its sender.
+    /// Checks the signature of `envelope` against its sender and returns its
+    /// message id.
     ///
     /// # Errors
     /// [`Rejection::BadSignature`] when the signature is invalid or by someone else.
-    pub fn verify(&mut self, envelope: Envelope) -> Result<Verified, Rejection> {
+    pub fn check(&mut self, envelope: &Envelope) -> Result<B256, Rejection> {
         let id = envelope.signing_hash();
         match self.keys.get(&envelope.sender) {
             Some(key) => envelope
@@ -389,6 +421,15 @@ impl KeyCache {
                 self.keys.insert(envelope.sender, key);
             }
         }
+        Ok(id)
+    }
+
+    /// [`KeyCache::check`], keeping the proof with the envelope.
+    ///
+    /// # Errors
+    /// As [`KeyCache::check`].
+    pub fn verify(&mut self, envelope: Envelope) -> Result<Verified, Rejection> {
+        let id = self.check(&envelope)?;
         Ok(Verified { envelope, id })
     }
 
@@ -487,8 +528,8 @@ impl Inbox {
     pub fn check(&mut self, env: &Envelope, now_ms: u64) -> Result<(), Rejection> {
         let header = env.header();
         self.precheck(&header, now_ms).map_err(|r| self.reject(r))?;
-        let verified = self.keys.verify(env.clone()).map_err(|r| self.reject(r))?;
-        self.admit(&verified, now_ms)
+        let id = self.keys.check(env).map_err(|r| self.reject(r))?;
+        self.admit_checked(&header, id, now_ms)
     }
 
     /// The stateful checks of an envelope whose signature was already verified
@@ -498,13 +539,15 @@ impl Inbox {
     /// # Errors
     /// The [`Rejection`], also counted and logged.
     pub fn admit(&mut self, verified: &Verified, now_ms: u64) -> Result<(), Rejection> {
-        let header = verified.envelope.header();
-        let id = verified.id;
-        let outcome = self.precheck(&header, now_ms).and_then(|()| {
+        self.admit_checked(&verified.envelope.header(), verified.id, now_ms)
+    }
+
+    fn admit_checked(&mut self, header: &Header, id: B256, now_ms: u64) -> Result<(), Rejection> {
+        let outcome = self.precheck(header, now_ms).and_then(|()| {
             if self.seen.get(&id).is_some() {
                 return Err(Rejection::Duplicate(id));
             }
-            self.sequence_check(&header)
+            self.sequence_check(header)
         });
         outcome.map_err(|r| self.reject(r))?;
         self.seen.insert(id, ());
@@ -521,11 +564,17 @@ impl Inbox {
     /// # Errors
     /// The [`Rejection`], also counted and logged.
     pub fn admit_local(&mut self, header: &Header, now_ms: u64) -> Result<(), Rejection> {
-        self.precheck(header, now_ms)
-            .and_then(|()| self.sequence_check(header))
-            .map_err(|r| self.reject(r))?;
-        self.last
-            .insert((header.sender, header.dialogue), header.sequence);
+        self.precheck(header, now_ms).map_err(|r| self.reject(r))?;
+        if let Err(last) = self
+            .last
+            .advance((header.sender, header.dialogue), header.sequence)
+        {
+            return Err(self.reject(Rejection::Replay {
+                dialogue: header.dialogue,
+                last,
+                got: header.sequence,
+            }));
+        }
         self.accepted += 1;
         Ok(())
     }

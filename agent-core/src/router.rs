@@ -1,13 +1,13 @@
 //! Where a message for an address goes: an agent on this host, or a link to a
 //! remote host.
 
-use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use actix::Addr;
 use wallets::Address;
 
 use crate::agent::AgentActor;
+use crate::envelope::FastMap;
 use crate::error::{Error, Result};
 use crate::transport::{Link, Transport};
 
@@ -20,11 +20,11 @@ pub(crate) enum Route {
 
 /// The host's routing table.
 pub(crate) struct Router {
-    local: RwLock<HashMap<Address, Addr<AgentActor>>>,
+    local: RwLock<FastMap<Address, Addr<AgentActor>>>,
     /// Remote agents reachable over an existing connection (learned from traffic).
-    learned: RwLock<HashMap<Address, Arc<Link>>>,
+    learned: RwLock<FastMap<Address, Arc<Link>>>,
     /// Remote agents' endpoints (from configuration or discovery).
-    endpoints: RwLock<HashMap<Address, String>>,
+    endpoints: RwLock<FastMap<Address, String>>,
     transport: Arc<Transport>,
 }
 
