@@ -61,6 +61,8 @@ pub use agent_core::{
 use futures::future::BoxFuture;
 use wallets::{SpendingPolicy, Wallet};
 
+#[cfg(feature = "registry")]
+pub mod registry;
 pub mod testing;
 
 /// Everything an agent author usually needs.
@@ -234,7 +236,8 @@ impl AgentBuilder {
         self
     }
 
-    /// Where the agent finds peers (the registry's discovery, or a static list).
+    /// Where the agent finds peers: the on-chain registry
+    /// (`registry::RegistryDirectory`, feature `registry`) or a [`StaticDirectory`].
     #[must_use]
     pub fn directory(mut self, directory: impl Directory) -> Self {
         self.directory = Some(Arc::new(directory));

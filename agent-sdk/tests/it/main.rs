@@ -5,5 +5,6 @@ mod envelopes;
 mod flood;
 mod local;
 mod process;
+mod registry;
 mod remote;
 mod support;
