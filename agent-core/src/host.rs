@@ -20,6 +20,7 @@ use crate::agent::{AgentActor, AgentCore, AgentHandle, AgentSpec};
 use crate::error::{Error, Result};
 use crate::router::Router;
 use crate::store::HostStore;
+use crate::tls::{ClientTls, ServerTls};
 use crate::transport::{EdgeLimits, EdgeStats, Transport};
 
 /// How to run a host.
@@ -37,6 +38,10 @@ pub struct HostConfig {
     pub workers: usize,
     /// Limits at the network edge.
     pub edge: EdgeLimits,
+    /// Serve `wss://` with this certificate instead of `ws://`.
+    pub tls: Option<ServerTls>,
+    /// Roots trusted when dialing `wss://` endpoints.
+    pub client_tls: ClientTls,
 }
 
 impl HostConfig {
@@ -50,7 +55,23 @@ impl HostConfig {
             listen: None,
             workers: std::thread::available_parallelism().map_or(2, usize::from),
             edge: EdgeLimits::default(),
+            tls: None,
+            client_tls: ClientTls::default(),
         }
+    }
+
+    /// Serves TLS (`wss://`) with `tls`.
+    #[must_use]
+    pub fn tls(mut self, tls: ServerTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Trusts these roots when dialing `wss://` endpoints.
+    #[must_use]
+    pub fn client_tls(mut self, tls: ClientTls) -> Self {
+        self.client_tls = tls;
+        self
     }
 
     /// Listens on `addr` (port 0 picks a free port).
@@ -91,6 +112,7 @@ struct HostInner {
     arbiters: Vec<ArbiterHandle>,
     next: AtomicUsize,
     local_addr: Option<SocketAddr>,
+    scheme: &'static str,
     agents: Mutex<HashMap<Address, AgentHandle>>,
 }
 
@@ -152,10 +174,13 @@ impl Host {
         let (system, arbiters) = rx
             .recv()
             .map_err(|_| Error::Host("the host thread died while starting".into()))?;
+        let scheme = if config.tls.is_some() { "wss" } else { "ws" };
         let transport = Arc::new(Transport::new(
             config.edge,
             config.chain_id,
             arbiters.clone(),
+            config.tls,
+            config.client_tls,
         ));
         let router = Arc::new(Router::new(transport.clone()));
         transport.set_router(&router);
@@ -168,6 +193,7 @@ impl Host {
             arbiters,
             next: AtomicUsize::new(0),
             local_addr,
+            scheme,
             agents: Mutex::new(HashMap::new()),
         });
         let weak = Arc::downgrade(&inner);
@@ -194,9 +220,11 @@ impl Host {
         self.inner.local_addr
     }
 
-    /// The WebSocket endpoint peers dial (`ws://ip:port`).
+    /// The WebSocket endpoint peers dial (`ws://ip:port`, or `wss://ip:port` with
+    /// TLS; a certificate usually names a host, so peers dial that name instead).
     pub fn url(&self) -> Option<String> {
-        self.inner.local_addr.map(|a| format!("ws://{a}"))
+        let scheme = self.inner.scheme;
+        self.inner.local_addr.map(|a| format!("{scheme}://{a}"))
     }
 
     /// The chain id.
@@ -301,7 +329,7 @@ fn card(inner: &HostInner, agent: &AgentHandle) -> Value {
         .into_iter()
         .map(|(kind, request, response)| json!({"kind": kind, "request": request, "response": response}))
         .collect();
-    let endpoint = inner.local_addr.map(|a| format!("ws://{a}"));
+    let endpoint = inner.local_addr.map(|a| format!("{}://{a}", inner.scheme));
     json!({
         "type": "https://eips.ethereum.org/EIPS/eip-8004#registration-v1",
         "name": agent.name(),

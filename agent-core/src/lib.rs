@@ -9,7 +9,7 @@
 //!   passes before a handler sees it (recipient, chain, expiry, signature,
 //!   duplicates, replays), with a counter per rejection reason.
 //! - [`transport`]: WebSocket between hosts (one connection per host pair,
-//!   reconnect with backoff) behind tower layers (rate limit, concurrency cap,
+//!   reconnect with backoff, optional TLS with rustls) behind tower layers (rate limit, concurrency cap,
 //!   timeout) that turn overload into back-pressure or a clear refusal.
 //! - [`Context`]: what a skill can do as its agent: tell, ask with a timeout, keep
 //!   dialogue state, find peers, pay through the spending policy.
@@ -55,6 +55,7 @@ mod host;
 pub mod message;
 mod router;
 pub mod store;
+mod tls;
 pub mod transport;
 
 pub use agent::{
@@ -64,4 +65,5 @@ pub use agent::{
 pub use error::{Error, Result, SkillError};
 pub use host::{Host, HostConfig};
 pub use message::{Payload, Request};
+pub use tls::{ClientTls, ServerTls};
 pub use transport::{EdgeLimits, EdgeStats};

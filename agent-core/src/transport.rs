@@ -40,6 +40,13 @@ use crate::clock::now_ms;
 use crate::envelope::{Envelope, Header, KeyCache, Rejection, MAX_ENVELOPE_BYTES};
 use crate::error::{Error, Result};
 use crate::router::Router;
+use crate::tls::{server_name, ClientTls, ServerTls};
+
+/// An established outgoing connection.
+enum Dialed {
+    Plain(Box<WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>>),
+    Tls(Box<WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>>),
+}
 
 /// Limits at the network edge, per connection unless said otherwise.
 #[derive(Clone, Copy, Debug)]
@@ -198,6 +205,8 @@ pub(crate) struct Transport {
     router: OnceLock<Weak<Router>>,
     http: OnceLock<HttpAnswer>,
     connections: Arc<Semaphore>,
+    server_tls: Option<ServerTls>,
+    client_tls: ClientTls,
 }
 
 fn ws_config() -> WebSocketConfig {
@@ -209,7 +218,13 @@ fn ws_config() -> WebSocketConfig {
 }
 
 impl Transport {
-    pub(crate) fn new(limits: EdgeLimits, chain_id: u64, arbiters: Vec<ArbiterHandle>) -> Self {
+    pub(crate) fn new(
+        limits: EdgeLimits,
+        chain_id: u64,
+        arbiters: Vec<ArbiterHandle>,
+        server_tls: Option<ServerTls>,
+        client_tls: ClientTls,
+    ) -> Self {
         Self {
             limits,
             chain_id,
@@ -220,6 +235,8 @@ impl Transport {
             router: OnceLock::new(),
             http: OnceLock::new(),
             connections: Arc::new(Semaphore::new(limits.max_connections)),
+            server_tls,
+            client_tls,
         }
     }
 
@@ -281,13 +298,10 @@ impl Transport {
         let mut carry: Option<Message> = None;
         let mut first = true;
         loop {
-            let attempt = tokio::time::timeout(
-                self.limits.connect_timeout,
-                tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config()), true),
-            )
-            .await;
+            let attempt =
+                tokio::time::timeout(self.limits.connect_timeout, self.connect(&url)).await;
             match attempt {
-                Ok(Ok((ws, _))) => {
+                Ok(Ok(ws)) => {
                     if !first {
                         self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
                     }
@@ -295,7 +309,10 @@ impl Transport {
                     self.counters.connections.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(target: "agent::transport", %url, "connected");
                     backoff = Duration::from_millis(25);
-                    let done = self.pump(ws, &mut rx, &mut carry, &link).await;
+                    let done = match ws {
+                        Dialed::Plain(ws) => self.pump(*ws, &mut rx, &mut carry, &link).await,
+                        Dialed::Tls(ws) => self.pump(*ws, &mut rx, &mut carry, &link).await,
+                    };
                     if done {
                         break;
                     }
@@ -315,6 +332,30 @@ impl Transport {
             backoff = (backoff * 2).min(self.limits.max_backoff);
         }
         link.close();
+    }
+
+    /// Opens a WebSocket to `url`: `ws://` in the clear, `wss://` over rustls.
+    async fn connect(&self, url: &str) -> std::result::Result<Dialed, String> {
+        if url.starts_with("wss://") {
+            let (name, addr) = server_name(url).map_err(|e| e.to_string())?;
+            let tcp = TcpStream::connect(&addr).await.map_err(|e| e.to_string())?;
+            let _ = tcp.set_nodelay(true);
+            let tls = self
+                .client_tls
+                .connector
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("TLS handshake: {e}"))?;
+            let (ws, _) = tokio_tungstenite::client_async_with_config(url, tls, Some(ws_config()))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(Dialed::Tls(Box::new(ws)))
+        } else {
+            tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true)
+                .await
+                .map(|(ws, _)| Dialed::Plain(Box::new(ws)))
+                .map_err(|e| e.to_string())
+        }
     }
 
     /// Runs one connection until it breaks. Returns true when the link's queue is
@@ -476,6 +517,20 @@ impl Transport {
 
     async fn incoming(self: Arc<Self>, mut stream: TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
+        if let Some(tls) = self.server_tls.clone() {
+            let handshake =
+                tokio::time::timeout(self.limits.connect_timeout, tls.acceptor.accept(stream));
+            match handshake.await {
+                Ok(Ok(tls_stream)) => self.serve_ws(tls_stream, peer).await,
+                Ok(Err(e)) => {
+                    tracing::debug!(target: "agent::transport", %peer, error = %e, "TLS handshake failed");
+                }
+                Err(_) => {
+                    tracing::debug!(target: "agent::transport", %peer, "TLS handshake timed out")
+                }
+            }
+            return;
+        }
         match request_path(&stream).await {
             Some(path) if path != "/" && !path.starts_with("/ws") => {
                 self.answer_http(&mut stream, &path).await;
@@ -484,6 +539,13 @@ impl Transport {
             Some(_) => {}
             None => return,
         }
+        self.serve_ws(stream, peer).await;
+    }
+
+    async fn serve_ws<S>(self: Arc<Self>, stream: S, peer: SocketAddr)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
         let ws = match tokio_tungstenite::accept_async_with_config(stream, Some(ws_config())).await
         {
             Ok(ws) => ws,

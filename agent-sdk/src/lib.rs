@@ -55,8 +55,9 @@ use std::sync::Arc;
 
 use agent_core::AgentSpec;
 pub use agent_core::{
-    AgentHandle, AgentLimits, AgentStats, Context, Directory, EdgeLimits, Error, Host, HostConfig,
-    Payload, Peer, Request, Result, SkillError, SkillHandler, StaticDirectory,
+    AgentHandle, AgentLimits, AgentStats, ClientTls, Context, Directory, EdgeLimits, Error, Host,
+    HostConfig, Payload, Peer, Request, Result, ServerTls, SkillError, SkillHandler,
+    StaticDirectory,
 };
 use futures::future::BoxFuture;
 use wallets::{SpendingPolicy, Wallet};

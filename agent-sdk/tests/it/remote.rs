@@ -113,3 +113,61 @@ async fn the_host_serves_agent_cards_with_schemas_health_and_metrics() {
     assert!(get("/metrics").contains("\"edge\""));
     assert!(get("/nothing").starts_with("HTTP/1.1 404"));
 }
+
+#[tokio::test]
+async fn agents_talk_over_tls_and_an_untrusted_certificate_is_refused() {
+    use agent_sdk::{ClientTls, ServerTls};
+
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert_pem = cert.serialize_pem().unwrap();
+    let key_pem = cert.serialize_private_key_pem();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let server = host_with(
+        HostConfig::new(CHAIN, dirs[0].path().join("s"))
+            .workers(1)
+            .tls(ServerTls::from_pem(cert_pem.as_bytes(), key_pem.as_bytes()).unwrap()),
+    );
+    assert!(server.url().unwrap().starts_with("wss://"));
+    let b = AgentBuilder::new("b").skill(Echoer).spawn(&server).unwrap();
+    let url = format!("wss://localhost:{}", server.local_addr().unwrap().port());
+
+    let trusting = host_with(
+        HostConfig::new(CHAIN, dirs[1].path().join("t"))
+            .workers(1)
+            .client_tls(ClientTls::with_extra_roots_pem(cert_pem.as_bytes()).unwrap()),
+    );
+    trusting.add_peer(b.address(), url.clone());
+    let a = AgentBuilder::new("a").spawn(&trusting).unwrap();
+    let r = a
+        .context()
+        .ask(
+            b.address(),
+            Echo {
+                text: "sealed".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.text, "sealed");
+
+    // Only web PKI roots: the self-signed certificate fails the handshake.
+    let wary = host(dirs[2].path());
+    wary.add_peer(b.address(), url);
+    let c = AgentBuilder::new("c").spawn(&wary).unwrap();
+    let ctx = c.context();
+    let err = ctx
+        .ask_in(
+            ctx.new_dialogue(),
+            b.address(),
+            Echo { text: "x".into() },
+            Duration::from_millis(800),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    assert_eq!(
+        server.edge_stats().connections,
+        1,
+        "only the trusting host got in"
+    );
+}
