@@ -4,8 +4,10 @@
 #   bash skills/data/regenerate.sh        # from the repository root, needs python3 and pip
 #
 # The wheels are pinned by version and SHA-256; the script fails if either differs, if
-# the three packages do not list the same cities at the same coordinates, or if a name
-# would break the plain comma-separated format the Rust loader reads.
+# the three packages do not list the same cities at the same coordinates, if one city
+# appears twice with different numbers, or if a name would break the plain
+# comma-separated format the Rust loader reads. Rows repeated identically upstream
+# (Guadalajara, MX, in 0.1.0) are kept once.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -46,12 +48,21 @@ if not (len(temp) == len(rain) == len(sun)) or any(
 with open(out, "w", encoding="utf-8", newline="\n") as f:
     f.write("city,country,lat,lon," + ",".join(f"{m}_mean_c" for m in months)
             + ",annual_precipitation_mm,annual_sunshine_hours\n")
+    written = {}
     for t, r, s in zip(temp, rain, sun):
         if any(c in t["city"] for c in ',"\n'):
             sys.exit(f"city name {t['city']!r} needs quoting")
         cells = [t["city"], t["country_iso2"], t["lat"], t["lon"]]
         cells += [t[f"{m}_c"] for m in months]
         cells += [r["annual_mm"], s["annual_hours"]]
-        f.write(",".join(cells) + "\n")
-print(f"wrote {len(temp)} cities to {out}", file=sys.stderr)
+        line = ",".join(cells)
+        city = (t["city"], t["country_iso2"])
+        if city in written:
+            if written[city] != line:
+                sys.exit(f"{city} appears twice with different numbers")
+            print(f"dropped a repeated row of {city}", file=sys.stderr)
+            continue
+        written[city] = line
+        f.write(line + "\n")
+print(f"wrote {len(written)} cities to {out}", file=sys.stderr)
 PY
