@@ -155,6 +155,48 @@ pub enum Error {
     /// A configuration value is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
+
+    /// A weather forecast query is invalid (days out of range, bad coordinates, ...).
+    #[error("invalid forecast query: {reason}")]
+    InvalidQuery {
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// No city of that name is known (to the climatology dataset or to the geocoder).
+    #[error("unknown city {query:?}{}", near_matches_hint(suggestions))]
+    UnknownCity {
+        /// The name as asked for (with the country filter, if any, e.g. `"Paris, FR"`).
+        query: String,
+        /// Known city names close to the query, best first; may be empty.
+        suggestions: Vec<String>,
+    },
+
+    /// The city name matches more than one city; the query must name the country.
+    #[error("city {query:?} is ambiguous: {} (give the country code)", candidates.join(", "))]
+    AmbiguousCity {
+        /// The name as asked for.
+        query: String,
+        /// The matching cities, as `"Name (CC)"`.
+        candidates: Vec<String>,
+    },
+
+    /// The built-in climatology dataset could not be read (a build defect, not bad input).
+    #[error("climatology dataset, line {line}: {reason}")]
+    Dataset {
+        /// 1-based line in `skills/data/climate-normals.csv`.
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+fn near_matches_hint(suggestions: &[String]) -> String {
+    if suggestions.is_empty() {
+        String::new()
+    } else {
+        format!("; did you mean {}?", suggestions.join(", "))
+    }
 }
 
 impl Error {

@@ -59,5 +59,6 @@
 
 mod error;
 pub mod llm;
+pub mod weather;
 
 pub use error::{Error, Result};
