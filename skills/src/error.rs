@@ -181,6 +181,48 @@ pub enum Error {
         candidates: Vec<String>,
     },
 
+    /// A weather service answered with an HTTP error status.
+    #[error("HTTP {status} from {url}{}", reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
+    HttpStatus {
+        /// The request URL.
+        url: String,
+        /// The HTTP status code.
+        status: u16,
+        /// The service's own explanation (Open-Meteo's `reason`) or the start of the body.
+        reason: Option<String>,
+    },
+
+    /// A weather service answered 200 but the body is not what its API documents.
+    #[error("malformed response from {url}: {reason}")]
+    MalformedResponse {
+        /// The request URL.
+        url: String,
+        /// What is wrong, naming the missing or invalid field (e.g. `daily.temperature_2m_max`).
+        reason: String,
+    },
+
+    /// A weather service did not answer within the configured timeout, on every attempt.
+    #[error("timed out after {attempts} attempt(s) of {timeout_ms} ms each: {url}")]
+    Timeout {
+        /// The request URL.
+        url: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The per-attempt timeout, in milliseconds.
+        timeout_ms: u64,
+    },
+
+    /// A weather service could not be reached (connection refused, DNS, TLS, ...) on every attempt.
+    #[error("request to {url} failed after {attempts} attempt(s): {reason}")]
+    Network {
+        /// The request URL.
+        url: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        reason: String,
+    },
+
     /// The built-in climatology dataset could not be read (a build defect, not bad input).
     #[error("climatology dataset, line {line}: {reason}")]
     Dataset {

@@ -15,15 +15,22 @@
 //!   sunshine, and says in the source and the note that this is climatology, **not a
 //!   forecast**. It never invents a number: what the dataset lacks (daily minima and
 //!   maxima, daily rain) stays `null`.
+//! - `OpenMeteoProvider` (feature `weather`): real forecasts from an Open-Meteo server
+//!   (the public API by default, any self-hosted one by URL), with city names resolved
+//!   through Open-Meteo's geocoding API, per-request timeouts, bounded retries with
+//!   exponential backoff, and errors that name the HTTP status, the missing field or
+//!   the unknown city.
+//! - [`WeatherConfig`] picks one of them (serde, for `agents.toml`), and
+//!   [`WeatherConfig::build`] makes it.
 //!
 //! # Example
 //!
 //! ```
 //! use chrono::NaiveDate;
-//! use skills::weather::{ClimatologyProvider, ForecastQuery, WeatherProvider};
+//! use skills::weather::{ForecastQuery, WeatherConfig, WeatherProvider};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let provider = ClimatologyProvider::new()?;
+//! let provider = WeatherConfig::Climatology.build()?;
 //! let start = NaiveDate::from_ymd_opt(2026, 7, 30).ok_or("bad date")?;
 //! let query = ForecastQuery::city("lisbon", start, 3)?;
 //!
@@ -47,9 +54,16 @@
 //! An invalid query is [`Error::InvalidQuery`](crate::Error::InvalidQuery); a city
 //! nobody knows is [`Error::UnknownCity`](crate::Error::UnknownCity) (with near matches
 //! from the climatology dataset) and a name shared by several cities is
-//! [`Error::AmbiguousCity`](crate::Error::AmbiguousCity).
+//! [`Error::AmbiguousCity`](crate::Error::AmbiguousCity). Open-Meteo failures are
+//! [`Error::HttpStatus`](crate::Error::HttpStatus),
+//! [`Error::MalformedResponse`](crate::Error::MalformedResponse),
+//! [`Error::Timeout`](crate::Error::Timeout) and
+//! [`Error::Network`](crate::Error::Network).
 
 mod climatology;
+mod config;
+#[cfg(feature = "weather")]
+mod open_meteo;
 mod types;
 
 use async_trait::async_trait;
@@ -58,6 +72,12 @@ pub use climatology::{
     CityNormals, ClimatologyProvider, CLIMATOLOGY_ATTRIBUTION, CLIMATOLOGY_DATASET,
     CLIMATOLOGY_LICENSE, CLIMATOLOGY_PERIOD, DEFAULT_MAX_DISTANCE_KM,
 };
+pub use config::{
+    OpenMeteoConfig, RetryPolicy, WeatherConfig, DEFAULT_OPEN_METEO_GEOCODING_URL,
+    DEFAULT_OPEN_METEO_URL,
+};
+#[cfg(feature = "weather")]
+pub use open_meteo::OpenMeteoProvider;
 pub use types::{
     AnnualNormals, DailyForecast, Forecast, ForecastDays, ForecastQuery, ForecastSource, Location,
     Place, MAX_FORECAST_DAYS,
