@@ -3,11 +3,40 @@
 //! Ready skills for Agora agents. So far: [`llm`], local LLM inference on llama.cpp
 //! (llama-cpp-2) with one model shared by all agents of a process, continuous
 //! batching, grammar-constrained JSON output, deterministic sampling and signed
-//! inference attestations. Negotiation, weather and travel skills come next.
+//! inference attestations; and [`weather`], the weather skill's data layer.
+//! Negotiation and travel skills come next.
 //!
 //! Features: `llm` (default) builds llama.cpp and the [`llm::LlmEngine`]; without it
 //! the crate still offers model files and fingerprints, grammars, sampling parameters
-//! and attestations. `cuda` offloads inference to NVIDIA GPUs.
+//! and attestations. `cuda` offloads inference to NVIDIA GPUs. `weather` (default)
+//! adds the Open-Meteo HTTP client (reqwest); without it [`weather`] still has its
+//! types, the provider trait and the offline climatology provider.
+//!
+//! # Weather
+//!
+//! [`weather::WeatherProvider`] answers a [`weather::ForecastQuery`] (a city or
+//! coordinates, a first day, 1 to 16 days) with a [`weather::Forecast`] that says where
+//! its numbers come from. Two providers, chosen by [`weather::WeatherConfig`]:
+//!
+//! - [`weather::ClimatologyProvider`], the offline default: real 1981–2010 climate
+//!   normals of 269 cities (CC-BY-4.0 data compiled into the crate), answered as
+//!   climatology and labelled "not a forecast";
+//! - `weather::OpenMeteoProvider` (feature `weather`): forecasts from Open-Meteo's
+//!   public API or any self-hosted Open-Meteo server, with geocoding, timeouts and
+//!   bounded retries.
+//!
+//! ```
+//! use skills::weather::{ClimatologyProvider, ForecastQuery};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let start = chrono::NaiveDate::from_ymd_opt(2026, 1, 15).ok_or("bad date")?;
+//! let normals = ClimatologyProvider::new()?.normals(&ForecastQuery::city("Sydney", start, 1)?)?;
+//! assert!(normals.note.contains("not a forecast"));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # LLM
 //!
 //! ```no_run
 //! # #[cfg(feature = "llm")]
@@ -59,5 +88,6 @@
 
 mod error;
 pub mod llm;
+pub mod weather;
 
 pub use error::{Error, Result};

@@ -16,3 +16,4 @@ mod grammar;
 mod llm;
 #[cfg(feature = "llm")]
 mod support;
+mod weather;
