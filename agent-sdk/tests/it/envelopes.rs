@@ -36,73 +36,47 @@ async fn tampered_replayed_expired_and_wrong_chain_envelopes_are_rejected() {
         .verify(&reply.signing_hash(), b.address())
         .unwrap();
 
-    let expect_refusal = |env: Envelope, why: &'static str| (env, why);
+    // A hand-made envelope from `me` with the given fields changed.
+    let made = |seq: u64, expiry: u64, chain_id: u64, kind: &str, text: &str| {
+        Envelope::seal(
+            &me,
+            Draft {
+                recipient: b.address(),
+                dialogue: d,
+                sequence: seq,
+                expiry,
+                chain_id,
+                kind: kind.into(),
+                payload: echo(text),
+            },
+        )
+        .unwrap()
+    };
+    let later = now_ms() + 60_000;
     let mut tampered = ask(&me, b.address(), d, 11, "test.Echo", echo("two"));
     tampered.payload = echo("three");
-    let cases = [
-        expect_refusal(first.clone(), "duplicate"),
-        expect_refusal(
+    let stranger = Wallet::random().address();
+    let cases: [(Envelope, &str); 7] = [
+        (first.clone(), "duplicate"),
+        (
             ask(&me, b.address(), d, 9, "test.Echo", echo("older")),
             "replayed",
         ),
-        expect_refusal(tampered, "bad signature"),
-        expect_refusal(
-            Envelope::seal(
-                &me,
-                Draft {
-                    recipient: b.address(),
-                    dialogue: d,
-                    sequence: 12,
-                    expiry: now_ms() - 1,
-                    chain_id: CHAIN,
-                    kind: "ask/test.Echo".into(),
-                    payload: echo("late"),
-                },
-            )
-            .unwrap(),
+        (tampered, "bad signature"),
+        (
+            made(12, now_ms() - 1, CHAIN, "ask/test.Echo", "late"),
             "expired",
         ),
-        expect_refusal(
-            Envelope::seal(
-                &me,
-                Draft {
-                    recipient: b.address(),
-                    dialogue: d,
-                    sequence: 13,
-                    expiry: now_ms() + 60_000,
-                    chain_id: 1,
-                    kind: "ask/test.Echo".into(),
-                    payload: echo("elsewhere"),
-                },
-            )
-            .unwrap(),
+        (
+            made(13, later, 1, "ask/test.Echo", "elsewhere"),
             "for chain 1",
         ),
-        expect_refusal(
-            ask(
-                &me,
-                Wallet::random().address(),
-                d,
-                14,
-                "test.Echo",
-                echo("lost"),
-            ),
+        (
+            ask(&me, stranger, d, 14, "test.Echo", echo("lost")),
             "not to this agent",
         ),
-        expect_refusal(
-            Envelope::seal(
-                &me,
-                Draft {
-                    recipient: b.address(),
-                    dialogue: d,
-                    sequence: 15,
-                    expiry: now_ms() + 60_000,
-                    chain_id: CHAIN,
-                    kind: "shout/test.Echo".into(),
-                    payload: echo("odd"),
-                },
-            )
-            .unwrap(),
+        (
+            made(15, later, CHAIN, "shout/test.Echo", "odd"),
             "malformed",
         ),
     ];
