@@ -496,6 +496,177 @@ impl Deployment {
     }
 }
 
+/// A mined transaction: its hash, block and gas, as a payment's journal entry records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Mined {
+    /// The transaction hash.
+    pub tx_hash: wallets::B256,
+    /// The block it was mined in.
+    pub block: u64,
+    /// Gas it used.
+    pub gas_used: u64,
+}
+
+/// Waits for a sent call's receipt and checks it succeeded.
+async fn mined<M: Middleware>(
+    call: &str,
+    sent: Result<
+        ethers::providers::PendingTransaction<'_, M::Provider>,
+        ethers::contract::ContractError<M>,
+    >,
+) -> Result<Mined, ChainError> {
+    let contract = |message: String| ChainError::Contract {
+        call: call.to_owned(),
+        message,
+    };
+    let receipt = sent
+        .map_err(|e| contract_error(call, e))?
+        .await
+        .map_err(|e| contract(format!("waiting for the receipt: {e}")))?
+        .ok_or_else(|| contract("the transaction was dropped".into()))?;
+    mined_of(call, &receipt)
+}
+
+fn mined_of(call: &str, receipt: &ethers::types::TransactionReceipt) -> Result<Mined, ChainError> {
+    if receipt.status != Some(1.into()) {
+        return Err(ChainError::Contract {
+            call: call.to_owned(),
+            message: format!("transaction {:?} reverted", receipt.transaction_hash),
+        });
+    }
+    Ok(Mined {
+        tx_hash: wallets::B256(receipt.transaction_hash.0),
+        block: receipt.block_number.map_or(0, |b| b.as_u64()),
+        gas_used: receipt.gas_used.map_or(0, |g| g.low_u64()),
+    })
+}
+
+fn ea(a: wallets::Address) -> EAddress {
+    EAddress::from(a.0)
+}
+
+/// Stablecoin payments in wallet types, so callers need no ethers.
+impl Deployment {
+    /// Mints `amount` of the stablecoin to `to` (dev chains, from the minter's client).
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] with the decoded revert reason.
+    pub async fn mint(
+        &self,
+        to: wallets::Address,
+        amount: wallets::Amount,
+    ) -> Result<Mined, ChainError> {
+        let call = self
+            .stablecoin
+            .mint(ea(to), EU256::from(amount.base_units()));
+        mined("Stablecoin.mint", call.send().await).await
+    }
+
+    /// The stablecoin balance of `who`.
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] when the call fails.
+    pub async fn balance_of(&self, who: wallets::Address) -> Result<wallets::Amount, ChainError> {
+        let v = self
+            .stablecoin
+            .balance_of(ea(who))
+            .call()
+            .await
+            .map_err(|e| contract_error("Stablecoin.balanceOf", e))?;
+        if v.bits() > 128 {
+            return Err(ChainError::Contract {
+                call: "Stablecoin.balanceOf".into(),
+                message: format!("balance {v} does not fit an Amount"),
+            });
+        }
+        Ok(wallets::Amount::from_base_units(v.as_u128()))
+    }
+
+    /// Submits a signed EIP-3009 [`wallets::Payment::Authorization`] with
+    /// `transferWithAuthorization` from the client's account (which pays the gas) and
+    /// waits for the receipt.
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] when the payment is not an authorization, or the call
+    /// reverts (bad signature, nonce used, outside its validity window).
+    pub async fn transfer_with_authorization(
+        &self,
+        signed: &wallets::SignedPayment,
+    ) -> Result<Mined, ChainError> {
+        const CALL: &str = "Stablecoin.transferWithAuthorization";
+        let wallets::Payment::Authorization { transfer: t, .. } = &signed.payment else {
+            return Err(ChainError::Contract {
+                call: CALL.into(),
+                message: "the payment is not an EIP-3009 authorization".into(),
+            });
+        };
+        let call = self.stablecoin.transfer_with_authorization(
+            ea(t.from),
+            ea(t.to),
+            EU256::from(t.value.base_units()),
+            EU256::from(t.valid_after),
+            EU256::from(t.valid_before),
+            t.nonce.0,
+            ethers::types::Bytes::from(signed.signature.to_bytes().to_vec()),
+        );
+        mined(CALL, call.send().await).await
+    }
+
+    /// The transaction that used the EIP-3009 authorization `(authorizer, nonce)`, if
+    /// any, searched from block `from_block` (the deployment's `deployed_at`).
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] when the log query or the receipt lookup fails.
+    pub async fn authorization_used(
+        &self,
+        authorizer: wallets::Address,
+        nonce: wallets::B256,
+        from_block: u64,
+    ) -> Result<Option<Mined>, ChainError> {
+        const CALL: &str = "Stablecoin.AuthorizationUsed";
+        let used = self
+            .stablecoin
+            .authorization_state(ea(authorizer), nonce.0)
+            .call()
+            .await
+            .map_err(|e| contract_error("Stablecoin.authorizationState", e))?;
+        if !used {
+            return Ok(None);
+        }
+        let logs = self
+            .stablecoin
+            .authorization_used_filter()
+            .topic1(ea(authorizer))
+            .topic2(ethers::types::H256(nonce.0))
+            .from_block(from_block)
+            .query_with_meta()
+            .await
+            .map_err(|e| contract_error(CALL, e))?;
+        let Some((_, meta)) = logs.first() else {
+            return Err(ChainError::Contract {
+                call: CALL.into(),
+                message: format!(
+                    "authorization {nonce} is used but no log from block {from_block} shows it"
+                ),
+            });
+        };
+        let client = self.stablecoin.client();
+        let receipt = client
+            .get_transaction_receipt(meta.transaction_hash)
+            .await
+            .map_err(|e| ChainError::Contract {
+                call: CALL.into(),
+                message: format!("receipt of {:?}: {e}", meta.transaction_hash),
+            })?
+            .ok_or_else(|| ChainError::Contract {
+                call: CALL.into(),
+                message: format!("no receipt for {:?}", meta.transaction_hash),
+            })?;
+        mined_of(CALL, &receipt).map(Some)
+    }
+}
+
 /// The text of a skill tag (up to the first zero byte).
 pub fn skill_name(tag: &[u8; 32]) -> String {
     let end = tag.iter().position(|&b| b == 0).unwrap_or(32);
