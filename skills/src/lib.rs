@@ -1,13 +1,20 @@
 //! # skills
 //!
-//! Ready skills for Agora agents. So far: [`llm`], local LLM inference on llama.cpp
-//! (llama-cpp-2) with one model shared by all agents of a process, continuous
-//! batching, grammar-constrained JSON output, deterministic sampling and signed
-//! inference attestations. Negotiation, weather and travel skills come next.
+//! Ready skills for Agora agents. So far:
+//!
+//! - [`llm`]: local LLM inference on llama.cpp (llama-cpp-2) with one model shared by
+//!   all agents of a process, continuous batching, grammar-constrained JSON output,
+//!   deterministic sampling and signed inference attestations;
+//! - `negotiation` (feature `negotiation`): contract-net negotiation between a
+//!   `Buyer` and `Seller` agents, paid through the buyer's spending policy in the
+//!   stablecoin, settled on chain, journaled on both sides.
+//!
+//! Weather and travel skills come next.
 //!
 //! Features: `llm` (default) builds llama.cpp and the [`llm::LlmEngine`]; without it
 //! the crate still offers model files and fingerprints, grammars, sampling parameters
-//! and attestations. `cuda` offloads inference to NVIDIA GPUs.
+//! and attestations. `negotiation` (default) needs no llama.cpp. `cuda` offloads
+//! inference to NVIDIA GPUs.
 //!
 //! ```no_run
 //! # #[cfg(feature = "llm")]
@@ -59,5 +66,7 @@
 
 mod error;
 pub mod llm;
+#[cfg(feature = "negotiation")]
+pub mod negotiation;
 
 pub use error::{Error, Result};

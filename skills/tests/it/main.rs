@@ -14,5 +14,7 @@ mod fetch;
 mod grammar;
 #[cfg(feature = "llm")]
 mod llm;
+#[cfg(feature = "negotiation")]
+mod negotiation;
 #[cfg(feature = "llm")]
 mod support;
