@@ -228,13 +228,12 @@ impl SellerInner {
                 agent: ctx.me(),
             }));
         }
-        let lock = self
-            .locks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(dialogue)
-            .or_default()
-            .clone();
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
+            // Forget the locks no turn holds or waits for, so the map stays small.
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+            locks.entry(dialogue).or_default().clone()
+        };
         Ok(Turn {
             dialogue,
             buyer,

@@ -12,10 +12,13 @@ use registry::chain::{self, Addresses, DeployConfig, Deployment};
 use registry::devnet::{dev_wallet, Devnet, DevnetConfig, DevnetHandle};
 use serde_json::{json, Value};
 use skills::negotiation::{
-    service_fn, token_domain, Buyer, BuyerDeal, CallForProposal, ChainSettlement,
-    DefaultSellerStrategy, PaymentMode, Seller, SellerDeal, SellerStrategy, ServiceOutput,
+    negotiation_domain, service_fn, token_domain, Accept, Buyer, BuyerDeal, CallForProposal,
+    ChainSettlement, DefaultSellerStrategy, Pay, PaymentMode, ProposalReply, Seller, SellerDeal,
+    SellerStrategy, ServiceOutput, SignedAgreement,
 };
-use wallets::{journal, Journal, JournalEntry, Limits, SpendingPolicy};
+use wallets::{
+    journal, Journal, JournalEntry, Limits, Payment, SpendingPolicy, TransferWithAuthorization,
+};
 
 const KIND: &str = "weather.Forecast";
 const TOKEN: &str = "USD Coin";
@@ -124,6 +127,8 @@ fn peer(agent: &SellerAgent, endpoint: Option<String>, price: Option<Amount>) ->
 struct BuyerAgent {
     handle: AgentHandle,
     buyer: Buyer,
+    wallet: Arc<Wallet>,
+    policy: Arc<SpendingPolicy>,
     journal: PathBuf,
 }
 
@@ -153,15 +158,18 @@ fn buyer(
         token_domain(&chain.addresses, TOKEN),
         journal,
     );
+    let policy = Arc::new(policy);
     let handle = AgentBuilder::new("buyer")
-        .wallet(wallet)
-        .policy(Arc::new(policy))
+        .wallet(wallet.clone())
+        .policy(policy.clone())
         .directory(directory)
         .spawn(host)
         .unwrap();
     BuyerAgent {
         handle,
         buyer,
+        wallet,
+        policy,
         journal: journal_path,
     }
 }
@@ -415,4 +423,121 @@ async fn a_prompt_injection_cannot_make_the_buyer_pay_above_its_policy() {
     let ours = entries(&buyer.journal, me, "rejection").await;
     assert!(!kinds(&ours).contains(&"payment"), "{:?}", kinds(&ours));
     assert!(buyer.handle.context().open_dialogues().unwrap().is_empty());
+}
+
+/// A buyer that crashed after it sent its payment, before the delivery arrived:
+/// the payment id comes from the agreement, so the policy re-signs nothing new,
+/// the seller answers the repeated payment with the same delivery, and the chain
+/// moves the price once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resumed_buyer_re_sends_the_same_payment_and_the_seller_is_paid_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = Chain::start(dir.path()).await;
+    let chain_id = chain.addresses.chain_id;
+    let (h1, h2) = (
+        host(dir.path(), "h1", chain_id),
+        host(dir.path(), "h2", chain_id),
+    );
+    let s = seller(
+        &h2,
+        dir.path(),
+        &chain,
+        "s",
+        6,
+        DefaultSellerStrategy::fixed(usdc("1.5")),
+    )
+    .await;
+    let directory = StaticDirectory::default().with(KIND, peer(&s, h2.url(), None));
+    let buyer = buyer(&h1, dir.path(), &chain, usdc("10"), directory);
+    let me = buyer.handle.address();
+    chain.minter.mint(me, usdc("10")).await.unwrap();
+    let ctx = buyer.handle.context();
+    ctx.find_peers(KIND, None).await.unwrap(); // learns the seller's endpoint
+    let (seller_addr, t) = (s.handle.address(), Duration::from_secs(10));
+
+    // The steps hire() takes, by hand, up to a payment sent once.
+    let d = ctx.new_dialogue();
+    let call = CallForProposal {
+        task: "Forecast for Porto".into(),
+        kind: KIND.into(),
+        max_price: usdc("2"),
+        deadline: now() + 600,
+        modes: vec![PaymentMode::Authorization],
+        token: wallets::Address(chain.addresses.stablecoin.0),
+    };
+    let ProposalReply::Propose(p) = ctx.ask_in(d, seller_addr, call, t).await.unwrap() else {
+        panic!("no proposal");
+    };
+    let a = p.agreement;
+    let buyer_signature = buyer
+        .wallet
+        .sign_typed(&negotiation_domain(chain_id), &a)
+        .unwrap();
+    let accept = Accept {
+        agreement: a.clone(),
+        buyer_signature,
+    };
+    let accepted = ctx.ask_in(d, seller_addr, accept, t).await.unwrap();
+    let agreement = SignedAgreement {
+        agreement: a.clone(),
+        seller_signature: accepted.seller_signature,
+        buyer_signature,
+    };
+    let payment = Payment::Authorization {
+        domain: token_domain(&chain.addresses, TOKEN),
+        transfer: TransferWithAuthorization {
+            from: me,
+            to: seller_addr,
+            value: a.price,
+            valid_after: 0,
+            valid_before: a.deadline,
+            nonce: TransferWithAuthorization::derive_nonce(me, &a.hash()),
+        },
+    };
+    let signed = ctx.pay(payment.clone()).await.unwrap();
+    let state = BuyerDeal::Paying {
+        agreement,
+        payment: signed.clone(),
+    };
+    ctx.save_state(d, seller_addr, &state, false).await.unwrap();
+    let pay = Pay {
+        agreement: a.hash(),
+        payment: signed.clone(),
+    };
+    let first = ctx.ask_in(d, seller_addr, pay, t).await.unwrap();
+    // ... and here the buyer "crashed": the delivery was lost with it.
+
+    assert_eq!(
+        ctx.pay(payment).await.unwrap(),
+        signed,
+        "the policy re-sends, never re-signs"
+    );
+    let resumed = buyer.buyer.resume(&ctx).await.unwrap();
+    assert_eq!(resumed.len(), 1);
+    let deal = resumed.into_iter().next().unwrap().unwrap();
+    assert_eq!(deal.payment, signed);
+    assert_eq!(
+        deal.delivery, first,
+        "the seller delivered the same result again"
+    );
+    assert_eq!(chain.balance(seller_addr).await, usdc("1.5"));
+    assert_eq!(chain.balance(me).await, usdc("8.5"));
+    assert_eq!(
+        buyer.policy.spent(None).unwrap().0,
+        usdc("1.5"),
+        "counted once"
+    );
+    let theirs = entries(&s.journal, seller_addr, "receipt").await;
+    assert_eq!(
+        kinds(&theirs).iter().filter(|k| **k == "payment").count(),
+        1
+    );
+    assert!(ctx.open_dialogues().unwrap().is_empty());
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
