@@ -8,15 +8,16 @@ use agent_sdk::Context;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use wallets::{
-    Address, Amount, Eip712, Eip712Domain, Journal, Payment, Signature, SignedPayment,
+    Address, Amount, Eip712, Eip712Domain, Journal, Payment, Permit, Signature, SignedPayment,
     TransferWithAuthorization, Wallet, B256,
 };
 
 use super::messages::{
-    negotiation_domain, result_hash, task_hash, Accept, Agreement, CallForProposal, Counter,
-    Deliver, Pay, PaymentMode, Proposal, ProposalReply, Receipt, ReceiptNote, Reject,
-    SignedAgreement,
+    escrow_job_id, negotiation_domain, result_hash, task_hash, Accept, Agreement, CallForProposal,
+    Counter, Deliver, Pay, PaymentMode, Proposal, ProposalReply, Receipt, ReceiptNote, Reject,
+    SignedAgreement, ESCROW_REVIEW_WINDOW,
 };
+use super::settlement::{escrow_id_of, EscrowState, Settlement};
 use super::strategy::{BuyerStrategy, DefaultBuyerStrategy};
 use super::{now_secs, SharedJournal};
 use crate::{Error, Result};
@@ -133,6 +134,7 @@ pub struct Buyer {
     token: Eip712Domain,
     strategy: Arc<dyn BuyerStrategy>,
     journal: SharedJournal,
+    settlement: Option<Arc<dyn Settlement>>,
     delivery_timeout: Duration,
     pay_attempts: u32,
 }
@@ -163,6 +165,7 @@ impl Buyer {
             token,
             strategy: Arc::new(DefaultBuyerStrategy::default()),
             journal: SharedJournal::new(journal),
+            settlement: None,
             delivery_timeout: Duration::from_secs(60),
             pay_attempts: 3,
         }
@@ -172,6 +175,14 @@ impl Buyer {
     #[must_use]
     pub fn with_strategy(mut self, strategy: impl BuyerStrategy) -> Self {
         self.strategy = Arc::new(strategy);
+        self
+    }
+
+    /// The buyer's own chain access, needed for `escrow` mode: the buyer locks the
+    /// price and accepts the delivery on chain (and pays that gas).
+    #[must_use]
+    pub fn with_settlement(mut self, settlement: impl Settlement) -> Self {
+        self.settlement = Some(Arc::new(settlement));
         self
     }
 
@@ -207,10 +218,8 @@ impl Buyer {
         mode: PaymentMode,
     ) -> Result<Deal> {
         self.check_wallet(ctx)?;
-        if mode != PaymentMode::Authorization {
-            return Err(Error::Config(format!(
-                "payment mode {mode} is not implemented yet"
-            )));
+        if mode == PaymentMode::Escrow {
+            self.escrow_settlement()?;
         }
         let reservation = self.strategy.reservation_price(max_price).min(max_price);
         let sellers: Vec<Address> = ctx
@@ -321,6 +330,18 @@ impl Buyer {
             }
         }
         Ok(out)
+    }
+
+    /// The buyer's settlement, if it supports escrow.
+    fn escrow_settlement(&self) -> Result<(&Arc<dyn Settlement>, Address)> {
+        self.settlement
+            .as_ref()
+            .and_then(|s| s.escrow_contract().map(|c| (s, c)))
+            .ok_or_else(|| {
+                Error::Config(
+                    "escrow payments need a buyer settlement with an escrow contract (Buyer::with_settlement)".into(),
+                )
+            })
     }
 
     fn check_wallet(&self, ctx: &Context) -> Result<()> {
@@ -663,8 +684,9 @@ impl Buyer {
         Ok(agreement)
     }
 
-    /// The payment of an agreement: the same for the same agreement, always.
-    fn payment_for(&self, a: &Agreement) -> Result<Payment> {
+    /// The payment of an agreement: the same for the same agreement (an escrow permit
+    /// also carries the buyer's permit nonce, read from the chain until it is used).
+    async fn payment_for(&self, a: &Agreement) -> Result<Payment> {
         match a.mode {
             PaymentMode::Authorization => Ok(Payment::Authorization {
                 domain: self.token.clone(),
@@ -677,9 +699,21 @@ impl Buyer {
                     nonce: TransferWithAuthorization::derive_nonce(a.buyer, &a.hash()),
                 },
             }),
-            PaymentMode::Escrow => Err(Error::Config(
-                "payment mode escrow is not implemented yet".into(),
-            )),
+            PaymentMode::Escrow => {
+                let (settlement, escrow) = self.escrow_settlement()?;
+                Ok(Payment::EscrowDeposit {
+                    domain: self.token.clone(),
+                    permit: Permit {
+                        owner: a.buyer,
+                        spender: escrow,
+                        value: a.price,
+                        nonce: settlement.permit_nonce(a.buyer).await?,
+                        deadline: a.deadline,
+                    },
+                    seller: a.seller,
+                    job_id: escrow_job_id(&a.hash()),
+                })
+            }
         }
     }
 
@@ -691,7 +725,7 @@ impl Buyer {
         agreement: SignedAgreement,
     ) -> Result<Deal> {
         let a = &agreement.agreement;
-        let payment = self.payment_for(a)?;
+        let payment = self.payment_for(a).await?;
         let signed = match ctx.pay(payment).await {
             Ok(s) => s,
             Err(agent_sdk::Error::Wallet(source)) => {
@@ -737,6 +771,19 @@ impl Buyer {
     ) -> Result<Deal> {
         let seller = agreement.agreement.seller;
         let hash = agreement.agreement.hash();
+        let escrow = match agreement.agreement.mode {
+            PaymentMode::Authorization => None,
+            PaymentMode::Escrow => {
+                let (settlement, _) = self.escrow_settlement()?;
+                let lock = settlement
+                    .lock_escrow(&payment, agreement.agreement.deadline, ESCROW_REVIEW_WINDOW)
+                    .await?;
+                let id = escrow_id_of(agreement.agreement.buyer, escrow_job_id(&hash));
+                tracing::info!(target: "skill::negotiation", %dialogue, escrow = %id,
+                    tx = %lock.tx_hash, gas = lock.gas_used, "price locked in escrow");
+                Some((id, lock))
+            }
+        };
         let mut attempt = 0;
         let delivery = loop {
             attempt += 1;
@@ -755,10 +802,20 @@ impl Buyer {
                 Err(e) => return Err(e.into()),
             }
         };
+        let on_chain = match (&escrow, &self.settlement) {
+            (Some((id, _)), Some(s)) => Some(s.escrow(*id).await?),
+            _ => None,
+        };
         let problem = if delivery.agreement != hash {
             Some("the delivery is for another agreement".to_owned())
         } else if result_hash(&delivery.result) != delivery.result_hash {
             Some("the result does not match its hash".to_owned())
+        } else if on_chain.is_some_and(|j| {
+            j.state != EscrowState::Delivered || j.result_hash != delivery.result_hash
+        }) {
+            Some(format!(
+                "the escrow does not record this delivery: {on_chain:?}"
+            ))
         } else {
             delivery
                 .signature
@@ -793,18 +850,18 @@ impl Buyer {
             },
         )
         .await?;
-        self.journal
-            .append(
-                "payment",
-                json!({
-                    "agreementHash": hash,
-                    "agreement": agreement,
-                    "paymentId": payment.payment.id(),
-                    "payment": payment,
-                    "settlement": delivery.settlement,
-                }),
-            )
-            .await?;
+        let mut entry = json!({
+            "agreementHash": hash,
+            "agreement": agreement,
+            "paymentId": payment.payment.id(),
+            "payment": payment,
+            "settlement": delivery.settlement,
+        });
+        if let (Some((id, lock)), Some(fields)) = (escrow, entry.as_object_mut()) {
+            fields.insert("escrowId".into(), json!(id));
+            fields.insert("lock".into(), json!(lock));
+        }
+        self.journal.append("payment", entry).await?;
         self.journal
             .append(
                 "delivery",
@@ -830,6 +887,14 @@ impl Buyer {
         delivery: Deliver,
     ) -> Result<Deal> {
         let a = &agreement.agreement;
+        let release = match a.mode {
+            PaymentMode::Authorization => None,
+            PaymentMode::Escrow => {
+                let (settlement, _) = self.escrow_settlement()?;
+                let id = escrow_id_of(a.buyer, escrow_job_id(&a.hash()));
+                settlement.accept_escrow(id).await?
+            }
+        };
         let note = ReceiptNote {
             agreement: a.hash(),
             result_hash: delivery.result_hash,
@@ -848,16 +913,15 @@ impl Buyer {
             &BuyerDeal::Done {
                 agreement: note.agreement,
                 result_hash: note.result_hash,
-                tx_hash: delivery.settlement.tx_hash,
+                tx_hash: release.map_or(delivery.settlement.tx_hash, |r| r.tx_hash),
             },
         )
         .await?;
-        self.journal
-            .append(
-                "receipt",
-                json!({"agreementHash": note.agreement, "receipt": receipt}),
-            )
-            .await?;
+        let mut entry = json!({"agreementHash": note.agreement, "receipt": receipt});
+        if let (Some(release), Some(fields)) = (release, entry.as_object_mut()) {
+            fields.insert("release".into(), json!(release));
+        }
+        self.journal.append("receipt", entry).await?;
         if let Err(e) = ctx.tell_in(dialogue, a.seller, receipt).await {
             tracing::warn!(target: "skill::negotiation", %dialogue, error = %e, "receipt not sent");
         }

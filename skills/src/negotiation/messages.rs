@@ -12,6 +12,10 @@
 //! | [`Accept`]                | ask  | [`Accepted`]                   |
 //! | [`Reject`]                | tell | (nothing)                      |
 //! | [`Pay`]                   | ask  | [`Deliver`] (after settlement) |
+//!
+//! In `escrow` mode the buyer locks the price on chain before [`Pay`], the seller
+//! records the delivery on chain before it answers, and the buyer's acceptance on chain
+//! pays the seller before the [`Receipt`].
 //! | [`Receipt`]               | tell | (nothing)                      |
 
 use agent_sdk::Request;
@@ -28,7 +32,9 @@ pub enum PaymentMode {
     /// An EIP-3009 `transferWithAuthorization` signed by the buyer and submitted by
     /// the seller, who pays the gas.
     Authorization,
-    /// A `JobEscrow` lock released on acceptance (not implemented yet).
+    /// A `JobEscrow` lock by the buyer (with an EIP-2612 permit signed through its
+    /// spending policy; the buyer pays the gas), delivery recorded on chain by the
+    /// seller, release when the buyer accepts.
     Escrow,
 }
 
@@ -69,6 +75,18 @@ pub fn task_hash(task: &str) -> B256 {
 pub fn result_hash(result: &Value) -> B256 {
     keccak256(wallets::journal::canonical_json(result))
 }
+
+/// The job id of an agreement paid in escrow: `keccak256("agora.escrow.v1" ‖ agreement
+/// hash)`, so a retry locks (or finds) the same escrow.
+pub fn escrow_job_id(agreement: &B256) -> B256 {
+    let mut buf = Vec::with_capacity(15 + 32);
+    buf.extend_from_slice(b"agora.escrow.v1");
+    buf.extend_from_slice(agreement.as_bytes());
+    keccak256(buf)
+}
+
+/// Seconds the buyer has to accept an escrow delivery before anyone may release it.
+pub const ESCROW_REVIEW_WINDOW: u32 = 3_600;
 
 /// The terms of one deal. The seller signs it when proposing, the buyer when
 /// accepting; the EIP-3009 nonce of its payment is derived from its hash.
@@ -291,7 +309,7 @@ impl Request for Pay {
     type Response = Deliver;
 }
 
-/// The on-chain transaction that settled a payment.
+/// An on-chain transaction of a deal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Settled {
@@ -300,7 +318,7 @@ pub struct Settled {
     pub tx_hash: B256,
     /// Its block.
     pub block: u64,
-    /// Gas it used (paid by the seller in `authorization` mode).
+    /// Gas it used, paid by whoever sent it.
     pub gas_used: u64,
 }
 
@@ -344,7 +362,8 @@ pub struct Deliver {
     /// record), if the service gives one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attestation: Option<Value>,
-    /// The transaction that paid for it.
+    /// The seller's transaction: in `authorization` mode the transfer that paid for
+    /// it, in `escrow` mode the recorded delivery.
     pub settlement: Settled,
     /// The seller's signature over the [`Delivery`].
     #[schemars(with = "String")]

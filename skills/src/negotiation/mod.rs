@@ -63,12 +63,14 @@ use wallets::Journal;
 
 pub use buyer::{Buyer, BuyerDeal, Deal};
 pub use messages::{
-    negotiation_domain, result_hash, task_hash, Accept, Accepted, Agreement, CallForProposal,
-    Counter, Deliver, Delivery, Pay, PaymentMode, Proposal, ProposalReply, Receipt, ReceiptNote,
-    Reject, Settled, SignedAgreement,
+    escrow_job_id, negotiation_domain, result_hash, task_hash, Accept, Accepted, Agreement,
+    CallForProposal, Counter, Deliver, Delivery, Pay, PaymentMode, Proposal, ProposalReply,
+    Receipt, ReceiptNote, Reject, Settled, SignedAgreement, ESCROW_REVIEW_WINDOW,
 };
 pub use seller::{service_fn, FnService, Seller, SellerDeal, Service, ServiceOutput};
-pub use settlement::{token_domain, ChainSettlement, Settlement};
+pub use settlement::{
+    escrow_id_of, token_domain, ChainSettlement, EscrowJob, EscrowState, Settlement,
+};
 pub use strategy::{BuyerStrategy, DefaultBuyerStrategy, DefaultSellerStrategy, SellerStrategy};
 
 use crate::{Error, Result};

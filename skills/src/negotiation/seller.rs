@@ -13,11 +13,11 @@ use wallets::{
 };
 
 use super::messages::{
-    negotiation_domain, result_hash, task_hash, Accept, Accepted, Agreement, CallForProposal,
-    Counter, Deliver, Delivery, Pay, PaymentMode, Proposal, ProposalReply, Receipt, Reject,
-    SignedAgreement,
+    escrow_job_id, negotiation_domain, result_hash, task_hash, Accept, Accepted, Agreement,
+    CallForProposal, Counter, Deliver, Delivery, Pay, PaymentMode, Proposal, ProposalReply,
+    Receipt, Reject, Settled, SignedAgreement, ESCROW_REVIEW_WINDOW,
 };
-use super::settlement::Settlement;
+use super::settlement::{escrow_id_of, EscrowState, Settlement};
 use super::strategy::SellerStrategy;
 use super::{now_secs, SharedJournal};
 
@@ -107,6 +107,17 @@ pub enum SellerDeal {
         agreement: SignedAgreement,
         /// The payment.
         payment: SignedPayment,
+    },
+    /// Escrow mode: the work is done and its delivery is being recorded on chain.
+    Delivering {
+        /// The agreement.
+        agreement: SignedAgreement,
+        /// The payment (the escrow deposit).
+        payment: SignedPayment,
+        /// The result.
+        result: Value,
+        /// Its attestation.
+        attestation: Option<Value>,
     },
     /// Paid and delivered; a repeated payment gets this delivery again.
     Delivered {
@@ -317,13 +328,12 @@ impl SellerInner {
                 token.verifying_contract
             ));
         }
-        let Some(mode) = call
-            .modes
-            .iter()
-            .copied()
-            .find(|m| *m == PaymentMode::Authorization)
-        else {
-            return decline("payment only in mode authorization".into());
+        let escrow = self.settlement.escrow_contract().is_some();
+        let Some(mode) = call.modes.iter().copied().find(|m| match m {
+            PaymentMode::Authorization => true,
+            PaymentMode::Escrow => escrow,
+        }) else {
+            return decline("none of the payment modes is supported".into());
         };
         if call.deadline <= now_secs() {
             return decline("the deadline has passed".into());
@@ -484,6 +494,9 @@ impl SellerInner {
 
     /// Checks that `payment` pays exactly `agreement`.
     fn check_payment(&self, a: &Agreement, payment: &SignedPayment) -> Result<(), String> {
+        if a.mode == PaymentMode::Escrow {
+            return self.check_escrow_payment(a, payment);
+        }
         let Payment::Authorization { domain, transfer } = &payment.payment else {
             return Err("the agreement is paid by an EIP-3009 authorization".into());
         };
@@ -508,6 +521,40 @@ impl SellerInner {
             .map_err(|e| format!("the payment's signature: {e}"))
     }
 
+    /// Checks that an escrow deposit locks exactly `agreement` for this seller.
+    fn check_escrow_payment(&self, a: &Agreement, payment: &SignedPayment) -> Result<(), String> {
+        let Payment::EscrowDeposit {
+            domain,
+            permit,
+            seller,
+            job_id,
+        } = &payment.payment
+        else {
+            return Err("the agreement is paid by an escrow deposit".into());
+        };
+        let checks = [
+            (
+                domain == self.settlement.token(),
+                "is not in the agreed token's domain",
+            ),
+            (permit.owner == a.buyer, "is not the buyer's"),
+            (
+                Some(permit.spender) == self.settlement.escrow_contract(),
+                "is for another escrow contract",
+            ),
+            (permit.value == a.price, "is not the agreed price"),
+            (permit.deadline == a.deadline, "has another deadline"),
+            (*seller == a.seller, "pays another seller"),
+            (*job_id == escrow_job_id(&a.hash()), "is for another job"),
+        ];
+        if let Some((_, what)) = checks.iter().find(|(ok, _)| !ok) {
+            return Err(format!("the escrow deposit {what}"));
+        }
+        payment
+            .verify()
+            .map_err(|e| format!("the deposit's signature: {e}"))
+    }
+
     async fn on_pay(&self, ctx: &Context, pay: Pay) -> Handled<Deliver> {
         let t = self.turn(ctx).await?;
         let (task, agreement) = match self.state(ctx, t.dialogue)? {
@@ -519,6 +566,20 @@ impl SellerInner {
             }) if payment == pay.payment => {
                 return self
                     .settle_and_deliver(ctx, &t, task, agreement, payment)
+                    .await;
+            }
+            Some(SellerDeal::Delivering {
+                agreement,
+                payment,
+                result,
+                attestation,
+            }) if payment == pay.payment => {
+                let output = ServiceOutput {
+                    result,
+                    attestation,
+                };
+                return self
+                    .deliver_escrow(ctx, &t, agreement, payment, output)
                     .await;
             }
             Some(SellerDeal::Delivered {
@@ -558,6 +619,11 @@ impl SellerInner {
         agreement: SignedAgreement,
         payment: SignedPayment,
     ) -> Handled<Deliver> {
+        if agreement.agreement.mode == PaymentMode::Escrow {
+            return self
+                .escrow_and_deliver(ctx, t, task, agreement, payment)
+                .await;
+        }
         let hash = agreement.agreement.hash();
         let settled = self
             .settlement
@@ -578,6 +644,98 @@ impl SellerInner {
         )
         .await?;
         let output = self.service.perform(ctx, &task).await?;
+        self.deliver(ctx, t, agreement, payment, output, settled)
+            .await
+    }
+
+    /// Escrow mode: checks the lock on chain, does the work, records the delivery on
+    /// chain, and delivers.
+    async fn escrow_and_deliver(
+        &self,
+        ctx: &Context,
+        t: &Turn,
+        task: String,
+        agreement: SignedAgreement,
+        payment: SignedPayment,
+    ) -> Handled<Deliver> {
+        let a = &agreement.agreement;
+        let escrow_id = escrow_id_of(a.buyer, escrow_job_id(&a.hash()));
+        let job = self
+            .settlement
+            .escrow(escrow_id)
+            .await
+            .map_err(|e| internal(format!("reading the escrow: {e}")))?;
+        let wanted = job.buyer == a.buyer
+            && job.seller == a.seller
+            && job.amount == a.price
+            && job.deadline == a.deadline
+            && job.review_window == ESCROW_REVIEW_WINDOW;
+        if !wanted || job.state != EscrowState::Locked {
+            return Err(refused(format!(
+                "escrow {escrow_id} is not locked as agreed: {job:?}"
+            )));
+        }
+        let output = self.service.perform(ctx, &task).await?;
+        self.save(
+            ctx,
+            t,
+            &SellerDeal::Delivering {
+                agreement: agreement.clone(),
+                payment: payment.clone(),
+                result: output.result.clone(),
+                attestation: output.attestation.clone(),
+            },
+        )
+        .await?;
+        self.deliver_escrow(ctx, t, agreement, payment, output)
+            .await
+    }
+
+    /// Records an escrow delivery on chain (again, after a crash) and delivers.
+    async fn deliver_escrow(
+        &self,
+        ctx: &Context,
+        t: &Turn,
+        agreement: SignedAgreement,
+        payment: SignedPayment,
+        output: ServiceOutput,
+    ) -> Handled<Deliver> {
+        let hash = agreement.agreement.hash();
+        let escrow_id = escrow_id_of(agreement.agreement.buyer, escrow_job_id(&hash));
+        let settled = self
+            .settlement
+            .deliver_escrow(escrow_id, result_hash(&output.result))
+            .await
+            .map_err(|e| internal(format!("recording the delivery: {e}")))?;
+        tracing::info!(target: "skill::negotiation", dialogue = %t.dialogue, agreement = %hash,
+            escrow = %escrow_id, tx = %settled.tx_hash, gas = settled.gas_used, "delivery recorded in escrow");
+        self.journal(
+            "payment",
+            json!({
+                "agreementHash": hash,
+                "agreement": agreement,
+                "paymentId": payment.payment.id(),
+                "payment": payment,
+                "escrowId": escrow_id,
+                "settlement": settled,
+            }),
+        )
+        .await?;
+        self.deliver(ctx, t, agreement, payment, output, settled)
+            .await
+    }
+
+    /// Signs the delivery, saves it, journals it, and answers with it.
+    async fn deliver(
+        &self,
+        ctx: &Context,
+        t: &Turn,
+        agreement: SignedAgreement,
+        payment: SignedPayment,
+        output: ServiceOutput,
+        settled: Settled,
+    ) -> Handled<Deliver> {
+        let hash = agreement.agreement.hash();
         let result_hash = result_hash(&output.result);
         let signature = self
             .wallet
@@ -668,6 +826,7 @@ fn step_name(s: &SellerDeal) -> &'static str {
         SellerDeal::Proposed { .. } => "proposed",
         SellerDeal::Accepted { .. } => "accepted",
         SellerDeal::Settling { .. } => "settling",
+        SellerDeal::Delivering { .. } => "delivering",
         SellerDeal::Delivered { .. } => "delivered",
         SellerDeal::Closed { .. } => "closed",
     }

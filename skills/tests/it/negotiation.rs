@@ -12,9 +12,9 @@ use registry::chain::{self, Addresses, DeployConfig, Deployment};
 use registry::devnet::{dev_wallet, Devnet, DevnetConfig, DevnetHandle};
 use serde_json::{json, Value};
 use skills::negotiation::{
-    negotiation_domain, service_fn, token_domain, Accept, Buyer, BuyerDeal, CallForProposal,
-    ChainSettlement, DefaultSellerStrategy, Pay, PaymentMode, ProposalReply, Seller, SellerDeal,
-    SellerStrategy, ServiceOutput, SignedAgreement,
+    escrow_id_of, escrow_job_id, negotiation_domain, service_fn, token_domain, Accept, Buyer,
+    BuyerDeal, CallForProposal, ChainSettlement, DefaultSellerStrategy, EscrowState, Pay,
+    PaymentMode, ProposalReply, Seller, SellerDeal, SellerStrategy, ServiceOutput, SignedAgreement,
 };
 use wallets::{
     journal, Journal, JournalEntry, Limits, Payment, SpendingPolicy, TransferWithAuthorization,
@@ -141,7 +141,24 @@ fn buyer(
     per_deal: Amount,
     directory: StaticDirectory,
 ) -> BuyerAgent {
-    let wallet = Arc::new(Wallet::random());
+    buyer_with(
+        host,
+        dir,
+        chain,
+        per_deal,
+        directory,
+        Arc::new(Wallet::random()),
+    )
+}
+
+fn buyer_with(
+    host: &Host,
+    dir: &Path,
+    chain: &Chain,
+    per_deal: Amount,
+    directory: StaticDirectory,
+    wallet: Arc<Wallet>,
+) -> BuyerAgent {
     let policy = SpendingPolicy::open(
         dir.join("buyer.policy"),
         wallet.clone(),
@@ -540,4 +557,92 @@ fn now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
+}
+
+/// Escrow mode: the buyer locks the price with a permit its policy signed, the
+/// seller records the delivery on chain, the buyer's acceptance releases the price.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_escrow_deal_locks_the_price_and_releases_it_on_acceptance() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = Chain::start(dir.path()).await;
+    let chain_id = chain.addresses.chain_id;
+    let (h1, h2) = (
+        host(dir.path(), "h1", chain_id),
+        host(dir.path(), "h2", chain_id),
+    );
+    let s = seller(
+        &h2,
+        dir.path(),
+        &chain,
+        "s",
+        7,
+        DefaultSellerStrategy::fixed(usdc("3")),
+    )
+    .await;
+    let directory = StaticDirectory::default().with(KIND, peer(&s, h2.url(), None));
+    // In escrow mode the buyer sends transactions: a dev account with gas.
+    let wallet = Arc::new(dev_wallet(8));
+    let mut buyer = buyer_with(
+        &h1,
+        dir.path(),
+        &chain,
+        usdc("10"),
+        directory,
+        wallet.clone(),
+    );
+    let settlement =
+        ChainSettlement::connect(&chain.node.http_url(), wallet, &chain.addresses, TOKEN)
+            .await
+            .unwrap();
+    buyer.buyer = buyer.buyer.clone().with_settlement(settlement);
+    let me = buyer.handle.address();
+    chain.minter.mint(me, usdc("10")).await.unwrap();
+
+    let deal = buyer
+        .buyer
+        .hire(
+            &buyer.handle.context(),
+            "Forecast for Faro",
+            KIND,
+            usdc("5"),
+            PaymentMode::Escrow,
+        )
+        .await
+        .unwrap();
+    assert_eq!(deal.price(), usdc("3"));
+    assert_eq!(deal.agreement.agreement.mode, PaymentMode::Escrow);
+    assert!(matches!(
+        deal.payment.payment,
+        Payment::EscrowDeposit { .. }
+    ));
+
+    let escrow = escrow_id_of(me, escrow_job_id(&deal.agreement.agreement.hash()));
+    let job = chain.minter.escrow_job(escrow).await.unwrap();
+    assert_eq!(job.state, EscrowState::Released);
+    assert_eq!(job.result_hash, deal.delivery.result_hash);
+    assert_eq!(job.amount, usdc("3"));
+    assert_eq!(chain.balance(me).await, usdc("7"));
+    assert_eq!(chain.balance(s.handle.address()).await, usdc("3"));
+    let escrow_contract = wallets::Address(chain.addresses.escrow.0);
+    assert_eq!(chain.balance(escrow_contract).await, Amount::ZERO);
+
+    let ours = entries(&buyer.journal, me, "receipt").await;
+    let theirs = entries(&s.journal, s.handle.address(), "receipt").await;
+    let (pb, ps) = (only(&ours, "payment"), only(&theirs, "payment"));
+    assert_eq!(pb["escrowId"], json!(escrow));
+    assert_eq!(ps["escrowId"], json!(escrow));
+    assert_eq!(pb["agreement"], ps["agreement"]);
+    assert_eq!(pb["payment"], ps["payment"]);
+    assert_eq!(
+        pb["settlement"], ps["settlement"],
+        "the delivery recorded on chain"
+    );
+    let (rb, rs) = (only(&ours, "receipt"), only(&theirs, "receipt"));
+    assert_eq!(rb["receipt"], rs["receipt"]);
+    let release = &rb["release"];
+    eprintln!(
+        "negotiation (escrow): lock {} gas (buyer), deliver {} gas (seller), accept {} gas (buyer)",
+        pb["lock"]["gasUsed"], ps["settlement"]["gasUsed"], release["gasUsed"]
+    );
+    assert!(release["txHash"].is_string(), "{release}");
 }
