@@ -130,6 +130,8 @@ pub enum SellerDeal {
     },
     /// Over: received, or rejected before payment.
     Closed {
+        /// The buyer.
+        buyer: Address,
         /// The agreement hash, if there was one.
         agreement: Option<B256>,
         /// `received` or `rejected: reason`.
@@ -252,8 +254,19 @@ impl SellerInner {
         })
     }
 
-    fn state(&self, ctx: &Context, dialogue: B256) -> Handled<Option<SellerDeal>> {
-        ctx.state::<SellerDeal>(dialogue).map_err(internal)
+    /// The dialogue's state, if it is this buyer's. Dialogue ids are chosen by
+    /// buyers and the store keys states by dialogue alone, so another agent could
+    /// name a dialogue that is not its own: refuse that.
+    fn state(&self, ctx: &Context, t: &Turn) -> Handled<Option<SellerDeal>> {
+        let deal = ctx.state::<SellerDeal>(t.dialogue).map_err(internal)?;
+        match &deal {
+            Some(d) if d.buyer() != t.buyer => {
+                tracing::warn!(target: "skill::negotiation", dialogue = %t.dialogue,
+                    sender = %t.buyer, "a message in another buyer's dialogue");
+                Err(refused("this dialogue belongs to another agent"))
+            }
+            _ => Ok(deal),
+        }
     }
 
     async fn save(&self, ctx: &Context, t: &Turn, deal: &SellerDeal) -> Handled<()> {
@@ -307,7 +320,7 @@ impl SellerInner {
 
     async fn on_call(&self, ctx: &Context, call: CallForProposal) -> Handled<ProposalReply> {
         let t = self.turn(ctx).await?;
-        match self.state(ctx, t.dialogue)? {
+        match self.state(ctx, &t)? {
             None => {}
             Some(SellerDeal::Proposed { call: c, proposal }) if c == call => {
                 return Ok(ProposalReply::Propose(proposal));
@@ -371,7 +384,7 @@ impl SellerInner {
 
     async fn on_counter(&self, ctx: &Context, counter: Counter) -> Handled<ProposalReply> {
         let t = self.turn(ctx).await?;
-        let Some(SellerDeal::Proposed { call, proposal }) = self.state(ctx, t.dialogue)? else {
+        let Some(SellerDeal::Proposed { call, proposal }) = self.state(ctx, &t)? else {
             return Err(SkillError::bad_request("no offer stands in this dialogue"));
         };
         if counter.round == proposal.round && counter.round > 0 {
@@ -416,7 +429,7 @@ impl SellerInner {
 
     async fn on_accept(&self, ctx: &Context, accept: Accept) -> Handled<Accepted> {
         let t = self.turn(ctx).await?;
-        let (call, proposal) = match self.state(ctx, t.dialogue)? {
+        let (call, proposal) = match self.state(ctx, &t)? {
             Some(SellerDeal::Proposed { call, proposal }) => (call, proposal),
             Some(SellerDeal::Accepted { agreement, .. })
                 if agreement.agreement == accept.agreement =>
@@ -467,7 +480,7 @@ impl SellerInner {
 
     async fn on_reject(&self, ctx: &Context, reject: Reject) -> Handled<()> {
         let t = self.turn(ctx).await?;
-        let agreement = match self.state(ctx, t.dialogue)? {
+        let agreement = match self.state(ctx, &t)? {
             Some(SellerDeal::Proposed { proposal, .. }) => proposal.agreement.hash(),
             Some(SellerDeal::Accepted { agreement, .. }) => agreement.agreement.hash(),
             other => {
@@ -480,6 +493,7 @@ impl SellerInner {
             ctx,
             &t,
             &SellerDeal::Closed {
+                buyer: t.buyer,
                 agreement: Some(agreement),
                 outcome: format!("rejected: {}", reject.reason),
             },
@@ -557,7 +571,7 @@ impl SellerInner {
 
     async fn on_pay(&self, ctx: &Context, pay: Pay) -> Handled<Deliver> {
         let t = self.turn(ctx).await?;
-        let (task, agreement) = match self.state(ctx, t.dialogue)? {
+        let (task, agreement) = match self.state(ctx, &t)? {
             Some(SellerDeal::Accepted { task, agreement }) => (task, agreement),
             Some(SellerDeal::Settling {
                 task,
@@ -785,7 +799,7 @@ impl SellerInner {
             agreement,
             delivery,
             ..
-        }) = self.state(ctx, t.dialogue)?
+        }) = self.state(ctx, &t)?
         else {
             return Err(SkillError::bad_request(
                 "nothing was delivered in this dialogue",
@@ -808,6 +822,7 @@ impl SellerInner {
             ctx,
             &t,
             &SellerDeal::Closed {
+                buyer: t.buyer,
                 agreement: Some(hash),
                 outcome: "received".into(),
             },
@@ -818,6 +833,20 @@ impl SellerInner {
             json!({"agreementHash": hash, "receipt": receipt}),
         )
         .await
+    }
+}
+
+impl SellerDeal {
+    /// The buyer of the deal.
+    pub fn buyer(&self) -> Address {
+        match self {
+            Self::Proposed { proposal, .. } => proposal.agreement.buyer,
+            Self::Accepted { agreement, .. }
+            | Self::Settling { agreement, .. }
+            | Self::Delivering { agreement, .. }
+            | Self::Delivered { agreement, .. } => agreement.agreement.buyer,
+            Self::Closed { buyer, .. } => *buyer,
+        }
     }
 }
 

@@ -14,7 +14,8 @@ use serde_json::{json, Value};
 use skills::negotiation::{
     escrow_id_of, escrow_job_id, negotiation_domain, service_fn, token_domain, Accept, Buyer,
     BuyerDeal, CallForProposal, ChainSettlement, DefaultSellerStrategy, EscrowState, Pay,
-    PaymentMode, ProposalReply, Seller, SellerDeal, SellerStrategy, ServiceOutput, SignedAgreement,
+    PaymentMode, ProposalReply, Reject, Seller, SellerDeal, SellerStrategy, ServiceOutput,
+    SignedAgreement,
 };
 use wallets::{
     journal, Journal, JournalEntry, Limits, Payment, SpendingPolicy, TransferWithAuthorization,
@@ -494,7 +495,17 @@ async fn a_resumed_buyer_re_sends_the_same_payment_and_the_seller_is_paid_once()
         agreement: a.clone(),
         buyer_signature,
     };
-    let accepted = ctx.ask_in(d, seller_addr, accept, t).await.unwrap();
+    let accepted = ctx.ask_in(d, seller_addr, accept.clone(), t).await.unwrap();
+
+    // Another agent cannot act in the buyer's dialogue: dialogue ids are not secret.
+    let intruder = AgentBuilder::new("intruder").spawn(&h1).unwrap();
+    let ictx = intruder.context();
+    let hijack = Reject {
+        reason: "hijacked".into(),
+    };
+    ictx.tell_in(d, seller_addr, hijack).await.unwrap();
+    let err = ictx.ask_in(d, seller_addr, accept, t).await.unwrap_err();
+    assert!(err.to_string().contains("another agent"), "{err}");
     let agreement = SignedAgreement {
         agreement: a.clone(),
         seller_signature: accepted.seller_signature,
