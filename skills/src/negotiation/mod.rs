@@ -1,6 +1,62 @@
 //! Contract-net negotiation between a [`Buyer`] and [`Seller`] agents, paid in the
 //! stablecoin through the buyer's spending policy and settled on chain.
 //!
+//! A seller of forecasts and a buyer that hires it, paying at most 10 USDC a deal
+//! whatever it is told:
+//!
+//! ```no_run
+//! # async fn demo(
+//! #     host: &agent_sdk::Host,
+//! #     addresses: &registry::chain::Addresses,
+//! #     rpc_url: &str,
+//! # ) -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//!
+//! use agent_sdk::prelude::*;
+//! use agent_sdk::{Peer, StaticDirectory};
+//! use skills::negotiation::*;
+//! use wallets::{Journal, Limits, SpendingPolicy};
+//!
+//! let kind = "weather.Forecast";
+//! let wallet = Arc::new(Wallet::random());
+//! let seller = Seller::new(
+//!     kind,
+//!     wallet.clone(),
+//!     DefaultSellerStrategy::new("2.50".parse()?, "2".parse()?),
+//!     service_fn(|task: String| async move {
+//!         Ok::<_, SkillError>(ServiceOutput::new(serde_json::json!({"task": task, "celsius": 21})))
+//!     }),
+//!     ChainSettlement::connect(rpc_url, wallet.clone(), addresses, "USD Coin").await?,
+//!     Journal::open("seller.journal", wallet.clone())?,
+//! );
+//! let seller_agent = seller
+//!     .install(AgentBuilder::new("seller").wallet(wallet))
+//!     .spawn(host)?;
+//!
+//! let wallet = Arc::new(Wallet::random());
+//! let limits = Limits { per_deal: Some("10".parse()?), ..Limits::default() };
+//! let policy = SpendingPolicy::open("buyer.policy", wallet.clone(), limits)?;
+//! let peer = Peer { address: seller_agent.address(), endpoint: None, price: None };
+//! let buyer_agent = AgentBuilder::new("buyer")
+//!     .wallet(wallet.clone())
+//!     .policy(Arc::new(policy))
+//!     .directory(StaticDirectory::default().with(kind, peer))
+//!     .spawn(host)?;
+//! let buyer = Buyer::new(
+//!     wallet.clone(),
+//!     token_domain(addresses, "USD Coin"),
+//!     Journal::open("buyer.journal", wallet)?,
+//! );
+//! let ctx = buyer_agent.context();
+//! let max = "5".parse()?;
+//! let deal = buyer
+//!     .hire(&ctx, "Forecast for Lisbon", kind, max, PaymentMode::Authorization)
+//!     .await?;
+//! println!("paid {} in {}", deal.price(), deal.delivery.settlement.tx_hash);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Message flow
 //!
 //! One dialogue per (buyer, seller) pair and task; every message of a deal travels in
