@@ -496,6 +496,408 @@ impl Deployment {
     }
 }
 
+/// A mined transaction: its hash, block and gas, as a payment's journal entry records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Mined {
+    /// The transaction hash.
+    pub tx_hash: wallets::B256,
+    /// The block it was mined in.
+    pub block: u64,
+    /// Gas it used.
+    pub gas_used: u64,
+}
+
+/// Waits for a sent call's receipt and checks it succeeded.
+async fn mined<M: Middleware>(
+    call: &str,
+    sent: Result<
+        ethers::providers::PendingTransaction<'_, M::Provider>,
+        ethers::contract::ContractError<M>,
+    >,
+) -> Result<Mined, ChainError> {
+    let contract = |message: String| ChainError::Contract {
+        call: call.to_owned(),
+        message,
+    };
+    let receipt = sent
+        .map_err(|e| contract_error(call, e))?
+        .await
+        .map_err(|e| contract(format!("waiting for the receipt: {e}")))?
+        .ok_or_else(|| contract("the transaction was dropped".into()))?;
+    mined_of(call, &receipt)
+}
+
+fn mined_of(call: &str, receipt: &ethers::types::TransactionReceipt) -> Result<Mined, ChainError> {
+    if receipt.status != Some(1.into()) {
+        return Err(ChainError::Contract {
+            call: call.to_owned(),
+            message: format!("transaction {:?} reverted", receipt.transaction_hash),
+        });
+    }
+    Ok(Mined {
+        tx_hash: wallets::B256(receipt.transaction_hash.0),
+        block: receipt.block_number.map_or(0, |b| b.as_u64()),
+        gas_used: receipt.gas_used.map_or(0, |g| g.low_u64()),
+    })
+}
+
+fn ea(a: wallets::Address) -> EAddress {
+    EAddress::from(a.0)
+}
+
+/// Stablecoin payments in wallet types, so callers need no ethers.
+impl Deployment {
+    /// Mints `amount` of the stablecoin to `to` (dev chains, from the minter's client).
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] with the decoded revert reason.
+    pub async fn mint(
+        &self,
+        to: wallets::Address,
+        amount: wallets::Amount,
+    ) -> Result<Mined, ChainError> {
+        let call = self
+            .stablecoin
+            .mint(ea(to), EU256::from(amount.base_units()));
+        mined("Stablecoin.mint", call.send().await).await
+    }
+
+    /// The stablecoin balance of `who`.
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] when the call fails.
+    pub async fn balance_of(&self, who: wallets::Address) -> Result<wallets::Amount, ChainError> {
+        let v = self
+            .stablecoin
+            .balance_of(ea(who))
+            .call()
+            .await
+            .map_err(|e| contract_error("Stablecoin.balanceOf", e))?;
+        if v.bits() > 128 {
+            return Err(ChainError::Contract {
+                call: "Stablecoin.balanceOf".into(),
+                message: format!("balance {v} does not fit an Amount"),
+            });
+        }
+        Ok(wallets::Amount::from_base_units(v.as_u128()))
+    }
+
+    /// Submits a signed EIP-3009 [`wallets::Payment::Authorization`] with
+    /// `transferWithAuthorization` from the client's account (which pays the gas) and
+    /// waits for the receipt.
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] when the payment is not an authorization, or the call
+    /// reverts (bad signature, nonce used, outside its validity window).
+    pub async fn transfer_with_authorization(
+        &self,
+        signed: &wallets::SignedPayment,
+    ) -> Result<Mined, ChainError> {
+        const CALL: &str = "Stablecoin.transferWithAuthorization";
+        let wallets::Payment::Authorization { transfer: t, .. } = &signed.payment else {
+            return Err(ChainError::Contract {
+                call: CALL.into(),
+                message: "the payment is not an EIP-3009 authorization".into(),
+            });
+        };
+        let call = self.stablecoin.transfer_with_authorization(
+            ea(t.from),
+            ea(t.to),
+            EU256::from(t.value.base_units()),
+            EU256::from(t.valid_after),
+            EU256::from(t.valid_before),
+            t.nonce.0,
+            ethers::types::Bytes::from(signed.signature.to_bytes().to_vec()),
+        );
+        mined(CALL, call.send().await).await
+    }
+
+    /// The transaction that used the EIP-3009 authorization `(authorizer, nonce)`, if
+    /// any, searched from block `from_block` (the deployment's `deployed_at`).
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] when the log query or the receipt lookup fails.
+    pub async fn authorization_used(
+        &self,
+        authorizer: wallets::Address,
+        nonce: wallets::B256,
+        from_block: u64,
+    ) -> Result<Option<Mined>, ChainError> {
+        const CALL: &str = "Stablecoin.AuthorizationUsed";
+        let used = self
+            .stablecoin
+            .authorization_state(ea(authorizer), nonce.0)
+            .call()
+            .await
+            .map_err(|e| contract_error("Stablecoin.authorizationState", e))?;
+        if !used {
+            return Ok(None);
+        }
+        let logs = self
+            .stablecoin
+            .authorization_used_filter()
+            .topic1(ea(authorizer))
+            .topic2(ethers::types::H256(nonce.0))
+            .from_block(from_block)
+            .query_with_meta()
+            .await
+            .map_err(|e| contract_error(CALL, e))?;
+        let Some((_, meta)) = logs.first() else {
+            return Err(ChainError::Contract {
+                call: CALL.into(),
+                message: format!(
+                    "authorization {nonce} is used but no log from block {from_block} shows it"
+                ),
+            });
+        };
+        self.receipt_of(CALL, meta.transaction_hash).await.map(Some)
+    }
+}
+
+/// Where a `JobEscrow` escrow stands (the contract's `State`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EscrowState {
+    /// No such escrow.
+    None,
+    /// The price is locked.
+    Locked,
+    /// The seller delivered a result hash.
+    Delivered,
+    /// The seller was paid.
+    Released,
+    /// The buyer was refunded.
+    Refunded,
+    /// The buyer disputed the delivery.
+    Disputed,
+    /// The arbiter ruled.
+    Resolved,
+}
+
+/// A `JobEscrow` escrow record, in wallet types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EscrowJob {
+    /// Who locked the price.
+    pub buyer: wallets::Address,
+    /// Who is paid on release.
+    pub seller: wallets::Address,
+    /// The price held.
+    pub amount: wallets::Amount,
+    /// Last second (inclusive) for delivery.
+    pub deadline: u64,
+    /// Seconds the buyer has after delivery to accept or dispute.
+    pub review_window: u32,
+    /// Where it stands.
+    pub state: EscrowState,
+    /// The delivered result's hash (zero before delivery).
+    pub result_hash: wallets::B256,
+}
+
+/// The escrow id of a buyer's job: `keccak256(abi.encode(buyer, jobId))`, as the
+/// contract's `escrowIdOf`.
+pub fn escrow_id_of(buyer: wallets::Address, job_id: wallets::B256) -> wallets::B256 {
+    let mut buf = [0u8; 64];
+    if let Some(w) = buf.get_mut(12..32) {
+        w.copy_from_slice(buyer.as_bytes());
+    }
+    if let Some(w) = buf.get_mut(32..) {
+        w.copy_from_slice(job_id.as_bytes());
+    }
+    wallets::keccak256(buf)
+}
+
+/// `JobEscrow` in wallet types.
+impl Deployment {
+    /// The owner's current EIP-2612 permit nonce on the stablecoin.
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] when the call fails.
+    pub async fn permit_nonce(&self, owner: wallets::Address) -> Result<u64, ChainError> {
+        let n = self
+            .stablecoin
+            .nonces(ea(owner))
+            .call()
+            .await
+            .map_err(|e| contract_error("Stablecoin.nonces", e))?;
+        Ok(n.low_u64())
+    }
+
+    /// Locks a signed [`wallets::Payment::EscrowDeposit`] with `lockWithPermit` from the
+    /// client's account (the buyer, who pays the gas), for delivery by `deadline` and a
+    /// review window of `review_window` seconds, and waits for the receipt.
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] when the payment is not an escrow deposit, or the call
+    /// reverts (job exists, bad permit, deadline in the past).
+    pub async fn lock_with_permit(
+        &self,
+        signed: &wallets::SignedPayment,
+        deadline: u64,
+        review_window: u32,
+    ) -> Result<Mined, ChainError> {
+        const CALL: &str = "JobEscrow.lockWithPermit";
+        let wallets::Payment::EscrowDeposit {
+            permit,
+            seller,
+            job_id,
+            ..
+        } = &signed.payment
+        else {
+            return Err(ChainError::Contract {
+                call: CALL.into(),
+                message: "the payment is not an escrow deposit".into(),
+            });
+        };
+        let sig = &signed.signature;
+        let call = self.escrow.lock_with_permit(
+            job_id.0,
+            ea(*seller),
+            EU256::from(permit.value.base_units()),
+            deadline,
+            review_window,
+            EU256::from(permit.deadline),
+            sig.v(),
+            sig.r().0,
+            sig.s().0,
+        );
+        mined(CALL, call.send().await).await
+    }
+
+    /// The escrow `escrow_id` ([`escrow_id_of`]).
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] when the call fails.
+    pub async fn escrow_job(&self, escrow_id: wallets::B256) -> Result<EscrowJob, ChainError> {
+        const CALL: &str = "JobEscrow.getJob";
+        let job = self
+            .escrow
+            .get_job(escrow_id.0)
+            .call()
+            .await
+            .map_err(|e| contract_error(CALL, e))?;
+        let state = match job.state {
+            0 => EscrowState::None,
+            1 => EscrowState::Locked,
+            2 => EscrowState::Delivered,
+            3 => EscrowState::Released,
+            4 => EscrowState::Refunded,
+            5 => EscrowState::Disputed,
+            6 => EscrowState::Resolved,
+            other => {
+                return Err(ChainError::Contract {
+                    call: CALL.into(),
+                    message: format!("unknown escrow state {other}"),
+                })
+            }
+        };
+        if job.amount.bits() > 128 {
+            return Err(ChainError::Contract {
+                call: CALL.into(),
+                message: format!("amount {} does not fit an Amount", job.amount),
+            });
+        }
+        Ok(EscrowJob {
+            buyer: wallets::Address(job.buyer.0),
+            seller: wallets::Address(job.seller.0),
+            amount: wallets::Amount::from_base_units(job.amount.as_u128()),
+            deadline: job.deadline,
+            review_window: job.review_window,
+            state,
+            result_hash: wallets::B256(job.result_hash),
+        })
+    }
+
+    /// The seller records delivery of `result_hash` for `escrow_id` and waits.
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] with the decoded revert reason.
+    pub async fn deliver_escrow(
+        &self,
+        escrow_id: wallets::B256,
+        result_hash: wallets::B256,
+    ) -> Result<Mined, ChainError> {
+        let call = self.escrow.deliver(escrow_id.0, result_hash.0);
+        mined("JobEscrow.deliver", call.send().await).await
+    }
+
+    /// The buyer accepts the delivery of `escrow_id`, paying the seller, and waits.
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] with the decoded revert reason.
+    pub async fn accept_escrow(&self, escrow_id: wallets::B256) -> Result<Mined, ChainError> {
+        let call = self.escrow.accept(escrow_id.0);
+        mined("JobEscrow.accept", call.send().await).await
+    }
+
+    /// The transaction that locked `escrow_id`, searched from block `from_block`.
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] when the log query or the receipt lookup fails.
+    pub async fn escrow_lock_tx(
+        &self,
+        escrow_id: wallets::B256,
+        from_block: u64,
+    ) -> Result<Option<Mined>, ChainError> {
+        const CALL: &str = "JobEscrow.JobLocked";
+        let logs = self
+            .escrow
+            .job_locked_filter()
+            .topic1(ethers::types::H256(escrow_id.0))
+            .from_block(from_block)
+            .query_with_meta()
+            .await
+            .map_err(|e| contract_error(CALL, e))?;
+        let Some((_, meta)) = logs.first() else {
+            return Ok(None);
+        };
+        self.receipt_of(CALL, meta.transaction_hash).await.map(Some)
+    }
+
+    /// The transaction that recorded the delivery of `escrow_id`, searched from block
+    /// `from_block`.
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] when the log query or the receipt lookup fails.
+    pub async fn escrow_delivery_tx(
+        &self,
+        escrow_id: wallets::B256,
+        from_block: u64,
+    ) -> Result<Option<Mined>, ChainError> {
+        const CALL: &str = "JobEscrow.JobDelivered";
+        let logs = self
+            .escrow
+            .job_delivered_filter()
+            .topic1(ethers::types::H256(escrow_id.0))
+            .from_block(from_block)
+            .query_with_meta()
+            .await
+            .map_err(|e| contract_error(CALL, e))?;
+        let Some((_, meta)) = logs.first() else {
+            return Ok(None);
+        };
+        self.receipt_of(CALL, meta.transaction_hash).await.map(Some)
+    }
+
+    async fn receipt_of(&self, call: &str, hash: ethers::types::H256) -> Result<Mined, ChainError> {
+        let receipt = self
+            .stablecoin
+            .client()
+            .get_transaction_receipt(hash)
+            .await
+            .map_err(|e| ChainError::Contract {
+                call: call.to_owned(),
+                message: format!("receipt of {hash:?}: {e}"),
+            })?
+            .ok_or_else(|| ChainError::Contract {
+                call: call.to_owned(),
+                message: format!("no receipt for {hash:?}"),
+            })?;
+        mined_of(call, &receipt)
+    }
+}
+
 /// The text of a skill tag (up to the first zero byte).
 pub fn skill_name(tag: &[u8; 32]) -> String {
     let end = tag.iter().position(|&b| b == 0).unwrap_or(32);

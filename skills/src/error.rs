@@ -156,6 +156,76 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
 
+    /// The agent runtime failed (no route, timeout, refused message, store).
+    #[cfg(feature = "negotiation")]
+    #[error("agent runtime: {0}")]
+    Runtime(#[from] agent_sdk::Error),
+
+    /// A chain call failed.
+    #[cfg(feature = "negotiation")]
+    #[error("chain: {0}")]
+    Chain(#[from] registry::chain::ChainError),
+
+    /// The directory knows no seller of the skill at that price.
+    #[cfg(feature = "negotiation")]
+    #[error("no seller of {kind} at {max_price} or less")]
+    NoSellers {
+        /// The skill.
+        kind: String,
+        /// The most the buyer would pay.
+        max_price: wallets::Amount,
+    },
+
+    /// Sellers were called but none made an acceptable proposal.
+    #[cfg(feature = "negotiation")]
+    #[error("no acceptable proposal for {kind} at {max_price} or less: {}", reasons.join("; "))]
+    NoAcceptableProposal {
+        /// The skill.
+        kind: String,
+        /// The most the buyer would pay.
+        max_price: wallets::Amount,
+        /// What each seller answered, or why its proposal was refused.
+        reasons: Vec<String>,
+    },
+
+    /// The buyer's spending policy refused to sign the payment of an agreed deal;
+    /// the deal was rejected and nothing was paid.
+    #[cfg(feature = "negotiation")]
+    #[error("payment of {price} to {seller} in dialogue {dialogue} refused by the spending policy: {source}")]
+    PaymentRefused {
+        /// The deal's dialogue.
+        dialogue: wallets::B256,
+        /// Who would have been paid.
+        seller: wallets::Address,
+        /// The agreed price.
+        price: wallets::Amount,
+        /// The policy's refusal.
+        source: Box<wallets::Error>,
+    },
+
+    /// The peer broke the protocol: a bad signature, terms that differ from what was
+    /// agreed, a result that does not match its hash.
+    #[cfg(feature = "negotiation")]
+    #[error("peer {peer} in dialogue {dialogue}: {reason}")]
+    Protocol {
+        /// The deal's dialogue.
+        dialogue: wallets::B256,
+        /// The peer.
+        peer: wallets::Address,
+        /// What was wrong.
+        reason: String,
+    },
+
+    /// A negotiation skill was given a wallet that is not its agent's.
+    #[cfg(feature = "negotiation")]
+    #[error("the negotiation wallet {wallet} is not the agent's ({agent})")]
+    WrongWallet {
+        /// The wallet the skill holds.
+        wallet: wallets::Address,
+        /// The agent it runs as.
+        agent: wallets::Address,
+    },
+
     /// A weather forecast query is invalid (days out of range, bad coordinates, ...).
     #[error("invalid forecast query: {reason}")]
     InvalidQuery {

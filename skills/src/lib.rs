@@ -1,16 +1,23 @@
 //! # skills
 //!
-//! Ready skills for Agora agents. So far: [`llm`], local LLM inference on llama.cpp
-//! (llama-cpp-2) with one model shared by all agents of a process, continuous
-//! batching, grammar-constrained JSON output, deterministic sampling and signed
-//! inference attestations; and [`weather`], the weather skill's data layer.
-//! Negotiation and travel skills come next.
+//! Ready skills for Agora agents. So far:
+//!
+//! - [`llm`]: local LLM inference on llama.cpp (llama-cpp-2) with one model shared by
+//!   all agents of a process, continuous batching, grammar-constrained JSON output,
+//!   deterministic sampling and signed inference attestations;
+//! - `negotiation` (feature `negotiation`): contract-net negotiation between a
+//!   `Buyer` and `Seller` agents, paid through the buyer's spending policy in the
+//!   stablecoin, settled on chain, journaled on both sides;
+//! - [`weather`]: the weather skill's data layer.
+//!
+//! The travel skill comes next.
 //!
 //! Features: `llm` (default) builds llama.cpp and the [`llm::LlmEngine`]; without it
 //! the crate still offers model files and fingerprints, grammars, sampling parameters
-//! and attestations. `cuda` offloads inference to NVIDIA GPUs. `weather` (default)
-//! adds the Open-Meteo HTTP client (reqwest); without it [`weather`] still has its
-//! types, the provider trait and the offline climatology provider.
+//! and attestations. `cuda` offloads inference to NVIDIA GPUs. `negotiation`
+//! (default) needs no llama.cpp. `weather` (default) adds the Open-Meteo HTTP client
+//! (reqwest); without it [`weather`] still has its types, the provider trait and the
+//! offline climatology provider.
 //!
 //! # Weather
 //!
@@ -88,6 +95,8 @@
 
 mod error;
 pub mod llm;
+#[cfg(feature = "negotiation")]
+pub mod negotiation;
 pub mod weather;
 
 pub use error::{Error, Result};

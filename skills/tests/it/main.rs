@@ -14,6 +14,8 @@ mod fetch;
 mod grammar;
 #[cfg(feature = "llm")]
 mod llm;
+#[cfg(feature = "negotiation")]
+mod negotiation;
 #[cfg(feature = "llm")]
 mod support;
 mod weather;

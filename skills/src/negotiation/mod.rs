@@ -1,0 +1,165 @@
+//! Contract-net negotiation between a [`Buyer`] and [`Seller`] agents, paid in the
+//! stablecoin through the buyer's spending policy and settled on chain.
+//!
+//! A seller of forecasts and a buyer that hires it, paying at most 10 USDC a deal
+//! whatever it is told:
+//!
+//! ```no_run
+//! # async fn demo(
+//! #     host: &agent_sdk::Host,
+//! #     addresses: &registry::chain::Addresses,
+//! #     rpc_url: &str,
+//! # ) -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//!
+//! use agent_sdk::prelude::*;
+//! use agent_sdk::{Peer, StaticDirectory};
+//! use skills::negotiation::*;
+//! use wallets::{Journal, Limits, SpendingPolicy};
+//!
+//! let kind = "weather.Forecast";
+//! let wallet = Arc::new(Wallet::random());
+//! let seller = Seller::new(
+//!     kind,
+//!     wallet.clone(),
+//!     DefaultSellerStrategy::new("2.50".parse()?, "2".parse()?),
+//!     service_fn(|task: String| async move {
+//!         Ok::<_, SkillError>(ServiceOutput::new(serde_json::json!({"task": task, "celsius": 21})))
+//!     }),
+//!     ChainSettlement::connect(rpc_url, wallet.clone(), addresses, "USD Coin").await?,
+//!     Journal::open("seller.journal", wallet.clone())?,
+//! );
+//! let seller_agent = seller
+//!     .install(AgentBuilder::new("seller").wallet(wallet))
+//!     .spawn(host)?;
+//!
+//! let wallet = Arc::new(Wallet::random());
+//! let limits = Limits { per_deal: Some("10".parse()?), ..Limits::default() };
+//! let policy = SpendingPolicy::open("buyer.policy", wallet.clone(), limits)?;
+//! let peer = Peer { address: seller_agent.address(), endpoint: None, price: None };
+//! let buyer_agent = AgentBuilder::new("buyer")
+//!     .wallet(wallet.clone())
+//!     .policy(Arc::new(policy))
+//!     .directory(StaticDirectory::default().with(kind, peer))
+//!     .spawn(host)?;
+//! let buyer = Buyer::new(
+//!     wallet.clone(),
+//!     token_domain(addresses, "USD Coin"),
+//!     Journal::open("buyer.journal", wallet)?,
+//! );
+//! let ctx = buyer_agent.context();
+//! let max = "5".parse()?;
+//! let deal = buyer
+//!     .hire(&ctx, "Forecast for Lisbon", kind, max, PaymentMode::Authorization)
+//!     .await?;
+//! println!("paid {} in {}", deal.price(), deal.delivery.settlement.tx_hash);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Message flow
+//!
+//! One dialogue per (buyer, seller) pair and task; every message of a deal travels in
+//! it (`ask_in` / `tell_in`):
+//!
+//! ```text
+//! buyer                                              seller
+//!   | --ask  CallForProposal(task, kind, max, deadline) --> |
+//!   | <-     Propose(agreement signed by seller) | Decline -- |
+//!   | --ask  Counter(price, round) ----------------------> |   (0..n rounds)
+//!   | <-     Propose(revised agreement) ------------------ |
+//!   | --ask  Accept(agreement, buyer signature) ----------> |
+//!   | <-     Accepted(seller signature) ------------------ |
+//!   |        ctx.pay(EIP-3009, nonce from the agreement)    |   (spending policy)
+//!   | --ask  Pay(signed payment) ------------------------> |   transferWithAuthorization,
+//!   | <-     Deliver(result, result hash, tx, signature) - |   wait for receipt, do the work
+//!   | --tell Receipt(buyer signature) --------------------> |
+//!   | --tell Reject(reason) -----------------------------> |   (to every other seller)
+//! ```
+//!
+//! # State machines
+//!
+//! Each side keeps one state per dialogue ([`BuyerDeal`], [`SellerDeal`]) and saves it
+//! with `Context::save_state` (on disk when it returns) *before* acting on it: before
+//! a message is sent, before a payment is submitted, before a delivery is answered.
+//!
+//! ```text
+//! buyer:  Called -> Proposed -> Countered -> Proposed ... -> Accepting -> Accepted
+//!           -> Paying -> Delivered -> Done            (closed)
+//!         any step before Paying -> Rejected | Failed (closed)
+//! seller: Proposed -> (Proposed ...) -> Accepted -> Settling -> Delivered -> Closed
+//!         Proposed | Accepted -> Closed (rejected)
+//! ```
+//!
+//! Payments are idempotent: the EIP-3009 nonce is
+//! `TransferWithAuthorization::derive_nonce(buyer, agreement hash)`, so a retry after a
+//! timeout or a crash has the policy re-send the same signature
+//! (`SpendingPolicy::authorize` is idempotent per payment id), and the seller's
+//! [`Settlement`] answers an already used authorization with the transaction that used
+//! it. [`Buyer::resume`] picks up a buyer's open deals after a restart: deals not yet
+//! accepted are rejected, accepted ones are paid (the same payment) and received.
+//!
+//! # Journal
+//!
+//! Both sides append to their [`wallets::Journal`]: `cfp`, `proposal`, `counter`,
+//! `acceptance` (the signed agreement), `payment` (signed agreement, signed payment,
+//! transaction), `delivery` (result hash), `receipt`, and `rejection`.
+
+mod buyer;
+mod messages;
+mod seller;
+mod settlement;
+mod strategy;
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use wallets::Journal;
+
+pub use buyer::{Buyer, BuyerDeal, Deal};
+pub use messages::{
+    escrow_job_id, negotiation_domain, result_hash, task_hash, Accept, Accepted, Agreement,
+    CallForProposal, Counter, Deliver, Delivery, Pay, PaymentMode, Proposal, ProposalReply,
+    Receipt, ReceiptNote, Reject, Settled, SignedAgreement, ESCROW_REVIEW_WINDOW,
+};
+pub use seller::{service_fn, FnService, Seller, SellerDeal, Service, ServiceOutput};
+pub use settlement::{
+    escrow_id_of, token_domain, ChainSettlement, EscrowJob, EscrowState, Settlement,
+};
+pub use strategy::{BuyerStrategy, DefaultBuyerStrategy, DefaultSellerStrategy, SellerStrategy};
+
+use crate::{Error, Result};
+
+/// A journal shared by the handlers of one agent; appends run off the async threads.
+#[derive(Clone, Debug)]
+struct SharedJournal(Arc<Mutex<Journal>>);
+
+impl SharedJournal {
+    fn new(journal: Journal) -> Self {
+        Self(Arc::new(Mutex::new(journal)))
+    }
+
+    /// Appends an entry and waits until it is durable.
+    async fn append(&self, kind: &'static str, body: Value) -> Result<()> {
+        let journal = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            journal
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .append(kind, body)
+                .map(drop)
+        })
+        .await
+        .map_err(|e| Error::Config(format!("journal task: {e}")))?
+        .map_err(Error::Wallet)
+    }
+}
+
+/// Unix seconds now.
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}

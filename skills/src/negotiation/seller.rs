@@ -1,0 +1,886 @@
+//! The seller side: skills answering calls, counters, acceptances and payments.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use agent_sdk::{AgentBuilder, Context, Skill, SkillError};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use wallets::{
+    Address, Eip712, Journal, Payment, SignedPayment, TransferWithAuthorization, Wallet, B256,
+};
+
+use super::messages::{
+    escrow_job_id, negotiation_domain, result_hash, task_hash, Accept, Accepted, Agreement,
+    CallForProposal, Counter, Deliver, Delivery, Pay, PaymentMode, Proposal, ProposalReply,
+    Receipt, Reject, Settled, SignedAgreement, ESCROW_REVIEW_WINDOW,
+};
+use super::settlement::{escrow_id_of, EscrowState, Settlement};
+use super::strategy::SellerStrategy;
+use super::{now_secs, SharedJournal};
+
+/// What a seller sells: produces the result of a task once it is paid.
+#[async_trait]
+pub trait Service: Send + Sync + 'static {
+    /// Does the work for `task` (untrusted text from the buyer).
+    ///
+    /// # Errors
+    /// A [`SkillError`] that goes back to the buyer, who may pay-retry.
+    async fn perform(&self, ctx: &Context, task: &str) -> Result<ServiceOutput, SkillError>;
+}
+
+/// A service's result, and an attestation of how it was made if it has one.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServiceOutput {
+    /// The result.
+    pub result: Value,
+    /// For example a signed LLM inference attestation.
+    pub attestation: Option<Value>,
+}
+
+impl ServiceOutput {
+    /// A result without attestation.
+    pub fn new(result: Value) -> Self {
+        Self {
+            result,
+            attestation: None,
+        }
+    }
+}
+
+/// A [`Service`] made from an async closure; see [`service_fn`].
+pub struct FnService<F>(F);
+
+impl<F> std::fmt::Debug for FnService<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FnService").finish_non_exhaustive()
+    }
+}
+
+/// A service from an async closure taking the task text.
+pub fn service_fn<F, Fut>(f: F) -> FnService<F>
+where
+    F: Fn(String) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<ServiceOutput, SkillError>> + Send + 'static,
+{
+    FnService(f)
+}
+
+#[async_trait]
+impl<F, Fut> Service for FnService<F>
+where
+    F: Fn(String) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<ServiceOutput, SkillError>> + Send + 'static,
+{
+    async fn perform(&self, _ctx: &Context, task: &str) -> Result<ServiceOutput, SkillError> {
+        (self.0)(task.to_owned()).await
+    }
+}
+
+/// A seller's state of one deal, saved before it acts on it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "seller", rename_all = "snake_case")]
+// Short-lived values on their way to or from JSON: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum SellerDeal {
+    /// An offer stands.
+    Proposed {
+        /// The buyer's call.
+        call: CallForProposal,
+        /// The current offer.
+        proposal: Proposal,
+    },
+    /// Both signed; waiting for the payment.
+    Accepted {
+        /// The task.
+        task: String,
+        /// The agreement.
+        agreement: SignedAgreement,
+    },
+    /// A valid payment arrived; it is being settled (and the work done).
+    Settling {
+        /// The task.
+        task: String,
+        /// The agreement.
+        agreement: SignedAgreement,
+        /// The payment.
+        payment: SignedPayment,
+    },
+    /// Escrow mode: the work is done and its delivery is being recorded on chain.
+    Delivering {
+        /// The agreement.
+        agreement: SignedAgreement,
+        /// The payment (the escrow deposit).
+        payment: SignedPayment,
+        /// The result.
+        result: Value,
+        /// Its attestation.
+        attestation: Option<Value>,
+    },
+    /// Paid and delivered; a repeated payment gets this delivery again.
+    Delivered {
+        /// The agreement.
+        agreement: SignedAgreement,
+        /// The payment.
+        payment: SignedPayment,
+        /// The delivery.
+        delivery: Deliver,
+    },
+    /// Over: received, or rejected before payment.
+    Closed {
+        /// The buyer.
+        buyer: Address,
+        /// The agreement hash, if there was one.
+        agreement: Option<B256>,
+        /// `received` or `rejected: reason`.
+        outcome: String,
+    },
+}
+
+/// The seller side of negotiation; add it to an agent with [`Seller::install`].
+#[derive(Clone)]
+pub struct Seller {
+    inner: Arc<SellerInner>,
+}
+
+struct SellerInner {
+    kind: String,
+    wallet: Arc<Wallet>,
+    strategy: Arc<dyn SellerStrategy>,
+    service: Arc<dyn Service>,
+    settlement: Arc<dyn Settlement>,
+    journal: SharedJournal,
+    /// One handler at a time per dialogue.
+    locks: Mutex<HashMap<B256, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl std::fmt::Debug for Seller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Seller")
+            .field("kind", &self.inner.kind)
+            .field("address", &self.inner.wallet.address())
+            .finish_non_exhaustive()
+    }
+}
+
+type Handled<T> = Result<T, SkillError>;
+
+fn internal(e: impl std::fmt::Display) -> SkillError {
+    SkillError::internal(e.to_string())
+}
+
+fn refused(message: impl Into<String>) -> SkillError {
+    SkillError::new("refused", message)
+}
+
+impl Seller {
+    /// A seller of `kind` (e.g. `weather.Forecast`) that signs with `wallet` (the
+    /// agent's own), prices with `strategy`, works with `service`, settles with
+    /// `settlement` and journals to `journal`.
+    pub fn new(
+        kind: impl Into<String>,
+        wallet: Arc<Wallet>,
+        strategy: impl SellerStrategy,
+        service: impl Service,
+        settlement: impl Settlement,
+        journal: Journal,
+    ) -> Self {
+        Self {
+            inner: Arc::new(SellerInner {
+                kind: kind.into(),
+                wallet,
+                strategy: Arc::new(strategy),
+                service: Arc::new(service),
+                settlement: Arc::new(settlement),
+                journal: SharedJournal::new(journal),
+                locks: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Adds the seller's skills (one per protocol message) to an agent.
+    pub fn install(&self, builder: AgentBuilder) -> AgentBuilder {
+        builder
+            .skill(On::<CallForProposal>::new(self))
+            .skill(On::<Counter>::new(self))
+            .skill(On::<Accept>::new(self))
+            .skill(On::<Reject>::new(self))
+            .skill(On::<Pay>::new(self))
+            .skill(On::<Receipt>::new(self))
+    }
+}
+
+/// The skill handling one message kind for a seller.
+struct On<R>(Arc<SellerInner>, std::marker::PhantomData<fn(R)>);
+
+impl<R> On<R> {
+    fn new(seller: &Seller) -> Self {
+        Self(seller.inner.clone(), std::marker::PhantomData)
+    }
+}
+
+/// Who sent the message, in which dialogue; with the dialogue's lock held.
+struct Turn {
+    dialogue: B256,
+    buyer: Address,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl SellerInner {
+    async fn turn(&self, ctx: &Context) -> Handled<Turn> {
+        let (Some(dialogue), Some(buyer)) = (ctx.dialogue(), ctx.sender()) else {
+            return Err(SkillError::bad_request(
+                "negotiation messages need a dialogue",
+            ));
+        };
+        if self.wallet.address() != ctx.me() {
+            return Err(internal(crate::Error::WrongWallet {
+                wallet: self.wallet.address(),
+                agent: ctx.me(),
+            }));
+        }
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
+            // Forget the locks no turn holds or waits for, so the map stays small.
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+            locks.entry(dialogue).or_default().clone()
+        };
+        Ok(Turn {
+            dialogue,
+            buyer,
+            _guard: lock.lock_owned().await,
+        })
+    }
+
+    /// The dialogue's state, if it is this buyer's. Dialogue ids are chosen by
+    /// buyers and the store keys states by dialogue alone, so another agent could
+    /// name a dialogue that is not its own: refuse that.
+    fn state(&self, ctx: &Context, t: &Turn) -> Handled<Option<SellerDeal>> {
+        let deal = ctx.state::<SellerDeal>(t.dialogue).map_err(internal)?;
+        match &deal {
+            Some(d) if d.buyer() != t.buyer => {
+                tracing::warn!(target: "skill::negotiation", dialogue = %t.dialogue,
+                    sender = %t.buyer, "a message in another buyer's dialogue");
+                Err(refused("this dialogue belongs to another agent"))
+            }
+            _ => Ok(deal),
+        }
+    }
+
+    async fn save(&self, ctx: &Context, t: &Turn, deal: &SellerDeal) -> Handled<()> {
+        let closed = matches!(deal, SellerDeal::Closed { .. });
+        ctx.save_state(t.dialogue, t.buyer, deal, closed)
+            .await
+            .map_err(internal)
+    }
+
+    async fn journal(&self, kind: &'static str, body: Value) -> Handled<()> {
+        self.journal.append(kind, body).await.map_err(internal)
+    }
+
+    fn sign(&self, agreement: &Agreement) -> Handled<wallets::Signature> {
+        self.wallet
+            .sign_typed(&negotiation_domain(agreement.chain_id), agreement)
+            .map_err(internal)
+    }
+
+    /// The offer for `call` at `price`.
+    fn offer(
+        &self,
+        ctx: &Context,
+        t: &Turn,
+        call: &CallForProposal,
+        price: wallets::Amount,
+        mode: PaymentMode,
+        round: u32,
+    ) -> Handled<Proposal> {
+        let validity = self.strategy.offer_validity().as_secs();
+        let agreement = Agreement {
+            dialogue: t.dialogue,
+            buyer: t.buyer,
+            seller: ctx.me(),
+            task_hash: task_hash(&call.task),
+            kind: call.kind.clone(),
+            price,
+            mode,
+            token: call.token,
+            chain_id: ctx.chain_id(),
+            expiry: now_secs().saturating_add(validity).min(call.deadline),
+            deadline: call.deadline,
+        };
+        let signature = Some(self.sign(&agreement)?);
+        Ok(Proposal {
+            agreement,
+            round,
+            signature,
+        })
+    }
+
+    async fn on_call(&self, ctx: &Context, call: CallForProposal) -> Handled<ProposalReply> {
+        let t = self.turn(ctx).await?;
+        match self.state(ctx, &t)? {
+            None => {}
+            Some(SellerDeal::Proposed { call: c, proposal }) if c == call => {
+                return Ok(ProposalReply::Propose(proposal));
+            }
+            Some(_) => return Err(SkillError::bad_request("this dialogue already has a deal")),
+        }
+        let decline = |reason: String| {
+            tracing::debug!(target: "skill::negotiation", dialogue = %t.dialogue, %reason, "declining");
+            Ok(ProposalReply::Decline { reason })
+        };
+        if call.kind != self.kind {
+            return decline(format!("this agent sells {}, not {}", self.kind, call.kind));
+        }
+        let token = self.settlement.token();
+        if Some(call.token) != token.verifying_contract || token.chain_id != Some(ctx.chain_id()) {
+            return decline(format!(
+                "payment only in the token {:?}",
+                token.verifying_contract
+            ));
+        }
+        let escrow = self.settlement.escrow_contract().is_some();
+        let Some(mode) = call.modes.iter().copied().find(|m| match m {
+            PaymentMode::Authorization => true,
+            PaymentMode::Escrow => escrow,
+        }) else {
+            return decline("none of the payment modes is supported".into());
+        };
+        if call.deadline <= now_secs() {
+            return decline("the deadline has passed".into());
+        }
+        let Some(price) = self.strategy.open(&call) else {
+            return decline(format!("no offer at {} or less", call.max_price));
+        };
+        let proposal = self.offer(ctx, &t, &call, price, mode, 0)?;
+        self.save(
+            ctx,
+            &t,
+            &SellerDeal::Proposed {
+                call: call.clone(),
+                proposal: proposal.clone(),
+            },
+        )
+        .await?;
+        self.journal(
+            "cfp",
+            json!({"dialogue": t.dialogue, "buyer": t.buyer, "call": call}),
+        )
+        .await?;
+        self.journal_proposal(&proposal).await?;
+        tracing::info!(target: "skill::negotiation", dialogue = %t.dialogue, buyer = %t.buyer, %price, "proposed");
+        Ok(ProposalReply::Propose(proposal))
+    }
+
+    async fn journal_proposal(&self, p: &Proposal) -> Handled<()> {
+        self.journal(
+            "proposal",
+            json!({"agreementHash": p.agreement.hash(), "proposal": p}),
+        )
+        .await
+    }
+
+    async fn on_counter(&self, ctx: &Context, counter: Counter) -> Handled<ProposalReply> {
+        let t = self.turn(ctx).await?;
+        let Some(SellerDeal::Proposed { call, proposal }) = self.state(ctx, &t)? else {
+            return Err(SkillError::bad_request("no offer stands in this dialogue"));
+        };
+        if counter.round == proposal.round && counter.round > 0 {
+            return Ok(ProposalReply::Propose(proposal)); // a retry
+        }
+        if counter.round != proposal.round.saturating_add(1) {
+            return Err(SkillError::bad_request(format!(
+                "counter round {} after round {}",
+                counter.round, proposal.round
+            )));
+        }
+        let current = proposal.agreement.price;
+        let price = self
+            .strategy
+            .respond(counter.round, current, counter.price)
+            .min(current);
+        let revised = self.offer(
+            ctx,
+            &t,
+            &call,
+            price,
+            proposal.agreement.mode,
+            counter.round,
+        )?;
+        self.save(
+            ctx,
+            &t,
+            &SellerDeal::Proposed {
+                call,
+                proposal: revised.clone(),
+            },
+        )
+        .await?;
+        self.journal(
+            "counter",
+            json!({"dialogue": t.dialogue, "buyer": t.buyer, "counter": counter}),
+        )
+        .await?;
+        self.journal_proposal(&revised).await?;
+        Ok(ProposalReply::Propose(revised))
+    }
+
+    async fn on_accept(&self, ctx: &Context, accept: Accept) -> Handled<Accepted> {
+        let t = self.turn(ctx).await?;
+        let (call, proposal) = match self.state(ctx, &t)? {
+            Some(SellerDeal::Proposed { call, proposal }) => (call, proposal),
+            Some(SellerDeal::Accepted { agreement, .. })
+                if agreement.agreement == accept.agreement =>
+            {
+                return Ok(Accepted {
+                    seller_signature: agreement.seller_signature,
+                });
+            }
+            _ => return Err(SkillError::bad_request("no offer stands in this dialogue")),
+        };
+        if accept.agreement != proposal.agreement {
+            return Err(refused("the accepted terms are not the ones offered"));
+        }
+        if proposal.agreement.expiry < now_secs() {
+            return Err(refused("the offer has expired"));
+        }
+        let hash = accept.agreement.hash();
+        accept
+            .buyer_signature
+            .verify(&hash, t.buyer)
+            .map_err(|e| refused(format!("the buyer's signature: {e}")))?;
+        let seller_signature = match proposal.signature {
+            Some(s) => s,
+            None => self.sign(&proposal.agreement)?,
+        };
+        let agreement = SignedAgreement {
+            agreement: accept.agreement,
+            seller_signature,
+            buyer_signature: accept.buyer_signature,
+        };
+        self.save(
+            ctx,
+            &t,
+            &SellerDeal::Accepted {
+                task: call.task,
+                agreement: agreement.clone(),
+            },
+        )
+        .await?;
+        self.journal(
+            "acceptance",
+            json!({"agreementHash": hash, "agreement": agreement}),
+        )
+        .await?;
+        tracing::info!(target: "skill::negotiation", dialogue = %t.dialogue, agreement = %hash, "accepted");
+        Ok(Accepted { seller_signature })
+    }
+
+    async fn on_reject(&self, ctx: &Context, reject: Reject) -> Handled<()> {
+        let t = self.turn(ctx).await?;
+        let agreement = match self.state(ctx, &t)? {
+            Some(SellerDeal::Proposed { proposal, .. }) => proposal.agreement.hash(),
+            Some(SellerDeal::Accepted { agreement, .. }) => agreement.agreement.hash(),
+            other => {
+                tracing::warn!(target: "skill::negotiation", dialogue = %t.dialogue,
+                    state = ?other.map(|s| step_name(&s)), "ignoring a rejection");
+                return Ok(());
+            }
+        };
+        self.save(
+            ctx,
+            &t,
+            &SellerDeal::Closed {
+                buyer: t.buyer,
+                agreement: Some(agreement),
+                outcome: format!("rejected: {}", reject.reason),
+            },
+        )
+        .await?;
+        self.journal(
+            "rejection",
+            json!({"dialogue": t.dialogue, "agreementHash": agreement, "by": t.buyer, "reason": reject.reason}),
+        )
+        .await
+    }
+
+    /// Checks that `payment` pays exactly `agreement`.
+    fn check_payment(&self, a: &Agreement, payment: &SignedPayment) -> Result<(), String> {
+        if a.mode == PaymentMode::Escrow {
+            return self.check_escrow_payment(a, payment);
+        }
+        let Payment::Authorization { domain, transfer } = &payment.payment else {
+            return Err("the agreement is paid by an EIP-3009 authorization".into());
+        };
+        if domain != self.settlement.token() {
+            return Err("the authorization is not in the agreed token's domain".into());
+        }
+        let want = TransferWithAuthorization {
+            from: a.buyer,
+            to: a.seller,
+            value: a.price,
+            valid_after: 0,
+            valid_before: a.deadline,
+            nonce: TransferWithAuthorization::derive_nonce(a.buyer, &a.hash()),
+        };
+        if transfer != &want {
+            return Err(format!(
+                "the authorization {transfer:?} does not pay the agreement ({want:?})"
+            ));
+        }
+        payment
+            .verify()
+            .map_err(|e| format!("the payment's signature: {e}"))
+    }
+
+    /// Checks that an escrow deposit locks exactly `agreement` for this seller.
+    fn check_escrow_payment(&self, a: &Agreement, payment: &SignedPayment) -> Result<(), String> {
+        let Payment::EscrowDeposit {
+            domain,
+            permit,
+            seller,
+            job_id,
+        } = &payment.payment
+        else {
+            return Err("the agreement is paid by an escrow deposit".into());
+        };
+        let checks = [
+            (
+                domain == self.settlement.token(),
+                "is not in the agreed token's domain",
+            ),
+            (permit.owner == a.buyer, "is not the buyer's"),
+            (
+                Some(permit.spender) == self.settlement.escrow_contract(),
+                "is for another escrow contract",
+            ),
+            (permit.value == a.price, "is not the agreed price"),
+            (permit.deadline == a.deadline, "has another deadline"),
+            (*seller == a.seller, "pays another seller"),
+            (*job_id == escrow_job_id(&a.hash()), "is for another job"),
+        ];
+        if let Some((_, what)) = checks.iter().find(|(ok, _)| !ok) {
+            return Err(format!("the escrow deposit {what}"));
+        }
+        payment
+            .verify()
+            .map_err(|e| format!("the deposit's signature: {e}"))
+    }
+
+    async fn on_pay(&self, ctx: &Context, pay: Pay) -> Handled<Deliver> {
+        let t = self.turn(ctx).await?;
+        let (task, agreement) = match self.state(ctx, &t)? {
+            Some(SellerDeal::Accepted { task, agreement }) => (task, agreement),
+            Some(SellerDeal::Settling {
+                task,
+                agreement,
+                payment,
+            }) if payment == pay.payment => {
+                return self
+                    .settle_and_deliver(ctx, &t, task, agreement, payment)
+                    .await;
+            }
+            Some(SellerDeal::Delivering {
+                agreement,
+                payment,
+                result,
+                attestation,
+            }) if payment == pay.payment => {
+                let output = ServiceOutput {
+                    result,
+                    attestation,
+                };
+                return self
+                    .deliver_escrow(ctx, &t, agreement, payment, output)
+                    .await;
+            }
+            Some(SellerDeal::Delivered {
+                payment, delivery, ..
+            }) if payment == pay.payment => {
+                return Ok(delivery);
+            }
+            _ => return Err(SkillError::bad_request("nothing to pay in this dialogue")),
+        };
+        if pay.agreement != agreement.agreement.hash() {
+            return Err(refused("the payment is for another agreement"));
+        }
+        if agreement.agreement.deadline <= now_secs() {
+            return Err(refused("the deadline has passed"));
+        }
+        self.check_payment(&agreement.agreement, &pay.payment)
+            .map_err(refused)?;
+        self.save(
+            ctx,
+            &t,
+            &SellerDeal::Settling {
+                task: task.clone(),
+                agreement: agreement.clone(),
+                payment: pay.payment.clone(),
+            },
+        )
+        .await?;
+        self.settle_and_deliver(ctx, &t, task, agreement, pay.payment)
+            .await
+    }
+
+    async fn settle_and_deliver(
+        &self,
+        ctx: &Context,
+        t: &Turn,
+        task: String,
+        agreement: SignedAgreement,
+        payment: SignedPayment,
+    ) -> Handled<Deliver> {
+        if agreement.agreement.mode == PaymentMode::Escrow {
+            return self
+                .escrow_and_deliver(ctx, t, task, agreement, payment)
+                .await;
+        }
+        let hash = agreement.agreement.hash();
+        let settled = self
+            .settlement
+            .settle_authorization(&payment)
+            .await
+            .map_err(|e| internal(format!("settling the payment: {e}")))?;
+        tracing::info!(target: "skill::negotiation", dialogue = %t.dialogue, agreement = %hash,
+            tx = %settled.tx_hash, gas = settled.gas_used, "payment settled");
+        self.journal(
+            "payment",
+            json!({
+                "agreementHash": hash,
+                "agreement": agreement,
+                "paymentId": payment.payment.id(),
+                "payment": payment,
+                "settlement": settled,
+            }),
+        )
+        .await?;
+        let output = self.service.perform(ctx, &task).await?;
+        self.deliver(ctx, t, agreement, payment, output, settled)
+            .await
+    }
+
+    /// Escrow mode: checks the lock on chain, does the work, records the delivery on
+    /// chain, and delivers.
+    async fn escrow_and_deliver(
+        &self,
+        ctx: &Context,
+        t: &Turn,
+        task: String,
+        agreement: SignedAgreement,
+        payment: SignedPayment,
+    ) -> Handled<Deliver> {
+        let a = &agreement.agreement;
+        let escrow_id = escrow_id_of(a.buyer, escrow_job_id(&a.hash()));
+        let job = self
+            .settlement
+            .escrow(escrow_id)
+            .await
+            .map_err(|e| internal(format!("reading the escrow: {e}")))?;
+        let wanted = job.buyer == a.buyer
+            && job.seller == a.seller
+            && job.amount == a.price
+            && job.deadline == a.deadline
+            && job.review_window == ESCROW_REVIEW_WINDOW;
+        if !wanted || job.state != EscrowState::Locked {
+            return Err(refused(format!(
+                "escrow {escrow_id} is not locked as agreed: {job:?}"
+            )));
+        }
+        let output = self.service.perform(ctx, &task).await?;
+        self.save(
+            ctx,
+            t,
+            &SellerDeal::Delivering {
+                agreement: agreement.clone(),
+                payment: payment.clone(),
+                result: output.result.clone(),
+                attestation: output.attestation.clone(),
+            },
+        )
+        .await?;
+        self.deliver_escrow(ctx, t, agreement, payment, output)
+            .await
+    }
+
+    /// Records an escrow delivery on chain (again, after a crash) and delivers.
+    async fn deliver_escrow(
+        &self,
+        ctx: &Context,
+        t: &Turn,
+        agreement: SignedAgreement,
+        payment: SignedPayment,
+        output: ServiceOutput,
+    ) -> Handled<Deliver> {
+        let hash = agreement.agreement.hash();
+        let escrow_id = escrow_id_of(agreement.agreement.buyer, escrow_job_id(&hash));
+        let settled = self
+            .settlement
+            .deliver_escrow(escrow_id, result_hash(&output.result))
+            .await
+            .map_err(|e| internal(format!("recording the delivery: {e}")))?;
+        tracing::info!(target: "skill::negotiation", dialogue = %t.dialogue, agreement = %hash,
+            escrow = %escrow_id, tx = %settled.tx_hash, gas = settled.gas_used, "delivery recorded in escrow");
+        self.journal(
+            "payment",
+            json!({
+                "agreementHash": hash,
+                "agreement": agreement,
+                "paymentId": payment.payment.id(),
+                "payment": payment,
+                "escrowId": escrow_id,
+                "settlement": settled,
+            }),
+        )
+        .await?;
+        self.deliver(ctx, t, agreement, payment, output, settled)
+            .await
+    }
+
+    /// Signs the delivery, saves it, journals it, and answers with it.
+    async fn deliver(
+        &self,
+        ctx: &Context,
+        t: &Turn,
+        agreement: SignedAgreement,
+        payment: SignedPayment,
+        output: ServiceOutput,
+        settled: Settled,
+    ) -> Handled<Deliver> {
+        let hash = agreement.agreement.hash();
+        let result_hash = result_hash(&output.result);
+        let signature = self
+            .wallet
+            .sign_typed(
+                &negotiation_domain(agreement.agreement.chain_id),
+                &Delivery {
+                    agreement: hash,
+                    result_hash,
+                    tx_hash: settled.tx_hash,
+                },
+            )
+            .map_err(internal)?;
+        let delivery = Deliver {
+            agreement: hash,
+            result: output.result,
+            result_hash,
+            attestation: output.attestation,
+            settlement: settled,
+            signature,
+        };
+        self.save(
+            ctx,
+            t,
+            &SellerDeal::Delivered {
+                agreement,
+                payment,
+                delivery: delivery.clone(),
+            },
+        )
+        .await?;
+        self.journal(
+            "delivery",
+            json!({
+                "agreementHash": hash,
+                "resultHash": result_hash,
+                "txHash": settled.tx_hash,
+                "signature": delivery.signature,
+            }),
+        )
+        .await?;
+        Ok(delivery)
+    }
+
+    async fn on_receipt(&self, ctx: &Context, receipt: Receipt) -> Handled<()> {
+        let t = self.turn(ctx).await?;
+        let Some(SellerDeal::Delivered {
+            agreement,
+            delivery,
+            ..
+        }) = self.state(ctx, &t)?
+        else {
+            return Err(SkillError::bad_request(
+                "nothing was delivered in this dialogue",
+            ));
+        };
+        let hash = agreement.agreement.hash();
+        if receipt.agreement != hash || receipt.result_hash != delivery.result_hash {
+            return Err(refused("the receipt is for something else"));
+        }
+        receipt
+            .signature
+            .verify(
+                &receipt
+                    .note()
+                    .signing_hash(&negotiation_domain(agreement.agreement.chain_id)),
+                t.buyer,
+            )
+            .map_err(|e| refused(format!("the receipt's signature: {e}")))?;
+        self.save(
+            ctx,
+            &t,
+            &SellerDeal::Closed {
+                buyer: t.buyer,
+                agreement: Some(hash),
+                outcome: "received".into(),
+            },
+        )
+        .await?;
+        self.journal(
+            "receipt",
+            json!({"agreementHash": hash, "receipt": receipt}),
+        )
+        .await
+    }
+}
+
+impl SellerDeal {
+    /// The buyer of the deal.
+    pub fn buyer(&self) -> Address {
+        match self {
+            Self::Proposed { proposal, .. } => proposal.agreement.buyer,
+            Self::Accepted { agreement, .. }
+            | Self::Settling { agreement, .. }
+            | Self::Delivering { agreement, .. }
+            | Self::Delivered { agreement, .. } => agreement.agreement.buyer,
+            Self::Closed { buyer, .. } => *buyer,
+        }
+    }
+}
+
+fn step_name(s: &SellerDeal) -> &'static str {
+    match s {
+        SellerDeal::Proposed { .. } => "proposed",
+        SellerDeal::Accepted { .. } => "accepted",
+        SellerDeal::Settling { .. } => "settling",
+        SellerDeal::Delivering { .. } => "delivering",
+        SellerDeal::Delivered { .. } => "delivered",
+        SellerDeal::Closed { .. } => "closed",
+    }
+}
+
+macro_rules! on {
+    ($req:ty, $method:ident) => {
+        #[async_trait]
+        impl Skill for On<$req> {
+            type Request = $req;
+
+            async fn handle(
+                &self,
+                ctx: &Context,
+                req: $req,
+            ) -> Result<<$req as agent_sdk::Request>::Response, SkillError> {
+                self.0.$method(ctx, req).await
+            }
+        }
+    };
+}
+
+on!(CallForProposal, on_call);
+on!(Counter, on_counter);
+on!(Accept, on_accept);
+on!(Reject, on_reject);
+on!(Pay, on_pay);
+on!(Receipt, on_receipt);

@@ -1,0 +1,240 @@
+//! Settling payments on chain, behind a small trait so the skill does not care how.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use registry::chain::{self, Addresses, Deployment};
+pub use registry::chain::{escrow_id_of, EscrowJob, EscrowState};
+use wallets::{Address, Eip712Domain, Payment, SignedPayment, Wallet, B256};
+
+use super::messages::Settled;
+use crate::{Error, Result};
+
+/// Where a seller settles the payments it is given.
+#[async_trait]
+pub trait Settlement: Send + Sync + 'static {
+    /// The EIP-712 domain of the stablecoin payments are made in.
+    fn token(&self) -> &Eip712Domain;
+
+    /// Settles a signed EIP-3009 authorization (`transferWithAuthorization`) and
+    /// waits until it is mined. Idempotent: an authorization that was already used
+    /// gives the transaction that used it, so a retry never pays twice.
+    ///
+    /// # Errors
+    /// [`Error::Chain`] when the node refuses it or cannot be reached.
+    async fn settle_authorization(&self, payment: &SignedPayment) -> Result<Settled>;
+
+    /// The `JobEscrow` contract escrow payments are locked in, if this settlement
+    /// supports escrow.
+    fn escrow_contract(&self) -> Option<Address> {
+        None
+    }
+
+    /// The owner's current EIP-2612 permit nonce (the buyer builds its escrow permit
+    /// with it).
+    ///
+    /// # Errors
+    /// [`Error::Chain`]; [`Error::Config`] when escrow is not supported.
+    async fn permit_nonce(&self, owner: Address) -> Result<u64> {
+        let _ = owner;
+        Err(no_escrow())
+    }
+
+    /// Locks a signed escrow deposit (`lockWithPermit`, from the buyer's account) for
+    /// delivery by `deadline` with a review window of `review_window` seconds.
+    /// Idempotent: an escrow already locked gives the transaction that locked it.
+    ///
+    /// # Errors
+    /// [`Error::Chain`]; [`Error::Config`] when escrow is not supported.
+    async fn lock_escrow(
+        &self,
+        payment: &SignedPayment,
+        deadline: u64,
+        review_window: u32,
+    ) -> Result<Settled> {
+        let _ = (payment, deadline, review_window);
+        Err(no_escrow())
+    }
+
+    /// The escrow `escrow_id`.
+    ///
+    /// # Errors
+    /// [`Error::Chain`]; [`Error::Config`] when escrow is not supported.
+    async fn escrow(&self, escrow_id: B256) -> Result<EscrowJob> {
+        let _ = escrow_id;
+        Err(no_escrow())
+    }
+
+    /// Records the delivery of `result_hash` (from the seller's account). Idempotent:
+    /// an escrow already delivered gives the transaction that delivered it.
+    ///
+    /// # Errors
+    /// [`Error::Chain`]; [`Error::Config`] when escrow is not supported.
+    async fn deliver_escrow(&self, escrow_id: B256, result_hash: B256) -> Result<Settled> {
+        let _ = (escrow_id, result_hash);
+        Err(no_escrow())
+    }
+
+    /// Accepts the delivery (from the buyer's account), which pays the seller.
+    /// `None` when the escrow was already released.
+    ///
+    /// # Errors
+    /// [`Error::Chain`]; [`Error::Config`] when escrow is not supported.
+    async fn accept_escrow(&self, escrow_id: B256) -> Result<Option<Settled>> {
+        let _ = escrow_id;
+        Err(no_escrow())
+    }
+}
+
+fn no_escrow() -> Error {
+    Error::Config("this settlement does not support escrow payments".into())
+}
+
+/// [`Settlement`] on a chain through [`registry::chain`]: the seller's account
+/// submits, and pays the gas.
+#[derive(Debug)]
+pub struct ChainSettlement {
+    contracts: Deployment,
+    token: Eip712Domain,
+    escrow: Address,
+    from_block: u64,
+}
+
+/// The EIP-712 domain of the deployment's stablecoin, named `token_name` (as
+/// `DeployConfig::token_name`, e.g. "USD Coin"), version "2" like USDC.
+pub fn token_domain(addresses: &Addresses, token_name: &str) -> Eip712Domain {
+    Eip712Domain::new(
+        token_name,
+        "2",
+        addresses.chain_id,
+        Address(addresses.stablecoin.0),
+    )
+}
+
+impl ChainSettlement {
+    /// Connects `wallet` to the node at `url` and binds the deployed contracts.
+    ///
+    /// # Errors
+    /// [`Error::Chain`] when the node cannot be reached.
+    pub async fn connect(
+        url: &str,
+        wallet: Arc<Wallet>,
+        addresses: &Addresses,
+        token_name: &str,
+    ) -> Result<Self> {
+        let client = chain::connect(url, wallet).await?;
+        Ok(Self {
+            contracts: Deployment::at(client, addresses),
+            token: token_domain(addresses, token_name),
+            escrow: Address(addresses.escrow.0),
+            from_block: addresses.deployed_at,
+        })
+    }
+}
+
+#[async_trait]
+impl Settlement for ChainSettlement {
+    fn token(&self) -> &Eip712Domain {
+        &self.token
+    }
+
+    async fn settle_authorization(&self, payment: &SignedPayment) -> Result<Settled> {
+        let Payment::Authorization { transfer, .. } = &payment.payment else {
+            return Err(Error::Chain(chain::ChainError::Contract {
+                call: "settle".into(),
+                message: "not an EIP-3009 authorization".into(),
+            }));
+        };
+        let used = || {
+            self.contracts
+                .authorization_used(transfer.from, transfer.nonce, self.from_block)
+        };
+        if let Some(m) = used().await? {
+            tracing::info!(target: "skill::negotiation", tx = %m.tx_hash, "authorization already settled");
+            return Ok(settled(m));
+        }
+        match self.contracts.transfer_with_authorization(payment).await {
+            Ok(m) => Ok(settled(m)),
+            // Someone (a concurrent retry) may have submitted it meanwhile.
+            Err(e) => match used().await? {
+                Some(m) => Ok(settled(m)),
+                None => Err(e.into()),
+            },
+        }
+    }
+    fn escrow_contract(&self) -> Option<Address> {
+        Some(self.escrow)
+    }
+
+    async fn permit_nonce(&self, owner: Address) -> Result<u64> {
+        Ok(self.contracts.permit_nonce(owner).await?)
+    }
+
+    async fn lock_escrow(
+        &self,
+        payment: &SignedPayment,
+        deadline: u64,
+        review_window: u32,
+    ) -> Result<Settled> {
+        let Payment::EscrowDeposit { permit, job_id, .. } = &payment.payment else {
+            return Err(Error::Chain(chain::ChainError::Contract {
+                call: "lock".into(),
+                message: "not an escrow deposit".into(),
+            }));
+        };
+        let id = escrow_id_of(permit.owner, *job_id);
+        let locked = || self.contracts.escrow_lock_tx(id, self.from_block);
+        if let Some(m) = locked().await? {
+            return Ok(settled(m));
+        }
+        match self
+            .contracts
+            .lock_with_permit(payment, deadline, review_window)
+            .await
+        {
+            Ok(m) => Ok(settled(m)),
+            Err(e) => match locked().await? {
+                Some(m) => Ok(settled(m)),
+                None => Err(e.into()),
+            },
+        }
+    }
+
+    async fn escrow(&self, escrow_id: B256) -> Result<EscrowJob> {
+        Ok(self.contracts.escrow_job(escrow_id).await?)
+    }
+
+    async fn deliver_escrow(&self, escrow_id: B256, result_hash: B256) -> Result<Settled> {
+        let delivered = || {
+            self.contracts
+                .escrow_delivery_tx(escrow_id, self.from_block)
+        };
+        if let Some(m) = delivered().await? {
+            return Ok(settled(m));
+        }
+        match self.contracts.deliver_escrow(escrow_id, result_hash).await {
+            Ok(m) => Ok(settled(m)),
+            Err(e) => match delivered().await? {
+                Some(m) => Ok(settled(m)),
+                None => Err(e.into()),
+            },
+        }
+    }
+
+    async fn accept_escrow(&self, escrow_id: B256) -> Result<Option<Settled>> {
+        if self.contracts.escrow_job(escrow_id).await?.state == EscrowState::Released {
+            return Ok(None);
+        }
+        Ok(Some(settled(
+            self.contracts.accept_escrow(escrow_id).await?,
+        )))
+    }
+}
+
+fn settled(m: chain::Mined) -> Settled {
+    Settled {
+        tx_hash: m.tx_hash,
+        block: m.block,
+        gas_used: m.gas_used,
+    }
+}
