@@ -891,8 +891,12 @@ impl Context {
     /// Saves `state` as the state of `dialogue` with `peer`, on disk before it
     /// returns, so that a crash after this point resumes from it.
     ///
+    /// A dialogue belongs to the peer it was first saved with: dialogue ids are
+    /// chosen by whoever opens the dialogue, so another agent could pick the same id.
+    ///
     /// # Errors
-    /// [`Error::Store`] or [`Error::Corrupt`] if it does not serialize.
+    /// [`Error::Store`]; [`Error::Corrupt`] if it does not serialize;
+    /// [`Error::ForeignDialogue`] when the dialogue belongs to another peer.
     pub async fn save_state<T: Serialize>(
         &self,
         dialogue: B256,
@@ -900,6 +904,15 @@ impl Context {
         state: &T,
         closed: bool,
     ) -> Result<()> {
+        if let Some(existing) = self.core.store.dialogue(dialogue)? {
+            if existing.peer != peer {
+                return Err(Error::ForeignDialogue {
+                    dialogue,
+                    owner: existing.peer,
+                    peer,
+                });
+            }
+        }
         let state = serde_json::to_value(state).map_err(|e| Error::Corrupt {
             what: format!("state of dialogue {dialogue}"),
             reason: e.to_string(),
@@ -913,12 +926,32 @@ impl Context {
         self.core.store.save_dialogue(dialogue, &record).await
     }
 
-    /// The saved state of `dialogue`.
+    /// The saved state of `dialogue`. While handling a message, only the state of a
+    /// dialogue with that message's sender is visible.
     ///
     /// # Errors
-    /// [`Error::Store`], or [`Error::Corrupt`] when it is not a `T`.
+    /// [`Error::Store`]; [`Error::Corrupt`] when it is not a `T`;
+    /// [`Error::ForeignDialogue`] when it belongs to a peer other than the sender of
+    /// the message being handled.
     pub fn state<T: DeserializeOwned>(&self, dialogue: B256) -> Result<Option<T>> {
-        self.core.store.dialogue_state(dialogue)
+        let Some(record) = self.core.store.dialogue(dialogue)? else {
+            return Ok(None);
+        };
+        if let Some(sender) = self.sender() {
+            if record.peer != sender {
+                return Err(Error::ForeignDialogue {
+                    dialogue,
+                    owner: record.peer,
+                    peer: sender,
+                });
+            }
+        }
+        serde_json::from_value(record.state)
+            .map(Some)
+            .map_err(|e| Error::Corrupt {
+                what: format!("state of dialogue {dialogue}"),
+                reason: e.to_string(),
+            })
     }
 
     /// This agent's dialogues that are not closed (to resume after a restart).

@@ -35,6 +35,16 @@ pub enum Error {
         /// Why it did not decode.
         reason: String,
     },
+    /// A dialogue id used by a peer other than the one the dialogue belongs to.
+    #[error("dialogue {dialogue} belongs to {owner}, not to {peer}")]
+    ForeignDialogue {
+        /// The dialogue.
+        dialogue: B256,
+        /// The peer it belongs to.
+        owner: Address,
+        /// The peer that used it.
+        peer: Address,
+    },
     /// No route to the recipient: not on this host and no endpoint known.
     #[error("no route to agent {0}: not on this host and no endpoint known")]
     NoRoute(Address),

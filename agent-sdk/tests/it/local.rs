@@ -181,3 +181,35 @@ async fn an_ask_times_out_with_a_clear_error() {
         .unwrap_err();
     assert!(matches!(err, Error::Timeout { millis: 100, .. }), "{err}");
 }
+
+#[tokio::test]
+async fn a_dialogue_belongs_to_its_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host(dir.path());
+    let b = AgentBuilder::new("b").skill(Counter).spawn(&host).unwrap();
+    let a = AgentBuilder::new("a").spawn(&host).unwrap();
+    let mallory = AgentBuilder::new("mallory").spawn(&host).unwrap();
+    let t = Duration::from_secs(5);
+    let d = a.context().new_dialogue();
+    assert_eq!(
+        a.context()
+            .ask_in(d, b.address(), Add { n: 7 }, t)
+            .await
+            .unwrap(),
+        7
+    );
+    // Another agent reusing a's dialogue id neither sees nor changes its total.
+    let err = mallory
+        .context()
+        .ask_in(d, b.address(), Add { n: 1000 }, t)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("belongs to"), "{err}");
+    assert_eq!(
+        a.context()
+            .ask_in(d, b.address(), Add { n: 1 }, t)
+            .await
+            .unwrap(),
+        8
+    );
+}
