@@ -7,7 +7,9 @@
 //!
 //! Features: `llm` (default) builds llama.cpp and the [`llm::LlmEngine`]; without it
 //! the crate still offers model files and fingerprints, grammars, sampling parameters
-//! and attestations. `cuda` offloads inference to NVIDIA GPUs.
+//! and attestations. `cuda` offloads inference to NVIDIA GPUs. `test-utils` adds
+//! `llm::test_utils`: the cached default model and stand-ins for pip and PyPI, for
+//! the tests of this crate and of the crates above it.
 //!
 //! ```no_run
 //! # #[cfg(feature = "llm")]
