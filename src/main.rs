@@ -5,7 +5,10 @@
 
 mod chain_cmd;
 mod config;
+#[cfg(feature = "llm")]
+mod gguf;
 mod init_cmd;
+mod model_cmd;
 mod wallet_cmd;
 
 use std::process::ExitCode;
@@ -42,6 +45,9 @@ enum Command {
     /// Register agents and look them up in the on-chain registry.
     #[command(subcommand)]
     Registry(chain_cmd::RegistryCommand),
+    /// Fetch and describe LLM models (GGUF files).
+    #[command(subcommand)]
+    Model(model_cmd::ModelCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,9 +97,13 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Log filter when `AGORA_LOG` is not set: our info lines, and only llama.cpp's
+/// warnings (it reports every model load at info level, about a hundred lines).
+const DEFAULT_LOG_FILTER: &str = "info,llama-cpp-2=warn,llama_cpp_2=error";
+
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("AGORA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -124,6 +134,7 @@ fn main() -> ExitCode {
         Command::Config(ConfigCommand::Check { path }) => check_config(&path),
         Command::Chain(args) => block_on(chain_cmd::run_chain(args)),
         Command::Registry(cmd) => block_on(chain_cmd::run_registry(cmd)),
+        Command::Model(cmd) => model_cmd::run_model(cmd),
     };
     match result {
         Ok(code) => code,

@@ -17,7 +17,9 @@
 //! and attestations. `cuda` offloads inference to NVIDIA GPUs. `negotiation`
 //! (default) needs no llama.cpp. `weather` (default) adds the Open-Meteo HTTP client
 //! (reqwest); without it [`weather`] still has its types, the provider trait and the
-//! offline climatology provider.
+//! offline climatology provider. `test-utils` adds `llm::test_utils`: the cached
+//! default model and stand-ins for pip and PyPI, for the tests of this crate and of
+//! the crates above it.
 //!
 //! # Weather
 //!

