@@ -20,7 +20,7 @@ use wallets::{Address, Amount, Payment, SignedPayment, SpendingPolicy, Wallet, B
 
 use crate::clock::now_ms;
 use crate::envelope::{Draft, Envelope, Header, Inbox, InboxLimits, Rejection, Verified};
-use crate::error::{Error, Result, SkillError};
+use crate::error::{Error, ForeignDialogue, Result, SkillError};
 use crate::message::{Kind, Payload, ReplyWire, Request};
 use crate::router::{Route, Router};
 use crate::store::{AgentStore, DialogueRecord};
@@ -906,11 +906,11 @@ impl Context {
     ) -> Result<()> {
         if let Some(existing) = self.core.store.dialogue(dialogue)? {
             if existing.peer != peer {
-                return Err(Error::ForeignDialogue {
+                return Err(Error::ForeignDialogue(Box::new(ForeignDialogue {
                     dialogue,
                     owner: existing.peer,
                     peer,
-                });
+                })));
             }
         }
         let state = serde_json::to_value(state).map_err(|e| Error::Corrupt {
@@ -939,11 +939,11 @@ impl Context {
         };
         if let Some(sender) = self.sender() {
             if record.peer != sender {
-                return Err(Error::ForeignDialogue {
+                return Err(Error::ForeignDialogue(Box::new(ForeignDialogue {
                     dialogue,
                     owner: record.peer,
                     peer: sender,
-                });
+                })));
             }
         }
         serde_json::from_value(record.state)

@@ -36,15 +36,8 @@ pub enum Error {
         reason: String,
     },
     /// A dialogue id used by a peer other than the one the dialogue belongs to.
-    #[error("dialogue {dialogue} belongs to {owner}, not to {peer}")]
-    ForeignDialogue {
-        /// The dialogue.
-        dialogue: B256,
-        /// The peer it belongs to.
-        owner: Address,
-        /// The peer that used it.
-        peer: Address,
-    },
+    #[error("{0}")]
+    ForeignDialogue(Box<ForeignDialogue>),
     /// No route to the recipient: not on this host and no endpoint known.
     #[error("no route to agent {0}: not on this host and no endpoint known")]
     NoRoute(Address),
@@ -100,6 +93,18 @@ pub enum Error {
     /// The host could not start or has shut down.
     #[error("host: {0}")]
     Host(String),
+}
+
+/// A dialogue used by a peer it does not belong to.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("dialogue {dialogue} belongs to {owner}, not to {peer}")]
+pub struct ForeignDialogue {
+    /// The dialogue.
+    pub dialogue: B256,
+    /// The peer it belongs to.
+    pub owner: Address,
+    /// The peer that used it.
+    pub peer: Address,
 }
 
 /// `Result` with the runtime's [`Error`].

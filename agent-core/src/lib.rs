@@ -62,7 +62,7 @@ pub use agent::{
     AgentHandle, AgentLimits, AgentSpec, AgentStats, Context, Directory, Peer, SkillHandler,
     StaticDirectory,
 };
-pub use error::{Error, Result, SkillError};
+pub use error::{Error, ForeignDialogue, Result, SkillError};
 pub use host::{Host, HostConfig};
 pub use message::{Payload, Request};
 pub use tls::{ClientTls, ServerTls};
