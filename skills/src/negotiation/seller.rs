@@ -255,8 +255,9 @@ impl SellerInner {
     }
 
     /// The dialogue's state, if it is this buyer's. Dialogue ids are chosen by
-    /// buyers and the store keys states by dialogue alone, so another agent could
-    /// name a dialogue that is not its own: refuse that.
+    /// buyers, so another agent could name a dialogue that is not its own; the
+    /// runtime already refuses that (`Error::ForeignDialogue`), and the deal's own
+    /// record of its buyer is checked here as well.
     fn state(&self, ctx: &Context, t: &Turn) -> Handled<Option<SellerDeal>> {
         let deal = ctx.state::<SellerDeal>(t.dialogue).map_err(internal)?;
         match &deal {
