@@ -64,6 +64,8 @@ mod climatology;
 mod config;
 #[cfg(feature = "weather")]
 mod open_meteo;
+#[cfg(feature = "negotiation")]
+mod service;
 mod types;
 
 use async_trait::async_trait;
@@ -78,6 +80,8 @@ pub use config::{
 };
 #[cfg(feature = "weather")]
 pub use open_meteo::OpenMeteoProvider;
+#[cfg(feature = "negotiation")]
+pub use service::{WeatherService, FORECAST_KIND};
 pub use types::{
     AnnualNormals, DailyForecast, Forecast, ForecastDays, ForecastQuery, ForecastSource, Location,
     Place, MAX_FORECAST_DAYS,
