@@ -169,6 +169,7 @@ pub(crate) struct AgentCore {
     pub(crate) limits: AgentLimits,
     pending: Mutex<HashMap<(Address, B256, u64), Pending>>,
     sequence: AtomicU64,
+    pub(crate) mailbox: Arc<Mailbox>,
     pub(crate) counters: AgentCounters,
 }
 
@@ -177,6 +178,62 @@ pub(crate) struct Deliver {
     pub(crate) header: Header,
     pub(crate) body: Body,
     pub(crate) remote: Option<B256>,
+    /// Counted in the recipient's [`Mailbox`] (one-way local messages).
+    pub(crate) counted: bool,
+}
+
+/// The bound of an agent's mailbox for one-way local messages: senders wait while
+/// `cap` messages are queued and are woken when the backlog has halved.
+#[derive(Debug)]
+pub(crate) struct Mailbox {
+    pub(crate) inflight: std::sync::atomic::AtomicUsize,
+    room: tokio::sync::Notify,
+    cap: usize,
+}
+
+impl Mailbox {
+    pub(crate) fn new(cap: usize) -> Self {
+        Self {
+            inflight: std::sync::atomic::AtomicUsize::new(0),
+            room: tokio::sync::Notify::new(),
+            cap: cap.max(2),
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.inflight.load(Ordering::Acquire) >= self.cap
+    }
+
+    async fn wait_for_room(&self, addr: &Addr<AgentActor>, to: Address) -> Result<()> {
+        while self.full() {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.full() {
+                break;
+            }
+            // Bounded, so that a stopped agent cannot keep a sender forever.
+            if tokio::time::timeout(Duration::from_millis(100), notified)
+                .await
+                .is_err()
+                && !addr.connected()
+            {
+                return Err(Error::Stopped(to));
+            }
+        }
+        if !addr.connected() {
+            return Err(Error::Stopped(to));
+        }
+        Ok(())
+    }
+
+    /// One counted message left the mailbox.
+    fn taken(&self) {
+        let before = self.inflight.fetch_sub(1, Ordering::AcqRel);
+        if before == self.cap / 2 + 1 {
+            self.room.notify_waiters();
+        }
+    }
 }
 
 impl Message for Deliver {
@@ -288,6 +345,7 @@ impl AgentCore {
             limits: spec.limits,
             pending: Mutex::new(HashMap::new()),
             sequence: AtomicU64::new(start),
+            mailbox: Arc::new(Mailbox::new(spec.limits.mailbox)),
             counters: AgentCounters::default(),
         }
     }
@@ -312,33 +370,30 @@ impl AgentCore {
     /// result (asks need it, tells do not).
     async fn deliver(&self, route: Route, header: Header, body: Body, wait: bool) -> Result<()> {
         match route {
-            Route::Local(addr) => {
-                let msg = Deliver {
+            Route::Local(agent) => {
+                if wait {
+                    let msg = Deliver {
+                        header,
+                        body,
+                        remote: None,
+                        counted: false,
+                    };
+                    return self.deliver_waiting(&agent.addr, msg).await;
+                }
+                // One-way: wait for room in the mailbox (back-pressure), not for the
+                // handler; the recipient wakes waiters when its backlog halves.
+                agent
+                    .mailbox
+                    .wait_for_room(&agent.addr, header.recipient)
+                    .await?;
+                agent.mailbox.inflight.fetch_add(1, Ordering::AcqRel);
+                agent.addr.do_send(Deliver {
                     header,
                     body,
                     remote: None,
-                };
-                if wait {
-                    return self.deliver_waiting(&addr, msg).await;
-                }
-                // One-way: wait for room in the mailbox (back-pressure), not for
-                // the handler.
-                let mut msg = msg;
-                let mut tries = 0u32;
-                loop {
-                    match addr.try_send(msg) {
-                        Ok(()) => return Ok(()),
-                        Err(SendError::Closed(_)) => return Err(Error::Stopped(header.recipient)),
-                        Err(SendError::Full(back)) => msg = back,
-                    }
-                    tries += 1;
-                    if tries < 64 {
-                        tokio::task::yield_now().await;
-                    } else {
-                        let pause = 1u64 << (tries - 64).min(10);
-                        tokio::time::sleep(Duration::from_micros(pause)).await;
-                    }
-                }
+                    counted: true,
+                });
+                Ok(())
             }
             Route::Remote(link) => {
                 let (kind, payload) = body.into_wire()?;
@@ -567,7 +622,11 @@ impl Handler<Deliver> for AgentActor {
             header,
             body,
             remote,
+            counted,
         } = msg;
+        if counted {
+            self.core.mailbox.taken();
+        }
         let admitted = match remote {
             None => self.inbox.admit_local(&header, now),
             Some(_) => Ok(()),
@@ -693,6 +752,7 @@ impl Handler<DeliverRemote> for AgentActor {
                 header,
                 body,
                 remote: Some(id),
+                counted: false,
             },
             ctx,
         )

@@ -18,7 +18,7 @@ use wallets::Address;
 
 use crate::agent::{AgentActor, AgentCore, AgentHandle, AgentSpec};
 use crate::error::{Error, Result};
-use crate::router::Router;
+use crate::router::{LocalAgent, Router};
 use crate::store::HostStore;
 use crate::tls::{ClientTls, ServerTls};
 use crate::transport::{EdgeLimits, EdgeStats, Transport};
@@ -261,7 +261,13 @@ impl Host {
             .ok_or_else(|| Error::Host("no worker".into()))?;
         let c = core.clone();
         let addr = Supervisor::start_in_arbiter(arbiter, move |_| AgentActor::new(c));
-        self.inner.router.add_local(address, addr.clone())?;
+        self.inner.router.add_local(
+            address,
+            LocalAgent {
+                addr: addr.clone(),
+                mailbox: core.mailbox.clone(),
+            },
+        )?;
         let handle = AgentHandle { core, addr };
         agents.insert(address, handle.clone());
         Ok(handle)

@@ -6,7 +6,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use actix::Addr;
 use wallets::Address;
 
-use crate::agent::AgentActor;
+use crate::agent::{AgentActor, Mailbox};
 use crate::envelope::FastMap;
 use crate::error::{Error, Result};
 use crate::transport::{Link, Transport};
@@ -14,13 +14,20 @@ use crate::transport::{Link, Transport};
 /// A resolved destination.
 #[derive(Clone)]
 pub(crate) enum Route {
-    Local(Addr<AgentActor>),
+    Local(LocalAgent),
     Remote(Arc<Link>),
+}
+
+/// An agent on this host: its actor and its mailbox's room counter.
+#[derive(Clone)]
+pub(crate) struct LocalAgent {
+    pub(crate) addr: Addr<AgentActor>,
+    pub(crate) mailbox: Arc<Mailbox>,
 }
 
 /// The host's routing table.
 pub(crate) struct Router {
-    local: RwLock<FastMap<Address, Addr<AgentActor>>>,
+    local: RwLock<FastMap<Address, LocalAgent>>,
     /// Remote agents reachable over an existing connection (learned from traffic).
     learned: RwLock<FastMap<Address, Arc<Link>>>,
     /// Remote agents' endpoints (from configuration or discovery).
@@ -46,21 +53,21 @@ impl Router {
         }
     }
 
-    pub(crate) fn add_local(&self, address: Address, addr: Addr<AgentActor>) -> Result<()> {
+    pub(crate) fn add_local(&self, address: Address, agent: LocalAgent) -> Result<()> {
         let mut local = write(&self.local);
         if local.contains_key(&address) {
             return Err(Error::Duplicate(address));
         }
-        local.insert(address, addr);
+        local.insert(address, agent);
         Ok(())
     }
 
     pub(crate) fn remove_local(&self, address: &Address) -> Option<Addr<AgentActor>> {
-        write(&self.local).remove(address)
+        write(&self.local).remove(address).map(|a| a.addr)
     }
 
     pub(crate) fn local(&self, address: &Address) -> Option<Addr<AgentActor>> {
-        read(&self.local).get(address).cloned()
+        read(&self.local).get(address).map(|a| a.addr.clone())
     }
 
     /// Remembers that `address` answers on `link` (a connection it used).
@@ -79,8 +86,8 @@ impl Router {
     }
 
     pub(crate) fn resolve(&self, to: &Address) -> Result<Route> {
-        if let Some(addr) = self.local(to) {
-            return Ok(Route::Local(addr));
+        if let Some(agent) = read(&self.local).get(to) {
+            return Ok(Route::Local(agent.clone()));
         }
         if let Some(link) = read(&self.learned).get(to).filter(|l| l.is_open()) {
             return Ok(Route::Remote(link.clone()));

@@ -79,7 +79,15 @@ async fn bare_actix(n: u64) -> f64 {
 async fn agents_local(host: &Host, n: u64) -> f64 {
     let count = Arc::new(AtomicU64::new(0));
     let c = count.clone();
+    let mailbox: usize = std::env::var("AGORA_BENCH_MAILBOX")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(1024);
     let b = AgentBuilder::new("sink")
+        .limits(agent_sdk::AgentLimits {
+            mailbox,
+            ..agent_sdk::AgentLimits::default()
+        })
         .skill(skill_fn(move |_ctx: Context, Ping(i): Ping| {
             c.fetch_add(i & 1 | 1, Ordering::Relaxed);
             async { Ok(()) }
