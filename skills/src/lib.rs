@@ -99,6 +99,8 @@ mod error;
 pub mod llm;
 #[cfg(feature = "negotiation")]
 pub mod negotiation;
+#[cfg(feature = "llm")]
+pub mod travel;
 pub mod weather;
 
 pub use error::{Error, Result};

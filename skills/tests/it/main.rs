@@ -18,4 +18,6 @@ mod llm;
 mod negotiation;
 #[cfg(feature = "llm")]
 mod support;
+#[cfg(feature = "llm")]
+mod travel;
 mod weather;
