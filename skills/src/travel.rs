@@ -340,3 +340,86 @@ mod tests {
         );
     }
 }
+
+#[cfg(feature = "negotiation")]
+mod hire {
+    use agent_sdk::Context;
+    use chrono::NaiveDate;
+    use wallets::Amount;
+
+    use super::{Itinerary, TravelPlanner, Trip};
+    use crate::negotiation::{Buyer, Deal, PaymentMode};
+    use crate::weather::{Forecast, FORECAST_KIND};
+    use crate::{Error, Result};
+
+    /// A planned trip: the trip, the forecast deal that paid a weather agent, the
+    /// forecast it delivered, and the itinerary written around it.
+    #[derive(Clone, Debug)]
+    pub struct TripPlan {
+        /// The trip.
+        pub trip: Trip,
+        /// The deal with the weather agent (agreement, payment, delivery).
+        pub deal: Deal,
+        /// The delivered forecast.
+        pub forecast: Forecast,
+        /// The itinerary.
+        pub itinerary: Itinerary,
+    }
+
+    impl TravelPlanner {
+        /// The travel agent's whole job: plan the trip from `request`, hire a weather
+        /// agent through `buyer` (negotiation, payment within the agent's spending
+        /// policy, delivery checked), and write the itinerary around the forecast.
+        ///
+        /// # Errors
+        /// The errors of [`TravelPlanner::plan_trip`] and [`Buyer::hire`];
+        /// [`Error::Protocol`] when the delivery is not a forecast of the trip's days.
+        pub async fn plan_and_hire(
+            &self,
+            ctx: &Context,
+            buyer: &Buyer,
+            request: &str,
+            today: NaiveDate,
+            max_price: Amount,
+            mode: PaymentMode,
+        ) -> Result<TripPlan> {
+            let trip = self.plan_trip(request, today).await?;
+            let task = serde_json::to_string(&trip.forecast_query()?).map_err(|e| {
+                Error::InvalidQuery {
+                    reason: format!("forecast query does not serialize: {e}"),
+                }
+            })?;
+            let deal = buyer
+                .hire(ctx, &task, FORECAST_KIND, max_price, mode)
+                .await?;
+            let protocol = |reason: String| Error::Protocol {
+                dialogue: deal.dialogue,
+                peer: deal.seller(),
+                reason,
+            };
+            let forecast: Forecast = serde_json::from_value(deal.result().clone())
+                .map_err(|e| protocol(format!("the delivery is not a forecast: {e}")))?;
+            if forecast.days.len() != usize::from(trip.days)
+                || forecast.days.first().map(|d| d.date) != Some(trip.start)
+            {
+                return Err(protocol(format!(
+                    "the forecast covers {} days from {:?}, the trip {} days from {}",
+                    forecast.days.len(),
+                    forecast.days.first().map(|d| d.date),
+                    trip.days,
+                    trip.start
+                )));
+            }
+            let itinerary = self.write_itinerary(&trip, &forecast).await?;
+            Ok(TripPlan {
+                trip,
+                deal,
+                forecast,
+                itinerary,
+            })
+        }
+    }
+}
+
+#[cfg(feature = "negotiation")]
+pub use hire::TripPlan;
