@@ -6,6 +6,8 @@
 mod chain_cmd;
 mod config;
 #[cfg(feature = "llm")]
+mod demo_cmd;
+#[cfg(feature = "llm")]
 mod gguf;
 mod init_cmd;
 mod model_cmd;
@@ -48,6 +50,10 @@ enum Command {
     /// Fetch and describe LLM models (GGUF files).
     #[command(subcommand)]
     Model(model_cmd::ModelCommand),
+    /// Run the travel/weather story once on the embedded chain and the local model:
+    /// a travel agent hires and pays a weather agent and writes the itinerary.
+    #[cfg(feature = "llm")]
+    Demo(demo_cmd::DemoArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,6 +141,8 @@ fn main() -> ExitCode {
         Command::Chain(args) => block_on(chain_cmd::run_chain(args)),
         Command::Registry(cmd) => block_on(chain_cmd::run_registry(cmd)),
         Command::Model(cmd) => model_cmd::run_model(cmd),
+        #[cfg(feature = "llm")]
+        Command::Demo(args) => block_on(demo_cmd::run_demo(args)),
     };
     match result {
         Ok(code) => code,

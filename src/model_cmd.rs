@@ -128,6 +128,16 @@ enum Outcome {
     Fetched,
 }
 
+/// The model the agents use: `$AGORA_MODEL_PATH`, else the default model, fetched
+/// (with progress on stderr) into the cache if missing.
+#[cfg(feature = "llm")]
+pub(crate) fn default_model_path() -> Result<PathBuf> {
+    match std::env::var_os(MODEL_PATH_ENV) {
+        Some(path) => Ok(PathBuf::from(path)),
+        None => Ok(fetch(&ModelStore::from_env(), &ModelSpec::smollm2_135m())?.0),
+    }
+}
+
 /// Fetches `spec` into `store`, showing each phase on stderr.
 fn fetch(store: &ModelStore, spec: &ModelSpec) -> Result<(PathBuf, Outcome)> {
     let mut view = FetchView::new();

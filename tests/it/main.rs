@@ -2,5 +2,7 @@
 
 mod chain_cli;
 mod config_cli;
+#[cfg(feature = "llm")]
+mod demo;
 mod model_cli;
 mod wallet_cli;
