@@ -110,6 +110,8 @@ mod messages;
 mod seller;
 mod settlement;
 mod strategy;
+#[cfg(feature = "test-utils")]
+pub mod test_utils;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
