@@ -17,7 +17,8 @@
 //! 3. **Cross-check** — when the journals of both parties of a deal (found by the
 //!    agreement hash) are given, each kind of entry (acceptance, payment, delivery,
 //!    receipt) must be in both and agree field by field: agreement, price, payment id,
-//!    payment, transaction hash, result hash, receipt.
+//!    payment, transaction hash, result hash, receipt. Only one journal per agent is
+//!    cross-checked (the first by path); another one of the same agent is reported.
 //! 4. **Chain** (optional, [`ChainCheck`]) — each payment entry is matched to the
 //!    chain: in `authorization` mode the recorded transaction must have succeeded and
 //!    moved exactly the price from the buyer to the seller in the deployment's
@@ -703,10 +704,26 @@ fn check_payment(p: &PaymentBody, add: &mut impl FnMut(String)) {
 
 /// Matches each deal's entries between the buyer's and the seller's journals.
 fn cross_check(journals: &[Audited], findings: &mut Findings) -> Vec<DealSummary> {
-    let by_signer: BTreeMap<Address, &Audited> = journals
-        .iter()
-        .filter_map(|j| j.signer.map(|s| (s, j)))
-        .collect();
+    // One journal per agent: of several with the same signer, the first by path is
+    // cross-checked and the others are reported.
+    let mut by_signer: BTreeMap<Address, &Audited> = BTreeMap::new();
+    for j in journals {
+        let Some(signer) = j.signer else { continue };
+        match by_signer.get(&signer) {
+            Some(first) => findings.add(
+                &j.path,
+                None,
+                None,
+                format!(
+                    "signed by {signer} like {}: only that journal is cross-checked",
+                    first.path
+                ),
+            ),
+            None => {
+                by_signer.insert(signer, j);
+            }
+        }
+    }
     // Every agreement any journal has an agreement for.
     let mut agreements: BTreeMap<B256, SignedAgreement> = BTreeMap::new();
     for j in journals {
