@@ -938,6 +938,8 @@ pub struct TxEffects {
     pub success: bool,
     /// The stablecoin's `Transfer` events, in log order.
     pub transfers: Vec<TokenTransfer>,
+    /// The stablecoin's `AuthorizationUsed` events (authorizer, nonce), in log order.
+    pub authorizations_used: Vec<(wallets::Address, wallets::B256)>,
     /// The escrow's job events (kind, escrow id), in log order.
     pub escrow_events: Vec<(EscrowEventKind, wallets::B256)>,
 }
@@ -982,12 +984,19 @@ impl Deployment {
             },
             success: receipt.status == Some(1.into()),
             transfers: Vec::new(),
+            authorizations_used: Vec::new(),
             escrow_events: Vec::new(),
         };
         for log in &receipt.logs {
             let raw = ethers::abi::RawLog::from(log.clone());
             if log.address == token {
-                if let Ok(S::TransferFilter(t)) = S::decode_log(&raw) {
+                let event = S::decode_log(&raw);
+                if let Ok(S::AuthorizationUsedFilter(a)) = &event {
+                    effects
+                        .authorizations_used
+                        .push((wallets::Address(a.authorizer.0), wallets::B256(a.nonce)));
+                }
+                if let Ok(S::TransferFilter(t)) = event {
                     if t.value.bits() > 128 {
                         return Err(err(format!(
                             "transfer of {} does not fit an Amount",
