@@ -20,7 +20,8 @@
 //!    payment, transaction hash, result hash, receipt. Only one journal per agent is
 //!    cross-checked (the first by path); another one of the same agent is reported.
 //! 4. **Chain** (optional, [`ChainCheck`]) — each payment entry is matched to the
-//!    chain: in `authorization` mode the recorded transaction must have succeeded and
+//!    chain: in `authorization` mode the recorded transaction must have succeeded, used
+//!    the payment's EIP-3009 authorization (`AuthorizationUsed` with its nonce) and
 //!    moved exactly the price from the buyer to the seller in the deployment's
 //!    stablecoin; in `escrow` mode the lock must have moved the price from the buyer to
 //!    the escrow, the recorded transaction must carry the escrow's `JobDelivered`
@@ -93,6 +94,8 @@ pub struct JournalSummary {
     pub entries_checked: u64,
     /// Whether the whole journal verified.
     pub verified: bool,
+    /// Bytes of an interrupted final append (a crash mid-write), which are ignored.
+    pub torn_tail_bytes: u64,
     /// Deals (agreement hashes) it has acceptance, payment, delivery or receipt
     /// entries for.
     pub deals: u64,
@@ -191,6 +194,13 @@ impl AuditReport {
                 if j.verified { "yes" } else { "NO" },
                 j.deals,
                 j.deals_matched
+            );
+        }
+        for j in self.journals.iter().filter(|j| j.torn_tail_bytes > 0) {
+            let _ = writeln!(
+                out,
+                "note: {} ends in {} bytes of an interrupted append, ignored",
+                j.path, j.torn_tail_bytes
             );
         }
         if !self.deals.is_empty() {
@@ -322,6 +332,7 @@ struct Audited {
     signer: Option<Address>,
     entries: u64,
     verified: bool,
+    torn_tail_bytes: u64,
     sides: BTreeMap<B256, Side>,
 }
 
@@ -388,6 +399,7 @@ pub async fn audit(paths: &[PathBuf], chain: Option<&ChainCheck>) -> Result<Audi
                 signer: j.signer,
                 entries_checked: j.entries,
                 verified: j.verified,
+                torn_tail_bytes: j.torn_tail_bytes,
                 deals: j.sides.len() as u64,
                 deals_matched: matched as u64,
             }
@@ -405,8 +417,12 @@ pub async fn audit(paths: &[PathBuf], chain: Option<&ChainCheck>) -> Result<Audi
 /// entries in it.
 fn read_journal(path: &Path, findings: &mut Findings) -> Result<Audited> {
     let name = path.display().to_string();
+    let mut torn_tail_bytes = 0;
     let (entries, verified) = match journal::verify(path, None) {
-        Ok(_) => (journal::read_entries(path)?, true),
+        Ok(report) => {
+            torn_tail_bytes = report.torn_tail_bytes as u64;
+            (journal::read_entries(path)?, true)
+        }
         Err(wallets::Error::Journal { index, reason, .. }) => {
             findings.add(
                 &name,
@@ -428,6 +444,7 @@ fn read_journal(path: &Path, findings: &mut Findings) -> Result<Audited> {
         signer,
         entries: entries.len() as u64,
         verified,
+        torn_tail_bytes,
         sides,
     })
 }
@@ -912,6 +929,15 @@ async fn check_chain(
                         None => {
                             if !has_transfer(settled, wanted) {
                                 add(no_transfer(p.settlement.tx_hash, wanted));
+                            }
+                            if let Payment::Authorization { transfer, .. } = &p.payment.payment {
+                                let used = (transfer.from, transfer.nonce);
+                                if !settled.is_some_and(|e| e.authorizations_used.contains(&used)) {
+                                    add(format!(
+                                        "transaction {} did not use the payment's authorization (nonce {})",
+                                        p.settlement.tx_hash, transfer.nonce
+                                    ));
+                                }
                             }
                         }
                     }

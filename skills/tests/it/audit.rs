@@ -122,6 +122,13 @@ async fn a_payment_that_does_not_match_the_chain_is_reported() {
         "{}",
         report.to_table()
     );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("did not use the payment's authorization")),
+        "{}",
+        report.to_table()
+    );
 }
 
 /// Changes one leaf of a JSON value by one character (or one unit).
@@ -281,4 +288,23 @@ async fn audits_are_deterministic() {
         first.deals[0].matched,
         "the seller's full journal is the one matched"
     );
+}
+
+/// A crash mid-append leaves a partial last line: ignored, as readers do, and noted.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_append_is_noted_not_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = settled_deal(dir.path(), PaymentMode::Authorization).await;
+    let torn = dir.path().join("torn.journal");
+    let mut bytes = fs::read(&f.buyer.journal).unwrap();
+    bytes.extend_from_slice(br#"{"body":{"agree"#);
+    fs::write(&torn, bytes).unwrap();
+    let report = audit(&[torn, f.seller.journal.clone()], None)
+        .await
+        .unwrap();
+    assert!(report.is_clean(), "{}", report.to_table());
+    assert_eq!(report.journals[1].torn_tail_bytes, 15);
+    assert!(report
+        .to_table()
+        .contains("15 bytes of an interrupted append"));
 }
