@@ -3,6 +3,7 @@
 //! The binary only parses arguments, sets up logging and calls into the library
 //! crates; see `agora --help`.
 
+mod audit_cmd;
 mod chain_cmd;
 mod config;
 #[cfg(feature = "llm")]
@@ -47,6 +48,9 @@ enum Command {
     /// Register agents and look them up in the on-chain registry.
     #[command(subcommand)]
     Registry(chain_cmd::RegistryCommand),
+    /// Audit payment journals: hash chains, signatures, both sides of each deal, and
+    /// (with --rpc) the payments on chain. Exits 1 on discrepancies, 2 on errors.
+    Audit(audit_cmd::AuditArgs),
     /// Fetch and describe LLM models (GGUF files).
     #[command(subcommand)]
     Model(model_cmd::ModelCommand),
@@ -140,6 +144,7 @@ fn main() -> ExitCode {
         Command::Config(ConfigCommand::Check { path }) => check_config(&path),
         Command::Chain(args) => block_on(chain_cmd::run_chain(args)),
         Command::Registry(cmd) => block_on(chain_cmd::run_registry(cmd)),
+        Command::Audit(args) => block_on(audit_cmd::run_audit(args)),
         Command::Model(cmd) => model_cmd::run_model(cmd),
         #[cfg(feature = "llm")]
         Command::Demo(args) => block_on(demo_cmd::run_demo(args)),

@@ -898,6 +898,136 @@ impl Deployment {
     }
 }
 
+/// A stablecoin `Transfer` event, in wallet types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenTransfer {
+    /// Who sent.
+    pub from: wallets::Address,
+    /// Who received.
+    pub to: wallets::Address,
+    /// How much, in base units.
+    pub value: wallets::Amount,
+}
+
+/// A `JobEscrow` event about one escrow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EscrowEventKind {
+    /// `JobLocked`.
+    Locked,
+    /// `JobDelivered`.
+    Delivered,
+    /// `JobReleased`.
+    Released,
+    /// `JobRefunded`.
+    Refunded,
+    /// `JobDisputed`.
+    Disputed,
+    /// `JobResolved`.
+    Resolved,
+}
+
+/// What a mined transaction did to the stablecoin and the escrow, read from its receipt.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TxEffects {
+    /// The transaction.
+    pub tx: Mined,
+    /// Whether it succeeded (status 1).
+    pub success: bool,
+    /// The stablecoin's `Transfer` events, in log order.
+    pub transfers: Vec<TokenTransfer>,
+    /// The stablecoin's `AuthorizationUsed` events (authorizer, nonce), in log order.
+    pub authorizations_used: Vec<(wallets::Address, wallets::B256)>,
+    /// The escrow's job events (kind, escrow id), in log order.
+    pub escrow_events: Vec<(EscrowEventKind, wallets::B256)>,
+}
+
+/// Read-only lookups for auditors.
+impl Deployment {
+    /// The effects of transaction `tx_hash` on the stablecoin and the escrow, or `None`
+    /// if the node knows no receipt for it. Logs of other contracts are ignored, so a
+    /// look-alike token cannot pass for ours.
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] when the receipt lookup fails or a log of ours does
+    /// not decode.
+    pub async fn tx_effects(
+        &self,
+        tx_hash: wallets::B256,
+    ) -> Result<Option<TxEffects>, ChainError> {
+        use bindings::job_escrow::JobEscrowEvents as J;
+        use bindings::stablecoin::StablecoinEvents as S;
+        use ethers::contract::EthLogDecode;
+        const CALL: &str = "eth_getTransactionReceipt";
+        let err = |message: String| ChainError::Contract {
+            call: CALL.into(),
+            message,
+        };
+        let hash = ethers::types::H256(tx_hash.0);
+        let Some(receipt) = self
+            .stablecoin
+            .client()
+            .get_transaction_receipt(hash)
+            .await
+            .map_err(|e| err(format!("receipt of {hash:?}: {e}")))?
+        else {
+            return Ok(None);
+        };
+        let (token, escrow) = (self.stablecoin.address(), self.escrow.address());
+        let mut effects = TxEffects {
+            tx: Mined {
+                tx_hash,
+                block: receipt.block_number.map_or(0, |b| b.as_u64()),
+                gas_used: receipt.gas_used.map_or(0, |g| g.low_u64()),
+            },
+            success: receipt.status == Some(1.into()),
+            transfers: Vec::new(),
+            authorizations_used: Vec::new(),
+            escrow_events: Vec::new(),
+        };
+        for log in &receipt.logs {
+            let raw = ethers::abi::RawLog::from(log.clone());
+            if log.address == token {
+                let event = S::decode_log(&raw);
+                if let Ok(S::AuthorizationUsedFilter(a)) = &event {
+                    effects
+                        .authorizations_used
+                        .push((wallets::Address(a.authorizer.0), wallets::B256(a.nonce)));
+                }
+                if let Ok(S::TransferFilter(t)) = event {
+                    if t.value.bits() > 128 {
+                        return Err(err(format!(
+                            "transfer of {} does not fit an Amount",
+                            t.value
+                        )));
+                    }
+                    effects.transfers.push(TokenTransfer {
+                        from: wallets::Address(t.from.0),
+                        to: wallets::Address(t.to.0),
+                        value: wallets::Amount::from_base_units(t.value.as_u128()),
+                    });
+                }
+            } else if log.address == escrow {
+                let event = match J::decode_log(&raw) {
+                    Ok(J::JobLockedFilter(e)) => Some((EscrowEventKind::Locked, e.escrow_id)),
+                    Ok(J::JobDeliveredFilter(e)) => Some((EscrowEventKind::Delivered, e.escrow_id)),
+                    Ok(J::JobReleasedFilter(e)) => Some((EscrowEventKind::Released, e.escrow_id)),
+                    Ok(J::JobRefundedFilter(e)) => Some((EscrowEventKind::Refunded, e.escrow_id)),
+                    Ok(J::JobDisputedFilter(e)) => Some((EscrowEventKind::Disputed, e.escrow_id)),
+                    Ok(J::JobResolvedFilter(e)) => Some((EscrowEventKind::Resolved, e.escrow_id)),
+                    _ => None,
+                };
+                if let Some((kind, id)) = event {
+                    effects.escrow_events.push((kind, wallets::B256(id)));
+                }
+            }
+        }
+        Ok(Some(effects))
+    }
+}
+
 /// The text of a skill tag (up to the first zero byte).
 pub fn skill_name(tag: &[u8; 32]) -> String {
     let end = tag.iter().position(|&b| b == 0).unwrap_or(32);

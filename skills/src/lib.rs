@@ -18,8 +18,9 @@
 //! (default) needs no llama.cpp. `weather` (default) adds the Open-Meteo HTTP client
 //! (reqwest); without it [`weather`] still has its types, the provider trait and the
 //! offline climatology provider. `test-utils` adds `llm::test_utils`: the cached
-//! default model and stand-ins for pip and PyPI, for the tests of this crate and of
-//! the crates above it.
+//! default model and stand-ins for pip and PyPI, and (with `negotiation`)
+//! `negotiation::test_utils`: a devnet, agents and whole deals, for the tests of this
+//! crate and of the crates above it.
 //!
 //! # Weather
 //!

@@ -104,12 +104,17 @@
 //! Both sides append to their [`wallets::Journal`]: `cfp`, `proposal`, `counter`,
 //! `acceptance` (the signed agreement), `payment` (signed agreement, signed payment,
 //! transaction), `delivery` (result hash), `receipt`, and `rejection`.
+//! [`audit`] replays journals, cross-checks a deal's two journals and matches payments
+//! on chain (`agora audit`).
 
+pub mod audit;
 mod buyer;
 mod messages;
 mod seller;
 mod settlement;
 mod strategy;
+#[cfg(feature = "test-utils")]
+pub mod test_utils;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};

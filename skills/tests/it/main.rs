@@ -10,6 +10,8 @@
     clippy::indexing_slicing
 )]
 
+#[cfg(feature = "negotiation")]
+mod audit;
 mod fetch;
 mod grammar;
 #[cfg(feature = "llm")]

@@ -2,61 +2,22 @@
 //! deal crosses loopback WebSocket), a buyer that pays through its spending policy
 //! in `authorization` mode, sellers that settle on chain, and both journals.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use agent_sdk::prelude::*;
-use agent_sdk::{Peer, StaticDirectory};
-use registry::chain::{self, Addresses, DeployConfig, Deployment};
-use registry::devnet::{dev_wallet, Devnet, DevnetConfig, DevnetHandle};
-use serde_json::{json, Value};
+use agent_sdk::StaticDirectory;
+use registry::devnet::dev_wallet;
+use serde_json::json;
+use skills::negotiation::test_utils::{
+    buyer, buyer_with, entries, host, kinds, only, peer, seller, usdc, Chain, KIND, TOKEN,
+};
 use skills::negotiation::{
-    escrow_id_of, escrow_job_id, negotiation_domain, service_fn, token_domain, Accept, Buyer,
-    BuyerDeal, CallForProposal, ChainSettlement, DefaultSellerStrategy, EscrowState, Pay,
-    PaymentMode, ProposalReply, Reject, Seller, SellerDeal, SellerStrategy, ServiceOutput,
-    SignedAgreement,
+    escrow_id_of, escrow_job_id, negotiation_domain, token_domain, Accept, BuyerDeal,
+    CallForProposal, ChainSettlement, DefaultSellerStrategy, EscrowState, Pay, PaymentMode,
+    ProposalReply, Reject, SellerDeal, SellerStrategy, SignedAgreement,
 };
-use wallets::{
-    journal, Journal, JournalEntry, Limits, Payment, SpendingPolicy, TransferWithAuthorization,
-};
-
-const KIND: &str = "weather.Forecast";
-const TOKEN: &str = "USD Coin";
-
-fn usdc(s: &str) -> Amount {
-    s.parse().unwrap()
-}
-
-/// The chain with the contracts deployed by dev account 0.
-struct Chain {
-    node: DevnetHandle,
-    addresses: Addresses,
-    minter: Deployment,
-}
-
-impl Chain {
-    async fn start(dir: &Path) -> Self {
-        let node = Devnet::spawn(DevnetConfig::new(dir.join("chain")))
-            .await
-            .unwrap();
-        let deployer = chain::connect(&node.http_url(), Arc::new(dev_wallet(0)))
-            .await
-            .unwrap();
-        let (minter, addresses) = Deployment::deploy(deployer, &DeployConfig::dev())
-            .await
-            .unwrap();
-        Self {
-            node,
-            addresses,
-            minter,
-        }
-    }
-
-    async fn balance(&self, who: Address) -> Amount {
-        self.minter.balance_of(who).await.unwrap()
-    }
-}
+use wallets::{Payment, TransferWithAuthorization};
 
 /// Proposes its price whatever the buyer's maximum: the buyer must refuse it.
 struct Greedy(Amount);
@@ -69,161 +30,6 @@ impl SellerStrategy for Greedy {
     fn respond(&self, _: u32, current: Amount, _: Amount) -> Amount {
         current
     }
-}
-
-struct SellerAgent {
-    handle: AgentHandle,
-    journal: PathBuf,
-}
-
-/// A seller of [`KIND`] with its own dev wallet (which pays the gas), settling on
-/// `chain`, answering with a fixed forecast.
-async fn seller(
-    host: &Host,
-    dir: &Path,
-    chain: &Chain,
-    name: &str,
-    account: u32,
-    strategy: impl SellerStrategy,
-) -> SellerAgent {
-    let wallet = Arc::new(dev_wallet(account));
-    let settlement = ChainSettlement::connect(
-        &chain.node.http_url(),
-        wallet.clone(),
-        &chain.addresses,
-        TOKEN,
-    )
-    .await
-    .unwrap();
-    let journal_path = dir.join(format!("{name}.journal"));
-    let journal = Journal::open(&journal_path, wallet.clone()).unwrap();
-    let seller_name = name.to_owned();
-    let service = service_fn(move |task: String| {
-        let by = seller_name.clone();
-        async move {
-            Ok(ServiceOutput::new(
-                json!({"task": task, "by": by, "forecast": "sunny", "celsius": 21}),
-            ))
-        }
-    });
-    let seller = Seller::new(KIND, wallet.clone(), strategy, service, settlement, journal);
-    let handle = seller
-        .install(AgentBuilder::new(name).wallet(wallet))
-        .spawn(host)
-        .unwrap();
-    SellerAgent {
-        handle,
-        journal: journal_path,
-    }
-}
-
-fn peer(agent: &SellerAgent, endpoint: Option<String>, price: Option<Amount>) -> Peer {
-    Peer {
-        address: agent.handle.address(),
-        endpoint,
-        price,
-    }
-}
-
-struct BuyerAgent {
-    handle: AgentHandle,
-    buyer: Buyer,
-    wallet: Arc<Wallet>,
-    policy: Arc<SpendingPolicy>,
-    journal: PathBuf,
-}
-
-/// A buyer with a fresh wallet (it needs no gas), a spending policy of at most
-/// `per_deal` per payment, and `directory`.
-fn buyer(
-    host: &Host,
-    dir: &Path,
-    chain: &Chain,
-    per_deal: Amount,
-    directory: StaticDirectory,
-) -> BuyerAgent {
-    buyer_with(
-        host,
-        dir,
-        chain,
-        per_deal,
-        directory,
-        Arc::new(Wallet::random()),
-    )
-}
-
-fn buyer_with(
-    host: &Host,
-    dir: &Path,
-    chain: &Chain,
-    per_deal: Amount,
-    directory: StaticDirectory,
-    wallet: Arc<Wallet>,
-) -> BuyerAgent {
-    let policy = SpendingPolicy::open(
-        dir.join("buyer.policy"),
-        wallet.clone(),
-        Limits {
-            per_deal: Some(per_deal),
-            ..Limits::default()
-        },
-    )
-    .unwrap();
-    let journal_path = dir.join("buyer.journal");
-    let journal = Journal::open(&journal_path, wallet.clone()).unwrap();
-    let buyer = Buyer::new(
-        wallet.clone(),
-        token_domain(&chain.addresses, TOKEN),
-        journal,
-    );
-    let policy = Arc::new(policy);
-    let handle = AgentBuilder::new("buyer")
-        .wallet(wallet.clone())
-        .policy(policy.clone())
-        .directory(directory)
-        .spawn(host)
-        .unwrap();
-    BuyerAgent {
-        handle,
-        buyer,
-        wallet,
-        policy,
-        journal: journal_path,
-    }
-}
-
-fn host(dir: &Path, name: &str, chain_id: u64) -> Host {
-    Host::spawn(
-        HostConfig::new(chain_id, dir.join(name))
-            .name(name)
-            .workers(2)
-            .listen("127.0.0.1:0".parse().unwrap()),
-    )
-    .unwrap()
-}
-
-/// The journal's entries, once it verifies and holds an entry of `until` (tells
-/// arrive after the asker has moved on).
-async fn entries(path: &Path, signer: Address, until: &str) -> Vec<JournalEntry> {
-    for _ in 0..100 {
-        journal::verify(path, Some(signer)).unwrap();
-        let entries = journal::read_entries(path).unwrap();
-        if entries.iter().any(|e| e.kind == until) {
-            return entries;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{} has no {until} entry", path.display());
-}
-
-fn kinds(entries: &[JournalEntry]) -> Vec<&str> {
-    entries.iter().map(|e| e.kind.as_str()).collect()
-}
-
-fn only<'a>(entries: &'a [JournalEntry], kind: &str) -> &'a Value {
-    let found: Vec<_> = entries.iter().filter(|e| e.kind == kind).collect();
-    assert_eq!(found.len(), 1, "one {kind} entry in {:?}", kinds(entries));
-    &found[0].body
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,0 +1,1063 @@
+//! Auditing negotiation journals: `agora audit`.
+//!
+//! [`audit`] replays one or more journals written by [`Buyer`](super::Buyer) and
+//! [`Seller`](super::Seller) and reports every discrepancy it finds:
+//!
+//! 1. **Integrity** — each journal is verified with [`wallets::journal::verify`]:
+//!    canonical lines, hash links, one signer, every signature. A journal that does not
+//!    verify is reported at its first bad entry; the entries before it are still
+//!    audited.
+//! 2. **Consistency** — within a journal, each deal's entries must hold together: an
+//!    acceptance's agreement hash and both signatures; a payment for the accepted
+//!    agreement, with the right payment id, payer, payee and amount and a valid
+//!    signature; a delivery signed by the seller over the settling transaction; a
+//!    receipt signed by the buyer over the delivered result. A payment without an
+//!    acceptance, a delivery without a payment or a receipt without a delivery is a
+//!    discrepancy, and so is a buyer's `dispute`.
+//! 3. **Cross-check** — when the journals of both parties of a deal (found by the
+//!    agreement hash) are given, each kind of entry (acceptance, payment, delivery,
+//!    receipt) must be in both and agree field by field: agreement, price, payment id,
+//!    payment, transaction hash, result hash, receipt. Only one journal per agent is
+//!    cross-checked (the first by path); another one of the same agent is reported.
+//! 4. **Chain** (optional, [`ChainCheck`]) — each payment entry is matched to the
+//!    chain: in `authorization` mode the recorded transaction must have succeeded, used
+//!    the payment's EIP-3009 authorization (`AuthorizationUsed` with its nonce) and
+//!    moved exactly the price from the buyer to the seller in the deployment's
+//!    stablecoin; in `escrow` mode the lock must have moved the price from the buyer to
+//!    the escrow, the recorded transaction must carry the escrow's `JobDelivered`
+//!    event, the escrow record must name the agreed parties and amount, and a recorded
+//!    release must have moved the price from the escrow to the seller.
+//!
+//! The report is deterministic: journals, deals and discrepancies are sorted, and
+//! nothing about the run (time, host) enters it, so the same journals always give
+//! byte-identical [`AuditReport::to_json`] and [`AuditReport::to_table`] output.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use registry::chain::{self, Addresses, Deployment, EscrowEventKind, TxEffects};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use wallets::journal::{self, JournalEntry};
+use wallets::{Address, Amount, Payment, Signature, SignedPayment, Wallet, B256};
+
+use super::messages::{
+    escrow_job_id, negotiation_domain, Delivery, PaymentMode, Receipt, Settled, SignedAgreement,
+};
+use super::settlement::escrow_id_of;
+use crate::{Error, Result};
+
+/// Where to check payments against the chain: a node and the deployment's addresses.
+#[derive(Clone, Debug)]
+pub struct ChainCheck {
+    rpc_url: String,
+    addresses: Addresses,
+}
+
+impl ChainCheck {
+    /// Checks payments through the node at `rpc_url` against the contracts at
+    /// `addresses`.
+    pub fn new(rpc_url: impl Into<String>, addresses: Addresses) -> Self {
+        Self {
+            rpc_url: rpc_url.into(),
+            addresses,
+        }
+    }
+}
+
+/// What an audit found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditReport {
+    /// One line per journal, sorted by path.
+    pub journals: Vec<JournalSummary>,
+    /// One line per deal (accepted agreement), sorted by agreement hash.
+    pub deals: Vec<DealSummary>,
+    /// Whether and how payments were matched against the chain.
+    pub chain: ChainSummary,
+    /// Every discrepancy, sorted by journal, entry and reason.
+    pub discrepancies: Vec<Discrepancy>,
+}
+
+/// One audited journal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JournalSummary {
+    /// The path, as given.
+    pub path: String,
+    /// Who signed it (`None` when empty or its first entry is bad).
+    pub signer: Option<Address>,
+    /// Entries that verified.
+    pub entries_checked: u64,
+    /// Whether the whole journal verified.
+    pub verified: bool,
+    /// Bytes of an interrupted final append (a crash mid-write), which are ignored.
+    pub torn_tail_bytes: u64,
+    /// Deals (agreement hashes) it has acceptance, payment, delivery or receipt
+    /// entries for.
+    pub deals: u64,
+    /// Of those, deals matched against the counterpart's journal without discrepancy.
+    pub deals_matched: u64,
+}
+
+/// One deal seen in the journals.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DealSummary {
+    /// The agreement hash.
+    pub agreement: B256,
+    /// The buyer.
+    pub buyer: Address,
+    /// The seller.
+    pub seller: Address,
+    /// The price in base units.
+    pub price: Amount,
+    /// How it is paid.
+    pub mode: PaymentMode,
+    /// The buyer's journal, if given.
+    pub buyer_journal: Option<String>,
+    /// The seller's journal, if given.
+    pub seller_journal: Option<String>,
+    /// How far the deal got: `accepted`, `paid`, `delivered` or `received`.
+    pub stage: String,
+    /// Both journals given and no discrepancy about the deal.
+    pub matched: bool,
+}
+
+/// The chain check.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainSummary {
+    /// Whether payments were matched against the chain.
+    pub checked: bool,
+    /// Transactions looked up.
+    pub transactions_checked: u64,
+    /// What was done, or why not.
+    pub note: String,
+}
+
+/// One discrepancy.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Discrepancy {
+    /// The journal it was found in.
+    pub journal: String,
+    /// The entry's index, when it is about one entry.
+    pub entry: Option<u64>,
+    /// The deal it is about, if any.
+    pub agreement: Option<B256>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl AuditReport {
+    /// Whether no discrepancy was found.
+    pub fn is_clean(&self) -> bool {
+        self.discrepancies.is_empty()
+    }
+
+    /// The report as pretty JSON with a final newline (byte-identical for the same
+    /// journals and chain).
+    pub fn to_json(&self) -> String {
+        // Serializing plain data into a string cannot fail.
+        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+
+    /// The report as text tables for people.
+    pub fn to_table(&self) -> String {
+        let mut out = String::new();
+        let w = self
+            .journals
+            .iter()
+            .map(|j| j.path.len())
+            .chain(std::iter::once(7))
+            .max()
+            .unwrap_or(7);
+        let _ = writeln!(
+            out,
+            "{:<w$}  {:<42}  {:>7}  {:<8}  {:>5}  {:>7}",
+            "journal", "signer", "entries", "verified", "deals", "matched"
+        );
+        for j in &self.journals {
+            let signer = j.signer.map_or_else(|| "-".to_owned(), |s| s.to_string());
+            let _ = writeln!(
+                out,
+                "{:<w$}  {:<42}  {:>7}  {:<8}  {:>5}  {:>7}",
+                j.path,
+                signer,
+                j.entries_checked,
+                if j.verified { "yes" } else { "NO" },
+                j.deals,
+                j.deals_matched
+            );
+        }
+        for j in self.journals.iter().filter(|j| j.torn_tail_bytes > 0) {
+            let _ = writeln!(
+                out,
+                "note: {} ends in {} bytes of an interrupted append, ignored",
+                j.path, j.torn_tail_bytes
+            );
+        }
+        if !self.deals.is_empty() {
+            let _ = writeln!(out);
+            let _ = writeln!(
+                out,
+                "{:<66}  {:<13}  {:>22}  {:<9}  matched",
+                "deal (agreement)", "mode", "price", "stage"
+            );
+            for d in &self.deals {
+                let _ = writeln!(
+                    out,
+                    "{:<66}  {:<13}  {:>22}  {:<9}  {}",
+                    d.agreement.to_string(),
+                    d.mode.as_str(),
+                    d.price.to_string(),
+                    d.stage,
+                    if d.matched { "yes" } else { "no" }
+                );
+            }
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(out, "chain: {}", self.chain.note);
+        let _ = writeln!(out);
+        if self.discrepancies.is_empty() {
+            let _ = writeln!(out, "no discrepancies");
+        } else {
+            let _ = writeln!(out, "{} discrepancies:", self.discrepancies.len());
+            for d in &self.discrepancies {
+                let at = d
+                    .entry
+                    .map_or_else(|| d.journal.clone(), |i| format!("{}#{i}", d.journal));
+                let _ = writeln!(out, "  {at}: {}", d.reason);
+            }
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Entry bodies, as buyer.rs and seller.rs write them.
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AcceptanceBody {
+    agreement_hash: B256,
+    agreement: SignedAgreement,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PaymentBody {
+    agreement_hash: B256,
+    agreement: SignedAgreement,
+    payment_id: String,
+    payment: SignedPayment,
+    settlement: Settled,
+    #[serde(default)]
+    escrow_id: Option<B256>,
+    /// The buyer's escrow lock (escrow mode, buyer side only).
+    #[serde(default)]
+    lock: Option<Settled>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeliveryBody {
+    agreement_hash: B256,
+    result_hash: B256,
+    tx_hash: B256,
+    signature: Signature,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReceiptBody {
+    agreement_hash: B256,
+    receipt: Receipt,
+    /// The buyer's escrow release (escrow mode, buyer side only).
+    #[serde(default)]
+    release: Option<Settled>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DisputeBody {
+    agreement_hash: B256,
+    reason: String,
+}
+
+/// Which party wrote a journal, for one deal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Role {
+    Buyer,
+    Seller,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Buyer => "buyer",
+            Self::Seller => "seller",
+        }
+    }
+
+    fn other(self) -> Self {
+        match self {
+            Self::Buyer => Self::Seller,
+            Self::Seller => Self::Buyer,
+        }
+    }
+}
+
+/// One journal's entries about one deal.
+#[derive(Debug, Default)]
+struct Side {
+    acceptance: Option<(u64, Value)>,
+    payment: Option<(u64, PaymentBody)>,
+    delivery: Option<(u64, DeliveryBody)>,
+    receipt: Option<(u64, ReceiptBody)>,
+    /// The agreement as this journal has it.
+    agreement: Option<SignedAgreement>,
+}
+
+/// A journal being audited.
+#[derive(Debug)]
+struct Audited {
+    path: String,
+    signer: Option<Address>,
+    entries: u64,
+    verified: bool,
+    torn_tail_bytes: u64,
+    sides: BTreeMap<B256, Side>,
+}
+
+#[derive(Debug, Default)]
+struct Findings(BTreeSet<Discrepancy>);
+
+impl Findings {
+    fn add(&mut self, journal: &str, entry: Option<u64>, agreement: Option<B256>, reason: String) {
+        self.0.insert(Discrepancy {
+            journal: journal.to_owned(),
+            entry,
+            agreement,
+            reason,
+        });
+    }
+}
+
+/// Audits `paths` (each a journal; duplicates count once), matching payments against
+/// the chain when `chain` is given.
+///
+/// # Errors
+/// [`Error::Wallet`] when a journal cannot be read, [`Error::Chain`] when the node
+/// cannot be reached or answers a lookup with an error. Anything wrong *in* the
+/// journals is not an error but a [`Discrepancy`] in the report.
+pub async fn audit(paths: &[PathBuf], chain: Option<&ChainCheck>) -> Result<AuditReport> {
+    let mut unique: Vec<&PathBuf> = paths.iter().collect();
+    unique.sort();
+    unique.dedup();
+    let mut findings = Findings::default();
+    let mut journals = Vec::new();
+    for path in unique {
+        journals.push(read_journal(path, &mut findings)?);
+    }
+    let deals = cross_check(&journals, &mut findings);
+    let chain_summary = match chain {
+        Some(c) => check_chain(c, &journals, &mut findings).await?,
+        None => ChainSummary {
+            checked: false,
+            transactions_checked: 0,
+            note: "skipped (pass --rpc and --addresses to match payments on chain)".into(),
+        },
+    };
+    let with_issue: BTreeSet<B256> = findings.0.iter().filter_map(|d| d.agreement).collect();
+    let deals: Vec<DealSummary> = deals
+        .into_iter()
+        .map(|mut d| {
+            d.matched = d.matched && !with_issue.contains(&d.agreement);
+            d
+        })
+        .collect();
+    let journals = journals
+        .iter()
+        .map(|j| {
+            let matched = deals
+                .iter()
+                .filter(|d| {
+                    d.matched
+                        && (d.buyer_journal.as_deref() == Some(j.path.as_str())
+                            || d.seller_journal.as_deref() == Some(j.path.as_str()))
+                })
+                .count();
+            JournalSummary {
+                path: j.path.clone(),
+                signer: j.signer,
+                entries_checked: j.entries,
+                verified: j.verified,
+                torn_tail_bytes: j.torn_tail_bytes,
+                deals: j.sides.len() as u64,
+                deals_matched: matched as u64,
+            }
+        })
+        .collect();
+    Ok(AuditReport {
+        journals,
+        deals,
+        chain: chain_summary,
+        discrepancies: findings.0.into_iter().collect(),
+    })
+}
+
+/// Verifies a journal, then reads the entries that verified and audits each deal's
+/// entries in it.
+fn read_journal(path: &Path, findings: &mut Findings) -> Result<Audited> {
+    let name = path.display().to_string();
+    let mut torn_tail_bytes = 0;
+    let (entries, verified) = match journal::verify(path, None) {
+        Ok(report) => {
+            torn_tail_bytes = report.torn_tail_bytes as u64;
+            (journal::read_entries(path)?, true)
+        }
+        Err(wallets::Error::Journal { index, reason, .. }) => {
+            findings.add(
+                &name,
+                Some(index),
+                None,
+                format!("journal does not verify: {reason}"),
+            );
+            (valid_prefix(path, index)?, false)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let signer = entries.first().map(|e| e.signer);
+    let mut sides: BTreeMap<B256, Side> = BTreeMap::new();
+    for entry in &entries {
+        audit_entry(&name, entry, &mut sides, findings);
+    }
+    Ok(Audited {
+        path: name,
+        signer,
+        entries: entries.len() as u64,
+        verified,
+        torn_tail_bytes,
+        sides,
+    })
+}
+
+/// The first `count` entries of a journal whose entry `count` is bad: those verified.
+fn valid_prefix(path: &Path, count: u64) -> Result<Vec<JournalEntry>> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        action: "reading",
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(bytes
+        .split(|&b| b == b'\n')
+        .take(usize::try_from(count).unwrap_or(usize::MAX))
+        .filter_map(|line| serde_json::from_slice(line).ok())
+        .collect())
+}
+
+fn parse<T: DeserializeOwned>(
+    journal: &str,
+    entry: &JournalEntry,
+    findings: &mut Findings,
+) -> Option<T> {
+    match serde_json::from_value(entry.body.clone()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            let agreement = entry
+                .body
+                .get("agreementHash")
+                .and_then(|h| serde_json::from_value(h.clone()).ok());
+            findings.add(
+                journal,
+                Some(entry.index),
+                agreement,
+                format!("malformed {} entry: {e}", entry.kind),
+            );
+            None
+        }
+    }
+}
+
+/// Records an entry in its deal's side and checks it against what came before.
+fn audit_entry(
+    journal: &str,
+    entry: &JournalEntry,
+    sides: &mut BTreeMap<B256, Side>,
+    findings: &mut Findings,
+) {
+    let i = entry.index;
+    match entry.kind.as_str() {
+        "acceptance" => {
+            let Some(body) = parse::<AcceptanceBody>(journal, entry, findings) else {
+                return;
+            };
+            let h = body.agreement_hash;
+            let mut add = |reason: String| findings.add(journal, Some(i), Some(h), reason);
+            check_agreement(&body.agreement, h, entry.signer, &mut add);
+            let side = sides.entry(h).or_default();
+            match &side.acceptance {
+                Some((first, v)) if *v != entry.body => add(format!(
+                    "a second acceptance of the agreement disagrees with entry {first}"
+                )),
+                Some(_) => {}
+                None => {
+                    side.acceptance = Some((i, entry.body.clone()));
+                    side.agreement = Some(body.agreement);
+                }
+            }
+        }
+        "payment" => {
+            let Some(body) = parse::<PaymentBody>(journal, entry, findings) else {
+                return;
+            };
+            let h = body.agreement_hash;
+            let mut add = |reason: String| findings.add(journal, Some(i), Some(h), reason);
+            check_agreement(&body.agreement, h, entry.signer, &mut add);
+            check_payment(&body, &mut add);
+            let side = sides.entry(h).or_default();
+            match &side.agreement {
+                None => add("payment without an acceptance of the agreement".into()),
+                Some(a) if *a != body.agreement => {
+                    add("the payment's agreement differs from the accepted one".into());
+                }
+                Some(_) => {}
+            }
+            match &side.payment {
+                Some((first, p)) if *p != body => add(format!(
+                    "a second payment for the agreement disagrees with entry {first}"
+                )),
+                Some(_) => {}
+                None => {
+                    side.agreement.get_or_insert_with(|| body.agreement.clone());
+                    side.payment = Some((i, body));
+                }
+            }
+        }
+        "delivery" => {
+            let Some(body) = parse::<DeliveryBody>(journal, entry, findings) else {
+                return;
+            };
+            let mut add = |agreement: B256, reason: String| {
+                findings.add(journal, Some(i), Some(agreement), reason);
+            };
+            let h = body.agreement_hash;
+            let side = sides.entry(h).or_default();
+            let Some((_, payment)) = &side.payment else {
+                add(h, "delivery without a payment for the agreement".into());
+                return;
+            };
+            let a = &payment.agreement.agreement;
+            if body.tx_hash != payment.settlement.tx_hash {
+                add(
+                    h,
+                    format!(
+                        "delivery names transaction {}, the payment settled in {}",
+                        body.tx_hash, payment.settlement.tx_hash
+                    ),
+                );
+            }
+            let signed = Delivery {
+                agreement: h,
+                result_hash: body.result_hash,
+                tx_hash: body.tx_hash,
+            };
+            let digest = wallets::Eip712::signing_hash(&signed, &negotiation_domain(a.chain_id));
+            if let Err(e) = body.signature.verify(&digest, a.seller) {
+                add(h, format!("the delivery is not signed by the seller: {e}"));
+            }
+            match &side.delivery {
+                Some((first, d)) if *d != body => add(
+                    h,
+                    format!("a second delivery for the agreement disagrees with entry {first}"),
+                ),
+                Some(_) => {}
+                None => side.delivery = Some((i, body)),
+            }
+        }
+        "receipt" => {
+            let Some(body) = parse::<ReceiptBody>(journal, entry, findings) else {
+                return;
+            };
+            let mut add = |agreement: B256, reason: String| {
+                findings.add(journal, Some(i), Some(agreement), reason);
+            };
+            let h = body.agreement_hash;
+            let side = sides.entry(h).or_default();
+            let (Some((_, delivery)), Some(agreement)) = (&side.delivery, &side.agreement) else {
+                add(h, "receipt without a delivery for the agreement".into());
+                return;
+            };
+            let a = &agreement.agreement;
+            if body.receipt.agreement != h {
+                add(
+                    h,
+                    format!("the receipt is for agreement {}", body.receipt.agreement),
+                );
+            }
+            if body.receipt.result_hash != delivery.result_hash {
+                add(
+                    h,
+                    format!(
+                        "the receipt acknowledges result {}, the delivery was {}",
+                        body.receipt.result_hash, delivery.result_hash
+                    ),
+                );
+            }
+            let digest = wallets::Eip712::signing_hash(
+                &body.receipt.note(),
+                &negotiation_domain(a.chain_id),
+            );
+            if let Err(e) = body.receipt.signature.verify(&digest, a.buyer) {
+                add(h, format!("the receipt is not signed by the buyer: {e}"));
+            }
+            match &side.receipt {
+                Some((first, r)) if *r != body => add(
+                    h,
+                    format!("a second receipt for the agreement disagrees with entry {first}"),
+                ),
+                Some(_) => {}
+                None => side.receipt = Some((i, body)),
+            }
+        }
+        "dispute" => {
+            if let Some(body) = parse::<DisputeBody>(journal, entry, findings) {
+                findings.add(
+                    journal,
+                    Some(i),
+                    Some(body.agreement_hash),
+                    format!("the buyer disputed the delivery: {}", body.reason),
+                );
+            }
+        }
+        // cfp, proposal, counter, rejection and other kinds carry no obligation.
+        _ => {}
+    }
+}
+
+fn check_agreement(
+    signed: &SignedAgreement,
+    hash: B256,
+    signer: Address,
+    add: &mut impl FnMut(String),
+) {
+    let a = &signed.agreement;
+    if a.hash() != hash {
+        add(format!(
+            "agreementHash {hash} is not the hash of the agreement ({})",
+            a.hash()
+        ));
+    }
+    if let Err(e) = signed.verify() {
+        add(format!("the agreement's signatures do not verify: {e}"));
+    }
+    if signer != a.buyer && signer != a.seller {
+        add(format!(
+            "the journal's signer {signer} is neither the buyer {} nor the seller {}",
+            a.buyer, a.seller
+        ));
+    }
+}
+
+fn check_payment(p: &PaymentBody, add: &mut impl FnMut(String)) {
+    let a = &p.agreement.agreement;
+    let pay = &p.payment.payment;
+    if p.payment_id != pay.id() {
+        add(format!(
+            "paymentId {} is not the payment's id {}",
+            p.payment_id,
+            pay.id()
+        ));
+    }
+    if let Err(e) = p.payment.verify() {
+        add(format!("the payment's signature does not verify: {e}"));
+    }
+    if pay.payer() != a.buyer {
+        add(format!(
+            "the payment is from {}, the buyer is {}",
+            pay.payer(),
+            a.buyer
+        ));
+    }
+    if pay.payee() != a.seller {
+        add(format!(
+            "the payment is to {}, the seller is {}",
+            pay.payee(),
+            a.seller
+        ));
+    }
+    if pay.amount() != a.price {
+        add(format!(
+            "the payment is for {}, the agreed price is {}",
+            pay.amount().base_units(),
+            a.price.base_units()
+        ));
+    }
+    let mode_ok = matches!(
+        (a.mode, pay),
+        (PaymentMode::Authorization, Payment::Authorization { .. })
+            | (PaymentMode::Escrow, Payment::EscrowDeposit { .. })
+    );
+    if !mode_ok {
+        add(format!(
+            "the payment is not of the agreed mode {}",
+            a.mode.as_str()
+        ));
+    }
+    if a.mode == PaymentMode::Escrow {
+        let id = escrow_id_of(a.buyer, escrow_job_id(&a.hash()));
+        if p.escrow_id != Some(id) {
+            add(format!("escrowId is not the agreement's escrow {id}"));
+        }
+    }
+}
+
+/// Matches each deal's entries between the buyer's and the seller's journals.
+fn cross_check(journals: &[Audited], findings: &mut Findings) -> Vec<DealSummary> {
+    // One journal per agent: of several with the same signer, the first by path is
+    // cross-checked and the others are reported.
+    let mut by_signer: BTreeMap<Address, &Audited> = BTreeMap::new();
+    for j in journals {
+        let Some(signer) = j.signer else { continue };
+        match by_signer.get(&signer) {
+            Some(first) => findings.add(
+                &j.path,
+                None,
+                None,
+                format!(
+                    "signed by {signer} like {}: only that journal is cross-checked",
+                    first.path
+                ),
+            ),
+            None => {
+                by_signer.insert(signer, j);
+            }
+        }
+    }
+    // Every agreement any journal has an agreement for.
+    let mut agreements: BTreeMap<B256, SignedAgreement> = BTreeMap::new();
+    for j in journals {
+        for (h, side) in &j.sides {
+            if let Some(a) = &side.agreement {
+                agreements.entry(*h).or_insert_with(|| a.clone());
+            }
+        }
+    }
+    let mut deals = Vec::new();
+    for (h, signed) in agreements {
+        let a = &signed.agreement;
+        let journal_of = |who: Address| by_signer.get(&who).copied();
+        let (buyer_j, seller_j) = (journal_of(a.buyer), journal_of(a.seller));
+        let buyer = buyer_j.and_then(|j| j.sides.get(&h)).map(|s| (buyer_j, s));
+        let seller = seller_j
+            .and_then(|j| j.sides.get(&h))
+            .map(|s| (seller_j, s));
+        let stage = [buyer, seller]
+            .iter()
+            .flatten()
+            .map(|(_, s)| {
+                if s.receipt.is_some() {
+                    3
+                } else if s.delivery.is_some() {
+                    2
+                } else {
+                    u8::from(s.payment.is_some())
+                }
+            })
+            .max()
+            .unwrap_or(0);
+        let both = match (buyer_j, seller_j) {
+            (Some(bj), Some(sj)) => {
+                let empty = Side::default();
+                let bs = bj.sides.get(&h).unwrap_or(&empty);
+                let ss = sj.sides.get(&h).unwrap_or(&empty);
+                compare(h, bj, bs, sj, ss, findings);
+                true
+            }
+            _ => false,
+        };
+        deals.push(DealSummary {
+            agreement: h,
+            buyer: a.buyer,
+            seller: a.seller,
+            price: a.price,
+            mode: a.mode,
+            buyer_journal: buyer_j.map(|j| j.path.clone()),
+            seller_journal: seller_j.map(|j| j.path.clone()),
+            stage: ["accepted", "paid", "delivered", "received"]
+                .get(usize::from(stage))
+                .copied()
+                .unwrap_or("accepted")
+                .into(),
+            matched: both,
+        });
+    }
+    deals
+}
+
+/// Compares the two sides of one deal, kind by kind.
+fn compare(h: B256, bj: &Audited, bs: &Side, sj: &Audited, ss: &Side, findings: &mut Findings) {
+    let sides = [(Role::Buyer, bj, bs), (Role::Seller, sj, ss)];
+    // Presence: an entry on one side must have its counterpart on the other.
+    let present = |s: &Side| {
+        [
+            ("acceptance", s.acceptance.as_ref().map(|e| e.0)),
+            ("payment", s.payment.as_ref().map(|e| e.0)),
+            ("delivery", s.delivery.as_ref().map(|e| e.0)),
+            ("receipt", s.receipt.as_ref().map(|e| e.0)),
+        ]
+    };
+    for (role, j, s) in sides {
+        let (_, oj, os) = if role == Role::Buyer {
+            sides[1]
+        } else {
+            sides[0]
+        };
+        for ((kind, mine), (_, theirs)) in present(s).into_iter().zip(present(os)) {
+            if let (Some(i), None) = (mine, theirs) {
+                findings.add(
+                    &j.path,
+                    Some(i),
+                    Some(h),
+                    format!(
+                        "{} journaled a {kind} that the {}'s journal {} lacks",
+                        role.as_str(),
+                        role.other().as_str(),
+                        oj.path
+                    ),
+                );
+            }
+        }
+    }
+    let mut differ = |i: u64, oi: u64, kind: &str, field: &str| {
+        findings.add(
+            &bj.path,
+            Some(i),
+            Some(h),
+            format!(
+                "the buyer's {kind} and the seller's ({} entry {oi}) disagree on {field}",
+                sj.path
+            ),
+        );
+    };
+    if let (Some((i, b)), Some((oi, s))) = (&bs.acceptance, &ss.acceptance) {
+        if b != s {
+            differ(*i, *oi, "acceptance", "the signed agreement");
+        }
+    }
+    if let (Some((i, b)), Some((oi, s))) = (&bs.payment, &ss.payment) {
+        let fields = [
+            ("agreement", b.agreement != s.agreement),
+            (
+                "price",
+                b.agreement.agreement.price != s.agreement.agreement.price,
+            ),
+            ("paymentId", b.payment_id != s.payment_id),
+            ("the signed payment", b.payment != s.payment),
+            (
+                "the transaction hash",
+                b.settlement.tx_hash != s.settlement.tx_hash,
+            ),
+            ("the settlement", b.settlement != s.settlement),
+            ("escrowId", b.escrow_id != s.escrow_id),
+        ];
+        for (field, _) in fields.into_iter().filter(|f| f.1) {
+            differ(*i, *oi, "payment", field);
+        }
+    }
+    if let (Some((i, b)), Some((oi, s))) = (&bs.delivery, &ss.delivery) {
+        let fields = [
+            ("the result hash", b.result_hash != s.result_hash),
+            ("the transaction hash", b.tx_hash != s.tx_hash),
+            ("the seller's signature", b.signature != s.signature),
+        ];
+        for (field, _) in fields.into_iter().filter(|f| f.1) {
+            differ(*i, *oi, "delivery", field);
+        }
+    }
+    if let (Some((i, b)), Some((oi, s))) = (&bs.receipt, &ss.receipt) {
+        if b.receipt != s.receipt {
+            differ(*i, *oi, "receipt", "the signed receipt");
+        }
+    }
+}
+
+/// Matches payment entries (and escrow releases) against the chain.
+async fn check_chain(
+    check: &ChainCheck,
+    journals: &[Audited],
+    findings: &mut Findings,
+) -> Result<ChainSummary> {
+    let client = chain::connect(&check.rpc_url, Arc::new(Wallet::random())).await?;
+    let deployment = Deployment::at(client, &check.addresses);
+    let token = Address(check.addresses.stablecoin.0);
+    let escrow = Address(check.addresses.escrow.0);
+    let mut cache: BTreeMap<B256, Option<TxEffects>> = BTreeMap::new();
+    for j in journals {
+        for (h, side) in &j.sides {
+            let Some((i, p)) = &side.payment else {
+                continue;
+            };
+            let a = &p.agreement.agreement;
+            let mut add = |reason: String| findings.add(&j.path, Some(*i), Some(*h), reason);
+            if a.chain_id != check.addresses.chain_id {
+                add(format!(
+                    "the agreement is on chain {}, the deployment on {}",
+                    a.chain_id, check.addresses.chain_id
+                ));
+                continue;
+            }
+            if a.token != token {
+                add(format!(
+                    "the agreement's token {} is not the deployment's stablecoin {token}",
+                    a.token
+                ));
+            }
+            let settled = effects(&deployment, &mut cache, p.settlement.tx_hash).await?;
+            match a.mode {
+                PaymentMode::Authorization => {
+                    let wanted = (a.buyer, a.seller, a.price);
+                    match tx_problem(settled, p.settlement.tx_hash) {
+                        Some(problem) => add(problem),
+                        None => {
+                            if !has_transfer(settled, wanted) {
+                                add(no_transfer(p.settlement.tx_hash, wanted));
+                            }
+                            if let Payment::Authorization { transfer, .. } = &p.payment.payment {
+                                let used = (transfer.from, transfer.nonce);
+                                if !settled.is_some_and(|e| e.authorizations_used.contains(&used)) {
+                                    add(format!(
+                                        "transaction {} did not use the payment's authorization (nonce {})",
+                                        p.settlement.tx_hash, transfer.nonce
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                }
+                PaymentMode::Escrow => {
+                    let id = escrow_id_of(a.buyer, escrow_job_id(h));
+                    match tx_problem(settled, p.settlement.tx_hash) {
+                        Some(problem) => add(problem),
+                        None if !has_event(settled, EscrowEventKind::Delivered, id) => {
+                            add(format!(
+                                "transaction {} records no delivery of escrow {id}",
+                                p.settlement.tx_hash
+                            ))
+                        }
+                        None => {}
+                    }
+                    let lock = match p.lock {
+                        Some(l) => Some(l.tx_hash),
+                        None => deployment
+                            .escrow_lock_tx(id, check.addresses.deployed_at)
+                            .await?
+                            .map(|m| m.tx_hash),
+                    };
+                    let Some(lock) = lock else {
+                        add(format!("escrow {id} was never locked on chain"));
+                        continue;
+                    };
+                    let locked = effects(&deployment, &mut cache, lock).await?;
+                    let wanted = (a.buyer, escrow, a.price);
+                    if let Some(problem) = tx_problem(locked, lock) {
+                        add(format!("the escrow lock: {problem}"));
+                    } else if !has_event(locked, EscrowEventKind::Locked, id)
+                        || !has_transfer(locked, wanted)
+                    {
+                        add(format!(
+                            "the escrow lock: {} (with JobLocked of {id})",
+                            no_transfer(lock, wanted)
+                        ));
+                    }
+                    let job = deployment.escrow_job(id).await?;
+                    if (job.buyer, job.seller, job.amount) != (a.buyer, a.seller, a.price) {
+                        add(format!(
+                            "escrow {id} on chain holds {} from {} for {}, not the agreement's terms",
+                            job.amount.base_units(),
+                            job.buyer,
+                            job.seller
+                        ));
+                    }
+                    if let Some((ri, release)) = side
+                        .receipt
+                        .as_ref()
+                        .and_then(|(ri, r)| r.release.map(|x| (*ri, x)))
+                    {
+                        let released = effects(&deployment, &mut cache, release.tx_hash).await?;
+                        let wanted = (escrow, a.seller, a.price);
+                        let problem = tx_problem(released, release.tx_hash).or_else(|| {
+                            (!has_event(released, EscrowEventKind::Released, id)
+                                || !has_transfer(released, wanted))
+                            .then(|| no_transfer(release.tx_hash, wanted))
+                        });
+                        if let Some(problem) = problem {
+                            findings.add(
+                                &j.path,
+                                Some(ri),
+                                Some(*h),
+                                format!("the escrow release: {problem}"),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(ChainSummary {
+        checked: true,
+        transactions_checked: cache.len() as u64,
+        note: format!(
+            "payments matched against chain {} (stablecoin {token}, escrow {escrow})",
+            check.addresses.chain_id
+        ),
+    })
+}
+
+async fn effects<'c>(
+    deployment: &Deployment,
+    cache: &'c mut BTreeMap<B256, Option<TxEffects>>,
+    tx: B256,
+) -> Result<Option<&'c TxEffects>> {
+    if let std::collections::btree_map::Entry::Vacant(slot) = cache.entry(tx) {
+        slot.insert(deployment.tx_effects(tx).await?);
+    }
+    Ok(cache.get(&tx).and_then(Option::as_ref))
+}
+
+fn tx_problem(effects: Option<&TxEffects>, tx: B256) -> Option<String> {
+    match effects {
+        None => Some(format!("transaction {tx} is not on chain")),
+        Some(e) if !e.success => Some(format!("transaction {tx} reverted")),
+        Some(_) => None,
+    }
+}
+
+fn has_transfer(
+    effects: Option<&TxEffects>,
+    (from, to, value): (Address, Address, Amount),
+) -> bool {
+    effects.is_some_and(|e| {
+        e.transfers
+            .iter()
+            .any(|t| t.from == from && t.to == to && t.value == value)
+    })
+}
+
+fn has_event(effects: Option<&TxEffects>, kind: EscrowEventKind, id: B256) -> bool {
+    effects.is_some_and(|e| e.escrow_events.contains(&(kind, id)))
+}
+
+fn no_transfer(tx: B256, (from, to, value): (Address, Address, Amount)) -> String {
+    format!(
+        "transaction {tx} moved no {} base units of the stablecoin from {from} to {to}",
+        value.base_units()
+    )
+}

@@ -1,0 +1,307 @@
+//! Fixtures for negotiation tests of this crate and of the crates above it (features
+//! `negotiation` and `test-utils`): the embedded devnet with the contracts deployed,
+//! buyer and seller agents with journals, and [`settled_deal`], one whole deal.
+//!
+//! The functions panic when a fixture cannot be set up: they are for tests.
+#![allow(clippy::expect_used, clippy::panic, missing_debug_implementations)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_sdk::prelude::*;
+use agent_sdk::{Peer, StaticDirectory};
+use registry::chain::{self, Addresses, DeployConfig, Deployment};
+use registry::devnet::{dev_wallet, Devnet, DevnetConfig, DevnetHandle};
+use serde_json::{json, Value};
+use wallets::{journal, Journal, JournalEntry, Limits, SpendingPolicy};
+
+use super::{
+    service_fn, token_domain, Buyer, ChainSettlement, Deal, DefaultSellerStrategy, PaymentMode,
+    Seller, SellerStrategy, ServiceOutput,
+};
+
+/// The skill the fixtures' sellers sell.
+pub const KIND: &str = "weather.Forecast";
+/// The name of the stablecoin's EIP-712 domain.
+pub const TOKEN: &str = "USD Coin";
+
+/// An amount in USDC, e.g. `usdc("2.5")`.
+pub fn usdc(s: &str) -> Amount {
+    s.parse().expect("an amount")
+}
+
+/// The embedded chain with the contracts deployed by dev account 0.
+pub struct Chain {
+    /// The node.
+    pub node: DevnetHandle,
+    /// Where the contracts are.
+    pub addresses: Addresses,
+    /// The deployment, through dev account 0 (the stablecoin's minter).
+    pub minter: Deployment,
+}
+
+impl Chain {
+    /// Starts a devnet in `dir/chain` and deploys the contracts.
+    pub async fn start(dir: &Path) -> Self {
+        let node = Devnet::spawn(DevnetConfig::new(dir.join("chain")))
+            .await
+            .expect("devnet");
+        let deployer = chain::connect(&node.http_url(), Arc::new(dev_wallet(0)))
+            .await
+            .expect("connect");
+        let (minter, addresses) = Deployment::deploy(deployer, &DeployConfig::dev())
+            .await
+            .expect("deploy");
+        Self {
+            node,
+            addresses,
+            minter,
+        }
+    }
+
+    /// The stablecoin balance of `who`.
+    pub async fn balance(&self, who: Address) -> Amount {
+        self.minter.balance_of(who).await.expect("balance")
+    }
+}
+
+/// A running seller and its journal.
+pub struct SellerAgent {
+    /// The agent.
+    pub handle: AgentHandle,
+    /// Its journal file.
+    pub journal: PathBuf,
+}
+
+/// A seller of [`KIND`] with dev wallet `account` (which pays the gas), settling on
+/// `chain`, answering with a fixed forecast, journaling to `dir/<name>.journal`.
+pub async fn seller(
+    host: &Host,
+    dir: &Path,
+    chain: &Chain,
+    name: &str,
+    account: u32,
+    strategy: impl SellerStrategy,
+) -> SellerAgent {
+    let wallet = Arc::new(dev_wallet(account));
+    let settlement = ChainSettlement::connect(
+        &chain.node.http_url(),
+        wallet.clone(),
+        &chain.addresses,
+        TOKEN,
+    )
+    .await
+    .expect("settlement");
+    let journal_path = dir.join(format!("{name}.journal"));
+    let journal = Journal::open(&journal_path, wallet.clone()).expect("journal");
+    let seller_name = name.to_owned();
+    let service = service_fn(move |task: String| {
+        let by = seller_name.clone();
+        async move {
+            Ok(ServiceOutput::new(
+                json!({"task": task, "by": by, "forecast": "sunny", "celsius": 21}),
+            ))
+        }
+    });
+    let seller = Seller::new(KIND, wallet.clone(), strategy, service, settlement, journal);
+    let handle = seller
+        .install(AgentBuilder::new(name).wallet(wallet))
+        .spawn(host)
+        .expect("seller agent");
+    SellerAgent {
+        handle,
+        journal: journal_path,
+    }
+}
+
+/// A directory entry for `agent`.
+pub fn peer(agent: &SellerAgent, endpoint: Option<String>, price: Option<Amount>) -> Peer {
+    Peer {
+        address: agent.handle.address(),
+        endpoint,
+        price,
+    }
+}
+
+/// A running buyer, its skill, wallet, policy and journal.
+pub struct BuyerAgent {
+    /// The agent.
+    pub handle: AgentHandle,
+    /// Its buyer skill.
+    pub buyer: Buyer,
+    /// Its wallet.
+    pub wallet: Arc<Wallet>,
+    /// Its spending policy.
+    pub policy: Arc<SpendingPolicy>,
+    /// Its journal file (`dir/buyer.journal`).
+    pub journal: PathBuf,
+}
+
+/// A buyer with a fresh wallet (it needs no gas), a spending policy of at most
+/// `per_deal` per payment, and `directory`.
+pub fn buyer(
+    host: &Host,
+    dir: &Path,
+    chain: &Chain,
+    per_deal: Amount,
+    directory: StaticDirectory,
+) -> BuyerAgent {
+    buyer_with(
+        host,
+        dir,
+        chain,
+        per_deal,
+        directory,
+        Arc::new(Wallet::random()),
+    )
+}
+
+/// [`buyer`] with the given wallet.
+pub fn buyer_with(
+    host: &Host,
+    dir: &Path,
+    chain: &Chain,
+    per_deal: Amount,
+    directory: StaticDirectory,
+    wallet: Arc<Wallet>,
+) -> BuyerAgent {
+    let policy = SpendingPolicy::open(
+        dir.join("buyer.policy"),
+        wallet.clone(),
+        Limits {
+            per_deal: Some(per_deal),
+            ..Limits::default()
+        },
+    )
+    .expect("policy");
+    let journal_path = dir.join("buyer.journal");
+    let journal = Journal::open(&journal_path, wallet.clone()).expect("journal");
+    let buyer = Buyer::new(
+        wallet.clone(),
+        token_domain(&chain.addresses, TOKEN),
+        journal,
+    );
+    let policy = Arc::new(policy);
+    let handle = AgentBuilder::new("buyer")
+        .wallet(wallet.clone())
+        .policy(policy.clone())
+        .directory(directory)
+        .spawn(host)
+        .expect("buyer agent");
+    BuyerAgent {
+        handle,
+        buyer,
+        wallet,
+        policy,
+        journal: journal_path,
+    }
+}
+
+/// A host in `dir/name` listening on a free loopback port.
+pub fn host(dir: &Path, name: &str, chain_id: u64) -> Host {
+    Host::spawn(
+        HostConfig::new(chain_id, dir.join(name))
+            .name(name)
+            .workers(2)
+            .listen("127.0.0.1:0".parse().expect("address")),
+    )
+    .expect("host")
+}
+
+/// The journal's entries, once it verifies and holds an entry of `until` (tells
+/// arrive after the asker has moved on).
+pub async fn entries(path: &Path, signer: Address, until: &str) -> Vec<JournalEntry> {
+    for _ in 0..100 {
+        journal::verify(path, Some(signer)).expect("journal verifies");
+        let entries = journal::read_entries(path).expect("journal entries");
+        if entries.iter().any(|e| e.kind == until) {
+            return entries;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{} has no {until} entry", path.display());
+}
+
+/// The kinds of `entries`, in order.
+pub fn kinds(entries: &[JournalEntry]) -> Vec<&str> {
+    entries.iter().map(|e| e.kind.as_str()).collect()
+}
+
+/// The body of the one entry of `kind`.
+///
+/// # Panics
+/// Unless there is exactly one.
+pub fn only<'a>(entries: &'a [JournalEntry], kind: &str) -> &'a Value {
+    let found: Vec<_> = entries.iter().filter(|e| e.kind == kind).collect();
+    assert_eq!(found.len(), 1, "one {kind} entry in {:?}", kinds(entries));
+    found.first().map(|e| &e.body).expect("checked above")
+}
+
+/// One finished deal and everything it ran on; dropping it stops the agents, the
+/// hosts and the chain.
+pub struct SettledDeal {
+    /// The deal, as the buyer has it.
+    pub deal: Deal,
+    /// The buyer.
+    pub buyer: BuyerAgent,
+    /// The seller.
+    pub seller: SellerAgent,
+    /// The buyer's and the seller's hosts (the deal crosses loopback WebSocket).
+    pub hosts: (Host, Host),
+    /// The chain.
+    pub chain: Chain,
+}
+
+/// Runs one whole deal in `mode` on a fresh devnet in `dir`: a seller at a fixed
+/// price of 1.5 USDC on one host, a buyer on another, both journals written through
+/// the receipt (the function waits for the seller's).
+pub async fn settled_deal(dir: &Path, mode: PaymentMode) -> SettledDeal {
+    let chain = Chain::start(dir).await;
+    let chain_id = chain.addresses.chain_id;
+    let hosts = (host(dir, "h1", chain_id), host(dir, "h2", chain_id));
+    let seller = seller(
+        &hosts.1,
+        dir,
+        &chain,
+        "seller",
+        2,
+        DefaultSellerStrategy::fixed(usdc("1.5")),
+    )
+    .await;
+    let directory = StaticDirectory::default().with(KIND, peer(&seller, hosts.1.url(), None));
+    // In escrow mode the buyer sends transactions: a dev account with gas.
+    let wallet = match mode {
+        PaymentMode::Authorization => Arc::new(Wallet::random()),
+        PaymentMode::Escrow => Arc::new(dev_wallet(3)),
+    };
+    let mut buyer = buyer_with(&hosts.0, dir, &chain, usdc("10"), directory, wallet.clone());
+    if mode == PaymentMode::Escrow {
+        let settlement =
+            ChainSettlement::connect(&chain.node.http_url(), wallet, &chain.addresses, TOKEN)
+                .await
+                .expect("settlement");
+        buyer.buyer = buyer.buyer.clone().with_settlement(settlement);
+    }
+    let me = buyer.handle.address();
+    chain.minter.mint(me, usdc("10")).await.expect("mint");
+    let deal = buyer
+        .buyer
+        .hire(
+            &buyer.handle.context(),
+            "Forecast for Lisbon",
+            KIND,
+            usdc("5"),
+            mode,
+        )
+        .await
+        .expect("the deal");
+    entries(&seller.journal, seller.handle.address(), "receipt").await;
+    SettledDeal {
+        deal,
+        buyer,
+        seller,
+        hosts,
+        chain,
+    }
+}

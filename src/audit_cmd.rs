@@ -1,0 +1,71 @@
+//! `agora audit`: replays payment journals, cross-checks them and matches payments
+//! on chain (see `skills::negotiation::audit`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use registry::chain::Addresses;
+use skills::negotiation::audit::{audit, ChainCheck};
+
+/// Exit status when the journals were audited and hold discrepancies.
+const DISCREPANCIES: u8 = 1;
+/// Exit status on usage and I/O errors (clap uses it for bad arguments too).
+const USAGE_OR_IO: u8 = 2;
+
+/// `agora audit`.
+#[derive(Debug, Args)]
+pub(crate) struct AuditArgs {
+    /// Journal files to audit; the buyer's and the seller's journals of a deal given
+    /// together are cross-checked.
+    #[arg(required = true, value_name = "JOURNAL")]
+    journals: Vec<PathBuf>,
+    /// Print the report as JSON instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// JSON-RPC URL of a node to match each payment against the chain.
+    #[arg(long, value_name = "URL", requires = "addresses")]
+    rpc: Option<String>,
+    /// The deployment's addresses.json (as `agora chain` writes it), with --rpc.
+    #[arg(long, value_name = "FILE", requires = "rpc")]
+    addresses: Option<PathBuf>,
+}
+
+/// Runs the audit; exits 0 when clean, 1 on discrepancies, 2 on usage or I/O errors.
+pub(crate) async fn run_audit(args: AuditArgs) -> Result<ExitCode> {
+    match report(&args).await {
+        Ok((text, clean)) => {
+            print!("{text}");
+            Ok(if clean {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(DISCREPANCIES)
+            })
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            Ok(ExitCode::from(USAGE_OR_IO))
+        }
+    }
+}
+
+async fn report(args: &AuditArgs) -> Result<(String, bool)> {
+    let chain = match (&args.rpc, &args.addresses) {
+        (Some(rpc), Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let addresses: Addresses = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not an addresses file", path.display()))?;
+            Some(ChainCheck::new(rpc.clone(), addresses))
+        }
+        _ => None,
+    };
+    let report = audit(&args.journals, chain.as_ref()).await?;
+    let text = if args.json {
+        report.to_json()
+    } else {
+        report.to_table()
+    };
+    Ok((text, report.is_clean()))
+}

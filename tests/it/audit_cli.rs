@@ -1,0 +1,97 @@
+//! `agora audit` on the journals of a real deal on the embedded devnet: exit codes,
+//! tables, JSON, determinism, the chain check.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use skills::negotiation::test_utils::settled_deal;
+use skills::negotiation::PaymentMode;
+
+fn agora_audit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_agora"))
+        .arg("audit")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agora_audit_reports_clean_journals_discrepancies_and_errors_by_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = settled_deal(dir.path(), PaymentMode::Authorization).await;
+    let addresses = dir.path().join("addresses.json");
+    std::fs::write(
+        &addresses,
+        serde_json::to_string_pretty(&f.chain.addresses).unwrap(),
+    )
+    .unwrap();
+    let url = f.chain.node.http_url();
+    let (buyer, seller) = (text(&f.buyer.journal), text(&f.seller.journal));
+
+    // Clean, with the chain check, as JSON: exit 0, and byte-identical when run again.
+    let args = [
+        buyer,
+        seller,
+        "--json",
+        "--rpc",
+        &url,
+        "--addresses",
+        text(&addresses),
+    ];
+    let first = agora_audit(&args);
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&first.stdout),
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(json["discrepancies"], serde_json::json!([]));
+    assert_eq!(json["chain"]["checked"], true);
+    assert_eq!(json["deals"][0]["matched"], true);
+    assert_eq!(json["deals"][0]["stage"], "received");
+    let again = agora_audit(&[
+        seller,
+        buyer,
+        "--json",
+        "--rpc",
+        &url,
+        "--addresses",
+        text(&addresses),
+    ]);
+    assert_eq!(first.stdout, again.stdout, "same journals, same report");
+
+    // Without --rpc: tables, and a note that the chain was not checked.
+    let table = agora_audit(&[buyer, seller]);
+    assert_eq!(table.status.code(), Some(0));
+    let out = String::from_utf8(table.stdout).unwrap();
+    assert!(out.contains("no discrepancies"), "{out}");
+    assert!(out.contains("chain: skipped"), "{out}");
+
+    // The seller's journal without its last entry (the receipt): exit 1, named at the
+    // buyer's receipt.
+    let short = dir.path().join("short.journal");
+    let content = std::fs::read_to_string(&f.seller.journal).unwrap();
+    let kept: Vec<&str> = content.lines().collect();
+    std::fs::write(&short, kept[..kept.len() - 1].join("\n") + "\n").unwrap();
+    let found = agora_audit(&[buyer, text(&short)]);
+    assert_eq!(found.status.code(), Some(1));
+    let out = String::from_utf8(found.stdout).unwrap();
+    assert!(
+        out.contains("buyer journaled a receipt that the seller's journal"),
+        "{out}"
+    );
+
+    // Usage and I/O errors: exit 2.
+    let missing = dir.path().join("missing.journal");
+    let io = agora_audit(&[text(&missing)]);
+    assert_eq!(io.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&io.stderr).contains("missing.journal"));
+    assert_eq!(agora_audit(&[buyer, "--rpc", &url]).status.code(), Some(2));
+    assert_eq!(agora_audit(&[]).status.code(), Some(2));
+}
