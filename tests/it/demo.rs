@@ -1,6 +1,7 @@
 //! `agora demo` as a subprocess on the embedded chain and the real small model: the
 //! itinerary names the destination, the agreed price moved on chain (checked by
-//! reopening the demo's chain data), and both journals verify.
+//! reopening the demo's chain data), and `agora audit` of both journals against the
+//! chain is clean.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -60,5 +61,27 @@ async fn the_demo_hires_pays_and_plans() {
         .unwrap();
     let contracts = Deployment::at(client, &addresses);
     assert_eq!(contracts.balance_of(seller).await.unwrap(), price);
+
+    // `agora audit` of both journals, against the chain, is clean.
+    let journals: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.ends_with("verified)"))
+        .map(|l| l.trim().split(" (").next().unwrap())
+        .collect();
+    let audit = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .arg("audit")
+        .args(&journals)
+        .arg("--rpc")
+        .arg(node.http_url())
+        .arg("--addresses")
+        .arg(dir.path().join("chain/addresses.json"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&audit.stdout);
+    assert!(
+        audit.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&audit.stderr)
+    );
     node.shutdown().await;
 }
