@@ -634,24 +634,37 @@ impl Deployment {
         if !used {
             return Ok(None);
         }
-        let logs = self
+        let event = self
             .stablecoin
             .authorization_used_filter()
             .topic1(ea(authorizer))
             .topic2(ethers::types::H256(nonce.0))
-            .from_block(from_block)
-            .query_with_meta()
-            .await
-            .map_err(|e| contract_error(CALL, e))?;
-        let Some((_, meta)) = logs.first() else {
-            return Err(ChainError::Contract {
+            .from_block(from_block);
+        match self.first_log_tx(CALL, event).await? {
+            Some(mined) => Ok(Some(mined)),
+            None => Err(ChainError::Contract {
                 call: CALL.into(),
                 message: format!(
                     "authorization {nonce} is used but no log from block {from_block} shows it"
                 ),
-            });
+            }),
+        }
+    }
+
+    /// The mined transaction of the first log `event` matches, if any.
+    async fn first_log_tx<D: ethers::contract::EthLogDecode>(
+        &self,
+        call: &str,
+        event: ethers::contract::builders::Event<Arc<Client>, Client, D>,
+    ) -> Result<Option<Mined>, ChainError> {
+        let logs = event
+            .query_with_meta()
+            .await
+            .map_err(|e| contract_error(call, e))?;
+        let Some((_, meta)) = logs.first() else {
+            return Ok(None);
         };
-        self.receipt_of(CALL, meta.transaction_hash).await.map(Some)
+        self.receipt_of(call, meta.transaction_hash).await.map(Some)
     }
 }
 
@@ -840,19 +853,12 @@ impl Deployment {
         escrow_id: wallets::B256,
         from_block: u64,
     ) -> Result<Option<Mined>, ChainError> {
-        const CALL: &str = "JobEscrow.JobLocked";
-        let logs = self
+        let event = self
             .escrow
             .job_locked_filter()
             .topic1(ethers::types::H256(escrow_id.0))
-            .from_block(from_block)
-            .query_with_meta()
-            .await
-            .map_err(|e| contract_error(CALL, e))?;
-        let Some((_, meta)) = logs.first() else {
-            return Ok(None);
-        };
-        self.receipt_of(CALL, meta.transaction_hash).await.map(Some)
+            .from_block(from_block);
+        self.first_log_tx("JobEscrow.JobLocked", event).await
     }
 
     /// The transaction that recorded the delivery of `escrow_id`, searched from block
@@ -865,19 +871,12 @@ impl Deployment {
         escrow_id: wallets::B256,
         from_block: u64,
     ) -> Result<Option<Mined>, ChainError> {
-        const CALL: &str = "JobEscrow.JobDelivered";
-        let logs = self
+        let event = self
             .escrow
             .job_delivered_filter()
             .topic1(ethers::types::H256(escrow_id.0))
-            .from_block(from_block)
-            .query_with_meta()
-            .await
-            .map_err(|e| contract_error(CALL, e))?;
-        let Some((_, meta)) = logs.first() else {
-            return Ok(None);
-        };
-        self.receipt_of(CALL, meta.transaction_hash).await.map(Some)
+            .from_block(from_block);
+        self.first_log_tx("JobEscrow.JobDelivered", event).await
     }
 
     async fn receipt_of(&self, call: &str, hash: ethers::types::H256) -> Result<Mined, ChainError> {
