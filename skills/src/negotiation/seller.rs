@@ -356,29 +356,32 @@ impl SellerInner {
             return decline(format!("no offer at {} or less", call.max_price));
         };
         let proposal = self.offer(ctx, &t, &call, price, mode, 0)?;
-        self.save(
-            ctx,
-            &t,
-            &SellerDeal::Proposed {
-                call: call.clone(),
-                proposal: proposal.clone(),
-            },
-        )
-        .await?;
-        self.journal(
-            "cfp",
-            json!({"dialogue": t.dialogue, "buyer": t.buyer, "call": call}),
-        )
-        .await?;
-        self.journal_proposal(&proposal).await?;
+        let cause = json!({"dialogue": t.dialogue, "buyer": t.buyer, "call": call});
+        self.stand(ctx, &t, call, &proposal, "cfp", cause).await?;
         tracing::info!(target: "skill::negotiation", dialogue = %t.dialogue, buyer = %t.buyer, %price, "proposed");
         Ok(ProposalReply::Propose(proposal))
     }
 
-    async fn journal_proposal(&self, p: &Proposal) -> Handled<()> {
+    /// Saves `proposal` as the offer standing in the dialogue, then journals what
+    /// prompted it (`kind`, `cause`) and the proposal itself.
+    async fn stand(
+        &self,
+        ctx: &Context,
+        t: &Turn,
+        call: CallForProposal,
+        proposal: &Proposal,
+        kind: &'static str,
+        cause: Value,
+    ) -> Handled<()> {
+        let deal = SellerDeal::Proposed {
+            call,
+            proposal: proposal.clone(),
+        };
+        self.save(ctx, t, &deal).await?;
+        self.journal(kind, cause).await?;
         self.journal(
             "proposal",
-            json!({"agreementHash": p.agreement.hash(), "proposal": p}),
+            json!({"agreementHash": proposal.agreement.hash(), "proposal": proposal}),
         )
         .await
     }
@@ -410,21 +413,9 @@ impl SellerInner {
             proposal.agreement.mode,
             counter.round,
         )?;
-        self.save(
-            ctx,
-            &t,
-            &SellerDeal::Proposed {
-                call,
-                proposal: revised.clone(),
-            },
-        )
-        .await?;
-        self.journal(
-            "counter",
-            json!({"dialogue": t.dialogue, "buyer": t.buyer, "counter": counter}),
-        )
-        .await?;
-        self.journal_proposal(&revised).await?;
+        let cause = json!({"dialogue": t.dialogue, "buyer": t.buyer, "counter": counter});
+        self.stand(ctx, &t, call, &revised, "counter", cause)
+            .await?;
         Ok(ProposalReply::Propose(revised))
     }
 
