@@ -794,6 +794,43 @@ struct Current {
     sequence: u64,
 }
 
+/// One dialogue's new state, for [`Context::write_states`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct StateUpdate {
+    /// The dialogue.
+    pub dialogue: B256,
+    /// The peer it belongs to.
+    pub peer: Address,
+    /// The state, as JSON.
+    pub state: serde_json::Value,
+    /// Whether the dialogue is over.
+    pub closed: bool,
+}
+
+impl StateUpdate {
+    /// `state` as the new state of `dialogue` with `peer`.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when it does not serialize.
+    pub fn new<T: Serialize>(
+        dialogue: B256,
+        peer: Address,
+        state: &T,
+        closed: bool,
+    ) -> Result<Self> {
+        let state = serde_json::to_value(state).map_err(|e| Error::Corrupt {
+            what: format!("state of dialogue {dialogue}"),
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            dialogue,
+            peer,
+            state,
+            closed,
+        })
+    }
+}
+
 /// What a skill (or any code holding an agent's handle) can do as that agent: send,
 /// ask with a timeout, keep dialogue state, find peers, and pay through the
 /// spending policy. Cheap to clone.
@@ -984,6 +1021,51 @@ impl Context {
             state,
         };
         self.core.store.save_dialogue(dialogue, &record).await
+    }
+
+    /// Writes the states of several dialogues in one atomic batch: all or none, visible
+    /// at once to [`Context::state`], and on disk once [`Context::flush_states`] returns
+    /// (a crash before that may lose all of them, never some). Write under a lock of
+    /// your own when the new states are computed from the old ones, and flush after
+    /// releasing it, so that concurrent writers share one disk flush. Do not act on the
+    /// states (send, pay, deliver) before the flush.
+    ///
+    /// # Errors
+    /// As [`Context::save_state`], for the first update that fails; nothing is written
+    /// then.
+    pub fn write_states(&self, updates: &[StateUpdate]) -> Result<()> {
+        let now = now_ms();
+        let mut records = Vec::with_capacity(updates.len());
+        for u in updates {
+            if let Some(existing) = self.core.store.dialogue(u.dialogue)? {
+                if existing.peer != u.peer {
+                    return Err(Error::ForeignDialogue(Box::new(ForeignDialogue {
+                        dialogue: u.dialogue,
+                        owner: existing.peer,
+                        peer: u.peer,
+                    })));
+                }
+            }
+            records.push((
+                u.dialogue,
+                DialogueRecord {
+                    peer: u.peer,
+                    updated_ms: now,
+                    closed: u.closed,
+                    state: u.state.clone(),
+                },
+            ));
+        }
+        self.core.store.write_dialogues(&records)
+    }
+
+    /// Waits until everything written so far (by [`Context::write_states`] too) is on
+    /// disk; concurrent callers share one flush.
+    ///
+    /// # Errors
+    /// [`Error::Store`] or [`Error::Flush`].
+    pub async fn flush_states(&self) -> Result<()> {
+        self.core.store.flush().await
     }
 
     /// The saved state of `dialogue`. While handling a message, only the state of a

@@ -60,7 +60,7 @@ pub mod transport;
 
 pub use agent::{
     AgentHandle, AgentLimits, AgentSpec, AgentStats, Context, Directory, Peer, SkillHandler,
-    StaticDirectory,
+    StateUpdate, StaticDirectory,
 };
 pub use error::{Error, ForeignDialogue, Result, SkillError};
 pub use host::{Host, HostConfig};

@@ -285,6 +285,26 @@ impl AgentStore {
         self.host.flush().await
     }
 
+    /// Writes several dialogues in one atomic batch (all or none), without waiting for
+    /// the disk: they are visible at once and durable after the next [`AgentStore::flush`].
+    ///
+    /// # Errors
+    /// [`Error::Store`]; [`Error::Corrupt`] when a record does not serialize.
+    pub fn write_dialogues(&self, records: &[(B256, DialogueRecord)]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (dialogue, record) in records {
+            let v = serde_json::to_vec(record).map_err(|e| Error::Corrupt {
+                what: format!("dialogue {dialogue}"),
+                reason: e.to_string(),
+            })?;
+            batch.insert(key(&[&self.agent.0, &dialogue.0]), v);
+        }
+        self.host
+            .dialogues
+            .apply_batch(batch)
+            .map_err(|e| self.host.err(e))
+    }
+
     /// The state of a dialogue as `T`.
     ///
     /// # Errors

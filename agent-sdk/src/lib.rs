@@ -56,7 +56,7 @@ use std::sync::Arc;
 use agent_core::AgentSpec;
 pub use agent_core::{
     AgentHandle, AgentLimits, AgentStats, ClientTls, Context, Directory, EdgeLimits, Error, Host,
-    HostConfig, Payload, Peer, Request, Result, ServerTls, SkillError, SkillHandler,
+    HostConfig, Payload, Peer, Request, Result, ServerTls, SkillError, SkillHandler, StateUpdate,
     StaticDirectory,
 };
 use futures::future::BoxFuture;

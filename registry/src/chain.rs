@@ -897,6 +897,174 @@ impl Deployment {
     }
 }
 
+/// Where a `PaymentChannel` channel stands (the contract's `State`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelState {
+    /// No such channel.
+    None,
+    /// Open: the payee may settle vouchers.
+    Open,
+    /// Closed by the payee.
+    Closed,
+    /// Expired: the rest went back to the payer.
+    Expired,
+}
+
+/// A `PaymentChannel` channel record, in wallet types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelRecord {
+    /// Who deposited and signs vouchers.
+    pub payer: wallets::Address,
+    /// Who settles vouchers and is paid.
+    pub payee: wallets::Address,
+    /// Everything deposited.
+    pub deposit: wallets::Amount,
+    /// Paid to the payee so far (the last settled cumulative amount).
+    pub paid: wallets::Amount,
+    /// The last second (inclusive) the payee may settle.
+    pub expires_at: u64,
+    /// Where it stands.
+    pub state: ChannelState,
+}
+
+/// `PaymentChannel` in wallet types.
+impl Deployment {
+    /// Opens (or tops up) a channel with a signed [`wallets::Payment::ChannelFunding`]
+    /// (`openWithAuthorization` / `topUpWithAuthorization`) from the client's account,
+    /// which pays the gas, and waits for the receipt.
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] when the payment is not a channel funding, or the call
+    /// reverts (channel exists, bad authorization, expiry in the past).
+    pub async fn fund_channel(&self, signed: &wallets::SignedPayment) -> Result<Mined, ChainError> {
+        let wallets::Payment::ChannelFunding {
+            authorization: a,
+            channel,
+            funding,
+            ..
+        } = &signed.payment
+        else {
+            return Err(ChainError::Contract {
+                call: "PaymentChannel.openWithAuthorization".into(),
+                message: "the payment is not a channel funding".into(),
+            });
+        };
+        let signature = ethers::types::Bytes::from(signed.signature.to_bytes().to_vec());
+        let value = EU256::from(a.value.base_units());
+        match funding {
+            wallets::ChannelFunding::Open { expires_at } => {
+                let call = self.channel.open_with_authorization(
+                    ea(channel.payer),
+                    channel.salt.0,
+                    ea(channel.payee),
+                    value,
+                    *expires_at,
+                    EU256::from(a.valid_after),
+                    EU256::from(a.valid_before),
+                    signature,
+                );
+                mined("PaymentChannel.openWithAuthorization", call.send().await).await
+            }
+            wallets::ChannelFunding::TopUp { .. } => {
+                let call = self.channel.top_up_with_authorization(
+                    channel.id().0,
+                    value,
+                    EU256::from(a.valid_after),
+                    EU256::from(a.valid_before),
+                    signature,
+                );
+                mined("PaymentChannel.topUpWithAuthorization", call.send().await).await
+            }
+        }
+    }
+
+    /// The channel `channel_id` (state `None` when there is no such channel).
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] when the call fails.
+    pub async fn channel_record(
+        &self,
+        channel_id: wallets::B256,
+    ) -> Result<ChannelRecord, ChainError> {
+        const CALL: &str = "PaymentChannel.getChannel";
+        let c = self
+            .channel
+            .get_channel(channel_id.0)
+            .call()
+            .await
+            .map_err(|e| contract_error(CALL, e))?;
+        let state = match c.state {
+            0 => ChannelState::None,
+            1 => ChannelState::Open,
+            2 => ChannelState::Closed,
+            3 => ChannelState::Expired,
+            other => {
+                return Err(ChainError::Contract {
+                    call: CALL.into(),
+                    message: format!("unknown channel state {other}"),
+                })
+            }
+        };
+        Ok(ChannelRecord {
+            payer: wallets::Address(c.payer.0),
+            payee: wallets::Address(c.payee.0),
+            deposit: wallets::Amount::from_base_units(c.deposit),
+            paid: wallets::Amount::from_base_units(c.paid),
+            expires_at: c.expires_at,
+            state,
+        })
+    }
+
+    /// The transaction that opened `channel_id`, searched from block `from_block`.
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] when the log query or the receipt lookup fails.
+    pub async fn channel_open_tx(
+        &self,
+        channel_id: wallets::B256,
+        from_block: u64,
+    ) -> Result<Option<Mined>, ChainError> {
+        let event = self
+            .channel
+            .channel_opened_filter()
+            .topic1(ethers::types::H256(channel_id.0))
+            .from_block(from_block);
+        self.first_log_tx("PaymentChannel.ChannelOpened", event)
+            .await
+    }
+
+    /// Settles a signed [`wallets::Payment::ChannelVoucher`] (`settle`, or `close` to
+    /// also refund the rest of the deposit to the payer) from the client's account (the
+    /// payee, who pays the gas), and waits for the receipt.
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] when the payment is not a voucher, or the call reverts
+    /// (stale voucher, above the deposit, channel not open or past its expiry).
+    pub async fn settle_channel(
+        &self,
+        voucher: &wallets::SignedPayment,
+        close: bool,
+    ) -> Result<Mined, ChainError> {
+        let wallets::Payment::ChannelVoucher { voucher: v, .. } = &voucher.payment else {
+            return Err(ChainError::Contract {
+                call: "PaymentChannel.settle".into(),
+                message: "the payment is not a channel voucher".into(),
+            });
+        };
+        let signature = ethers::types::Bytes::from(voucher.signature.to_bytes().to_vec());
+        let amount = EU256::from(v.cumulative_amount.base_units());
+        if close {
+            let call = self.channel.close(v.channel_id.0, amount, signature);
+            mined("PaymentChannel.close", call.send().await).await
+        } else {
+            let call = self.channel.settle(v.channel_id.0, amount, signature);
+            mined("PaymentChannel.settle", call.send().await).await
+        }
+    }
+}
+
 /// A stablecoin `Transfer` event, in wallet types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -941,6 +1109,24 @@ pub struct TxEffects {
     pub authorizations_used: Vec<(wallets::Address, wallets::B256)>,
     /// The escrow's job events (kind, escrow id), in log order.
     pub escrow_events: Vec<(EscrowEventKind, wallets::B256)>,
+    /// The payment channel contract's events (kind, channel id), in log order.
+    pub channel_events: Vec<(ChannelEventKind, wallets::B256)>,
+}
+
+/// A `PaymentChannel` event about one channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelEventKind {
+    /// `ChannelOpened`.
+    Opened,
+    /// `ChannelToppedUp`.
+    ToppedUp,
+    /// `ChannelSettled`.
+    Settled,
+    /// `ChannelClosed`.
+    Closed,
+    /// `ChannelExpired`.
+    Expired,
 }
 
 /// Read-only lookups for auditors.
@@ -974,7 +1160,11 @@ impl Deployment {
         else {
             return Ok(None);
         };
-        let (token, escrow) = (self.stablecoin.address(), self.escrow.address());
+        let (token, escrow, channel) = (
+            self.stablecoin.address(),
+            self.escrow.address(),
+            self.channel.address(),
+        );
         let mut effects = TxEffects {
             tx: Mined {
                 tx_hash,
@@ -985,6 +1175,7 @@ impl Deployment {
             transfers: Vec::new(),
             authorizations_used: Vec::new(),
             escrow_events: Vec::new(),
+            channel_events: Vec::new(),
         };
         for log in &receipt.logs {
             let raw = ethers::abi::RawLog::from(log.clone());
@@ -1020,6 +1211,25 @@ impl Deployment {
                 };
                 if let Some((kind, id)) = event {
                     effects.escrow_events.push((kind, wallets::B256(id)));
+                }
+            } else if log.address == channel {
+                use bindings::payment_channel::PaymentChannelEvents as C;
+                let event = match C::decode_log(&raw) {
+                    Ok(C::ChannelOpenedFilter(e)) => Some((ChannelEventKind::Opened, e.channel_id)),
+                    Ok(C::ChannelToppedUpFilter(e)) => {
+                        Some((ChannelEventKind::ToppedUp, e.channel_id))
+                    }
+                    Ok(C::ChannelSettledFilter(e)) => {
+                        Some((ChannelEventKind::Settled, e.channel_id))
+                    }
+                    Ok(C::ChannelClosedFilter(e)) => Some((ChannelEventKind::Closed, e.channel_id)),
+                    Ok(C::ChannelExpiredFilter(e)) => {
+                        Some((ChannelEventKind::Expired, e.channel_id))
+                    }
+                    _ => None,
+                };
+                if let Some((kind, id)) = event {
+                    effects.channel_events.push((kind, wallets::B256(id)));
                 }
             }
         }

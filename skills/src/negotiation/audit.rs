@@ -37,7 +37,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use registry::chain::{self, Addresses, Deployment, EscrowEventKind, TxEffects};
+use registry::chain::{self, Addresses, ChannelEventKind, Deployment, EscrowEventKind, TxEffects};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -45,7 +45,8 @@ use wallets::journal::{self, JournalEntry};
 use wallets::{Address, Amount, Payment, Signature, SignedPayment, Wallet, B256};
 
 use super::messages::{
-    escrow_job_id, negotiation_domain, Delivery, PaymentMode, Receipt, Settled, SignedAgreement,
+    escrow_job_id, negotiation_domain, order_id, Delivery, PaymentMode, Receipt, Settled,
+    SignedAgreement,
 };
 use super::settlement::escrow_id_of;
 use crate::{Error, Result};
@@ -109,6 +110,9 @@ pub struct JournalSummary {
 pub struct DealSummary {
     /// The agreement hash.
     pub agreement: B256,
+    /// For a channel order (whose `agreement` is the order id): the channel agreement.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel_agreement: Option<B256>,
     /// The buyer.
     pub buyer: Address,
     /// The seller.
@@ -265,10 +269,44 @@ struct PaymentBody {
     lock: Option<Settled>,
 }
 
+/// A channel order's payment: the voucher, under the channel agreement.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OrderPaymentBody {
+    agreement_hash: B256,
+    order_id: B256,
+    payment_id: String,
+    payment: SignedPayment,
+}
+
+/// The funding of a channel agreement's channel.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FundingBody {
+    agreement_hash: B256,
+    channel_id: B256,
+    payment_id: String,
+    payment: SignedPayment,
+    settlement: Settled,
+}
+
+/// A seller's settlement of a channel's best voucher.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ChannelSettlementBody {
+    agreement_hash: B256,
+    channel_id: B256,
+    payment: SignedPayment,
+    settlement: Settled,
+}
+
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct DeliveryBody {
     agreement_hash: B256,
+    /// A channel order's id.
+    #[serde(default)]
+    order_id: Option<B256>,
     result_hash: B256,
     tx_hash: B256,
     signature: Signature,
@@ -278,6 +316,9 @@ struct DeliveryBody {
 #[serde(rename_all = "camelCase")]
 struct ReceiptBody {
     agreement_hash: B256,
+    /// A channel order's id.
+    #[serde(default)]
+    order_id: Option<B256>,
     receipt: Receipt,
     /// The buyer's escrow release (escrow mode, buyer side only).
     #[serde(default)]
@@ -323,6 +364,12 @@ struct Side {
     receipt: Option<(u64, ReceiptBody)>,
     /// The agreement as this journal has it.
     agreement: Option<SignedAgreement>,
+    /// For a channel order: the channel agreement's hash.
+    order_of: Option<B256>,
+    /// For a channel agreement: its channel's funding.
+    funding: Option<(u64, FundingBody)>,
+    /// For a channel agreement: the seller's settlements of its channel.
+    settlements: Vec<(u64, ChannelSettlementBody)>,
 }
 
 /// A journal being audited.
@@ -514,6 +561,51 @@ fn audit_entry(
                 }
             }
         }
+        "payment" if entry.body.get("orderId").is_some() => {
+            audit_order_payment(journal, entry, sides, findings);
+        }
+        "funding" => {
+            let Some(body) = parse::<FundingBody>(journal, entry, findings) else {
+                return;
+            };
+            let h = body.agreement_hash;
+            let mut add = |reason: String| findings.add(journal, Some(i), Some(h), reason);
+            let side = sides.entry(h).or_default();
+            let Some(agreement) = &side.agreement else {
+                add("channel funding without an acceptance of the agreement".into());
+                return;
+            };
+            check_funding(&agreement.agreement, &body, &mut add);
+            match &side.funding {
+                Some((first, f)) if *f != body => add(format!(
+                    "a second funding of the channel disagrees with entry {first}"
+                )),
+                Some(_) => {}
+                None => side.funding = Some((i, body)),
+            }
+        }
+        "channel_settlement" => {
+            let Some(body) = parse::<ChannelSettlementBody>(journal, entry, findings) else {
+                return;
+            };
+            let h = body.agreement_hash;
+            let mut add = |reason: String| findings.add(journal, Some(i), Some(h), reason);
+            let side = sides.entry(h).or_default();
+            if side.funding.as_ref().map(|(_, f)| f.channel_id) != Some(body.channel_id) {
+                add("settlement of a channel this journal never funded".into());
+            }
+            match &body.payment.payment {
+                Payment::ChannelVoucher { voucher, .. }
+                    if voucher.channel_id == body.channel_id => {}
+                _ => add("the settled payment is not a voucher of the channel".into()),
+            }
+            if let Err(e) = body.payment.verify() {
+                add(format!(
+                    "the settled voucher's signature does not verify: {e}"
+                ));
+            }
+            side.settlements.push((i, body));
+        }
         "payment" => {
             let Some(body) = parse::<PaymentBody>(journal, entry, findings) else {
                 return;
@@ -548,7 +640,7 @@ fn audit_entry(
             let mut add = |agreement: B256, reason: String| {
                 findings.add(journal, Some(i), Some(agreement), reason);
             };
-            let h = body.agreement_hash;
+            let h = body.order_id.unwrap_or(body.agreement_hash);
             let side = sides.entry(h).or_default();
             let Some((_, payment)) = &side.payment else {
                 add(h, "delivery without a payment for the agreement".into());
@@ -589,7 +681,7 @@ fn audit_entry(
             let mut add = |agreement: B256, reason: String| {
                 findings.add(journal, Some(i), Some(agreement), reason);
             };
-            let h = body.agreement_hash;
+            let h = body.order_id.unwrap_or(body.agreement_hash);
             let side = sides.entry(h).or_default();
             let (Some((_, delivery)), Some(agreement)) = (&side.delivery, &side.agreement) else {
                 add(h, "receipt without a delivery for the agreement".into());
@@ -639,6 +731,94 @@ fn audit_entry(
         }
         // cfp, proposal, counter, rejection and other kinds carry no obligation.
         _ => {}
+    }
+}
+
+/// A channel order's payment: recorded as the order's deal, under the channel
+/// agreement accepted earlier in the journal.
+fn audit_order_payment(
+    journal: &str,
+    entry: &JournalEntry,
+    sides: &mut BTreeMap<B256, Side>,
+    findings: &mut Findings,
+) {
+    let i = entry.index;
+    let Some(body) = parse::<OrderPaymentBody>(journal, entry, findings) else {
+        return;
+    };
+    let (h, id) = (body.agreement_hash, body.order_id);
+    let mut add = |reason: String| findings.add(journal, Some(i), Some(id), reason);
+    let Some(agreement) = sides.get(&h).and_then(|s| s.agreement.clone()) else {
+        add(format!(
+            "channel order payment without an acceptance of agreement {h}"
+        ));
+        return;
+    };
+    let a = &agreement.agreement;
+    if a.mode != PaymentMode::Channel {
+        add(format!("agreement {h} is not paid through a channel"));
+    }
+    if id != order_id(&h, body.payment.payment.amount()) {
+        add(format!(
+            "orderId {id} is not the order its voucher pays under agreement {h}"
+        ));
+    }
+    let body = PaymentBody {
+        agreement_hash: h,
+        agreement,
+        payment_id: body.payment_id,
+        payment: body.payment,
+        settlement: super::seller::NO_SETTLEMENT,
+        escrow_id: None,
+        lock: None,
+    };
+    check_payment(&body, &mut add);
+    let side = sides.entry(id).or_default();
+    match &side.payment {
+        Some((first, p)) if *p != body => add(format!(
+            "a second payment for the order disagrees with entry {first}"
+        )),
+        Some(_) => {}
+        None => {
+            side.agreement = Some(body.agreement.clone());
+            side.order_of = Some(h);
+            side.payment = Some((i, body));
+        }
+    }
+}
+
+fn check_funding(a: &super::Agreement, f: &FundingBody, add: &mut impl FnMut(String)) {
+    let pay = &f.payment.payment;
+    if f.payment_id != pay.id() {
+        add(format!(
+            "paymentId {} is not the funding's id {}",
+            f.payment_id,
+            pay.id()
+        ));
+    }
+    if let Err(e) = f.payment.verify() {
+        add(format!("the funding's signature does not verify: {e}"));
+    }
+    match pay {
+        Payment::ChannelFunding { channel, .. } => {
+            if channel.id() != f.channel_id {
+                add(format!(
+                    "channelId {} is not the funded channel {}",
+                    f.channel_id,
+                    channel.id()
+                ));
+            }
+            if (channel.payer, channel.payee) != (a.buyer, a.seller) {
+                add(format!(
+                    "the channel is from {} to {}, the agreement from {} to {}",
+                    channel.payer, channel.payee, a.buyer, a.seller
+                ));
+            }
+        }
+        _ => add("the funding is not a channel funding".into()),
+    }
+    if a.mode != PaymentMode::Channel {
+        add("the agreement is not paid through a channel".into());
     }
 }
 
@@ -693,17 +873,23 @@ fn check_payment(p: &PaymentBody, add: &mut impl FnMut(String)) {
             a.seller
         ));
     }
-    if pay.amount() != a.price {
+    let (amount, price) = (pay.amount().base_units(), a.price.base_units());
+    if a.mode == PaymentMode::Channel {
+        if price == 0 || amount == 0 || amount % price != 0 {
+            add(format!(
+                "the voucher's cumulative amount {amount} is not a whole number of orders at the agreed price {price}"
+            ));
+        }
+    } else if amount != price {
         add(format!(
-            "the payment is for {}, the agreed price is {}",
-            pay.amount().base_units(),
-            a.price.base_units()
+            "the payment is for {amount}, the agreed price is {price}"
         ));
     }
     let mode_ok = matches!(
         (a.mode, pay),
         (PaymentMode::Authorization, Payment::Authorization { .. })
             | (PaymentMode::Escrow, Payment::EscrowDeposit { .. })
+            | (PaymentMode::Channel, Payment::ChannelVoucher { .. })
     );
     if !mode_ok {
         add(format!(
@@ -783,8 +969,13 @@ fn cross_check(journals: &[Audited], findings: &mut Findings) -> Vec<DealSummary
             }
             _ => false,
         };
+        let channel_agreement = [buyer, seller]
+            .iter()
+            .flatten()
+            .find_map(|(_, s)| s.order_of);
         deals.push(DealSummary {
             agreement: h,
+            channel_agreement,
             buyer: a.buyer,
             seller: a.seller,
             price: a.price,
@@ -812,6 +1003,7 @@ fn compare(h: B256, bj: &Audited, bs: &Side, sj: &Audited, ss: &Side, findings: 
             ("payment", s.payment.as_ref().map(|e| e.0)),
             ("delivery", s.delivery.as_ref().map(|e| e.0)),
             ("receipt", s.receipt.as_ref().map(|e| e.0)),
+            ("channel funding", s.funding.as_ref().map(|e| e.0)),
         ]
     };
     for (role, j, s) in sides {
@@ -887,6 +1079,16 @@ fn compare(h: B256, bj: &Audited, bs: &Side, sj: &Audited, ss: &Side, findings: 
             differ(*i, *oi, "receipt", "the signed receipt");
         }
     }
+    if let (Some((i, b)), Some((oi, s))) = (&bs.funding, &ss.funding) {
+        if b != s {
+            differ(
+                *i,
+                *oi,
+                "channel funding",
+                "the signed funding or its transaction",
+            );
+        }
+    }
 }
 
 /// Matches payment entries (and escrow releases) against the chain.
@@ -902,6 +1104,8 @@ async fn check_chain(
     let mut cache: BTreeMap<B256, Option<TxEffects>> = BTreeMap::new();
     for j in journals {
         for (h, side) in &j.sides {
+            check_channel_chain(check, &deployment, &mut cache, &j.path, *h, side, findings)
+                .await?;
             let Some((i, p)) = &side.payment else {
                 continue;
             };
@@ -920,8 +1124,14 @@ async fn check_chain(
                     a.token
                 ));
             }
+            if a.mode == PaymentMode::Channel {
+                // Vouchers have no transaction of their own: the channel's funding and
+                // settlements are matched under the agreement.
+                continue;
+            }
             let settled = effects(&deployment, &mut cache, p.settlement.tx_hash).await?;
             match a.mode {
+                PaymentMode::Channel => {}
                 PaymentMode::Authorization => {
                     let wanted = (a.buyer, a.seller, a.price);
                     match tx_problem(settled, p.settlement.tx_hash) {
@@ -1019,6 +1229,73 @@ async fn check_chain(
             check.addresses.chain_id
         ),
     })
+}
+
+/// Matches a channel agreement's funding (the deposit moved from the buyer to the
+/// channel contract, `ChannelOpened`) and the seller's settlements (`ChannelSettled` or
+/// `ChannelClosed`, and a transfer to the seller) against the chain.
+async fn check_channel_chain(
+    check: &ChainCheck,
+    deployment: &Deployment,
+    cache: &mut BTreeMap<B256, Option<TxEffects>>,
+    journal: &str,
+    h: B256,
+    side: &Side,
+    findings: &mut Findings,
+) -> Result<()> {
+    let contract = Address(check.addresses.channel.0);
+    let Some(agreement) = side.agreement.as_ref().filter(|_| side.order_of.is_none()) else {
+        return Ok(());
+    };
+    let a = &agreement.agreement;
+    if let Some((i, f)) = &side.funding {
+        let tx = f.settlement.tx_hash;
+        let funded = effects(deployment, cache, tx).await?;
+        let wanted = (a.buyer, contract, f.payment.payment.amount());
+        let problem = tx_problem(funded, tx).or_else(|| {
+            (!funded.is_some_and(|e| {
+                e.channel_events
+                    .contains(&(ChannelEventKind::Opened, f.channel_id))
+            }) || !has_transfer(funded, wanted))
+            .then(|| {
+                format!(
+                    "the channel funding: {} (with ChannelOpened of {})",
+                    no_transfer(tx, wanted),
+                    f.channel_id
+                )
+            })
+        });
+        if let Some(problem) = problem {
+            findings.add(journal, Some(*i), Some(h), problem);
+        }
+    }
+    for (i, s) in &side.settlements {
+        let tx = s.settlement.tx_hash;
+        let settled = effects(deployment, cache, tx).await?;
+        let problem = tx_problem(settled, tx).or_else(|| {
+            let event = settled.is_some_and(|e| {
+                e.channel_events
+                    .contains(&(ChannelEventKind::Settled, s.channel_id))
+                    || e.channel_events
+                        .contains(&(ChannelEventKind::Closed, s.channel_id))
+            });
+            let paid = settled.is_some_and(|e| {
+                e.transfers
+                    .iter()
+                    .any(|t| t.from == contract && t.to == a.seller)
+            });
+            (!event || !paid).then(|| {
+                format!(
+                    "transaction {tx} settled nothing of channel {} to the seller {}",
+                    s.channel_id, a.seller
+                )
+            })
+        });
+        if let Some(problem) = problem {
+            findings.add(journal, Some(*i), Some(h), problem);
+        }
+    }
+    Ok(())
 }
 
 async fn effects<'c>(

@@ -14,13 +14,18 @@ use wallets::{
 
 use super::messages::{
     escrow_job_id, negotiation_domain, result_hash, task_hash, Accept, Agreement, CallForProposal,
-    Counter, Deliver, Pay, PaymentMode, Proposal, ProposalReply, Receipt, ReceiptNote, Reject,
-    SignedAgreement, ESCROW_REVIEW_WINDOW,
+    Counter, Deliver, Order, Pay, PaymentMode, Proposal, ProposalReply, Receipt, ReceiptNote,
+    Reject, SignedAgreement, ESCROW_REVIEW_WINDOW,
 };
+use super::seller::with_order;
 use super::settlement::{escrow_id_of, EscrowState, Settlement};
 use super::strategy::{BuyerStrategy, DefaultBuyerStrategy};
 use super::{now_secs, SharedJournal};
 use crate::{Error, Result};
+
+mod channel;
+
+use channel::{delivery_id, ChannelBook};
 
 /// A buyer's state of one deal (one dialogue with one seller), saved before it
 /// acts on it.
@@ -80,6 +85,39 @@ pub enum BuyerDeal {
         /// The delivery.
         delivery: Deliver,
     },
+    /// Channel mode: the funding is signed and being sent; a retry re-sends this one.
+    Funding {
+        /// The agreement.
+        agreement: SignedAgreement,
+        /// The channel funding.
+        funding: SignedPayment,
+    },
+    /// Channel mode: the funded channel of an agreement, in the agreement's dialogue;
+    /// open while orders can be placed through it.
+    Channel {
+        /// The agreement (price per order, deadline for orders).
+        agreement: SignedAgreement,
+        /// The channel.
+        channel: wallets::Channel,
+        /// Its deposit.
+        deposit: Amount,
+        /// The transaction that opened it.
+        funded: super::messages::Settled,
+        /// The last voucher's cumulative amount.
+        cumulative: Amount,
+    },
+    /// Channel mode: an order paid by a voucher, in the order's own dialogue; a retry
+    /// re-sends the same order.
+    Ordering {
+        /// The channel agreement's dialogue.
+        channel_dialogue: B256,
+        /// The task.
+        task: String,
+        /// The channel agreement.
+        agreement: SignedAgreement,
+        /// The voucher.
+        payment: SignedPayment,
+    },
     /// Paid, delivered and receipted.
     Done {
         /// The agreement's hash.
@@ -137,6 +175,9 @@ pub struct Buyer {
     settlement: Option<Arc<dyn Settlement>>,
     delivery_timeout: Duration,
     pay_attempts: u32,
+    channels: Arc<ChannelBook>,
+    channel_orders: u32,
+    channel_validity: Duration,
 }
 
 impl std::fmt::Debug for Buyer {
@@ -168,7 +209,28 @@ impl Buyer {
             settlement: None,
             delivery_timeout: Duration::from_secs(60),
             pay_attempts: 3,
+            channels: Arc::default(),
+            channel_orders: 10,
+            channel_validity: Duration::from_secs(3_600),
         }
+    }
+
+    /// In `channel` mode, deposit enough for `orders` orders at the agreed price when
+    /// opening a channel (default 10). The deposit is not spent: only vouchers count
+    /// against the spending policy, and the seller refunds the rest when it closes.
+    #[must_use]
+    pub fn with_channel_orders(mut self, orders: u32) -> Self {
+        self.channel_orders = orders.max(1);
+        self
+    }
+
+    /// In `channel` mode, how long a channel agreement takes orders (default an hour;
+    /// the channel stays open [`super::CHANNEL_SETTLE_WINDOW`] longer for the seller to
+    /// settle).
+    #[must_use]
+    pub fn with_channel_validity(mut self, validity: Duration) -> Self {
+        self.channel_validity = validity;
+        self
     }
 
     /// Negotiates with `strategy` instead of [`DefaultBuyerStrategy`].
@@ -178,8 +240,9 @@ impl Buyer {
         self
     }
 
-    /// The buyer's own chain access, needed for `escrow` mode: the buyer locks the
-    /// price and accepts the delivery on chain (and pays that gas).
+    /// The buyer's own chain access, needed for `escrow` mode (the buyer locks the
+    /// price and accepts the delivery on chain, and pays that gas) and `channel` mode
+    /// (the buyer checks the channel the seller opened).
     #[must_use]
     pub fn with_settlement(mut self, settlement: impl Settlement) -> Self {
         self.settlement = Some(Arc::new(settlement));
@@ -222,6 +285,15 @@ impl Buyer {
             self.escrow_settlement()?;
         }
         let reservation = self.strategy.reservation_price(max_price).min(max_price);
+        if mode == PaymentMode::Channel {
+            self.channel_settlement()?;
+            if let Some(deal) = self
+                .order_in_open_channel(ctx, task, kind, reservation)
+                .await?
+            {
+                return Ok(deal);
+            }
+        }
         let sellers: Vec<Address> = ctx
             .find_peers(kind, Some(reservation))
             .await?
@@ -244,7 +316,12 @@ impl Buyer {
             task: task.to_owned(),
             kind: kind.to_owned(),
             max_price: reservation,
-            deadline: now_secs().saturating_add(self.strategy.deal_time().as_secs()),
+            deadline: now_secs().saturating_add(match mode {
+                PaymentMode::Channel => self.channel_validity.as_secs(),
+                PaymentMode::Authorization | PaymentMode::Escrow => {
+                    self.strategy.deal_time().as_secs()
+                }
+            }),
             modes: vec![mode],
             token,
         };
@@ -281,6 +358,9 @@ impl Buyer {
             .negotiate(ctx, &call, dialogue, proposal, reservation)
             .await?;
         let agreement = self.accept(ctx, dialogue, proposal).await?;
+        if mode == PaymentMode::Channel {
+            return self.fund_and_order(ctx, dialogue, agreement, task).await;
+        }
         self.settle(ctx, dialogue, agreement).await
     }
 
@@ -310,12 +390,41 @@ impl Buyer {
                     )
                     .await;
                 }
+                BuyerDeal::Accepted { agreement }
+                    if agreement.agreement.mode == PaymentMode::Channel =>
+                {
+                    // No order waits on it: the task was the caller's.
+                    self.reject(
+                        ctx,
+                        dialogue,
+                        record.peer,
+                        "the buyer restarted before funding the channel",
+                    )
+                    .await;
+                }
                 BuyerDeal::Accepted { agreement } => {
                     out.push(self.settle(ctx, dialogue, agreement).await);
                 }
                 BuyerDeal::Paying { agreement, payment } => {
-                    out.push(self.receive(ctx, dialogue, agreement, payment).await);
+                    out.push(self.receive(ctx, dialogue, agreement, payment, None).await);
                 }
+                BuyerDeal::Funding { agreement, funding } => {
+                    if let Err(e) = self.fund(ctx, dialogue, agreement, funding).await {
+                        out.push(Err(e));
+                    }
+                }
+                BuyerDeal::Ordering {
+                    task,
+                    agreement,
+                    payment,
+                    ..
+                } => {
+                    out.push(
+                        self.receive(ctx, dialogue, agreement, payment, Some(&task))
+                            .await,
+                    );
+                }
+                BuyerDeal::Channel { .. } => {}
                 BuyerDeal::Delivered {
                     agreement,
                     payment,
@@ -714,6 +823,9 @@ impl Buyer {
                     job_id: escrow_job_id(&a.hash()),
                 })
             }
+            PaymentMode::Channel => Err(Error::Config(
+                "a channel agreement is paid by funding its channel and a voucher per order".into(),
+            )),
         }
     }
 
@@ -726,27 +838,7 @@ impl Buyer {
     ) -> Result<Deal> {
         let a = &agreement.agreement;
         let payment = self.payment_for(a).await?;
-        let signed = match ctx.pay(payment).await {
-            Ok(s) => s,
-            Err(agent_sdk::Error::Wallet(source)) => {
-                tracing::warn!(target: "skill::negotiation", %dialogue, seller = %a.seller,
-                    price = %a.price, reason = %source, "the spending policy refused the payment");
-                self.reject(
-                    ctx,
-                    dialogue,
-                    a.seller,
-                    &format!("the buyer's spending policy refused the payment: {source}"),
-                )
-                .await;
-                return Err(Error::PaymentRefused {
-                    dialogue,
-                    seller: a.seller,
-                    price: a.price,
-                    source: Box::new(source),
-                });
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let signed = self.authorize(ctx, dialogue, &agreement, payment).await?;
         self.save(
             ctx,
             dialogue,
@@ -757,7 +849,40 @@ impl Buyer {
             },
         )
         .await?;
-        self.receive(ctx, dialogue, agreement, signed).await
+        self.receive(ctx, dialogue, agreement, signed, None).await
+    }
+
+    /// Has the spending policy sign `payment` for `agreement`; a refusal rejects the
+    /// deal.
+    async fn authorize(
+        &self,
+        ctx: &Context,
+        dialogue: B256,
+        agreement: &SignedAgreement,
+        payment: Payment,
+    ) -> Result<SignedPayment> {
+        let a = &agreement.agreement;
+        match ctx.pay(payment).await {
+            Ok(s) => Ok(s),
+            Err(agent_sdk::Error::Wallet(source)) => {
+                tracing::warn!(target: "skill::negotiation", %dialogue, seller = %a.seller,
+                    price = %a.price, reason = %source, "the spending policy refused the payment");
+                self.reject(
+                    ctx,
+                    dialogue,
+                    a.seller,
+                    &format!("the buyer's spending policy refused the payment: {source}"),
+                )
+                .await;
+                Err(Error::PaymentRefused {
+                    dialogue,
+                    seller: a.seller,
+                    price: a.price,
+                    source: Box::new(source),
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Sends the payment (again, after a timeout) until the delivery arrives, and
@@ -768,11 +893,13 @@ impl Buyer {
         dialogue: B256,
         agreement: SignedAgreement,
         payment: SignedPayment,
+        task: Option<&str>,
     ) -> Result<Deal> {
         let seller = agreement.agreement.seller;
         let hash = agreement.agreement.hash();
+        let id = delivery_id(&agreement, &payment);
         let escrow = match agreement.agreement.mode {
-            PaymentMode::Authorization => None,
+            PaymentMode::Authorization | PaymentMode::Channel => None,
             PaymentMode::Escrow => {
                 let (settlement, _) = self.escrow_settlement()?;
                 let lock = settlement
@@ -787,14 +914,30 @@ impl Buyer {
         let mut attempt = 0;
         let delivery = loop {
             attempt += 1;
-            let pay = Pay {
-                agreement: hash,
-                payment: payment.clone(),
+            let answer = match (agreement.agreement.mode, task) {
+                (PaymentMode::Channel, Some(task)) => {
+                    let order = Order {
+                        channel_dialogue: agreement.agreement.dialogue,
+                        agreement: hash,
+                        task: task.to_owned(),
+                        payment: payment.clone(),
+                    };
+                    ctx.ask_in(dialogue, seller, order, self.delivery_timeout)
+                        .await
+                }
+                (PaymentMode::Channel, None) => {
+                    return Err(Error::Config("a channel order needs its task".into()))
+                }
+                _ => {
+                    let pay = Pay {
+                        agreement: hash,
+                        payment: payment.clone(),
+                    };
+                    ctx.ask_in(dialogue, seller, pay, self.delivery_timeout)
+                        .await
+                }
             };
-            match ctx
-                .ask_in(dialogue, seller, pay, self.delivery_timeout)
-                .await
-            {
+            match answer {
                 Ok(d) => break d,
                 Err(agent_sdk::Error::Timeout { .. }) if attempt < self.pay_attempts => {
                     tracing::warn!(target: "skill::negotiation", %dialogue, attempt, "no delivery yet; re-sending the same payment");
@@ -806,7 +949,7 @@ impl Buyer {
             (Some((id, _)), Some(s)) => Some(s.escrow(*id).await?),
             _ => None,
         };
-        let problem = if delivery.agreement != hash {
+        let problem = if delivery.agreement != id {
             Some("the delivery is for another agreement".to_owned())
         } else if result_hash(&delivery.result) != delivery.result_hash {
             Some("the result does not match its hash".to_owned())
@@ -850,27 +993,34 @@ impl Buyer {
             },
         )
         .await?;
-        let mut entry = json!({
-            "agreementHash": hash,
-            "agreement": agreement,
-            "paymentId": payment.payment.id(),
-            "payment": payment,
-            "settlement": delivery.settlement,
-        });
-        if let (Some((id, lock)), Some(fields)) = (escrow, entry.as_object_mut()) {
-            fields.insert("escrowId".into(), json!(id));
-            fields.insert("lock".into(), json!(lock));
+        if agreement.agreement.mode != PaymentMode::Channel {
+            // (A channel order's voucher was journaled when it was signed.)
+            let mut entry = json!({
+                "agreementHash": hash,
+                "agreement": agreement,
+                "paymentId": payment.payment.id(),
+                "payment": payment,
+                "settlement": delivery.settlement,
+            });
+            if let (Some((escrow_id, lock)), Some(fields)) = (escrow, entry.as_object_mut()) {
+                fields.insert("escrowId".into(), json!(escrow_id));
+                fields.insert("lock".into(), json!(lock));
+            }
+            self.journal.append("payment", entry).await?;
         }
-        self.journal.append("payment", entry).await?;
         self.journal
             .append(
                 "delivery",
-                json!({
-                    "agreementHash": hash,
-                    "resultHash": delivery.result_hash,
-                    "txHash": delivery.settlement.tx_hash,
-                    "signature": delivery.signature,
-                }),
+                with_order(
+                    json!({
+                        "agreementHash": hash,
+                        "resultHash": delivery.result_hash,
+                        "txHash": delivery.settlement.tx_hash,
+                        "signature": delivery.signature,
+                    }),
+                    hash,
+                    id,
+                ),
             )
             .await?;
         self.finish(ctx, dialogue, agreement, payment, delivery)
@@ -888,7 +1038,7 @@ impl Buyer {
     ) -> Result<Deal> {
         let a = &agreement.agreement;
         let release = match a.mode {
-            PaymentMode::Authorization => None,
+            PaymentMode::Authorization | PaymentMode::Channel => None,
             PaymentMode::Escrow => {
                 let (settlement, _) = self.escrow_settlement()?;
                 let id = escrow_id_of(a.buyer, escrow_job_id(&a.hash()));
@@ -896,7 +1046,7 @@ impl Buyer {
             }
         };
         let note = ReceiptNote {
-            agreement: a.hash(),
+            agreement: delivery.agreement,
             result_hash: delivery.result_hash,
         };
         let receipt = Receipt {
@@ -917,7 +1067,11 @@ impl Buyer {
             },
         )
         .await?;
-        let mut entry = json!({"agreementHash": note.agreement, "receipt": receipt});
+        let mut entry = with_order(
+            json!({"agreementHash": a.hash(), "receipt": receipt}),
+            a.hash(),
+            note.agreement,
+        );
         if let (Some(release), Some(fields)) = (release, entry.as_object_mut()) {
             fields.insert("release".into(), json!(release));
         }

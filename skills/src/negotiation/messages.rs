@@ -12,11 +12,15 @@
 //! | [`Accept`]                | ask  | [`Accepted`]                   |
 //! | [`Reject`]                | tell | (nothing)                      |
 //! | [`Pay`]                   | ask  | [`Deliver`] (after settlement) |
+//! | [`Receipt`]               | tell | (nothing)                      |
+//! | [`Fund`] (channel)        | ask  | [`Funded`] (channel open)      |
+//! | [`Order`] (channel)       | ask  | [`Deliver`]                    |
 //!
 //! In `escrow` mode the buyer locks the price on chain before [`Pay`], the seller
 //! records the delivery on chain before it answers, and the buyer's acceptance on chain
-//! pays the seller before the [`Receipt`].
-//! | [`Receipt`]               | tell | (nothing)                      |
+//! pays the seller before the [`Receipt`]. In `channel` mode the agreement sets the price
+//! of each order; after [`Fund`], every order is an [`Order`] in a dialogue of its own,
+//! answered by a [`Deliver`] and closed by a [`Receipt`], with no chain transaction.
 
 use agent_sdk::Request;
 use schemars::JsonSchema;
@@ -36,6 +40,11 @@ pub enum PaymentMode {
     /// spending policy; the buyer pays the gas), delivery recorded on chain by the
     /// seller, release when the buyer accepts.
     Escrow,
+    /// A `PaymentChannel` between the pair: the agreement sets the price of each order
+    /// until its deadline, the buyer funds the channel once ([`Fund`], gasless: the seller
+    /// submits the buyer's authorization), then pays each [`Order`] with an off-chain
+    /// voucher; the seller settles the last voucher in one transaction.
+    Channel,
 }
 
 impl PaymentMode {
@@ -44,6 +53,7 @@ impl PaymentMode {
         match self {
             Self::Authorization => "authorization",
             Self::Escrow => "escrow",
+            Self::Channel => "channel",
         }
     }
 }
@@ -87,6 +97,21 @@ pub fn escrow_job_id(agreement: &B256) -> B256 {
 
 /// Seconds the buyer has to accept an escrow delivery before anyone may release it.
 pub const ESCROW_REVIEW_WINDOW: u32 = 3_600;
+
+/// Seconds a payment channel stays open after its agreement's deadline, for the seller
+/// to settle the last voucher; then the buyer may take the rest back.
+pub const CHANNEL_SETTLE_WINDOW: u64 = 3_600;
+
+/// The id of one order in a channel agreement: `keccak256("agora.order.v1" ‖ agreement
+/// hash ‖ cumulative amount)`. The cumulative amount of the voucher that pays an order is
+/// unique in its channel, so this names the order in deliveries, receipts and journals.
+pub fn order_id(agreement: &B256, cumulative: wallets::Amount) -> B256 {
+    let mut buf = Vec::with_capacity(14 + 32 + 16);
+    buf.extend_from_slice(b"agora.order.v1");
+    buf.extend_from_slice(agreement.as_bytes());
+    buf.extend_from_slice(&cumulative.base_units().to_be_bytes());
+    keccak256(buf)
+}
 
 /// The terms of one deal. The seller signs it when proposing, the buyer when
 /// accepting; the EIP-3009 nonce of its payment is derived from its hash.
@@ -309,6 +334,58 @@ impl Request for Pay {
     type Response = Deliver;
 }
 
+/// The buyer funds the payment channel of an accepted `channel` agreement: an EIP-3009
+/// `ReceiveWithAuthorization` signed through its spending policy, which the seller
+/// submits (and pays the gas of). Ask; the answer is [`Funded`]. Idempotent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Fund {
+    /// [`Agreement::hash`] of the channel agreement.
+    #[schemars(with = "String")]
+    pub agreement: B256,
+    /// The funding ([`wallets::Payment::ChannelFunding`]).
+    #[schemars(with = "Value")]
+    pub funding: SignedPayment,
+}
+
+impl Request for Fund {
+    const KIND: &'static str = "negotiation.Fund";
+    type Response = Funded;
+}
+
+/// The channel is open on chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Funded {
+    /// The transaction that opened it.
+    pub settlement: Settled,
+}
+
+/// One order under a funded `channel` agreement, in a dialogue of its own: the task and
+/// the voucher that pays for it (cumulative amount = the previous voucher's + the
+/// agreed price). Ask; the answer is the [`Deliver`], whose `agreement` is the
+/// [`order_id`] and whose settlement is empty (vouchers are settled later, together).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Order {
+    /// The dialogue of the channel agreement.
+    #[schemars(with = "String")]
+    pub channel_dialogue: B256,
+    /// [`Agreement::hash`] of the channel agreement.
+    #[schemars(with = "String")]
+    pub agreement: B256,
+    /// The task, as text.
+    pub task: String,
+    /// The voucher ([`wallets::Payment::ChannelVoucher`]).
+    #[schemars(with = "Value")]
+    pub payment: SignedPayment,
+}
+
+impl Request for Order {
+    const KIND: &'static str = "negotiation.Order";
+    type Response = Deliver;
+}
+
 /// An on-chain transaction of a deal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -325,7 +402,7 @@ pub struct Settled {
 /// What the seller signs when it delivers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Delivery {
-    /// [`Agreement::hash`].
+    /// [`Agreement::hash`], or the [`order_id`] of a channel order.
     pub agreement: B256,
     /// [`result_hash`] of the result.
     pub result_hash: B256,
@@ -346,11 +423,11 @@ impl Eip712 for Delivery {
     }
 }
 
-/// The work, delivered after the payment settled: the answer to [`Pay`].
+/// The work, delivered after the payment settled: the answer to [`Pay`] and [`Order`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Deliver {
-    /// [`Agreement::hash`].
+    /// [`Agreement::hash`], or the [`order_id`] of a channel order.
     #[schemars(with = "String")]
     pub agreement: B256,
     /// The result.
@@ -363,7 +440,7 @@ pub struct Deliver {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attestation: Option<Value>,
     /// The seller's transaction: in `authorization` mode the transfer that paid for
-    /// it, in `escrow` mode the recorded delivery.
+    /// it, in `escrow` mode the recorded delivery; none (zero hash) for a channel order.
     pub settlement: Settled,
     /// The seller's signature over the [`Delivery`].
     #[schemars(with = "String")]
@@ -384,7 +461,7 @@ impl Deliver {
 /// What the buyer signs when it has received a delivery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReceiptNote {
-    /// [`Agreement::hash`].
+    /// [`Agreement::hash`], or the [`order_id`] of a channel order.
     pub agreement: B256,
     /// [`result_hash`] of what was received.
     pub result_hash: B256,

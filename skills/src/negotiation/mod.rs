@@ -124,13 +124,15 @@ use wallets::Journal;
 
 pub use buyer::{Buyer, BuyerDeal, Deal};
 pub use messages::{
-    escrow_job_id, negotiation_domain, result_hash, task_hash, Accept, Accepted, Agreement,
-    CallForProposal, Counter, Deliver, Delivery, Pay, PaymentMode, Proposal, ProposalReply,
-    Receipt, ReceiptNote, Reject, Settled, SignedAgreement, ESCROW_REVIEW_WINDOW,
+    escrow_job_id, negotiation_domain, order_id, result_hash, task_hash, Accept, Accepted,
+    Agreement, CallForProposal, Counter, Deliver, Delivery, Fund, Funded, Order, Pay, PaymentMode,
+    Proposal, ProposalReply, Receipt, ReceiptNote, Reject, Settled, SignedAgreement,
+    CHANNEL_SETTLE_WINDOW, ESCROW_REVIEW_WINDOW,
 };
 pub use seller::{service_fn, FnService, Seller, SellerDeal, Service, ServiceOutput};
 pub use settlement::{
-    escrow_id_of, token_domain, ChainSettlement, EscrowJob, EscrowState, Settlement,
+    escrow_id_of, token_domain, ChainSettlement, ChannelRecord, ChannelState, Channels, EscrowJob,
+    EscrowState, Settlement,
 };
 pub use strategy::{BuyerStrategy, DefaultBuyerStrategy, DefaultSellerStrategy, SellerStrategy};
 

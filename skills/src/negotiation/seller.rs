@@ -9,17 +9,22 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use wallets::{
-    Address, Eip712, Journal, Payment, SignedPayment, TransferWithAuthorization, Wallet, B256,
+    Address, Amount, Channel, Eip712, Journal, Payment, SignedPayment, TransferWithAuthorization,
+    Wallet, B256,
 };
 
 use super::messages::{
     escrow_job_id, negotiation_domain, result_hash, task_hash, Accept, Accepted, Agreement,
-    CallForProposal, Counter, Deliver, Delivery, Pay, PaymentMode, Proposal, ProposalReply,
-    Receipt, Reject, Settled, SignedAgreement, ESCROW_REVIEW_WINDOW,
+    CallForProposal, Counter, Deliver, Delivery, Fund, Order, Pay, PaymentMode, Proposal,
+    ProposalReply, Receipt, Reject, Settled, SignedAgreement, ESCROW_REVIEW_WINDOW,
 };
 use super::settlement::{escrow_id_of, EscrowState, Settlement};
 use super::strategy::SellerStrategy;
 use super::{now_secs, SharedJournal};
+
+mod channel;
+
+pub(super) use channel::NO_SETTLEMENT;
 
 /// What a seller sells: produces the result of a task once it is paid.
 #[async_trait]
@@ -128,6 +133,40 @@ pub enum SellerDeal {
         /// The delivery.
         delivery: Deliver,
     },
+    /// Channel mode: the funded channel of an agreement, in the agreement's dialogue.
+    /// Open until the seller closes the channel.
+    Channel {
+        /// The agreement (price per order, deadline for orders).
+        agreement: SignedAgreement,
+        /// The channel.
+        channel: Channel,
+        /// Its deposit.
+        deposit: Amount,
+        /// The last second the seller may settle.
+        expires_at: u64,
+        /// The transaction that opened it.
+        funded: Settled,
+        /// Orders accepted so far.
+        orders: u64,
+        /// The highest voucher received: it pays for every order accepted.
+        best: Option<SignedPayment>,
+        /// The cumulative amount settled on chain so far.
+        settled: Amount,
+    },
+    /// Channel mode: an order whose voucher was accepted as the channel's order number
+    /// `seq`, in the order's own dialogue; the work is being done.
+    Ordered {
+        /// The channel agreement's dialogue.
+        channel_dialogue: B256,
+        /// The task.
+        task: String,
+        /// The channel agreement.
+        agreement: SignedAgreement,
+        /// The voucher.
+        payment: SignedPayment,
+        /// The order's number in the channel.
+        seq: u64,
+    },
     /// Over: received, or rejected before payment.
     Closed {
         /// The buyer.
@@ -209,6 +248,25 @@ impl Seller {
             .skill(On::<Reject>::new(self))
             .skill(On::<Pay>::new(self))
             .skill(On::<Receipt>::new(self))
+            .skill(On::<Fund>::new(self))
+            .skill(On::<Order>::new(self))
+    }
+
+    /// Settles the best voucher of every channel that has more to settle (`close`: and
+    /// closes it, refunding the rest of the deposit to the buyer), from the seller's
+    /// account. `ctx` is the seller agent's context (`AgentHandle::context`). Returns
+    /// each channel settled with its transaction; a failure stops at that channel.
+    ///
+    /// # Errors
+    /// [`crate::Error::Config`] when the settlement has no channels,
+    /// [`crate::Error::Chain`] when a settlement fails, [`crate::Error::Runtime`] when the
+    /// store fails.
+    pub async fn settle_channels(
+        &self,
+        ctx: &Context,
+        close: bool,
+    ) -> crate::Result<Vec<(B256, Settled)>> {
+        self.inner.settle_channels(ctx, close).await
     }
 }
 
@@ -241,17 +299,24 @@ impl SellerInner {
                 agent: ctx.me(),
             }));
         }
+        Ok(self.turn_in(dialogue, buyer).await)
+    }
+
+    /// Waits for `dialogue`'s lock (with `buyer`).
+    async fn turn_in(&self, dialogue: B256, buyer: Address) -> Turn {
         let lock = {
             let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
             // Forget the locks no turn holds or waits for, so the map stays small.
-            locks.retain(|_, l| Arc::strong_count(l) > 1);
+            if locks.len() > 64 {
+                locks.retain(|_, l| Arc::strong_count(l) > 1);
+            }
             locks.entry(dialogue).or_default().clone()
         };
-        Ok(Turn {
+        Turn {
             dialogue,
             buyer,
             _guard: lock.lock_owned().await,
-        })
+        }
     }
 
     /// The dialogue's state, if it is this buyer's. Dialogue ids are chosen by
@@ -343,9 +408,11 @@ impl SellerInner {
             ));
         }
         let escrow = self.settlement.escrow_contract().is_some();
+        let channels = self.settlement.channels().is_some();
         let Some(mode) = call.modes.iter().copied().find(|m| match m {
             PaymentMode::Authorization => true,
             PaymentMode::Escrow => escrow,
+            PaymentMode::Channel => channels,
         }) else {
             return decline("none of the payment modes is supported".into());
         };
@@ -598,6 +665,11 @@ impl SellerInner {
         if pay.agreement != agreement.agreement.hash() {
             return Err(refused("the payment is for another agreement"));
         }
+        if agreement.agreement.mode == PaymentMode::Channel {
+            return Err(refused(
+                "a channel agreement is paid by Fund and then a voucher per Order",
+            ));
+        }
         if agreement.agreement.deadline <= now_secs() {
             return Err(refused("the deadline has passed"));
         }
@@ -650,7 +722,8 @@ impl SellerInner {
         )
         .await?;
         let output = self.service.perform(ctx, &task).await?;
-        self.deliver(ctx, t, agreement, payment, output, settled)
+        let id = agreement.agreement.hash();
+        self.deliver(ctx, t, agreement, payment, output, settled, id)
             .await
     }
 
@@ -727,11 +800,14 @@ impl SellerInner {
             }),
         )
         .await?;
-        self.deliver(ctx, t, agreement, payment, output, settled)
+        let id = agreement.agreement.hash();
+        self.deliver(ctx, t, agreement, payment, output, settled, id)
             .await
     }
 
     /// Signs the delivery, saves it, journals it, and answers with it.
+    // The deal's parts as each step has them; a struct for them would only be unpacked.
+    #[allow(clippy::too_many_arguments)]
     async fn deliver(
         &self,
         ctx: &Context,
@@ -740,6 +816,7 @@ impl SellerInner {
         payment: SignedPayment,
         output: ServiceOutput,
         settled: Settled,
+        id: B256,
     ) -> Handled<Deliver> {
         let hash = agreement.agreement.hash();
         let result_hash = result_hash(&output.result);
@@ -748,14 +825,14 @@ impl SellerInner {
             .sign_typed(
                 &negotiation_domain(agreement.agreement.chain_id),
                 &Delivery {
-                    agreement: hash,
+                    agreement: id,
                     result_hash,
                     tx_hash: settled.tx_hash,
                 },
             )
             .map_err(internal)?;
         let delivery = Deliver {
-            agreement: hash,
+            agreement: id,
             result: output.result,
             result_hash,
             attestation: output.attestation,
@@ -774,12 +851,16 @@ impl SellerInner {
         .await?;
         self.journal(
             "delivery",
-            json!({
-                "agreementHash": hash,
-                "resultHash": result_hash,
-                "txHash": settled.tx_hash,
-                "signature": delivery.signature,
-            }),
+            with_order(
+                json!({
+                    "agreementHash": hash,
+                    "resultHash": result_hash,
+                    "txHash": settled.tx_hash,
+                    "signature": delivery.signature,
+                }),
+                hash,
+                id,
+            ),
         )
         .await?;
         Ok(delivery)
@@ -798,7 +879,7 @@ impl SellerInner {
             ));
         };
         let hash = agreement.agreement.hash();
-        if receipt.agreement != hash || receipt.result_hash != delivery.result_hash {
+        if receipt.agreement != delivery.agreement || receipt.result_hash != delivery.result_hash {
             return Err(refused("the receipt is for something else"));
         }
         receipt
@@ -820,12 +901,24 @@ impl SellerInner {
             },
         )
         .await?;
+        let id = receipt.agreement;
         self.journal(
             "receipt",
-            json!({"agreementHash": hash, "receipt": receipt}),
+            with_order(json!({"agreementHash": hash, "receipt": receipt}), hash, id),
         )
         .await
     }
+}
+
+/// Adds `"orderId": id` to a journal body when `id` names a channel order rather than the
+/// agreement `hash` itself.
+pub(super) fn with_order(mut body: Value, hash: B256, id: B256) -> Value {
+    if id != hash {
+        if let Some(fields) = body.as_object_mut() {
+            fields.insert("orderId".into(), json!(id));
+        }
+    }
+    body
 }
 
 impl SellerDeal {
@@ -836,7 +929,9 @@ impl SellerDeal {
             Self::Accepted { agreement, .. }
             | Self::Settling { agreement, .. }
             | Self::Delivering { agreement, .. }
-            | Self::Delivered { agreement, .. } => agreement.agreement.buyer,
+            | Self::Delivered { agreement, .. }
+            | Self::Channel { agreement, .. }
+            | Self::Ordered { agreement, .. } => agreement.agreement.buyer,
             Self::Closed { buyer, .. } => *buyer,
         }
     }
@@ -849,6 +944,8 @@ fn step_name(s: &SellerDeal) -> &'static str {
         SellerDeal::Settling { .. } => "settling",
         SellerDeal::Delivering { .. } => "delivering",
         SellerDeal::Delivered { .. } => "delivered",
+        SellerDeal::Channel { .. } => "channel",
+        SellerDeal::Ordered { .. } => "ordered",
         SellerDeal::Closed { .. } => "closed",
     }
 }
@@ -876,3 +973,5 @@ on!(Accept, on_accept);
 on!(Reject, on_reject);
 on!(Pay, on_pay);
 on!(Receipt, on_receipt);
+on!(Fund, on_fund);
+on!(Order, on_order);

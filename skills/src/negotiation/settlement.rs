@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use registry::chain::{self, Addresses, Deployment};
-pub use registry::chain::{escrow_id_of, EscrowJob, EscrowState};
+pub use registry::chain::{escrow_id_of, ChannelRecord, ChannelState, EscrowJob, EscrowState};
 use wallets::{Address, Eip712Domain, Payment, SignedPayment, Wallet, B256};
 
 use super::messages::Settled;
@@ -84,6 +84,39 @@ pub trait Settlement: Send + Sync + 'static {
         let _ = escrow_id;
         Err(no_escrow())
     }
+
+    /// Payment channels, if this settlement supports them.
+    fn channels(&self) -> Option<&dyn Channels> {
+        None
+    }
+}
+
+/// Payment channels, for settlements that support them (see [`Settlement`]).
+#[async_trait]
+pub trait Channels: Send + Sync + 'static {
+    /// The `PaymentChannel` contract.
+    fn channel_contract(&self) -> Address;
+
+    /// Opens or tops up a channel with a signed channel funding and waits until it is
+    /// mined. Idempotent: a channel already opened with this funding gives the
+    /// transaction that opened it.
+    ///
+    /// # Errors
+    /// [`Error::Chain`].
+    async fn fund_channel(&self, funding: &SignedPayment) -> Result<Settled>;
+
+    /// The channel `channel_id`.
+    ///
+    /// # Errors
+    /// [`Error::Chain`].
+    async fn channel(&self, channel_id: B256) -> Result<ChannelRecord>;
+
+    /// Settles a voucher (from the payee's account), or closes the channel with it
+    /// (`close`: the rest of the deposit goes back to the payer).
+    ///
+    /// # Errors
+    /// [`Error::Chain`].
+    async fn settle_channel(&self, voucher: &SignedPayment, close: bool) -> Result<Settled>;
 }
 
 fn no_escrow() -> Error {
@@ -97,6 +130,7 @@ pub struct ChainSettlement {
     contracts: Deployment,
     token: Eip712Domain,
     escrow: Address,
+    channel: Address,
     from_block: u64,
 }
 
@@ -127,6 +161,7 @@ impl ChainSettlement {
             contracts: Deployment::at(client, addresses),
             token: token_domain(addresses, token_name),
             escrow: Address(addresses.escrow.0),
+            channel: Address(addresses.channel.0),
             from_block: addresses.deployed_at,
         })
     }
@@ -228,6 +263,48 @@ impl Settlement for ChainSettlement {
         Ok(Some(settled(
             self.contracts.accept_escrow(escrow_id).await?,
         )))
+    }
+
+    fn channels(&self) -> Option<&dyn Channels> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl Channels for ChainSettlement {
+    fn channel_contract(&self) -> Address {
+        self.channel
+    }
+
+    async fn fund_channel(&self, funding: &SignedPayment) -> Result<Settled> {
+        let Payment::ChannelFunding { channel, .. } = &funding.payment else {
+            return Err(Error::Chain(chain::ChainError::Contract {
+                call: "fund".into(),
+                message: "not a channel funding".into(),
+            }));
+        };
+        let id = channel.id();
+        let opened = || self.contracts.channel_open_tx(id, self.from_block);
+        if let Some(m) = opened().await? {
+            return Ok(settled(m));
+        }
+        match self.contracts.fund_channel(funding).await {
+            Ok(m) => Ok(settled(m)),
+            Err(e) => match opened().await? {
+                Some(m) => Ok(settled(m)),
+                None => Err(e.into()),
+            },
+        }
+    }
+
+    async fn channel(&self, channel_id: B256) -> Result<ChannelRecord> {
+        Ok(self.contracts.channel_record(channel_id).await?)
+    }
+
+    async fn settle_channel(&self, voucher: &SignedPayment, close: bool) -> Result<Settled> {
+        Ok(settled(
+            self.contracts.settle_channel(voucher, close).await?,
+        ))
     }
 }
 

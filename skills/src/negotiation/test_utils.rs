@@ -70,6 +70,8 @@ impl Chain {
 pub struct SellerAgent {
     /// The agent.
     pub handle: AgentHandle,
+    /// Its seller skill (to settle its channels).
+    pub seller: Seller,
     /// Its journal file.
     pub journal: PathBuf,
 }
@@ -111,6 +113,7 @@ pub async fn seller(
         .expect("seller agent");
     SellerAgent {
         handle,
+        seller,
         journal: journal_path,
     }
 }
@@ -174,7 +177,8 @@ pub fn buyer_with(
             ..Limits::default()
         },
     )
-    .expect("policy");
+    .expect("policy")
+    .trust_channel_contract(Address(chain.addresses.channel.0));
     let journal_path = dir.join("buyer.journal");
     let journal = Journal::open(&journal_path, wallet.clone()).expect("journal");
     let buyer = Buyer::new(
@@ -255,7 +259,8 @@ pub struct SettledDeal {
 
 /// Runs one whole deal in `mode` on a fresh devnet in `dir`: a seller at a fixed
 /// price of 1.5 USDC on one host, a buyer on another, both journals written through
-/// the receipt (the function waits for the seller's).
+/// the receipt (the function waits for the seller's). In `channel` mode the deal is the
+/// channel's first order, and the seller then closes the channel (settling it).
 pub async fn settled_deal(dir: &Path, mode: PaymentMode) -> SettledDeal {
     let chain = Chain::start(dir).await;
     let chain_id = chain.addresses.chain_id;
@@ -272,11 +277,11 @@ pub async fn settled_deal(dir: &Path, mode: PaymentMode) -> SettledDeal {
     let directory = StaticDirectory::default().with(KIND, peer(&seller, hosts.1.url(), None));
     // In escrow mode the buyer sends transactions: a dev account with gas.
     let wallet = match mode {
-        PaymentMode::Authorization => Arc::new(Wallet::random()),
+        PaymentMode::Authorization | PaymentMode::Channel => Arc::new(Wallet::random()),
         PaymentMode::Escrow => Arc::new(dev_wallet(3)),
     };
     let mut buyer = buyer_with(&hosts.0, dir, &chain, usdc("10"), directory, wallet.clone());
-    if mode == PaymentMode::Escrow {
+    if mode != PaymentMode::Authorization {
         let settlement =
             ChainSettlement::connect(&chain.node.http_url(), wallet, &chain.addresses, TOKEN)
                 .await
@@ -297,6 +302,13 @@ pub async fn settled_deal(dir: &Path, mode: PaymentMode) -> SettledDeal {
         .await
         .expect("the deal");
     entries(&seller.journal, seller.handle.address(), "receipt").await;
+    if mode == PaymentMode::Channel {
+        seller
+            .seller
+            .settle_channels(&seller.handle.context(), true)
+            .await
+            .expect("channel settled");
+    }
     SettledDeal {
         deal,
         buyer,

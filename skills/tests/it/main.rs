@@ -12,6 +12,8 @@
 
 #[cfg(feature = "negotiation")]
 mod audit;
+#[cfg(feature = "negotiation")]
+mod channel;
 mod fetch;
 mod grammar;
 #[cfg(feature = "llm")]

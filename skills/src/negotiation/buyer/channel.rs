@@ -1,0 +1,332 @@
+//! The buyer side of `channel` mode: fund the channel of an accepted agreement once,
+//! then pay each order with a voucher, and reuse the channel for later orders of the
+//! same skill while its agreement, deposit and spending policy allow.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use agent_sdk::{Context, StateUpdate};
+use serde_json::json;
+use wallets::{
+    Amount, Channel, ChannelFunding, Payment, ReceiveWithAuthorization, SignedPayment, Voucher,
+    B256,
+};
+
+use super::{Buyer, BuyerDeal, Deal};
+use crate::negotiation::messages::{
+    order_id, Fund, PaymentMode, Settled, SignedAgreement, CHANNEL_SETTLE_WINDOW,
+};
+use crate::negotiation::now_secs;
+use crate::negotiation::settlement::{ChannelState, Channels};
+use crate::{Error, Result};
+
+/// A funded channel the buyer can order through.
+#[derive(Debug)]
+pub(super) struct OpenChannel {
+    /// The agreement's dialogue.
+    dialogue: B256,
+    agreement: SignedAgreement,
+    channel: Channel,
+    deposit: Amount,
+    funded: Settled,
+    /// The last voucher's cumulative amount.
+    cumulative: Amount,
+}
+
+/// The buyer's funded channels, by agreement dialogue; loaded from the store on first
+/// use.
+pub(super) type ChannelBook =
+    tokio::sync::Mutex<Option<HashMap<B256, Arc<tokio::sync::Mutex<OpenChannel>>>>>;
+
+impl Buyer {
+    /// The buyer's channel settlement.
+    pub(super) fn channel_settlement(&self) -> Result<&dyn Channels> {
+        self.settlement
+            .as_ref()
+            .and_then(|s| s.channels())
+            .ok_or_else(|| {
+                Error::Config(
+                    "channel payments need a buyer settlement with a channel contract (Buyer::with_settlement)".into(),
+                )
+            })
+    }
+
+    /// Orders `task` through a funded channel of `kind` whose price is within
+    /// `max_price` and whose deposit and deadline leave room, if there is one.
+    pub(super) async fn order_in_open_channel(
+        &self,
+        ctx: &Context,
+        task: &str,
+        kind: &str,
+        max_price: Amount,
+    ) -> Result<Option<Deal>> {
+        let candidates: Vec<_> = {
+            let mut book = self.channels.lock().await;
+            if book.is_none() {
+                *book = Some(self.load_channels(ctx)?);
+            }
+            book.as_ref()
+                .map(|b| b.values().cloned().collect())
+                .unwrap_or_default()
+        };
+        let margin = self.strategy.deal_time().as_secs();
+        for open in candidates {
+            let usable = {
+                let c = open.lock().await;
+                let a = &c.agreement.agreement;
+                a.kind == kind
+                    && a.price <= max_price
+                    && a.deadline > now_secs().saturating_add(margin)
+                    && c.cumulative
+                        .checked_add(a.price)
+                        .is_ok_and(|n| n <= c.deposit)
+            };
+            if usable {
+                return self.order(ctx, &open, task).await.map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    fn load_channels(
+        &self,
+        ctx: &Context,
+    ) -> Result<HashMap<B256, Arc<tokio::sync::Mutex<OpenChannel>>>> {
+        let mut out = HashMap::new();
+        for (dialogue, record) in ctx.open_dialogues()? {
+            if let Ok(BuyerDeal::Channel {
+                agreement,
+                channel,
+                deposit,
+                funded,
+                cumulative,
+            }) = serde_json::from_value(record.state)
+            {
+                let open = OpenChannel {
+                    dialogue,
+                    agreement,
+                    channel,
+                    deposit,
+                    funded,
+                    cumulative,
+                };
+                out.insert(dialogue, Arc::new(tokio::sync::Mutex::new(open)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Funds the channel of a freshly accepted agreement, then places the first order.
+    pub(super) async fn fund_and_order(
+        &self,
+        ctx: &Context,
+        dialogue: B256,
+        agreement: SignedAgreement,
+        task: &str,
+    ) -> Result<Deal> {
+        let a = &agreement.agreement;
+        let contract = self.channel_settlement()?.channel_contract();
+        let channel = Channel {
+            payer: a.buyer,
+            payee: a.seller,
+            salt: Channel::derive_salt(a.buyer, &a.hash()),
+        };
+        let expires_at = a.deadline.saturating_add(CHANNEL_SETTLE_WINDOW);
+        let deposit = a
+            .price
+            .checked_mul(u128::from(self.channel_orders.max(1)))
+            .map_err(Error::Wallet)?;
+        let funding = Payment::ChannelFunding {
+            domain: self.token.clone(),
+            authorization: ReceiveWithAuthorization {
+                from: a.buyer,
+                to: contract,
+                value: deposit,
+                valid_after: 0,
+                valid_before: a.deadline,
+                nonce: channel.open_nonce(expires_at),
+            },
+            channel,
+            funding: ChannelFunding::Open { expires_at },
+        };
+        let signed = self.authorize(ctx, dialogue, &agreement, funding).await?;
+        self.save(
+            ctx,
+            dialogue,
+            a.seller,
+            &BuyerDeal::Funding {
+                agreement: agreement.clone(),
+                funding: signed.clone(),
+            },
+        )
+        .await?;
+        let open = self.fund(ctx, dialogue, agreement, signed).await?;
+        self.order(ctx, &open, task).await
+    }
+
+    /// Sends the funding (again, after a crash), checks the channel on chain, saves and
+    /// journals it.
+    pub(super) async fn fund(
+        &self,
+        ctx: &Context,
+        dialogue: B256,
+        agreement: SignedAgreement,
+        funding: SignedPayment,
+    ) -> Result<Arc<tokio::sync::Mutex<OpenChannel>>> {
+        let a = &agreement.agreement;
+        let hash = a.hash();
+        let Payment::ChannelFunding { channel, .. } = funding.payment else {
+            return Err(Error::Config("not a channel funding".into()));
+        };
+        let deposit = funding.payment.amount();
+        let fund = Fund {
+            agreement: hash,
+            funding: funding.clone(),
+        };
+        let funded = match ctx
+            .ask_in(dialogue, a.seller, fund, self.delivery_timeout)
+            .await
+        {
+            Ok(f) => f.settlement,
+            Err(e) => {
+                self.reject(ctx, dialogue, a.seller, &format!("funding failed: {e}"))
+                    .await;
+                return Err(e.into());
+            }
+        };
+        let record = self.channel_settlement()?.channel(channel.id()).await?;
+        if record.state != ChannelState::Open
+            || record.payer != a.buyer
+            || record.payee != a.seller
+            || record.deposit < deposit
+        {
+            let reason = format!("channel {} is not open as funded: {record:?}", channel.id());
+            self.close(ctx, dialogue, a.seller, format!("disputed: {reason}"))
+                .await;
+            return Err(self.protocol(dialogue, a.seller, reason));
+        }
+        self.save(
+            ctx,
+            dialogue,
+            a.seller,
+            &BuyerDeal::Channel {
+                agreement: agreement.clone(),
+                channel,
+                deposit,
+                funded,
+                cumulative: Amount::ZERO,
+            },
+        )
+        .await?;
+        self.journal
+            .append(
+                "funding",
+                json!({
+                    "agreementHash": hash,
+                    "channelId": channel.id(),
+                    "paymentId": funding.payment.id(),
+                    "payment": funding,
+                    "settlement": funded,
+                }),
+            )
+            .await?;
+        tracing::info!(target: "skill::negotiation", %dialogue, channel = %channel.id(),
+            %deposit, tx = %funded.tx_hash, "channel funded");
+        let open = Arc::new(tokio::sync::Mutex::new(OpenChannel {
+            dialogue,
+            agreement,
+            channel,
+            deposit,
+            funded,
+            cumulative: Amount::ZERO,
+        }));
+        let mut book = self.channels.lock().await;
+        if book.is_none() {
+            *book = Some(self.load_channels(ctx)?);
+        }
+        if let Some(b) = book.as_mut() {
+            b.insert(dialogue, open.clone());
+        }
+        Ok(open)
+    }
+
+    /// Pays the channel's next order with a voucher and receives the delivery.
+    async fn order(
+        &self,
+        ctx: &Context,
+        open: &tokio::sync::Mutex<OpenChannel>,
+        task: &str,
+    ) -> Result<Deal> {
+        let (id, agreement, payment) = {
+            let mut c = open.lock().await;
+            let a = &c.agreement.agreement;
+            let cumulative = c.cumulative.checked_add(a.price).map_err(Error::Wallet)?;
+            let contract = self.channel_settlement()?.channel_contract();
+            let voucher = Payment::ChannelVoucher {
+                domain: Voucher::domain(a.chain_id, contract),
+                channel: c.channel,
+                voucher: Voucher {
+                    channel_id: c.channel.id(),
+                    cumulative_amount: cumulative,
+                },
+            };
+            let agreement = c.agreement.clone();
+            let payment = self.authorize(ctx, c.dialogue, &agreement, voucher).await?;
+            let id = order_id(&agreement.agreement.hash(), cumulative);
+            let seller = agreement.agreement.seller;
+            let updates = [
+                StateUpdate::new(
+                    c.dialogue,
+                    seller,
+                    &BuyerDeal::Channel {
+                        agreement: agreement.clone(),
+                        channel: c.channel,
+                        deposit: c.deposit,
+                        funded: c.funded,
+                        cumulative,
+                    },
+                    false,
+                ),
+                StateUpdate::new(
+                    id,
+                    seller,
+                    &BuyerDeal::Ordering {
+                        channel_dialogue: c.dialogue,
+                        task: task.to_owned(),
+                        agreement: agreement.clone(),
+                        payment: payment.clone(),
+                    },
+                    false,
+                ),
+            ]
+            .into_iter()
+            .collect::<agent_sdk::Result<Vec<_>>>()?;
+            ctx.write_states(&updates)?;
+            c.cumulative = cumulative;
+            (id, agreement, payment)
+        };
+        ctx.flush_states().await?;
+        self.journal
+            .append(
+                "payment",
+                json!({
+                    "agreementHash": agreement.agreement.hash(),
+                    "orderId": id,
+                    "paymentId": payment.payment.id(),
+                    "payment": payment,
+                }),
+            )
+            .await?;
+        self.receive(ctx, id, agreement, payment, Some(task)).await
+    }
+}
+
+/// The id a delivery must carry for `agreement` paid by `payment`: the agreement hash,
+/// or for a channel order its [`order_id`].
+pub(super) fn delivery_id(agreement: &SignedAgreement, payment: &SignedPayment) -> B256 {
+    let hash = agreement.agreement.hash();
+    match agreement.agreement.mode {
+        PaymentMode::Channel => order_id(&hash, payment.payment.amount()),
+        PaymentMode::Authorization | PaymentMode::Escrow => hash,
+    }
+}

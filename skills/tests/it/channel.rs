@@ -1,0 +1,302 @@
+//! `channel` mode on the embedded devnet over loopback WebSocket: one funding, many
+//! orders paid by vouchers, one settlement; balances match the journals to the base
+//! unit, the audit is clean against the chain, and a voucher buys one order only.
+
+use std::sync::Arc;
+
+use agent_sdk::prelude::*;
+use agent_sdk::StaticDirectory;
+use skills::negotiation::audit::{audit, ChainCheck};
+use skills::negotiation::test_utils::{
+    buyer_with, entries, host, kinds, peer, seller, usdc, Chain, KIND, TOKEN,
+};
+use skills::negotiation::{
+    order_id, ChainSettlement, ChannelState, DefaultSellerStrategy, Order, PaymentMode,
+    CHANNEL_SETTLE_WINDOW,
+};
+use wallets::{Payment, Voucher};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_channel_pays_many_orders_with_vouchers_and_settles_them_in_one_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = Chain::start(dir.path()).await;
+    let chain_id = chain.addresses.chain_id;
+    let (h1, h2) = (
+        host(dir.path(), "h1", chain_id),
+        host(dir.path(), "h2", chain_id),
+    );
+    let s = seller(
+        &h2,
+        dir.path(),
+        &chain,
+        "s",
+        5,
+        DefaultSellerStrategy::fixed(usdc("0.5")),
+    )
+    .await;
+    let directory = StaticDirectory::default().with(KIND, peer(&s, h2.url(), None));
+    // The buyer needs no gas: a fresh wallet, reading the chain only.
+    let wallet = Arc::new(Wallet::random());
+    let mut b = buyer_with(
+        &h1,
+        dir.path(),
+        &chain,
+        usdc("1"),
+        directory,
+        wallet.clone(),
+    );
+    let settlement =
+        ChainSettlement::connect(&chain.node.http_url(), wallet, &chain.addresses, TOKEN)
+            .await
+            .unwrap();
+    b.buyer = b
+        .buyer
+        .clone()
+        .with_settlement(settlement)
+        .with_channel_orders(8);
+    let me = b.handle.address();
+    let seller_address = s.handle.address();
+    chain.minter.mint(me, usdc("10")).await.unwrap();
+    let ctx = b.handle.context();
+
+    let mut deals = Vec::new();
+    for i in 0..5 {
+        let task = format!("Forecast for Porto, day {i}");
+        let deal = b
+            .buyer
+            .hire(&ctx, &task, KIND, usdc("1"), PaymentMode::Channel)
+            .await
+            .unwrap();
+        assert_eq!(deal.result()["task"], task.as_str());
+        deals.push(deal);
+    }
+    // One agreement, one channel: the first order opened it, the others reused it.
+    let agreement = deals[0].agreement.agreement.hash();
+    assert_eq!(deals[0].agreement.agreement.mode, PaymentMode::Channel);
+    for (k, deal) in deals.iter().enumerate() {
+        assert_eq!(deal.agreement.agreement.hash(), agreement);
+        let cumulative = usdc("0.5").checked_mul(k as u128 + 1).unwrap();
+        assert_eq!(deal.payment.payment.amount(), cumulative);
+        assert_eq!(deal.dialogue, order_id(&agreement, cumulative));
+        assert_eq!(deal.delivery.agreement, deal.dialogue);
+        assert_eq!(
+            deal.delivery.settlement.tx_hash,
+            wallets::B256::ZERO,
+            "no transaction per order"
+        );
+    }
+    let Payment::ChannelVoucher { channel, .. } = deals[0].payment.payment else {
+        panic!("a voucher: {:?}", deals[0].payment);
+    };
+    // The deposit (8 orders) is in the channel; nothing is paid before settlement.
+    let contract = wallets::Address(chain.addresses.channel.0);
+    assert_eq!(chain.balance(me).await, usdc("6"));
+    assert_eq!(chain.balance(contract).await, usdc("4"));
+    assert_eq!(chain.balance(seller_address).await, Amount::ZERO);
+    let record = chain.minter.channel_record(channel.id()).await.unwrap();
+    assert_eq!(record.state, ChannelState::Open);
+    assert_eq!(
+        record.expires_at,
+        deals[0].agreement.agreement.deadline + CHANNEL_SETTLE_WINDOW
+    );
+
+    // A voucher buys one order: the same voucher with another task is refused, and so
+    // is a voucher for part of an order.
+    let last = deals[4].payment.clone();
+    let replay = Order {
+        channel_dialogue: deals[0].agreement.agreement.dialogue,
+        agreement,
+        task: "one more, on the same voucher".into(),
+        payment: last.clone(),
+    };
+    let err = ctx
+        .ask_in(
+            deals[4].dialogue,
+            seller_address,
+            replay.clone(),
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already has a deal"), "{err}");
+    let err = ctx
+        .ask_in(
+            ctx.new_dialogue(),
+            seller_address,
+            replay,
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("not in its order's dialogue"),
+        "{err}"
+    );
+    let odd = b
+        .policy
+        .authorize(&Payment::ChannelVoucher {
+            domain: Voucher::domain(chain_id, contract),
+            channel,
+            voucher: Voucher {
+                channel_id: channel.id(),
+                cumulative_amount: usdc("2.75"),
+            },
+        })
+        .unwrap();
+    let err = ctx
+        .ask_in(
+            order_id(&agreement, usdc("2.75")),
+            seller_address,
+            Order {
+                channel_dialogue: deals[0].agreement.agreement.dialogue,
+                agreement,
+                task: "a quarter order".into(),
+                payment: odd,
+            },
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("whole number of orders"), "{err}");
+
+    // Receipts are tells: wait for the seller's last one, then settle and close.
+    for _ in 0..100 {
+        let e = entries(&s.journal, seller_address, "receipt").await;
+        if kinds(&e).iter().filter(|k| **k == "receipt").count() == 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let settled = s
+        .seller
+        .settle_channels(&s.handle.context(), true)
+        .await
+        .unwrap();
+    assert_eq!(settled.len(), 1);
+    eprintln!(
+        "negotiation (channel): settle+close {} gas for 5 orders",
+        settled[0].1.gas_used
+    );
+    assert_eq!(chain.balance(seller_address).await, usdc("2.5"));
+    assert_eq!(chain.balance(me).await, usdc("7.5"));
+    assert_eq!(chain.balance(contract).await, Amount::ZERO);
+    let record = chain.minter.channel_record(channel.id()).await.unwrap();
+    assert_eq!(record.state, ChannelState::Closed);
+    assert_eq!(record.paid, usdc("2.5"));
+
+    // The journals: one funding, five voucher payments, deliveries and receipts on
+    // each side, matched with each other and the chain.
+    let ours = entries(&b.journal, me, "receipt").await;
+    let k = kinds(&ours);
+    assert_eq!(k.iter().filter(|k| **k == "funding").count(), 1, "{k:?}");
+    assert_eq!(k.iter().filter(|k| **k == "payment").count(), 5, "{k:?}");
+    assert_eq!(k.iter().filter(|k| **k == "receipt").count(), 5, "{k:?}");
+    let check = ChainCheck::new(chain.node.http_url(), chain.addresses);
+    let report = audit(&[b.journal.clone(), s.journal.clone()], Some(&check))
+        .await
+        .unwrap();
+    assert!(report.is_clean(), "{}", report.to_table());
+    // The agreement and its five orders; funding and settlement on chain.
+    assert_eq!(report.deals.len(), 6, "{}", report.to_table());
+    let orders: Vec<_> = report
+        .deals
+        .iter()
+        .filter(|d| d.channel_agreement == Some(agreement))
+        .collect();
+    assert_eq!(orders.len(), 5);
+    assert!(orders.iter().all(|d| d.matched && d.stage == "received"));
+    assert_eq!(report.chain.transactions_checked, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn channel_vouchers_count_against_the_spending_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = Chain::start(dir.path()).await;
+    let chain_id = chain.addresses.chain_id;
+    let (h1, h2) = (
+        host(dir.path(), "h1", chain_id),
+        host(dir.path(), "h2", chain_id),
+    );
+    let s = seller(
+        &h2,
+        dir.path(),
+        &chain,
+        "s",
+        6,
+        DefaultSellerStrategy::fixed(usdc("0.4")),
+    )
+    .await;
+    let directory = StaticDirectory::default().with(KIND, peer(&s, h2.url(), None));
+    let wallet = Arc::new(Wallet::random());
+    // A daily budget of one USDC: two orders at 0.40, not three.
+    let policy = wallets::SpendingPolicy::open(
+        dir.path().join("tight.policy"),
+        wallet.clone(),
+        wallets::Limits {
+            daily: Some(usdc("1")),
+            ..wallets::Limits::default()
+        },
+    )
+    .unwrap()
+    .trust_channel_contract(wallets::Address(chain.addresses.channel.0));
+    let handle = AgentBuilder::new("tight")
+        .wallet(wallet.clone())
+        .policy(Arc::new(policy))
+        .directory(directory)
+        .spawn(&h1)
+        .unwrap();
+    let journal = wallets::Journal::open(dir.path().join("tight.journal"), wallet.clone()).unwrap();
+    let settlement = ChainSettlement::connect(
+        &chain.node.http_url(),
+        wallet.clone(),
+        &chain.addresses,
+        TOKEN,
+    )
+    .await
+    .unwrap();
+    let buyer = skills::negotiation::Buyer::new(
+        wallet,
+        skills::negotiation::token_domain(&chain.addresses, TOKEN),
+        journal,
+    )
+    .with_settlement(settlement);
+    chain
+        .minter
+        .mint(handle.address(), usdc("10"))
+        .await
+        .unwrap();
+    let ctx = handle.context();
+    for _ in 0..2 {
+        buyer
+            .hire(
+                &ctx,
+                "Forecast for Braga",
+                KIND,
+                usdc("1"),
+                PaymentMode::Channel,
+            )
+            .await
+            .unwrap();
+    }
+    let err = buyer
+        .hire(
+            &ctx,
+            "Forecast for Braga",
+            KIND,
+            usdc("1"),
+            PaymentMode::Channel,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, skills::Error::PaymentRefused { .. }),
+        "the third voucher is over the daily budget: {err}"
+    );
+    // Nothing beyond the two vouchers can be settled.
+    s.seller
+        .settle_channels(&s.handle.context(), true)
+        .await
+        .unwrap();
+    assert_eq!(chain.balance(s.handle.address()).await, usdc("0.8"));
+    assert_eq!(chain.balance(handle.address()).await, usdc("9.2"));
+}
