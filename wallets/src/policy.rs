@@ -62,7 +62,7 @@ struct Record {
 }
 
 /// A spend in the rolling log.
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Spend {
     payee: Address,
     amount: Amount,
@@ -111,8 +111,46 @@ pub struct SpendingPolicy {
     /// Contracts trusted to hold channel deposits.
     channel_contracts: BTreeSet<Address>,
     clock: Clock,
-    /// Serialises check-then-record so two concurrent payments cannot both pass a limit.
-    gate: Mutex<()>,
+    /// Serialises check-then-record so two concurrent payments cannot both pass a limit;
+    /// holds the rolling window's spends and totals, so a check does not rescan the log.
+    gate: Mutex<Window>,
+}
+
+/// The spends of the rolling window, kept beside the `log` tree with running totals.
+#[derive(Debug, Default)]
+struct Window {
+    /// Every spend logged at or after this time is in `spends`; `None` until loaded.
+    from: Option<u64>,
+    /// Log key → spend.
+    spends: std::collections::BTreeMap<Vec<u8>, Spend>,
+    total: Amount,
+    per_peer: std::collections::HashMap<Address, Amount>,
+}
+
+impl Window {
+    fn add(&mut self, key: Vec<u8>, spend: Spend) -> Result<()> {
+        self.total = self.total.checked_add(spend.amount)?;
+        let peer = self.per_peer.entry(spend.payee).or_default();
+        *peer = peer.checked_add(spend.amount)?;
+        self.spends.insert(key, spend);
+        Ok(())
+    }
+
+    /// Drops the spends logged before `start`.
+    fn evict_before(&mut self, start: u64) -> Result<()> {
+        let keep = self.spends.split_off(start.to_be_bytes().as_slice());
+        for spend in std::mem::replace(&mut self.spends, keep).into_values() {
+            self.total = self.total.checked_sub(spend.amount)?;
+            if let Some(peer) = self.per_peer.get_mut(&spend.payee) {
+                *peer = peer.checked_sub(spend.amount)?;
+                if peer.is_zero() {
+                    self.per_peer.remove(&spend.payee);
+                }
+            }
+        }
+        self.from = Some(start);
+        Ok(())
+    }
 }
 
 impl SpendingPolicy {
@@ -141,7 +179,7 @@ impl SpendingPolicy {
             channels,
             channel_contracts: BTreeSet::new(),
             clock: Arc::new(unix_now),
-            gate: Mutex::new(()),
+            gate: Mutex::new(Window::default()),
         };
         Ok(policy)
     }
@@ -181,19 +219,22 @@ impl SpendingPolicy {
     /// id was used for a different payment, [`Error::Storage`] if the record cannot
     /// be made durable (then nothing is signed).
     pub fn authorize(&self, payment: &Payment) -> Result<SignedPayment> {
-        let _gate = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut window = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
         let id = payment.id();
 
         if let Some(existing) = self.record(&id)? {
+            drop(window);
             if &existing.signed.payment != payment {
                 return Err(Error::PaymentIdReused(id));
             }
+            // It may be another caller's that is not on disk yet.
+            self.db.flush().map_err(|e| Error::storage(&self.path, e))?;
             tracing::debug!(target: "wallet::policy", payment = %id, "re-sending an authorized payment");
             return Ok(existing.signed);
         }
 
         let now = (self.clock)();
-        let counted = self.check(payment, &id, now)?;
+        let counted = self.check(payment, &id, now, &mut window)?;
 
         let signature = self.wallet.sign_hash(&payment.signing_hash())?;
         let signed = SignedPayment {
@@ -204,10 +245,11 @@ impl SpendingPolicy {
             at: now,
             signed: signed.clone(),
         })?;
-        let spend = encode(&Spend {
+        let spend_value = Spend {
             payee: payment.payee(),
             amount: counted,
-        })?;
+        };
+        let spend = encode(&spend_value)?;
         let mut log_key = now.to_be_bytes().to_vec();
         log_key.extend_from_slice(id.as_bytes());
         // A voucher's channel moves on to its cumulative amount, with the spend.
@@ -235,6 +277,12 @@ impl SpendingPolicy {
                     reason: "transaction aborted".into(),
                 },
             })?;
+        if !counted.is_zero() && window.from.is_some_and(|from| now >= from) {
+            window.add(log_key, spend_value)?;
+        }
+        // Later payments see this one from here on; it is signed for the caller only
+        // once it is on disk. Concurrent callers share the flushes.
+        drop(window);
         self.db.flush().map_err(|e| Error::storage(&self.path, e))?;
         tracing::info!(target: "wallet::policy", payment = %id, payee = %payment.payee(),
             amount = %payment.amount(), counted = %counted, "payment authorized");
@@ -273,11 +321,12 @@ impl SpendingPolicy {
     /// # Errors
     /// [`Error::Storage`] or [`Error::Corrupt`].
     pub fn spent(&self, peer: Option<Address>) -> Result<(Amount, Option<Amount>)> {
-        self.window_totals((self.clock)(), peer)
+        let mut window = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
+        self.window_totals((self.clock)(), peer, &mut window)
     }
 
     /// Checks `payment` against the limits; returns the amount it counts against them.
-    fn check(&self, payment: &Payment, id: &str, now: u64) -> Result<Amount> {
+    fn check(&self, payment: &Payment, id: &str, now: u64, window: &mut Window) -> Result<Amount> {
         let deny = |reason| Error::PolicyDenied {
             payment_id: id.to_owned(),
             payee: payment.payee(),
@@ -319,7 +368,7 @@ impl SpendingPolicy {
                 return Err(deny(PolicyViolation::PerDeal { limit }));
             }
         }
-        let (total, to_peer) = self.window_totals(now, Some(payee))?;
+        let (total, to_peer) = self.window_totals(now, Some(payee), window)?;
         if let Some(limit) = self.limits.per_peer_daily {
             let would_be = to_peer.unwrap_or_default().checked_add(counted)?;
             if would_be > limit {
@@ -393,20 +442,31 @@ impl SpendingPolicy {
             .unwrap_or_default())
     }
 
-    fn window_totals(&self, now: u64, peer: Option<Address>) -> Result<(Amount, Option<Amount>)> {
+    fn window_totals(
+        &self,
+        now: u64,
+        peer: Option<Address>,
+        window: &mut Window,
+    ) -> Result<(Amount, Option<Amount>)> {
         // A spend at time t counts while now - t < WINDOW_SECS.
         let start = now.saturating_sub(WINDOW_SECS - 1);
-        let mut total = Amount::ZERO;
-        let mut to_peer = peer.map(|_| Amount::ZERO);
-        for item in self.log.range(start.to_be_bytes()..) {
-            let (_, value) = item.map_err(|e| Error::storage(&self.path, e))?;
-            let spend: Spend = decode(&self.path, &value)?;
-            total = total.checked_add(spend.amount)?;
-            if Some(spend.payee) == peer {
-                to_peer = Some(to_peer.unwrap_or_default().checked_add(spend.amount)?);
+        match window.from {
+            Some(from) if start >= from => window.evict_before(start)?,
+            // First use, or a clock that went back past what was kept: read the log.
+            _ => {
+                let mut fresh = Window {
+                    from: Some(start),
+                    ..Window::default()
+                };
+                for item in self.log.range(start.to_be_bytes()..) {
+                    let (key, value) = item.map_err(|e| Error::storage(&self.path, e))?;
+                    fresh.add(key.to_vec(), decode(&self.path, &value)?)?;
+                }
+                *window = fresh;
             }
         }
-        Ok((total, to_peer))
+        let to_peer = peer.map(|p| window.per_peer.get(&p).copied().unwrap_or_default());
+        Ok((window.total, to_peer))
     }
 
     fn record(&self, id: &str) -> Result<Option<Record>> {

@@ -1,0 +1,234 @@
+//! Negotiation benchmarks, each beside a baseline measured in the same run.
+//!
+//! `cargo bench -p skills --bench negotiation` prints:
+//! - **channel deals per second** between a buyer and a seller on two hosts over
+//!   loopback WebSocket on the embedded devnet: each deal is an order carrying its
+//!   voucher → the signed delivery → the signed receipt, every message in a signed
+//!   envelope, every step saved to the agents' stores and journaled (signed, fsynced)
+//!   on both sides. One deal at a time and 32 in flight (goal ≥ 1,000/s on 2 cores),
+//!   against the signature work of a deal alone on all cores;
+//! - **audit replay**: journal entries per second audited (hash links, signatures,
+//!   counterpart matching) over the two journals the deals wrote, against raw k256
+//!   public key recovery × cores (goal ≥ 0.8×);
+//! - **gas per deal** in `channel` mode (the funding and the settlement spread over
+//!   the deals), printed from the chain's receipts.
+//!
+//! Set `AGORA_BENCH_QUICK=1` for a short run.
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::cast_precision_loss
+)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agent_sdk::prelude::*;
+use agent_sdk::StaticDirectory;
+use futures::StreamExt;
+use skills::negotiation::audit::audit;
+use skills::negotiation::test_utils::{host, peer, seller, usdc, Chain, KIND, TOKEN};
+use skills::negotiation::{
+    Buyer, ChainSettlement, DefaultSellerStrategy, PaymentMode, ReceiptNote,
+};
+use wallets::{Eip712, Journal, Limits, SpendingPolicy};
+
+/// Signs and verifies (with a known key / by recovery) of one channel deal, as the
+/// protocol does them: envelopes of the order, the delivery and the receipt; the
+/// voucher, the delivery and the receipt; three journal entries on each side.
+const SIGNS: usize = 12;
+const VERIFIES: usize = 3;
+const RECOVERIES: usize = 3;
+
+fn signature_work_per_sec(deals: usize) -> f64 {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            s.spawn(move || {
+                let w = Wallet::random();
+                let domain = skills::negotiation::negotiation_domain(1);
+                let key = w.public_key();
+                for i in 0..deals / threads {
+                    let n = wallets::keccak256(((t * deals + i) as u64).to_be_bytes());
+                    let note = ReceiptNote {
+                        agreement: n,
+                        result_hash: n,
+                    };
+                    let h = note.signing_hash(&domain);
+                    let mut sig = w.sign_typed(&domain, &note).unwrap();
+                    for _ in 1..SIGNS {
+                        sig = w.sign_typed(&domain, &note).unwrap();
+                    }
+                    for _ in 0..VERIFIES {
+                        sig.verify_with_key(&h, &key).unwrap();
+                    }
+                    for _ in 0..RECOVERIES {
+                        sig.recover(&h).unwrap();
+                    }
+                }
+            });
+        }
+    });
+    (deals / threads * threads) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn recover_per_sec(n: usize) -> f64 {
+    let w = Wallet::random();
+    let sig = w.sign_message(b"bench").unwrap();
+    let h = wallets::eip191::hash_message(b"bench");
+    let start = Instant::now();
+    for _ in 0..n {
+        sig.recover(&h).unwrap();
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let quick = std::env::var_os("AGORA_BENCH_QUICK").is_some();
+    let (one, many) = if quick { (100, 1_000) } else { (500, 5_000) };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = Chain::start(dir.path()).await;
+        let chain_id = chain.addresses.chain_id;
+        let (h1, h2) = (
+            host(dir.path(), "buyer-host", chain_id),
+            host(dir.path(), "seller-host", chain_id),
+        );
+        let s = seller(
+            &h2,
+            dir.path(),
+            &chain,
+            "seller",
+            4,
+            DefaultSellerStrategy::fixed(usdc("0.001")),
+        )
+        .await;
+        let wallet = Arc::new(Wallet::random());
+        let policy = SpendingPolicy::open(
+            dir.path().join("buyer.policy"),
+            wallet.clone(),
+            Limits {
+                per_deal: Some(usdc("0.01")),
+                ..Limits::default()
+            },
+        )
+        .unwrap()
+        .trust_channel_contract(wallets::Address(chain.addresses.channel.0));
+        let handle = AgentBuilder::new("buyer")
+            .wallet(wallet.clone())
+            .policy(Arc::new(policy))
+            .directory(StaticDirectory::default().with(KIND, peer(&s, h2.url(), None)))
+            .spawn(&h1)
+            .unwrap();
+        let journal_path = dir.path().join("buyer.journal");
+        let settlement = ChainSettlement::connect(
+            &chain.node.http_url(),
+            wallet.clone(),
+            &chain.addresses,
+            TOKEN,
+        )
+        .await
+        .unwrap();
+        let total = 1 + one + many;
+        let buyer = Buyer::new(
+            wallet.clone(),
+            skills::negotiation::token_domain(&chain.addresses, TOKEN),
+            Journal::open(&journal_path, wallet.clone()).unwrap(),
+        )
+        .with_settlement(settlement)
+        .with_channel_orders(u32::try_from(total).unwrap());
+        chain
+            .minter
+            .mint(handle.address(), usdc("100"))
+            .await
+            .unwrap();
+        let ctx = handle.context();
+        let hire = |i: usize| {
+            let (buyer, ctx) = (buyer.clone(), ctx.clone());
+            async move {
+                buyer
+                    .hire(
+                        &ctx,
+                        &format!("forecast {i}"),
+                        KIND,
+                        usdc("0.01"),
+                        PaymentMode::Channel,
+                    )
+                    .await
+                    .unwrap()
+            }
+        };
+        // The first deal negotiates and funds the channel.
+        let first = hire(0).await;
+        let funded = first.agreement.agreement.hash();
+
+        let start = Instant::now();
+        for i in 0..one {
+            hire(1 + i).await;
+        }
+        let sequential = one as f64 / start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        futures::stream::iter(0..many)
+            .for_each_concurrent(32, |i| async move {
+                let deal = hire(1 + one + i).await;
+                assert_eq!(deal.agreement.agreement.hash(), funded);
+            })
+            .await;
+        let pipelined = many as f64 / start.elapsed().as_secs_f64();
+        let baseline = signature_work_per_sec(if quick { 500 } else { 2_000 });
+        println!(
+            "channel deals over loopback WebSocket: {sequential:.0}/s one at a time, \
+             {pipelined:.0}/s with 32 in flight (goal >= 1000/s); signature work alone \
+             ({SIGNS} signs, {VERIFIES} verifies, {RECOVERIES} recoveries per deal, all cores): \
+             {baseline:.0}/s; ratio {:.2}",
+            pipelined / baseline
+        );
+
+        // Gas: the funding (paid by the seller) and the settlement, over the deals.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let settled = s
+            .seller
+            .settle_channels(&s.handle.context(), true)
+            .await
+            .unwrap();
+        let funding_gas = {
+            let e = wallets::journal::read_entries(&s.journal).unwrap();
+            e.iter()
+                .find(|e| e.kind == "funding")
+                .and_then(|e| e.body["settlement"]["gasUsed"].as_u64())
+                .unwrap_or_default()
+        };
+        let close_gas = settled.first().map_or(0, |(_, tx)| tx.gas_used);
+        println!(
+            "channel gas: funding {funding_gas}, settle+close {close_gas}; \
+             {:.0} gas per deal over {total} deals",
+            (funding_gas + close_gas) as f64 / total as f64
+        );
+
+        // Audit replay over both journals.
+        let paths = vec![journal_path.clone(), s.journal.clone()];
+        let entries: usize = paths
+            .iter()
+            .map(|p| wallets::journal::read_entries(p).unwrap().len())
+            .sum();
+        let start = Instant::now();
+        let report = audit(&paths, None).await.unwrap();
+        let audit_rate = entries as f64 / start.elapsed().as_secs_f64();
+        assert!(report.is_clean(), "{}", report.to_table());
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let recover = recover_per_sec(if quick { 500 } else { 3_000 });
+        println!(
+            "audit replay: {entries} entries at {audit_rate:.0}/s; raw k256 recover \
+             {recover:.0}/s x {cores} cores = {:.0}/s; ratio {:.2} (goal >= 0.8)",
+            recover * cores as f64,
+            audit_rate / (recover * cores as f64)
+        );
+    });
+}
