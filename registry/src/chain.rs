@@ -844,6 +844,17 @@ impl Deployment {
         mined("JobEscrow.accept", call.send().await).await
     }
 
+    /// Refunds `escrow_id` to its buyer once its deadline has passed without a
+    /// delivery, and waits.
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] with the decoded revert reason (e.g. the deadline has
+    /// not passed).
+    pub async fn refund_escrow(&self, escrow_id: wallets::B256) -> Result<Mined, ChainError> {
+        let call = self.escrow.refund(escrow_id.0);
+        mined("JobEscrow.refund", call.send().await).await
+    }
+
     /// The transaction that locked `escrow_id`, searched from block `from_block`.
     ///
     /// # Errors

@@ -84,6 +84,16 @@ pub trait Settlement: Send + Sync + 'static {
         let _ = escrow_id;
         Err(no_escrow())
     }
+
+    /// Refunds an escrow whose seller missed the deadline (from the buyer's account).
+    ///
+    /// # Errors
+    /// [`Error::Chain`] (also when the deadline has not passed on chain);
+    /// [`Error::Config`] when escrow is not supported.
+    async fn refund_escrow(&self, escrow_id: B256) -> Result<Settled> {
+        let _ = escrow_id;
+        Err(no_escrow())
+    }
 }
 
 fn no_escrow() -> Error {
@@ -228,6 +238,10 @@ impl Settlement for ChainSettlement {
         Ok(Some(settled(
             self.contracts.accept_escrow(escrow_id).await?,
         )))
+    }
+
+    async fn refund_escrow(&self, escrow_id: B256) -> Result<Settled> {
+        Ok(settled(self.contracts.refund_escrow(escrow_id).await?))
     }
 }
 
