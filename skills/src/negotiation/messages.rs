@@ -3,7 +3,7 @@
 //!
 //! Every message travels in the deal's dialogue. The buyer asks, the seller
 //! answers (the answer is the ask's reply, in the same dialogue), except for
-//! [`Reject`] and [`Receipt`], which are one-way tells:
+//! [`Reject`], a one-way tell:
 //!
 //! | buyer sends               | as   | seller answers                 |
 //! |---------------------------|------|--------------------------------|
@@ -12,11 +12,11 @@
 //! | [`Accept`]                | ask  | [`Accepted`]                   |
 //! | [`Reject`]                | tell | (nothing)                      |
 //! | [`Pay`]                   | ask  | [`Deliver`] (after settlement) |
+//! | [`Receipt`]               | ask  | `()` once journaled            |
 //!
 //! In `escrow` mode the buyer locks the price on chain before [`Pay`], the seller
 //! records the delivery on chain before it answers, and the buyer's acceptance on chain
 //! pays the seller before the [`Receipt`].
-//! | [`Receipt`]               | tell | (nothing)                      |
 
 use agent_sdk::Request;
 use schemars::JsonSchema;

@@ -73,7 +73,8 @@
 //!   |        ctx.pay(EIP-3009, nonce from the agreement)    |   (spending policy)
 //!   | --ask  Pay(signed payment) ------------------------> |   transferWithAuthorization,
 //!   | <-     Deliver(result, result hash, tx, signature) - |   wait for receipt, do the work
-//!   | --tell Receipt(buyer signature) --------------------> |
+//!   | --ask  Receipt(buyer signature) --------------------> |   journaled, then
+//!   | <-     ok ------------------------------------------- |   the deal is closed
 //!   | --tell Reject(reason) -----------------------------> |   (to every other seller)
 //! ```
 //!
@@ -109,18 +110,21 @@
 
 pub mod audit;
 mod buyer;
+mod crash;
 mod messages;
 mod seller;
 mod settlement;
 mod strategy;
 #[cfg(feature = "test-utils")]
 pub mod test_utils;
+mod verify;
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
-use wallets::Journal;
+use wallets::{Journal, B256};
 
 pub use buyer::{Buyer, BuyerDeal, Deal};
 pub use messages::{
@@ -133,27 +137,73 @@ pub use settlement::{
     escrow_id_of, token_domain, ChainSettlement, EscrowJob, EscrowState, Settlement,
 };
 pub use strategy::{BuyerStrategy, DefaultBuyerStrategy, DefaultSellerStrategy, SellerStrategy};
+pub use verify::{ChainVerifier, PaymentVerifier};
+
+use crash::crash_point;
 
 use crate::{Error, Result};
 
 /// A journal shared by the handlers of one agent; appends run off the async threads.
+///
+/// Appends are idempotent: an entry whose kind and body are already in the journal
+/// is not written again. A step that journals and then saves its state, and is
+/// redone after a crash between the two, so leaves one entry, not two; and a retried
+/// step may re-journal what a crash lost.
 #[derive(Clone, Debug)]
-struct SharedJournal(Arc<Mutex<Journal>>);
+struct SharedJournal(Arc<Mutex<Appender>>);
+
+#[derive(Debug)]
+struct Appender {
+    journal: Journal,
+    /// Keys of the entries in the journal, read on the first append.
+    seen: Option<HashSet<B256>>,
+}
+
+/// What makes two entries the same: their kind and canonical body.
+fn entry_key(kind: &str, body: &Value) -> B256 {
+    let canonical = wallets::journal::canonical_json(body);
+    wallets::keccak256(format!("{kind}\n{canonical}").as_bytes())
+}
+
+impl Appender {
+    fn append_once(&mut self, kind: &str, body: Value) -> wallets::Result<()> {
+        let seen = match &mut self.seen {
+            Some(seen) => seen,
+            None => {
+                let entries = wallets::journal::read_entries(self.journal.path())?;
+                self.seen.insert(
+                    entries
+                        .iter()
+                        .map(|e| entry_key(&e.kind, &e.body))
+                        .collect(),
+                )
+            }
+        };
+        if !seen.insert(entry_key(kind, &body)) {
+            tracing::debug!(target: "skill::negotiation", kind, "entry already journaled");
+            return Ok(());
+        }
+        self.journal.append(kind, body).map(drop)
+    }
+}
 
 impl SharedJournal {
     fn new(journal: Journal) -> Self {
-        Self(Arc::new(Mutex::new(journal)))
+        Self(Arc::new(Mutex::new(Appender {
+            journal,
+            seen: None,
+        })))
     }
 
-    /// Appends an entry and waits until it is durable.
+    /// Appends an entry, unless the same one is already there, and waits until it is
+    /// durable.
     async fn append(&self, kind: &'static str, body: Value) -> Result<()> {
         let journal = self.0.clone();
         tokio::task::spawn_blocking(move || {
             journal
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .append(kind, body)
-                .map(drop)
+                .append_once(kind, body)
         })
         .await
         .map_err(|e| Error::Config(format!("journal task: {e}")))?

@@ -19,7 +19,9 @@ use super::messages::{
 };
 use super::settlement::{escrow_id_of, EscrowState, Settlement};
 use super::strategy::SellerStrategy;
-use super::{now_secs, SharedJournal};
+use super::{crash_point, now_secs, SharedJournal};
+
+mod expiry;
 
 /// What a seller sells: produces the result of a task once it is paid.
 #[async_trait]
@@ -321,6 +323,7 @@ impl SellerInner {
 
     async fn on_call(&self, ctx: &Context, call: CallForProposal) -> Handled<ProposalReply> {
         let t = self.turn(ctx).await?;
+        self.expire_stale(ctx, Some(t.dialogue)).await;
         match self.state(ctx, &t)? {
             None => {}
             Some(SellerDeal::Proposed { call: c, proposal }) if c == call => {
@@ -358,6 +361,7 @@ impl SellerInner {
         let proposal = self.offer(ctx, &t, &call, price, mode, 0)?;
         let cause = json!({"dialogue": t.dialogue, "buyer": t.buyer, "call": call});
         self.stand(ctx, &t, call, &proposal, "cfp", cause).await?;
+        crash_point("seller.proposed");
         tracing::info!(target: "skill::negotiation", dialogue = %t.dialogue, buyer = %t.buyer, %price, "proposed");
         Ok(ProposalReply::Propose(proposal))
     }
@@ -426,6 +430,9 @@ impl SellerInner {
             Some(SellerDeal::Accepted { agreement, .. })
                 if agreement.agreement == accept.agreement =>
             {
+                // A retry; journals the acceptance if a crash lost it.
+                self.journal("acceptance", acceptance_entry(&agreement))
+                    .await?;
                 return Ok(Accepted {
                     seller_signature: agreement.seller_signature,
                 });
@@ -461,11 +468,9 @@ impl SellerInner {
             },
         )
         .await?;
-        self.journal(
-            "acceptance",
-            json!({"agreementHash": hash, "agreement": agreement}),
-        )
-        .await?;
+        self.journal("acceptance", acceptance_entry(&agreement))
+            .await?;
+        crash_point("seller.accepted");
         tracing::info!(target: "skill::negotiation", dialogue = %t.dialogue, agreement = %hash, "accepted");
         Ok(Accepted { seller_signature })
     }
@@ -591,6 +596,8 @@ impl SellerInner {
             Some(SellerDeal::Delivered {
                 payment, delivery, ..
             }) if payment == pay.payment => {
+                // A retry; journals the delivery if a crash lost it.
+                self.journal("delivery", delivery_entry(&delivery)).await?;
                 return Ok(delivery);
             }
             _ => return Err(SkillError::bad_request("nothing to pay in this dialogue")),
@@ -613,6 +620,7 @@ impl SellerInner {
             },
         )
         .await?;
+        crash_point("seller.settling");
         self.settle_and_deliver(ctx, &t, task, agreement, pay.payment)
             .await
     }
@@ -636,6 +644,7 @@ impl SellerInner {
             .settle_authorization(&payment)
             .await
             .map_err(|e| internal(format!("settling the payment: {e}")))?;
+        crash_point("seller.settled");
         tracing::info!(target: "skill::negotiation", dialogue = %t.dialogue, agreement = %hash,
             tx = %settled.tx_hash, gas = settled.gas_used, "payment settled");
         self.journal(
@@ -693,6 +702,7 @@ impl SellerInner {
             },
         )
         .await?;
+        crash_point("seller.delivering");
         self.deliver_escrow(ctx, t, agreement, payment, output)
             .await
     }
@@ -772,30 +782,29 @@ impl SellerInner {
             },
         )
         .await?;
-        self.journal(
-            "delivery",
-            json!({
-                "agreementHash": hash,
-                "resultHash": result_hash,
-                "txHash": settled.tx_hash,
-                "signature": delivery.signature,
-            }),
-        )
-        .await?;
+        crash_point("seller.delivered");
+        self.journal("delivery", delivery_entry(&delivery)).await?;
         Ok(delivery)
     }
 
     async fn on_receipt(&self, ctx: &Context, receipt: Receipt) -> Handled<()> {
         let t = self.turn(ctx).await?;
-        let Some(SellerDeal::Delivered {
-            agreement,
-            delivery,
-            ..
-        }) = self.state(ctx, &t)?
-        else {
-            return Err(SkillError::bad_request(
-                "nothing was delivered in this dialogue",
-            ));
+        let (agreement, delivery) = match self.state(ctx, &t)? {
+            Some(SellerDeal::Delivered {
+                agreement,
+                delivery,
+                ..
+            }) => (agreement, delivery),
+            Some(SellerDeal::Closed {
+                agreement: Some(h),
+                outcome,
+                ..
+            }) if h == receipt.agreement && outcome == "received" => return Ok(()), // a retry
+            _ => {
+                return Err(SkillError::bad_request(
+                    "nothing was delivered in this dialogue",
+                ))
+            }
         };
         let hash = agreement.agreement.hash();
         if receipt.agreement != hash || receipt.result_hash != delivery.result_hash {
@@ -810,6 +819,12 @@ impl SellerInner {
                 t.buyer,
             )
             .map_err(|e| refused(format!("the receipt's signature: {e}")))?;
+        // Journaled first: a receipt sent again after a crash here is kept once.
+        self.journal(
+            "receipt",
+            json!({"agreementHash": hash, "receipt": receipt}),
+        )
+        .await?;
         self.save(
             ctx,
             &t,
@@ -819,13 +834,23 @@ impl SellerInner {
                 outcome: "received".into(),
             },
         )
-        .await?;
-        self.journal(
-            "receipt",
-            json!({"agreementHash": hash, "receipt": receipt}),
-        )
         .await
     }
+}
+
+/// The journal entry of an acceptance.
+fn acceptance_entry(agreement: &SignedAgreement) -> Value {
+    json!({"agreementHash": agreement.agreement.hash(), "agreement": agreement})
+}
+
+/// The journal entry of a delivery.
+fn delivery_entry(delivery: &Deliver) -> Value {
+    json!({
+        "agreementHash": delivery.agreement,
+        "resultHash": delivery.result_hash,
+        "txHash": delivery.settlement.tx_hash,
+        "signature": delivery.signature,
+    })
 }
 
 impl SellerDeal {

@@ -17,8 +17,8 @@ use serde_json::{json, Value};
 use wallets::{journal, Journal, JournalEntry, Limits, SpendingPolicy};
 
 use super::{
-    service_fn, token_domain, Buyer, ChainSettlement, Deal, DefaultSellerStrategy, PaymentMode,
-    Seller, SellerStrategy, ServiceOutput,
+    service_fn, token_domain, Buyer, ChainSettlement, ChainVerifier, Deal, DefaultSellerStrategy,
+    PaymentMode, Seller, SellerStrategy, ServiceOutput,
 };
 
 /// The skill the fixtures' sellers sell.
@@ -70,6 +70,8 @@ impl Chain {
 pub struct SellerAgent {
     /// The agent.
     pub handle: AgentHandle,
+    /// Its seller skill.
+    pub seller: Seller,
     /// Its journal file.
     pub journal: PathBuf,
 }
@@ -111,6 +113,7 @@ pub async fn seller(
         .expect("seller agent");
     SellerAgent {
         handle,
+        seller,
         journal: journal_path,
     }
 }
@@ -139,8 +142,9 @@ pub struct BuyerAgent {
 }
 
 /// A buyer with a fresh wallet (it needs no gas), a spending policy of at most
-/// `per_deal` per payment, and `directory`.
-pub fn buyer(
+/// `per_deal` per payment, and `directory`; it checks payments on `chain`
+/// ([`ChainVerifier`]).
+pub async fn buyer(
     host: &Host,
     dir: &Path,
     chain: &Chain,
@@ -155,10 +159,11 @@ pub fn buyer(
         directory,
         Arc::new(Wallet::random()),
     )
+    .await
 }
 
 /// [`buyer`] with the given wallet.
-pub fn buyer_with(
+pub async fn buyer_with(
     host: &Host,
     dir: &Path,
     chain: &Chain,
@@ -177,11 +182,15 @@ pub fn buyer_with(
     .expect("policy");
     let journal_path = dir.join("buyer.journal");
     let journal = Journal::open(&journal_path, wallet.clone()).expect("journal");
+    let verifier = ChainVerifier::connect(&chain.node.http_url(), &chain.addresses)
+        .await
+        .expect("verifier");
     let buyer = Buyer::new(
         wallet.clone(),
         token_domain(&chain.addresses, TOKEN),
         journal,
-    );
+    )
+    .with_verifier(verifier);
     let policy = Arc::new(policy);
     let handle = AgentBuilder::new("buyer")
         .wallet(wallet.clone())
@@ -275,7 +284,7 @@ pub async fn settled_deal(dir: &Path, mode: PaymentMode) -> SettledDeal {
         PaymentMode::Authorization => Arc::new(Wallet::random()),
         PaymentMode::Escrow => Arc::new(dev_wallet(3)),
     };
-    let mut buyer = buyer_with(&hosts.0, dir, &chain, usdc("10"), directory, wallet.clone());
+    let mut buyer = buyer_with(&hosts.0, dir, &chain, usdc("10"), directory, wallet.clone()).await;
     if mode == PaymentMode::Escrow {
         let settlement =
             ChainSettlement::connect(&chain.node.http_url(), wallet, &chain.addresses, TOKEN)
