@@ -921,6 +921,7 @@ impl Buyer {
             .await?;
         // Journaled first: after a crash here the deal is redone from `Paying`, and
         // the journal keeps one copy of each entry.
+        crash_point("buyer.journaled");
         self.save(
             ctx,
             dialogue,

@@ -658,6 +658,7 @@ impl SellerInner {
             }),
         )
         .await?;
+        crash_point("seller.journaled");
         let output = self.service.perform(ctx, &task).await?;
         self.deliver(ctx, t, agreement, payment, output, settled)
             .await

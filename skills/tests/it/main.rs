@@ -11,7 +11,11 @@
 )]
 
 #[cfg(feature = "negotiation")]
+mod adversarial;
+#[cfg(feature = "negotiation")]
 mod audit;
+#[cfg(feature = "negotiation")]
+mod crash;
 mod fetch;
 mod grammar;
 #[cfg(feature = "llm")]
