@@ -855,6 +855,21 @@ impl Deployment {
         mined("JobEscrow.refund", call.send().await).await
     }
 
+    /// The buyer disputes the delivery of `escrow_id` within its review window (the
+    /// arbiter rules), with `reason_hash` the hash of its complaint, and waits.
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] with the decoded revert reason (e.g. the review window
+    /// has closed).
+    pub async fn dispute_escrow(
+        &self,
+        escrow_id: wallets::B256,
+        reason_hash: wallets::B256,
+    ) -> Result<Mined, ChainError> {
+        let call = self.escrow.dispute(escrow_id.0, reason_hash.0);
+        mined("JobEscrow.dispute", call.send().await).await
+    }
+
     /// The transaction that locked `escrow_id`, searched from block `from_block`.
     ///
     /// # Errors

@@ -886,12 +886,12 @@ impl Buyer {
                 .await?
         };
         if let Some(reason) = problem {
-            self.journal
-                .append(
-                    "dispute",
-                    json!({"agreementHash": hash, "reason": reason, "delivery": delivery}),
-                )
-                .await?;
+            let mut entry = json!({"agreementHash": hash, "reason": reason, "delivery": delivery});
+            let filed = self.dispute_escrow(&agreement.agreement, &reason).await;
+            if let (Some(filed), Some(fields)) = (filed, entry.as_object_mut()) {
+                fields.insert("escrowDispute".into(), json!(filed));
+            }
+            self.journal.append("dispute", entry).await?;
             self.close(ctx, dialogue, seller, format!("disputed: {reason}"))
                 .await;
             return Err(self.protocol(dialogue, seller, reason));

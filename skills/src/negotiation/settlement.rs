@@ -94,6 +94,17 @@ pub trait Settlement: Send + Sync + 'static {
         let _ = escrow_id;
         Err(no_escrow())
     }
+
+    /// Disputes a delivered escrow within its review window (from the buyer's
+    /// account), so that it is not released to the seller; `reason_hash` is the hash
+    /// of the complaint.
+    ///
+    /// # Errors
+    /// [`Error::Chain`]; [`Error::Config`] when escrow is not supported.
+    async fn dispute_escrow(&self, escrow_id: B256, reason_hash: B256) -> Result<Settled> {
+        let _ = (escrow_id, reason_hash);
+        Err(no_escrow())
+    }
 }
 
 fn no_escrow() -> Error {
@@ -242,6 +253,14 @@ impl Settlement for ChainSettlement {
 
     async fn refund_escrow(&self, escrow_id: B256) -> Result<Settled> {
         Ok(settled(self.contracts.refund_escrow(escrow_id).await?))
+    }
+
+    async fn dispute_escrow(&self, escrow_id: B256, reason_hash: B256) -> Result<Settled> {
+        Ok(settled(
+            self.contracts
+                .dispute_escrow(escrow_id, reason_hash)
+                .await?,
+        ))
     }
 }
 

@@ -538,6 +538,27 @@ async fn an_escrow_seller_that_delivers_garbage_is_not_released() {
         .balance(wallets::Address(a.chain.addresses.escrow.0))
         .await;
     assert_eq!(escrow_balance, usdc("1.5"));
+    // ... and is disputed on chain, so it is not released to the seller after the
+    // review window but ruled on by the arbiter.
+    let dispute = ours.iter().find(|e| e.kind == "dispute").unwrap();
+    assert!(
+        dispute.body["escrowDispute"]["txHash"].is_string(),
+        "{}",
+        dispute.body
+    );
+    let escrow = escrow_id_of(
+        a.buyer.handle.address(),
+        dispute.body["agreementHash"]
+            .as_str()
+            .unwrap()
+            .parse::<B256>()
+            .map(|h| escrow_job_id(&h))
+            .unwrap(),
+    );
+    assert_eq!(
+        a.chain.minter.escrow_job(escrow).await.unwrap().state,
+        EscrowState::Disputed
+    );
     let _ = &a.dir;
 }
 

@@ -71,6 +71,39 @@ impl Buyer {
         }
     }
 
+    /// In `escrow` mode, disputes a delivery the buyer refuses on chain (while the
+    /// review window is open), so that the escrow is not released to the seller but
+    /// ruled on by the arbiter. The dispute's transaction, if it was filed; failures
+    /// are logged.
+    pub(super) async fn dispute_escrow(&self, a: &Agreement, reason: &str) -> Option<Settled> {
+        if a.mode != PaymentMode::Escrow {
+            return None;
+        }
+        let (settlement, _) = self.escrow_settlement().ok()?;
+        let id = escrow_id_of(a.buyer, escrow_job_id(&a.hash()));
+        let filed = match settlement.escrow(id).await {
+            Ok(job) if job.state == EscrowState::Delivered => settlement
+                .dispute_escrow(id, wallets::keccak256(reason.as_bytes()))
+                .await
+                .map(Some),
+            Ok(_) => Ok(None),
+            Err(e) => Err(e),
+        };
+        match filed {
+            Ok(Some(s)) => {
+                tracing::warn!(target: "skill::negotiation", escrow = %id, tx = %s.tx_hash, %reason,
+                    "delivery disputed on chain");
+                Some(s)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(target: "skill::negotiation", escrow = %id, error = %e,
+                    "the escrow dispute was not filed");
+                None
+            }
+        }
+    }
+
     /// No delivery came for a sent payment. In `authorization` mode the seller may
     /// have settled it anyway: if the chain shows the authorization used, the payment
     /// is journaled with its transaction, and a dispute that nothing was delivered,
