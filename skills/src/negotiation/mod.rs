@@ -88,8 +88,11 @@
 //! buyer:  Called -> Proposed -> Countered -> Proposed ... -> Accepting -> Accepted
 //!           -> Paying -> Delivered -> Done            (closed)
 //!         any step before Paying -> Rejected | Failed (closed)
+//!         Paying -> Closed (disputed: a bad delivery, or paid and nothing delivered;
+//!                           refunded: an escrow past its deadline)
 //! seller: Proposed -> (Proposed ...) -> Accepted -> Settling -> Delivered -> Closed
-//!         Proposed | Accepted -> Closed (rejected)
+//!         Proposed | Accepted -> Closed (rejected; expired past the offer's expiry
+//!                                        or the agreement's deadline)
 //! ```
 //!
 //! Payments are idempotent: the EIP-3009 nonce is
@@ -98,13 +101,35 @@
 //! (`SpendingPolicy::authorize` is idempotent per payment id), and the seller's
 //! [`Settlement`] answers an already used authorization with the transaction that used
 //! it. [`Buyer::resume`] picks up a buyer's open deals after a restart: deals not yet
-//! accepted are rejected, accepted ones are paid (the same payment) and received.
+//! accepted are rejected, accepted ones are paid (the same payment) and received. A
+//! seller resumes a deal when the buyer repeats its message (acceptance, payment,
+//! receipt), which it answers from the saved state; deals the buyer walked away from
+//! expire ([`Seller::expire`], and lazily on every new call).
+//!
+//! # What a buyer checks
+//!
+//! Before it signs a receipt, a buyer checks the delivery: for its agreement, the
+//! result matching its hash, signed by the seller; in `escrow` mode recorded in the
+//! escrow; in `authorization` mode, with a [`PaymentVerifier`]
+//! ([`Buyer::with_verifier`]), the transaction the seller names must have used this
+//! agreement's authorization and moved the price to the seller, so an old or made-up
+//! transaction is caught. A bad delivery is journaled as a `dispute` (and disputed on
+//! chain in `escrow` mode, so the escrow is not released); a payment the seller settled
+//! without delivering is journaled with its transaction and a `dispute`, which
+//! [`audit`] reports; an escrowed price whose seller missed the deadline comes back
+//! with [`Buyer::refund_expired`].
 //!
 //! # Journal
 //!
 //! Both sides append to their [`wallets::Journal`]: `cfp`, `proposal`, `counter`,
 //! `acceptance` (the signed agreement), `payment` (signed agreement, signed payment,
-//! transaction), `delivery` (result hash), `receipt`, and `rejection`.
+//! transaction), `delivery` (result hash), `receipt`, and `rejection`; the buyer also
+//! `dispute` and `refund`, the seller `expiry`. Appends are idempotent (an entry of the
+//! same kind and body is not written twice), and a step that both journals and saves
+//! journals first: a crash between the two redoes the step, which leaves one entry,
+//! and a repeated message re-journals what a crash lost. The crash tests
+//! (`tests/it/crash.rs`) kill the buyer or the seller at every step of a deal in both
+//! modes and check that the seller is paid once and both journals audit clean.
 //! [`audit`] replays journals, cross-checks a deal's two journals and matches payments
 //! on chain (`agora audit`).
 
