@@ -870,6 +870,24 @@ impl Deployment {
         mined("JobEscrow.dispute", call.send().await).await
     }
 
+    /// The transaction that released `escrow_id` to its seller, searched from block
+    /// `from_block`.
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] when the log query or the receipt lookup fails.
+    pub async fn escrow_release_tx(
+        &self,
+        escrow_id: wallets::B256,
+        from_block: u64,
+    ) -> Result<Option<Mined>, ChainError> {
+        let event = self
+            .escrow
+            .job_released_filter()
+            .topic1(ethers::types::H256(escrow_id.0))
+            .from_block(from_block);
+        self.first_log_tx("JobEscrow.JobReleased", event).await
+    }
+
     /// The transaction that locked `escrow_id`, searched from block `from_block`.
     ///
     /// # Errors

@@ -967,6 +967,14 @@ impl Buyer {
                 .wallet
                 .sign_typed(&negotiation_domain(a.chain_id), &note)?,
         };
+        let mut entry = json!({"agreementHash": note.agreement, "receipt": receipt});
+        if let (Some(release), Some(fields)) = (release, entry.as_object_mut()) {
+            fields.insert("release".into(), json!(release));
+        }
+        // Journaled first, as in `receive`: a crash here redoes `finish`, which finds
+        // the escrow released by the same transaction and signs the same receipt.
+        self.journal.append("receipt", entry).await?;
+        crash_point("buyer.receipted");
         self.save(
             ctx,
             dialogue,
@@ -978,11 +986,6 @@ impl Buyer {
             },
         )
         .await?;
-        let mut entry = json!({"agreementHash": note.agreement, "receipt": receipt});
-        if let (Some(release), Some(fields)) = (release, entry.as_object_mut()) {
-            fields.insert("release".into(), json!(release));
-        }
-        self.journal.append("receipt", entry).await?;
         self.send_receipt(ctx, dialogue, a.seller, receipt).await;
         tracing::info!(target: "skill::negotiation", %dialogue, seller = %a.seller,
             price = %a.price, tx = %delivery.settlement.tx_hash, "deal done");

@@ -76,7 +76,8 @@ pub trait Settlement: Send + Sync + 'static {
     }
 
     /// Accepts the delivery (from the buyer's account), which pays the seller.
-    /// `None` when the escrow was already released.
+    /// Idempotent: an escrow already released gives the transaction that released it
+    /// (`None` if it cannot be found).
     ///
     /// # Errors
     /// [`Error::Chain`]; [`Error::Config`] when escrow is not supported.
@@ -244,7 +245,11 @@ impl Settlement for ChainSettlement {
 
     async fn accept_escrow(&self, escrow_id: B256) -> Result<Option<Settled>> {
         if self.contracts.escrow_job(escrow_id).await?.state == EscrowState::Released {
-            return Ok(None);
+            let released = self
+                .contracts
+                .escrow_release_tx(escrow_id, self.from_block)
+                .await?;
+            return Ok(released.map(settled));
         }
         Ok(Some(settled(
             self.contracts.accept_escrow(escrow_id).await?,

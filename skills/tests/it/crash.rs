@@ -23,7 +23,7 @@ const PEER: &str = env!("CARGO_BIN_EXE_agora-negotiation-peer");
 
 /// The crash points on the way of an `authorization` deal (`*.journaled`: between a
 /// journal append and the state save after it).
-const AUTHORIZATION_STEPS: [&str; 14] = [
+const AUTHORIZATION_STEPS: [&str; 15] = [
     "buyer.called",
     "buyer.proposed",
     "buyer.accepted",
@@ -32,6 +32,7 @@ const AUTHORIZATION_STEPS: [&str; 14] = [
     "buyer.delivered",
     "buyer.journaled",
     "buyer.receipt",
+    "buyer.receipted",
     "seller.proposed",
     "seller.accepted",
     "seller.settling",
@@ -41,7 +42,7 @@ const AUTHORIZATION_STEPS: [&str; 14] = [
 ];
 
 /// The crash points on the way of an `escrow` deal.
-const ESCROW_STEPS: [&str; 13] = [
+const ESCROW_STEPS: [&str; 14] = [
     "buyer.called",
     "buyer.proposed",
     "buyer.accepted",
@@ -50,6 +51,7 @@ const ESCROW_STEPS: [&str; 13] = [
     "buyer.delivered",
     "buyer.journaled",
     "buyer.receipt",
+    "buyer.receipted",
     "seller.proposed",
     "seller.accepted",
     "seller.settling",
