@@ -24,7 +24,7 @@ use registry::chain::{self, DeployConfig, Deployment};
 use registry::devnet::{dev_wallet, Devnet, DevnetConfig};
 use skills::llm::{LlmConfig, LlmEngine};
 use skills::negotiation::{
-    token_domain, Buyer, ChainSettlement, DefaultSellerStrategy, PaymentMode, Seller,
+    token_domain, Buyer, ChainSettlement, ChainVerifier, DefaultSellerStrategy, PaymentMode, Seller,
 };
 use skills::travel::TravelPlanner;
 use skills::weather::{ClimatologyProvider, WeatherProvider, WeatherService, FORECAST_KIND};
@@ -165,7 +165,8 @@ pub(crate) async fn run_demo(args: DemoArgs) -> Result<ExitCode> {
         wallet.clone(),
         token_domain(&addresses, TOKEN),
         Journal::open(&journal_path, wallet.clone())?,
-    );
+    )
+    .with_verifier(ChainVerifier::connect(&url, &addresses).await?);
     let travel = AgentBuilder::new(travel_cfg.name.clone())
         .wallet(wallet)
         .policy(policy)

@@ -129,17 +129,46 @@ impl Kind {
 pub struct ReplyWire {
     /// The sequence of the ask this answers.
     pub re: u64,
-    /// The answer, when the skill succeeded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The answer, when the skill succeeded (`null` for a `()` answer: present).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub ok: Option<Value>,
     /// The error, when it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub err: Option<SkillError>,
 }
 
+/// A field that is there, even as `null`, is `Some` (a missing one is `None` by
+/// `#[serde(default)]`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a skill answering `()` replied `{"re": n, "ok": null}`, which read
+    /// back as neither ok nor err, so the reply was dropped and the ask timed out.
+    #[test]
+    fn a_unit_reply_survives_the_wire() {
+        let wire = ReplyWire {
+            re: 7,
+            ok: Some(Value::Null),
+            err: None,
+        };
+        let json = serde_json::to_value(&wire).unwrap();
+        assert_eq!(json, serde_json::json!({"re": 7, "ok": null}));
+        assert_eq!(serde_json::from_value::<ReplyWire>(json).unwrap(), wire);
+        let failed: ReplyWire = serde_json::from_value(
+            serde_json::json!({"re": 7, "err": {"code": "x", "message": "y"}}),
+        )
+        .unwrap();
+        assert_eq!(failed.ok, None);
+    }
 
     #[test]
     fn kinds_round_trip_and_reject_unknown_forms() {

@@ -844,6 +844,50 @@ impl Deployment {
         mined("JobEscrow.accept", call.send().await).await
     }
 
+    /// Refunds `escrow_id` to its buyer once its deadline has passed without a
+    /// delivery, and waits.
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] with the decoded revert reason (e.g. the deadline has
+    /// not passed).
+    pub async fn refund_escrow(&self, escrow_id: wallets::B256) -> Result<Mined, ChainError> {
+        let call = self.escrow.refund(escrow_id.0);
+        mined("JobEscrow.refund", call.send().await).await
+    }
+
+    /// The buyer disputes the delivery of `escrow_id` within its review window (the
+    /// arbiter rules), with `reason_hash` the hash of its complaint, and waits.
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] with the decoded revert reason (e.g. the review window
+    /// has closed).
+    pub async fn dispute_escrow(
+        &self,
+        escrow_id: wallets::B256,
+        reason_hash: wallets::B256,
+    ) -> Result<Mined, ChainError> {
+        let call = self.escrow.dispute(escrow_id.0, reason_hash.0);
+        mined("JobEscrow.dispute", call.send().await).await
+    }
+
+    /// The transaction that released `escrow_id` to its seller, searched from block
+    /// `from_block`.
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] when the log query or the receipt lookup fails.
+    pub async fn escrow_release_tx(
+        &self,
+        escrow_id: wallets::B256,
+        from_block: u64,
+    ) -> Result<Option<Mined>, ChainError> {
+        let event = self
+            .escrow
+            .job_released_filter()
+            .topic1(ethers::types::H256(escrow_id.0))
+            .from_block(from_block);
+        self.first_log_tx("JobEscrow.JobReleased", event).await
+    }
+
     /// The transaction that locked `escrow_id`, searched from block `from_block`.
     ///
     /// # Errors

@@ -12,6 +12,7 @@ use wallets::{
     TransferWithAuthorization, Wallet, B256,
 };
 
+use super::messages::Settled;
 use super::messages::{
     escrow_job_id, negotiation_domain, result_hash, task_hash, Accept, Agreement, CallForProposal,
     Counter, Deliver, Order, Pay, PaymentMode, Proposal, ProposalReply, Receipt, ReceiptNote,
@@ -20,12 +21,15 @@ use super::messages::{
 use super::seller::with_order;
 use super::settlement::{escrow_id_of, EscrowState, Settlement};
 use super::strategy::{BuyerStrategy, DefaultBuyerStrategy};
-use super::{now_secs, SharedJournal};
+use super::verify::{authorization_problem, PaymentVerifier};
+use super::{crash_point, now_secs, SharedJournal};
 use crate::{Error, Result};
 
 mod channel;
+mod recovery;
 
 use channel::{delivery_id, ChannelBook};
+use recovery::retryable;
 
 /// A buyer's state of one deal (one dialogue with one seller), saved before it
 /// acts on it.
@@ -173,6 +177,7 @@ pub struct Buyer {
     strategy: Arc<dyn BuyerStrategy>,
     journal: SharedJournal,
     settlement: Option<Arc<dyn Settlement>>,
+    verifier: Option<Arc<dyn PaymentVerifier>>,
     delivery_timeout: Duration,
     pay_attempts: u32,
     channels: Arc<ChannelBook>,
@@ -207,6 +212,7 @@ impl Buyer {
             strategy: Arc::new(DefaultBuyerStrategy::default()),
             journal: SharedJournal::new(journal),
             settlement: None,
+            verifier: None,
             delivery_timeout: Duration::from_secs(60),
             pay_attempts: 3,
             channels: Arc::default(),
@@ -246,6 +252,17 @@ impl Buyer {
     #[must_use]
     pub fn with_settlement(mut self, settlement: impl Settlement) -> Self {
         self.settlement = Some(Arc::new(settlement));
+        self
+    }
+
+    /// The buyer's own read access to the chain: in `authorization` mode the buyer
+    /// then checks that the transaction the seller names used this agreement's
+    /// authorization and moved the price to the seller before it signs a receipt, and
+    /// when no delivery comes, whether it was paid anyway. Without it the buyer takes
+    /// the seller's word for the transaction.
+    #[must_use]
+    pub fn with_verifier(mut self, verifier: impl PaymentVerifier) -> Self {
+        self.verifier = Some(Arc::new(verifier));
         self
     }
 
@@ -543,6 +560,7 @@ impl Buyer {
             )
             .await
             .map_err(|e| e.to_string())?;
+        crash_point("buyer.called");
         let answer = ctx
             .ask_in(
                 dialogue,
@@ -565,6 +583,7 @@ impl Buyer {
                 self.save(ctx, dialogue, seller, &proposed)
                     .await
                     .map_err(|e| e.to_string())?;
+                crash_point("buyer.proposed");
                 Ok(p)
             }
             Ok(ProposalReply::Decline { reason }) => {
@@ -751,10 +770,7 @@ impl Buyer {
             agreement: a.clone(),
             buyer_signature,
         };
-        let accepted = match ctx
-            .ask_in(dialogue, seller, accept, self.strategy.proposal_window())
-            .await
-        {
+        let accepted = match self.ask_accept(ctx, dialogue, seller, accept).await {
             Ok(accepted) => accepted,
             Err(e) => {
                 self.reject(ctx, dialogue, seller, &format!("acceptance failed: {e}"))
@@ -788,9 +804,42 @@ impl Buyer {
                 json!({"agreementHash": hash, "agreement": agreement}),
             )
             .await?;
+        crash_point("buyer.accepted");
         tracing::info!(target: "skill::negotiation", %dialogue, %seller, agreement = %hash,
             price = %agreement.agreement.price, "agreed");
         Ok(agreement)
+    }
+
+    /// Sends the acceptance, again after a timeout or a broken connection (the seller
+    /// answers a repeated acceptance with the same signature), so that a seller that
+    /// restarted after it accepted is not left with an agreement the buyer dropped.
+    async fn ask_accept(
+        &self,
+        ctx: &Context,
+        dialogue: B256,
+        seller: Address,
+        accept: Accept,
+    ) -> std::result::Result<super::Accepted, agent_sdk::Error> {
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            match ctx
+                .ask_in(
+                    dialogue,
+                    seller,
+                    accept.clone(),
+                    self.strategy.proposal_window(),
+                )
+                .await
+            {
+                Err(e) if attempt < self.pay_attempts && retryable(&e) => {
+                    tracing::warn!(target: "skill::negotiation", %dialogue, attempt, error = %e,
+                        "no answer to the acceptance; sending it again");
+                    tokio::time::sleep(Duration::from_millis(500) * attempt).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// The payment of an agreement: the same for the same agreement (an escrow permit
@@ -839,6 +888,7 @@ impl Buyer {
         let a = &agreement.agreement;
         let payment = self.payment_for(a).await?;
         let signed = self.authorize(ctx, dialogue, &agreement, payment).await?;
+        crash_point("buyer.paid");
         self.save(
             ctx,
             dialogue,
@@ -849,6 +899,7 @@ impl Buyer {
             },
         )
         .await?;
+        crash_point("buyer.paying");
         self.receive(ctx, dialogue, agreement, signed, None).await
     }
 
@@ -942,9 +993,15 @@ impl Buyer {
                 Err(agent_sdk::Error::Timeout { .. }) if attempt < self.pay_attempts => {
                     tracing::warn!(target: "skill::negotiation", %dialogue, attempt, "no delivery yet; re-sending the same payment");
                 }
+                Err(e @ agent_sdk::Error::Timeout { .. }) => {
+                    return Err(self
+                        .undelivered(ctx, dialogue, &agreement, &payment, e)
+                        .await);
+                }
                 Err(e) => return Err(e.into()),
             }
         };
+        crash_point("buyer.delivered");
         let on_chain = match (&escrow, &self.settlement) {
             (Some((id, _)), Some(s)) => Some(s.escrow(*id).await?),
             _ => None,
@@ -959,40 +1016,28 @@ impl Buyer {
             Some(format!(
                 "the escrow does not record this delivery: {on_chain:?}"
             ))
+        } else if let Err(e) = delivery.signature.verify(
+            &delivery
+                .delivery()
+                .signing_hash(&negotiation_domain(agreement.agreement.chain_id)),
+            seller,
+        ) {
+            Some(format!("the delivery's signature: {e}"))
         } else {
-            delivery
-                .signature
-                .verify(
-                    &delivery
-                        .delivery()
-                        .signing_hash(&negotiation_domain(agreement.agreement.chain_id)),
-                    seller,
-                )
-                .err()
-                .map(|e| format!("the delivery's signature: {e}"))
+            self.settlement_problem(&agreement.agreement, &payment, &delivery.settlement)
+                .await?
         };
         if let Some(reason) = problem {
-            self.journal
-                .append(
-                    "dispute",
-                    json!({"agreementHash": hash, "reason": reason, "delivery": delivery}),
-                )
-                .await?;
+            let mut entry = json!({"agreementHash": hash, "reason": reason, "delivery": delivery});
+            let filed = self.dispute_escrow(&agreement.agreement, &reason).await;
+            if let (Some(filed), Some(fields)) = (filed, entry.as_object_mut()) {
+                fields.insert("escrowDispute".into(), json!(filed));
+            }
+            self.journal.append("dispute", entry).await?;
             self.close(ctx, dialogue, seller, format!("disputed: {reason}"))
                 .await;
             return Err(self.protocol(dialogue, seller, reason));
         }
-        self.save(
-            ctx,
-            dialogue,
-            seller,
-            &BuyerDeal::Delivered {
-                agreement: agreement.clone(),
-                payment: payment.clone(),
-                delivery: delivery.clone(),
-            },
-        )
-        .await?;
         if agreement.agreement.mode != PaymentMode::Channel {
             // (A channel order's voucher was journaled when it was signed.)
             let mut entry = json!({
@@ -1023,6 +1068,21 @@ impl Buyer {
                 ),
             )
             .await?;
+        // Journaled first: after a crash here the deal is redone from `Paying`, and
+        // the journal keeps one copy of each entry.
+        crash_point("buyer.journaled");
+        self.save(
+            ctx,
+            dialogue,
+            seller,
+            &BuyerDeal::Delivered {
+                agreement: agreement.clone(),
+                payment: payment.clone(),
+                delivery: delivery.clone(),
+            },
+        )
+        .await?;
+        crash_point("buyer.receipt");
         self.finish(ctx, dialogue, agreement, payment, delivery)
             .await
     }
@@ -1056,6 +1116,18 @@ impl Buyer {
                 .wallet
                 .sign_typed(&negotiation_domain(a.chain_id), &note)?,
         };
+        let mut entry = with_order(
+            json!({"agreementHash": a.hash(), "receipt": receipt}),
+            a.hash(),
+            note.agreement,
+        );
+        if let (Some(release), Some(fields)) = (release, entry.as_object_mut()) {
+            fields.insert("release".into(), json!(release));
+        }
+        // Journaled first, as in `receive`: a crash here redoes `finish`, which finds
+        // the escrow released by the same transaction and signs the same receipt.
+        self.journal.append("receipt", entry).await?;
+        crash_point("buyer.receipted");
         self.save(
             ctx,
             dialogue,
@@ -1067,18 +1139,7 @@ impl Buyer {
             },
         )
         .await?;
-        let mut entry = with_order(
-            json!({"agreementHash": a.hash(), "receipt": receipt}),
-            a.hash(),
-            note.agreement,
-        );
-        if let (Some(release), Some(fields)) = (release, entry.as_object_mut()) {
-            fields.insert("release".into(), json!(release));
-        }
-        self.journal.append("receipt", entry).await?;
-        if let Err(e) = ctx.tell_in(dialogue, a.seller, receipt).await {
-            tracing::warn!(target: "skill::negotiation", %dialogue, error = %e, "receipt not sent");
-        }
+        self.send_receipt(ctx, dialogue, a.seller, receipt).await;
         tracing::info!(target: "skill::negotiation", %dialogue, seller = %a.seller,
             price = %a.price, tx = %delivery.settlement.tx_hash, "deal done");
         Ok(Deal {

@@ -3,7 +3,7 @@
 //!
 //! Every message travels in the deal's dialogue. The buyer asks, the seller
 //! answers (the answer is the ask's reply, in the same dialogue), except for
-//! [`Reject`] and [`Receipt`], which are one-way tells:
+//! [`Reject`], a one-way tell:
 //!
 //! | buyer sends               | as   | seller answers                 |
 //! |---------------------------|------|--------------------------------|
@@ -12,7 +12,7 @@
 //! | [`Accept`]                | ask  | [`Accepted`]                   |
 //! | [`Reject`]                | tell | (nothing)                      |
 //! | [`Pay`]                   | ask  | [`Deliver`] (after settlement) |
-//! | [`Receipt`]               | tell | (nothing)                      |
+//! | [`Receipt`]               | ask  | `()` once journaled            |
 //! | [`Fund`] (channel)        | ask  | [`Funded`] (channel open)      |
 //! | [`Order`] (channel)       | ask  | [`Deliver`]                    |
 //!

@@ -73,7 +73,8 @@
 //!   |        ctx.pay(EIP-3009, nonce from the agreement)    |   (spending policy)
 //!   | --ask  Pay(signed payment) ------------------------> |   transferWithAuthorization,
 //!   | <-     Deliver(result, result hash, tx, signature) - |   wait for receipt, do the work
-//!   | --tell Receipt(buyer signature) --------------------> |
+//!   | --ask  Receipt(buyer signature) --------------------> |   journaled, then
+//!   | <-     ok ------------------------------------------- |   the deal is closed
 //!   | --tell Reject(reason) -----------------------------> |   (to every other seller)
 //! ```
 //!
@@ -87,8 +88,11 @@
 //! buyer:  Called -> Proposed -> Countered -> Proposed ... -> Accepting -> Accepted
 //!           -> Paying -> Delivered -> Done            (closed)
 //!         any step before Paying -> Rejected | Failed (closed)
+//!         Paying -> Closed (disputed: a bad delivery, or paid and nothing delivered;
+//!                           refunded: an escrow past its deadline)
 //! seller: Proposed -> (Proposed ...) -> Accepted -> Settling -> Delivered -> Closed
-//!         Proposed | Accepted -> Closed (rejected)
+//!         Proposed | Accepted -> Closed (rejected; expired past the offer's expiry
+//!                                        or the agreement's deadline)
 //! ```
 //!
 //! Payments are idempotent: the EIP-3009 nonce is
@@ -97,30 +101,55 @@
 //! (`SpendingPolicy::authorize` is idempotent per payment id), and the seller's
 //! [`Settlement`] answers an already used authorization with the transaction that used
 //! it. [`Buyer::resume`] picks up a buyer's open deals after a restart: deals not yet
-//! accepted are rejected, accepted ones are paid (the same payment) and received.
+//! accepted are rejected, accepted ones are paid (the same payment) and received. A
+//! seller resumes a deal when the buyer repeats its message (acceptance, payment,
+//! receipt), which it answers from the saved state; deals the buyer walked away from
+//! expire ([`Seller::expire`], and lazily on every new call).
+//!
+//! # What a buyer checks
+//!
+//! Before it signs a receipt, a buyer checks the delivery: for its agreement, the
+//! result matching its hash, signed by the seller; in `escrow` mode recorded in the
+//! escrow; in `authorization` mode, with a [`PaymentVerifier`]
+//! ([`Buyer::with_verifier`]), the transaction the seller names must have used this
+//! agreement's authorization and moved the price to the seller, so an old or made-up
+//! transaction is caught. A bad delivery is journaled as a `dispute` (and disputed on
+//! chain in `escrow` mode, so the escrow is not released); a payment the seller settled
+//! without delivering is journaled with its transaction and a `dispute`, which
+//! [`audit`] reports; an escrowed price whose seller missed the deadline comes back
+//! with [`Buyer::refund_expired`].
 //!
 //! # Journal
 //!
 //! Both sides append to their [`wallets::Journal`]: `cfp`, `proposal`, `counter`,
 //! `acceptance` (the signed agreement), `payment` (signed agreement, signed payment,
-//! transaction), `delivery` (result hash), `receipt`, and `rejection`.
+//! transaction), `delivery` (result hash), `receipt`, and `rejection`; the buyer also
+//! `dispute` and `refund`, the seller `expiry`. Appends are idempotent (an entry of the
+//! same kind and body is not written twice), and a step that both journals and saves
+//! journals first: a crash between the two redoes the step, which leaves one entry,
+//! and a repeated message re-journals what a crash lost. The crash tests
+//! (`tests/it/crash.rs`) kill the buyer or the seller at every step of a deal in both
+//! modes and check that the seller is paid once and both journals audit clean.
 //! [`audit`] replays journals, cross-checks a deal's two journals and matches payments
 //! on chain (`agora audit`).
 
 pub mod audit;
 mod buyer;
+mod crash;
 mod messages;
 mod seller;
 mod settlement;
 mod strategy;
 #[cfg(feature = "test-utils")]
 pub mod test_utils;
+mod verify;
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
-use wallets::Journal;
+use wallets::{Journal, B256};
 
 pub use buyer::{Buyer, BuyerDeal, Deal};
 pub use messages::{
@@ -135,27 +164,73 @@ pub use settlement::{
     EscrowState, Settlement,
 };
 pub use strategy::{BuyerStrategy, DefaultBuyerStrategy, DefaultSellerStrategy, SellerStrategy};
+pub use verify::{ChainVerifier, PaymentVerifier};
+
+use crash::crash_point;
 
 use crate::{Error, Result};
 
 /// A journal shared by the handlers of one agent; appends run off the async threads.
+///
+/// Appends are idempotent: an entry whose kind and body are already in the journal
+/// is not written again. A step that journals and then saves its state, and is
+/// redone after a crash between the two, so leaves one entry, not two; and a retried
+/// step may re-journal what a crash lost.
 #[derive(Clone, Debug)]
-struct SharedJournal(Arc<Mutex<Journal>>);
+struct SharedJournal(Arc<Mutex<Appender>>);
+
+#[derive(Debug)]
+struct Appender {
+    journal: Journal,
+    /// Keys of the entries in the journal, read on the first append.
+    seen: Option<HashSet<B256>>,
+}
+
+/// What makes two entries the same: their kind and canonical body.
+fn entry_key(kind: &str, body: &Value) -> B256 {
+    let canonical = wallets::journal::canonical_json(body);
+    wallets::keccak256(format!("{kind}\n{canonical}").as_bytes())
+}
+
+impl Appender {
+    fn append_once(&mut self, kind: &str, body: Value) -> wallets::Result<()> {
+        let seen = match &mut self.seen {
+            Some(seen) => seen,
+            None => {
+                let entries = wallets::journal::read_entries(self.journal.path())?;
+                self.seen.insert(
+                    entries
+                        .iter()
+                        .map(|e| entry_key(&e.kind, &e.body))
+                        .collect(),
+                )
+            }
+        };
+        if !seen.insert(entry_key(kind, &body)) {
+            tracing::debug!(target: "skill::negotiation", kind, "entry already journaled");
+            return Ok(());
+        }
+        self.journal.append(kind, body).map(drop)
+    }
+}
 
 impl SharedJournal {
     fn new(journal: Journal) -> Self {
-        Self(Arc::new(Mutex::new(journal)))
+        Self(Arc::new(Mutex::new(Appender {
+            journal,
+            seen: None,
+        })))
     }
 
-    /// Appends an entry and waits until it is durable.
+    /// Appends an entry, unless the same one is already there, and waits until it is
+    /// durable.
     async fn append(&self, kind: &'static str, body: Value) -> Result<()> {
         let journal = self.0.clone();
         tokio::task::spawn_blocking(move || {
             journal
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .append(kind, body)
-                .map(drop)
+                .append_once(kind, body)
         })
         .await
         .map_err(|e| Error::Config(format!("journal task: {e}")))?

@@ -20,7 +20,9 @@ use super::messages::{
 };
 use super::settlement::{escrow_id_of, EscrowState, Settlement};
 use super::strategy::SellerStrategy;
-use super::{now_secs, SharedJournal};
+use super::{crash_point, now_secs, SharedJournal};
+
+mod expiry;
 
 mod channel;
 
@@ -386,6 +388,7 @@ impl SellerInner {
 
     async fn on_call(&self, ctx: &Context, call: CallForProposal) -> Handled<ProposalReply> {
         let t = self.turn(ctx).await?;
+        self.expire_stale(ctx, Some(t.dialogue)).await;
         match self.state(ctx, &t)? {
             None => {}
             Some(SellerDeal::Proposed { call: c, proposal }) if c == call => {
@@ -425,6 +428,7 @@ impl SellerInner {
         let proposal = self.offer(ctx, &t, &call, price, mode, 0)?;
         let cause = json!({"dialogue": t.dialogue, "buyer": t.buyer, "call": call});
         self.stand(ctx, &t, call, &proposal, "cfp", cause).await?;
+        crash_point("seller.proposed");
         tracing::info!(target: "skill::negotiation", dialogue = %t.dialogue, buyer = %t.buyer, %price, "proposed");
         Ok(ProposalReply::Propose(proposal))
     }
@@ -493,6 +497,9 @@ impl SellerInner {
             Some(SellerDeal::Accepted { agreement, .. })
                 if agreement.agreement == accept.agreement =>
             {
+                // A retry; journals the acceptance if a crash lost it.
+                self.journal("acceptance", acceptance_entry(&agreement))
+                    .await?;
                 return Ok(Accepted {
                     seller_signature: agreement.seller_signature,
                 });
@@ -528,11 +535,9 @@ impl SellerInner {
             },
         )
         .await?;
-        self.journal(
-            "acceptance",
-            json!({"agreementHash": hash, "agreement": agreement}),
-        )
-        .await?;
+        self.journal("acceptance", acceptance_entry(&agreement))
+            .await?;
+        crash_point("seller.accepted");
         tracing::info!(target: "skill::negotiation", dialogue = %t.dialogue, agreement = %hash, "accepted");
         Ok(Accepted { seller_signature })
     }
@@ -656,8 +661,14 @@ impl SellerInner {
                     .await;
             }
             Some(SellerDeal::Delivered {
-                payment, delivery, ..
+                agreement,
+                payment,
+                delivery,
             }) if payment == pay.payment => {
+                // A retry; journals the delivery if a crash lost it.
+                let hash = agreement.agreement.hash();
+                self.journal("delivery", delivery_entry(hash, &delivery))
+                    .await?;
                 return Ok(delivery);
             }
             _ => return Err(SkillError::bad_request("nothing to pay in this dialogue")),
@@ -685,6 +696,7 @@ impl SellerInner {
             },
         )
         .await?;
+        crash_point("seller.settling");
         self.settle_and_deliver(ctx, &t, task, agreement, pay.payment)
             .await
     }
@@ -708,6 +720,7 @@ impl SellerInner {
             .settle_authorization(&payment)
             .await
             .map_err(|e| internal(format!("settling the payment: {e}")))?;
+        crash_point("seller.settled");
         tracing::info!(target: "skill::negotiation", dialogue = %t.dialogue, agreement = %hash,
             tx = %settled.tx_hash, gas = settled.gas_used, "payment settled");
         self.journal(
@@ -721,6 +734,7 @@ impl SellerInner {
             }),
         )
         .await?;
+        crash_point("seller.journaled");
         let output = self.service.perform(ctx, &task).await?;
         let id = agreement.agreement.hash();
         self.deliver(ctx, t, agreement, payment, output, settled, id)
@@ -766,6 +780,7 @@ impl SellerInner {
             },
         )
         .await?;
+        crash_point("seller.delivering");
         self.deliver_escrow(ctx, t, agreement, payment, output)
             .await
     }
@@ -849,34 +864,30 @@ impl SellerInner {
             },
         )
         .await?;
-        self.journal(
-            "delivery",
-            with_order(
-                json!({
-                    "agreementHash": hash,
-                    "resultHash": result_hash,
-                    "txHash": settled.tx_hash,
-                    "signature": delivery.signature,
-                }),
-                hash,
-                id,
-            ),
-        )
-        .await?;
+        crash_point("seller.delivered");
+        self.journal("delivery", delivery_entry(hash, &delivery))
+            .await?;
         Ok(delivery)
     }
 
     async fn on_receipt(&self, ctx: &Context, receipt: Receipt) -> Handled<()> {
         let t = self.turn(ctx).await?;
-        let Some(SellerDeal::Delivered {
-            agreement,
-            delivery,
-            ..
-        }) = self.state(ctx, &t)?
-        else {
-            return Err(SkillError::bad_request(
-                "nothing was delivered in this dialogue",
-            ));
+        let (agreement, delivery) = match self.state(ctx, &t)? {
+            Some(SellerDeal::Delivered {
+                agreement,
+                delivery,
+                ..
+            }) => (agreement, delivery),
+            Some(SellerDeal::Closed {
+                agreement: Some(h),
+                outcome,
+                ..
+            }) if h == receipt.agreement && outcome == "received" => return Ok(()), // a retry
+            _ => {
+                return Err(SkillError::bad_request(
+                    "nothing was delivered in this dialogue",
+                ))
+            }
         };
         let hash = agreement.agreement.hash();
         if receipt.agreement != delivery.agreement || receipt.result_hash != delivery.result_hash {
@@ -891,20 +902,22 @@ impl SellerInner {
                 t.buyer,
             )
             .map_err(|e| refused(format!("the receipt's signature: {e}")))?;
+        // Journaled first: a receipt sent again after a crash here is kept once.
+        let id = receipt.agreement;
+        self.journal(
+            "receipt",
+            with_order(json!({"agreementHash": hash, "receipt": receipt}), hash, id),
+        )
+        .await?;
         self.save(
             ctx,
             &t,
             &SellerDeal::Closed {
                 buyer: t.buyer,
-                agreement: Some(hash),
+                // The delivery's id: the agreement, or a channel order.
+                agreement: Some(id),
                 outcome: "received".into(),
             },
-        )
-        .await?;
-        let id = receipt.agreement;
-        self.journal(
-            "receipt",
-            with_order(json!({"agreementHash": hash, "receipt": receipt}), hash, id),
         )
         .await
     }
@@ -919,6 +932,25 @@ pub(super) fn with_order(mut body: Value, hash: B256, id: B256) -> Value {
         }
     }
     body
+}
+
+/// The journal entry of an acceptance.
+fn acceptance_entry(agreement: &SignedAgreement) -> Value {
+    json!({"agreementHash": agreement.agreement.hash(), "agreement": agreement})
+}
+
+/// The journal entry of a delivery under agreement `hash`.
+fn delivery_entry(hash: B256, delivery: &Deliver) -> Value {
+    with_order(
+        json!({
+            "agreementHash": hash,
+            "resultHash": delivery.result_hash,
+            "txHash": delivery.settlement.tx_hash,
+            "signature": delivery.signature,
+        }),
+        hash,
+        delivery.agreement,
+    )
 }
 
 impl SellerDeal {

@@ -76,7 +76,8 @@ pub trait Settlement: Send + Sync + 'static {
     }
 
     /// Accepts the delivery (from the buyer's account), which pays the seller.
-    /// `None` when the escrow was already released.
+    /// Idempotent: an escrow already released gives the transaction that released it
+    /// (`None` if it cannot be found).
     ///
     /// # Errors
     /// [`Error::Chain`]; [`Error::Config`] when escrow is not supported.
@@ -85,6 +86,26 @@ pub trait Settlement: Send + Sync + 'static {
         Err(no_escrow())
     }
 
+    /// Refunds an escrow whose seller missed the deadline (from the buyer's account).
+    ///
+    /// # Errors
+    /// [`Error::Chain`] (also when the deadline has not passed on chain);
+    /// [`Error::Config`] when escrow is not supported.
+    async fn refund_escrow(&self, escrow_id: B256) -> Result<Settled> {
+        let _ = escrow_id;
+        Err(no_escrow())
+    }
+
+    /// Disputes a delivered escrow within its review window (from the buyer's
+    /// account), so that it is not released to the seller; `reason_hash` is the hash
+    /// of the complaint.
+    ///
+    /// # Errors
+    /// [`Error::Chain`]; [`Error::Config`] when escrow is not supported.
+    async fn dispute_escrow(&self, escrow_id: B256, reason_hash: B256) -> Result<Settled> {
+        let _ = (escrow_id, reason_hash);
+        Err(no_escrow())
+    }
     /// Payment channels, if this settlement supports them.
     fn channels(&self) -> Option<&dyn Channels> {
         None
@@ -258,11 +279,27 @@ impl Settlement for ChainSettlement {
 
     async fn accept_escrow(&self, escrow_id: B256) -> Result<Option<Settled>> {
         if self.contracts.escrow_job(escrow_id).await?.state == EscrowState::Released {
-            return Ok(None);
+            let released = self
+                .contracts
+                .escrow_release_tx(escrow_id, self.from_block)
+                .await?;
+            return Ok(released.map(settled));
         }
         Ok(Some(settled(
             self.contracts.accept_escrow(escrow_id).await?,
         )))
+    }
+
+    async fn refund_escrow(&self, escrow_id: B256) -> Result<Settled> {
+        Ok(settled(self.contracts.refund_escrow(escrow_id).await?))
+    }
+
+    async fn dispute_escrow(&self, escrow_id: B256, reason_hash: B256) -> Result<Settled> {
+        Ok(settled(
+            self.contracts
+                .dispute_escrow(escrow_id, reason_hash)
+                .await?,
+        ))
     }
 
     fn channels(&self) -> Option<&dyn Channels> {

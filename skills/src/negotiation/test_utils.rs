@@ -17,8 +17,8 @@ use serde_json::{json, Value};
 use wallets::{journal, Journal, JournalEntry, Limits, SpendingPolicy};
 
 use super::{
-    service_fn, token_domain, Buyer, ChainSettlement, Deal, DefaultSellerStrategy, PaymentMode,
-    Seller, SellerStrategy, ServiceOutput,
+    service_fn, token_domain, Buyer, ChainSettlement, ChainVerifier, Deal, DefaultSellerStrategy,
+    PaymentMode, Seller, SellerStrategy, ServiceOutput,
 };
 
 /// The skill the fixtures' sellers sell.
@@ -142,8 +142,9 @@ pub struct BuyerAgent {
 }
 
 /// A buyer with a fresh wallet (it needs no gas), a spending policy of at most
-/// `per_deal` per payment, and `directory`.
-pub fn buyer(
+/// `per_deal` per payment, and `directory`; it checks payments on `chain`
+/// ([`ChainVerifier`]).
+pub async fn buyer(
     host: &Host,
     dir: &Path,
     chain: &Chain,
@@ -158,10 +159,11 @@ pub fn buyer(
         directory,
         Arc::new(Wallet::random()),
     )
+    .await
 }
 
 /// [`buyer`] with the given wallet.
-pub fn buyer_with(
+pub async fn buyer_with(
     host: &Host,
     dir: &Path,
     chain: &Chain,
@@ -181,11 +183,15 @@ pub fn buyer_with(
     .trust_channel_contract(Address(chain.addresses.channel.0));
     let journal_path = dir.join("buyer.journal");
     let journal = Journal::open(&journal_path, wallet.clone()).expect("journal");
+    let verifier = ChainVerifier::connect(&chain.node.http_url(), &chain.addresses)
+        .await
+        .expect("verifier");
     let buyer = Buyer::new(
         wallet.clone(),
         token_domain(&chain.addresses, TOKEN),
         journal,
-    );
+    )
+    .with_verifier(verifier);
     let policy = Arc::new(policy);
     let handle = AgentBuilder::new("buyer")
         .wallet(wallet.clone())
@@ -280,7 +286,7 @@ pub async fn settled_deal(dir: &Path, mode: PaymentMode) -> SettledDeal {
         PaymentMode::Authorization | PaymentMode::Channel => Arc::new(Wallet::random()),
         PaymentMode::Escrow => Arc::new(dev_wallet(3)),
     };
-    let mut buyer = buyer_with(&hosts.0, dir, &chain, usdc("10"), directory, wallet.clone());
+    let mut buyer = buyer_with(&hosts.0, dir, &chain, usdc("10"), directory, wallet.clone()).await;
     if mode != PaymentMode::Authorization {
         let settlement =
             ChainSettlement::connect(&chain.node.http_url(), wallet, &chain.addresses, TOKEN)

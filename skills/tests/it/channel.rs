@@ -44,7 +44,8 @@ async fn a_channel_pays_many_orders_with_vouchers_and_settles_them_in_one_transa
         usdc("1"),
         directory,
         wallet.clone(),
-    );
+    )
+    .await;
     let settlement =
         ChainSettlement::connect(&chain.node.http_url(), wallet, &chain.addresses, TOKEN)
             .await

@@ -11,9 +11,13 @@
 )]
 
 #[cfg(feature = "negotiation")]
+mod adversarial;
+#[cfg(feature = "negotiation")]
 mod audit;
 #[cfg(feature = "negotiation")]
 mod channel;
+#[cfg(feature = "negotiation")]
+mod crash;
 mod fetch;
 mod grammar;
 #[cfg(feature = "llm")]

@@ -67,7 +67,7 @@ async fn a_buyer_hires_the_cheapest_acceptable_seller_and_pays_it_exactly_on_cha
         .with(KIND, peer(&a, None, Some(usdc("3"))))
         .with(KIND, peer(&b, h2.url(), Some(usdc("2.5"))))
         .with(KIND, peer(&c, h2.url(), None));
-    let buyer = buyer(&h1, dir.path(), &chain, usdc("10"), directory);
+    let buyer = buyer(&h1, dir.path(), &chain, usdc("10"), directory).await;
     let me = buyer.handle.address();
     chain.minter.mint(me, usdc("100")).await.unwrap();
 
@@ -208,7 +208,7 @@ async fn a_prompt_injection_cannot_make_the_buyer_pay_above_its_policy() {
     )
     .await;
     let directory = StaticDirectory::default().with(KIND, peer(&evil, h2.url(), None));
-    let buyer = buyer(&h1, dir.path(), &chain, usdc("10"), directory);
+    let buyer = buyer(&h1, dir.path(), &chain, usdc("10"), directory).await;
     let me = buyer.handle.address();
     chain.minter.mint(me, usdc("2000")).await.unwrap();
 
@@ -272,7 +272,7 @@ async fn a_resumed_buyer_re_sends_the_same_payment_and_the_seller_is_paid_once()
     )
     .await;
     let directory = StaticDirectory::default().with(KIND, peer(&s, h2.url(), None));
-    let buyer = buyer(&h1, dir.path(), &chain, usdc("10"), directory);
+    let buyer = buyer(&h1, dir.path(), &chain, usdc("10"), directory).await;
     let me = buyer.handle.address();
     chain.minter.mint(me, usdc("10")).await.unwrap();
     let ctx = buyer.handle.context();
@@ -407,7 +407,8 @@ async fn an_escrow_deal_locks_the_price_and_releases_it_on_acceptance() {
         usdc("10"),
         directory,
         wallet.clone(),
-    );
+    )
+    .await;
     let settlement =
         ChainSettlement::connect(&chain.node.http_url(), wallet, &chain.addresses, TOKEN)
             .await

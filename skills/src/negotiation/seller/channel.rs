@@ -181,8 +181,16 @@ impl SellerInner {
                 return self.fulfil(ctx, &t, task, agreement, payment).await;
             }
             Some(SellerDeal::Delivered {
-                payment, delivery, ..
-            }) if payment == order.payment => return Ok(delivery),
+                agreement,
+                payment,
+                delivery,
+            }) if payment == order.payment => {
+                // A retry; journals the delivery if a crash lost it.
+                let hash = agreement.agreement.hash();
+                self.journal("delivery", super::delivery_entry(hash, &delivery))
+                    .await?;
+                return Ok(delivery);
+            }
             Some(_) => return Err(SkillError::bad_request("this dialogue already has a deal")),
         }
         // Outside any lock: the signature is the costly part.
