@@ -1132,17 +1132,49 @@ impl Context {
     /// [`Error::Host`] when the agent has no policy; [`Error::Wallet`] when the
     /// policy refuses.
     pub async fn pay(&self, payment: Payment) -> Result<SignedPayment> {
-        let policy = self.core.policy.clone().ok_or_else(|| {
-            Error::Host(format!(
-                "agent {} has no spending policy",
-                self.core.address
-            ))
-        })?;
+        let policy = self.policy()?;
         // The policy writes to disk and signs: keep it off the actor threads.
         tokio::task::spawn_blocking(move || policy.authorize(&payment))
             .await
             .map_err(|e| Error::Host(format!("payment task: {e}")))?
             .map_err(Error::Wallet)
+    }
+
+    /// As [`Context::pay`], but returns before the policy's record is on disk (see
+    /// `SpendingPolicy::authorize_unflushed`): send the signature to nobody before
+    /// [`Context::flush_payments`] returns. For payments that must be signed in order
+    /// under a lock of the caller's (vouchers of one channel), with the disk flush
+    /// after the lock.
+    ///
+    /// # Errors
+    /// As [`Context::pay`].
+    pub async fn pay_unflushed(&self, payment: Payment) -> Result<SignedPayment> {
+        let policy = self.policy()?;
+        tokio::task::spawn_blocking(move || policy.authorize_unflushed(&payment))
+            .await
+            .map_err(|e| Error::Host(format!("payment task: {e}")))?
+            .map_err(Error::Wallet)
+    }
+
+    /// Waits until every payment the policy signed is on disk.
+    ///
+    /// # Errors
+    /// [`Error::Host`] when the agent has no policy; [`Error::Wallet`] on I/O failure.
+    pub async fn flush_payments(&self) -> Result<()> {
+        let policy = self.policy()?;
+        tokio::task::spawn_blocking(move || policy.flush())
+            .await
+            .map_err(|e| Error::Host(format!("payment task: {e}")))?
+            .map_err(Error::Wallet)
+    }
+
+    fn policy(&self) -> Result<Arc<SpendingPolicy>> {
+        self.core.policy.clone().ok_or_else(|| {
+            Error::Host(format!(
+                "agent {} has no spending policy",
+                self.core.address
+            ))
+        })
     }
 }
 

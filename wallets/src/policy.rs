@@ -219,6 +219,21 @@ impl SpendingPolicy {
     /// id was used for a different payment, [`Error::Storage`] if the record cannot
     /// be made durable (then nothing is signed).
     pub fn authorize(&self, payment: &Payment) -> Result<SignedPayment> {
+        let signed = self.authorize_unflushed(payment)?;
+        self.flush()?;
+        Ok(signed)
+    }
+
+    /// As [`SpendingPolicy::authorize`], but returns before the record is on disk: the
+    /// payment counts against the limits of later payments at once, and is durable once
+    /// [`SpendingPolicy::flush`] returns. Hand the signature to nobody before that (a
+    /// crash could forget it was signed). Lets a caller that must order its payments
+    /// (vouchers of one channel) hold its own lock only while signing, and share the
+    /// disk flushes.
+    ///
+    /// # Errors
+    /// As [`SpendingPolicy::authorize`].
+    pub fn authorize_unflushed(&self, payment: &Payment) -> Result<SignedPayment> {
         let mut window = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
         let id = payment.id();
 
@@ -227,8 +242,6 @@ impl SpendingPolicy {
             if &existing.signed.payment != payment {
                 return Err(Error::PaymentIdReused(id));
             }
-            // It may be another caller's that is not on disk yet.
-            self.db.flush().map_err(|e| Error::storage(&self.path, e))?;
             tracing::debug!(target: "wallet::policy", payment = %id, "re-sending an authorized payment");
             return Ok(existing.signed);
         }
@@ -280,13 +293,22 @@ impl SpendingPolicy {
         if !counted.is_zero() && window.from.is_some_and(|from| now >= from) {
             window.add(log_key, spend_value)?;
         }
-        // Later payments see this one from here on; it is signed for the caller only
-        // once it is on disk. Concurrent callers share the flushes.
+        // Later payments see this one from here on.
         drop(window);
-        self.db.flush().map_err(|e| Error::storage(&self.path, e))?;
         tracing::info!(target: "wallet::policy", payment = %id, payee = %payment.payee(),
             amount = %payment.amount(), counted = %counted, "payment authorized");
         Ok(signed)
+    }
+
+    /// Waits until every payment authorized so far is on disk.
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    pub fn flush(&self) -> Result<()> {
+        self.db
+            .flush()
+            .map(drop)
+            .map_err(|e| Error::storage(&self.path, e))
     }
 
     /// The stored authorization for `payment_id`, if any.

@@ -887,7 +887,9 @@ impl Buyer {
     ) -> Result<Deal> {
         let a = &agreement.agreement;
         let payment = self.payment_for(a).await?;
-        let signed = self.authorize(ctx, dialogue, &agreement, payment).await?;
+        let signed = self
+            .authorize(ctx, dialogue, &agreement, payment, true)
+            .await?;
         crash_point("buyer.paid");
         self.save(
             ctx,
@@ -904,16 +906,23 @@ impl Buyer {
     }
 
     /// Has the spending policy sign `payment` for `agreement`; a refusal rejects the
-    /// deal.
+    /// deal. Unless `durable`, the signature must not leave before
+    /// `Context::flush_payments`.
     async fn authorize(
         &self,
         ctx: &Context,
         dialogue: B256,
         agreement: &SignedAgreement,
         payment: Payment,
+        durable: bool,
     ) -> Result<SignedPayment> {
         let a = &agreement.agreement;
-        match ctx.pay(payment).await {
+        let signed = if durable {
+            ctx.pay(payment).await
+        } else {
+            ctx.pay_unflushed(payment).await
+        };
+        match signed {
             Ok(s) => Ok(s),
             Err(agent_sdk::Error::Wallet(source)) => {
                 tracing::warn!(target: "skill::negotiation", %dialogue, seller = %a.seller,

@@ -149,7 +149,9 @@ impl Buyer {
             channel,
             funding: ChannelFunding::Open { expires_at },
         };
-        let signed = self.authorize(ctx, dialogue, &agreement, funding).await?;
+        let signed = self
+            .authorize(ctx, dialogue, &agreement, funding, true)
+            .await?;
         self.save(
             ctx,
             dialogue,
@@ -271,7 +273,10 @@ impl Buyer {
                 },
             };
             let agreement = c.agreement.clone();
-            let payment = self.authorize(ctx, c.dialogue, &agreement, voucher).await?;
+            // Signed in order under the channel's lock; on disk after it (below).
+            let payment = self
+                .authorize(ctx, c.dialogue, &agreement, voucher, false)
+                .await?;
             let id = order_id(&agreement.agreement.hash(), cumulative);
             let seller = agreement.agreement.seller;
             let updates = [
@@ -305,7 +310,10 @@ impl Buyer {
             c.cumulative = cumulative;
             (id, agreement, payment)
         };
-        ctx.flush_states().await?;
+        let (states, payments) =
+            futures::future::join(ctx.flush_states(), ctx.flush_payments()).await;
+        states?;
+        payments?;
         self.journal
             .append(
                 "payment",
