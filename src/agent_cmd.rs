@@ -105,6 +105,11 @@ pub(crate) async fn run_agent(args: AgentRunArgs) -> Result<ExitCode> {
             .workers(2),
     )?;
     let url = host.url().context("the host does not listen")?;
+    let discovery = Arc::new(
+        Discovery::open(dir.join("discovery"), &args.rpc, addresses)
+            .await
+            .context("opening the registry discovery cache")?,
+    );
     let mut builder = AgentBuilder::new(agent.name.clone()).wallet(wallet.clone());
     let mut sells = false;
     if agent.skills.contains("weather") {
@@ -137,7 +142,7 @@ pub(crate) async fn run_agent(args: AgentRunArgs) -> Result<ExitCode> {
     #[cfg(feature = "llm")]
     let travel = if agent.skills.contains("travel") {
         let (b, travel) =
-            travel::install(builder, &args, &agent, &addresses, wallet.clone(), &dir).await?;
+            travel::install(builder, &args, &agent, &addresses, wallet.clone(), &dir, discovery.clone()).await?;
         builder = b;
         Some(travel)
     } else {
@@ -154,7 +159,7 @@ pub(crate) async fn run_agent(args: AgentRunArgs) -> Result<ExitCode> {
         travel.resume(&handle).await;
     }
 
-    register(&args, &agent, &addresses, wallet.clone(), &url).await?;
+    register(&args, &agent, &discovery, &addresses, wallet.clone(), &url).await?;
     tracing::info!(target: "agora::agent", agent = %agent.name, address = %handle.address(), %url, "agent serving");
     {
         use std::io::Write;
@@ -182,17 +187,12 @@ pub(crate) async fn run_agent(args: AgentRunArgs) -> Result<ExitCode> {
 async fn register(
     args: &AgentRunArgs,
     agent: &AgentConfig,
+    discovery: &Discovery,
     addresses: &Addresses,
     wallet: Arc<Wallet>,
     url: &str,
 ) -> Result<()> {
-    let discovery = Discovery::open(
-        agent_dir(&args.dir, &agent.name).join("discovery"),
-        &args.rpc,
-        *addresses,
-    )
-    .await?;
-    up_cmd::sync_with_progress(&discovery, "the agent registry").await?;
+    up_cmd::sync_with_progress(discovery, "the agent registry").await?;
     let services = agent
         .services
         .iter()
@@ -264,6 +264,7 @@ mod travel {
         addresses: &Addresses,
         wallet: Arc<Wallet>,
         dir: &Path,
+        discovery: Arc<Discovery>,
     ) -> Result<(AgentBuilder, Travel)> {
         let model = match &agent.model {
             Some(m) => up_cmd::base_dir(&args.config).join(m),
@@ -281,8 +282,6 @@ mod travel {
             token_domain(addresses, TOKEN),
             Journal::open(dir.join("journal"), wallet)?,
         );
-        let discovery =
-            Arc::new(Discovery::open(dir.join("discovery"), &args.rpc, *addresses).await?);
         let travel = Travel { planner, buyer };
         let skill = travel.clone();
         let builder = builder
