@@ -141,8 +141,16 @@ pub(crate) async fn run_agent(args: AgentRunArgs) -> Result<ExitCode> {
     }
     #[cfg(feature = "llm")]
     let travel = if agent.skills.contains("travel") {
-        let (b, travel) =
-            travel::install(builder, &args, &agent, &addresses, wallet.clone(), &dir, discovery.clone()).await?;
+        let (b, travel) = travel::install(
+            builder,
+            &args,
+            &agent,
+            &addresses,
+            wallet.clone(),
+            &dir,
+            discovery.clone(),
+        )
+        .await?;
         builder = b;
         Some(travel)
     } else {

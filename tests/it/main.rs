@@ -6,4 +6,5 @@ mod config_cli;
 #[cfg(feature = "llm")]
 mod demo;
 mod model_cli;
+mod up;
 mod wallet_cli;
