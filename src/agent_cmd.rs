@@ -111,7 +111,6 @@ pub(crate) async fn run_agent(args: AgentRunArgs) -> Result<ExitCode> {
             .context("opening the registry discovery cache")?,
     );
     let mut builder = AgentBuilder::new(agent.name.clone()).wallet(wallet.clone());
-    let mut sells = false;
     if agent.skills.contains("weather") {
         let service = agent
             .services
@@ -137,7 +136,6 @@ pub(crate) async fn run_agent(args: AgentRunArgs) -> Result<ExitCode> {
             journal,
         );
         builder = seller.install(builder);
-        sells = true;
     }
     #[cfg(feature = "llm")]
     let travel = if agent.skills.contains("travel") {
@@ -160,7 +158,6 @@ pub(crate) async fn run_agent(args: AgentRunArgs) -> Result<ExitCode> {
     if agent.skills.contains("travel") {
         bail!("this agora binary was built without the `llm` feature; the travel agent needs it");
     }
-    let _ = sells;
     let handle = builder.spawn(&host)?;
     #[cfg(feature = "llm")]
     if let Some(travel) = travel {
@@ -321,12 +318,13 @@ mod travel {
                     .with_max_sequences(2)
                     .with_context_per_sequence(1024),
             )
+            .map_err(anyhow::Error::from)
         })
         .await?;
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
-        Ok(engine?)
+        engine
     }
 
     impl Travel {
