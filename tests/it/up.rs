@@ -155,6 +155,24 @@ impl Up {
             .any(|l| l.contains(needle))
     }
 
+    /// SIGTERM, then the exit status must be success within a minute.
+    fn terminate(&mut self) {
+        signal(self.child.id(), "-TERM");
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "agora up did not stop\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(status.success(), "{status}\n{}", self.output());
+    }
+
     fn pid_of(&self, agent: &str) -> Option<u32> {
         std::fs::read_to_string(self.state.join(format!("agents/{agent}/pid")))
             .ok()?
@@ -302,20 +320,7 @@ async fn up_survives_a_killed_weather_agent_and_stops_cleanly() {
         .collect();
     assert_eq!(pids.len(), 4);
     let mut up = up;
-    signal(up.child.id(), "-TERM");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = up.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "agora up did not stop\n{}",
-            up.output()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(status.success(), "{status}\n{}", up.output());
+    up.terminate();
     for pid in pids {
         wait_for("agent processes to be gone", Duration::from_secs(5), || {
             !alive(pid)
@@ -323,6 +328,69 @@ async fn up_survives_a_killed_weather_agent_and_stops_cleanly() {
     }
     assert!(up.said("stopped; state kept in"), "{}", up.output());
     assert!(!state.join("up.json").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_on_an_rpc_node_runs_and_registers_agents_of_an_existing_deployment() {
+    use registry::chain::{self, DeployConfig, Deployment};
+    use registry::devnet::{dev_wallet, Devnet, DevnetConfig};
+    use registry::discovery::Discovery;
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = Devnet::spawn(DevnetConfig::new(dir.path().join("node")))
+        .await
+        .unwrap();
+    let url = node.http_url();
+    let deployer = chain::connect(&url, Arc::new(dev_wallet(0))).await.unwrap();
+    let (_, addresses) = Deployment::deploy(deployer, &DeployConfig::dev())
+        .await
+        .unwrap();
+    let addresses_path = dir.path().join("addresses.json");
+    std::fs::write(&addresses_path, serde_json::to_string(&addresses).unwrap()).unwrap();
+    let config = deployment(
+        dir.path(),
+        &format!(
+            "kind = \"rpc\"\nurl = \"{url}\"\nchain_id = {}",
+            node.chain_id()
+        ),
+        &[("weather-a", Some("1 USDC")), ("weather-b", Some("2 USDC"))],
+    );
+    // On a real node the agents bring their own gas.
+    for name in ["weather-a", "weather-b"] {
+        let ks = dir.path().join(format!("keys/{name}.json"));
+        let address = KeystoreFile::read(&ks)
+            .unwrap()
+            .address(&ks)
+            .unwrap()
+            .unwrap();
+        node.set_balance(address, wallets::U256::exp10(18))
+            .await
+            .unwrap();
+    }
+    let state = dir.path().join("state");
+    let mut up = Up::spawn(
+        &config,
+        &state,
+        &["--addresses", addresses_path.to_str().unwrap()],
+    );
+    wait_for("all agents up", Duration::from_secs(120), || {
+        up.said("all 2 agents are up")
+    });
+    let discovery = Discovery::open(dir.path().join("discovery"), &url, addresses)
+        .await
+        .unwrap();
+    discovery.sync().await.unwrap();
+    let offers = discovery
+        .find("weather.forecast", "10 USDC".parse().unwrap())
+        .unwrap();
+    assert_eq!(offers.len(), 2, "{}", up.output());
+    for o in &offers {
+        assert!(healthy(o.agent.endpoint.trim_start_matches("ws://")));
+    }
+    up.terminate();
+    // The node is not ours: it still serves.
+    assert!(node.block_number().await > 0);
+    node.shutdown().await;
 }
 
 #[test]
