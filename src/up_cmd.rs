@@ -58,7 +58,7 @@ const STABLE_RUN: Duration = Duration::from_secs(60);
 /// How long a child has to stop after its standard input closes.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// Ether an agent gets from the faucet when it has less than [`MIN_GAS_WEI`].
+/// Ether an agent gets from the faucet when it has less than one.
 const GAS_ETHER: u64 = 10;
 
 /// `agora up`.
