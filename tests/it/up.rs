@@ -327,6 +327,26 @@ async fn up_survives_a_killed_weather_agent_and_stops_cleanly() {
         first_price
     );
 
+    // `agora audit` of the journals of both deals, against the running chain, is clean.
+    let journal = |name: &str| state.join(format!("agents/{name}/journal"));
+    let audit = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .arg("audit")
+        .args([
+            journal("travel"),
+            journal("weather-b"),
+            journal(seller_name),
+        ])
+        .args(["--rpc", rpc, "--addresses"])
+        .arg(started["addresses"].as_str().unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        audit.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&audit.stdout),
+        String::from_utf8_lossy(&audit.stderr)
+    );
+
     // The supervisor brings the killed agent back once its port is free: a new
     // process, healthy again.
     assert!(
