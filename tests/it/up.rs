@@ -419,7 +419,12 @@ async fn up_on_an_rpc_node_runs_and_registers_agents_of_an_existing_deployment()
     let mut up = Up::spawn(
         &config,
         &state,
-        &["--addresses", addresses_path.to_str().unwrap()],
+        &[
+            "--addresses",
+            addresses_path.to_str().unwrap(),
+            "--log-format",
+            "json",
+        ],
     );
     wait_for("all agents up", Duration::from_secs(120), || {
         up.said("all 2 agents are up")
@@ -436,6 +441,19 @@ async fn up_on_an_rpc_node_runs_and_registers_agents_of_an_existing_deployment()
         assert!(healthy(o.agent.endpoint.trim_start_matches("ws://")));
     }
     up.terminate();
+    // JSON logs, from the supervisor and from the agents it started.
+    let stderr = std::fs::read_to_string(&up.stderr).unwrap();
+    let targets: Vec<String> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["target"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    for target in ["agora::up", "agora::agent", "agent::host"] {
+        assert!(targets.iter().any(|t| t == target), "{target}\n{stderr}");
+    }
     // The node is not ours: it still serves.
     assert!(node.block_number().await > 0);
     node.shutdown().await;
