@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent_sdk::prelude::*;
-use agent_sdk::registry::{Discovery, RegistryDirectory};
+use agent_sdk::registry::Discovery;
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use registry::chain::{self, Addresses, Deployment};
@@ -243,6 +243,7 @@ async fn register(
 mod travel {
     use std::path::Path;
 
+    use agent_sdk::registry::RegistryDirectory;
     use skills::llm::{LlmConfig, LlmEngine};
     use skills::negotiation::{token_domain, Buyer, BuyerDeal, PaymentMode};
     use skills::travel::TravelPlanner;
