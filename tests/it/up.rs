@@ -59,6 +59,7 @@ fn signal(pid: u32, sig: &str) {
     assert!(status.success(), "kill {sig} {pid}");
 }
 
+#[cfg_attr(not(feature = "llm"), allow(dead_code))] // used by the model test
 fn alive(pid: u32) -> bool {
     // A zombie still has a /proc entry; its state is Z.
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
@@ -174,6 +175,7 @@ impl Up {
         assert!(status.success(), "{status}\n{}", self.output());
     }
 
+    #[cfg_attr(not(feature = "llm"), allow(dead_code))] // used by the model test
     fn pid_of(&self, agent: &str) -> Option<u32> {
         std::fs::read_to_string(self.state.join(format!("agents/{agent}/pid")))
             .ok()?
@@ -200,6 +202,7 @@ impl Drop for Up {
     }
 }
 
+#[cfg_attr(not(feature = "llm"), allow(dead_code))] // used by the model test
 fn field<'a>(out: &'a str, label: &str) -> &'a str {
     out.lines()
         .find_map(|l| l.trim_start().strip_prefix(label))
