@@ -3,6 +3,7 @@
 //! The binary only parses arguments, sets up logging and calls into the library
 //! crates; see `agora --help`.
 
+mod agent_cmd;
 mod audit_cmd;
 mod chain_cmd;
 mod config;
@@ -12,6 +13,7 @@ mod demo_cmd;
 mod gguf;
 mod init_cmd;
 mod model_cmd;
+mod up_cmd;
 mod wallet_cmd;
 
 use std::process::ExitCode;
@@ -22,8 +24,12 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "agora", version, about, long_about = None)]
 struct Cli {
-    /// Log as JSON lines instead of human-readable text.
-    #[arg(long, global = true)]
+    /// Log format on stderr: human-readable text or JSON lines.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+
+    /// Same as --log-format json.
+    #[arg(long, global = true, hide = true)]
     log_json: bool,
 
     #[command(subcommand)]
@@ -58,6 +64,33 @@ enum Command {
     /// a travel agent hires and pays a weather agent and writes the itinerary.
     #[cfg(feature = "llm")]
     Demo(demo_cmd::DemoArgs),
+    /// Run the agents of agents.toml until Ctrl-C: start (or connect to) the chain,
+    /// deploy the contracts when missing, fund dev agents, register the agents, and
+    /// restart any agent process that dies.
+    Up(up_cmd::UpArgs),
+    /// Ask the travel agent of a running `agora up` to plan a trip.
+    Plan(agent_cmd::PlanArgs),
+    /// Run one agent of agents.toml in this process (what `agora up` starts).
+    #[command(hide = true)]
+    AgentRun(agent_cmd::AgentRunArgs),
+}
+
+/// How logs are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Human => "human",
+            Self::Json => "json",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,11 +144,13 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
 /// warnings (it reports every model load at info level, about a hundred lines).
 const DEFAULT_LOG_FILTER: &str = "info,llama-cpp-2=warn,llama_cpp_2=error";
 
-fn init_tracing(json: bool) {
+fn init_tracing(format: LogFormat) {
+    let json = format == LogFormat::Json;
     let filter = tracing_subscriber::EnvFilter::try_from_env("AGORA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -136,7 +171,12 @@ fn block_on(
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_json);
+    let log = if cli.log_json {
+        LogFormat::Json
+    } else {
+        cli.log_format
+    };
+    init_tracing(log);
     let result = match cli.command {
         Command::Init(args) => init_cmd::run_init(args),
         Command::Wallet(cmd) => wallet_cmd::run_wallet(cmd),
@@ -148,6 +188,9 @@ fn main() -> ExitCode {
         Command::Model(cmd) => model_cmd::run_model(cmd),
         #[cfg(feature = "llm")]
         Command::Demo(args) => block_on(demo_cmd::run_demo(args)),
+        Command::Up(args) => block_on(up_cmd::run_up(args, log)),
+        Command::Plan(args) => block_on(agent_cmd::run_plan(args)),
+        Command::AgentRun(args) => block_on(agent_cmd::run_agent(args)),
     };
     match result {
         Ok(code) => code,

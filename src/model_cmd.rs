@@ -129,12 +129,17 @@ enum Outcome {
 }
 
 /// The model the agents use: `$AGORA_MODEL_PATH`, else the default model, fetched
-/// (with progress on stderr) into the cache if missing.
+/// (with progress on stderr) into the cache (`$AGORA_MODEL_CACHE`, else
+/// `$AGORA_HOME/models`) if missing.
 #[cfg(feature = "llm")]
 pub(crate) fn default_model_path() -> Result<PathBuf> {
     match std::env::var_os(MODEL_PATH_ENV) {
         Some(path) => Ok(PathBuf::from(path)),
-        None => Ok(fetch(&ModelStore::from_env(), &ModelSpec::smollm2_135m())?.0),
+        None => {
+            let store = std::env::var_os(MODEL_CACHE_ENV)
+                .map_or_else(ModelStore::from_env, ModelStore::new);
+            Ok(fetch(&store, &ModelSpec::smollm2_135m())?.0)
+        }
     }
 }
 

@@ -496,6 +496,60 @@ impl Deployment {
     }
 }
 
+impl Deployment {
+    /// Changes the client's registered endpoint, card URI and model fingerprint, then
+    /// its services, and waits for both receipts.
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] with the decoded revert reason.
+    pub async fn update_agent(
+        &self,
+        endpoint: &str,
+        card_uri: &str,
+        model_fingerprint: wallets::B256,
+        services: Vec<bindings::agent_registry::Service>,
+    ) -> Result<wallets::B256, ChainError> {
+        let call = self.registry.update_agent(
+            endpoint.to_owned(),
+            card_uri.to_owned(),
+            model_fingerprint.0,
+        );
+        mined("AgentRegistry.updateAgent", call.send().await).await?;
+        let call = self.registry.set_services(services);
+        Ok(mined("AgentRegistry.setServices", call.send().await)
+            .await?
+            .tx_hash)
+    }
+
+    /// Whether every contract of the deployment has code on the node (a deployment's
+    /// addresses file can outlive its chain).
+    ///
+    /// # Errors
+    /// [`ChainError::Node`] when the node does not answer.
+    pub async fn is_deployed(&self) -> Result<bool, ChainError> {
+        let client = self.registry.client();
+        for address in [
+            self.stablecoin.address(),
+            self.registry.address(),
+            self.escrow.address(),
+            self.reputation.address(),
+            self.channel.address(),
+        ] {
+            let code = client
+                .get_code(address, None)
+                .await
+                .map_err(|e| ChainError::Node {
+                    url: String::new(),
+                    message: format!("eth_getCode {address:?}: {e}"),
+                })?;
+            if code.0.is_empty() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
 /// A mined transaction: its hash, block and gas, as a payment's journal entry records it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -268,6 +268,15 @@ impl Discovery {
     /// [`DiscoveryError::Node`] if the node fails (the cache keeps every whole chunk
     /// applied before the failure), storage errors.
     pub async fn sync(&self) -> Result<usize> {
+        self.sync_with_progress(|_, _| {}).await
+    }
+
+    /// [`Discovery::sync`], calling `progress(synced_to, head)` before the first
+    /// chunk and after each one, so a caller can show how far the sync is.
+    ///
+    /// # Errors
+    /// As [`Discovery::sync`].
+    pub async fn sync_with_progress(&self, mut progress: impl FnMut(u64, u64)) -> Result<usize> {
         let head = self
             .provider
             .get_block_number()
@@ -278,6 +287,7 @@ impl Discovery {
             .synced_to()?
             .map_or(self.addresses.deployed_at, |n| n + 1);
         let mut applied = 0;
+        progress(from.saturating_sub(1), head);
         while from <= head {
             let to = (from + CHUNK - 1).min(head);
             let filter = Filter::new()
@@ -291,6 +301,7 @@ impl Discovery {
                 .map_err(|e| DiscoveryError::Node(format!("eth_getLogs {from}..={to}: {e}")))?;
             applied += logs.len();
             self.apply(&logs, to)?;
+            progress(to, head);
             from = to + 1;
         }
         Ok(applied)

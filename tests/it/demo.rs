@@ -19,6 +19,7 @@ fn field<'a>(out: &'a str, label: &str) -> &'a str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_hires_pays_and_plans() {
+    let _model = crate::MODEL_SUBPROCESS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_agora"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))

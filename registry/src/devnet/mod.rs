@@ -244,6 +244,37 @@ impl DevnetHandle {
         self.shared.chain.lock().await.head_number()
     }
 
+    /// The ether balance of `who`, in wei.
+    pub async fn balance(&self, who: wallets::Address) -> wallets::U256 {
+        let b = self
+            .shared
+            .chain
+            .lock()
+            .await
+            .balance(ethers::types::Address::from(who.0));
+        let mut bytes = [0u8; 32];
+        b.to_big_endian(&mut bytes);
+        wallets::U256::from_big_endian(&bytes)
+    }
+
+    /// Sets the ether balance of `who` (the devnet's faucet: gas for dev agents whose
+    /// keys it did not fund at genesis). Persisted like any other state.
+    ///
+    /// # Errors
+    /// [`DevnetError::Storage`].
+    pub async fn set_balance(
+        &self,
+        who: wallets::Address,
+        wei: wallets::U256,
+    ) -> Result<(), DevnetError> {
+        let mut bytes = [0u8; 32];
+        wei.to_big_endian(&mut bytes);
+        self.shared.chain.lock().await.set_balance(
+            ethers::types::Address::from(who.0),
+            ethers::types::U256::from_big_endian(&bytes),
+        )
+    }
+
     /// Whether the transaction is mined.
     ///
     /// # Errors

@@ -227,6 +227,26 @@ impl ChainState {
             .map_or(EU256::zero(), |acc| u256_to_e(acc.info.balance))
     }
 
+    /// Sets an account's ether balance (the devnet's faucet), durably.
+    pub(crate) fn set_balance(&mut self, a: EAddress, wei: EU256) -> Result<()> {
+        let addr = from_e(a);
+        let mut info = self
+            .db
+            .accounts
+            .get(&addr)
+            .map(|acc| acc.info.clone())
+            .unwrap_or_default();
+        info.balance = u256_from_e(wei);
+        self.store
+            .insert(key(b"a/", &[addr.as_slice()]), encode_account(&info))
+            .map_err(|e| DevnetError::storage(&self.path, e))?;
+        self.store
+            .flush()
+            .map_err(|e| DevnetError::storage(&self.path, e))?;
+        self.db.insert_account_info(addr, info);
+        Ok(())
+    }
+
     pub(crate) fn nonce(&self, a: EAddress) -> u64 {
         self.db
             .accounts

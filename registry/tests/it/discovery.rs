@@ -162,3 +162,75 @@ async fn a_cache_refuses_another_deployment() {
         .to_string();
     assert!(err.contains("cache is for registry"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn faucet_deployment_check_update_and_sync_progress_on_the_devnet() {
+    use registry::devnet::{Devnet, DevnetConfig};
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = Devnet::spawn(DevnetConfig::new(dir.path().join("chain")))
+        .await
+        .unwrap();
+    let url = node.http_url();
+
+    // The faucet: a fresh key gets gas, durably.
+    let wallet = Arc::new(wallets::Wallet::random());
+    let ether = wallets::U256::exp10(18);
+    assert!(node.balance(wallet.address()).await.is_zero());
+    node.set_balance(wallet.address(), ether * 3).await.unwrap();
+    assert_eq!(node.balance(wallet.address()).await, ether * 3);
+
+    // A deployment has code; an addresses file of another chain's does not.
+    let (contracts, addresses) = deploy(&url).await;
+    assert!(contracts.is_deployed().await.unwrap());
+    let mut elsewhere = addresses;
+    elsewhere.registry = EAddress::repeat_byte(0x42);
+    let client = chain::connect(&url, wallet.clone()).await.unwrap();
+    assert!(!Deployment::at(client.clone(), &elsewhere)
+        .is_deployed()
+        .await
+        .unwrap());
+
+    // The funded key registers, then moves: discovery sees the new endpoint and price.
+    let mine = Deployment::at(client, &addresses);
+    let price: Amount = "1".parse().unwrap();
+    mine.register_agent(
+        "ws://127.0.0.1:1",
+        "",
+        wallets::B256::default(),
+        vec![chain::service(FORECAST, price, "forecast").unwrap()],
+    )
+    .await
+    .unwrap();
+    let cheaper: Amount = "0.5".parse().unwrap();
+    mine.update_agent(
+        "ws://127.0.0.1:2",
+        "card",
+        wallets::B256::default(),
+        vec![chain::service(FORECAST, cheaper, "forecast").unwrap()],
+    )
+    .await
+    .unwrap();
+    let d = Discovery::open(dir.path().join("discovery"), &url, addresses)
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    d.sync_with_progress(|done, head| seen.push((done, head)))
+        .await
+        .unwrap();
+    let head = node.block_number().await;
+    assert_eq!(seen.last(), Some(&(head, head)), "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "{seen:?}");
+    let record = d.agent_at(wallet.address()).unwrap().unwrap();
+    assert_eq!(record.endpoint, "ws://127.0.0.1:2");
+    assert_eq!(record.services.len(), 1);
+    assert_eq!(record.services[0].price, cheaper);
+
+    // The faucet's balance survives a restart of the chain.
+    node.shutdown().await;
+    let node = Devnet::spawn(DevnetConfig::new(dir.path().join("chain")))
+        .await
+        .unwrap();
+    assert!(node.balance(wallet.address()).await > ether);
+    node.shutdown().await;
+}

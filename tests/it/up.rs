@@ -1,0 +1,530 @@
+//! `agora up` as a subprocess: the agents of a test agents.toml on the embedded chain
+//! (or a node by URL), each in its own process on loopback. A weather agent killed
+//! with SIGKILL mid-run loses the next deal to another seller and is restarted by the
+//! supervisor; SIGTERM stops everything and exits 0. Config and usage mistakes are
+//! clear errors.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use wallets::{KdfStrength, KeystoreFile, Wallet};
+
+const PASSWORD_ENV: &str = "AGORA_UP_TEST_PASSWORD";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Writes light keystores for `names` and an agents.toml; returns the config path and
+/// each agent's (name, port).
+fn deployment(dir: &Path, network: &str, names: &[(&str, Option<&str>)]) -> PathBuf {
+    let mut toml = format!("[network]\n{network}\n");
+    for (name, price) in names {
+        let ks = dir.join(format!("keys/{name}.json"));
+        KeystoreFile::encrypt(&Wallet::random(), b"pw", KdfStrength::Light)
+            .unwrap()
+            .write_new(&ks)
+            .unwrap();
+        toml.push_str(&format!(
+            "\n[agents.{name}]\nkeystore = \"keys/{name}.json\"\npassword_env = \"{PASSWORD_ENV}\"\nlisten = \"127.0.0.1:{}\"\n",
+            free_port()
+        ));
+        match price {
+            Some(price) => toml.push_str(&format!(
+                "skills = [\"weather\"]\nservices = [{{ skill = \"weather.forecast\", price = \"{price}\", unit = \"forecast\" }}]\n"
+            )),
+            None => toml.push_str(
+                "skills = [\"travel\", \"llm\"]\n\n[agents.travel.policy]\nper_deal = \"5 USDC\"\ndaily = \"25 USDC\"\n",
+            ),
+        }
+    }
+    let path = dir.join("agents.toml");
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {sig} {pid}");
+}
+
+#[cfg_attr(not(feature = "llm"), allow(dead_code))] // used by the model test
+fn alive(pid: u32) -> bool {
+    // A zombie still has a /proc entry; its state is Z.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+/// `GET /health` on an agent's host.
+fn healthy(addr: &str) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(1))
+    else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(
+        format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .is_err()
+    {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok\n")
+}
+
+fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A running `agora up`: its stdout lines, its stderr in a file; killed (with its
+/// agents) on drop if the test fails midway.
+struct Up {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    stderr: PathBuf,
+    state: PathBuf,
+}
+
+impl Up {
+    fn spawn(config: &Path, state: &Path, extra: &[&str]) -> Self {
+        let stderr = state.with_extension("stderr");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_agora"))
+            .arg("up")
+            .arg("--config")
+            .arg(config)
+            .arg("--dir")
+            .arg(state)
+            .args(["--chain-listen", "127.0.0.1:0"])
+            .args(extra)
+            .env(PASSWORD_ENV, "pw")
+            .env("AGORA_MODEL_CACHE", "/var/cache/agora/models")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().unwrap();
+        let l = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                l.lock().unwrap().push(line);
+            }
+        });
+        Self {
+            child,
+            lines,
+            stderr,
+            state: state.to_owned(),
+        }
+    }
+
+    fn output(&self) -> String {
+        format!(
+            "stdout:\n{}\nstderr:\n{}",
+            self.lines.lock().unwrap().join("\n"),
+            std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        )
+    }
+
+    fn said(&self, needle: &str) -> bool {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains(needle))
+    }
+
+    /// SIGTERM, then the exit status must be success within a minute.
+    fn terminate(&mut self) {
+        signal(self.child.id(), "-TERM");
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "agora up did not stop\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(status.success(), "{status}\n{}", self.output());
+    }
+
+    #[cfg_attr(not(feature = "llm"), allow(dead_code))] // used by the model test
+    fn pid_of(&self, agent: &str) -> Option<u32> {
+        std::fs::read_to_string(self.state.join(format!("agents/{agent}/pid")))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Ok(dir) = std::fs::read_dir(self.state.join("agents")) {
+            for entry in dir.flatten() {
+                if let Some(pid) = std::fs::read_to_string(entry.path().join("pid"))
+                    .ok()
+                    .and_then(|p| p.trim().parse::<u32>().ok())
+                {
+                    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                }
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg_attr(not(feature = "llm"), allow(dead_code))] // used by the model test
+fn field<'a>(out: &'a str, label: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.trim_start().strip_prefix(label))
+        .unwrap_or_else(|| panic!("no {label:?} line in:\n{out}"))
+        .trim()
+}
+
+#[cfg(feature = "llm")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_survives_a_killed_weather_agent_and_stops_cleanly() {
+    let _model = crate::MODEL_SUBPROCESS.lock().await;
+    use registry::chain::{self, Deployment};
+    use wallets::{Address, Amount};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = deployment(
+        dir.path(),
+        "kind = \"embedded\"",
+        &[
+            ("travel", None),
+            ("weather-a", Some("1.20 USDC")),
+            ("weather-b", Some("0.95 USDC")),
+            ("weather-c", Some("1.50 USDC")),
+        ],
+    );
+    let state = dir.path().join("state");
+    let up = Up::spawn(&config, &state, &["--restart-delay", "1s"]);
+    wait_for("all agents up", Duration::from_secs(180), || {
+        up.said("all 4 agents are up")
+    });
+    let started: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("up.json")).unwrap()).unwrap();
+    let endpoint = |name: &str| {
+        started["agents"][name]["endpoint"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("ws://")
+            .to_owned()
+    };
+    for name in ["travel", "weather-a", "weather-b", "weather-c"] {
+        assert!(healthy(&endpoint(name)), "{name}\n{}", up.output());
+    }
+
+    let plan = |request: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_agora"))
+            .arg("plan")
+            .arg(request)
+            .arg("--config")
+            .arg(&config)
+            .arg("--dir")
+            .arg(&state)
+            .args(["--timeout", "300s"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            up.output()
+        );
+        assert!(stdout.contains("Itinerary for Lisbon"), "{stdout}");
+        let seller = field(&stdout, "seller:").to_owned();
+        let price: Amount = field(&stdout, "price:").parse().unwrap();
+        (seller, price)
+    };
+
+    // A first trip: the cheapest weather agent wins it (and the travel agent now
+    // holds a connection to it).
+    let (first_seller, first_price) = plan("One day in Lisbon in July, please. I like the sea.");
+    assert!(first_seller.starts_with("weather-b "), "{first_seller}");
+
+    // kill -9 the cheapest weather agent mid-run. The test then holds its port, so the
+    // supervisor's restarts fail (and back off) until the next trip is bought: the
+    // agent is down during the call however slow the machine is.
+    let victim = up.pid_of("weather-b").unwrap();
+    signal(victim, "-9");
+    let start = Instant::now();
+    let hold = loop {
+        match std::net::TcpListener::bind(endpoint("weather-b")) {
+            Ok(l) => break l,
+            Err(e) => assert!(start.elapsed() < Duration::from_secs(5), "{e}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    wait_for("the kill to be seen", Duration::from_secs(10), || {
+        up.said("weather-b  exited (killed by SIGKILL)")
+    });
+    assert!(!alive(victim));
+
+    // The next trip goes to another seller.
+    let (seller_line, price) = plan("Two days in Lisbon in July, please. I like food and museums.");
+    let seller_name = seller_line.split_whitespace().next().unwrap();
+    assert!(
+        ["weather-a", "weather-c"].contains(&seller_name),
+        "the deal went to {seller_line}\n{}",
+        up.output()
+    );
+    let seller: Address = seller_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // Paid on chain: the seller holds exactly the price, the killed agent only the
+    // first trip's.
+    let rpc = started["rpcUrl"].as_str().unwrap();
+    let addresses: registry::chain::Addresses = serde_json::from_str(
+        &std::fs::read_to_string(started["addresses"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    let client = chain::connect(rpc, Arc::new(Wallet::random()))
+        .await
+        .unwrap();
+    let contracts = Deployment::at(client, &addresses);
+    assert_eq!(contracts.balance_of(seller).await.unwrap(), price);
+    let victim_address: Address = started["agents"]["weather-b"]["address"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        contracts.balance_of(victim_address).await.unwrap(),
+        first_price
+    );
+
+    // `agora audit` of the journals of both deals, against the running chain, is clean.
+    let journal = |name: &str| state.join(format!("agents/{name}/journal"));
+    let audit = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .arg("audit")
+        .args([
+            journal("travel"),
+            journal("weather-b"),
+            journal(seller_name),
+        ])
+        .args(["--rpc", rpc, "--addresses"])
+        .arg(started["addresses"].as_str().unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        audit.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&audit.stdout),
+        String::from_utf8_lossy(&audit.stderr)
+    );
+
+    // The supervisor brings the killed agent back once its port is free: a new
+    // process, healthy again.
+    assert!(
+        up.said("weather-b  exited (exit code"),
+        "no failed restart while the port was held\n{}",
+        up.output()
+    );
+    drop(hold);
+    wait_for("weather-b to restart", Duration::from_secs(120), || {
+        up.pid_of("weather-b").is_some_and(|p| p != victim) && healthy(&endpoint("weather-b"))
+    });
+    let restarted = up.pid_of("weather-b").unwrap();
+
+    // SIGTERM: every agent stops, the supervisor exits 0.
+    let pids: Vec<u32> = ["travel", "weather-a", "weather-c"]
+        .iter()
+        .filter_map(|n| up.pid_of(n))
+        .chain([restarted])
+        .collect();
+    assert_eq!(pids.len(), 4);
+    let mut up = up;
+    up.terminate();
+    for pid in pids {
+        wait_for("agent processes to be gone", Duration::from_secs(5), || {
+            !alive(pid)
+        });
+    }
+    assert!(up.said("stopped; state kept in"), "{}", up.output());
+    assert!(!state.join("up.json").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_on_an_rpc_node_runs_and_registers_agents_of_an_existing_deployment() {
+    use registry::chain::{self, DeployConfig, Deployment};
+    use registry::devnet::{dev_wallet, Devnet, DevnetConfig};
+    use registry::discovery::Discovery;
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = Devnet::spawn(DevnetConfig::new(dir.path().join("node")))
+        .await
+        .unwrap();
+    let url = node.http_url();
+    let deployer = chain::connect(&url, Arc::new(dev_wallet(0))).await.unwrap();
+    let (_, addresses) = Deployment::deploy(deployer, &DeployConfig::dev())
+        .await
+        .unwrap();
+    let addresses_path = dir.path().join("addresses.json");
+    std::fs::write(&addresses_path, serde_json::to_string(&addresses).unwrap()).unwrap();
+    let config = deployment(
+        dir.path(),
+        &format!(
+            "kind = \"rpc\"\nurl = \"{url}\"\nchain_id = {}",
+            node.chain_id()
+        ),
+        &[("weather-a", Some("1 USDC")), ("weather-b", Some("2 USDC"))],
+    );
+    // On a real node the agents bring their own gas.
+    for name in ["weather-a", "weather-b"] {
+        let ks = dir.path().join(format!("keys/{name}.json"));
+        let address = KeystoreFile::read(&ks)
+            .unwrap()
+            .address(&ks)
+            .unwrap()
+            .unwrap();
+        node.set_balance(address, wallets::U256::exp10(18))
+            .await
+            .unwrap();
+    }
+    let state = dir.path().join("state");
+    let mut up = Up::spawn(
+        &config,
+        &state,
+        &[
+            "--addresses",
+            addresses_path.to_str().unwrap(),
+            "--log-format",
+            "json",
+        ],
+    );
+    wait_for("all agents up", Duration::from_secs(120), || {
+        up.said("all 2 agents are up")
+    });
+    let discovery = Discovery::open(dir.path().join("discovery"), &url, addresses)
+        .await
+        .unwrap();
+    discovery.sync().await.unwrap();
+    let offers = discovery
+        .find("weather.forecast", "10 USDC".parse().unwrap())
+        .unwrap();
+    assert_eq!(offers.len(), 2, "{}", up.output());
+    for o in &offers {
+        assert!(healthy(o.agent.endpoint.trim_start_matches("ws://")));
+    }
+    up.terminate();
+    // JSON logs, from the supervisor and from the agents it started.
+    let stderr = std::fs::read_to_string(&up.stderr).unwrap();
+    let targets: Vec<String> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["target"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    for target in ["agora::up", "agora::agent", "agent::host"] {
+        assert!(targets.iter().any(|t| t == target), "{target}\n{stderr}");
+    }
+    // The node is not ours: it still serves.
+    assert!(node.block_number().await > 0);
+    node.shutdown().await;
+}
+
+#[test]
+fn up_names_the_agent_and_variable_of_a_missing_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = deployment(
+        dir.path(),
+        "kind = \"embedded\"",
+        &[("weather-a", Some("1 USDC"))],
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .arg("up")
+        .arg("--config")
+        .arg(&config)
+        .arg("--dir")
+        .arg(dir.path().join("state"))
+        .args(["--chain-listen", "127.0.0.1:0"])
+        .env_remove(PASSWORD_ENV)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("agent weather-a") && err.contains(PASSWORD_ENV) && err.contains("not set"),
+        "{err}"
+    );
+    // Nothing was started: no chain data.
+    assert!(!dir.path().join("state/chain").exists());
+}
+
+#[test]
+fn up_on_an_rpc_network_needs_a_deployment() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = deployment(
+        dir.path(),
+        "kind = \"rpc\"\nurl = \"http://127.0.0.1:9\"\nchain_id = 31337",
+        &[("weather-a", Some("1 USDC"))],
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .arg("up")
+        .arg("--config")
+        .arg(&config)
+        .arg("--dir")
+        .arg(dir.path().join("state"))
+        .env(PASSWORD_ENV, "pw")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("no deployment addresses") && err.contains("agora registry deploy"),
+        "{err}"
+    );
+}
+
+#[test]
+fn plan_without_a_running_up_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args(["plan", "A day in Paris"])
+        .arg("--dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("is `agora up` running"), "{err}");
+}
