@@ -410,9 +410,11 @@ pub async fn audit(paths: &[PathBuf], chain: Option<&ChainCheck>) -> Result<Audi
     unique.dedup();
     let mut findings = Findings::default();
     let mut journals = Vec::new();
+    let mut sigs = Vec::new();
     for path in unique {
-        journals.push(read_journal(path, &mut findings)?);
+        journals.push(read_journal(path, &mut findings, &mut sigs)?);
     }
+    verify_signatures(sigs, &mut findings);
     let deals = cross_check(&journals, &mut findings);
     let chain_summary = match chain {
         Some(c) => check_chain(c, &journals, &mut findings).await?,
@@ -462,13 +464,13 @@ pub async fn audit(paths: &[PathBuf], chain: Option<&ChainCheck>) -> Result<Audi
 
 /// Verifies a journal, then reads the entries that verified and audits each deal's
 /// entries in it.
-fn read_journal(path: &Path, findings: &mut Findings) -> Result<Audited> {
+fn read_journal(path: &Path, findings: &mut Findings, sigs: &mut Vec<SigCheck>) -> Result<Audited> {
     let name = path.display().to_string();
     let mut torn_tail_bytes = 0;
-    let (entries, verified) = match journal::verify(path, None) {
-        Ok(report) => {
+    let (entries, verified) = match journal::read_verified(path) {
+        Ok((report, entries)) => {
             torn_tail_bytes = report.torn_tail_bytes as u64;
-            (journal::read_entries(path)?, true)
+            (entries, true)
         }
         Err(wallets::Error::Journal { index, reason, .. }) => {
             findings.add(
@@ -484,7 +486,7 @@ fn read_journal(path: &Path, findings: &mut Findings) -> Result<Audited> {
     let signer = entries.first().map(|e| e.signer);
     let mut sides: BTreeMap<B256, Side> = BTreeMap::new();
     for entry in &entries {
-        audit_entry(&name, entry, &mut sides, findings);
+        audit_entry(&name, entry, &mut sides, findings, sigs);
     }
     Ok(Audited {
         path: name,
@@ -539,6 +541,7 @@ fn audit_entry(
     entry: &JournalEntry,
     sides: &mut BTreeMap<B256, Side>,
     findings: &mut Findings,
+    sigs: &mut Vec<SigCheck>,
 ) {
     let i = entry.index;
     match entry.kind.as_str() {
@@ -548,7 +551,13 @@ fn audit_entry(
             };
             let h = body.agreement_hash;
             let mut add = |reason: String| findings.add(journal, Some(i), Some(h), reason);
-            check_agreement(&body.agreement, h, entry.signer, &mut add);
+            check_agreement(
+                &body.agreement,
+                h,
+                entry.signer,
+                &mut add,
+                &mut SigQueue::new(journal, i, h, sigs),
+            );
             let side = sides.entry(h).or_default();
             match &side.acceptance {
                 Some((first, v)) if *v != entry.body => add(format!(
@@ -562,7 +571,7 @@ fn audit_entry(
             }
         }
         "payment" if entry.body.get("orderId").is_some() => {
-            audit_order_payment(journal, entry, sides, findings);
+            audit_order_payment(journal, entry, sides, findings, sigs);
         }
         "funding" => {
             let Some(body) = parse::<FundingBody>(journal, entry, findings) else {
@@ -575,7 +584,12 @@ fn audit_entry(
                 add("channel funding without an acceptance of the agreement".into());
                 return;
             };
-            check_funding(&agreement.agreement, &body, &mut add);
+            check_funding(
+                &agreement.agreement,
+                &body,
+                &mut add,
+                &mut SigQueue::new(journal, i, h, sigs),
+            );
             match &side.funding {
                 Some((first, f)) if *f != body => add(format!(
                     "a second funding of the channel disagrees with entry {first}"
@@ -599,11 +613,10 @@ fn audit_entry(
                     if voucher.channel_id == body.channel_id => {}
                 _ => add("the settled payment is not a voucher of the channel".into()),
             }
-            if let Err(e) = body.payment.verify() {
-                add(format!(
-                    "the settled voucher's signature does not verify: {e}"
-                ));
-            }
+            SigQueue::new(journal, i, h, sigs).payment(
+                &body.payment,
+                "the settled voucher's signature does not verify",
+            );
             side.settlements.push((i, body));
         }
         "payment" => {
@@ -612,8 +625,14 @@ fn audit_entry(
             };
             let h = body.agreement_hash;
             let mut add = |reason: String| findings.add(journal, Some(i), Some(h), reason);
-            check_agreement(&body.agreement, h, entry.signer, &mut add);
-            check_payment(&body, &mut add);
+            check_agreement(
+                &body.agreement,
+                h,
+                entry.signer,
+                &mut add,
+                &mut SigQueue::new(journal, i, h, sigs),
+            );
+            check_payment(&body, &mut add, &mut SigQueue::new(journal, i, h, sigs));
             let side = sides.entry(h).or_default();
             match &side.agreement {
                 None => add("payment without an acceptance of the agreement".into()),
@@ -662,9 +681,12 @@ fn audit_entry(
                 tx_hash: body.tx_hash,
             };
             let digest = wallets::Eip712::signing_hash(&signed, &negotiation_domain(a.chain_id));
-            if let Err(e) = body.signature.verify(&digest, a.seller) {
-                add(h, format!("the delivery is not signed by the seller: {e}"));
-            }
+            SigQueue::new(journal, i, h, sigs).check(
+                body.signature,
+                digest,
+                a.seller,
+                "the delivery is not signed by the seller",
+            );
             match &side.delivery {
                 Some((first, d)) if *d != body => add(
                     h,
@@ -707,9 +729,12 @@ fn audit_entry(
                 &body.receipt.note(),
                 &negotiation_domain(a.chain_id),
             );
-            if let Err(e) = body.receipt.signature.verify(&digest, a.buyer) {
-                add(h, format!("the receipt is not signed by the buyer: {e}"));
-            }
+            SigQueue::new(journal, i, h, sigs).check(
+                body.receipt.signature,
+                digest,
+                a.buyer,
+                "the receipt is not signed by the buyer",
+            );
             match &side.receipt {
                 Some((first, r)) if *r != body => add(
                     h,
@@ -741,6 +766,7 @@ fn audit_order_payment(
     entry: &JournalEntry,
     sides: &mut BTreeMap<B256, Side>,
     findings: &mut Findings,
+    sigs: &mut Vec<SigCheck>,
 ) {
     let i = entry.index;
     let Some(body) = parse::<OrderPaymentBody>(journal, entry, findings) else {
@@ -772,7 +798,13 @@ fn audit_order_payment(
         escrow_id: None,
         lock: None,
     };
-    check_payment(&body, &mut add);
+    let mut queue = SigQueue {
+        journal,
+        entry: i,
+        agreement: id,
+        list: sigs,
+    };
+    check_payment(&body, &mut add, &mut queue);
     let side = sides.entry(id).or_default();
     match &side.payment {
         Some((first, p)) if *p != body => add(format!(
@@ -787,7 +819,12 @@ fn audit_order_payment(
     }
 }
 
-fn check_funding(a: &super::Agreement, f: &FundingBody, add: &mut impl FnMut(String)) {
+fn check_funding(
+    a: &super::Agreement,
+    f: &FundingBody,
+    add: &mut impl FnMut(String),
+    sigs: &mut SigQueue<'_>,
+) {
     let pay = &f.payment.payment;
     if f.payment_id != pay.id() {
         add(format!(
@@ -796,9 +833,7 @@ fn check_funding(a: &super::Agreement, f: &FundingBody, add: &mut impl FnMut(Str
             pay.id()
         ));
     }
-    if let Err(e) = f.payment.verify() {
-        add(format!("the funding's signature does not verify: {e}"));
-    }
+    sigs.payment(&f.payment, "the funding's signature does not verify");
     match pay {
         Payment::ChannelFunding { channel, .. } => {
             if channel.id() != f.channel_id {
@@ -827,6 +862,7 @@ fn check_agreement(
     hash: B256,
     signer: Address,
     add: &mut impl FnMut(String),
+    sigs: &mut SigQueue<'_>,
 ) {
     let a = &signed.agreement;
     if a.hash() != hash {
@@ -835,9 +871,9 @@ fn check_agreement(
             a.hash()
         ));
     }
-    if let Err(e) = signed.verify() {
-        add(format!("the agreement's signatures do not verify: {e}"));
-    }
+    let what = "the agreement's signatures do not verify";
+    sigs.check(signed.seller_signature, a.hash(), a.seller, what);
+    sigs.check(signed.buyer_signature, a.hash(), a.buyer, what);
     if signer != a.buyer && signer != a.seller {
         add(format!(
             "the journal's signer {signer} is neither the buyer {} nor the seller {}",
@@ -846,7 +882,7 @@ fn check_agreement(
     }
 }
 
-fn check_payment(p: &PaymentBody, add: &mut impl FnMut(String)) {
+fn check_payment(p: &PaymentBody, add: &mut impl FnMut(String), sigs: &mut SigQueue<'_>) {
     let a = &p.agreement.agreement;
     let pay = &p.payment.payment;
     if p.payment_id != pay.id() {
@@ -856,9 +892,7 @@ fn check_payment(p: &PaymentBody, add: &mut impl FnMut(String)) {
             pay.id()
         ));
     }
-    if let Err(e) = p.payment.verify() {
-        add(format!("the payment's signature does not verify: {e}"));
-    }
+    sigs.payment(&p.payment, "the payment's signature does not verify");
     if pay.payer() != a.buyer {
         add(format!(
             "the payment is from {}, the buyer is {}",
@@ -903,6 +937,124 @@ fn check_payment(p: &PaymentBody, add: &mut impl FnMut(String)) {
             add(format!("escrowId is not the agreement's escrow {id}"));
         }
     }
+}
+
+/// A signature an entry carries, checked after all journals are read, on all cores.
+#[derive(Debug)]
+struct SigCheck {
+    journal: String,
+    entry: u64,
+    agreement: B256,
+    signature: Signature,
+    digest: B256,
+    signer: Address,
+    what: &'static str,
+}
+
+/// Queues the signature checks of one entry.
+struct SigQueue<'a> {
+    journal: &'a str,
+    entry: u64,
+    agreement: B256,
+    list: &'a mut Vec<SigCheck>,
+}
+
+impl<'a> SigQueue<'a> {
+    fn new(journal: &'a str, entry: u64, agreement: B256, list: &'a mut Vec<SigCheck>) -> Self {
+        Self {
+            journal,
+            entry,
+            agreement,
+            list,
+        }
+    }
+
+    fn check(&mut self, signature: Signature, digest: B256, signer: Address, what: &'static str) {
+        self.list.push(SigCheck {
+            journal: self.journal.to_owned(),
+            entry: self.entry,
+            agreement: self.agreement,
+            signature,
+            digest,
+            signer,
+            what,
+        });
+    }
+
+    fn payment(&mut self, p: &SignedPayment, what: &'static str) {
+        self.check(
+            p.signature,
+            p.payment.signing_hash(),
+            p.payment.payer(),
+            what,
+        );
+    }
+}
+
+/// One distinct signature to check: (r ‖ s ‖ v, digest, expected signer).
+type SigKey = ([u8; 65], B256, Address);
+
+/// Checks the queued signatures on all cores, each distinct one once, verifying
+/// against a signer's key once it was recovered (half the cost of a recovery), and
+/// reports each failure at its entry.
+fn verify_signatures(checks: Vec<SigCheck>, findings: &mut Findings) {
+    let key = |c: &SigCheck| (c.signature.to_bytes(), c.digest, c.signer);
+    let mut distinct: BTreeMap<SigKey, Signature> = BTreeMap::new();
+    for c in &checks {
+        distinct.entry(key(c)).or_insert(c.signature);
+    }
+    let work: Vec<(SigKey, Signature)> = distinct.into_iter().collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(work.len() / 32)
+        .max(1);
+    let chunk = work.len().div_ceil(threads).max(1);
+    let failed: BTreeMap<SigKey, String> = std::thread::scope(|s| {
+        let handles: Vec<_> = work
+            .chunks(chunk)
+            .map(|part| s.spawn(move || verify_part(part)))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    for c in &checks {
+        if let Some(e) = failed.get(&key(c)) {
+            findings.add(
+                &c.journal,
+                Some(c.entry),
+                Some(c.agreement),
+                format!("{}: {e}", c.what),
+            );
+        }
+    }
+}
+
+/// The signatures of `part` that do not verify, with why.
+fn verify_part(part: &[(SigKey, Signature)]) -> Vec<(SigKey, String)> {
+    let mut keys: BTreeMap<Address, wallets::PublicKey> = BTreeMap::new();
+    let mut failed = Vec::new();
+    for (k, sig) in part {
+        let (_, digest, signer) = k;
+        if keys
+            .get(signer)
+            .is_some_and(|pk| sig.verify_with_key(digest, pk).is_ok())
+        {
+            continue;
+        }
+        match sig.recover_public_key(digest) {
+            Ok(pk) if pk.address() == *signer => {
+                keys.insert(*signer, pk);
+            }
+            _ => {
+                if let Err(e) = sig.verify(digest, *signer) {
+                    failed.push((*k, e.to_string()));
+                }
+            }
+        }
+    }
+    failed
 }
 
 /// Matches each deal's entries between the buyer's and the seller's journals.
