@@ -174,18 +174,26 @@ fn main() {
             hire(1 + i).await;
         }
         let sequential = one as f64 / start.elapsed().as_secs_f64();
+        let in_flight: usize = std::env::var("AGORA_BENCH_IN_FLIGHT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(32);
         let start = Instant::now();
         futures::stream::iter(0..many)
-            .for_each_concurrent(32, |i| async move {
+            .for_each_concurrent(in_flight, |i| async move {
                 let deal = hire(1 + one + i).await;
                 assert_eq!(deal.agreement.agreement.hash(), funded);
             })
             .await;
         let pipelined = many as f64 / start.elapsed().as_secs_f64();
+        if std::env::var_os("AGORA_BENCH_DEALS_ONLY").is_some() {
+            println!("channel deals: {sequential:.0}/s one at a time, {pipelined:.0}/s with {in_flight} in flight");
+            return;
+        }
         let baseline = signature_work_per_sec(if quick { 500 } else { 2_000 });
         println!(
             "channel deals over loopback WebSocket: {sequential:.0}/s one at a time, \
-             {pipelined:.0}/s with 32 in flight (goal >= 1000/s); signature work alone \
+             {pipelined:.0}/s with {in_flight} in flight (goal >= 1000/s); signature work alone \
              ({SIGNS} signs, {VERIFIES} verifies, {RECOVERIES} recoveries per deal, all cores): \
              {baseline:.0}/s; ratio {:.2}",
             pipelined / baseline

@@ -176,8 +176,30 @@ use crate::{Error, Result};
 /// is not written again. A step that journals and then saves its state, and is
 /// redone after a crash between the two, so leaves one entry, not two; and a retried
 /// step may re-journal what a crash lost.
+///
+/// Appends are group-committed: while one batch is being written, the appends that
+/// arrive queue up and go to disk together in the next write, with one flush.
 #[derive(Clone, Debug)]
-struct SharedJournal(Arc<Mutex<Appender>>);
+struct SharedJournal(Arc<Shared>);
+
+#[derive(Debug)]
+struct Shared {
+    appender: Mutex<Appender>,
+    queue: Mutex<Queue>,
+}
+
+/// Appends waiting for the writer, and whether a writer is at work.
+#[derive(Debug, Default)]
+struct Queue {
+    pending: Vec<Pending>,
+    writing: bool,
+}
+
+type Pending = (
+    &'static str,
+    Value,
+    tokio::sync::oneshot::Sender<wallets::Result<()>>,
+);
 
 #[derive(Debug)]
 struct Appender {
@@ -193,48 +215,112 @@ fn entry_key(kind: &str, body: &Value) -> B256 {
 }
 
 impl Appender {
-    fn append_once(&mut self, kind: &str, body: Value) -> wallets::Result<()> {
+    /// Appends the entries of `batch` not already in the journal, in one write;
+    /// answers each.
+    fn append_batch(&mut self, batch: Vec<Pending>) {
         let seen = match &mut self.seen {
             Some(seen) => seen,
-            None => {
-                let entries = wallets::journal::read_entries(self.journal.path())?;
-                self.seen.insert(
+            None => match wallets::journal::read_entries(self.journal.path()) {
+                Ok(entries) => self.seen.insert(
                     entries
                         .iter()
                         .map(|e| entry_key(&e.kind, &e.body))
                         .collect(),
-                )
-            }
+                ),
+                Err(e) => {
+                    let reason = e.to_string();
+                    for (.., done) in batch {
+                        let _ = done.send(Err(wallets::Error::Corrupt {
+                            what: "journal".into(),
+                            reason: reason.clone(),
+                        }));
+                    }
+                    return;
+                }
+            },
         };
-        if !seen.insert(entry_key(kind, &body)) {
-            tracing::debug!(target: "skill::negotiation", kind, "entry already journaled");
-            return Ok(());
+        let mut items = Vec::new();
+        let mut waiting = Vec::new();
+        let mut keys = Vec::new();
+        for (kind, body, done) in batch {
+            let key = entry_key(kind, &body);
+            if seen.contains(&key) || keys.contains(&key) {
+                tracing::debug!(target: "skill::negotiation", kind, "entry already journaled");
+                let _ = done.send(Ok(()));
+                continue;
+            }
+            keys.push(key);
+            items.push((kind.to_owned(), body));
+            waiting.push(done);
         }
-        self.journal.append(kind, body).map(drop)
+        match self.journal.append_batch(items) {
+            Ok(_) => {
+                seen.extend(keys);
+                for done in waiting {
+                    let _ = done.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                for done in waiting {
+                    let _ = done.send(Err(wallets::Error::Corrupt {
+                        what: "journal append".into(),
+                        reason: reason.clone(),
+                    }));
+                }
+            }
+        }
     }
 }
 
 impl SharedJournal {
     fn new(journal: Journal) -> Self {
-        Self(Arc::new(Mutex::new(Appender {
-            journal,
-            seen: None,
-        })))
+        Self(Arc::new(Shared {
+            appender: Mutex::new(Appender {
+                journal,
+                seen: None,
+            }),
+            queue: Mutex::new(Queue::default()),
+        }))
     }
 
     /// Appends an entry, unless the same one is already there, and waits until it is
     /// durable.
     async fn append(&self, kind: &'static str, body: Value) -> Result<()> {
-        let journal = self.0.clone();
-        tokio::task::spawn_blocking(move || {
-            journal
+        let (done, result) = tokio::sync::oneshot::channel();
+        let lead = {
+            let mut q = self.0.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            q.pending.push((kind, body, done));
+            !std::mem::replace(&mut q.writing, true)
+        };
+        if lead {
+            let shared = self.0.clone();
+            tokio::task::spawn_blocking(move || shared.write_all_pending());
+        }
+        result
+            .await
+            .map_err(|_| Error::Config("the journal writer stopped".into()))?
+            .map_err(Error::Wallet)
+    }
+}
+
+impl Shared {
+    /// Writes batches until no append is waiting.
+    fn write_all_pending(&self) {
+        loop {
+            let batch = {
+                let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                if q.pending.is_empty() {
+                    q.writing = false;
+                    return;
+                }
+                std::mem::take(&mut q.pending)
+            };
+            self.appender
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .append_once(kind, body)
-        })
-        .await
-        .map_err(|e| Error::Config(format!("journal task: {e}")))?
-        .map_err(Error::Wallet)
+                .append_batch(batch);
+        }
     }
 }
 
@@ -244,4 +330,45 @@ fn now_secs() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_are_group_committed_once_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let wallet = Arc::new(wallets::Wallet::random());
+        let shared = SharedJournal::new(Journal::open(&path, wallet.clone()).unwrap());
+        // 60 appends of 50 distinct entries, all at once.
+        let appends = (0..60).map(|i| {
+            let shared = shared.clone();
+            async move {
+                shared
+                    .append("payment", serde_json::json!({"n": i % 50}))
+                    .await
+            }
+        });
+        for r in futures::future::join_all(appends).await {
+            r.unwrap();
+        }
+        let entries = wallets::journal::read_entries(&path).unwrap();
+        assert_eq!(entries.len(), 50);
+        let mut ns: Vec<u64> = entries
+            .iter()
+            .filter_map(|e| e.body["n"].as_u64())
+            .collect();
+        ns.sort_unstable();
+        assert_eq!(ns, (0..50).collect::<Vec<_>>());
+        wallets::journal::verify(&path, Some(wallet.address())).unwrap();
+        // A float is refused with its reason, and the journal stays as it was.
+        let err = shared
+            .append("payment", serde_json::json!({"price": 0.5}))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("floating point"), "{err}");
+        assert_eq!(wallets::journal::read_entries(&path).unwrap().len(), 50);
+    }
 }
