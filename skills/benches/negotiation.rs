@@ -26,13 +26,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agent_sdk::prelude::*;
-use agent_sdk::StaticDirectory;
 use futures::StreamExt;
 use skills::negotiation::audit::audit;
-use skills::negotiation::test_utils::{host, peer, seller, usdc, Chain, KIND, TOKEN};
-use skills::negotiation::{
-    Buyer, ChainSettlement, DefaultSellerStrategy, PaymentMode, ReceiptNote,
-};
+use skills::negotiation::test_utils::{usdc, Market, KIND, TOKEN};
+use skills::negotiation::{Buyer, ChainSettlement, PaymentMode, ReceiptNote};
 use wallets::{Eip712, Journal, Limits, SpendingPolicy};
 
 /// Signs and verifies (with a known key / by recovery) of one channel deal, as the
@@ -95,21 +92,8 @@ fn main() {
         .unwrap();
     rt.block_on(async move {
         let dir = tempfile::tempdir().unwrap();
-        let chain = Chain::start(dir.path()).await;
-        let chain_id = chain.addresses.chain_id;
-        let (h1, h2) = (
-            host(dir.path(), "buyer-host", chain_id),
-            host(dir.path(), "seller-host", chain_id),
-        );
-        let s = seller(
-            &h2,
-            dir.path(),
-            &chain,
-            "seller",
-            4,
-            DefaultSellerStrategy::fixed(usdc("0.001")),
-        )
-        .await;
+        let m = Market::start(dir.path(), "seller", 4, usdc("0.001")).await;
+        let (chain, s) = (&m.chain, &m.seller);
         let wallet = Arc::new(Wallet::random());
         let policy = SpendingPolicy::open(
             dir.path().join("buyer.policy"),
@@ -124,8 +108,8 @@ fn main() {
         let handle = AgentBuilder::new("buyer")
             .wallet(wallet.clone())
             .policy(Arc::new(policy))
-            .directory(StaticDirectory::default().with(KIND, peer(&s, h2.url(), None)))
-            .spawn(&h1)
+            .directory(m.directory())
+            .spawn(&m.hosts.0)
             .unwrap();
         let journal_path = dir.path().join("buyer.journal");
         let settlement = ChainSettlement::connect(

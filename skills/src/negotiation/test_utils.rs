@@ -248,6 +248,76 @@ pub fn only<'a>(entries: &'a [JournalEntry], kind: &str) -> &'a Value {
     found.first().map(|e| &e.body).expect("checked above")
 }
 
+/// A chain, a buyer's host and a seller's host on loopback, and one seller of [`KIND`]
+/// at a fixed price; the buyer is for the test to make (see [`Market::directory`]).
+pub struct Market {
+    /// The chain.
+    pub chain: Chain,
+    /// The buyer's host (`h1`) and the seller's (`h2`).
+    pub hosts: (Host, Host),
+    /// The seller, named `name`, with dev wallet `account`.
+    pub seller: SellerAgent,
+}
+
+impl Market {
+    /// Starts the chain in `dir` and the hosts, and a seller `name` with dev account
+    /// `account` selling at `price`.
+    pub async fn start(dir: &Path, name: &str, account: u32, price: Amount) -> Self {
+        let chain = Chain::start(dir).await;
+        let chain_id = chain.addresses.chain_id;
+        let hosts = (host(dir, "h1", chain_id), host(dir, "h2", chain_id));
+        let seller = seller(
+            &hosts.1,
+            dir,
+            &chain,
+            name,
+            account,
+            DefaultSellerStrategy::fixed(price),
+        )
+        .await;
+        Self {
+            chain,
+            hosts,
+            seller,
+        }
+    }
+
+    /// A directory listing the seller at its WebSocket endpoint.
+    pub fn directory(&self) -> StaticDirectory {
+        StaticDirectory::default().with(KIND, peer(&self.seller, self.hosts.1.url(), None))
+    }
+
+    /// A buyer with a fresh wallet (no gas needed), a per-deal limit of `per_deal`, its
+    /// own read access to the chain (for escrow and channel mode) and 10 USDC.
+    pub async fn buyer(&self, dir: &Path, per_deal: Amount) -> BuyerAgent {
+        let wallet = Arc::new(Wallet::random());
+        let mut buyer = buyer_with(
+            &self.hosts.0,
+            dir,
+            &self.chain,
+            per_deal,
+            self.directory(),
+            wallet.clone(),
+        )
+        .await;
+        let settlement = ChainSettlement::connect(
+            &self.chain.node.http_url(),
+            wallet,
+            &self.chain.addresses,
+            TOKEN,
+        )
+        .await
+        .expect("settlement");
+        buyer.buyer = buyer.buyer.clone().with_settlement(settlement);
+        self.chain
+            .minter
+            .mint(buyer.handle.address(), usdc("10"))
+            .await
+            .expect("mint");
+        buyer
+    }
+}
+
 /// One finished deal and everything it ran on; dropping it stops the agents, the
 /// hosts and the chain.
 pub struct SettledDeal {

@@ -5,59 +5,23 @@
 use std::sync::Arc;
 
 use agent_sdk::prelude::*;
-use agent_sdk::StaticDirectory;
 use skills::negotiation::audit::{audit, ChainCheck};
-use skills::negotiation::test_utils::{
-    buyer_with, entries, host, kinds, peer, seller, usdc, Chain, KIND, TOKEN,
-};
+use skills::negotiation::test_utils::{entries, kinds, usdc, Market, KIND, TOKEN};
 use skills::negotiation::{
-    order_id, ChainSettlement, ChannelState, DefaultSellerStrategy, Order, PaymentMode,
-    CHANNEL_SETTLE_WINDOW,
+    order_id, ChainSettlement, ChannelState, Order, PaymentMode, CHANNEL_SETTLE_WINDOW,
 };
 use wallets::{Payment, Voucher};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_channel_pays_many_orders_with_vouchers_and_settles_them_in_one_transaction() {
     let dir = tempfile::tempdir().unwrap();
-    let chain = Chain::start(dir.path()).await;
+    let m = Market::start(dir.path(), "s", 5, usdc("0.5")).await;
+    let (chain, s) = (&m.chain, &m.seller);
     let chain_id = chain.addresses.chain_id;
-    let (h1, h2) = (
-        host(dir.path(), "h1", chain_id),
-        host(dir.path(), "h2", chain_id),
-    );
-    let s = seller(
-        &h2,
-        dir.path(),
-        &chain,
-        "s",
-        5,
-        DefaultSellerStrategy::fixed(usdc("0.5")),
-    )
-    .await;
-    let directory = StaticDirectory::default().with(KIND, peer(&s, h2.url(), None));
-    // The buyer needs no gas: a fresh wallet, reading the chain only.
-    let wallet = Arc::new(Wallet::random());
-    let mut b = buyer_with(
-        &h1,
-        dir.path(),
-        &chain,
-        usdc("1"),
-        directory,
-        wallet.clone(),
-    )
-    .await;
-    let settlement =
-        ChainSettlement::connect(&chain.node.http_url(), wallet, &chain.addresses, TOKEN)
-            .await
-            .unwrap();
-    b.buyer = b
-        .buyer
-        .clone()
-        .with_settlement(settlement)
-        .with_channel_orders(8);
+    let mut b = m.buyer(dir.path(), usdc("1")).await;
+    b.buyer = b.buyer.clone().with_channel_orders(8);
     let me = b.handle.address();
     let seller_address = s.handle.address();
-    chain.minter.mint(me, usdc("10")).await.unwrap();
     let ctx = b.handle.context();
 
     let mut deals = Vec::new();
@@ -212,22 +176,9 @@ async fn a_channel_pays_many_orders_with_vouchers_and_settles_them_in_one_transa
 #[tokio::test(flavor = "multi_thread")]
 async fn channel_vouchers_count_against_the_spending_policy() {
     let dir = tempfile::tempdir().unwrap();
-    let chain = Chain::start(dir.path()).await;
-    let chain_id = chain.addresses.chain_id;
-    let (h1, h2) = (
-        host(dir.path(), "h1", chain_id),
-        host(dir.path(), "h2", chain_id),
-    );
-    let s = seller(
-        &h2,
-        dir.path(),
-        &chain,
-        "s",
-        6,
-        DefaultSellerStrategy::fixed(usdc("0.4")),
-    )
-    .await;
-    let directory = StaticDirectory::default().with(KIND, peer(&s, h2.url(), None));
+    let m = Market::start(dir.path(), "s", 6, usdc("0.4")).await;
+    let (chain, s) = (&m.chain, &m.seller);
+    let directory = m.directory();
     let wallet = Arc::new(Wallet::random());
     // A daily budget of one USDC: two orders at 0.40, not three.
     let policy = wallets::SpendingPolicy::open(
@@ -244,7 +195,7 @@ async fn channel_vouchers_count_against_the_spending_policy() {
         .wallet(wallet.clone())
         .policy(Arc::new(policy))
         .directory(directory)
-        .spawn(&h1)
+        .spawn(&m.hosts.0)
         .unwrap();
     let journal = wallets::Journal::open(dir.path().join("tight.journal"), wallet.clone()).unwrap();
     let settlement = ChainSettlement::connect(
