@@ -132,6 +132,7 @@ async fn buyer(args: &[String]) -> Result<(), Failure> {
     let mode = match arg(args, 5, "mode")? {
         "authorization" => PaymentMode::Authorization,
         "escrow" => PaymentMode::Escrow,
+        "channel" => PaymentMode::Channel,
         other => return Err(format!("unknown payment mode {other}").into()),
     };
     let host = host(&dir, "buyer", addresses.chain_id, "127.0.0.1:0")?;
@@ -140,7 +141,8 @@ async fn buyer(args: &[String]) -> Result<(), Failure> {
         per_deal: Some(usdc("10")),
         ..Limits::default()
     };
-    let policy = SpendingPolicy::open(dir.join("buyer.policy"), wallet.clone(), limits)?;
+    let policy = SpendingPolicy::open(dir.join("buyer.policy"), wallet.clone(), limits)?
+        .trust_channel_contract(wallets::Address(addresses.channel.0));
     let peer = Peer {
         address: seller,
         endpoint: Some(seller_url.clone()),
@@ -159,9 +161,10 @@ async fn buyer(args: &[String]) -> Result<(), Failure> {
     )
     .with_verifier(ChainVerifier::connect(rpc, &addresses).await?)
     .with_delivery_timeout(Duration::from_secs(3));
-    if mode == PaymentMode::Escrow {
-        buyer =
-            buyer.with_settlement(ChainSettlement::connect(rpc, wallet, &addresses, TOKEN).await?);
+    if mode != PaymentMode::Authorization {
+        buyer = buyer
+            .with_settlement(ChainSettlement::connect(rpc, wallet, &addresses, TOKEN).await?)
+            .with_channel_orders(2);
     }
     let ctx = agent.context();
     let mut done: Option<Deal> = None;

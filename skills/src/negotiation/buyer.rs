@@ -436,6 +436,11 @@ impl Buyer {
                     payment,
                     ..
                 } => {
+                    // A crash may have come before the voucher was journaled.
+                    if let Err(e) = self.journal_order(dialogue, &agreement, &payment).await {
+                        out.push(Err(e));
+                        continue;
+                    }
                     out.push(
                         self.receive(ctx, dialogue, agreement, payment, Some(&task))
                             .await,

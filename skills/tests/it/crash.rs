@@ -3,7 +3,9 @@
 //! is killed with SIGKILL at that step (`AGORA_CRASH_AT`), restarted on the same
 //! store and journal, and left to resume. Then: the seller was paid exactly once, to
 //! the base unit; the buyer has its delivery; both journals hold the receipt; nothing
-//! is left in escrow; and the audit of both journals, matched on chain, is clean.
+//! is left in escrow; and the audit of both journals, matched on chain, is clean. In
+//! `channel` mode the test then settles the seller's best voucher itself (the seller
+//! would, later) and checks the same balances.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -56,6 +58,24 @@ const ESCROW_STEPS: [&str; 14] = [
     "seller.accepted",
     "seller.settling",
     "seller.delivering",
+    "seller.delivered",
+];
+
+/// The crash points on the way of a `channel` deal: funding the channel, then the
+/// first order through it.
+const CHANNEL_STEPS: [&str; 13] = [
+    "buyer.called",
+    "buyer.accepted",
+    "buyer.funding",
+    "buyer.funded",
+    "buyer.ordered",
+    "buyer.delivered",
+    "buyer.journaled",
+    "buyer.receipted",
+    "seller.accepted",
+    "seller.funding",
+    "seller.funded",
+    "seller.ordered",
     "seller.delivered",
 ];
 
@@ -269,15 +289,21 @@ async fn deal_with_crash(
             }
         }
     }
+    let holder = if mode == PaymentMode::Channel {
+        settle_best_voucher(&rpc, &chain.addresses, &theirs).await?;
+        chain.addresses.channel
+    } else {
+        chain.addresses.escrow
+    };
     let balances = (
         chain.balance(seller).await,
         chain.balance(buyer).await,
-        chain
-            .balance(wallets::Address(chain.addresses.escrow.0))
-            .await,
+        chain.balance(wallets::Address(holder.0)).await,
     );
     if balances != (usdc("1.5"), usdc("8.5"), Amount::ZERO) {
-        return Err(format!("balances (seller, buyer, escrow): {balances:?}"));
+        return Err(format!(
+            "balances (seller, buyer, escrow or channel): {balances:?}"
+        ));
     }
     let report = audit(
         &[dir.join("buyer.journal"), dir.join("seller.journal")],
@@ -285,7 +311,11 @@ async fn deal_with_crash(
     )
     .await
     .unwrap();
-    if !report.is_clean() || report.deals.iter().any(|d| d.stage != "received") {
+    // (A channel agreement itself is paid through its orders.)
+    let unfinished = report.deals.iter().any(|d| {
+        d.stage != "received" && !(d.mode == PaymentMode::Channel && d.channel_agreement.is_none())
+    });
+    if !report.is_clean() || unfinished {
         return Err(format!("audit:\n{}", report.to_table()));
     }
     Ok(format!(
@@ -293,6 +323,30 @@ async fn deal_with_crash(
         runs + 1,
         report.deals.len()
     ))
+}
+
+/// Closes the channel with the best voucher the seller journaled, as the seller.
+async fn settle_best_voucher(
+    rpc: &str,
+    addresses: &registry::chain::Addresses,
+    seller_entries: &[wallets::JournalEntry],
+) -> Result<(), String> {
+    let best = seller_entries
+        .iter()
+        .filter(|e| e.kind == "payment" && e.body.get("orderId").is_some())
+        .filter_map(|e| {
+            serde_json::from_value::<wallets::SignedPayment>(e.body["payment"].clone()).ok()
+        })
+        .max_by_key(|p| p.payment.amount())
+        .ok_or("the seller journaled no voucher")?;
+    let client = registry::chain::connect(rpc, std::sync::Arc::new(dev_wallet(2)))
+        .await
+        .map_err(|e| e.to_string())?;
+    registry::chain::Deployment::at(client, addresses)
+        .settle_channel(&best, true)
+        .await
+        .map_err(|e| format!("settling the channel: {e}"))?;
+    Ok(())
 }
 
 async fn crash_loop(mode: PaymentMode, steps: &[&'static str]) {
@@ -319,4 +373,9 @@ async fn a_killed_buyer_or_seller_resumes_at_every_step_of_an_authorization_deal
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_buyer_or_seller_resumes_at_every_step_of_an_escrow_deal() {
     crash_loop(PaymentMode::Escrow, &ESCROW_STEPS).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_buyer_or_seller_resumes_at_every_step_of_a_channel_deal() {
+    crash_loop(PaymentMode::Channel, &CHANNEL_STEPS).await;
 }

@@ -16,8 +16,8 @@ use super::{Buyer, BuyerDeal, Deal};
 use crate::negotiation::messages::{
     order_id, Fund, PaymentMode, Settled, SignedAgreement, CHANNEL_SETTLE_WINDOW,
 };
-use crate::negotiation::now_secs;
 use crate::negotiation::settlement::{ChannelState, Channels};
+use crate::negotiation::{crash_point, now_secs};
 use crate::{Error, Result};
 
 /// A funded channel the buyer can order through.
@@ -162,6 +162,7 @@ impl Buyer {
             },
         )
         .await?;
+        crash_point("buyer.funding");
         let open = self.fund(ctx, dialogue, agreement, signed).await?;
         self.order(ctx, &open, task).await
     }
@@ -185,17 +186,26 @@ impl Buyer {
             agreement: hash,
             funding: funding.clone(),
         };
-        let funded = match ctx
-            .ask_in(dialogue, a.seller, fund, self.delivery_timeout)
-            .await
-        {
-            Ok(f) => f.settlement,
-            Err(e) => {
-                self.reject(ctx, dialogue, a.seller, &format!("funding failed: {e}"))
-                    .await;
-                return Err(e.into());
+        // The funding is signed: the seller may have opened the channel whatever we
+        // heard, so it is never rejected from here; it is re-sent (now, or by
+        // `Buyer::resume`) until the seller answers, which it does from the chain.
+        let mut attempt: u32 = 0;
+        let funded = loop {
+            attempt += 1;
+            match ctx
+                .ask_in(dialogue, a.seller, fund.clone(), self.delivery_timeout)
+                .await
+            {
+                Ok(f) => break f.settlement,
+                Err(e) if attempt < self.pay_attempts && super::retryable(&e) => {
+                    tracing::warn!(target: "skill::negotiation", %dialogue, attempt, error = %e,
+                        "the channel funding was not confirmed; sending it again");
+                    tokio::time::sleep(std::time::Duration::from_millis(500) * attempt).await;
+                }
+                Err(e) => return Err(e.into()),
             }
         };
+        crash_point("buyer.funded");
         let record = self.channel_settlement()?.channel(channel.id()).await?;
         if record.state != ChannelState::Open
             || record.payer != a.buyer
@@ -314,6 +324,18 @@ impl Buyer {
             futures::future::join(ctx.flush_states(), ctx.flush_payments()).await;
         states?;
         payments?;
+        crash_point("buyer.ordered");
+        self.journal_order(id, &agreement, &payment).await?;
+        self.receive(ctx, id, agreement, payment, Some(task)).await
+    }
+
+    /// Journals an order's voucher (again, after a crash: the journal keeps one).
+    pub(super) async fn journal_order(
+        &self,
+        id: B256,
+        agreement: &SignedAgreement,
+        payment: &SignedPayment,
+    ) -> Result<()> {
         self.journal
             .append(
                 "payment",
@@ -324,8 +346,7 @@ impl Buyer {
                     "payment": payment,
                 }),
             )
-            .await?;
-        self.receive(ctx, id, agreement, payment, Some(task)).await
+            .await
     }
 }
 

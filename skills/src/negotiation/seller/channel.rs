@@ -17,8 +17,8 @@ use crate::negotiation::messages::{
     order_id, Agreement, Fund, Funded, Order, PaymentMode, Settled, SignedAgreement,
     CHANNEL_SETTLE_WINDOW,
 };
-use crate::negotiation::now_secs;
 use crate::negotiation::settlement::ChannelState;
+use crate::negotiation::{crash_point, now_secs};
 use crate::{Error, Result};
 
 /// A settlement with no transaction: channel orders are settled later, together.
@@ -62,6 +62,7 @@ impl SellerInner {
         let (channel, deposit) = self
             .check_funding(a, &fund.funding, channels.channel_contract())
             .map_err(refused)?;
+        crash_point("seller.funding");
         let funded = channels
             .fund_channel(&fund.funding)
             .await
@@ -82,6 +83,7 @@ impl SellerInner {
         }
         tracing::info!(target: "skill::negotiation", dialogue = %t.dialogue, channel = %channel.id(),
             deposit = %record.deposit, tx = %funded.tx_hash, gas = funded.gas_used, "channel opened");
+        crash_point("seller.funded");
         self.save(
             ctx,
             &t,
@@ -178,6 +180,8 @@ impl SellerInner {
                 payment,
                 ..
             }) if payment == order.payment => {
+                // A crash may have come before the voucher was journaled.
+                self.journal_order(&t, &agreement, &payment).await?;
                 return self.fulfil(ctx, &t, task, agreement, payment).await;
             }
             Some(SellerDeal::Delivered {
@@ -258,19 +262,29 @@ impl SellerInner {
         ctx.write_states(&updates).map_err(internal)?;
         drop(ch);
         ctx.flush_states().await.map_err(internal)?;
-        let hash = a.hash();
+        crash_point("seller.ordered");
+        self.journal_order(&t, &agreement, &order.payment).await?;
+        self.fulfil(ctx, &t, order.task, agreement, order.payment)
+            .await
+    }
+
+    /// Journals an order's voucher (again, after a crash: the journal keeps one).
+    async fn journal_order(
+        &self,
+        t: &Turn,
+        agreement: &SignedAgreement,
+        payment: &SignedPayment,
+    ) -> Handled<()> {
         self.journal(
             "payment",
             json!({
-                "agreementHash": hash,
+                "agreementHash": agreement.agreement.hash(),
                 "orderId": t.dialogue,
-                "paymentId": order.payment.payment.id(),
-                "payment": order.payment,
+                "paymentId": payment.payment.id(),
+                "payment": payment,
             }),
         )
-        .await?;
-        self.fulfil(ctx, &t, order.task, agreement, order.payment)
-            .await
+        .await
     }
 
     /// Checks an order against its funded channel agreement; returns the voucher's
