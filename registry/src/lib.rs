@@ -23,6 +23,7 @@
     )
 )]
 
+pub mod anvil;
 pub mod chain;
 pub mod devnet;
 pub mod discovery;

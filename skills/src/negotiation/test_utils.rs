@@ -31,10 +31,29 @@ pub fn usdc(s: &str) -> Amount {
     s.parse().expect("an amount")
 }
 
-/// The embedded chain with the contracts deployed by dev account 0.
+/// The node a [`Chain`] runs on.
+pub enum Node {
+    /// The embedded devnet.
+    Devnet(DevnetHandle),
+    /// A local anvil (`registry::anvil`).
+    Anvil(registry::anvil::Anvil),
+}
+
+impl Node {
+    /// Its JSON-RPC URL.
+    pub fn http_url(&self) -> String {
+        match self {
+            Self::Devnet(d) => d.http_url(),
+            Self::Anvil(a) => a.http_url(),
+        }
+    }
+}
+
+/// A chain with the contracts deployed by dev account 0: the embedded devnet, or
+/// anvil.
 pub struct Chain {
     /// The node.
-    pub node: DevnetHandle,
+    pub node: Node,
     /// Where the contracts are.
     pub addresses: Addresses,
     /// The deployment, through dev account 0 (the stablecoin's minter).
@@ -47,6 +66,16 @@ impl Chain {
         let node = Devnet::spawn(DevnetConfig::new(dir.join("chain")))
             .await
             .expect("devnet");
+        Self::deploy(Node::Devnet(node)).await
+    }
+
+    /// Starts anvil (from the npm registry) and deploys the contracts.
+    pub async fn start_on_anvil() -> Self {
+        let node = registry::anvil::Anvil::spawn().await.expect("anvil");
+        Self::deploy(Node::Anvil(node)).await
+    }
+
+    async fn deploy(node: Node) -> Self {
         let deployer = chain::connect(&node.http_url(), Arc::new(dev_wallet(0)))
             .await
             .expect("connect");
@@ -338,7 +367,11 @@ pub struct SettledDeal {
 /// the receipt (the function waits for the seller's). In `channel` mode the deal is the
 /// channel's first order, and the seller then closes the channel (settling it).
 pub async fn settled_deal(dir: &Path, mode: PaymentMode) -> SettledDeal {
-    let chain = Chain::start(dir).await;
+    settled_deal_on(Chain::start(dir).await, dir, mode).await
+}
+
+/// [`settled_deal`] on `chain` (the devnet or anvil).
+pub async fn settled_deal_on(chain: Chain, dir: &Path, mode: PaymentMode) -> SettledDeal {
     let chain_id = chain.addresses.chain_id;
     let hosts = (host(dir, "h1", chain_id), host(dir, "h2", chain_id));
     let seller = seller(
@@ -362,7 +395,12 @@ pub async fn settled_deal(dir: &Path, mode: PaymentMode) -> SettledDeal {
             ChainSettlement::connect(&chain.node.http_url(), wallet, &chain.addresses, TOKEN)
                 .await
                 .expect("settlement");
-        buyer.buyer = buyer.buyer.clone().with_settlement(settlement);
+        // A channel deposit of two orders (3 USDC): the buyer holds 10.
+        buyer.buyer = buyer
+            .buyer
+            .clone()
+            .with_settlement(settlement)
+            .with_channel_orders(2);
     }
     let me = buyer.handle.address();
     chain.minter.mint(me, usdc("10")).await.expect("mint");

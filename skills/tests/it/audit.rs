@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use skills::negotiation::audit::{audit, AuditReport, ChainCheck};
-use skills::negotiation::test_utils::{settled_deal, SettledDeal};
+use skills::negotiation::test_utils::{settled_deal, settled_deal_on, usdc, Chain, SettledDeal};
 use skills::negotiation::PaymentMode;
 use wallets::journal::{self, canonical_json};
 use wallets::Journal;
@@ -307,4 +307,29 @@ async fn an_interrupted_append_is_noted_not_reported() {
     assert!(report
         .to_table()
         .contains("15 bytes of an interrupted append"));
+}
+
+/// The three payment modes on anvil (a real node, from the npm registry): each deal is
+/// paid on chain to the base unit and both journals audit clean against it.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_payment_mode_settles_and_audits_clean_on_anvil() {
+    for mode in [
+        PaymentMode::Authorization,
+        PaymentMode::Escrow,
+        PaymentMode::Channel,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let f = settled_deal_on(Chain::start_on_anvil().await, dir.path(), mode).await;
+        assert_eq!(f.deal.price(), usdc("1.5"), "{mode}");
+        let seller = f.seller.handle.address();
+        assert_eq!(f.chain.balance(seller).await, usdc("1.5"), "{mode}");
+        assert_eq!(
+            f.chain.balance(f.buyer.handle.address()).await,
+            usdc("8.5"),
+            "{mode}"
+        );
+        let report = audit(&journals(&f), Some(&chain_check(&f))).await.unwrap();
+        assert!(report.is_clean(), "{mode}: {}", report.to_table());
+        assert!(report.chain.transactions_checked >= 1, "{mode}");
+    }
 }
