@@ -114,10 +114,43 @@ impl Signature {
     /// # Errors
     /// [`Error::InvalidSignature`] if it was not made by that key.
     pub fn verify_with_key(&self, prehash: &B256, key: &PublicKey) -> Result<()> {
-        use k256::ecdsa::signature::hazmat::PrehashVerifier;
-        key.0
-            .verify_prehash(prehash.as_bytes(), &self.inner)
-            .map_err(|_| Error::InvalidSignature(format!("not made by {}", key.address())))
+        if self.point_matches(prehash, key) {
+            Ok(())
+        } else {
+            Err(Error::InvalidSignature(format!(
+                "not made by {}",
+                key.address()
+            )))
+        }
+    }
+
+    /// ECDSA verification that also checks the recovery id: the point
+    /// `R = z/s·G + r/s·Q` must have x ≡ r and the y parity `v` names, so that a
+    /// signature passes here exactly when recovery (`ecrecover`) gives `key`'s address.
+    fn point_matches(&self, prehash: &B256, key: &PublicKey) -> bool {
+        use k256::elliptic_curve::ops::{Invert, LinearCombination, Reduce};
+        use k256::elliptic_curve::point::AffineCoordinates;
+        use k256::{ProjectivePoint, Scalar, U256};
+        if self.recovery.is_x_reduced() {
+            // r was reduced from an x beyond the group order: astronomically rare.
+            return self.recover_key(prehash).is_ok_and(|k| k == key.0);
+        }
+        let (r, s) = self.inner.split_scalars();
+        let z = <Scalar as Reduce<U256>>::reduce_bytes(&(*prehash.as_bytes()).into());
+        let s_inv = *s.invert_vartime();
+        let (u1, u2) = (z * s_inv, *r * s_inv);
+        let point = ProjectivePoint::lincomb(
+            &ProjectivePoint::GENERATOR,
+            &u1,
+            &ProjectivePoint::from(*key.0.as_affine()),
+            &u2,
+        )
+        .to_affine();
+        if bool::from(k256::elliptic_curve::group::prime::PrimeCurveAffine::is_identity(&point)) {
+            return false;
+        }
+        let x = <Scalar as Reduce<U256>>::reduce_bytes(&point.x());
+        x == *r && bool::from(point.y_is_odd()) == self.recovery.is_y_odd()
     }
 
     /// Checks that this signature over `prehash` was made by `expected`.
@@ -205,6 +238,30 @@ impl<'de> Deserialize<'de> for Signature {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_verification_agrees_with_recovery_including_the_recovery_id() {
+        let wallet = crate::Wallet::random();
+        let other = crate::Wallet::random();
+        let key = wallet.public_key();
+        for i in 0u32..64 {
+            let message = i.to_be_bytes();
+            let sig = wallet.sign_message(message).unwrap();
+            let digest = eip191::hash_message(message);
+            sig.verify_with_key(&digest, &key).unwrap();
+            assert_eq!(sig.recover(&digest).unwrap(), wallet.address());
+            // The same r and s with the other recovery id recovers another address,
+            // and must not pass against the key either.
+            let mut flipped = sig.to_bytes();
+            flipped[64] = if flipped[64] == 27 { 28 } else { 27 };
+            let flipped = Signature::from_bytes(&flipped).unwrap();
+            assert_ne!(flipped.recover(&digest).ok(), Some(wallet.address()));
+            assert!(flipped.verify_with_key(&digest, &key).is_err(), "v flipped");
+            assert!(sig.verify_with_key(&digest, &other.public_key()).is_err());
+            let wrong = eip191::hash_message(b"something else");
+            assert!(sig.verify_with_key(&wrong, &key).is_err());
+        }
+    }
 
     #[test]
     fn rejects_wrong_lengths() {

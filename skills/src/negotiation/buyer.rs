@@ -1030,7 +1030,8 @@ impl Buyer {
             Some(format!(
                 "the escrow does not record this delivery: {on_chain:?}"
             ))
-        } else if let Err(e) = delivery.signature.verify(
+        } else if let Err(e) = super::verify_signer(
+            &delivery.signature,
             &delivery
                 .delivery()
                 .signing_hash(&negotiation_domain(agreement.agreement.chain_id)),

@@ -324,6 +324,43 @@ impl Shared {
     }
 }
 
+/// Public keys of the counterparts seen so far, so that their later signatures are
+/// verified against the key (about half the cost of recovering it).
+static SIGNERS: std::sync::RwLock<
+    Option<std::collections::HashMap<wallets::Address, wallets::PublicKey>>,
+> = std::sync::RwLock::new(None);
+
+/// Checks that `signature` over `digest` was made by `signer`, as
+/// [`wallets::Signature::verify`] does (with the same errors), against the signer's key
+/// once it is known.
+fn verify_signer(
+    signature: &wallets::Signature,
+    digest: &B256,
+    signer: wallets::Address,
+) -> wallets::Result<()> {
+    let known = SIGNERS
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+        .and_then(|m| m.get(&signer).copied());
+    if let Some(key) = known {
+        if signature.verify_with_key(digest, &key).is_ok() {
+            return Ok(());
+        }
+    }
+    let key = signature.recover_public_key(digest)?;
+    if key.address() != signer {
+        return signature.verify(digest, signer);
+    }
+    let mut signers = SIGNERS.write().unwrap_or_else(PoisonError::into_inner);
+    let map = signers.get_or_insert_with(Default::default);
+    if map.len() >= 4_096 {
+        map.clear();
+    }
+    map.insert(signer, key);
+    Ok(())
+}
+
 /// Unix seconds now.
 fn now_secs() -> u64 {
     SystemTime::now()

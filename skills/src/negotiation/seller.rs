@@ -20,7 +20,7 @@ use super::messages::{
 };
 use super::settlement::{escrow_id_of, EscrowState, Settlement};
 use super::strategy::SellerStrategy;
-use super::{crash_point, now_secs, SharedJournal};
+use super::{crash_point, now_secs, verify_signer, SharedJournal};
 
 mod expiry;
 
@@ -893,15 +893,14 @@ impl SellerInner {
         if receipt.agreement != delivery.agreement || receipt.result_hash != delivery.result_hash {
             return Err(refused("the receipt is for something else"));
         }
-        receipt
-            .signature
-            .verify(
-                &receipt
-                    .note()
-                    .signing_hash(&negotiation_domain(agreement.agreement.chain_id)),
-                t.buyer,
-            )
-            .map_err(|e| refused(format!("the receipt's signature: {e}")))?;
+        verify_signer(
+            &receipt.signature,
+            &receipt
+                .note()
+                .signing_hash(&negotiation_domain(agreement.agreement.chain_id)),
+            t.buyer,
+        )
+        .map_err(|e| refused(format!("the receipt's signature: {e}")))?;
         // Journaled first: a receipt sent again after a crash here is kept once.
         let id = receipt.agreement;
         self.journal(

@@ -18,7 +18,7 @@ use crate::negotiation::messages::{
     CHANNEL_SETTLE_WINDOW,
 };
 use crate::negotiation::settlement::ChannelState;
-use crate::negotiation::{crash_point, now_secs};
+use crate::negotiation::{crash_point, now_secs, verify_signer};
 use crate::{Error, Result};
 
 /// A settlement with no transaction: channel orders are settled later, together.
@@ -198,9 +198,8 @@ impl SellerInner {
             Some(_) => return Err(SkillError::bad_request("this dialogue already has a deal")),
         }
         // Outside any lock: the signature is the costly part.
-        order
-            .payment
-            .verify()
+        let p = &order.payment;
+        verify_signer(&p.signature, &p.payment.signing_hash(), p.payment.payer())
             .map_err(|e| refused(format!("the voucher's signature: {e}")))?;
         let ch = self.turn_in(order.channel_dialogue, t.buyer).await;
         let Some(SellerDeal::Channel {
