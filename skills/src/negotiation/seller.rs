@@ -665,11 +665,7 @@ impl SellerInner {
                 payment,
                 delivery,
             }) if payment == pay.payment => {
-                // A retry; journals the delivery if a crash lost it.
-                let hash = agreement.agreement.hash();
-                self.journal("delivery", delivery_entry(hash, &delivery))
-                    .await?;
-                return Ok(delivery);
+                return self.deliver_again(&agreement, delivery).await;
             }
             _ => return Err(SkillError::bad_request("nothing to pay in this dialogue")),
         };
@@ -818,6 +814,19 @@ impl SellerInner {
         let id = agreement.agreement.hash();
         self.deliver(ctx, t, agreement, payment, output, settled, id)
             .await
+    }
+
+    /// Answers a repeated payment or order with its delivery, journaling the delivery
+    /// if a crash lost it (the journal keeps one).
+    async fn deliver_again(
+        &self,
+        agreement: &SignedAgreement,
+        delivery: Deliver,
+    ) -> Handled<Deliver> {
+        let hash = agreement.agreement.hash();
+        self.journal("delivery", delivery_entry(hash, &delivery))
+            .await?;
+        Ok(delivery)
     }
 
     /// Signs the delivery, saves it, journals it, and answers with it.

@@ -71,18 +71,18 @@ impl Buyer {
         };
         let margin = self.strategy.deal_time().as_secs();
         for open in candidates {
-            let usable = {
-                let c = open.lock().await;
-                let a = &c.agreement.agreement;
-                a.kind == kind
-                    && a.price <= max_price
-                    && a.deadline > now_secs().saturating_add(margin)
-                    && c.cumulative
-                        .checked_add(a.price)
-                        .is_ok_and(|n| n <= c.deposit)
-            };
+            // Checked and paid under one lock: a concurrent order cannot take the
+            // room between the check and the voucher.
+            let c = open.lock().await;
+            let a = &c.agreement.agreement;
+            let usable = a.kind == kind
+                && a.price <= max_price
+                && a.deadline > now_secs().saturating_add(margin)
+                && c.cumulative
+                    .checked_add(a.price)
+                    .is_ok_and(|n| n <= c.deposit);
             if usable {
-                return self.order(ctx, &open, task).await.map(Some);
+                return self.order(ctx, c, task).await.map(Some);
             }
         }
         Ok(None)
@@ -164,7 +164,8 @@ impl Buyer {
         .await?;
         crash_point("buyer.funding");
         let open = self.fund(ctx, dialogue, agreement, signed).await?;
-        self.order(ctx, &open, task).await
+        let c = open.lock().await;
+        self.order(ctx, c, task).await
     }
 
     /// Sends the funding (again, after a crash), checks the channel on chain, saves and
@@ -263,14 +264,15 @@ impl Buyer {
     }
 
     /// Pays the channel's next order with a voucher and receives the delivery.
+    /// Pays the next order of the channel `c` (locked by the caller) with a voucher,
+    /// then, with the lock released, receives the delivery.
     async fn order(
         &self,
         ctx: &Context,
-        open: &tokio::sync::Mutex<OpenChannel>,
+        mut c: tokio::sync::MutexGuard<'_, OpenChannel>,
         task: &str,
     ) -> Result<Deal> {
         let (id, agreement, payment) = {
-            let mut c = open.lock().await;
             let a = &c.agreement.agreement;
             let cumulative = c.cumulative.checked_add(a.price).map_err(Error::Wallet)?;
             let contract = self.channel_settlement()?.channel_contract();
@@ -320,6 +322,7 @@ impl Buyer {
             c.cumulative = cumulative;
             (id, agreement, payment)
         };
+        drop(c);
         let (states, payments) =
             futures::future::join(ctx.flush_states(), ctx.flush_payments()).await;
         states?;

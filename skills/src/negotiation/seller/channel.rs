@@ -189,11 +189,7 @@ impl SellerInner {
                 payment,
                 delivery,
             }) if payment == order.payment => {
-                // A retry; journals the delivery if a crash lost it.
-                let hash = agreement.agreement.hash();
-                self.journal("delivery", super::delivery_entry(hash, &delivery))
-                    .await?;
-                return Ok(delivery);
+                return self.deliver_again(&agreement, delivery).await;
             }
             Some(_) => return Err(SkillError::bad_request("this dialogue already has a deal")),
         }
