@@ -18,7 +18,7 @@ use super::messages::{
     Counter, Deliver, Order, Pay, PaymentMode, Proposal, ProposalReply, Receipt, ReceiptNote,
     Reject, SignedAgreement, ESCROW_REVIEW_WINDOW,
 };
-use super::seller::with_order;
+use super::seller::{delivery_entry, receipt_entry};
 use super::settlement::{escrow_id_of, EscrowState, Settlement};
 use super::strategy::{BuyerStrategy, DefaultBuyerStrategy};
 use super::verify::{authorization_problem, PaymentVerifier};
@@ -26,6 +26,7 @@ use super::{crash_point, now_secs, SharedJournal};
 use crate::{Error, Result};
 
 mod channel;
+mod receipts;
 mod recovery;
 
 use channel::{delivery_id, ChannelBook};
@@ -122,6 +123,18 @@ pub enum BuyerDeal {
         /// The voucher.
         payment: SignedPayment,
     },
+    /// Channel mode: the order was delivered and its receipt signed and journaled;
+    /// the seller has not confirmed the receipt yet. A retry sends it again.
+    Receipted {
+        /// The channel agreement.
+        agreement: SignedAgreement,
+        /// The voucher.
+        payment: SignedPayment,
+        /// The delivery.
+        delivery: Deliver,
+        /// The receipt.
+        receipt: Receipt,
+    },
     /// Paid, delivered and receipted.
     Done {
         /// The agreement's hash.
@@ -181,6 +194,7 @@ pub struct Buyer {
     delivery_timeout: Duration,
     pay_attempts: u32,
     channels: Arc<ChannelBook>,
+    receipts: Arc<receipts::ReceiptOutbox>,
     channel_orders: u32,
     channel_validity: Duration,
 }
@@ -216,6 +230,7 @@ impl Buyer {
             delivery_timeout: Duration::from_secs(60),
             pay_attempts: 3,
             channels: Arc::default(),
+            receipts: Arc::default(),
             channel_orders: 10,
             channel_validity: Duration::from_secs(3_600),
         }
@@ -454,6 +469,17 @@ impl Buyer {
                 } => {
                     out.push(
                         self.finish(ctx, dialogue, agreement, payment, delivery)
+                            .await,
+                    );
+                }
+                BuyerDeal::Receipted {
+                    agreement,
+                    payment,
+                    delivery,
+                    receipt,
+                } => {
+                    out.push(
+                        self.confirm_receipt(ctx, dialogue, agreement, payment, delivery, receipt)
                             .await,
                     );
                 }
@@ -1053,8 +1079,13 @@ impl Buyer {
                 .await;
             return Err(self.protocol(dialogue, seller, reason));
         }
-        if agreement.agreement.mode != PaymentMode::Channel {
-            // (A channel order's voucher was journaled when it was signed.)
+        if agreement.agreement.mode == PaymentMode::Channel {
+            // (Its voucher was journaled when it was signed.)
+            return self
+                .finish_order(ctx, dialogue, agreement, payment, delivery)
+                .await;
+        }
+        {
             let mut entry = json!({
                 "agreementHash": hash,
                 "agreement": agreement,
@@ -1069,19 +1100,7 @@ impl Buyer {
             self.journal.append("payment", entry).await?;
         }
         self.journal
-            .append(
-                "delivery",
-                with_order(
-                    json!({
-                        "agreementHash": hash,
-                        "resultHash": delivery.result_hash,
-                        "txHash": delivery.settlement.tx_hash,
-                        "signature": delivery.signature,
-                    }),
-                    hash,
-                    id,
-                ),
-            )
+            .append("delivery", delivery_entry(hash, &delivery))
             .await?;
         // Journaled first: after a crash here the deal is redone from `Paying`, and
         // the journal keeps one copy of each entry.
@@ -1120,22 +1139,8 @@ impl Buyer {
                 settlement.accept_escrow(id).await?
             }
         };
-        let note = ReceiptNote {
-            agreement: delivery.agreement,
-            result_hash: delivery.result_hash,
-        };
-        let receipt = Receipt {
-            agreement: note.agreement,
-            result_hash: note.result_hash,
-            signature: self
-                .wallet
-                .sign_typed(&negotiation_domain(a.chain_id), &note)?,
-        };
-        let mut entry = with_order(
-            json!({"agreementHash": a.hash(), "receipt": receipt}),
-            a.hash(),
-            note.agreement,
-        );
+        let receipt = self.receipt(a, &delivery)?;
+        let mut entry = receipt_entry(a.hash(), &receipt);
         if let (Some(release), Some(fields)) = (release, entry.as_object_mut()) {
             fields.insert("release".into(), json!(release));
         }
@@ -1148,8 +1153,8 @@ impl Buyer {
             dialogue,
             a.seller,
             &BuyerDeal::Done {
-                agreement: note.agreement,
-                result_hash: note.result_hash,
+                agreement: receipt.agreement,
+                result_hash: receipt.result_hash,
                 tx_hash: release.map_or(delivery.settlement.tx_hash, |r| r.tx_hash),
             },
         )
@@ -1162,6 +1167,21 @@ impl Buyer {
             agreement,
             payment,
             delivery,
+        })
+    }
+
+    /// The buyer's signed receipt of `delivery` under `a`.
+    fn receipt(&self, a: &Agreement, delivery: &Deliver) -> Result<Receipt> {
+        let note = ReceiptNote {
+            agreement: delivery.agreement,
+            result_hash: delivery.result_hash,
+        };
+        Ok(Receipt {
+            agreement: note.agreement,
+            result_hash: note.result_hash,
+            signature: self
+                .wallet
+                .sign_typed(&negotiation_domain(a.chain_id), &note)?,
         })
     }
 }

@@ -509,6 +509,24 @@ impl Request for Receipt {
     type Response = ();
 }
 
+/// The most receipts one [`Receipts`] message may carry.
+pub const MAX_RECEIPTS: usize = 256;
+
+/// Receipts of several channel orders at once, sent in the channel agreement's
+/// dialogue: each receipt's `agreement` is its order's id ([`order_id`]), which is
+/// the order's dialogue. Ask; the seller journals them together.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Receipts {
+    /// At most [`MAX_RECEIPTS`].
+    pub receipts: Vec<Receipt>,
+}
+
+impl Request for Receipts {
+    const KIND: &'static str = "negotiation.Receipts";
+    type Response = ();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -155,10 +155,12 @@ pub use buyer::{Buyer, BuyerDeal, Deal};
 pub use messages::{
     escrow_job_id, negotiation_domain, order_id, result_hash, task_hash, Accept, Accepted,
     Agreement, CallForProposal, Counter, Deliver, Delivery, Fund, Funded, Order, Pay, PaymentMode,
-    Proposal, ProposalReply, Receipt, ReceiptNote, Reject, Settled, SignedAgreement,
-    CHANNEL_SETTLE_WINDOW, ESCROW_REVIEW_WINDOW,
+    Proposal, ProposalReply, Receipt, ReceiptNote, Receipts, Reject, Settled, SignedAgreement,
+    CHANNEL_SETTLE_WINDOW, ESCROW_REVIEW_WINDOW, MAX_RECEIPTS,
 };
-pub use seller::{service_fn, FnService, Seller, SellerDeal, Service, ServiceOutput};
+pub use seller::{
+    service_fn, FnService, Seller, SellerChannel, SellerDeal, Service, ServiceOutput,
+};
 pub use settlement::{
     escrow_id_of, token_domain, ChainSettlement, ChannelRecord, ChannelState, Channels, EscrowJob,
     EscrowState, Settlement,
@@ -287,20 +289,33 @@ impl SharedJournal {
     /// Appends an entry, unless the same one is already there, and waits until it is
     /// durable.
     async fn append(&self, kind: &'static str, body: Value) -> Result<()> {
-        let (done, result) = tokio::sync::oneshot::channel();
+        self.append_all(vec![(kind, body)]).await
+    }
+
+    /// Appends `entries` in this order (each unless the same one is already there),
+    /// in one write with one flush, and waits until they are durable.
+    async fn append_all(&self, entries: Vec<(&'static str, Value)>) -> Result<()> {
+        let mut results = Vec::with_capacity(entries.len());
         let lead = {
             let mut q = self.0.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            q.pending.push((kind, body, done));
+            for (kind, body) in entries {
+                let (done, result) = tokio::sync::oneshot::channel();
+                q.pending.push((kind, body, done));
+                results.push(result);
+            }
             !std::mem::replace(&mut q.writing, true)
         };
         if lead {
             let shared = self.0.clone();
             tokio::task::spawn_blocking(move || shared.write_all_pending());
         }
-        result
-            .await
-            .map_err(|_| Error::Config("the journal writer stopped".into()))?
-            .map_err(Error::Wallet)
+        for result in results {
+            result
+                .await
+                .map_err(|_| Error::Config("the journal writer stopped".into()))?
+                .map_err(Error::Wallet)?;
+        }
+        Ok(())
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use agent_sdk::{AgentBuilder, Context, Skill, SkillError};
+use agent_sdk::{AgentBuilder, Context, Skill, SkillError, StateUpdate};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -16,7 +16,8 @@ use wallets::{
 use super::messages::{
     escrow_job_id, negotiation_domain, result_hash, task_hash, Accept, Accepted, Agreement,
     CallForProposal, Counter, Deliver, Delivery, Fund, Order, Pay, PaymentMode, Proposal,
-    ProposalReply, Receipt, Reject, Settled, SignedAgreement, ESCROW_REVIEW_WINDOW,
+    ProposalReply, Receipt, Receipts, Reject, Settled, SignedAgreement, ESCROW_REVIEW_WINDOW,
+    MAX_RECEIPTS,
 };
 use super::settlement::{escrow_id_of, EscrowState, Settlement};
 use super::strategy::SellerStrategy;
@@ -137,24 +138,7 @@ pub enum SellerDeal {
     },
     /// Channel mode: the funded channel of an agreement, in the agreement's dialogue.
     /// Open until the seller closes the channel.
-    Channel {
-        /// The agreement (price per order, deadline for orders).
-        agreement: SignedAgreement,
-        /// The channel.
-        channel: Channel,
-        /// Its deposit.
-        deposit: Amount,
-        /// The last second the seller may settle.
-        expires_at: u64,
-        /// The transaction that opened it.
-        funded: Settled,
-        /// Orders accepted so far.
-        orders: u64,
-        /// The highest voucher received: it pays for every order accepted.
-        best: Option<SignedPayment>,
-        /// The cumulative amount settled on chain so far.
-        settled: Amount,
-    },
+    Channel(SellerChannel),
     /// Channel mode: an order whose voucher was accepted as the channel's order number
     /// `seq`, in the order's own dialogue; the work is being done.
     Ordered {
@@ -178,6 +162,27 @@ pub enum SellerDeal {
         /// `received` or `rejected: reason`.
         outcome: String,
     },
+}
+
+/// A seller's funded channel ([`SellerDeal::Channel`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SellerChannel {
+    /// The agreement (price per order, deadline for orders).
+    pub agreement: SignedAgreement,
+    /// The channel.
+    pub channel: Channel,
+    /// Its deposit.
+    pub deposit: Amount,
+    /// The last second the seller may settle.
+    pub expires_at: u64,
+    /// The transaction that opened it.
+    pub funded: Settled,
+    /// Orders accepted so far.
+    pub orders: u64,
+    /// The highest voucher received: it pays for every order accepted.
+    pub best: Option<SignedPayment>,
+    /// The cumulative amount settled on chain so far.
+    pub settled: Amount,
 }
 
 /// The seller side of negotiation; add it to an agent with [`Seller::install`].
@@ -250,6 +255,7 @@ impl Seller {
             .skill(On::<Reject>::new(self))
             .skill(On::<Pay>::new(self))
             .skill(On::<Receipt>::new(self))
+            .skill(On::<Receipts>::new(self))
             .skill(On::<Fund>::new(self))
             .skill(On::<Order>::new(self))
     }
@@ -843,26 +849,7 @@ impl SellerInner {
         id: B256,
     ) -> Handled<Deliver> {
         let hash = agreement.agreement.hash();
-        let result_hash = result_hash(&output.result);
-        let signature = self
-            .wallet
-            .sign_typed(
-                &negotiation_domain(agreement.agreement.chain_id),
-                &Delivery {
-                    agreement: id,
-                    result_hash,
-                    tx_hash: settled.tx_hash,
-                },
-            )
-            .map_err(internal)?;
-        let delivery = Deliver {
-            agreement: id,
-            result: output.result,
-            result_hash,
-            attestation: output.attestation,
-            settlement: settled,
-            signature,
-        };
+        let delivery = self.sign_delivery(&agreement, output, settled, id)?;
         self.save(
             ctx,
             t,
@@ -879,9 +866,106 @@ impl SellerInner {
         Ok(delivery)
     }
 
+    /// The signed delivery of `output` for `id` (the agreement, or a channel order).
+    fn sign_delivery(
+        &self,
+        agreement: &SignedAgreement,
+        output: ServiceOutput,
+        settled: Settled,
+        id: B256,
+    ) -> Handled<Deliver> {
+        let result_hash = result_hash(&output.result);
+        let signature = self
+            .wallet
+            .sign_typed(
+                &negotiation_domain(agreement.agreement.chain_id),
+                &Delivery {
+                    agreement: id,
+                    result_hash,
+                    tx_hash: settled.tx_hash,
+                },
+            )
+            .map_err(internal)?;
+        Ok(Deliver {
+            agreement: id,
+            result: output.result,
+            result_hash,
+            attestation: output.attestation,
+            settlement: settled,
+            signature,
+        })
+    }
+
     async fn on_receipt(&self, ctx: &Context, receipt: Receipt) -> Handled<()> {
         let t = self.turn(ctx).await?;
-        let (agreement, delivery) = match self.state(ctx, &t)? {
+        let Some((entry, closed)) = self.check_receipt(ctx, &t, &receipt)? else {
+            return Ok(()); // a retry
+        };
+        // Journaled first: a receipt sent again after a crash here is kept once.
+        self.journal("receipt", entry).await?;
+        self.save(ctx, &t, &closed).await
+    }
+
+    /// Receipts of channel orders, each in its order's dialogue: the valid ones are
+    /// journaled in one write and their deals closed; an invalid one is named in the
+    /// error, after the others are recorded.
+    async fn on_receipts(&self, ctx: &Context, batch: Receipts) -> Handled<()> {
+        let Some(buyer) = ctx.sender() else {
+            return Err(SkillError::bad_request(
+                "negotiation messages need a sender",
+            ));
+        };
+        if batch.receipts.len() > MAX_RECEIPTS {
+            return Err(SkillError::bad_request(format!(
+                "{} receipts in one message; at most {MAX_RECEIPTS}",
+                batch.receipts.len()
+            )));
+        }
+        let mut turns = Vec::with_capacity(batch.receipts.len());
+        let mut entries = Vec::new();
+        let mut updates = Vec::new();
+        let mut refusal = None;
+        for receipt in &batch.receipts {
+            if turns.iter().any(|t: &Turn| t.dialogue == receipt.agreement) {
+                continue; // the same receipt twice
+            }
+            let t = self.turn_in(receipt.agreement, buyer).await;
+            match self.check_receipt(ctx, &t, receipt) {
+                Ok(Some((entry, closed))) => {
+                    entries.push(("receipt", entry));
+                    updates.push(
+                        StateUpdate::new(t.dialogue, buyer, &closed, true).map_err(internal)?,
+                    );
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    refusal
+                        .get_or_insert(format!("receipt for {}: {}", receipt.agreement, e.message));
+                }
+            }
+            turns.push(t);
+        }
+        // Journaled first, as in `on_receipt`.
+        self.journal.append_all(entries).await.map_err(internal)?;
+        ctx.write_states(&updates).map_err(internal)?;
+        ctx.flush_states().await.map_err(internal)?;
+        drop(turns);
+        match refusal {
+            Some(reason) => Err(refused(reason)),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks a receipt against the delivery of the dialogue `t` (locked); returns its
+    /// journal entry and the deal's closed state, or `None` when it was recorded
+    /// already.
+    fn check_receipt(
+        &self,
+        ctx: &Context,
+        t: &Turn,
+        receipt: &Receipt,
+    ) -> Handled<Option<(Value, SellerDeal)>> {
+        let (agreement, delivery) = match self.state(ctx, t)? {
             Some(SellerDeal::Delivered {
                 agreement,
                 delivery,
@@ -891,7 +975,7 @@ impl SellerInner {
                 agreement: Some(h),
                 outcome,
                 ..
-            }) if h == receipt.agreement && outcome == "received" => return Ok(()), // a retry
+            }) if h == receipt.agreement && outcome == "received" => return Ok(None),
             _ => {
                 return Err(SkillError::bad_request(
                     "nothing was delivered in this dialogue",
@@ -910,24 +994,14 @@ impl SellerInner {
             t.buyer,
         )
         .map_err(|e| refused(format!("the receipt's signature: {e}")))?;
-        // Journaled first: a receipt sent again after a crash here is kept once.
-        let id = receipt.agreement;
-        self.journal(
-            "receipt",
-            with_order(json!({"agreementHash": hash, "receipt": receipt}), hash, id),
-        )
-        .await?;
-        self.save(
-            ctx,
-            &t,
-            &SellerDeal::Closed {
-                buyer: t.buyer,
-                // The delivery's id: the agreement, or a channel order.
-                agreement: Some(id),
-                outcome: "received".into(),
-            },
-        )
-        .await
+        let entry = receipt_entry(hash, receipt);
+        let closed = SellerDeal::Closed {
+            buyer: t.buyer,
+            // The delivery's id: the agreement, or a channel order.
+            agreement: Some(receipt.agreement),
+            outcome: "received".into(),
+        };
+        Ok(Some((entry, closed)))
     }
 }
 
@@ -947,8 +1021,19 @@ fn acceptance_entry(agreement: &SignedAgreement) -> Value {
     json!({"agreementHash": agreement.agreement.hash(), "agreement": agreement})
 }
 
-/// The journal entry of a delivery under agreement `hash`.
-fn delivery_entry(hash: B256, delivery: &Deliver) -> Value {
+/// The journal body of a receipt for the agreement `hash` (or one of its channel
+/// orders), on both sides.
+pub(super) fn receipt_entry(hash: B256, receipt: &Receipt) -> Value {
+    with_order(
+        json!({"agreementHash": hash, "receipt": receipt}),
+        hash,
+        receipt.agreement,
+    )
+}
+
+/// The journal body of a delivery for the agreement `hash` (or one of its channel
+/// orders), on both sides.
+pub(super) fn delivery_entry(hash: B256, delivery: &Deliver) -> Value {
     with_order(
         json!({
             "agreementHash": hash,
@@ -970,7 +1055,7 @@ impl SellerDeal {
             | Self::Settling { agreement, .. }
             | Self::Delivering { agreement, .. }
             | Self::Delivered { agreement, .. }
-            | Self::Channel { agreement, .. }
+            | Self::Channel(SellerChannel { agreement, .. })
             | Self::Ordered { agreement, .. } => agreement.agreement.buyer,
             Self::Closed { buyer, .. } => *buyer,
         }
@@ -984,7 +1069,7 @@ fn step_name(s: &SellerDeal) -> &'static str {
         SellerDeal::Settling { .. } => "settling",
         SellerDeal::Delivering { .. } => "delivering",
         SellerDeal::Delivered { .. } => "delivered",
-        SellerDeal::Channel { .. } => "channel",
+        SellerDeal::Channel(_) => "channel",
         SellerDeal::Ordered { .. } => "ordered",
         SellerDeal::Closed { .. } => "closed",
     }
@@ -1013,5 +1098,6 @@ on!(Accept, on_accept);
 on!(Reject, on_reject);
 on!(Pay, on_pay);
 on!(Receipt, on_receipt);
+on!(Receipts, on_receipts);
 on!(Fund, on_fund);
 on!(Order, on_order);

@@ -323,12 +323,18 @@ impl Buyer {
             (id, agreement, payment)
         };
         drop(c);
-        let (states, payments) =
-            futures::future::join(ctx.flush_states(), ctx.flush_payments()).await;
+        // The voucher leaves once the order, the policy's record of it and its
+        // journal entry are all on disk; a crash before that redoes the same order.
+        let (states, payments, journaled) = futures::future::join3(
+            ctx.flush_states(),
+            ctx.flush_payments(),
+            self.journal_order(id, &agreement, &payment),
+        )
+        .await;
         states?;
         payments?;
+        journaled?;
         crash_point("buyer.ordered");
-        self.journal_order(id, &agreement, &payment).await?;
         self.receive(ctx, id, agreement, payment, Some(task)).await
     }
 

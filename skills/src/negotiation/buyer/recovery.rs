@@ -28,6 +28,23 @@ impl Buyer {
         seller: Address,
         receipt: Receipt,
     ) {
+        self.send_until_confirmed(ctx, dialogue, seller, receipt)
+            .await;
+    }
+
+    /// Asks `message` in `dialogue` until `seller` confirms it, again after a timeout
+    /// or a broken connection, at most `pay_attempts` times; whether it was confirmed
+    /// (failures are logged).
+    pub(super) async fn send_until_confirmed<R>(
+        &self,
+        ctx: &Context,
+        dialogue: B256,
+        seller: Address,
+        message: R,
+    ) -> bool
+    where
+        R: agent_sdk::Request<Response = ()> + Clone,
+    {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
@@ -35,20 +52,21 @@ impl Buyer {
                 .ask_in(
                     dialogue,
                     seller,
-                    receipt.clone(),
+                    message.clone(),
                     self.strategy.proposal_window(),
                 )
                 .await
             {
-                Ok(()) => return,
+                Ok(()) => return true,
                 Err(e) if attempt < self.pay_attempts && retryable(&e) => {
                     tracing::warn!(target: "skill::negotiation", %dialogue, attempt, error = %e,
-                        "the receipt was not confirmed; sending it again");
+                        kind = R::KIND, "not confirmed; sending it again");
                     tokio::time::sleep(Duration::from_millis(500) * attempt).await;
                 }
                 Err(e) => {
-                    tracing::warn!(target: "skill::negotiation", %dialogue, error = %e, "receipt not sent");
-                    return;
+                    tracing::warn!(target: "skill::negotiation", %dialogue, error = %e,
+                        kind = R::KIND, "not sent");
+                    return false;
                 }
             }
         }

@@ -12,7 +12,9 @@ use agent_sdk::{Context, SkillError, StateUpdate};
 use serde_json::json;
 use wallets::{Amount, Channel, ChannelFunding, Payment, SignedPayment, Voucher, B256};
 
-use super::{internal, refused, Handled, SellerDeal, SellerInner, ServiceOutput, Turn};
+use super::{
+    internal, refused, Handled, SellerChannel, SellerDeal, SellerInner, ServiceOutput, Turn,
+};
 use crate::negotiation::messages::{
     order_id, Agreement, Fund, Funded, Order, PaymentMode, Settled, SignedAgreement,
     CHANNEL_SETTLE_WINDOW,
@@ -37,10 +39,10 @@ impl SellerInner {
             .ok_or_else(|| refused("this seller takes no channel payments"))?;
         let agreement = match self.state(ctx, &t)? {
             Some(SellerDeal::Accepted { agreement, .. }) => agreement,
-            Some(SellerDeal::Channel {
-                agreement, funded, ..
-            }) if agreement.agreement.hash() == fund.agreement => {
-                return Ok(Funded { settlement: funded });
+            Some(SellerDeal::Channel(c)) if c.agreement.agreement.hash() == fund.agreement => {
+                return Ok(Funded {
+                    settlement: c.funded,
+                });
             }
             _ => {
                 return Err(SkillError::bad_request(
@@ -87,7 +89,7 @@ impl SellerInner {
         self.save(
             ctx,
             &t,
-            &SellerDeal::Channel {
+            &SellerDeal::Channel(SellerChannel {
                 agreement: agreement.clone(),
                 channel,
                 deposit: record.deposit,
@@ -96,7 +98,7 @@ impl SellerInner {
                 orders: 0,
                 best: None,
                 settled: record.paid,
-            },
+            }),
         )
         .await?;
         self.journal(
@@ -180,7 +182,7 @@ impl SellerInner {
                 payment,
                 ..
             }) if payment == order.payment => {
-                // A crash may have come before the voucher was journaled.
+                // Left by an earlier version, which saved the order before its work.
                 self.journal_order(&t, &agreement, &payment).await?;
                 return self.fulfil(ctx, &t, task, agreement, payment).await;
             }
@@ -189,7 +191,11 @@ impl SellerInner {
                 payment,
                 delivery,
             }) if payment == order.payment => {
-                return self.deliver_again(&agreement, delivery).await;
+                // A crash may have come before the voucher and the delivery were
+                // journaled: journaled again, kept once.
+                self.journal_delivered(&t, &agreement, &payment, &delivery)
+                    .await?;
+                return Ok(delivery);
             }
             Some(_) => return Err(SkillError::bad_request("this dialogue already has a deal")),
         }
@@ -197,70 +203,85 @@ impl SellerInner {
         let p = &order.payment;
         verify_signer(&p.signature, &p.payment.signing_hash(), p.payment.payer())
             .map_err(|e| refused(format!("the voucher's signature: {e}")))?;
+        // Checked against the channel first, then worked on with only this order's
+        // dialogue locked: the voucher buys this dialogue's order and no other.
+        let agreement = {
+            let ch = self.turn_in(order.channel_dialogue, t.buyer).await;
+            let c = self.open_channel(ctx, &ch)?;
+            self.check_order(ctx, &t, &order, &c).map_err(refused)?;
+            c.agreement
+        };
+        let output: ServiceOutput = self.service.perform(ctx, &order.task).await?;
+        let delivery = self.sign_delivery(&agreement, output, NO_SETTLEMENT, t.dialogue)?;
+        // The order is counted and delivered in one write, checked again against
+        // the channel as it is now (a settlement may have closed it meanwhile).
         let ch = self.turn_in(order.channel_dialogue, t.buyer).await;
-        let Some(SellerDeal::Channel {
-            agreement,
-            channel,
-            deposit,
-            expires_at,
-            funded,
-            orders,
-            best,
-            settled,
-        }) = self.state(ctx, &ch)?
-        else {
-            return Err(SkillError::bad_request(
-                "no funded channel agreement in that dialogue",
-            ));
-        };
-        let a = &agreement.agreement;
-        let cumulative = self
-            .check_order(ctx, &t, &order, a, &channel, deposit, expires_at)
-            .map_err(refused)?;
-        let best = match best {
-            Some(b) if b.payment.amount() >= cumulative => b,
-            _ => order.payment.clone(),
-        };
-        let seq = orders.saturating_add(1);
+        let mut c = self.open_channel(ctx, &ch)?;
+        let cumulative = self.check_order(ctx, &t, &order, &c).map_err(refused)?;
+        if c.best
+            .as_ref()
+            .is_none_or(|b| b.payment.amount() < cumulative)
+        {
+            c.best = Some(order.payment.clone());
+        }
+        c.orders = c.orders.saturating_add(1);
         let updates = [
             StateUpdate::new(
                 t.dialogue,
                 t.buyer,
-                &SellerDeal::Ordered {
-                    channel_dialogue: order.channel_dialogue,
-                    task: order.task.clone(),
-                    agreement: agreement.clone(),
+                &SellerDeal::Delivered {
+                    agreement: c.agreement.clone(),
                     payment: order.payment.clone(),
-                    seq,
+                    delivery: delivery.clone(),
                 },
                 false,
             ),
-            StateUpdate::new(
-                ch.dialogue,
-                t.buyer,
-                &SellerDeal::Channel {
-                    agreement: agreement.clone(),
-                    channel,
-                    deposit,
-                    expires_at,
-                    funded,
-                    orders: seq,
-                    best: Some(best),
-                    settled,
-                },
-                false,
-            ),
+            StateUpdate::new(ch.dialogue, t.buyer, &SellerDeal::Channel(c), false),
         ]
         .into_iter()
         .collect::<agent_sdk::Result<Vec<_>>>()
         .map_err(internal)?;
         ctx.write_states(&updates).map_err(internal)?;
         drop(ch);
-        ctx.flush_states().await.map_err(internal)?;
         crash_point("seller.ordered");
-        self.journal_order(&t, &agreement, &order.payment).await?;
-        self.fulfil(ctx, &t, order.task, agreement, order.payment)
+        // Saved and journaled together; the delivery leaves once both are on disk.
+        let (saved, journaled) = futures::future::join(
+            ctx.flush_states(),
+            self.journal_delivered(&t, &agreement, &order.payment, &delivery),
+        )
+        .await;
+        saved.map_err(internal)?;
+        journaled?;
+        crash_point("seller.delivered");
+        Ok(delivery)
+    }
+
+    /// The funded channel of the dialogue `ch` (locked by the caller).
+    fn open_channel(&self, ctx: &Context, ch: &Turn) -> Handled<SellerChannel> {
+        match self.state(ctx, ch)? {
+            Some(SellerDeal::Channel(c)) => Ok(c),
+            _ => Err(SkillError::bad_request(
+                "no funded channel agreement in that dialogue",
+            )),
+        }
+    }
+
+    /// Journals an order's voucher and its delivery, in one write.
+    async fn journal_delivered(
+        &self,
+        t: &Turn,
+        agreement: &SignedAgreement,
+        payment: &SignedPayment,
+        delivery: &super::Deliver,
+    ) -> Handled<()> {
+        let hash = agreement.agreement.hash();
+        self.journal
+            .append_all(vec![
+                ("payment", order_entry(t, agreement, payment)),
+                ("delivery", super::delivery_entry(hash, delivery)),
+            ])
             .await
+            .map_err(internal)
     }
 
     /// Journals an order's voucher (again, after a crash: the journal keeps one).
@@ -270,31 +291,21 @@ impl SellerInner {
         agreement: &SignedAgreement,
         payment: &SignedPayment,
     ) -> Handled<()> {
-        self.journal(
-            "payment",
-            json!({
-                "agreementHash": agreement.agreement.hash(),
-                "orderId": t.dialogue,
-                "paymentId": payment.payment.id(),
-                "payment": payment,
-            }),
-        )
-        .await
+        self.journal("payment", order_entry(t, agreement, payment))
+            .await
     }
 
-    /// Checks an order against its funded channel agreement; returns the voucher's
-    /// cumulative amount.
-    #[allow(clippy::too_many_arguments)]
+    /// Checks an order against its funded channel; returns the voucher's cumulative
+    /// amount.
     fn check_order(
         &self,
         ctx: &Context,
         t: &Turn,
         order: &Order,
-        a: &Agreement,
-        channel: &Channel,
-        deposit: Amount,
-        expires_at: u64,
+        c: &SellerChannel,
     ) -> std::result::Result<Amount, String> {
+        let (a, channel, deposit, expires_at) =
+            (&c.agreement.agreement, &c.channel, c.deposit, c.expires_at);
         let Payment::ChannelVoucher {
             domain,
             channel: paid,
@@ -368,26 +379,21 @@ impl SellerInner {
         })?;
         let mut out = Vec::new();
         for (dialogue, record) in ctx.open_dialogues()? {
-            let Ok(SellerDeal::Channel { .. }) = serde_json::from_value(record.state) else {
+            let Ok(SellerDeal::Channel(_)) = serde_json::from_value(record.state) else {
                 continue;
             };
             let t = self.turn_in(dialogue, record.peer).await;
-            let Some(SellerDeal::Channel {
-                agreement,
-                channel,
-                deposit,
-                expires_at,
-                funded,
-                orders,
-                best,
-                settled,
-            }) = ctx.state::<SellerDeal>(dialogue)?
+            let Some(SellerDeal::Channel(c)) = ctx.state::<SellerDeal>(dialogue)? else {
+                continue;
+            };
+            let Some(best) = c
+                .best
+                .clone()
+                .filter(|b| b.payment.amount() > c.settled || close)
             else {
                 continue;
             };
-            let Some(best) = best.filter(|b| b.payment.amount() > settled || close) else {
-                continue;
-            };
+            let (channel, orders, hash) = (c.channel, c.orders, c.agreement.agreement.hash());
             let tx = channels.settle_channel(&best, close).await?;
             let paid = best.payment.amount();
             tracing::info!(target: "skill::negotiation", channel = %channel.id(), %paid, orders,
@@ -395,20 +401,11 @@ impl SellerInner {
             let state = if close {
                 SellerDeal::Closed {
                     buyer: record.peer,
-                    agreement: Some(agreement.agreement.hash()),
+                    agreement: Some(hash),
                     outcome: format!("channel closed after {orders} orders, {paid} paid"),
                 }
             } else {
-                SellerDeal::Channel {
-                    agreement: agreement.clone(),
-                    channel,
-                    deposit,
-                    expires_at,
-                    funded,
-                    orders,
-                    best: Some(best.clone()),
-                    settled: paid,
-                }
+                SellerDeal::Channel(SellerChannel { settled: paid, ..c })
             };
             self.save(ctx, &t, &state).await.map_err(|e| {
                 Error::Config(format!("saving channel {}: {}", channel.id(), e.message))
@@ -417,7 +414,7 @@ impl SellerInner {
                 .append(
                     "channel_settlement",
                     json!({
-                        "agreementHash": agreement.agreement.hash(),
+                        "agreementHash": hash,
                         "channelId": channel.id(),
                         "cumulativeAmount": paid,
                         "orders": orders,
@@ -432,4 +429,18 @@ impl SellerInner {
         }
         Ok(out)
     }
+}
+
+/// The journal body of an order's voucher.
+fn order_entry(
+    t: &Turn,
+    agreement: &SignedAgreement,
+    payment: &SignedPayment,
+) -> serde_json::Value {
+    json!({
+        "agreementHash": agreement.agreement.hash(),
+        "orderId": t.dialogue,
+        "paymentId": payment.payment.id(),
+        "payment": payment,
+    })
 }
