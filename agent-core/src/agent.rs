@@ -1146,13 +1146,15 @@ impl Context {
     /// under a lock of the caller's (vouchers of one channel), with the disk flush
     /// after the lock.
     ///
+    /// Runs on the caller's thread: it signs and writes to the policy's store in
+    /// memory, and waits for no disk (a hand-off to a blocking thread would cost more
+    /// than the work).
+    ///
     /// # Errors
     /// As [`Context::pay`].
     pub async fn pay_unflushed(&self, payment: Payment) -> Result<SignedPayment> {
-        let policy = self.policy()?;
-        tokio::task::spawn_blocking(move || policy.authorize_unflushed(&payment))
-            .await
-            .map_err(|e| Error::Host(format!("payment task: {e}")))?
+        self.policy()?
+            .authorize_unflushed(&payment)
             .map_err(Error::Wallet)
     }
 
