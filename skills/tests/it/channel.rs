@@ -8,7 +8,8 @@ use agent_sdk::prelude::*;
 use skills::negotiation::audit::{audit, ChainCheck};
 use skills::negotiation::test_utils::{entries, kinds, usdc, Market, KIND, TOKEN};
 use skills::negotiation::{
-    order_id, ChainSettlement, ChannelState, Order, PaymentMode, CHANNEL_SETTLE_WINDOW,
+    negotiation_domain, order_id, ChainSettlement, ChannelState, Order, PaymentMode, Receipt,
+    ReceiptNote, Receipts, CHANNEL_SETTLE_WINDOW, MAX_RECEIPTS,
 };
 use wallets::{Payment, Voucher};
 
@@ -124,14 +125,62 @@ async fn a_channel_pays_many_orders_with_vouchers_and_settles_them_in_one_transa
         .unwrap_err();
     assert!(err.to_string().contains("whole number of orders"), "{err}");
 
-    // Receipts are tells: wait for the seller's last one, then settle and close.
-    for _ in 0..100 {
-        let e = entries(&s.journal, seller_address, "receipt").await;
-        if kinds(&e).iter().filter(|k| **k == "receipt").count() == 5 {
-            break;
+    // `hire` returned once the seller confirmed the order's receipt: all five are in
+    // the seller's journal already.
+    let theirs = wallets::journal::read_entries(&s.journal).unwrap();
+    let count = |e: &[wallets::JournalEntry]| kinds(e).iter().filter(|k| **k == "receipt").count();
+    assert_eq!(count(&theirs), 5, "{:?}", kinds(&theirs));
+    // A batch of receipts: one already recorded is confirmed again and kept once; one
+    // for an order never delivered is named in the refusal; too many are refused.
+    let receipt_of = |id, result_hash| {
+        let note = ReceiptNote {
+            agreement: id,
+            result_hash,
+        };
+        Receipt {
+            agreement: id,
+            result_hash,
+            signature: b
+                .wallet
+                .sign_typed(&negotiation_domain(chain_id), &note)
+                .unwrap(),
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    };
+    let again = receipt_of(deals[1].dialogue, deals[1].delivery.result_hash);
+    let never = order_id(&agreement, usdc("3.5"));
+    let batch = Receipts {
+        receipts: vec![
+            again.clone(),
+            receipt_of(never, deals[1].delivery.result_hash),
+        ],
+    };
+    let channel_dialogue = deals[0].agreement.agreement.dialogue;
+    let ask = |batch: Receipts| {
+        ctx.ask_in(
+            channel_dialogue,
+            seller_address,
+            batch,
+            std::time::Duration::from_secs(10),
+        )
+    };
+    let err = ask(batch).await.unwrap_err().to_string();
+    assert!(err.contains(&format!("receipt for {never}")), "{err}");
+    assert!(err.contains("nothing was delivered"), "{err}");
+    let err = ask(Receipts {
+        receipts: vec![again.clone(); MAX_RECEIPTS + 1],
+    })
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("at most 256"), "{err}");
+    ask(Receipts {
+        receipts: vec![again],
+    })
+    .await
+    .unwrap();
+    let theirs = wallets::journal::read_entries(&s.journal).unwrap();
+    assert_eq!(count(&theirs), 5, "{:?}", kinds(&theirs));
+
     let settled = s
         .seller
         .settle_channels(&s.handle.context(), true)
