@@ -277,19 +277,33 @@ impl TravelPlanner {
         };
         let prompt = Prompt::Chat(vec![
             ChatMessage::system("You are a helpful travel planner. Write short, concrete plans."),
+            // One worked example: a model this small follows a shape better than
+            // an instruction.
+            ChatMessage::user(
+                "Write a 2-day itinerary for Rome for someone who likes art, food. Write one line per day, starting with 'Day 1:'.",
+            ),
+            ChatMessage::assistant(
+                "Day 1: Morning: Vatican Museums; afternoon: Sistine Chapel; evening: pasta in Trastevere.\nDay 2: Morning: Colosseum; afternoon: Borghese Gallery; evening: gelato near the Pantheon.",
+            ),
             ChatMessage::user(format!(
-                "Write a {}-day itinerary for {} for someone who likes {interests}. Weather: {}. Write one line per day, starting with 'Day 1:'.",
+                "Write a {}-day itinerary for {} for someone who likes {interests}. Write one line per day, starting with 'Day 1:'.",
                 trip.days,
                 trip.destination,
-                weather.join("; ")
             )),
         ]);
+        // A line per day in words: a model this small, left free, can fall into
+        // repeating numbers or lines.
         let params = SamplingParams::greedy()
             .with_seed(self.seed)
-            .with_max_tokens(48 * u32::from(trip.days) + 32);
+            .with_repeat_penalty(1.2, 64)
+            .with_max_tokens(ITINERARY_LINE_TOKENS * u32::from(trip.days) + 16);
         let completion = self
             .engine
-            .generate(GenerationRequest::new(prompt).with_params(params))
+            .generate(
+                GenerationRequest::new(prompt)
+                    .with_params(params)
+                    .with_grammar(itinerary_grammar(trip.days)),
+            )
             .await?;
         let body = completion.text().trim().to_owned();
         let text = format!(
@@ -306,6 +320,27 @@ impl TravelPlanner {
         );
         Ok(Itinerary { text, body })
     }
+}
+
+/// Tokens allowed for one day's line of an itinerary.
+const ITINERARY_LINE_TOKENS: u32 = 36;
+/// The longest plan for one part of a day, in characters.
+const ITINERARY_PART_CHARS: u32 = 40;
+
+/// GBNF for an itinerary body: one line per day, "Day k: " and a morning, an
+/// afternoon and an evening in words (no digits), each at most
+/// [`ITINERARY_PART_CHARS`] characters.
+fn itinerary_grammar(days: u8) -> String {
+    let lines: Vec<String> = (1..=days.max(1))
+        .map(|k| format!("\"Day {k}: \" line"))
+        .collect();
+    format!(
+        "root ::= {}\n\
+         line ::= \"Morning: \" part \"; afternoon: \" part \"; evening: \" part \".\"\n\
+         part ::= [A-Za-z] [a-zA-Z ,'&-]{{2,{}}}\n",
+        lines.join(" \"\\n\" "),
+        ITINERARY_PART_CHARS - 1
+    )
 }
 
 /// The first day of `month` after `today` (this year or next).

@@ -53,7 +53,18 @@ async fn requests_become_grounded_trips_and_itineraries_mention_the_destination(
             "{}",
             itinerary.text
         );
-        assert!(!itinerary.body.is_empty());
+        // One line per day, in words: the grammar keeps the small model from
+        // looping on numbers.
+        let lines: Vec<&str> = itinerary.body.lines().collect();
+        assert_eq!(lines.len(), usize::from(trip.days), "{}", itinerary.body);
+        for (k, line) in lines.iter().enumerate() {
+            let plan = line.strip_prefix(&format!("Day {}: ", k + 1));
+            assert!(
+                plan.is_some_and(|p| p.len() >= 20 && !p.chars().any(|c| c.is_ascii_digit())),
+                "{}",
+                itinerary.body
+            );
+        }
     }
     // A request that names no place is refused, not invented.
     let err = planner
