@@ -144,7 +144,7 @@ pub(crate) enum RegistryCommand {
         /// The agent's address.
         agent: wallets::Address,
     },
-    /// Deploy the four contracts to a node from the keystore's account.
+    /// Deploy the five contracts to a node from the keystore's account.
     Deploy {
         /// JSON-RPC URL of the node.
         #[arg(long, default_value = "http://127.0.0.1:8545")]

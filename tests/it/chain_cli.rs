@@ -1,5 +1,6 @@
 //! `agora chain` serves the devnet and deploys the contracts; `agora registry`
-//! registers an agent and finds it.
+//! registers an agent and finds it; foundry's `cast` works against it and with our
+//! keystores and signatures.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -61,6 +62,19 @@ fn import_dev_key(i: u32, keystore: &std::path::Path) -> String {
         .lines()
         .find_map(|l| l.strip_prefix("address:").map(|a| a.trim().to_owned()))
         .unwrap()
+}
+
+/// Runs foundry's `cast` (installed from the npm registry on first use); its stdout.
+fn cast(args: &[&str]) -> String {
+    let bin = registry::anvil::foundry_bin("cast").unwrap();
+    let out = Command::new(bin).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "cast {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 fn stop(mut chain: std::process::Child) {
@@ -139,6 +153,59 @@ fn chain_register_list_show_and_clean_stop() {
         out.contains("status:    active") && out.contains("ws://127.0.0.1:7403"),
         "{out}"
     );
+
+    // foundry's cast (pinned in registry/contracts) talks to `agora chain` as to any
+    // node, reads the keystore `agora wallet import` wrote, and accepts a signature
+    // `agora wallet sign` made.
+    let (chain_id, balance) = (
+        cast(&["chain-id", "--rpc-url", &url]),
+        cast(&["balance", &address, "--rpc-url", &url]),
+    );
+    assert_eq!(chain_id, "1337");
+    assert!(balance.parse::<u128>().is_ok_and(|b| b > 0), "{balance}");
+    let receiver = "0x00000000000000000000000000000000000a6021";
+    let key = format!("0x{}", hex::encode(dev_key(1)));
+    let sent = cast(&[
+        "send",
+        "--json",
+        "--private-key",
+        &key,
+        receiver,
+        "--value",
+        "2ether",
+        "--rpc-url",
+        &url,
+    ]);
+    assert!(sent.contains("\"status\":\"0x1\""), "{sent}");
+    assert_eq!(
+        cast(&["balance", receiver, "--rpc-url", &url]),
+        "2000000000000000000"
+    );
+    let ks = keystore.to_str().unwrap();
+    assert_eq!(
+        cast(&["wallet", "address", "--keystore", ks, "--password", "pw"]),
+        address
+    );
+    let signed = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args(["wallet", "sign", ks, "--message", "hire me"])
+        .env("AGORA_PASSWORD", "pw")
+        .output()
+        .unwrap();
+    assert!(
+        signed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
+    let signature = String::from_utf8_lossy(&signed.stdout).into_owned();
+    let verified = cast(&[
+        "wallet",
+        "verify",
+        "--address",
+        &address,
+        "hire me",
+        signature.trim(),
+    ]);
+    assert!(verified.contains("Validation succeeded"), "{verified}");
 
     // Registering twice is refused with the contract's reason.
     let (ok, _, err) = agora(&[
