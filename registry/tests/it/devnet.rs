@@ -294,3 +294,88 @@ async fn sends_survive_a_node_restart_without_gaps_or_duplicates() {
         3.into()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_send_whose_answer_is_lost_is_neither_duplicated_nor_leaves_a_gap() {
+    use ethers::providers::Middleware as _;
+    use registry::chain::RetryPolicy;
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = Devnet::spawn(DevnetConfig::new(dir.path())).await.unwrap();
+    let deployer = Arc::new(dev_wallet(0));
+    let me = eaddr(deployer.address());
+    let receiver = eaddr(dev_wallet(5).address());
+
+    // The token comes from a direct connection, so the proxied client's first
+    // transaction is the mint below.
+    let direct = chain::connect(&node.http_url(), deployer.clone())
+        .await
+        .unwrap();
+    let token = deploy_token(&direct, usdc(1)).await.address();
+
+    let proxy = crate::proxy::SwallowOneAnswer::spawn(node.addr(), "eth_sendRawTransaction").await;
+    let policy = RetryPolicy {
+        retries: 5,
+        initial_backoff: std::time::Duration::from_millis(20),
+        max_backoff: std::time::Duration::from_millis(100),
+    };
+    let client = chain::connect_with(&proxy.url(), deployer.clone(), policy)
+        .await
+        .unwrap();
+    let token = Stablecoin::new(token, client.clone());
+
+    let flow = async {
+        // The node takes the mint and its answer is lost: the send still reports it.
+        let call = token.mint(receiver, usdc(7));
+        let pending = call.send().await.unwrap();
+        let hash = pending.tx_hash();
+        let swallowed = proxy.swallowed();
+        assert_eq!(swallowed.len(), 1, "no answer was swallowed");
+        assert_eq!(raw_tx_hash(&swallowed[0]), hash);
+        assert!(node.has_transaction(hash).await.unwrap());
+        let receipt = pending.await.unwrap().unwrap();
+        assert_eq!(receipt.status, Some(1.into()));
+        let mined = client.get_transaction(hash).await.unwrap().unwrap();
+        assert_eq!(mined.nonce, 1.into());
+
+        // Minted once, and the account used exactly nonces 0 (deploy) and 1 (mint).
+        assert_eq!(token.balance_of(receiver).call().await.unwrap(), usdc(7));
+        assert_eq!(
+            client.get_transaction_count(me, None).await.unwrap(),
+            2.into()
+        );
+
+        // The next transaction takes nonce 2 and is mined.
+        let call = token.mint(receiver, usdc(1));
+        let receipt = call.send().await.unwrap().await.unwrap().unwrap();
+        assert_eq!(receipt.status, Some(1.into()));
+        let next = client
+            .get_transaction(receipt.transaction_hash)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(next.nonce, 2.into());
+        assert_eq!(token.balance_of(receiver).call().await.unwrap(), usdc(8));
+        assert_eq!(
+            client.get_transaction_count(me, None).await.unwrap(),
+            3.into()
+        );
+        // Whatever was resent, only these two transactions ever went to the node.
+        let mut sent: Vec<_> = proxy.marked().iter().map(|b| raw_tx_hash(b)).collect();
+        sent.dedup();
+        assert_eq!(sent, vec![hash, receipt.transaction_hash]);
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), flow)
+        .await
+        .expect("the sends did not finish in 30 s");
+    node.shutdown().await;
+}
+
+/// The hash of the transaction an `eth_sendRawTransaction` request body carries.
+fn raw_tx_hash(body: &[u8]) -> ethers::types::H256 {
+    let request: serde_json::Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(request["method"], "eth_sendRawTransaction", "{request}");
+    let raw = request["params"][0].as_str().unwrap();
+    let raw = hex::decode(raw.trim_start_matches("0x")).unwrap();
+    ethers::utils::keccak256(raw).into()
+}

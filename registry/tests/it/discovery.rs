@@ -234,3 +234,211 @@ async fn faucet_deployment_check_update_and_sync_progress_on_the_devnet() {
     assert!(node.balance(wallet.address()).await > ether);
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn feedback_on_settled_escrows_ranks_sellers_on_the_embedded_devnet() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = support::embedded(&dir.path().join("chain")).await;
+    feedback_on_settled_escrows_ranks_sellers(&node, dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn feedback_on_settled_escrows_ranks_sellers_on_anvil() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = support::anvil().await;
+    feedback_on_settled_escrows_ranks_sellers(&node, dir.path()).await;
+}
+
+/// A buyer that pays sellers through escrow and rates them afterwards.
+struct Buyer {
+    wallet: Arc<wallets::Wallet>,
+    contracts: Deployment,
+    policy: wallets::SpendingPolicy,
+    domain: wallets::Eip712Domain,
+    url: String,
+    addresses: chain::Addresses,
+}
+
+impl Buyer {
+    /// Locks `price` for the seller (dev wallet `seller`) under `job` and returns the
+    /// escrow id; the seller has until ten minutes from now to deliver.
+    async fn lock(&self, seller: u32, job: u8, price: &str) -> wallets::B256 {
+        use ethers::providers::Middleware as _;
+
+        let now = self
+            .contracts
+            .escrow
+            .client()
+            .get_block(ethers::types::BlockNumber::Latest)
+            .await
+            .unwrap()
+            .unwrap()
+            .timestamp
+            .as_u64();
+        let job = wallets::B256([job; 32]);
+        let owner = self.wallet.address();
+        let signed = self
+            .policy
+            .authorize(&wallets::Payment::EscrowDeposit {
+                domain: self.domain.clone(),
+                permit: wallets::Permit {
+                    owner,
+                    spender: wallets::Address(self.addresses.escrow.0),
+                    value: price.parse().unwrap(),
+                    nonce: self.contracts.permit_nonce(owner).await.unwrap(),
+                    deadline: now + 3_600,
+                },
+                seller: dev_wallet(seller).address(),
+                job_id: job,
+            })
+            .unwrap();
+        self.contracts
+            .lock_with_permit(&signed, now + 600, 300)
+            .await
+            .unwrap();
+        chain::escrow_id_of(owner, job)
+    }
+
+    /// Locks `price` for `seller` (a dev wallet index), has the seller deliver, accepts,
+    /// and gives `score`: one settled job with feedback.
+    async fn hire_and_rate(&self, seller: u32, job: u8, price: &str, score: u8) {
+        let id = self.lock(seller, job, price).await;
+        let as_seller = Deployment::at(
+            chain::connect(&self.url, Arc::new(dev_wallet(seller)))
+                .await
+                .unwrap(),
+            &self.addresses,
+        );
+        as_seller
+            .deliver_escrow(id, wallets::B256([0xaa; 32]))
+            .await
+            .unwrap();
+        self.contracts.accept_escrow(id).await.unwrap();
+        assert_eq!(
+            self.contracts.escrow_job(id).await.unwrap().state,
+            chain::EscrowState::Released
+        );
+        self.rate(id, score).await.unwrap();
+    }
+
+    /// `Reputation.giveFeedback` for escrow `id`, mined.
+    async fn rate(&self, id: wallets::B256, score: u8) -> Result<(), String> {
+        let call = self.contracts.reputation.give_feedback(
+            id.0,
+            score,
+            format!("ipfs://feedback/{id}"),
+            [7; 32],
+        );
+        let pending = call
+            .send()
+            .await
+            .map_err(|e| chain::contract_error("Reputation.giveFeedback", e).to_string())?;
+        let receipt = pending.await.unwrap().unwrap();
+        assert_eq!(receipt.status, Some(1.into()));
+        Ok(())
+    }
+}
+
+/// Four sellers of one skill: three are hired through escrow and rated 90, 20 and 60,
+/// the fourth never; discovery ranks them by reputation, not price, and drops the
+/// best one once the governor suspends it.
+async fn feedback_on_settled_escrows_ranks_sellers(node: &Node, dir: &std::path::Path) {
+    let url = node.url();
+    let (contracts, addresses) = deploy(&url).await;
+    let good = register(&url, addresses.registry, 3, "1.20", 1).await;
+    let bad = register(&url, addresses.registry, 4, "0.95", 1).await;
+    let fair = register(&url, addresses.registry, 5, "1.10", 1).await;
+    let new = register(&url, addresses.registry, 6, "0.90", 1).await;
+
+    let wallet = Arc::new(dev_wallet(1));
+    contracts
+        .mint(wallet.address(), "100".parse().unwrap())
+        .await
+        .unwrap();
+    let buyer = Buyer {
+        contracts: Deployment::at(
+            chain::connect(&url, wallet.clone()).await.unwrap(),
+            &addresses,
+        ),
+        policy: wallets::SpendingPolicy::open(
+            dir.join("policy"),
+            wallet.clone(),
+            wallets::Limits::default(),
+        )
+        .unwrap(),
+        domain: wallets::Eip712Domain::new(
+            "USD Coin",
+            "2",
+            addresses.chain_id,
+            wallets::Address(addresses.stablecoin.0),
+        ),
+        wallet,
+        url: url.clone(),
+        addresses,
+    };
+    buyer.hire_and_rate(3, 1, "1.20", 90).await;
+    buyer.hire_and_rate(4, 2, "0.95", 20).await;
+    buyer.hire_and_rate(5, 3, "1.10", 60).await;
+
+    // Feedback the contract refuses counts nowhere: a second entry for a settled job,
+    // and an entry for a job that is locked but not delivered.
+    let settled = chain::escrow_id_of(buyer.wallet.address(), wallets::B256([1; 32]));
+    let err = buyer.rate(settled, 100).await.unwrap_err();
+    assert!(
+        err.contains("FeedbackAlreadyGiven"),
+        "{}: {err}",
+        node.name()
+    );
+    let unsettled = buyer.lock(6, 4, "0.90").await;
+    let err = buyer.rate(unsettled, 100).await.unwrap_err();
+    assert!(err.contains("JobNotSettled"), "{}: {err}", node.name());
+
+    let (count, total, average) = contracts.reputation.summary_of(good).call().await.unwrap();
+    assert_eq!((count, total, average), (1.into(), 90.into(), 90.into()));
+
+    let discovery = Discovery::open(dir.join("discovery"), &url, addresses)
+        .await
+        .unwrap();
+    discovery.sync().await.unwrap();
+    let max: Amount = "2".parse().unwrap();
+    let offers = discovery.find(FORECAST, max).unwrap();
+    // (90+100)/3, (60+100)/3, the prior 50, (20+100)/3: the two cheapest rank last.
+    assert_eq!(
+        sellers(&offers),
+        vec![good, fair, new, bad],
+        "{}: {offers:#?}",
+        node.name()
+    );
+    let scores: Vec<f64> = offers.iter().map(|o| o.score).collect();
+    let expected = [190.0 / 3.0, 160.0 / 3.0, 50.0, 120.0 / 3.0];
+    assert!(
+        scores
+            .iter()
+            .zip(expected)
+            .all(|(s, e)| (s - e).abs() < 1e-9),
+        "{}: {scores:?}",
+        node.name()
+    );
+    let counts: Vec<(u64, u64)> = offers
+        .iter()
+        .map(|o| (o.agent.feedback_count, o.agent.feedback_total))
+        .collect();
+    assert_eq!(counts, vec![(1, 90), (1, 60), (0, 0), (1, 20)]);
+
+    // The governor suspends the best-rated seller: it disappears, the rest keep their order.
+    contracts
+        .registry
+        .suspend_agent(good, "fake reviews".into())
+        .send()
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    discovery.sync().await.unwrap();
+    assert_eq!(
+        sellers(&discovery.find(FORECAST, max).unwrap()),
+        vec![fair, new, bad],
+        "{}",
+        node.name()
+    );
+}

@@ -5,4 +5,5 @@ mod channel;
 mod devnet;
 mod discovery;
 mod escrow;
+mod proxy;
 mod support;

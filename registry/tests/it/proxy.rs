@@ -1,0 +1,198 @@
+//! A loopback HTTP/1.1 proxy in front of a JSON-RPC node that swallows one answer:
+//! the first request whose body contains a marker reaches the node, the node answers,
+//! and the proxy closes the client's connection instead of relaying the answer. The
+//! client sees a node that took its request and died before answering.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How long the proxy waits for any one read or write before it drops the connection.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request or response head the proxy accepts.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// What the proxy saw, shared between its connections.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Bodies of requests that contained the marker, in order.
+    marked: Vec<Vec<u8>>,
+    /// Bodies of the requests whose answers were swallowed.
+    swallowed: Vec<Vec<u8>>,
+}
+
+/// A running proxy; stops accepting when dropped.
+#[derive(Debug)]
+pub(crate) struct SwallowOneAnswer {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Seen>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SwallowOneAnswer {
+    /// Listens on a free loopback port and forwards to `upstream`; swallows the answer
+    /// to the first request whose body contains `marker`.
+    pub(crate) async fn spawn(upstream: SocketAddr, marker: &'static str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let shared = seen.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                let seen = shared.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = relay(client, upstream, marker.as_bytes(), &seen).await {
+                        eprintln!("proxy connection ended: {e}");
+                    }
+                });
+            }
+        });
+        Self { addr, seen, task }
+    }
+
+    /// `http://addr` of the proxy.
+    pub(crate) fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Bodies of the requests that contained the marker, in order.
+    pub(crate) fn marked(&self) -> Vec<Vec<u8>> {
+        self.seen.lock().unwrap().marked.clone()
+    }
+
+    /// Bodies of the requests whose answers were swallowed (at most one).
+    pub(crate) fn swallowed(&self) -> Vec<Vec<u8>> {
+        self.seen.lock().unwrap().swallowed.clone()
+    }
+}
+
+impl Drop for SwallowOneAnswer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One HTTP/1.1 message read off a stream: head and body as they came.
+struct Message {
+    raw: Vec<u8>,
+    body_at: usize,
+    close: bool,
+}
+
+impl Message {
+    fn body(&self) -> &[u8] {
+        &self.raw[self.body_at..]
+    }
+}
+
+fn io_error(reason: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, reason)
+}
+
+/// Reads one message (request or response) framed by `Content-Length`; `None` at a
+/// clean end of stream before its first byte. `buf` keeps bytes read past the end of
+/// the message for the next one (keep-alive).
+async fn read_message(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<Message>> {
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(io_error("head too long".into()));
+        }
+        let mut chunk = [0u8; 8192];
+        let n = tokio::time::timeout(IO_TIMEOUT, stream.read(&mut chunk)).await??;
+        if n == 0 {
+            return if buf.is_empty() {
+                Ok(None)
+            } else {
+                Err(io_error("end of stream inside a head".into()))
+            };
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let mut length = 0;
+    let mut close = false;
+    for line in head.split("\r\n").skip(1) {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        match (name.trim(), value.trim()) {
+            ("content-length", v) => {
+                length = v
+                    .parse::<usize>()
+                    .map_err(|e| io_error(format!("content-length {v:?}: {e}")))?
+            }
+            ("transfer-encoding", v) => {
+                return Err(io_error(format!("transfer-encoding {v} is not supported")))
+            }
+            ("connection", v) if v.contains("close") => close = true,
+            _ => {}
+        }
+    }
+    if head.starts_with("http/1.0") {
+        close = true;
+    }
+    while buf.len() < head_end + length {
+        let mut chunk = [0u8; 8192];
+        let n = tokio::time::timeout(IO_TIMEOUT, stream.read(&mut chunk)).await??;
+        if n == 0 {
+            return Err(io_error("end of stream inside a body".into()));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let rest = buf.split_off(head_end + length);
+    let raw = std::mem::replace(buf, rest);
+    Ok(Some(Message {
+        raw,
+        body_at: head_end,
+        close,
+    }))
+}
+
+async fn write_all(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
+    tokio::time::timeout(IO_TIMEOUT, stream.write_all(bytes)).await?
+}
+
+/// Relays requests on one client connection over one upstream connection, one at a
+/// time, until either side closes or the marked request's answer is swallowed.
+async fn relay(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    marker: &[u8],
+    seen: &Mutex<Seen>,
+) -> std::io::Result<()> {
+    let mut node = TcpStream::connect(upstream).await?;
+    let (mut from_client, mut from_node) = (Vec::new(), Vec::new());
+    while let Some(request) = read_message(&mut client, &mut from_client).await? {
+        let marked = request.body().windows(marker.len()).any(|w| w == marker);
+        write_all(&mut node, &request.raw).await?;
+        let Some(answer) = read_message(&mut node, &mut from_node).await? else {
+            return Err(io_error("the node closed without answering".into()));
+        };
+        if marked {
+            let mut seen = seen.lock().unwrap();
+            seen.marked.push(request.body().to_vec());
+            if seen.swallowed.is_empty() {
+                // The node has taken the request and answered; the client never hears it.
+                seen.swallowed.push(request.body().to_vec());
+                return Ok(());
+            }
+        }
+        write_all(&mut client, &answer.raw).await?;
+        if request.close || answer.close {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
