@@ -7,9 +7,9 @@
 //!
 //! - assigns nonces under a lock from a local counter, initialised from the node's
 //!   pending count and re-read after any failure that may have left it stale;
-//! - signs each transaction once and resends the same bytes while the node is
-//!   unreachable (with exponential backoff and a cap), so a retry can never become
-//!   a second transaction;
+//! - signs each transaction once and resends the same bytes while the node does not
+//!   answer (down, or the connection broke before or after it got the request), with
+//!   exponential backoff and a cap, so a retry can never become a second transaction;
 //! - treats "already known" and a node that already has the hash as success.
 
 use std::time::Duration;
@@ -189,16 +189,20 @@ impl<M: Middleware> Middleware for ReliableSender<M> {
                     if known || already {
                         break;
                     }
-                    let unreachable = self.unreachable(&e).await;
-                    if unreachable && attempt < self.policy.retries {
-                        tracing::warn!(target: "chain::send", ?hash, attempt, error = %e, "node unreachable; resending the same transaction");
+                    // No answer (the node is down, or the connection broke before or
+                    // after the node got the request): the same bytes again can only
+                    // be the same transaction, so they are resent whether or not the
+                    // node answers a probe.
+                    let unanswered = node_answered(&e).is_none();
+                    if unanswered && attempt < self.policy.retries {
+                        tracing::warn!(target: "chain::send", ?hash, attempt, error = %e, "no answer from the node; resending the same transaction");
                         tokio::time::sleep(self.backoff(attempt)).await;
                         attempt += 1;
                         continue;
                     }
                     // Refused, or gave up: the nonce may or may not be used; re-read it next time.
                     *next = None;
-                    return Err(if !unreachable {
+                    return Err(if !unanswered {
                         ReliableError::Inner(e)
                     } else {
                         ReliableError::GaveUp {

@@ -7,6 +7,7 @@ use ethers::types::{Address as EAddress, Bytes as EBytes, U256 as EU256};
 use registry::chain::{self, Stablecoin};
 use registry::devnet::{dev_wallet, Devnet, DevnetConfig};
 
+use crate::proxy::{Fault, FaultyProxy};
 use crate::support;
 use wallets::{Eip712Domain, Limits, Payment, SpendingPolicy, TransferWithAuthorization, B256};
 
@@ -297,6 +298,17 @@ async fn sends_survive_a_node_restart_without_gaps_or_duplicates() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_send_whose_answer_is_lost_is_neither_duplicated_nor_leaves_a_gap() {
+    send_through_a_broken_exchange(Fault::SwallowAnswer).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_send_whose_request_is_lost_is_sent_again_once() {
+    send_through_a_broken_exchange(Fault::DropRequest).await;
+}
+
+/// A mint whose `eth_sendRawTransaction` exchange breaks as `fault` says is reported
+/// with the hash the node has, happens once, and leaves no nonce gap.
+async fn send_through_a_broken_exchange(fault: Fault) {
     use ethers::providers::Middleware as _;
     use registry::chain::RetryPolicy;
 
@@ -313,7 +325,7 @@ async fn a_send_whose_answer_is_lost_is_neither_duplicated_nor_leaves_a_gap() {
         .unwrap();
     let token = deploy_token(&direct, usdc(1)).await.address();
 
-    let proxy = crate::proxy::SwallowOneAnswer::spawn(node.addr(), "eth_sendRawTransaction").await;
+    let proxy = FaultyProxy::spawn(node.addr(), "eth_sendRawTransaction", fault).await;
     let policy = RetryPolicy {
         retries: 5,
         initial_backoff: std::time::Duration::from_millis(20),
@@ -325,13 +337,13 @@ async fn a_send_whose_answer_is_lost_is_neither_duplicated_nor_leaves_a_gap() {
     let token = Stablecoin::new(token, client.clone());
 
     let flow = async {
-        // The node takes the mint and its answer is lost: the send still reports it.
+        // The exchange of the mint breaks: the send still reports the transaction.
         let call = token.mint(receiver, usdc(7));
         let pending = call.send().await.unwrap();
         let hash = pending.tx_hash();
-        let swallowed = proxy.swallowed();
-        assert_eq!(swallowed.len(), 1, "no answer was swallowed");
-        assert_eq!(raw_tx_hash(&swallowed[0]), hash);
+        let faulted = proxy.faulted();
+        assert_eq!(faulted.len(), 1, "no exchange was broken");
+        assert_eq!(raw_tx_hash(&faulted[0]), hash);
         assert!(node.has_transaction(hash).await.unwrap());
         let receipt = pending.await.unwrap().unwrap();
         assert_eq!(receipt.status, Some(1.into()));

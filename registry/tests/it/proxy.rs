@@ -1,7 +1,9 @@
-//! A loopback HTTP/1.1 proxy in front of a JSON-RPC node that swallows one answer:
-//! the first request whose body contains a marker reaches the node, the node answers,
-//! and the proxy closes the client's connection instead of relaying the answer. The
-//! client sees a node that took its request and died before answering.
+//! A loopback HTTP/1.1 proxy in front of a JSON-RPC node that breaks one exchange:
+//! for the first request whose body contains a marker it closes the client's
+//! connection, either after the node took the request and answered
+//! ([`Fault::SwallowAnswer`]: a node that died before answering) or before the
+//! request reached the node ([`Fault::DropRequest`]: a connection that broke on the
+//! way).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -20,22 +22,31 @@ const MAX_HEAD: usize = 64 * 1024;
 struct Seen {
     /// Bodies of requests that contained the marker, in order.
     marked: Vec<Vec<u8>>,
-    /// Bodies of the requests whose answers were swallowed.
-    swallowed: Vec<Vec<u8>>,
+    /// Bodies of the requests whose exchange was broken.
+    faulted: Vec<Vec<u8>>,
+}
+
+/// How the proxy breaks the marked exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// The node gets the request and answers; the client hears nothing.
+    SwallowAnswer,
+    /// The node never gets the request; the client hears nothing.
+    DropRequest,
 }
 
 /// A running proxy; stops accepting when dropped.
 #[derive(Debug)]
-pub(crate) struct SwallowOneAnswer {
+pub(crate) struct FaultyProxy {
     addr: SocketAddr,
     seen: Arc<Mutex<Seen>>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl SwallowOneAnswer {
-    /// Listens on a free loopback port and forwards to `upstream`; swallows the answer
-    /// to the first request whose body contains `marker`.
-    pub(crate) async fn spawn(upstream: SocketAddr, marker: &'static str) -> Self {
+impl FaultyProxy {
+    /// Listens on a free loopback port and forwards to `upstream`; breaks the exchange
+    /// of the first request whose body contains `marker` as `fault` says.
+    pub(crate) async fn spawn(upstream: SocketAddr, marker: &'static str, fault: Fault) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Seen::default()));
@@ -47,7 +58,7 @@ impl SwallowOneAnswer {
                 };
                 let seen = shared.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = relay(client, upstream, marker.as_bytes(), &seen).await {
+                    if let Err(e) = relay(client, upstream, marker.as_bytes(), fault, &seen).await {
                         eprintln!("proxy connection ended: {e}");
                     }
                 });
@@ -66,13 +77,13 @@ impl SwallowOneAnswer {
         self.seen.lock().unwrap().marked.clone()
     }
 
-    /// Bodies of the requests whose answers were swallowed (at most one).
-    pub(crate) fn swallowed(&self) -> Vec<Vec<u8>> {
-        self.seen.lock().unwrap().swallowed.clone()
+    /// Bodies of the requests whose exchange was broken (at most one).
+    pub(crate) fn faulted(&self) -> Vec<Vec<u8>> {
+        self.seen.lock().unwrap().faulted.clone()
     }
 }
 
-impl Drop for SwallowOneAnswer {
+impl Drop for FaultyProxy {
     fn drop(&mut self) {
         self.task.abort();
     }
@@ -165,29 +176,41 @@ async fn write_all(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> 
 }
 
 /// Relays requests on one client connection over one upstream connection, one at a
-/// time, until either side closes or the marked request's answer is swallowed.
+/// time, until either side closes or the marked exchange is broken.
 async fn relay(
     mut client: TcpStream,
     upstream: SocketAddr,
     marker: &[u8],
+    fault: Fault,
     seen: &Mutex<Seen>,
 ) -> std::io::Result<()> {
     let mut node = TcpStream::connect(upstream).await?;
     let (mut from_client, mut from_node) = (Vec::new(), Vec::new());
-    while let Some(request) = read_message(&mut client, &mut from_client).await? {
+    // Whether this exchange is the one to break, recorded once.
+    let breaks = |request: &Message, now: Fault| {
         let marked = request.body().windows(marker.len()).any(|w| w == marker);
+        let mut seen = seen.lock().unwrap();
+        if marked && now == Fault::DropRequest {
+            seen.marked.push(request.body().to_vec());
+        }
+        let hit = marked && now == fault && seen.faulted.is_empty();
+        if hit {
+            seen.faulted.push(request.body().to_vec());
+        }
+        hit
+    };
+    while let Some(request) = read_message(&mut client, &mut from_client).await? {
+        if breaks(&request, Fault::DropRequest) {
+            // The request never reaches the node.
+            return Ok(());
+        }
         write_all(&mut node, &request.raw).await?;
         let Some(answer) = read_message(&mut node, &mut from_node).await? else {
             return Err(io_error("the node closed without answering".into()));
         };
-        if marked {
-            let mut seen = seen.lock().unwrap();
-            seen.marked.push(request.body().to_vec());
-            if seen.swallowed.is_empty() {
-                // The node has taken the request and answered; the client never hears it.
-                seen.swallowed.push(request.body().to_vec());
-                return Ok(());
-            }
+        if breaks(&request, Fault::SwallowAnswer) {
+            // The node has taken the request and answered; the client never hears it.
+            return Ok(());
         }
         write_all(&mut client, &answer.raw).await?;
         if request.close || answer.close {
