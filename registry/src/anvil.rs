@@ -57,6 +57,27 @@ pub fn foundry_bin(name: &str) -> Result<PathBuf, String> {
     }
 }
 
+/// Runs the foundry binary `name` (see [`foundry_bin`]) with `args`; its stdout,
+/// trimmed.
+///
+/// # Errors
+/// When the binary is missing or cannot run, or exits unsuccessfully (the error
+/// names the command and carries its stderr).
+pub fn run_foundry(name: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(foundry_bin(name)?)
+        .args(args)
+        .output()
+        .map_err(|e| format!("running {name}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{name} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
 /// A running anvil, killed and reaped on drop.
 #[derive(Debug)]
 pub struct Anvil {

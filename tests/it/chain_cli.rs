@@ -66,15 +66,7 @@ fn import_dev_key(i: u32, keystore: &std::path::Path) -> String {
 
 /// Runs foundry's `cast` (installed from the npm registry on first use); its stdout.
 fn cast(args: &[&str]) -> String {
-    let bin = registry::anvil::foundry_bin("cast").unwrap();
-    let out = Command::new(bin).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "cast {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    registry::anvil::run_foundry("cast", args).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn stop(mut chain: std::process::Child) {

@@ -1,23 +1,11 @@
 //! foundry's `cast` (from the npm registry) talks to the embedded devnet as to any node.
 
-use std::process::Command;
-
 use registry::devnet::{dev_key, dev_wallet};
 
 use crate::support;
 
 fn cast(args: &[&str]) -> String {
-    let out = Command::new(support::foundry_bin("cast"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cast {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    registry::anvil::run_foundry("cast", args).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,16 +1,7 @@
-//! Shared fixtures: the nodes the tests run against (embedded devnet and anvil) and
-//! the foundry binaries from the npm registry.
-
-use std::path::PathBuf;
+//! Shared fixtures: the nodes the tests run against (embedded devnet and anvil).
 
 use registry::anvil::Anvil;
 use registry::devnet::{Devnet, DevnetConfig, DevnetHandle};
-
-/// A foundry binary (`cast`, `anvil`) from registry/contracts/node_modules, installed
-/// with `npm ci` (the npm registry) if it is not there yet.
-pub(crate) fn foundry_bin(name: &str) -> PathBuf {
-    registry::anvil::foundry_bin(name).unwrap()
-}
 
 /// A running node of either kind; stops when dropped.
 pub(crate) enum Node {
