@@ -15,14 +15,6 @@ use wallets::{KdfStrength, KeystoreFile, Wallet};
 
 const PASSWORD_ENV: &str = "AGORA_UP_TEST_PASSWORD";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Writes light keystores for `names` and an agents.toml; returns the config path and
 /// each agent's (name, port).
 fn deployment(dir: &Path, network: &str, names: &[(&str, Option<&str>)]) -> PathBuf {
@@ -35,7 +27,7 @@ fn deployment(dir: &Path, network: &str, names: &[(&str, Option<&str>)]) -> Path
             .unwrap();
         toml.push_str(&format!(
             "\n[agents.{name}]\nkeystore = \"keys/{name}.json\"\npassword_env = \"{PASSWORD_ENV}\"\nlisten = \"127.0.0.1:{}\"\n",
-            free_port()
+            agent_sdk::testing::free_port().unwrap()
         ));
         match price {
             Some(price) => toml.push_str(&format!(

@@ -8,7 +8,9 @@ use agent_sdk::{EdgeLimits, HostConfig};
 use serde_json::json;
 use wallets::B256;
 
-use crate::support::{ask, free_port, host_with, Frame, PeerProcess, RawClient, CHAIN};
+use agent_sdk::testing::free_port;
+
+use crate::support::{ask, host_with, Frame, PeerProcess, RawClient, CHAIN};
 
 const PEER_KEY: &str = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
 
@@ -34,7 +36,7 @@ async fn ask_until_up(ctx: &Context, to: Address) {
 async fn a_killed_agent_restarts_and_resumes_its_dialogues() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("peer-store");
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", free_port().unwrap());
     let peer = PeerProcess::spawn(&store, &listen, PEER_KEY);
     let (url, b) = (peer.url.clone(), peer.address);
 

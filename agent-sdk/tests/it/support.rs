@@ -148,12 +148,3 @@ pub(crate) fn ask(
     )
     .unwrap()
 }
-
-/// A free loopback port (bound then released).
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}

@@ -92,14 +92,6 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn command(dir: &Path, role: &str, crash_at: Option<&str>, run: usize) -> Command {
     let mut c = Command::new(PEER);
     c.arg(role)
@@ -211,7 +203,7 @@ async fn deal_with_crash(
     let (buyer, seller) = (dev_wallet(3).address(), dev_wallet(2).address());
     chain.minter.mint(buyer, usdc("10")).await.unwrap();
     let rpc = chain.node.http_url();
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", agent_sdk::testing::free_port().unwrap());
     let on_seller = step.starts_with("seller.").then_some(step);
     let on_buyer = step.starts_with("buyer.").then_some(step);
     let mut runs = 0;
