@@ -921,14 +921,16 @@ impl SellerInner {
                 batch.receipts.len()
             )));
         }
-        let mut turns = Vec::with_capacity(batch.receipts.len());
+        // Locked in one global order (by dialogue), so two batches that share
+        // receipts cannot wait for each other; a receipt sent twice counts once.
+        let mut receipts = batch.receipts;
+        receipts.sort_by_key(|r| r.agreement);
+        receipts.dedup_by_key(|r| r.agreement);
+        let mut turns = Vec::with_capacity(receipts.len());
         let mut entries = Vec::new();
         let mut updates = Vec::new();
         let mut refusal = None;
-        for receipt in &batch.receipts {
-            if turns.iter().any(|t: &Turn| t.dialogue == receipt.agreement) {
-                continue; // the same receipt twice
-            }
+        for receipt in &receipts {
             let t = self.turn_in(receipt.agreement, buyer).await;
             match self.check_receipt(ctx, &t, receipt) {
                 Ok(Some((entry, closed))) => {
