@@ -1085,22 +1085,22 @@ impl Buyer {
                 .finish_order(ctx, dialogue, agreement, payment, delivery)
                 .await;
         }
-        {
-            let mut entry = json!({
-                "agreementHash": hash,
-                "agreement": agreement,
-                "paymentId": payment.payment.id(),
-                "payment": payment,
-                "settlement": delivery.settlement,
-            });
-            if let (Some((escrow_id, lock)), Some(fields)) = (escrow, entry.as_object_mut()) {
-                fields.insert("escrowId".into(), json!(escrow_id));
-                fields.insert("lock".into(), json!(lock));
-            }
-            self.journal.append("payment", entry).await?;
+        let mut paid = json!({
+            "agreementHash": hash,
+            "agreement": agreement,
+            "paymentId": payment.payment.id(),
+            "payment": payment,
+            "settlement": delivery.settlement,
+        });
+        if let (Some((escrow_id, lock)), Some(fields)) = (escrow, paid.as_object_mut()) {
+            fields.insert("escrowId".into(), json!(escrow_id));
+            fields.insert("lock".into(), json!(lock));
         }
         self.journal
-            .append("delivery", delivery_entry(hash, &delivery))
+            .append_all(vec![
+                ("payment", paid),
+                ("delivery", delivery_entry(hash, &delivery)),
+            ])
             .await?;
         // Journaled first: after a crash here the deal is redone from `Paying`, and
         // the journal keeps one copy of each entry.
