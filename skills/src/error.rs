@@ -203,6 +203,21 @@ pub enum Error {
         source: Box<wallets::Error>,
     },
 
+    /// The buyer holds less of the stablecoin than one order of an agreed channel
+    /// costs; the deal was rejected before anything was signed for it.
+    #[cfg(feature = "negotiation")]
+    #[error("the buyer {buyer} holds {balance}, less than the {price} one order costs (dialogue {dialogue}); nothing was paid")]
+    InsufficientBalance {
+        /// The deal's dialogue.
+        dialogue: wallets::B256,
+        /// The buyer.
+        buyer: wallets::Address,
+        /// The buyer's balance.
+        balance: wallets::Amount,
+        /// The agreed price of one order.
+        price: wallets::Amount,
+    },
+
     /// The peer broke the protocol: a bad signature, terms that differ from what was
     /// agreed, a result that does not match its hash.
     #[cfg(feature = "negotiation")]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use registry::chain::{self, Addresses, Deployment};
 pub use registry::chain::{escrow_id_of, ChannelRecord, ChannelState, EscrowJob, EscrowState};
-use wallets::{Address, Eip712Domain, Payment, SignedPayment, Wallet, B256};
+use wallets::{Address, Amount, Eip712Domain, Payment, SignedPayment, Wallet, B256};
 
 use super::messages::Settled;
 use crate::{Error, Result};
@@ -131,6 +131,13 @@ pub trait Channels: Send + Sync + 'static {
     /// # Errors
     /// [`Error::Chain`].
     async fn channel(&self, channel_id: B256) -> Result<ChannelRecord>;
+
+    /// How much of the stablecoin `who` holds (the buyer sizes a channel's deposit
+    /// to it).
+    ///
+    /// # Errors
+    /// [`Error::Chain`].
+    async fn token_balance(&self, who: Address) -> Result<Amount>;
 
     /// Settles a voucher (from the payee's account), or closes the channel with it
     /// (`close`: the rest of the deposit goes back to the payer).
@@ -336,6 +343,10 @@ impl Channels for ChainSettlement {
 
     async fn channel(&self, channel_id: B256) -> Result<ChannelRecord> {
         Ok(self.contracts.channel_record(channel_id).await?)
+    }
+
+    async fn token_balance(&self, who: Address) -> Result<Amount> {
+        Ok(self.contracts.balance_of(who).await?)
     }
 
     async fn settle_channel(&self, voucher: &SignedPayment, close: bool) -> Result<Settled> {

@@ -301,3 +301,73 @@ async fn channel_vouchers_count_against_the_spending_policy() {
     assert_eq!(chain.balance(s.handle.address()).await, usdc("0.8"));
     assert_eq!(chain.balance(handle.address()).await, usdc("9.2"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_channel_deposit_is_sized_to_the_buyers_balance() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Market::start(dir.path(), "s", 7, usdc("0.4")).await;
+    let contract = wallets::Address(m.chain.addresses.channel.0);
+
+    // 40 orders would need 16 USDC; the buyer holds 10, which pays for 25.
+    let mut rich = m.buyer(&dir.path().join("rich"), usdc("1")).await;
+    rich.buyer = rich.buyer.clone().with_channel_orders(40);
+    let deal = rich
+        .buyer
+        .hire(
+            &rich.handle.context(),
+            "Forecast for Faro",
+            KIND,
+            usdc("1"),
+            PaymentMode::Channel,
+        )
+        .await
+        .unwrap();
+    assert_eq!(deal.payment.payment.amount(), usdc("0.4"));
+    assert_eq!(m.chain.balance(contract).await, usdc("10"));
+    assert_eq!(m.chain.balance(rich.handle.address()).await, Amount::ZERO);
+
+    // A buyer holding nothing is refused before it signs a funding: nothing moves.
+    let wallet = Arc::new(Wallet::random());
+    let poor_dir = dir.path().join("poor");
+    std::fs::create_dir_all(&poor_dir).unwrap();
+    let mut poor = skills::negotiation::test_utils::buyer_with(
+        &m.hosts.0,
+        &poor_dir,
+        &m.chain,
+        usdc("1"),
+        m.directory(),
+        wallet.clone(),
+    )
+    .await;
+    let settlement =
+        ChainSettlement::connect(&m.chain.node.http_url(), wallet, &m.chain.addresses, TOKEN)
+            .await
+            .unwrap();
+    poor.buyer = poor.buyer.clone().with_settlement(settlement);
+    let err = poor
+        .buyer
+        .hire(
+            &poor.handle.context(),
+            "Forecast for Faro",
+            KIND,
+            usdc("1"),
+            PaymentMode::Channel,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, skills::Error::InsufficientBalance { balance, price, .. }
+            if balance == Amount::ZERO && price == usdc("0.4")),
+        "{err}"
+    );
+    assert!(err.to_string().contains("nothing was paid"), "{err}");
+    assert_eq!(m.chain.balance(contract).await, usdc("10"));
+    let kinds_of = |p: &std::path::Path| {
+        wallets::journal::read_entries(p)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect::<Vec<_>>()
+    };
+    assert!(!kinds_of(&poor.journal).iter().any(|k| k == "funding"));
+}

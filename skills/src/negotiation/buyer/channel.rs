@@ -132,10 +132,26 @@ impl Buyer {
             salt: Channel::derive_salt(a.buyer, &a.hash()),
         };
         let expires_at = a.deadline.saturating_add(CHANNEL_SETTLE_WINDOW);
-        let deposit = a
-            .price
-            .checked_mul(u128::from(self.channel_orders.max(1)))
-            .map_err(Error::Wallet)?;
+        // As many orders as asked for, or as the balance pays for if that is fewer.
+        let balance = self.channel_settlement()?.token_balance(a.buyer).await?;
+        let affordable = balance
+            .base_units()
+            .checked_div(a.price.base_units())
+            .unwrap_or_default();
+        let orders = u128::from(self.channel_orders.max(1)).min(affordable);
+        if orders == 0 {
+            tracing::warn!(target: "skill::negotiation", %dialogue, %balance, price = %a.price,
+                "the balance does not pay for one order; rejecting the channel agreement");
+            self.reject(ctx, dialogue, a.seller, "the buyer cannot fund the channel")
+                .await;
+            return Err(Error::InsufficientBalance {
+                dialogue,
+                buyer: a.buyer,
+                balance,
+                price: a.price,
+            });
+        }
+        let deposit = a.price.checked_mul(orders).map_err(Error::Wallet)?;
         let funding = Payment::ChannelFunding {
             domain: self.token.clone(),
             authorization: ReceiveWithAuthorization {
