@@ -8,8 +8,7 @@ use std::sync::Arc;
 
 use ethers::abi::Detokenize;
 use ethers::contract::ContractCall;
-use ethers::providers::Middleware;
-use ethers::types::{Address as EAddress, BlockNumber, Bytes as EBytes, U256 as EU256};
+use ethers::types::{Address as EAddress, Bytes as EBytes, U256 as EU256};
 use registry::chain::{self, Client, DeployConfig, Deployment, Mined};
 use registry::devnet::{dev_key, dev_wallet, Devnet, DevnetConfig};
 use wallets::eip712::Encoder;
@@ -64,30 +63,6 @@ fn usdc(s: &str) -> Amount {
 
 fn bytes(signed: &SignedPayment) -> EBytes {
     EBytes::from(signed.signature.to_bytes().to_vec())
-}
-
-async fn chain_time(client: &Client) -> u64 {
-    client
-        .get_block(BlockNumber::Latest)
-        .await
-        .unwrap()
-        .unwrap()
-        .timestamp
-        .as_u64()
-}
-
-async fn advance(client: &Client, secs: u64) {
-    // anvil answers with a number, the devnet with a quantity: accept either.
-    let _: serde_json::Value = client
-        .provider()
-        .request("evm_increaseTime", [EU256::from(secs)])
-        .await
-        .unwrap();
-    let _: serde_json::Value = client
-        .provider()
-        .request("evm_mine", Vec::<u8>::new())
-        .await
-        .unwrap();
 }
 
 /// Sends a contract call and returns the gas its transaction used; panics with the
@@ -224,7 +199,7 @@ async fn measure(url: &str, dir: &Path) -> Vec<Row> {
 
     // EIP-2612: the permit of job 1's escrow deposit, submitted on its own (v, r, s);
     // the plain `lock` below spends the allowance.
-    let now = chain_time(&buyer_client).await;
+    let now = chain::chain_time(&buyer_client).await.unwrap();
     let job1 = B256([1; 32]);
     let permit = deposit(
         job1,
@@ -405,7 +380,7 @@ async fn measure(url: &str, dir: &Path) -> Vec<Row> {
     let lock_with_permit = |job: B256, price: &'static str, deadline_in: u64, review: u32| {
         let (as_buyer, deposit) = (&as_buyer, &deposit);
         async move {
-            let now = chain_time(&as_buyer.escrow.client()).await;
+            let now = chain::chain_time(&as_buyer.escrow.client()).await.unwrap();
             let nonce = as_buyer.permit_nonce(payer).await.unwrap();
             let signed = deposit(job, price, nonce, now + 3_600);
             let mined = as_buyer
@@ -416,7 +391,7 @@ async fn measure(url: &str, dir: &Path) -> Vec<Row> {
     };
 
     // 1. lock (on the permit's allowance), deliver, accept; then feedback.
-    let now = chain_time(&buyer_client).await;
+    let now = chain::chain_time(&buyer_client).await.unwrap();
     let call = as_buyer
         .escrow
         .lock(job1.0, ea(payee), units(usdc("1")), now + 600, 300);
@@ -449,7 +424,7 @@ async fn measure(url: &str, dir: &Path) -> Vec<Row> {
     // 2. lockWithPermit; the seller misses the deadline; anyone refunds.
     let (id2, mined) = lock_with_permit(B256([2; 32]), "2", 60, 300).await;
     rows.push(("JobEscrow", "lockWithPermit", gas("lockWithPermit", mined)));
-    advance(&buyer_client, 61).await;
+    chain::advance_time(&buyer_client, 61).await.unwrap();
     rows.push((
         "JobEscrow",
         "refund (after the deadline)",
@@ -460,7 +435,7 @@ async fn measure(url: &str, dir: &Path) -> Vec<Row> {
     let (id3, mined) = lock_with_permit(B256([3; 32]), "1", 600, 100).await;
     gas("lockWithPermit", mined);
     gas("deliver", deliver(id3, 0xbb).await);
-    advance(&buyer_client, 101).await;
+    chain::advance_time(&buyer_client, 101).await.unwrap();
     let call = as_seller.escrow.release(id3.0);
     rows.push((
         "JobEscrow",
@@ -484,7 +459,7 @@ async fn measure(url: &str, dir: &Path) -> Vec<Row> {
     // ------------------------------------------------------------------ PaymentChannel
     // A channel opened with `open` on the allowance approved above, topped up, and left
     // to expire; another opened and topped up gaslessly, settled and closed by the payee.
-    let now = chain_time(&buyer_client).await;
+    let now = chain::chain_time(&buyer_client).await.unwrap();
     let plain = Channel {
         payer,
         payee,
@@ -576,7 +551,7 @@ async fn measure(url: &str, dir: &Path) -> Vec<Row> {
         "close (settles, refunds the rest)",
         gas("close", closed),
     ));
-    advance(&buyer_client, 301).await;
+    chain::advance_time(&buyer_client, 301).await.unwrap();
     let call = as_seller.channel.expire(plain.id().0);
     rows.push((
         "PaymentChannel",

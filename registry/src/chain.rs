@@ -57,6 +57,47 @@ pub enum ChainError {
     Wallet(#[from] wallets::Error),
 }
 
+/// The timestamp of the node's latest block (Unix seconds).
+///
+/// # Errors
+/// [`ChainError::Node`] when the node does not answer.
+pub async fn chain_time(client: &Client) -> Result<u64, ChainError> {
+    let node = |message: String| ChainError::Node {
+        url: client.provider().url().to_string(),
+        message,
+    };
+    client
+        .get_block(ethers::types::BlockNumber::Latest)
+        .await
+        .map_err(|e| node(format!("eth_getBlockByNumber: {e}")))?
+        .map(|b| b.timestamp.as_u64())
+        .ok_or_else(|| node("no latest block".into()))
+}
+
+/// Moves a development chain's clock `secs` forward and mines a block at the new
+/// time (`evm_increaseTime`, `evm_mine`: the embedded devnet and anvil).
+///
+/// # Errors
+/// [`ChainError::Node`] when the node does not answer or lacks the methods.
+pub async fn advance_time(client: &Client, secs: u64) -> Result<(), ChainError> {
+    let node = |call: &str, e: ethers::providers::ProviderError| ChainError::Node {
+        url: client.provider().url().to_string(),
+        message: format!("{call}: {e}"),
+    };
+    // anvil answers with a number, the devnet with a quantity: either will do.
+    let _: serde_json::Value = client
+        .provider()
+        .request("evm_increaseTime", [EU256::from(secs)])
+        .await
+        .map_err(|e| node("evm_increaseTime", e))?;
+    let _: serde_json::Value = client
+        .provider()
+        .request("evm_mine", Vec::<u8>::new())
+        .await
+        .map_err(|e| node("evm_mine", e))?;
+    Ok(())
+}
+
 /// Signs ethers transactions with a [`Wallet`]: the key stays in the wallets crate,
 /// which refuses transactions that move money (see [`Wallet::sign_transaction`]).
 #[derive(Clone, Debug)]

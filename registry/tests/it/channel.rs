@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use ethers::providers::Middleware;
-use ethers::types::{Address as EAddress, BlockNumber, Bytes as EBytes, U256 as EU256};
+use ethers::types::{Address as EAddress, Bytes as EBytes, U256 as EU256};
 use registry::chain::{self, Client, DeployConfig, Deployment, PaymentChannel};
 use registry::devnet::dev_wallet;
 use wallets::{
@@ -37,30 +37,6 @@ fn units(a: Amount) -> EU256 {
 
 fn bytes(signed: &SignedPayment) -> EBytes {
     EBytes::from(signed.signature.to_bytes().to_vec())
-}
-
-async fn chain_time(client: &Client) -> u64 {
-    client
-        .get_block(BlockNumber::Latest)
-        .await
-        .unwrap()
-        .unwrap()
-        .timestamp
-        .as_u64()
-}
-
-async fn advance(client: &Client, secs: u64) {
-    // anvil answers with a number, the devnet with a quantity: accept either.
-    let _: serde_json::Value = client
-        .provider()
-        .request("evm_increaseTime", [EU256::from(secs)])
-        .await
-        .unwrap();
-    let _: serde_json::Value = client
-        .provider()
-        .request("evm_mine", Vec::<u8>::new())
-        .await
-        .unwrap();
 }
 
 /// Sends a contract call and returns the gas its transaction used, or the decoded revert.
@@ -172,7 +148,7 @@ impl Parties {
     /// Opens `channel` gaslessly; returns the gas the payee paid.
     async fn open(&self, channel: Channel, deposit: &str, expires_in: u64) -> u64 {
         let deposit: Amount = deposit.parse().unwrap();
-        let now = chain_time(&self.payer_client).await;
+        let now = chain::chain_time(&self.payer_client).await.unwrap();
         let expires_at = now + expires_in;
         let signed = self
             .funding(
@@ -323,7 +299,7 @@ async fn channel_paths(node: &Node, dir: &std::path::Path) {
 
     // 5. A gasless top-up, a voucher beyond the first deposit, then the payee closes:
     //    settled and the rest back to the payer in one transaction.
-    let now = chain_time(&p.payer_client).await;
+    let now = chain::chain_time(&p.payer_client).await.unwrap();
     let top_up = p
         .funding(
             ch,
@@ -377,7 +353,7 @@ async fn channel_paths(node: &Node, dir: &std::path::Path) {
     let early = p.contracts.channel.expire(ch2.id().0);
     let err = send("PaymentChannel.expire", early).await.unwrap_err();
     assert!(err.contains("ChannelNotExpired"), "{}: {err}", node.name());
-    advance(&p.payer_client, 121).await;
+    chain::advance_time(&p.payer_client, 121).await.unwrap();
     let err = p.settle(ch2, &v2, false).await.unwrap_err();
     assert!(err.contains("ChannelPastExpiry"), "{}: {err}", node.name());
     let expire_gas = send(

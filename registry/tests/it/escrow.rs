@@ -3,8 +3,7 @@
 
 use std::sync::Arc;
 
-use ethers::providers::Middleware;
-use ethers::types::{Address as EAddress, BlockNumber, U256 as EU256};
+use ethers::types::{Address as EAddress, U256 as EU256};
 use registry::chain::{self, Client, DeployConfig, Deployment};
 use registry::devnet::dev_wallet;
 use wallets::{Amount, Eip712Domain, Limits, Payment, Permit, SpendingPolicy, Wallet, B256};
@@ -24,30 +23,6 @@ struct Parties {
 
 fn ea(a: wallets::Address) -> EAddress {
     EAddress::from(a.0)
-}
-
-async fn chain_time(client: &Client) -> u64 {
-    client
-        .get_block(BlockNumber::Latest)
-        .await
-        .unwrap()
-        .unwrap()
-        .timestamp
-        .as_u64()
-}
-
-async fn advance(client: &Client, secs: u64) {
-    // anvil answers with a number, the devnet with a quantity: accept either.
-    let _: serde_json::Value = client
-        .provider()
-        .request("evm_increaseTime", [EU256::from(secs)])
-        .await
-        .unwrap();
-    let _: serde_json::Value = client
-        .provider()
-        .request("evm_mine", Vec::<u8>::new())
-        .await
-        .unwrap();
 }
 
 async fn setup(node: &Node, dir: &std::path::Path) -> Parties {
@@ -105,7 +80,7 @@ impl Parties {
         review: u32,
     ) -> Result<[u8; 32], String> {
         let price: Amount = price.parse().unwrap();
-        let now = chain_time(&self.buyer_client).await;
+        let now = chain::chain_time(&self.buyer_client).await.unwrap();
         let token = &self.contracts.stablecoin;
         let nonce = token.nonces(ea(self.buyer.address())).call().await.unwrap();
         let signed = self
@@ -200,7 +175,7 @@ async fn escrow_paths(node: &Node, dir: &std::path::Path) {
 
     // 2. The seller misses the deadline: anyone refunds the buyer; late delivery fails.
     let id = p.lock(B256([2; 32]), "2", 60, 300).await.unwrap();
-    advance(&p.buyer_client, 120).await;
+    chain::advance_time(&p.buyer_client, 120).await.unwrap();
     let late = seller.escrow.deliver(id, [0xbb; 32]);
     assert!(
         late.send().await.is_err(),
@@ -233,7 +208,7 @@ async fn escrow_paths(node: &Node, dir: &std::path::Path) {
         "{}: release inside the review window",
         node.name()
     );
-    advance(&p.buyer_client, 101).await;
+    chain::advance_time(&p.buyer_client, 101).await.unwrap();
     seller
         .escrow
         .release(id)
