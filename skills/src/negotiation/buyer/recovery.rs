@@ -156,7 +156,7 @@ impl Buyer {
             used.tx_hash
         );
         tracing::warn!(target: "skill::negotiation", %dialogue, seller = %a.seller, %reason, "no delivery");
-        let entries = [
+        let entries = vec![
             (
                 "payment",
                 json!({
@@ -169,10 +169,8 @@ impl Buyer {
             ),
             ("dispute", json!({"agreementHash": hash, "reason": reason})),
         ];
-        for (kind, body) in entries {
-            if let Err(e) = self.journal.append(kind, body).await {
-                return e;
-            }
+        if let Err(e) = self.journal.append_all(entries).await {
+            return e;
         }
         self.close(ctx, dialogue, a.seller, format!("disputed: {reason}"))
             .await;
