@@ -95,7 +95,7 @@ impl JournalEntry {
             prev: self.prev,
             time: self.time,
             kind: &self.kind,
-            body_hash: keccak256(canonical_json(&self.body)),
+            body_hash: body_hash(&self.body),
         }
         .signing_hash(&journal_domain())
     }
@@ -141,6 +141,32 @@ impl JournalEntry {
         }
         Ok(())
     }
+}
+
+/// An entry body with the Keccak-256 of its canonical JSON (the entry's `bodyHash`),
+/// computed once.
+#[derive(Clone, Debug)]
+pub struct Body {
+    value: Value,
+    hash: B256,
+}
+
+impl Body {
+    /// Hashes `value`.
+    pub fn new(value: Value) -> Self {
+        let hash = body_hash(&value);
+        Self { value, hash }
+    }
+
+    /// The Keccak-256 of the body's canonical JSON.
+    pub fn hash(&self) -> B256 {
+        self.hash
+    }
+}
+
+/// The Keccak-256 of a body's canonical JSON: an entry's `bodyHash`.
+pub fn body_hash(body: &Value) -> B256 {
+    keccak256(canonical_json(body))
 }
 
 /// Canonical JSON: object keys sorted, no insignificant whitespace.
@@ -518,6 +544,20 @@ impl Journal {
     /// failed write leaves a valid prefix of the batch, and the next
     /// [`Journal::open`] cuts any partial line.
     pub fn append_batch(&mut self, items: Vec<(String, Value)>) -> Result<Vec<JournalEntry>> {
+        self.append_bodies(
+            items
+                .into_iter()
+                .map(|(kind, body)| (kind, Body::new(body)))
+                .collect(),
+        )
+    }
+
+    /// As [`Journal::append_batch`], with bodies whose hash is already computed (a
+    /// caller that also keys entries by their body hashes each body once).
+    ///
+    /// # Errors
+    /// As [`Journal::append_batch`].
+    pub fn append_bodies(&mut self, items: Vec<(String, Body)>) -> Result<Vec<JournalEntry>> {
         let (mut index, mut head, mut last_time) = (self.next_index, self.head, self.last_time);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -525,7 +565,14 @@ impl Journal {
             .unwrap_or_default();
         let mut entries = Vec::with_capacity(items.len());
         let mut bytes = Vec::new();
-        for (kind, body) in items {
+        for (
+            kind,
+            Body {
+                value: body,
+                hash: body_hash,
+            },
+        ) in items
+        {
             if has_float(&body) {
                 return Err(corrupt(
                     &self.path,
@@ -539,7 +586,7 @@ impl Journal {
                 prev: head,
                 time,
                 kind: &kind,
-                body_hash: keccak256(canonical_json(&body)),
+                body_hash,
             }
             .signing_hash(&journal_domain());
             let entry = JournalEntry {

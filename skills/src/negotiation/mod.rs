@@ -149,6 +149,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+use wallets::journal::{body_hash, Body};
 use wallets::{Journal, B256};
 
 pub use buyer::{Buyer, BuyerDeal, Deal};
@@ -210,10 +211,13 @@ struct Appender {
     seen: Option<HashSet<B256>>,
 }
 
-/// What makes two entries the same: their kind and canonical body.
-fn entry_key(kind: &str, body: &Value) -> B256 {
-    let canonical = wallets::journal::canonical_json(body);
-    wallets::keccak256(format!("{kind}\n{canonical}").as_bytes())
+/// What makes two entries the same: their kind and canonical body (by its hash).
+fn entry_key(kind: &str, body_hash: B256) -> B256 {
+    let mut bytes = Vec::with_capacity(kind.len() + 33);
+    bytes.extend_from_slice(kind.as_bytes());
+    bytes.push(b'\n');
+    bytes.extend_from_slice(body_hash.as_bytes());
+    wallets::keccak256(bytes)
 }
 
 impl Appender {
@@ -226,7 +230,7 @@ impl Appender {
                 Ok(entries) => self.seen.insert(
                     entries
                         .iter()
-                        .map(|e| entry_key(&e.kind, &e.body))
+                        .map(|e| entry_key(&e.kind, body_hash(&e.body)))
                         .collect(),
                 ),
                 Err(e) => {
@@ -245,7 +249,8 @@ impl Appender {
         let mut waiting = Vec::new();
         let mut keys = Vec::new();
         for (kind, body, done) in batch {
-            let key = entry_key(kind, &body);
+            let body = Body::new(body);
+            let key = entry_key(kind, body.hash());
             if seen.contains(&key) || keys.contains(&key) {
                 tracing::debug!(target: "skill::negotiation", kind, "entry already journaled");
                 let _ = done.send(Ok(()));
@@ -255,7 +260,7 @@ impl Appender {
             items.push((kind.to_owned(), body));
             waiting.push(done);
         }
-        match self.journal.append_batch(items) {
+        match self.journal.append_bodies(items) {
             Ok(_) => {
                 seen.extend(keys);
                 for done in waiting {
