@@ -479,7 +479,7 @@ impl Buyer {
                     receipt,
                 } => {
                     out.push(
-                        self.confirm_receipt(ctx, dialogue, agreement, payment, delivery, receipt)
+                        self.resume_receipted(ctx, dialogue, agreement, payment, delivery, receipt)
                             .await,
                     );
                 }

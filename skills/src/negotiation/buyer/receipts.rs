@@ -84,9 +84,10 @@ impl Buyer {
             .await
     }
 
-    /// Sends a journaled receipt (from `finish_order`, or again from
-    /// `Buyer::resume`) and, once the seller confirmed it, closes the order.
-    pub(super) async fn confirm_receipt(
+    /// Resumes an order saved as `Receipted`: journals its delivery and receipt again
+    /// (a crash may have come before they were on disk; the journal keeps one of
+    /// each) and sends the receipt.
+    pub(super) async fn resume_receipted(
         &self,
         ctx: &Context,
         dialogue: B256,
@@ -95,9 +96,22 @@ impl Buyer {
         delivery: Deliver,
         receipt: Receipt,
     ) -> Result<Deal> {
-        // After a crash the journal may lack them.
         self.journal_receipted(&agreement, &delivery, &receipt)
             .await?;
+        self.confirm_receipt(ctx, dialogue, agreement, payment, delivery, receipt)
+            .await
+    }
+
+    /// Sends a journaled receipt and, once the seller confirmed it, closes the order.
+    async fn confirm_receipt(
+        &self,
+        ctx: &Context,
+        dialogue: B256,
+        agreement: SignedAgreement,
+        payment: SignedPayment,
+        delivery: Deliver,
+        receipt: Receipt,
+    ) -> Result<Deal> {
         let a = &agreement.agreement;
         let done = BuyerDeal::Done {
             agreement: receipt.agreement,
