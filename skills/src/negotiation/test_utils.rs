@@ -319,6 +319,11 @@ impl Market {
     /// A buyer with a fresh wallet (no gas needed), a per-deal limit of `per_deal`, its
     /// own read access to the chain (for escrow and channel mode) and 10 USDC.
     pub async fn buyer(&self, dir: &Path, per_deal: Amount) -> BuyerAgent {
+        self.buyer_holding(dir, per_deal, usdc("10")).await
+    }
+
+    /// As [`Market::buyer`], holding `funds` (none minted when zero).
+    pub async fn buyer_holding(&self, dir: &Path, per_deal: Amount, funds: Amount) -> BuyerAgent {
         let wallet = Arc::new(Wallet::random());
         let mut buyer = buyer_with(
             &self.hosts.0,
@@ -338,11 +343,13 @@ impl Market {
         .await
         .expect("settlement");
         buyer.buyer = buyer.buyer.clone().with_settlement(settlement);
-        self.chain
-            .minter
-            .mint(buyer.handle.address(), usdc("10"))
-            .await
-            .expect("mint");
+        if !funds.is_zero() {
+            self.chain
+                .minter
+                .mint(buyer.handle.address(), funds)
+                .await
+                .expect("mint");
+        }
         buyer
     }
 }

@@ -327,23 +327,9 @@ async fn a_channel_deposit_is_sized_to_the_buyers_balance() {
     assert_eq!(m.chain.balance(rich.handle.address()).await, Amount::ZERO);
 
     // A buyer holding nothing is refused before it signs a funding: nothing moves.
-    let wallet = Arc::new(Wallet::random());
-    let poor_dir = dir.path().join("poor");
-    std::fs::create_dir_all(&poor_dir).unwrap();
-    let mut poor = skills::negotiation::test_utils::buyer_with(
-        &m.hosts.0,
-        &poor_dir,
-        &m.chain,
-        usdc("1"),
-        m.directory(),
-        wallet.clone(),
-    )
-    .await;
-    let settlement =
-        ChainSettlement::connect(&m.chain.node.http_url(), wallet, &m.chain.addresses, TOKEN)
-            .await
-            .unwrap();
-    poor.buyer = poor.buyer.clone().with_settlement(settlement);
+    let poor = m
+        .buyer_holding(&dir.path().join("poor"), usdc("1"), Amount::ZERO)
+        .await;
     let err = poor
         .buyer
         .hire(
