@@ -10,6 +10,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use wallets::store::{AtomicWriter, Write};
 use wallets::{Address, B256};
 
 use crate::error::{Error, Result};
@@ -20,6 +21,9 @@ pub struct HostStore {
     path: PathBuf,
     replay: sled::Tree,
     dialogues: sled::Tree,
+    /// Every write to `dialogues` goes through it: several dialogues at once are
+    /// written all or none.
+    writer: Arc<AtomicWriter>,
     commits: Arc<GroupCommit>,
 }
 
@@ -99,12 +103,14 @@ impl HostStore {
         let db = wallets::store::open(&path).map_err(err)?;
         let replay = db.open_tree("replay").map_err(err)?;
         let dialogues = db.open_tree("dialogues").map_err(err)?;
+        let writer = Arc::new(wallets::store::AtomicWriter::open(&db, &path).map_err(err)?);
         let commits = Arc::new(GroupCommit::new());
         commits.start(&db);
         Ok(Self {
             path,
             replay,
             dialogues,
+            writer,
             commits,
         })
     }
@@ -273,15 +279,7 @@ impl AgentStore {
     /// # Errors
     /// [`Error::Store`].
     pub async fn save_dialogue(&self, dialogue: B256, record: &DialogueRecord) -> Result<()> {
-        let k = key(&[&self.agent.0, &dialogue.0]);
-        let v = serde_json::to_vec(record).map_err(|e| Error::Corrupt {
-            what: format!("dialogue {dialogue}"),
-            reason: e.to_string(),
-        })?;
-        self.host
-            .dialogues
-            .insert(k, v)
-            .map_err(|e| self.host.err(e))?;
+        self.write_dialogues(&[(dialogue, record.clone())])?;
         self.host.flush().await
     }
 
@@ -291,17 +289,23 @@ impl AgentStore {
     /// # Errors
     /// [`Error::Store`]; [`Error::Corrupt`] when a record does not serialize.
     pub fn write_dialogues(&self, records: &[(B256, DialogueRecord)]) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        for (dialogue, record) in records {
-            let v = serde_json::to_vec(record).map_err(|e| Error::Corrupt {
-                what: format!("dialogue {dialogue}"),
-                reason: e.to_string(),
-            })?;
-            batch.insert(key(&[&self.agent.0, &dialogue.0]), v);
-        }
+        let writes = records
+            .iter()
+            .map(|(dialogue, record)| {
+                let v = serde_json::to_vec(record).map_err(|e| Error::Corrupt {
+                    what: format!("dialogue {dialogue}"),
+                    reason: e.to_string(),
+                })?;
+                Ok(Write::set(
+                    &self.host.dialogues,
+                    key(&[&self.agent.0, &dialogue.0]),
+                    v,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
         self.host
-            .dialogues
-            .apply_batch(batch)
+            .writer
+            .write(&writes)
             .map_err(|e| self.host.err(e))
     }
 

@@ -7,8 +7,8 @@
 //! for the same payment id.
 //!
 //! Payment channels: a voucher counts the increment of its cumulative amount over the
-//! last voucher signed for the same channel, which is stored with the spend in one sled
-//! transaction; a lower voucher is refused and the same voucher again is re-sent. The
+//! last voucher signed for the same channel, which is stored with the spend in one
+//! all-or-nothing write ([`crate::store::AtomicWriter`]); a lower voucher is refused and the same voucher again is re-sent. The
 //! deposit that funds a channel counts nothing (it stays the payer's until vouchers
 //! release it, and comes back at expiry), so the policy signs funding only for channel
 //! contracts it was told to trust ([`SpendingPolicy::trust_channel_contract`]) and only
@@ -21,10 +21,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::Transactional;
 
 use crate::payment::ChannelFunding;
+use crate::store::Write;
 use crate::{Address, Amount, Error, Payment, PolicyViolation, Result, SignedPayment, Wallet};
 
 /// The rolling window of the per-day and per-peer limits, in seconds.
@@ -108,6 +107,8 @@ pub struct SpendingPolicy {
     log: sled::Tree,
     /// channel key ([`Payment::channel_key`]) → the last voucher's cumulative [`Amount`].
     channels: sled::Tree,
+    /// Writes a payment's record, spend and channel all or none.
+    writer: crate::store::AtomicWriter,
     /// Contracts trusted to hold channel deposits.
     channel_contracts: BTreeSet<Address>,
     clock: Clock,
@@ -169,6 +170,8 @@ impl SpendingPolicy {
         let channels = db
             .open_tree("channels")
             .map_err(|e| Error::storage(&path, e))?;
+        let writer =
+            crate::store::AtomicWriter::open(&db, &path).map_err(|e| Error::storage(&path, e))?;
         let policy = Self {
             wallet,
             limits,
@@ -177,6 +180,7 @@ impl SpendingPolicy {
             payments,
             log,
             channels,
+            writer,
             channel_contracts: BTreeSet::new(),
             clock: Arc::new(unix_now),
             gate: Mutex::new(Window::default()),
@@ -272,24 +276,17 @@ impl SpendingPolicy {
             }
             _ => None,
         };
-        (&self.payments, &self.log, &self.channels)
-            .transaction(|(payments, log, channels)| {
-                payments.insert(id.as_bytes(), record.as_slice())?;
-                if !counted.is_zero() {
-                    log.insert(log_key.as_slice(), spend.as_slice())?;
-                }
-                if let Some((key, last)) = &channel {
-                    channels.insert(key.as_bytes(), last.as_slice())?;
-                }
-                Ok::<_, ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| match e {
-                TransactionError::Storage(e) => Error::storage(&self.path, e),
-                TransactionError::Abort(()) => Error::Corrupt {
-                    what: self.path.display().to_string(),
-                    reason: "transaction aborted".into(),
-                },
-            })?;
+        let mut writes = Vec::with_capacity(3);
+        if !counted.is_zero() {
+            writes.push(Write::set(&self.log, log_key.clone(), spend));
+        }
+        if let Some((key, last)) = channel {
+            writes.push(Write::set(&self.channels, key.as_bytes().to_vec(), last));
+        }
+        writes.push(Write::set(&self.payments, id.as_bytes().to_vec(), record));
+        self.writer
+            .write(&writes)
+            .map_err(|e| Error::storage(&self.path, e))?;
         if !counted.is_zero() && window.from.is_some_and(|from| now >= from) {
             window.add(log_key, spend_value)?;
         }
