@@ -86,9 +86,9 @@ fn merkle_tree(leaves: &[B256]) -> (B256, Vec<Vec<B256>>) {
     let mut position: Vec<usize> = (0..leaves.len()).collect();
     let mut level = leaves.to_vec();
     while level.len() > 1 {
-        for (leaf, at) in position.iter_mut().enumerate() {
+        for (proof, at) in proofs.iter_mut().zip(position.iter_mut()) {
             if let Some(sibling) = level.get(*at ^ 1) {
-                proofs[leaf].push(*sibling);
+                proof.push(*sibling);
             }
             *at /= 2;
         }
@@ -316,11 +316,7 @@ type LastVerified = Option<(B256, Signature)>;
 
 /// Parses one line, checks its canonical form, its hash and its signature (with
 /// `known`, the journal's first signer's key, when it signed it).
-fn check_line(
-    text: &[u8],
-    known: Option<&crate::PublicKey>,
-    last: &mut LastVerified,
-) -> LineCheck {
+fn check_line(text: &[u8], known: Option<&crate::PublicKey>, last: &mut LastVerified) -> LineCheck {
     let text = std::str::from_utf8(text).map_err(|_| "line is not valid UTF-8".to_owned())?;
     let entry: JournalEntry =
         serde_json::from_str(text).map_err(|e| format!("not a journal entry: {e}"))?;
@@ -387,10 +383,12 @@ fn scan(path: &Path, bytes: &[u8], expected_signer: Option<Address>) -> Result<S
         }
     }
     // The first entry's key, recovered once, verifies the others.
-    let known = lines.first().and_then(|l| match check_line(l, None, &mut None) {
-        Ok((e, Ok(()))) => e.signature.recover_public_key(&e.signed_digest()).ok(),
-        _ => None,
-    });
+    let known = lines
+        .first()
+        .and_then(|l| match check_line(l, None, &mut None) {
+            Ok((e, Ok(()))) => e.signature.recover_public_key(&e.signed_digest()).ok(),
+            _ => None,
+        });
     let checks = check_lines(&lines, known.as_ref());
     if checks.len() != lines.len() {
         return Err(corrupt(path, 0, "the entries could not all be checked"));
@@ -672,11 +670,7 @@ impl Journal {
             return Ok(Vec::new());
         }
         let leaves: Vec<B256> = digests.iter().map(|d| d.3).collect();
-        let (root, proofs) = if leaves.len() == 1 {
-            (leaves[0], vec![Vec::new()])
-        } else {
-            merkle_tree(&leaves)
-        };
+        let (root, proofs) = merkle_tree(&leaves);
         let signature = self.wallet.sign_hash(&root)?;
         let signer = self.wallet.address();
         let mut entries = Vec::with_capacity(items.len());
@@ -758,7 +752,12 @@ mod tests {
         let mut j = Journal::open(&path, wallet.clone()).unwrap();
         let group = |n: usize, tag: &str| -> Vec<(String, Value)> {
             (0..n)
-                .map(|i| ("delivery".to_owned(), json!({"n": i.to_string(), "tag": tag})))
+                .map(|i| {
+                    (
+                        "delivery".to_owned(),
+                        json!({"n": i.to_string(), "tag": tag}),
+                    )
+                })
                 .collect()
         };
         j.append_batch(group(3, "a")).unwrap();
@@ -801,10 +800,15 @@ mod tests {
         let group = &entries[1..4];
         assert!(group.iter().all(|e| !e.proof.is_empty()));
         assert!(group.iter().all(|e| e.signature == group[0].signature));
-        assert!(group.iter().all(|e| e.signed_digest() == group[0].signed_digest()));
+        assert!(group
+            .iter()
+            .all(|e| e.signed_digest() == group[0].signed_digest()));
         assert_ne!(entries[5].signature, group[0].signature);
         for e in &entries {
-            assert_eq!(e.signature.recover(&e.signed_digest()).unwrap(), wallet.address());
+            assert_eq!(
+                e.signature.recover(&e.signed_digest()).unwrap(),
+                wallet.address()
+            );
             assert!(e.check(Some(wallet.address())).is_ok());
         }
         // A crash that kept only the first entry of the last group leaves a journal
