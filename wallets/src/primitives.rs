@@ -128,20 +128,76 @@ impl Address {
 
     /// The EIP-55 mixed-case checksummed form, `0x`-prefixed.
     pub fn to_checksum(&self) -> String {
-        let lower = hex::encode(self.0);
-        let hash = keccak256(lower.as_bytes());
-        let mut out = String::with_capacity(42);
-        out.push_str("0x");
-        // Nibble i of the hash decides the case of hex digit i.
-        let nibbles = hash.0.iter().flat_map(|b| [b >> 4, b & 0x0f]);
-        for (c, nibble) in lower.chars().zip(nibbles) {
-            if c.is_ascii_alphabetic() && nibble >= 8 {
-                out.push(c.to_ascii_uppercase());
-            } else {
-                out.push(c);
+        self.checksum_ascii()
+            .iter()
+            .copied()
+            .map(char::from)
+            .collect()
+    }
+
+    /// [`Address::to_checksum`] as ASCII bytes. EIP-55 costs a Keccak-256 per address,
+    /// and an agent writes the same few addresses (its own, its peers', its contracts')
+    /// into every message, state and journal entry, so each thread keeps the last few.
+    fn checksum_ascii(&self) -> [u8; 42] {
+        // Direct-mapped: the slot is picked by the address's last byte.
+        const SLOTS: usize = 16;
+        type Cache = [Option<([u8; 20], [u8; 42])>; SLOTS];
+        thread_local! {
+            static RECENT: std::cell::RefCell<Cache> = const { std::cell::RefCell::new([None; SLOTS]) };
+        }
+        let slot = usize::from(self.0[19]) % SLOTS;
+        let cached = RECENT
+            .try_with(|c| {
+                c.borrow()
+                    .get(slot)
+                    .copied()
+                    .flatten()
+                    .filter(|(a, _)| *a == self.0)
+            })
+            .ok()
+            .flatten();
+        if let Some((_, ascii)) = cached {
+            return ascii;
+        }
+        let ascii = self.compute_checksum();
+        let _ = RECENT.try_with(|c| {
+            if let Some(entry) = c.borrow_mut().get_mut(slot) {
+                *entry = Some((self.0, ascii));
+            }
+        });
+        ascii
+    }
+
+    fn compute_checksum(&self) -> [u8; 42] {
+        let digit = |n: u8| if n < 10 { b'0' + n } else { b'a' + n - 10 };
+        let mut lower = [0u8; 40];
+        for (pair, byte) in lower.chunks_exact_mut(2).zip(self.0) {
+            if let [hi, lo] = pair {
+                *hi = digit(byte >> 4);
+                *lo = digit(byte & 0x0f);
             }
         }
+        let hash = keccak256(lower);
+        let mut out = [0u8; 42];
+        out[0] = b'0';
+        out[1] = b'x';
+        // Nibble i of the hash decides the case of hex digit i.
+        let nibbles = hash.0.iter().flat_map(|b| [b >> 4, b & 0x0f]);
+        for ((o, c), nibble) in out[2..].iter_mut().zip(lower).zip(nibbles) {
+            *o = if c.is_ascii_alphabetic() && nibble >= 8 {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            };
+        }
         out
+    }
+
+    /// The checksummed form as a `str`, without allocating.
+    fn with_checksum<T>(&self, f: impl FnOnce(&str) -> T) -> T {
+        let ascii = self.checksum_ascii();
+        // Hex digits and `0x` are ASCII, so always UTF-8.
+        f(std::str::from_utf8(&ascii).unwrap_or_default())
     }
 
     /// Parses an address. All-lowercase and all-uppercase hex are accepted as they
@@ -155,7 +211,7 @@ impl Address {
         let digits = s.get(2..).filter(|_| s.starts_with("0x")).unwrap_or(s);
         let has_lower = digits.chars().any(|c| c.is_ascii_lowercase());
         let has_upper = digits.chars().any(|c| c.is_ascii_uppercase());
-        if has_lower && has_upper && addr.to_checksum().get(2..) != Some(digits) {
+        if has_lower && has_upper && addr.checksum_ascii().get(2..) != Some(digits.as_bytes()) {
             return Err(Error::Checksum(s.to_owned()));
         }
         Ok(addr)
@@ -164,13 +220,13 @@ impl Address {
 
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_checksum())
+        self.with_checksum(|s| f.write_str(s))
     }
 }
 
 impl fmt::Debug for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_checksum())
+        self.with_checksum(|s| f.write_str(s))
     }
 }
 
@@ -183,7 +239,7 @@ impl FromStr for Address {
 
 impl Serialize for Address {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_checksum())
+        self.with_checksum(|c| s.serialize_str(c))
     }
 }
 
@@ -218,6 +274,33 @@ mod tests {
         for v in EIP55 {
             let a = Address::parse(v).unwrap();
             assert_eq!(&a.to_checksum(), v, "checksum of {v}");
+        }
+    }
+
+    #[test]
+    fn the_recent_checksums_never_answer_for_another_address() {
+        // Addresses that share a cache slot (same last byte), formatted in turns.
+        let addrs: Vec<Address> = (0u8..40)
+            .map(|i| {
+                let mut a = [i.wrapping_mul(37); 20];
+                a[0] = i;
+                a[19] = 0x42;
+                Address(a)
+            })
+            .collect();
+        for _ in 0..3 {
+            for a in &addrs {
+                let fresh: String = a
+                    .compute_checksum()
+                    .iter()
+                    .copied()
+                    .map(char::from)
+                    .collect();
+                assert_eq!(a.to_checksum(), fresh);
+                assert_eq!(format!("{a}"), fresh);
+                assert_eq!(serde_json::to_string(a).unwrap(), format!("\"{fresh}\""));
+                assert_eq!(Address::parse(&fresh).unwrap(), *a);
+            }
         }
     }
 
