@@ -46,6 +46,7 @@ pub mod eip191;
 pub mod eip712;
 mod error;
 pub mod journal;
+mod key_table;
 pub mod keystore;
 mod payment;
 mod policy;

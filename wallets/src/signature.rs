@@ -139,12 +139,16 @@ impl Signature {
         let z = <Scalar as Reduce<U256>>::reduce_bytes(&(*prehash.as_bytes()).into());
         let s_inv = *s.invert_vartime();
         let (u1, u2) = (z * s_inv, *r * s_inv);
-        let point = ProjectivePoint::lincomb(
-            &ProjectivePoint::GENERATOR,
-            &u1,
-            &ProjectivePoint::from(*key.0.as_affine()),
-            &u2,
-        )
+        let q = key.0.as_affine();
+        let point = match crate::key_table::table_for(key.to_compressed(), q) {
+            Some(table) => table.lincomb(&u1, &u2),
+            None => ProjectivePoint::lincomb(
+                &ProjectivePoint::GENERATOR,
+                &u1,
+                &ProjectivePoint::from(*q),
+                &u2,
+            ),
+        }
         .to_affine();
         if bool::from(k256::elliptic_curve::group::prime::PrimeCurveAffine::is_identity(&point)) {
             return false;
@@ -261,6 +265,8 @@ mod tests {
             let wrong = eip191::hash_message(b"something else");
             assert!(sig.verify_with_key(&wrong, &key).is_err());
         }
+        // Most of the checks above ran on the key's table of multiples.
+        assert!(crate::key_table::has_table(&key.to_compressed()));
     }
 
     #[test]
