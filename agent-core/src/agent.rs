@@ -669,12 +669,16 @@ impl Handler<Deliver> for AgentActor {
             }
             return Ok(());
         };
+        // The replay record of a remote message was written (not flushed) when it was
+        // admitted; whatever leaves the agent on its account waits for the disk.
+        let replay = is_remote.then(|| core.store.mark());
         let cx = Context {
             core: core.clone(),
             current: Some(Current {
                 sender: header.sender,
                 dialogue: header.dialogue,
                 sequence: header.sequence,
+                replay,
             }),
         };
         let waker = futures::task::noop_waker();
@@ -712,12 +716,16 @@ impl Handler<Deliver> for AgentActor {
             return Ok(());
         }
         let work = Box::pin(async move {
-            // The replay record must be on disk before the message is acted on.
-            if let Err(e) = core.store.flush().await {
-                tracing::error!(target: "agent::store", agent = %core.address, error = %e, "flush failed");
-            }
             let call = handler.call(cx, payload, true);
             let result = AssertUnwindSafe(call).catch_unwind().await;
+            // The replay record is on disk before the reply leaves (and before
+            // anything the skill sent: see `Context::deliver`). Usually the skill's
+            // own flush of its state already covered it.
+            if let Some(mark) = replay {
+                if let Err(e) = core.store.flush_after(mark).await {
+                    tracing::error!(target: "agent::store", agent = %core.address, error = %e, "flush failed");
+                }
+            }
             respond_if(core, header, kind, result, expects_reply).await
         });
         self.run(work, ctx);
@@ -792,6 +800,10 @@ struct Current {
     sender: Address,
     dialogue: B256,
     sequence: u64,
+    /// For a remote message, the store's mark taken after its replay record was
+    /// written: nothing leaves the agent on its account before that record is on
+    /// disk (a crash could otherwise let the same envelope be acted on twice).
+    replay: Option<u64>,
 }
 
 /// One dialogue's new state, for [`Context::write_states`].
@@ -892,6 +904,16 @@ impl Context {
         random_dialogue()
     }
 
+    /// Waits until the replay record of the remote message being handled is on disk,
+    /// so that nothing leaves on its account before a crash could forget it was
+    /// handled. Free when a flush (of the skill's state, say) already covered it.
+    async fn replay_durable(&self) -> Result<()> {
+        match self.current.and_then(|c| c.replay) {
+            Some(mark) => self.core.store.flush_after(mark).await,
+            None => Ok(()),
+        }
+    }
+
     /// Sends a one-way message in a new dialogue.
     ///
     /// # Errors
@@ -905,6 +927,7 @@ impl Context {
     /// # Errors
     /// As [`Context::tell`].
     pub async fn tell_in<R: Request>(&self, dialogue: B256, to: Address, request: R) -> Result<()> {
+        self.replay_durable().await?;
         let route = self.core.router.resolve(&to)?;
         let payload = typed_payload(&route, request)?;
         let header = self.core.header(to, dialogue);
@@ -941,6 +964,7 @@ impl Context {
         request: R,
         timeout: Duration,
     ) -> Result<R::Response> {
+        self.replay_durable().await?;
         let route = self.core.router.resolve(&to)?;
         let payload = typed_payload(&route, request)?;
         let header = self.core.header(to, dialogue);

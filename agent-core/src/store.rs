@@ -135,6 +135,26 @@ impl HostStore {
     /// # Errors
     /// [`Error::Store`] on I/O failure.
     pub async fn flush(&self) -> Result<()> {
+        self.flush_after(None).await
+    }
+
+    /// A mark of the flushes asked for so far: writes made before taking it are on
+    /// disk once [`HostStore::flush_after`] with it returns.
+    pub fn mark(&self) -> u64 {
+        self.commits
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .requested
+    }
+
+    /// Waits until the writes made before `mark` ([`HostStore::mark`]) are on disk:
+    /// at once if a flush asked for after the mark has completed, by waiting for one
+    /// already asked for, or else by asking for one. `None` always asks for a flush.
+    ///
+    /// # Errors
+    /// [`Error::Store`] on I/O failure.
+    pub async fn flush_after(&self, mark: Option<u64>) -> Result<()> {
         let mut done = self.commits.done.subscribe();
         let target = {
             let mut st = self
@@ -142,10 +162,16 @@ impl HostStore {
                 .state
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            st.requested += 1;
-            st.requested
+            match mark {
+                // A flush asked for after the mark covers the writes before it.
+                Some(m) if st.requested > m => m + 1,
+                _ => {
+                    st.requested += 1;
+                    self.commits.wake.notify_one();
+                    st.requested
+                }
+            }
         };
-        self.commits.wake.notify_one();
         loop {
             {
                 let (flushed, error) = &*done.borrow_and_update();
@@ -360,11 +386,48 @@ impl AgentStore {
     pub async fn flush(&self) -> Result<()> {
         self.host.flush().await
     }
+
+    /// [`HostStore::mark`].
+    pub fn mark(&self) -> u64 {
+        self.host.mark()
+    }
+
+    /// [`HostStore::flush_after`].
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn flush_after(&self, mark: u64) -> Result<()> {
+        self.host.flush_after(Some(mark)).await
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_flush_asked_after_a_mark_covers_it_and_none_is_asked_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = HostStore::open(dir.path().join("db")).unwrap();
+        let completed = || host.commits.done.borrow().0;
+        // Nothing asked since the mark: flush_after asks for a flush and waits for it.
+        let m = host.mark();
+        host.flush_after(Some(m)).await.unwrap();
+        assert_eq!(host.mark(), m + 1);
+        assert!(completed() > m);
+        // A flush asked (and done) after the mark: nothing more is asked.
+        let m = host.mark();
+        host.flush().await.unwrap();
+        host.flush_after(Some(m)).await.unwrap();
+        assert_eq!(host.mark(), m + 1);
+        // Concurrent waiters on one mark share the flush one of them asks for.
+        let m = host.mark();
+        let (a, b) = tokio::join!(host.flush_after(Some(m)), host.flush_after(Some(m)));
+        a.unwrap();
+        b.unwrap();
+        assert_eq!(host.mark(), m + 1);
+        assert!(completed() > m);
+    }
 
     #[tokio::test]
     async fn records_survive_reopening_and_are_separate_per_agent() {
