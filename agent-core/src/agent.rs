@@ -1009,6 +1009,21 @@ impl Context {
         }
     }
 
+    /// [`Error::ForeignDialogue`] when `dialogue` was saved with a peer other than
+    /// `peer`.
+    fn check_owner(&self, dialogue: B256, peer: Address) -> Result<()> {
+        match self.core.store.dialogue_peer(dialogue)? {
+            Some(owner) if owner != peer => {
+                Err(Error::ForeignDialogue(Box::new(ForeignDialogue {
+                    dialogue,
+                    owner,
+                    peer,
+                })))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Saves `state` as the state of `dialogue` with `peer`, on disk before it
     /// returns, so that a crash after this point resumes from it.
     ///
@@ -1025,15 +1040,7 @@ impl Context {
         state: &T,
         closed: bool,
     ) -> Result<()> {
-        if let Some(existing) = self.core.store.dialogue(dialogue)? {
-            if existing.peer != peer {
-                return Err(Error::ForeignDialogue(Box::new(ForeignDialogue {
-                    dialogue,
-                    owner: existing.peer,
-                    peer,
-                })));
-            }
-        }
+        self.check_owner(dialogue, peer)?;
         let state = serde_json::to_value(state).map_err(|e| Error::Corrupt {
             what: format!("state of dialogue {dialogue}"),
             reason: e.to_string(),
@@ -1061,15 +1068,7 @@ impl Context {
         let now = now_ms();
         let mut records = Vec::with_capacity(updates.len());
         for u in updates {
-            if let Some(existing) = self.core.store.dialogue(u.dialogue)? {
-                if existing.peer != u.peer {
-                    return Err(Error::ForeignDialogue(Box::new(ForeignDialogue {
-                        dialogue: u.dialogue,
-                        owner: existing.peer,
-                        peer: u.peer,
-                    })));
-                }
-            }
+            self.check_owner(u.dialogue, u.peer)?;
             records.push((
                 u.dialogue,
                 DialogueRecord {

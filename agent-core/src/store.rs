@@ -300,6 +300,27 @@ impl AgentStore {
         }
     }
 
+    /// The peer of a saved dialogue, read without decoding its state.
+    ///
+    /// # Errors
+    /// [`Error::Store`] or [`Error::Corrupt`].
+    pub fn dialogue_peer(&self, dialogue: B256) -> Result<Option<Address>> {
+        #[derive(Deserialize)]
+        struct PeerOnly {
+            peer: Address,
+        }
+        let k = key(&[&self.agent.0, &dialogue.0]);
+        match self.host.dialogues.get(k).map_err(|e| self.host.err(e))? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice::<PeerOnly>(&v)
+                .map(|p| Some(p.peer))
+                .map_err(|e| Error::Corrupt {
+                    what: format!("dialogue {dialogue}"),
+                    reason: e.to_string(),
+                }),
+        }
+    }
+
     /// Saves a dialogue and flushes it to disk before returning.
     ///
     /// # Errors
@@ -463,6 +484,8 @@ mod tests {
             total: u32,
         }
         assert_eq!(sa.dialogue_state::<S>(d).unwrap().unwrap().total, 3);
+        assert_eq!(sa.dialogue_peer(d).unwrap(), Some(peer));
+        assert_eq!(sb.dialogue_peer(d).unwrap(), None);
         assert_eq!(sa.prune_replay(999).unwrap(), 0);
         assert_eq!(sa.prune_replay(1_000).unwrap(), 1);
         assert_eq!(sa.last_sequence(peer, d).unwrap(), None);

@@ -86,8 +86,38 @@ impl Eip712Domain {
         format!("EIP712Domain({})", fields.join(","))
     }
 
-    /// The domain separator, `hashStruct(domain)`.
+    /// The domain separator, `hashStruct(domain)`. An agent signs in the same few
+    /// domains all the time, so each thread remembers the last few separators.
     pub fn separator(&self) -> B256 {
+        const KEPT: usize = 8;
+        thread_local! {
+            static RECENT: std::cell::RefCell<Vec<(Eip712Domain, B256)>> =
+                const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let cached = RECENT
+            .try_with(|r| {
+                r.borrow()
+                    .iter()
+                    .find(|(d, _)| d == self)
+                    .map(|(_, sep)| *sep)
+            })
+            .ok()
+            .flatten();
+        if let Some(sep) = cached {
+            return sep;
+        }
+        let sep = self.compute_separator();
+        let _ = RECENT.try_with(|r| {
+            let mut r = r.borrow_mut();
+            if r.len() >= KEPT {
+                r.remove(0);
+            }
+            r.push((self.clone(), sep));
+        });
+        sep
+    }
+
+    fn compute_separator(&self) -> B256 {
         let mut enc = Encoder::new(keccak256(self.encode_type()));
         if let Some(name) = &self.name {
             enc = enc.string(name);
@@ -108,6 +138,39 @@ impl Eip712Domain {
     }
 }
 
+/// `keccak256(type)`, remembered per thread: the type strings are constants, and an
+/// agent hashes the same few of them for every message.
+pub fn cached_type_hash(type_string: &'static str) -> B256 {
+    thread_local! {
+        static HASHES: std::cell::RefCell<Vec<(usize, usize, B256)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    // A `&'static str` is identified by where it lives and its length.
+    let id = (type_string.as_ptr() as usize, type_string.len());
+    let cached = HASHES
+        .try_with(|h| {
+            h.borrow()
+                .iter()
+                .find(|(p, l, _)| (*p, *l) == id)
+                .map(|(.., hash)| *hash)
+        })
+        .ok()
+        .flatten();
+    if let Some(hash) = cached {
+        return hash;
+    }
+    let hash = keccak256(type_string);
+    let _ = HASHES.try_with(|h| {
+        let mut h = h.borrow_mut();
+        // A program has a bounded set of type strings; keep the cache bounded too.
+        if h.len() >= 64 {
+            h.clear();
+        }
+        h.push((id.0, id.1, hash));
+    });
+    hash
+}
+
 /// A Rust type that can be hashed as an EIP-712 struct.
 ///
 /// Implementations give the full `encodeType` string (primary type first, then the
@@ -121,7 +184,7 @@ pub trait Eip712 {
 
     /// `keccak256(encodeType)`.
     fn type_hash() -> B256 {
-        keccak256(Self::TYPE)
+        cached_type_hash(Self::TYPE)
     }
 
     /// `hashStruct(self)`: encode each field with `Encoder::new(Self::type_hash())`.
@@ -574,6 +637,30 @@ pub(crate) mod tests_support {
 mod tests {
     use super::tests_support::MAIL_JSON;
     use super::*;
+
+    #[test]
+    fn remembered_separators_and_type_hashes_stay_per_domain_and_type() {
+        let domains: Vec<Eip712Domain> = (0..20u64)
+            .map(|i| Eip712Domain::new("Agora", "1", 1 + i % 10, Address([1; 20])))
+            .chain([
+                Eip712Domain::default(),
+                Eip712Domain::new("Agora", "2", 1, Address([1; 20])),
+            ])
+            .collect();
+        for _ in 0..3 {
+            for d in &domains {
+                assert_eq!(d.separator(), d.compute_separator());
+            }
+        }
+        assert_ne!(domains[0].separator(), domains[1].separator());
+        assert_ne!(domains[0].separator(), domains[21].separator());
+        static A: &str = "A(uint256 x)";
+        static B: &str = "B(uint256 x)";
+        for _ in 0..3 {
+            assert_eq!(cached_type_hash(A), keccak256(A));
+            assert_eq!(cached_type_hash(B), keccak256(B));
+        }
+    }
 
     #[test]
     fn mail_example_hashes() {
