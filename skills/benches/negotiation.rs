@@ -25,6 +25,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The allocator the `agora` binary runs agents with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use agent_sdk::prelude::*;
 use futures::StreamExt;
 use skills::negotiation::audit::audit;
