@@ -3,11 +3,12 @@
 //! database holds every key of the same round: never a round half written, never an
 //! acknowledged (flushed) round lost.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use wallets::store::AtomicWriter;
+
+use crate::{run_then_kill, Schedule};
 
 fn number(v: &[u8]) -> u64 {
     u64::from_be_bytes(v[..8].try_into().unwrap())
@@ -17,42 +18,18 @@ fn number(v: &[u8]) -> u64 {
 fn kill_during_atomic_writes_never_leaves_half_a_write() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
-    // xorshift, seeded, so a failing schedule can be replayed.
-    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut schedule = Schedule(0x2545_f491_4f6c_dd1d);
     let mut acknowledged = 0;
     let mut replayed = 0;
     for round in 0..30 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_atomic-writer"))
-            .arg(&path)
-            .arg("10000000")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
         // Long enough for sled to open and write for a while.
-        std::thread::sleep(Duration::from_millis(60 + next() % 120));
-        child.kill().unwrap(); // SIGKILL
-        let (mut out, mut err) = (String::new(), String::new());
-        child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        child.wait().unwrap();
-        assert!(err.is_empty(), "round {round}: writer failed: {err}");
+        let out = run_then_kill(
+            Command::new(env!("CARGO_BIN_EXE_atomic-writer"))
+                .arg(&path)
+                .arg("10000000"),
+            Duration::from_millis(60 + schedule.next() % 120),
+            round,
+        );
         if let Some(last) = out.lines().last() {
             acknowledged = last.parse().unwrap();
         }

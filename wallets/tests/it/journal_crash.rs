@@ -1,11 +1,12 @@
 //! Kills a process that is appending to a journal, many times, and checks that
 //! the journal is valid every time and never loses an acknowledged entry.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use wallets::{journal, Wallet};
+
+use crate::{run_then_kill, Schedule};
 
 /// A throwaway key for the child process (not a secret of anyone's).
 const TEST_KEY: &str = "0x8da4ef21b864d2cc526dbdb2a120bd2874c36c9d0a1fb7f8c63d7f7a8b41de8f";
@@ -15,45 +16,20 @@ fn kill_during_append_always_leaves_a_valid_journal() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("journal.jsonl");
     let signer = Wallet::from_hex(TEST_KEY).unwrap().address();
-    // xorshift, seeded, so a failing schedule can be replayed.
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut schedule = Schedule(0x9e37_79b9_7f4a_7c15);
 
     let rounds = 40;
     let mut acknowledged_total: u64 = 0;
     let mut torn_seen = 0;
     for round in 0..rounds {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_journal-writer"))
-            .arg(&path)
-            .arg("1000000")
-            .env("JOURNAL_WRITER_KEY", TEST_KEY)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_micros(2_000 + next() % 40_000));
-        child.kill().unwrap(); // SIGKILL
-        let mut out = String::new();
-        child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        let mut err = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        child.wait().unwrap();
-        assert!(err.is_empty(), "round {round}: writer failed: {err}");
+        let out = run_then_kill(
+            Command::new(env!("CARGO_BIN_EXE_journal-writer"))
+                .arg(&path)
+                .arg("1000000")
+                .env("JOURNAL_WRITER_KEY", TEST_KEY),
+            Duration::from_micros(2_000 + schedule.next() % 40_000),
+            round,
+        );
 
         let report = journal::verify(&path, Some(signer))
             .unwrap_or_else(|e| panic!("round {round}: journal invalid after kill: {e}"));
@@ -81,7 +57,7 @@ fn kill_during_append_always_leaves_a_valid_journal() {
             let body = &bytes[..bytes.len() - 1];
             let line_start = body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
             let line_len = bytes.len() - line_start;
-            let cut = 1 + (next() as usize) % (line_len - 1);
+            let cut = 1 + (schedule.next() as usize) % (line_len - 1);
             std::fs::write(&path, &bytes[..bytes.len() - cut]).unwrap();
             let torn = journal::verify(&path, Some(signer)).unwrap();
             assert_eq!(torn.entries, report.entries - u64::from(cut > 1));
