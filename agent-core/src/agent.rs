@@ -719,8 +719,8 @@ impl Handler<Deliver> for AgentActor {
             let call = handler.call(cx, payload, true);
             let result = AssertUnwindSafe(call).catch_unwind().await;
             // The replay record is on disk before the reply leaves (and before
-            // anything the skill sent: see `Context::deliver`). Usually the skill's
-            // own flush of its state already covered it.
+            // anything the skill sends: see `Context::replay_durable`). Usually the
+            // skill's own flush of its state already covered it.
             if let Some(mark) = replay {
                 if let Err(e) = core.store.flush_after(mark).await {
                     tracing::error!(target: "agent::store", agent = %core.address, error = %e, "flush failed");

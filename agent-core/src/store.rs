@@ -103,7 +103,7 @@ impl HostStore {
         let db = wallets::store::open(&path).map_err(err)?;
         let replay = db.open_tree("replay").map_err(err)?;
         let dialogues = db.open_tree("dialogues").map_err(err)?;
-        let writer = Arc::new(wallets::store::AtomicWriter::open(&db, &path).map_err(err)?);
+        let writer = Arc::new(AtomicWriter::open(&db, &path).map_err(err)?);
         let commits = Arc::new(GroupCommit::new());
         commits.start(&db);
         Ok(Self {

@@ -7,8 +7,8 @@
 //! [`BUILD_AFTER`]-th verification this module builds `j·16^i·Q` for every 4-bit
 //! window `i` and digit `j`: then `u2·Q` is at most 64 additions and no doublings,
 //! and `u1·G` is at most 32 additions on a table of the generator with 8-bit
-//! windows. That more than halves the cost of a verification. Everything here is public data (keys, signatures, digests), so
-//! variable time is fine.
+//! windows. That more than halves the cost of a verification. Everything here is
+//! public data (keys, signatures, digests), so variable time is fine.
 //!
 //! Tables are kept for at most [`MAX_TABLES`] keys (about 85 KiB each), oldest
 //! dropped first; keys are counted until [`MAX_COUNTED`] distinct keys have been
