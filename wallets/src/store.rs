@@ -14,7 +14,7 @@
 //! four to six disk writes per deal that way.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// How long [`open`] waits for a lock held by a database being closed.
@@ -142,7 +142,7 @@ impl AtomicWriter {
     /// The sled error; after one, the write may be partly applied in memory (sled
     /// failed), and the intent replays it at the next open.
     pub fn write(&self, writes: &[Write<'_>]) -> sled::Result<()> {
-        let _serial = self.serialize();
+        let _serial = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
         if let [w] = writes {
             return apply(w);
         }
@@ -152,12 +152,6 @@ impl AtomicWriter {
         }
         self.intents.remove(PENDING)?;
         Ok(())
-    }
-
-    /// Holds off atomic writes while the guard lives, for a caller that reads and
-    /// then writes keys that atomic writes also touch.
-    pub fn serialize(&self) -> MutexGuard<'_, ()> {
-        self.lock.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
