@@ -13,7 +13,7 @@ use wallets::{
     SignedPayment, SpendingPolicy, Voucher, Wallet, B256,
 };
 
-use crate::support::{self, Node};
+use crate::support::Node;
 
 struct Parties {
     contracts: Deployment,
@@ -387,16 +387,8 @@ async fn channel_paths(node: &Node, dir: &std::path::Path) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn channel_open_vouchers_settle_close_and_expiry_on_the_embedded_devnet() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = support::embedded(&dir.path().join("chain")).await;
-    channel_paths(&node, dir.path()).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn channel_open_vouchers_settle_close_and_expiry_on_anvil() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = support::anvil().await;
-    channel_paths(&node, dir.path()).await;
-}
+on_devnet_and_anvil!(
+    channel_open_vouchers_settle_close_and_expiry_on_the_embedded_devnet,
+    channel_open_vouchers_settle_close_and_expiry_on_anvil,
+    channel_paths
+);

@@ -49,19 +49,11 @@ fn sellers(offers: &[registry::discovery::Offer]) -> Vec<EAddress> {
     offers.iter().map(|o| o.agent.address).collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn register_lookup_suspend_and_kill_switch_on_the_embedded_devnet() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = support::embedded(&dir.path().join("chain")).await;
-    register_lookup_suspend_and_kill_switch(&node, dir.path()).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn register_lookup_suspend_and_kill_switch_on_anvil() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = support::anvil().await;
-    register_lookup_suspend_and_kill_switch(&node, dir.path()).await;
-}
+on_devnet_and_anvil!(
+    register_lookup_suspend_and_kill_switch_on_the_embedded_devnet,
+    register_lookup_suspend_and_kill_switch_on_anvil,
+    register_lookup_suspend_and_kill_switch
+);
 
 async fn register_lookup_suspend_and_kill_switch(node: &Node, dir: &std::path::Path) {
     let url = node.url();
@@ -235,19 +227,11 @@ async fn faucet_deployment_check_update_and_sync_progress_on_the_devnet() {
     node.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn feedback_on_settled_escrows_ranks_sellers_on_the_embedded_devnet() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = support::embedded(&dir.path().join("chain")).await;
-    feedback_on_settled_escrows_ranks_sellers(&node, dir.path()).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn feedback_on_settled_escrows_ranks_sellers_on_anvil() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = support::anvil().await;
-    feedback_on_settled_escrows_ranks_sellers(&node, dir.path()).await;
-}
+on_devnet_and_anvil!(
+    feedback_on_settled_escrows_ranks_sellers_on_the_embedded_devnet,
+    feedback_on_settled_escrows_ranks_sellers_on_anvil,
+    feedback_on_settled_escrows_ranks_sellers
+);
 
 /// A buyer that pays sellers through escrow and rates them afterwards.
 struct Buyer {

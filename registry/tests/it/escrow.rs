@@ -8,7 +8,7 @@ use registry::chain::{self, Client, DeployConfig, Deployment};
 use registry::devnet::dev_wallet;
 use wallets::{Amount, Eip712Domain, Limits, Payment, Permit, SpendingPolicy, Wallet, B256};
 
-use crate::support::{self, Node};
+use crate::support::Node;
 
 struct Parties {
     contracts: Deployment,
@@ -229,16 +229,8 @@ async fn escrow_paths(node: &Node, dir: &std::path::Path) {
     assert_eq!(p.balance(&p.buyer).await, 93_000_000);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn escrow_release_refund_and_timeout_on_the_embedded_devnet() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = support::embedded(&dir.path().join("chain")).await;
-    escrow_paths(&node, dir.path()).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn escrow_release_refund_and_timeout_on_anvil() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = support::anvil().await;
-    escrow_paths(&node, dir.path()).await;
-}
+on_devnet_and_anvil!(
+    escrow_release_refund_and_timeout_on_the_embedded_devnet,
+    escrow_release_refund_and_timeout_on_anvil,
+    escrow_paths
+);
