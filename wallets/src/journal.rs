@@ -643,6 +643,7 @@ impl Journal {
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             .unwrap_or_default();
         // The digests first, chained; then one signature over all of them.
+        let domain = journal_domain();
         let mut digests = Vec::with_capacity(items.len());
         for (kind, body) in &items {
             if has_float(&body.value) {
@@ -660,7 +661,7 @@ impl Journal {
                 kind,
                 body_hash: body.hash,
             }
-            .signing_hash(&journal_domain());
+            .signing_hash(&domain);
             digests.push((index, head, time, hash));
             index += 1;
             head = hash;
