@@ -47,6 +47,7 @@ pub mod eip712;
 mod error;
 pub mod journal;
 mod key_table;
+pub(crate) mod modinv;
 pub mod keystore;
 mod payment;
 mod policy;

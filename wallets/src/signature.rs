@@ -128,7 +128,7 @@ impl Signature {
     /// `R = z/s·G + r/s·Q` must have x ≡ r and the y parity `v` names, so that a
     /// signature passes here exactly when recovery (`ecrecover`) gives `key`'s address.
     fn point_matches(&self, prehash: &B256, key: &PublicKey) -> bool {
-        use k256::elliptic_curve::ops::{Invert, LinearCombination, Reduce};
+        use k256::elliptic_curve::ops::{LinearCombination, Reduce};
         use k256::elliptic_curve::point::AffineCoordinates;
         use k256::{ProjectivePoint, Scalar, U256};
         if self.recovery.is_x_reduced() {
@@ -137,7 +137,9 @@ impl Signature {
         }
         let (r, s) = self.inner.split_scalars();
         let z = <Scalar as Reduce<U256>>::reduce_bytes(&(*prehash.as_bytes()).into());
-        let s_inv = *s.invert_vartime();
+        let Some(s_inv) = crate::modinv::invert_scalar_vartime(&s) else {
+            return false;
+        };
         let (u1, u2) = (z * s_inv, *r * s_inv);
         let q = key.0.as_affine();
         let point = match crate::key_table::table_for(key.to_compressed(), q) {

@@ -11,7 +11,8 @@ use crate::{eip191, Address, Error, Result, Signature, B256};
 
 /// An ECDSA nonce `k` whose inverse is computed as `b·(k·b)⁻¹` for a fresh random
 /// `b`. k256 inverts `k` in constant time, a large share of a signature's cost; the
-/// variable-time inversion used here is faster and only ever sees `k·b`, uniformly
+/// variable-time inversion used here (`modinv`, safegcd) is several times faster and
+/// only ever sees `k·b`, uniformly
 /// random whatever `k` is, so its timing says nothing about the nonce (the usual
 /// blinding of a secret before a variable-time operation).
 struct BlindedNonce(k256::Scalar);
@@ -27,9 +28,11 @@ impl k256::elliptic_curve::ops::Invert for BlindedNonce {
 
     fn invert(&self) -> Self::Output {
         let blind = k256::NonZeroScalar::random(&mut rand::thread_rng());
-        (self.0 * *blind)
-            .invert_vartime()
-            .map(|inverse| inverse * *blind)
+        let inverse = crate::modinv::invert_scalar_vartime(&(self.0 * *blind));
+        k256::elliptic_curve::subtle::CtOption::new(
+            inverse.map_or(k256::Scalar::ZERO, |i| i * *blind),
+            k256::elliptic_curve::subtle::Choice::from(u8::from(inverse.is_some())),
+        )
     }
 }
 
