@@ -164,11 +164,42 @@ impl JournalEntry {
     /// # Errors
     /// Never for entries built by this crate; [`Error::Corrupt`] if serialization fails.
     pub fn to_line(&self) -> Result<String> {
-        let value = serde_json::to_value(self).map_err(|e| Error::Corrupt {
+        let mut body = Vec::new();
+        write_canonical(&self.body, &mut body);
+        self.line_with_body(&body)
+    }
+
+    /// [`JournalEntry::to_line`] with the body's canonical JSON already written: the
+    /// entry's keys in sorted order (`body`, `hash`, `index`, `kind`, `prev`, `proof`
+    /// when not empty, `signature`, `signer`, `time`), as [`canonical_json`] of the
+    /// whole entry would write them (a test checks).
+    fn line_with_body(&self, body: &[u8]) -> Result<String> {
+        let mut out = Vec::with_capacity(body.len() + 400);
+        out.extend_from_slice(b"{\"body\":");
+        out.extend_from_slice(body);
+        out.extend_from_slice(b",\"hash\":");
+        write_json(&self.hash, &mut out);
+        out.extend_from_slice(b",\"index\":");
+        write_json(&self.index, &mut out);
+        out.extend_from_slice(b",\"kind\":");
+        write_json(&self.kind, &mut out);
+        out.extend_from_slice(b",\"prev\":");
+        write_json(&self.prev, &mut out);
+        if !self.proof.is_empty() {
+            out.extend_from_slice(b",\"proof\":");
+            write_json(&self.proof, &mut out);
+        }
+        out.extend_from_slice(b",\"signature\":");
+        write_json(&self.signature, &mut out);
+        out.extend_from_slice(b",\"signer\":");
+        write_json(&self.signer, &mut out);
+        out.extend_from_slice(b",\"time\":");
+        write_json(&self.time, &mut out);
+        out.push(b'}');
+        String::from_utf8(out).map_err(|e| Error::Corrupt {
             what: "journal entry".into(),
             reason: e.to_string(),
-        })?;
-        Ok(canonical_json(&value))
+        })
     }
 
     /// Checks this entry in isolation: hash, signature, expected signer.
@@ -202,19 +233,22 @@ impl JournalEntry {
     }
 }
 
-/// An entry body with the Keccak-256 of its canonical JSON (the entry's `bodyHash`),
-/// computed once.
-#[derive(Clone, Debug)]
+/// An entry body with its canonical JSON and the Keccak-256 of it (the entry's
+/// `bodyHash`), computed once.
+#[derive(Debug)]
 pub struct Body {
     value: Value,
+    json: Vec<u8>,
     hash: B256,
 }
 
 impl Body {
     /// Hashes `value`.
     pub fn new(value: Value) -> Self {
-        let hash = body_hash(&value);
-        Self { value, hash }
+        let mut json = Vec::new();
+        write_canonical(&value, &mut json);
+        let hash = keccak256(&json);
+        Self { value, json, hash }
     }
 
     /// The Keccak-256 of the body's canonical JSON.
@@ -225,45 +259,54 @@ impl Body {
 
 /// The Keccak-256 of a body's canonical JSON: an entry's `bodyHash`.
 pub fn body_hash(body: &Value) -> B256 {
-    keccak256(canonical_json(body))
+    let mut json = Vec::new();
+    write_canonical(body, &mut json);
+    keccak256(json)
 }
 
 /// Canonical JSON: object keys sorted, no insignificant whitespace.
 pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
     write_canonical(value, &mut out);
-    out
+    // serde_json writes UTF-8 only.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+/// Appends `value` as compact JSON (serde_json's own escaping of strings).
+fn write_json<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    // Writing to a vector cannot fail, and the values written here all serialize.
+    if serde_json::to_writer(&mut *out, value).is_err() {
+        out.extend_from_slice(b"null");
+    }
+}
+
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
-            out.push('{');
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            for (i, key) in keys.into_iter().enumerate() {
+            out.push(b'{');
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            for (i, (key, v)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                if let Some(v) = map.get(key) {
-                    write_canonical(v, out);
-                }
+                write_json(key.as_str(), out);
+                out.push(b':');
+                write_canonical(v, out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        scalar => out.push_str(&scalar.to_string()),
+        scalar => write_json(scalar, out),
     }
 }
 
@@ -690,7 +733,7 @@ impl Journal {
                 proof,
                 signature,
             };
-            bytes.extend_from_slice(entry.to_line()?.as_bytes());
+            bytes.extend_from_slice(entry.line_with_body(&body.json)?.as_bytes());
             bytes.push(b'\n');
             entries.push(entry);
         }
@@ -744,6 +787,47 @@ mod tests {
             .unwrap();
         }
         (dir, path, wallet)
+    }
+
+    /// The line as the generic path writes it: the whole entry as a JSON value,
+    /// then canonical JSON (how `to_line` was defined before it wrote the keys itself).
+    fn generic_line(e: &JournalEntry) -> String {
+        canonical_json(&serde_json::to_value(e).unwrap())
+    }
+
+    #[test]
+    fn lines_are_the_canonical_json_of_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let wallet = Arc::new(Wallet::random());
+        let mut j = Journal::open(&path, wallet).unwrap();
+        let bodies = [
+            json!({}),
+            json!({"z": 1, "a": [3, {"y": "é\u{1}\"\\", "b": null}], "m": true, "n": -7}),
+            json!({"tab\tkey": "line\nbreak", "emoji": "🦀", "nested": {"k": [[], {}]}}),
+            json!([1, "two", {"three": 3}]),
+            json!("plain"),
+        ];
+        let alone = j.append("alone", bodies[1].clone()).unwrap();
+        let group = j
+            .append_batch(
+                bodies
+                    .iter()
+                    .map(|b| ("grouped".to_owned(), b.clone()))
+                    .collect(),
+            )
+            .unwrap();
+        assert!(alone.proof.is_empty() && group.iter().all(|e| !e.proof.is_empty()));
+        let written: Vec<String> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        for (e, line) in std::iter::once(&alone).chain(&group).zip(&written) {
+            assert_eq!(&e.to_line().unwrap(), line);
+            assert_eq!(&generic_line(e), line);
+        }
+        assert_eq!(written.len(), 1 + bodies.len());
     }
 
     /// A journal of single entries and groups: one alone, a group of three, one

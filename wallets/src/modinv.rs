@@ -30,13 +30,7 @@ struct Modulus {
 
 /// The secp256k1 group order n.
 const ORDER: Modulus = Modulus {
-    m: Signed62([
-        0x3FD2_5E8C_D036_4141,
-        0x2ABB_739A_BD22_80EE,
-        -0x15,
-        0,
-        256,
-    ]),
+    m: Signed62([0x3FD2_5E8C_D036_4141, 0x2ABB_739A_BD22_80EE, -0x15, 0, 256]),
     inv62: 0x34F2_0099_AA77_4EC1,
 };
 
@@ -98,7 +92,10 @@ fn divsteps_62_var(mut eta: i64, f0: u64, g0: u64) -> (i64, Trans) {
             // Cancel up to 6 bits of g, no more than i, nor more than eta + 1.
             limit = u32::try_from(eta + 1).unwrap_or(u32::MAX).min(i);
             let m = (u64::MAX >> (64 - limit)) & 63;
-            w = f.wrapping_mul(g).wrapping_mul(f.wrapping_mul(f).wrapping_sub(2)) & m;
+            w = f
+                .wrapping_mul(g)
+                .wrapping_mul(f.wrapping_mul(f).wrapping_sub(2))
+                & m;
         } else {
             // Up to 4 bits here, as eta tends to be small.
             limit = u32::try_from(eta + 1).unwrap_or(u32::MAX).min(i);
@@ -154,7 +151,12 @@ fn update_de_62(d: &mut Signed62, e: &mut Signed62, t: &Trans, md_: &Modulus) {
     let [d0, .., d4] = d.0;
     let [e0, .., e4] = e.0;
     let [m0, ..] = md_.m.0;
-    let (u, v, q, r) = (i128::from(t.u), i128::from(t.v), i128::from(t.q), i128::from(t.r));
+    let (u, v, q, r) = (
+        i128::from(t.u),
+        i128::from(t.v),
+        i128::from(t.q),
+        i128::from(t.r),
+    );
     // [md, me] start as zero; plus [u, q] if d is negative; plus [v, r] if e is.
     let (sd, se) = (d4 >> 63, e4 >> 63);
     let mut md = (t.u & sd).wrapping_add(t.v & se);
@@ -166,23 +168,18 @@ fn update_de_62(d: &mut Signed62, e: &mut Signed62, t: &Trans, md_: &Modulus) {
     me = me.wrapping_sub((md_.inv62.wrapping_mul(ce as u64).wrapping_add(me as u64) & M62) as i64);
     let (md, me) = (i128::from(md), i128::from(me));
     let (dv, ev) = (d.0, e.0);
-    d.0 = shift_combination(
-        cd + i128::from(m0) * md,
-        (&dv, u),
-        (&ev, v),
-        (&md_.m.0, md),
-    );
-    e.0 = shift_combination(
-        ce + i128::from(m0) * me,
-        (&dv, q),
-        (&ev, r),
-        (&md_.m.0, me),
-    );
+    d.0 = shift_combination(cd + i128::from(m0) * md, (&dv, u), (&ev, v), (&md_.m.0, md));
+    e.0 = shift_combination(ce + i128::from(m0) * me, (&dv, q), (&ev, r), (&md_.m.0, me));
 }
 
 /// `[f, g] = t·[f, g] / 2^62` (exact: the divsteps made the low 62 bits zero).
 fn update_fg_62(f: &mut Signed62, g: &mut Signed62, t: &Trans) {
-    let (u, v, q, r) = (i128::from(t.u), i128::from(t.v), i128::from(t.q), i128::from(t.r));
+    let (u, v, q, r) = (
+        i128::from(t.u),
+        i128::from(t.v),
+        i128::from(t.q),
+        i128::from(t.r),
+    );
     let (fv, gv) = (f.0, g.0);
     let ([f0, ..], [g0, ..]) = (fv, gv);
     let (f0, g0) = (i128::from(f0), i128::from(g0));

@@ -65,9 +65,33 @@ impl B256 {
     }
 }
 
+/// Calls `f` with `0x` and the lowercase hex of `bytes` (at most 65 bytes: hashes,
+/// addresses, signatures), written on the stack: values are printed and serialized
+/// often enough for the allocations of `hex::encode` to show.
+pub(crate) fn with_hex<R>(bytes: &[u8], f: impl FnOnce(&str) -> R) -> R {
+    const MAX: usize = 65;
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    if bytes.len() > MAX {
+        return f(&format!("0x{}", hex::encode(bytes)));
+    }
+    let mut buf = [0u8; 2 + 2 * MAX];
+    let mut out = buf.iter_mut();
+    let digits = [b'0', b'x'].into_iter().chain(bytes.iter().flat_map(|b| {
+        [b >> 4, b & 15].map(|n| DIGITS.get(usize::from(n)).copied().unwrap_or(b'0'))
+    }));
+    for (slot, digit) in out.by_ref().zip(digits) {
+        *slot = digit;
+    }
+    let used = 2 + 2 * bytes.len();
+    f(buf
+        .get(..used)
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .unwrap_or_default())
+}
+
 impl fmt::Display for B256 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "0x{}", hex::encode(self.0))
+        with_hex(&self.0, |h| f.write_str(h))
     }
 }
 
@@ -92,7 +116,7 @@ impl From<[u8; 32]> for B256 {
 
 impl Serialize for B256 {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        with_hex(&self.0, |h| s.serialize_str(h))
     }
 }
 
@@ -253,6 +277,18 @@ impl<'de> Deserialize<'de> for Address {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_on_the_stack_matches_hex_encode() {
+        let bytes: Vec<u8> = (0..=255u8).rev().collect();
+        for len in [0, 1, 20, 32, 64, 65, 66, 200] {
+            let b = &bytes[..len];
+            with_hex(b, |h| assert_eq!(h, format!("0x{}", hex::encode(b))));
+        }
+        let h = B256([0xab; 32]);
+        assert_eq!(h.to_string(), format!("0x{}", "ab".repeat(32)));
+        assert_eq!(serde_json::to_string(&h).unwrap(), format!("\"{h}\""));
+    }
 
     /// The test vectors of EIP-55 itself.
     const EIP55: &[&str] = &[

@@ -211,7 +211,7 @@ impl fmt::Debug for PublicKey {
 
 impl fmt::Display for Signature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "0x{}", hex::encode(self.to_bytes()))
+        crate::primitives::with_hex(&self.to_bytes(), |h| f.write_str(h))
     }
 }
 
@@ -230,7 +230,7 @@ impl FromStr for Signature {
 
 impl Serialize for Signature {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        crate::primitives::with_hex(&self.to_bytes(), |h| s.serialize_str(h))
     }
 }
 
