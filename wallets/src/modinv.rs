@@ -14,7 +14,7 @@
 //! bounds relied on here.
 
 use k256::elliptic_curve::PrimeField;
-use k256::Scalar;
+use k256::{FieldElement, Scalar};
 
 const M62: u64 = u64::MAX >> 2;
 
@@ -241,27 +241,55 @@ fn invert_var(x: Signed62, md_: &Modulus) -> Signed62 {
     d
 }
 
-/// `s⁻¹` modulo the group order in variable time, or `None` for zero. Only for public
-/// or blinded values.
-pub(crate) fn invert_scalar_vartime(s: &Scalar) -> Option<Scalar> {
-    let bytes = s.to_bytes();
+/// The field's prime p = 2^256 - 2^32 - 977.
+const FIELD: Modulus = Modulus {
+    m: Signed62([-0x1_0000_03D1, 0, 0, 0, 256]),
+    inv62: 0x27C7_F6E2_2DDA_CACF,
+};
+
+/// Big-endian 32 bytes as four little-endian words.
+fn words_of(bytes: &[u8; 32]) -> [u64; 4] {
     let mut words = [0u64; 4];
-    for (i, w) in words.iter_mut().enumerate() {
-        let at = 32 - 8 * (i + 1);
+    for (w, chunk) in words.iter_mut().zip(bytes.rchunks_exact(8)) {
         let mut be = [0u8; 8];
-        be.copy_from_slice(bytes.get(at..at + 8)?);
+        be.copy_from_slice(chunk);
         *w = u64::from_be_bytes(be);
     }
+    words
+}
+
+/// Four little-endian words as big-endian 32 bytes.
+fn bytes_of(words: [u64; 4]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (chunk, w) in out.rchunks_exact_mut(8).zip(words) {
+        chunk.copy_from_slice(&w.to_be_bytes());
+    }
+    out
+}
+
+/// `bytes⁻¹ mod modulus` for a value below the modulus, or `None` for zero.
+fn invert_bytes(bytes: &[u8; 32], modulus: &Modulus) -> Option<[u8; 32]> {
+    let words = words_of(bytes);
     if words == [0; 4] {
         return None;
     }
-    let inv = invert_var(Signed62::from_words(words), &ORDER).to_words();
-    let mut out = k256::FieldBytes::default();
-    for (i, w) in inv.iter().enumerate() {
-        let at = 32 - 8 * (i + 1);
-        out.get_mut(at..at + 8)?.copy_from_slice(&w.to_be_bytes());
-    }
-    Option::from(Scalar::from_repr(out))
+    Some(bytes_of(
+        invert_var(Signed62::from_words(words), modulus).to_words(),
+    ))
+}
+
+/// `s⁻¹` modulo the group order in variable time, or `None` for zero. Only for public
+/// or blinded values.
+pub(crate) fn invert_scalar_vartime(s: &Scalar) -> Option<Scalar> {
+    let inverse = invert_bytes(&s.to_bytes().into(), &ORDER)?;
+    Option::from(Scalar::from_repr(inverse.into()))
+}
+
+/// `x⁻¹` modulo the field's prime in variable time, or `None` for zero. Only for
+/// public values (the coordinates of a point being verified).
+pub(crate) fn invert_field_vartime(x: &FieldElement) -> Option<FieldElement> {
+    let inverse = invert_bytes(&x.normalize().to_bytes().into(), &FIELD)?;
+    Option::from(FieldElement::from_bytes(&inverse.into()))
 }
 
 #[cfg(test)]
@@ -311,6 +339,26 @@ mod tests {
             assert_eq!(ours * s, Scalar::ONE);
         }
         assert!(invert_scalar_vartime(&Scalar::ZERO).is_none());
+    }
+
+    #[test]
+    fn field_inverses_match_k256() {
+        let m0 = FIELD.m.0[0] as u64;
+        assert_eq!(m0.wrapping_mul(FIELD.inv62) & M62, 1);
+        let mut rng = rand::rngs::OsRng;
+        let edge = [
+            FieldElement::ONE,
+            FieldElement::from_u64(2),
+            FieldElement::ONE.negate(1).normalize(),
+            FieldElement::from_u64(u64::MAX),
+        ];
+        let random = (0..2000).map(|_| FieldElement::random(&mut rng));
+        for x in edge.into_iter().chain(random) {
+            let ours = invert_field_vartime(&x).unwrap();
+            assert_eq!(ours.to_bytes(), x.invert().unwrap().to_bytes(), "{x:?}");
+            assert_eq!((ours * x).to_bytes(), FieldElement::ONE.to_bytes());
+        }
+        assert!(invert_field_vartime(&FieldElement::ZERO).is_none());
     }
 
     #[test]

@@ -143,20 +143,25 @@ impl Signature {
         let (u1, u2) = (z * s_inv, *r * s_inv);
         let q = key.0.as_affine();
         let point = match crate::key_table::table_for(key.to_compressed(), q) {
-            Some(table) => table.lincomb(&u1, &u2),
-            None => ProjectivePoint::lincomb(
-                &ProjectivePoint::GENERATOR,
-                &u1,
-                &ProjectivePoint::from(*q),
-                &u2,
-            ),
-        }
-        .to_affine();
-        if bool::from(k256::elliptic_curve::group::prime::PrimeCurveAffine::is_identity(&point)) {
+            Some(table) => table.lincomb(&u1, &u2).to_affine(),
+            None => {
+                let p = ProjectivePoint::lincomb(
+                    &ProjectivePoint::GENERATOR,
+                    &u1,
+                    &ProjectivePoint::from(*q),
+                    &u2,
+                )
+                .to_affine();
+                let identity =
+                    k256::elliptic_curve::group::prime::PrimeCurveAffine::is_identity(&p);
+                (!bool::from(identity)).then(|| (p.x().into(), bool::from(p.y_is_odd())))
+            }
+        };
+        let Some((x, y_odd)) = point else {
             return false;
-        }
-        let x = <Scalar as Reduce<U256>>::reduce_bytes(&point.x());
-        x == *r && bool::from(point.y_is_odd()) == self.recovery.is_y_odd()
+        };
+        let x = <Scalar as Reduce<U256>>::reduce_bytes(&x.into());
+        x == *r && y_odd == self.recovery.is_y_odd()
     }
 
     /// Checks that this signature over `prehash` was made by `expected`.
