@@ -451,13 +451,8 @@ impl Buyer {
                     payment,
                     ..
                 } => {
-                    // A crash may have come before the voucher was journaled.
-                    if let Err(e) = self.journal_order(dialogue, &agreement, &payment).await {
-                        out.push(Err(e));
-                        continue;
-                    }
                     out.push(
-                        self.receive(ctx, dialogue, agreement, payment, Some(&task))
+                        self.receive_order(ctx, dialogue, agreement, payment, &task)
                             .await,
                     );
                 }
@@ -1080,7 +1075,7 @@ impl Buyer {
             return Err(self.protocol(dialogue, seller, reason));
         }
         if agreement.agreement.mode == PaymentMode::Channel {
-            // (Its voucher was journaled when it was signed.)
+            // Its voucher is journaled with the delivery and the receipt.
             return self
                 .finish_order(ctx, dialogue, agreement, payment, delivery)
                 .await;

@@ -107,6 +107,8 @@ pub struct SellerAgent {
 
 /// A seller of [`KIND`] with dev wallet `account` (which pays the gas), settling on
 /// `chain`, answering with a fixed forecast, journaling to `dir/<name>.journal`.
+/// Its service fails (error code `service_failed`) for tasks that start with
+/// `fail:`, for tests of orders that go wrong after they were paid.
 pub async fn seller(
     host: &Host,
     dir: &Path,
@@ -130,6 +132,12 @@ pub async fn seller(
     let service = service_fn(move |task: String| {
         let by = seller_name.clone();
         async move {
+            if task.starts_with("fail:") {
+                return Err(SkillError::new(
+                    "service_failed",
+                    "the forecast service is down",
+                ));
+            }
             Ok(ServiceOutput::new(
                 json!({"task": task, "by": by, "forecast": "sunny", "celsius": 21}),
             ))

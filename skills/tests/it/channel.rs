@@ -357,3 +357,72 @@ async fn a_channel_deposit_is_sized_to_the_buyers_balance() {
     };
     assert!(!kinds_of(&poor.journal).iter().any(|k| k == "funding"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_voucher_of_a_failed_order_is_journaled_alone_and_audited_as_paid() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Market::start(dir.path(), "s", 8, usdc("0.25")).await;
+    let mut b = m.buyer(dir.path(), usdc("1")).await;
+    b.buyer = b.buyer.clone().with_channel_orders(8);
+    let ctx = b.handle.context();
+    let hire = |task: &'static str| {
+        let (buyer, ctx) = (b.buyer.clone(), ctx.clone());
+        async move {
+            buyer
+                .hire(&ctx, task, KIND, usdc("1"), PaymentMode::Channel)
+                .await
+        }
+    };
+    let first = hire("Forecast for Braga").await.unwrap();
+    let agreement = first.agreement.agreement.hash();
+    // The second order is paid (its voucher leaves), then the seller's service fails.
+    let err = hire("fail: Forecast for Braga").await.unwrap_err();
+    assert!(err.to_string().contains("service is down"), "{err}");
+    let failed = order_id(&agreement, usdc("0.5"));
+    let ours = entries(&b.journal, b.handle.address(), "payment").await;
+    // Each succeeded order journals its voucher, delivery and receipt together; the
+    // failed one its voucher alone.
+    let of_order = |id: wallets::B256, kind: &str| {
+        ours.iter()
+            .filter(|e| e.kind == kind)
+            .filter(|e| {
+                e.body.get("orderId").and_then(|v| v.as_str()) == Some(&id.to_string())
+                    || e.body.get("agreementHash").and_then(|v| v.as_str()) == Some(&id.to_string())
+            })
+            .count()
+    };
+    assert_eq!(of_order(first.dialogue, "payment"), 1, "{:?}", kinds(&ours));
+    assert_eq!(of_order(failed, "payment"), 1, "{:?}", kinds(&ours));
+    assert_eq!(
+        of_order(failed, "delivery") + of_order(failed, "receipt"),
+        0
+    );
+    let voucher = ours
+        .iter()
+        .find(|e| e.kind == "payment" && e.body["orderId"] == failed.to_string())
+        .unwrap();
+    let paid: wallets::SignedPayment =
+        serde_json::from_value(voucher.body["payment"].clone()).unwrap();
+    assert_eq!(paid.payment.amount(), usdc("0.5"));
+    // The next order's voucher (0.75) carries on from the failed one.
+    let third = hire("Forecast for Braga, again").await.unwrap();
+    assert_eq!(third.payment.payment.amount(), usdc("0.75"));
+    // The audit of the buyer's journal shows the failed order paid and never
+    // delivered, and the others received.
+    let report = audit(std::slice::from_ref(&b.journal), None).await.unwrap();
+    let stage = |id: wallets::B256| {
+        report
+            .deals
+            .iter()
+            .find(|d| d.agreement == id)
+            .map(|d| d.stage.clone())
+    };
+    assert_eq!(
+        stage(failed).as_deref(),
+        Some("paid"),
+        "{}",
+        report.to_table()
+    );
+    assert_eq!(stage(first.dialogue).as_deref(), Some("received"));
+    assert_eq!(stage(third.dialogue).as_deref(), Some("received"));
+}

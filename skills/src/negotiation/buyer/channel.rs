@@ -339,40 +339,66 @@ impl Buyer {
             (id, agreement, payment)
         };
         drop(c);
-        // The voucher leaves once the order, the policy's record of it and its
-        // journal entry are all on disk; a crash before that redoes the same order.
-        let (states, payments, journaled) = futures::future::join3(
-            ctx.flush_states(),
-            ctx.flush_payments(),
-            self.journal_order(id, &agreement, &payment),
-        )
-        .await;
+        // The voucher leaves once the order and the policy's record of it are on
+        // disk; a crash before that redoes the same order. It is journaled with the
+        // order's delivery and receipt, in one write (`finish_order`), or alone if
+        // the order fails.
+        let (states, payments) =
+            futures::future::join(ctx.flush_states(), ctx.flush_payments()).await;
         states?;
         payments?;
-        journaled?;
         crash_point("buyer.ordered");
-        self.receive(ctx, id, agreement, payment, Some(task)).await
+        self.receive_order(ctx, id, agreement, payment, task).await
+    }
+
+    /// Sends a saved order (again, after a crash) and receives its delivery. A voucher
+    /// that left is journaled whatever happens: with the delivery and the receipt
+    /// when the order succeeds, alone when it fails.
+    pub(super) async fn receive_order(
+        &self,
+        ctx: &Context,
+        id: B256,
+        agreement: SignedAgreement,
+        payment: SignedPayment,
+        task: &str,
+    ) -> Result<Deal> {
+        let result = self
+            .receive(ctx, id, agreement.clone(), payment.clone(), Some(task))
+            .await;
+        if result.is_err() {
+            if let Err(e) = self.journal_order(id, &agreement, &payment).await {
+                tracing::error!(target: "skill::negotiation", dialogue = %id, error = %e,
+                    "cannot journal the voucher of a failed order");
+            }
+        }
+        result
     }
 
     /// Journals an order's voucher (again, after a crash: the journal keeps one).
-    pub(super) async fn journal_order(
+    async fn journal_order(
         &self,
         id: B256,
         agreement: &SignedAgreement,
         payment: &SignedPayment,
     ) -> Result<()> {
         self.journal
-            .append(
-                "payment",
-                json!({
-                    "agreementHash": agreement.agreement.hash(),
-                    "orderId": id,
-                    "paymentId": payment.payment.id(),
-                    "payment": payment,
-                }),
-            )
+            .append("payment", order_entry(id, agreement, payment))
             .await
     }
+}
+
+/// The journal body of a channel order's voucher.
+pub(super) fn order_entry(
+    id: B256,
+    agreement: &SignedAgreement,
+    payment: &SignedPayment,
+) -> serde_json::Value {
+    json!({
+        "agreementHash": agreement.agreement.hash(),
+        "orderId": id,
+        "paymentId": payment.payment.id(),
+        "payment": payment,
+    })
 }
 
 /// The id a delivery must carry for `agreement` paid by `payment`: the agreement hash,

@@ -1,5 +1,5 @@
 //! Receipts of channel orders. Each order's receipt is signed, journaled with its
-//! delivery and saved in one step; the receipts of one channel then travel to the
+//! voucher and delivery and saved in one step; the receipts of one channel then travel to the
 //! seller together: while one [`Receipts`] ask is in flight, the next receipts queue
 //! up and leave in the following one.
 
@@ -57,7 +57,7 @@ impl Buyer {
         // copy of each entry.
         let (saved, journaled) = futures::future::join(
             ctx.flush_states(),
-            self.journal_receipted(&agreement, &delivery, &receipt),
+            self.journal_receipted(dialogue, &agreement, &payment, &delivery, &receipt),
         )
         .await;
         saved?;
@@ -67,26 +67,32 @@ impl Buyer {
             .await
     }
 
-    /// Journals a channel order's delivery and receipt (again, after a crash: the
-    /// journal keeps one of each), in one write.
+    /// Journals a channel order's voucher, delivery and receipt (again, after a
+    /// crash: the journal keeps one of each), in one write.
     async fn journal_receipted(
         &self,
+        id: B256,
         agreement: &SignedAgreement,
+        payment: &SignedPayment,
         delivery: &Deliver,
         receipt: &Receipt,
     ) -> Result<()> {
         let hash = agreement.agreement.hash();
         self.journal
             .append_all(vec![
+                (
+                    "payment",
+                    super::channel::order_entry(id, agreement, payment),
+                ),
                 ("delivery", delivery_entry(hash, delivery)),
                 ("receipt", receipt_entry(hash, receipt)),
             ])
             .await
     }
 
-    /// Resumes an order saved as `Receipted`: journals its delivery and receipt again
-    /// (a crash may have come before they were on disk; the journal keeps one of
-    /// each) and sends the receipt.
+    /// Resumes an order saved as `Receipted`: journals its voucher, delivery and
+    /// receipt again (a crash may have come before they were on disk; the journal
+    /// keeps one of each) and sends the receipt.
     pub(super) async fn resume_receipted(
         &self,
         ctx: &Context,
@@ -96,7 +102,7 @@ impl Buyer {
         delivery: Deliver,
         receipt: Receipt,
     ) -> Result<Deal> {
-        self.journal_receipted(&agreement, &delivery, &receipt)
+        self.journal_receipted(dialogue, &agreement, &payment, &delivery, &receipt)
             .await?;
         self.confirm_receipt(ctx, dialogue, agreement, payment, delivery, receipt)
             .await
