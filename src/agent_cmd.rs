@@ -65,6 +65,10 @@ impl Request for PlanTrip {
     type Response = PlannedTrip;
 }
 
+/// How often a seller agent closes its expired deals and settles its due channels
+/// ([`Seller::upkeep`]); channels stay settleable for an hour after their deadline.
+const SELLER_UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// `agora agent-run` (started by `agora up`).
 #[derive(Debug, Args)]
 pub(crate) struct AgentRunArgs {
@@ -111,6 +115,7 @@ pub(crate) async fn run_agent(args: AgentRunArgs) -> Result<ExitCode> {
             .context("opening the registry discovery cache")?,
     );
     let mut builder = AgentBuilder::new(agent.name.clone()).wallet(wallet.clone());
+    let mut seller = None;
     if agent.skills.contains("weather") {
         let service = agent
             .services
@@ -127,7 +132,7 @@ pub(crate) async fn run_agent(args: AgentRunArgs) -> Result<ExitCode> {
             ChainSettlement::connect(&args.rpc, wallet.clone(), &addresses, TOKEN).await?;
         let journal = Journal::open(dir.join("journal"), wallet.clone())?;
         let floor = Amount::from_base_units(service.price.base_units() / 10 * 8);
-        let seller = Seller::new(
+        let weather = Seller::new(
             FORECAST_KIND,
             wallet.clone(),
             DefaultSellerStrategy::new(service.price, floor),
@@ -135,7 +140,8 @@ pub(crate) async fn run_agent(args: AgentRunArgs) -> Result<ExitCode> {
             settlement,
             journal,
         );
-        builder = seller.install(builder);
+        builder = weather.install(builder);
+        seller = Some(weather);
     }
     #[cfg(feature = "llm")]
     let travel = if agent.skills.contains("travel") {
@@ -159,6 +165,9 @@ pub(crate) async fn run_agent(args: AgentRunArgs) -> Result<ExitCode> {
         bail!("this agora binary was built without the `llm` feature; the travel agent needs it");
     }
     let handle = builder.spawn(&host)?;
+    // Expired deals are closed and channels settled before they expire, without
+    // waiting for the next buyer.
+    let upkeep = seller.map(|s| s.spawn_upkeep(handle.context(), SELLER_UPKEEP_EVERY));
     #[cfg(feature = "llm")]
     if let Some(travel) = travel {
         travel.resume(&handle).await;
@@ -183,6 +192,9 @@ pub(crate) async fn run_agent(args: AgentRunArgs) -> Result<ExitCode> {
         _ = terminate.recv() => {}
     }
     tracing::info!(target: "agora::agent", agent = %agent.name, "stopping");
+    if let Some(u) = upkeep {
+        u.abort();
+    }
     drop(handle);
     tokio::task::spawn_blocking(move || host.shutdown()).await?;
     Ok(ExitCode::SUCCESS)

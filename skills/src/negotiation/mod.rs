@@ -160,7 +160,7 @@ pub use messages::{
     CHANNEL_SETTLE_WINDOW, ESCROW_REVIEW_WINDOW, MAX_RECEIPTS,
 };
 pub use seller::{
-    service_fn, FnService, Seller, SellerChannel, SellerDeal, Service, ServiceOutput,
+    service_fn, FnService, Seller, SellerChannel, SellerDeal, Service, ServiceOutput, Upkeep,
 };
 pub use settlement::{
     escrow_id_of, token_domain, ChainSettlement, ChannelRecord, ChannelState, Channels, EscrowJob,

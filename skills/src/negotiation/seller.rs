@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use agent_sdk::{AgentBuilder, Context, Skill, SkillError, StateUpdate};
 use async_trait::async_trait;
@@ -276,6 +277,69 @@ impl Seller {
     ) -> crate::Result<Vec<(B256, Settled)>> {
         self.inner.settle_channels(ctx, close).await
     }
+
+    /// Settles and closes every channel whose agreement's deadline has passed: it
+    /// takes no more orders, and its best voucher must reach the chain before the
+    /// channel expires ([`crate::negotiation::CHANNEL_SETTLE_WINDOW`] after the
+    /// deadline), or the buyer may take the whole deposit back. A channel with no
+    /// voucher is left to expire.
+    ///
+    /// # Errors
+    /// As [`Seller::settle_channels`].
+    pub async fn settle_due_channels(&self, ctx: &Context) -> crate::Result<Vec<(B256, Settled)>> {
+        self.inner.settle_due_channels(ctx).await
+    }
+
+    /// One round of the seller's upkeep: closes the deals that ran out
+    /// ([`Seller::expire`]) and settles the channels that are due
+    /// ([`Seller::settle_due_channels`]; skipped when the settlement takes no
+    /// channels).
+    ///
+    /// # Errors
+    /// As [`Seller::expire`] and [`Seller::settle_due_channels`].
+    pub async fn upkeep(&self, ctx: &Context) -> crate::Result<Upkeep> {
+        let expired = self.expire(ctx).await?;
+        let settled = if self.inner.settlement.channels().is_some() {
+            self.settle_due_channels(ctx).await?
+        } else {
+            Vec::new()
+        };
+        Ok(Upkeep { expired, settled })
+    }
+
+    /// Runs [`Seller::upkeep`] now and then every `every`, logging what it did and
+    /// any failure (a failed round is tried again at the next), until the task is
+    /// aborted or the runtime stops. `ctx` is the seller agent's context.
+    pub fn spawn_upkeep(&self, ctx: Context, every: Duration) -> tokio::task::JoinHandle<()> {
+        let seller = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                match seller.upkeep(&ctx).await {
+                    Ok(done) if done.expired > 0 || !done.settled.is_empty() => {
+                        tracing::info!(target: "skill::negotiation", expired = done.expired,
+                            settled = done.settled.len(), "seller upkeep");
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(target: "skill::negotiation", error = %e,
+                            "seller upkeep failed; trying again at the next round");
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// What one round of [`Seller::upkeep`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Upkeep {
+    /// Deals closed because they ran out.
+    pub expired: usize,
+    /// Channels settled and closed, with their transactions.
+    pub settled: Vec<(B256, Settled)>,
 }
 
 /// The skill handling one message kind for a seller.

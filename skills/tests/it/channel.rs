@@ -426,3 +426,78 @@ async fn the_voucher_of_a_failed_order_is_journaled_alone_and_audited_as_paid() 
     assert_eq!(stage(first.dialogue).as_deref(), Some("received"));
     assert_eq!(stage(third.dialogue).as_deref(), Some("received"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_seller_upkeep_settles_and_closes_a_channel_once_its_deadline_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Market::start(dir.path(), "s", 9, usdc("0.5")).await;
+    let (chain, s) = (&m.chain, &m.seller);
+    let mut b = m.buyer(dir.path(), usdc("1")).await;
+    // Orders may come for the next few seconds only; the deposit pays for 4.
+    b.buyer = b
+        .buyer
+        .clone()
+        .with_channel_orders(4)
+        .with_channel_validity(std::time::Duration::from_secs(4));
+    let me = b.handle.address();
+    let deal = b
+        .buyer
+        .hire(
+            &b.handle.context(),
+            "Forecast for Lagos",
+            KIND,
+            usdc("1"),
+            PaymentMode::Channel,
+        )
+        .await
+        .unwrap();
+    let contract = wallets::Address(chain.addresses.channel.0);
+    assert_eq!(chain.balance(contract).await, usdc("2"));
+    let seller_before = chain.balance(s.handle.address()).await;
+    let ctx = s.handle.context();
+    // Before the deadline the channel still takes orders: the upkeep leaves it open.
+    let early = s.seller.upkeep(&ctx).await.unwrap();
+    assert!(early.settled.is_empty(), "{early:?}");
+
+    // The upkeep as `agora up` runs it, on a timer, settles once the deadline passed.
+    let upkeep = s
+        .seller
+        .spawn_upkeep(ctx.clone(), std::time::Duration::from_millis(250));
+    let settled = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            let found = wallets::journal::read_entries(&s.journal)
+                .unwrap()
+                .into_iter()
+                .find(|e| e.kind == "channel_settlement");
+            if let Some(e) = found {
+                return e;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the upkeep settles the channel after its deadline");
+    upkeep.abort();
+    assert!(deal.agreement.agreement.deadline <= settled.time / 1000 + 1);
+    assert_eq!(settled.body["close"], true);
+    assert_eq!(
+        settled.body["agreementHash"],
+        deal.agreement.agreement.hash().to_string()
+    );
+    // One order paid to the seller, the rest of the deposit back to the buyer.
+    assert_eq!(chain.balance(contract).await, Amount::ZERO);
+    assert_eq!(
+        chain.balance(s.handle.address()).await,
+        seller_before.checked_add(usdc("0.5")).unwrap()
+    );
+    assert_eq!(chain.balance(me).await, usdc("9.5"));
+    let Payment::ChannelVoucher { channel, .. } = deal.payment.payment else {
+        panic!("a voucher: {:?}", deal.payment);
+    };
+    let record = chain.minter.channel_record(channel.id()).await.unwrap();
+    assert_eq!(record.state, ChannelState::Closed);
+    assert_eq!(record.paid, usdc("0.5"));
+    // Nothing is left to do.
+    let later = s.seller.upkeep(&ctx).await.unwrap();
+    assert!(later.settled.is_empty() && later.expired == 0, "{later:?}");
+}

@@ -374,6 +374,27 @@ impl SellerInner {
         ctx: &Context,
         close: bool,
     ) -> Result<Vec<(B256, Settled)>> {
+        self.settle_where(ctx, |_| Some(close)).await
+    }
+
+    /// Settles and closes the channels that can take no more orders: their
+    /// agreement's deadline has passed (`check_order` refuses orders from then on),
+    /// so closing loses nothing, and the channel's settle window is still ahead.
+    pub(super) async fn settle_due_channels(&self, ctx: &Context) -> Result<Vec<(B256, Settled)>> {
+        let now = now_secs();
+        self.settle_where(ctx, |c| {
+            (now >= c.agreement.agreement.deadline).then_some(true)
+        })
+        .await
+    }
+
+    /// Settles the best voucher of each channel for which `due` says whether to
+    /// settle (`Some`) and whether to close (`Some(true)`), under the channel's lock.
+    async fn settle_where(
+        &self,
+        ctx: &Context,
+        due: impl Fn(&SellerChannel) -> Option<bool>,
+    ) -> Result<Vec<(B256, Settled)>> {
         let channels = self.settlement.channels().ok_or_else(|| {
             Error::Config("this seller's settlement has no payment channels".into())
         })?;
@@ -384,6 +405,9 @@ impl SellerInner {
             };
             let t = self.turn_in(dialogue, record.peer).await;
             let Some(SellerDeal::Channel(c)) = ctx.state::<SellerDeal>(dialogue)? else {
+                continue;
+            };
+            let Some(close) = due(&c) else {
                 continue;
             };
             let Some(best) = c
