@@ -559,15 +559,16 @@ fn audit_entry(
                 &mut SigQueue::new(journal, i, h, sigs),
             );
             let side = sides.entry(h).or_default();
-            match &side.acceptance {
-                Some((first, v)) if *v != entry.body => add(format!(
-                    "a second acceptance of the agreement disagrees with entry {first}"
-                )),
-                Some(_) => {}
-                None => {
-                    side.acceptance = Some((i, entry.body.clone()));
-                    side.agreement = Some(body.agreement);
-                }
+            let first = side.acceptance.is_none();
+            record_first(
+                &mut side.acceptance,
+                i,
+                entry.body.clone(),
+                "acceptance of the agreement",
+                &mut add,
+            );
+            if first {
+                side.agreement = Some(body.agreement);
             }
         }
         "payment" if entry.body.get("orderId").is_some() => {
@@ -590,13 +591,13 @@ fn audit_entry(
                 &mut add,
                 &mut SigQueue::new(journal, i, h, sigs),
             );
-            match &side.funding {
-                Some((first, f)) if *f != body => add(format!(
-                    "a second funding of the channel disagrees with entry {first}"
-                )),
-                Some(_) => {}
-                None => side.funding = Some((i, body)),
-            }
+            record_first(
+                &mut side.funding,
+                i,
+                body,
+                "funding of the channel",
+                &mut add,
+            );
         }
         "channel_settlement" => {
             let Some(body) = parse::<ChannelSettlementBody>(journal, entry, findings) else {
@@ -641,16 +642,16 @@ fn audit_entry(
                 }
                 Some(_) => {}
             }
-            match &side.payment {
-                Some((first, p)) if *p != body => add(format!(
-                    "a second payment for the agreement disagrees with entry {first}"
-                )),
-                Some(_) => {}
-                None => {
-                    side.agreement.get_or_insert_with(|| body.agreement.clone());
-                    side.payment = Some((i, body));
-                }
+            if side.payment.is_none() {
+                side.agreement.get_or_insert_with(|| body.agreement.clone());
             }
+            record_first(
+                &mut side.payment,
+                i,
+                body,
+                "payment for the agreement",
+                &mut add,
+            );
         }
         "delivery" => {
             let Some(body) = parse::<DeliveryBody>(journal, entry, findings) else {
@@ -687,14 +688,15 @@ fn audit_entry(
                 a.seller,
                 "the delivery is not signed by the seller",
             );
-            match &side.delivery {
-                Some((first, d)) if *d != body => add(
-                    h,
-                    format!("a second delivery for the agreement disagrees with entry {first}"),
-                ),
-                Some(_) => {}
-                None => side.delivery = Some((i, body)),
-            }
+            record_first(
+                &mut side.delivery,
+                i,
+                body,
+                "delivery for the agreement",
+                &mut |r| {
+                    add(h, r);
+                },
+            );
         }
         "receipt" => {
             let Some(body) = parse::<ReceiptBody>(journal, entry, findings) else {
@@ -735,14 +737,15 @@ fn audit_entry(
                 a.buyer,
                 "the receipt is not signed by the buyer",
             );
-            match &side.receipt {
-                Some((first, r)) if *r != body => add(
-                    h,
-                    format!("a second receipt for the agreement disagrees with entry {first}"),
-                ),
-                Some(_) => {}
-                None => side.receipt = Some((i, body)),
-            }
+            record_first(
+                &mut side.receipt,
+                i,
+                body,
+                "receipt for the agreement",
+                &mut |r| {
+                    add(h, r);
+                },
+            );
         }
         "dispute" => {
             if let Some(body) = parse::<DisputeBody>(journal, entry, findings) {
@@ -756,6 +759,25 @@ fn audit_entry(
         }
         // cfp, proposal, counter, rejection and other kinds carry no obligation.
         _ => {}
+    }
+}
+
+/// Keeps `value`, from entry `i`, in `slot` if it is the first of its kind for the
+/// deal; reports a later one that differs from the first (the same one again, as a
+/// retried step may journal it, is fine).
+fn record_first<T: PartialEq>(
+    slot: &mut Option<(u64, T)>,
+    i: u64,
+    value: T,
+    what: &str,
+    add: &mut impl FnMut(String),
+) {
+    match slot {
+        Some((first, kept)) if *kept != value => {
+            add(format!("a second {what} disagrees with entry {first}"));
+        }
+        Some(_) => {}
+        None => *slot = Some((i, value)),
     }
 }
 
@@ -806,17 +828,17 @@ fn audit_order_payment(
     };
     check_payment(&body, &mut add, &mut queue);
     let side = sides.entry(id).or_default();
-    match &side.payment {
-        Some((first, p)) if *p != body => add(format!(
-            "a second payment for the order disagrees with entry {first}"
-        )),
-        Some(_) => {}
-        None => {
-            side.agreement = Some(body.agreement.clone());
-            side.order_of = Some(h);
-            side.payment = Some((i, body));
-        }
+    if side.payment.is_none() {
+        side.agreement = Some(body.agreement.clone());
+        side.order_of = Some(h);
     }
+    record_first(
+        &mut side.payment,
+        i,
+        body,
+        "payment for the order",
+        &mut add,
+    );
 }
 
 fn check_funding(

@@ -333,3 +333,82 @@ async fn each_payment_mode_settles_and_audits_clean_on_anvil() {
         assert!(report.chain.transactions_checked >= 1, "{mode}");
     }
 }
+
+/// Flips one hex digit inside the first signature string of `v` (`signature`, or the
+/// agreement's `sellerSignature`; in its `r` half, so that it still parses); whether
+/// one was found.
+fn flip_signature(v: &mut Value) -> bool {
+    match v {
+        Value::Object(map) => {
+            let key = ["signature", "sellerSignature"]
+                .into_iter()
+                .find(|k| map.get(*k).is_some_and(Value::is_string));
+            if let Some(Value::String(s)) = key.and_then(|k| map.get_mut(k)) {
+                let flipped = if s.as_bytes()[10] == b'a' { "b" } else { "a" };
+                s.replace_range(10..11, flipped);
+                return true;
+            }
+            map.values_mut().any(flip_signature)
+        }
+        Value::Array(items) => items.iter_mut().any(flip_signature),
+        _ => false,
+    }
+}
+
+/// A step journaled twice is fine when both entries agree (a retried step may do
+/// that); a second one that differs is reported at its own entry.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_step_that_disagrees_with_the_first_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = settled_deal(dir.path(), PaymentMode::Authorization).await;
+    let kinds = [
+        (
+            "acceptance",
+            "a second acceptance of the agreement disagrees with entry",
+        ),
+        (
+            "payment",
+            "a second payment for the agreement disagrees with entry",
+        ),
+        (
+            "delivery",
+            "a second delivery for the agreement disagrees with entry",
+        ),
+        (
+            "receipt",
+            "a second receipt for the agreement disagrees with entry",
+        ),
+    ];
+    let original = journal::read_entries(&f.buyer.journal).unwrap();
+    for (kind, expected) in kinds {
+        let forged = dir.path().join(format!("second-{kind}.journal"));
+        let mut j = Journal::open(&forged, f.buyer.wallet.clone()).unwrap();
+        let mut first = None;
+        for e in &original {
+            let written = j.append(&e.kind, e.body.clone()).unwrap();
+            if e.kind == kind {
+                first = Some(written.index);
+            }
+        }
+        let step = original.iter().find(|e| e.kind == kind).unwrap();
+        // The same step again agrees with the first.
+        let same = j.append(kind, step.body.clone()).unwrap();
+        let mut body = step.body.clone();
+        assert!(flip_signature(&mut body), "{kind} carries a signature");
+        let differing = j.append(kind, body).unwrap();
+        let report = audit(std::slice::from_ref(&forged), None).await.unwrap();
+        let first = first.unwrap();
+        assert!(
+            !at(&report, &forged, same.index)
+                .iter()
+                .any(|r| r.starts_with("a second")),
+            "{kind}: {}",
+            report.to_table()
+        );
+        assert!(
+            at(&report, &forged, differing.index).contains(&format!("{expected} {first}").as_str()),
+            "{kind}: {}",
+            report.to_table()
+        );
+    }
+}
