@@ -28,7 +28,7 @@ mod expiry;
 
 mod channel;
 
-pub(super) use channel::NO_SETTLEMENT;
+pub(super) use channel::{order_entry, NO_SETTLEMENT};
 
 /// What a seller sells: produces the result of a task once it is paid.
 #[async_trait]

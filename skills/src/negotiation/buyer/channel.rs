@@ -16,6 +16,7 @@ use super::{Buyer, BuyerDeal, Deal};
 use crate::negotiation::messages::{
     order_id, Fund, PaymentMode, Settled, SignedAgreement, CHANNEL_SETTLE_WINDOW,
 };
+use crate::negotiation::seller::order_entry;
 use crate::negotiation::settlement::{ChannelState, Channels};
 use crate::negotiation::{crash_point, now_secs};
 use crate::{Error, Result};
@@ -385,20 +386,6 @@ impl Buyer {
             .append("payment", order_entry(id, agreement, payment))
             .await
     }
-}
-
-/// The journal body of a channel order's voucher.
-pub(super) fn order_entry(
-    id: B256,
-    agreement: &SignedAgreement,
-    payment: &SignedPayment,
-) -> serde_json::Value {
-    json!({
-        "agreementHash": agreement.agreement.hash(),
-        "orderId": id,
-        "paymentId": payment.payment.id(),
-        "payment": payment,
-    })
 }
 
 /// The id a delivery must carry for `agreement` paid by `payment`: the agreement hash,

@@ -13,7 +13,7 @@ use wallets::{Address, SignedPayment, B256};
 use super::{Buyer, BuyerDeal, Deal};
 use crate::negotiation::crash_point;
 use crate::negotiation::messages::{Deliver, Receipt, Receipts, SignedAgreement, MAX_RECEIPTS};
-use crate::negotiation::seller::{delivery_entry, receipt_entry};
+use crate::negotiation::seller::{delivery_entry, order_entry, receipt_entry};
 use crate::Result;
 
 /// Receipts waiting to be sent, by seller and channel dialogue.
@@ -80,10 +80,7 @@ impl Buyer {
         let hash = agreement.agreement.hash();
         self.journal
             .append_all(vec![
-                (
-                    "payment",
-                    super::channel::order_entry(id, agreement, payment),
-                ),
+                ("payment", order_entry(id, agreement, payment)),
                 ("delivery", delivery_entry(hash, delivery)),
                 ("receipt", receipt_entry(hash, receipt)),
             ])

@@ -277,7 +277,7 @@ impl SellerInner {
         let hash = agreement.agreement.hash();
         self.journal
             .append_all(vec![
-                ("payment", order_entry(t, agreement, payment)),
+                ("payment", order_entry(t.dialogue, agreement, payment)),
                 ("delivery", super::delivery_entry(hash, delivery)),
             ])
             .await
@@ -291,7 +291,7 @@ impl SellerInner {
         agreement: &SignedAgreement,
         payment: &SignedPayment,
     ) -> Handled<()> {
-        self.journal("payment", order_entry(t, agreement, payment))
+        self.journal("payment", order_entry(t.dialogue, agreement, payment))
             .await
     }
 
@@ -455,15 +455,15 @@ impl SellerInner {
     }
 }
 
-/// The journal body of an order's voucher.
-fn order_entry(
-    t: &Turn,
+/// The journal body of the voucher of the channel order `id`, on both sides.
+pub(crate) fn order_entry(
+    id: B256,
     agreement: &SignedAgreement,
     payment: &SignedPayment,
 ) -> serde_json::Value {
     json!({
         "agreementHash": agreement.agreement.hash(),
-        "orderId": t.dialogue,
+        "orderId": id,
         "paymentId": payment.payment.id(),
         "payment": payment,
     })
