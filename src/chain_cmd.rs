@@ -149,9 +149,19 @@ pub(crate) enum RegistryCommand {
         /// JSON-RPC URL of the node.
         #[arg(long, default_value = "http://127.0.0.1:8545")]
         rpc: String,
-        /// The deployer's keystore (it becomes governor and arbiter).
+        /// The deployer's keystore (it becomes governor and arbiter unless
+        /// `--governor` or `--arbiter` name others).
         #[arg(long)]
         keystore: PathBuf,
+        /// The governor of the registry and the escrow (suspends agents, replaces
+        /// the arbiter); the deployer by default.
+        #[arg(long)]
+        governor: Option<wallets::Address>,
+        /// The escrow's arbiter, who rules on disputed escrows; the deployer by
+        /// default. On a shared network, a party that neither buyers nor sellers
+        /// control.
+        #[arg(long)]
+        arbiter: Option<wallets::Address>,
         #[command(flatten)]
         password: PasswordArgs,
         /// Where to write the addresses (refuses to overwrite).
@@ -271,6 +281,8 @@ pub(crate) async fn run_registry(cmd: RegistryCommand) -> Result<ExitCode> {
         RegistryCommand::Deploy {
             rpc,
             keystore: path,
+            governor,
+            arbiter,
             password,
             out,
             dev_faucet,
@@ -283,11 +295,21 @@ pub(crate) async fn run_registry(cmd: RegistryCommand) -> Result<ExitCode> {
             }
             let wallet = load_wallet(path, &password).await?;
             let client = chain::connect(&rpc, wallet).await?;
-            let config = DeployConfig {
+            let mut config = DeployConfig {
                 dev_faucet,
                 ..DeployConfig::dev()
             };
-            let (_, addresses) = Deployment::deploy(client, &config).await?;
+            if let Some(g) = governor {
+                config = config.with_governor(g);
+            }
+            if let Some(a) = arbiter {
+                config = config.with_arbiter(a);
+            }
+            let (deployment, addresses) = Deployment::deploy(client, &config).await?;
+            let roles = deployment
+                .roles()
+                .await
+                .context("reading the deployment's roles back")?;
             let json = serde_json::to_string_pretty(&addresses)?;
             std::fs::write(&out, json + "\n")
                 .with_context(|| format!("writing {}", out.display()))?;
@@ -295,6 +317,10 @@ pub(crate) async fn run_registry(cmd: RegistryCommand) -> Result<ExitCode> {
                 "deployed on chain {}; addresses in {}",
                 addresses.chain_id,
                 out.display()
+            );
+            println!(
+                "governor {} (registry), {} (escrow); escrow arbiter {}",
+                roles.registry_governor, roles.escrow_governor, roles.arbiter
             );
         }
         RegistryCommand::Show { node, agent } => {

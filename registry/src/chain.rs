@@ -316,6 +316,33 @@ impl DeployConfig {
             dispute_window: 3_600,
         }
     }
+
+    /// Makes `governor` the governor of the registry and the escrow (instead of the
+    /// deployer).
+    #[must_use]
+    pub fn with_governor(mut self, governor: wallets::Address) -> Self {
+        self.governor = Some(ea(governor));
+        self
+    }
+
+    /// Makes `arbiter` the escrow's arbiter, who rules on disputed escrows (instead of
+    /// the deployer).
+    #[must_use]
+    pub fn with_arbiter(mut self, arbiter: wallets::Address) -> Self {
+        self.arbiter = Some(ea(arbiter));
+        self
+    }
+}
+
+/// Who holds the deployment's roles, as its contracts say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Roles {
+    /// The registry's governor (suspends agents and model artifacts).
+    pub registry_governor: wallets::Address,
+    /// The escrow's governor (replaces the arbiter).
+    pub escrow_governor: wallets::Address,
+    /// The escrow's arbiter (rules on disputed escrows).
+    pub arbiter: wallets::Address,
 }
 
 /// The deployed Agora contracts.
@@ -656,6 +683,38 @@ impl Deployment {
             .stablecoin
             .mint(ea(to), EU256::from(amount.base_units()));
         mined("Stablecoin.mint", call.send().await).await
+    }
+
+    /// Who governs the registry and the escrow and who arbitrates escrow disputes,
+    /// read from the contracts.
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] when a call fails.
+    pub async fn roles(&self) -> Result<Roles, ChainError> {
+        let wa = |a: EAddress| wallets::Address(a.0);
+        let registry_governor = self
+            .registry
+            .governor()
+            .call()
+            .await
+            .map_err(|e| contract_error("AgentRegistry.governor", e))?;
+        let escrow_governor = self
+            .escrow
+            .governor()
+            .call()
+            .await
+            .map_err(|e| contract_error("JobEscrow.governor", e))?;
+        let arbiter = self
+            .escrow
+            .arbiter()
+            .call()
+            .await
+            .map_err(|e| contract_error("JobEscrow.arbiter", e))?;
+        Ok(Roles {
+            registry_governor: wa(registry_governor),
+            escrow_governor: wa(escrow_governor),
+            arbiter: wa(arbiter),
+        })
     }
 
     /// The stablecoin balance of `who`.

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use registry::devnet::dev_key;
+use registry::devnet::{dev_key, dev_wallet};
 
 /// Starts `agora chain` with `extra` arguments; returns the child, its URL and what
 /// it printed up to "serving".
@@ -255,16 +255,30 @@ fn deploy_by_url_then_register_with_an_addresses_file() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let a = addresses.to_str().unwrap();
-    run(&[
+    // The roles go to other accounts than the deployer's, as on a shared network,
+    // and are read back from the contracts.
+    let governor = dev_wallet(8).address();
+    let arbiter = dev_wallet(9).address();
+    let deployed = run(&[
         "registry",
         "deploy",
         "--rpc",
         &url,
         "--keystore",
         deployer.to_str().unwrap(),
+        "--governor",
+        &governor.to_string(),
+        "--arbiter",
+        &arbiter.to_string(),
         "--out",
         a,
     ]);
+    assert!(
+        deployed.contains(&format!(
+            "governor {governor} (registry), {governor} (escrow); escrow arbiter {arbiter}"
+        )),
+        "{deployed}"
+    );
     run(&[
         "registry",
         "register",
