@@ -123,6 +123,18 @@ pub enum BuyerDeal {
         /// The voucher.
         payment: SignedPayment,
     },
+    /// Channel mode: an order the seller refused without counting it (its answer was
+    /// an error other than `internal`: it checked the order or did the work and
+    /// failed, before it recorded anything). Its voucher has left and counts in the
+    /// spending policy, so the channel's next order is paid with it, in this same
+    /// dialogue, instead of a new voucher: vouchers are cumulative, and a new one
+    /// would pay the seller for the refused order too.
+    Unused {
+        /// The channel agreement's dialogue.
+        channel_dialogue: B256,
+        /// The voucher.
+        payment: SignedPayment,
+    },
     /// Channel mode: the order was delivered and its receipt signed and journaled;
     /// the seller has not confirmed the receipt yet. A retry sends it again.
     Receipted {
@@ -456,7 +468,7 @@ impl Buyer {
                             .await,
                     );
                 }
-                BuyerDeal::Channel { .. } => {}
+                BuyerDeal::Channel { .. } | BuyerDeal::Unused { .. } => {}
                 BuyerDeal::Delivered {
                     agreement,
                     payment,

@@ -32,6 +32,9 @@ pub(super) struct OpenChannel {
     funded: Settled,
     /// The last voucher's cumulative amount.
     cumulative: Amount,
+    /// Vouchers of orders the seller refused without counting them, by order id:
+    /// the next orders are paid with these before any new voucher.
+    unused: Vec<(B256, SignedPayment)>,
 }
 
 /// The buyer's funded channels, by agreement dialogue; loaded from the store on first
@@ -79,9 +82,10 @@ impl Buyer {
             let usable = a.kind == kind
                 && a.price <= max_price
                 && a.deadline > now_secs().saturating_add(margin)
-                && c.cumulative
-                    .checked_add(a.price)
-                    .is_ok_and(|n| n <= c.deposit);
+                && (!c.unused.is_empty()
+                    || c.cumulative
+                        .checked_add(a.price)
+                        .is_ok_and(|n| n <= c.deposit));
             if usable {
                 return self.order(ctx, c, task).await.map(Some);
             }
@@ -93,28 +97,47 @@ impl Buyer {
         &self,
         ctx: &Context,
     ) -> Result<HashMap<B256, Arc<tokio::sync::Mutex<OpenChannel>>>> {
-        let mut out = HashMap::new();
+        let mut open = HashMap::new();
+        let mut unused: HashMap<B256, Vec<(B256, SignedPayment)>> = HashMap::new();
         for (dialogue, record) in ctx.open_dialogues()? {
-            if let Ok(BuyerDeal::Channel {
-                agreement,
-                channel,
-                deposit,
-                funded,
-                cumulative,
-            }) = serde_json::from_value(record.state)
-            {
-                let open = OpenChannel {
-                    dialogue,
+            match serde_json::from_value(record.state) {
+                Ok(BuyerDeal::Channel {
                     agreement,
                     channel,
                     deposit,
                     funded,
                     cumulative,
-                };
-                out.insert(dialogue, Arc::new(tokio::sync::Mutex::new(open)));
+                }) => {
+                    let channel = OpenChannel {
+                        dialogue,
+                        agreement,
+                        channel,
+                        deposit,
+                        funded,
+                        cumulative,
+                        unused: Vec::new(),
+                    };
+                    open.insert(dialogue, channel);
+                }
+                Ok(BuyerDeal::Unused {
+                    channel_dialogue,
+                    payment,
+                }) => unused
+                    .entry(channel_dialogue)
+                    .or_default()
+                    .push((dialogue, payment)),
+                _ => {}
             }
         }
-        Ok(out)
+        for (channel_dialogue, vouchers) in unused {
+            if let Some(c) = open.get_mut(&channel_dialogue) {
+                c.unused = vouchers;
+            }
+        }
+        Ok(open
+            .into_iter()
+            .map(|(d, c)| (d, Arc::new(tokio::sync::Mutex::new(c))))
+            .collect())
     }
 
     /// Funds the channel of a freshly accepted agreement, then places the first order.
@@ -269,6 +292,7 @@ impl Buyer {
             deposit,
             funded,
             cumulative: Amount::ZERO,
+            unused: Vec::new(),
         }));
         let mut book = self.channels.lock().await;
         if book.is_none() {
@@ -289,6 +313,24 @@ impl Buyer {
         mut c: tokio::sync::MutexGuard<'_, OpenChannel>,
         task: &str,
     ) -> Result<Deal> {
+        if let Some((id, payment)) = c.unused.pop() {
+            // A voucher the seller refused without counting its order pays this one,
+            // in the same dialogue; the seller holds no state there.
+            let agreement = c.agreement.clone();
+            let ordering = BuyerDeal::Ordering {
+                channel_dialogue: c.dialogue,
+                task: task.to_owned(),
+                agreement: agreement.clone(),
+                payment: payment.clone(),
+            };
+            let seller = agreement.agreement.seller;
+            ctx.write_states(&[StateUpdate::new(id, seller, &ordering, false)?])?;
+            drop(c);
+            ctx.flush_states().await?;
+            tracing::debug!(target: "skill::negotiation", dialogue = %id,
+                "paying the order with an unused voucher");
+            return self.receive_order(ctx, id, agreement, payment, task).await;
+        }
         let (id, agreement, payment) = {
             let a = &c.agreement.agreement;
             let cumulative = c.cumulative.checked_add(a.price).map_err(Error::Wallet)?;
@@ -366,13 +408,47 @@ impl Buyer {
         let result = self
             .receive(ctx, id, agreement.clone(), payment.clone(), Some(task))
             .await;
-        if result.is_err() {
+        if let Err(e) = &result {
+            if refused_uncounted(e) {
+                if let Err(e) = self.keep_unused(ctx, id, &agreement, &payment).await {
+                    tracing::warn!(target: "skill::negotiation", dialogue = %id, error = %e,
+                        "cannot keep the voucher of a refused order for the next one");
+                }
+            }
             if let Err(e) = self.journal_order(id, &agreement, &payment).await {
                 tracing::error!(target: "skill::negotiation", dialogue = %id, error = %e,
                     "cannot journal the voucher of a failed order");
             }
         }
         result
+    }
+
+    /// Saves the voucher of the order `id`, which the seller refused without counting
+    /// it, for the channel's next order ([`BuyerDeal::Unused`]).
+    async fn keep_unused(
+        &self,
+        ctx: &Context,
+        id: B256,
+        agreement: &SignedAgreement,
+        payment: &SignedPayment,
+    ) -> Result<()> {
+        let channel_dialogue = agreement.agreement.dialogue;
+        let unused = BuyerDeal::Unused {
+            channel_dialogue,
+            payment: payment.clone(),
+        };
+        self.save(ctx, id, agreement.agreement.seller, &unused)
+            .await?;
+        let open = self
+            .channels
+            .lock()
+            .await
+            .as_ref()
+            .and_then(|b| b.get(&channel_dialogue).cloned());
+        if let Some(open) = open {
+            open.lock().await.unused.push((id, payment.clone()));
+        }
+        Ok(())
     }
 
     /// Journals an order's voucher (again, after a crash: the journal keeps one).
@@ -386,6 +462,14 @@ impl Buyer {
             .append("payment", order_entry(id, agreement, payment))
             .await
     }
+}
+
+/// Whether `e` is the seller's answer that it did not count the order: an error of
+/// its skill other than `internal`. The seller's order handler fails that way only
+/// before it records the order (checks, the service's own errors); a timeout, a
+/// broken connection or an internal error may come after.
+fn refused_uncounted(e: &Error) -> bool {
+    matches!(e, Error::Runtime(agent_sdk::Error::Skill(s)) if s.code != "internal")
 }
 
 /// The id a delivery must carry for `agreement` paid by `payment`: the agreement hash,
