@@ -33,7 +33,7 @@ use agent_sdk::prelude::*;
 use futures::StreamExt;
 use skills::negotiation::audit::audit;
 use skills::negotiation::test_utils::{usdc, Market, KIND, TOKEN};
-use skills::negotiation::{Buyer, ChainSettlement, PaymentMode, ReceiptNote};
+use skills::negotiation::{Buyer, PaymentMode, ReceiptNote};
 use wallets::{Eip712, Journal, Limits, SpendingPolicy};
 
 /// Signatures one channel deal makes in messages: the voucher, the order's envelope,
@@ -143,14 +143,7 @@ fn main() {
             .spawn(&m.hosts.0)
             .unwrap();
         let journal_path = dir.path().join("buyer.journal");
-        let settlement = ChainSettlement::connect(
-            &chain.node.http_url(),
-            wallet.clone(),
-            &chain.addresses,
-            TOKEN,
-        )
-        .await
-        .unwrap();
+        let settlement = chain.settlement(wallet.clone()).await;
         let total = 1 + one + many;
         let buyer = Buyer::new(
             wallet.clone(),

@@ -93,6 +93,13 @@ impl Chain {
     pub async fn balance(&self, who: Address) -> Amount {
         self.minter.balance_of(who).await.expect("balance")
     }
+
+    /// A settlement of [`TOKEN`] on this chain, signing with `wallet`.
+    pub async fn settlement(&self, wallet: Arc<Wallet>) -> ChainSettlement {
+        ChainSettlement::connect(&self.node.http_url(), wallet, &self.addresses, TOKEN)
+            .await
+            .expect("settlement")
+    }
 }
 
 /// A running seller and its journal.
@@ -118,14 +125,7 @@ pub async fn seller(
     strategy: impl SellerStrategy,
 ) -> SellerAgent {
     let wallet = Arc::new(dev_wallet(account));
-    let settlement = ChainSettlement::connect(
-        &chain.node.http_url(),
-        wallet.clone(),
-        &chain.addresses,
-        TOKEN,
-    )
-    .await
-    .expect("settlement");
+    let settlement = chain.settlement(wallet.clone()).await;
     let journal_path = dir.join(format!("{name}.journal"));
     let journal = Journal::open(&journal_path, wallet.clone()).expect("journal");
     let seller_name = name.to_owned();
@@ -342,14 +342,7 @@ impl Market {
             wallet.clone(),
         )
         .await;
-        let settlement = ChainSettlement::connect(
-            &self.chain.node.http_url(),
-            wallet,
-            &self.chain.addresses,
-            TOKEN,
-        )
-        .await
-        .expect("settlement");
+        let settlement = self.chain.settlement(wallet).await;
         buyer.buyer = buyer.buyer.clone().with_settlement(settlement);
         if !funds.is_zero() {
             self.chain

@@ -237,14 +237,7 @@ async fn arena(mode: PaymentMode) -> Arena {
         host(dir.path(), "h2", chain_id),
     );
     let wallet = Arc::new(dev_wallet(5));
-    let settlement = ChainSettlement::connect(
-        &chain.node.http_url(),
-        wallet.clone(),
-        &chain.addresses,
-        TOKEN,
-    )
-    .await
-    .unwrap();
+    let settlement = chain.settlement(wallet.clone()).await;
     let rogue = Rogue(Arc::new(RogueInner {
         wallet: wallet.clone(),
         settlement,
@@ -287,14 +280,7 @@ async fn arena(mode: PaymentMode) -> Arena {
         .clone()
         .with_delivery_timeout(Duration::from_secs(1));
     if mode == PaymentMode::Escrow {
-        let settlement = ChainSettlement::connect(
-            &chain.node.http_url(),
-            buyer_wallet,
-            &chain.addresses,
-            TOKEN,
-        )
-        .await
-        .unwrap();
+        let settlement = chain.settlement(buyer_wallet).await;
         buyer.buyer = buyer.buyer.clone().with_settlement(settlement);
     }
     chain

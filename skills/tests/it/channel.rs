@@ -8,8 +8,8 @@ use agent_sdk::prelude::*;
 use skills::negotiation::audit::{audit, ChainCheck};
 use skills::negotiation::test_utils::{entries, kinds, usdc, Market, KIND, TOKEN};
 use skills::negotiation::{
-    negotiation_domain, order_id, token_domain, Buyer, BuyerDeal, ChainSettlement, ChannelState,
-    Order, PaymentMode, Receipt, ReceiptNote, Receipts, CHANNEL_SETTLE_WINDOW, MAX_RECEIPTS,
+    negotiation_domain, order_id, token_domain, Buyer, BuyerDeal, ChannelState, Order, PaymentMode,
+    Receipt, ReceiptNote, Receipts, CHANNEL_SETTLE_WINDOW, MAX_RECEIPTS,
 };
 use wallets::{Payment, Voucher};
 
@@ -247,14 +247,7 @@ async fn channel_vouchers_count_against_the_spending_policy() {
         .spawn(&m.hosts.0)
         .unwrap();
     let journal = wallets::Journal::open(dir.path().join("tight.journal"), wallet.clone()).unwrap();
-    let settlement = ChainSettlement::connect(
-        &chain.node.http_url(),
-        wallet.clone(),
-        &chain.addresses,
-        TOKEN,
-    )
-    .await
-    .unwrap();
+    let settlement = chain.settlement(wallet.clone()).await;
     let buyer = skills::negotiation::Buyer::new(
         wallet,
         skills::negotiation::token_domain(&chain.addresses, TOKEN),
@@ -416,14 +409,7 @@ async fn the_voucher_of_an_order_the_seller_refused_pays_the_next_order() {
         other => panic!("the refused order's state: {other:?}"),
     }
     let wallet = b.wallet.clone();
-    let settlement = ChainSettlement::connect(
-        &chain.node.http_url(),
-        wallet.clone(),
-        &chain.addresses,
-        TOKEN,
-    )
-    .await
-    .unwrap();
+    let settlement = chain.settlement(wallet.clone()).await;
     let restarted = Buyer::new(
         wallet.clone(),
         token_domain(&chain.addresses, TOKEN),

@@ -14,8 +14,8 @@ use skills::negotiation::test_utils::{
 };
 use skills::negotiation::{
     escrow_id_of, escrow_job_id, negotiation_domain, token_domain, Accept, BuyerDeal,
-    CallForProposal, ChainSettlement, DefaultSellerStrategy, EscrowState, Pay, PaymentMode,
-    ProposalReply, Reject, SellerDeal, SellerStrategy, SignedAgreement,
+    CallForProposal, DefaultSellerStrategy, EscrowState, Pay, PaymentMode, ProposalReply, Reject,
+    SellerDeal, SellerStrategy, SignedAgreement,
 };
 use wallets::{Payment, TransferWithAuthorization};
 
@@ -409,10 +409,7 @@ async fn an_escrow_deal_locks_the_price_and_releases_it_on_acceptance() {
         wallet.clone(),
     )
     .await;
-    let settlement =
-        ChainSettlement::connect(&chain.node.http_url(), wallet, &chain.addresses, TOKEN)
-            .await
-            .unwrap();
+    let settlement = chain.settlement(wallet).await;
     buyer.buyer = buyer.buyer.clone().with_settlement(settlement);
     let me = buyer.handle.address();
     chain.minter.mint(me, usdc("10")).await.unwrap();
