@@ -138,6 +138,12 @@ pub fn journal_domain() -> Eip712Domain {
     }
 }
 
+/// [`journal_domain`], built once: every entry written or checked hashes in it.
+fn domain() -> &'static Eip712Domain {
+    static DOMAIN: std::sync::OnceLock<Eip712Domain> = std::sync::OnceLock::new();
+    DOMAIN.get_or_init(journal_domain)
+}
+
 impl JournalEntry {
     /// What the signature signs: `hash` folded with `proof` up to the root of the
     /// entries signed together; `hash` itself for an entry signed alone.
@@ -149,14 +155,19 @@ impl JournalEntry {
 
     /// Recomputes the digest from the entry's fields.
     pub fn compute_hash(&self) -> B256 {
+        self.digest_with(body_hash(&self.body))
+    }
+
+    /// The digest of the entry's fields, its body hashed already.
+    fn digest_with(&self, body_hash: B256) -> B256 {
         EntryDigest {
             index: self.index,
             prev: self.prev,
             time: self.time,
             kind: &self.kind,
-            body_hash: body_hash(&self.body),
+            body_hash,
         }
-        .signing_hash(&journal_domain())
+        .signing_hash(domain())
     }
 
     /// The entry's line in the journal file, without the newline.
@@ -364,14 +375,17 @@ fn check_line(text: &[u8], known: Option<&crate::PublicKey>, last: &mut LastVeri
     let entry: JournalEntry =
         serde_json::from_str(text).map_err(|e| format!("not a journal entry: {e}"))?;
     // Re-encoding must give back the very same bytes: this catches changes that
-    // parse to the same values (hex case, recovery id form, key order, spaces).
-    if entry.to_line().ok().as_deref() != Some(text) {
+    // parse to the same values (hex case, recovery id form, key order, spaces). The
+    // body's canonical JSON serves the line and the hash.
+    let mut body = Vec::new();
+    write_canonical(&entry.body, &mut body);
+    if entry.line_with_body(&body).ok().as_deref() != Some(text) {
         return Err("line is not in canonical form (its bytes were altered)".into());
     }
     // Verifying against the known key costs half a recovery; on failure the
     // recovery names who signed instead.
     let fast = known.is_some_and(|k| {
-        if k.address() != entry.signer || entry.compute_hash() != entry.hash {
+        if k.address() != entry.signer || entry.digest_with(keccak256(&body)) != entry.hash {
             return false;
         }
         let digest = entry.signed_digest();
@@ -686,7 +700,7 @@ impl Journal {
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             .unwrap_or_default();
         // The digests first, chained; then one signature over all of them.
-        let domain = journal_domain();
+        let domain = domain();
         let mut digests = Vec::with_capacity(items.len());
         for (kind, body) in &items {
             if has_float(&body.value) {
@@ -704,7 +718,7 @@ impl Journal {
                 kind,
                 body_hash: body.hash,
             }
-            .signing_hash(&domain);
+            .signing_hash(domain);
             digests.push((index, head, time, hash));
             index += 1;
             head = hash;
