@@ -8,11 +8,12 @@
 //!
 //! Payment channels: a voucher counts the increment of its cumulative amount over the
 //! last voucher signed for the same channel, which is stored with the spend in one
-//! all-or-nothing write ([`crate::store::AtomicWriter`]); a lower voucher is refused and the same voucher again is re-sent. The
-//! deposit that funds a channel counts nothing (it stays the payer's until vouchers
-//! release it, and comes back at expiry), so the policy signs funding only for channel
-//! contracts it was told to trust ([`SpendingPolicy::trust_channel_contract`]) and only
-//! with the EIP-3009 nonce that binds the channel's terms.
+//! all-or-nothing write ([`crate::store::AtomicWriter`]); a lower voucher is refused
+//! and the same voucher again is re-sent. The deposit that funds a channel counts
+//! nothing (it stays the payer's until vouchers release it, and comes back at expiry),
+//! so the policy signs funding only for channel contracts it was told to trust
+//! ([`SpendingPolicy::trust_channel_contract`]) and only with the EIP-3009 nonce that
+//! binds the channel's terms.
 
 use std::collections::BTreeSet;
 use std::fmt;

@@ -193,14 +193,9 @@ impl Address {
     }
 
     fn compute_checksum(&self) -> [u8; 42] {
-        let digit = |n: u8| if n < 10 { b'0' + n } else { b'a' + n - 10 };
         let mut lower = [0u8; 40];
-        for (pair, byte) in lower.chunks_exact_mut(2).zip(self.0) {
-            if let [hi, lo] = pair {
-                *hi = digit(byte >> 4);
-                *lo = digit(byte & 0x0f);
-            }
-        }
+        // 20 bytes always fit 40 hex digits.
+        let _ = hex::encode_to_slice(self.0, &mut lower);
         let hash = keccak256(lower);
         let mut out = [0u8; 42];
         out[0] = b'0';

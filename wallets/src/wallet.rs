@@ -12,9 +12,8 @@ use crate::{eip191, Address, Error, Result, Signature, B256};
 /// An ECDSA nonce `k` whose inverse is computed as `b·(k·b)⁻¹` for a fresh random
 /// `b`. k256 inverts `k` in constant time, a large share of a signature's cost; the
 /// variable-time inversion used here (`modinv`, safegcd) is several times faster and
-/// only ever sees `k·b`, uniformly
-/// random whatever `k` is, so its timing says nothing about the nonce (the usual
-/// blinding of a secret before a variable-time operation).
+/// only ever sees `k·b`, uniformly random whatever `k` is, so its timing says nothing
+/// about the nonce (the usual blinding of a secret before a variable-time operation).
 struct BlindedNonce(k256::Scalar);
 
 impl AsRef<k256::Scalar> for BlindedNonce {
