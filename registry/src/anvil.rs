@@ -20,11 +20,30 @@ static NPM: Mutex<bool> = Mutex::new(false);
 /// A foundry binary (`anvil`, `cast`) from `registry/contracts/node_modules`, installed
 /// with `npm ci` (the npm registry) if it is not there yet.
 ///
+/// This is the native executable of the platform package
+/// (`@foundry-rs/<name>-<os>-<arch>/bin/<name>`), not the node script that
+/// `node_modules/.bin/<name>` links to: that script runs the executable as its child
+/// and does not pass SIGKILL on, so killing it would leave the node running.
+///
 /// # Errors
-/// When npm is missing or fails, or the binary is still missing after it.
+/// When npm is missing or fails, when this platform has no foundry package, or the
+/// binary is still missing after npm.
 pub fn foundry_bin(name: &str) -> Result<PathBuf, String> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("contracts");
-    let bin = dir.join("node_modules/.bin").join(name);
+    let os = match std::env::consts::OS {
+        "macos" => "darwin",
+        os => os,
+    };
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        arch => return Err(format!("foundry ships no {name} for {os} on {arch}")),
+    };
+    let bin = dir
+        .join("node_modules/@foundry-rs")
+        .join(format!("{name}-{os}-{arch}"))
+        .join("bin")
+        .join(name);
     let mut installed = NPM
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -34,3 +34,19 @@ pub(crate) async fn embedded(dir: &std::path::Path) -> Node {
 pub(crate) async fn anvil() -> Node {
     Node::Anvil(Anvil::spawn().await.unwrap())
 }
+
+/// Regression: `node_modules/.bin/anvil` is a node script that runs the real anvil as
+/// its child, and killing the script left that child serving. Dropping an [`Anvil`]
+/// must stop the node itself: its port refuses connections afterwards.
+#[tokio::test(flavor = "multi_thread")]
+async fn dropping_anvil_stops_the_node() {
+    let anvil = Anvil::spawn().await.unwrap();
+    let url = anvil.http_url();
+    let addr = url.trim_start_matches("http://").to_owned();
+    assert!(std::net::TcpStream::connect(&addr).is_ok(), "anvil at {addr} is not serving");
+    drop(anvil);
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "anvil still serves at {addr} after its handle was dropped"
+    );
+}

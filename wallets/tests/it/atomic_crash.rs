@@ -4,7 +4,6 @@
 //! acknowledged (flushed) round lost.
 
 use std::process::Command;
-use std::time::Duration;
 
 use wallets::store::AtomicWriter;
 
@@ -22,12 +21,11 @@ fn kill_during_atomic_writes_never_leaves_half_a_write() {
     let mut acknowledged = 0;
     let mut replayed = 0;
     for round in 0..30 {
-        // Long enough for sled to open and write for a while.
         let out = run_then_kill(
             Command::new(env!("CARGO_BIN_EXE_atomic-writer"))
                 .arg(&path)
                 .arg("10000000"),
-            Duration::from_millis(60 + schedule.next() % 120),
+            1 + schedule.next() % 60,
             round,
         );
         if let Some(last) = out.lines().last() {
