@@ -25,11 +25,12 @@ fn main() -> anyhow::Result<()> {
         daily: Some("20 USDC".parse()?),
         ..Limits::default()
     };
-    let policy = SpendingPolicy::open(dir.path().join("policy"), buyer.clone(), limits)?;
-    let mut journal = Journal::open(dir.path().join("journal.jsonl"), buyer.clone())?;
-
-    // The stablecoin's EIP-712 domain, laid out as USDC's (chain 31337, a dev token).
+    // The stablecoin's EIP-712 domain, laid out as USDC's (chain 31337, a dev token):
+    // the policy signs payments in this domain only.
     let token = Eip712Domain::new("USD Coin", "2", 31337, Address([0x11; 20]));
+    let policy = SpendingPolicy::open(dir.path().join("policy"), buyer.clone(), limits)?
+        .pin_token(token.clone());
+    let mut journal = Journal::open(dir.path().join("journal.jsonl"), buyer.clone())?;
     let agreement = wallets::keccak256("forecast for Lisbon, 2026-12-01..03, 2.50 USDC");
     let payment = |value: &str, nonce: B256| -> anyhow::Result<Payment> {
         Ok(Payment::Authorization {
@@ -60,7 +61,7 @@ fn main() -> anyhow::Result<()> {
         serde_json::json!({ "agreement": agreement, "payment": signed }),
     )?;
 
-    match policy.authorize(&payment("9", B256::random())?) {
+    match policy.authorize(&payment("9 USDC", B256::random())?) {
         Ok(_) => anyhow::bail!("the policy should have refused 9 USDC"),
         Err(e) => {
             println!("refused: {e}");

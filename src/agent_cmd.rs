@@ -14,6 +14,13 @@
 //! pays it through its spending policy and writes the itinerary. When a hire fails
 //! before anything was agreed (the chosen seller died, timed out or declined), it tries
 //! again, and the sellers that still answer win.
+//!
+//! Paid work is done only for a principal: the sender of a `travel.Plan` must be one
+//! of the agent's `principals` in agents.toml, with a mandate that covers the skill,
+//! and the most the trip may spend comes from that mandate (its `max_per_request`,
+//! or what is left of its daily budget), never from the request
+//! ([`wallets::Mandates`]). Anyone else is refused with the reason, and nothing is
+//! spent.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,15 +40,13 @@ use wallets::Journal;
 use crate::config::{AgentConfig, Config};
 use crate::up_cmd::{self, agent_dir, agent_wallet, parse_duration, UpState, TOKEN};
 
-/// The travel agent's skill: plan a trip from a request in words.
+/// The travel agent's skill: plan a trip from a request in words, for a principal of
+/// the agent. The most it spends comes from the principal's mandate.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct PlanTrip {
     /// The request, e.g. "3 days in Lisbon in July, food and museums".
     pub(crate) request: String,
-    /// The most to pay for a forecast ("2 USDC"); the agent's spending policy caps it
-    /// whatever it says.
-    pub(crate) max_price: String,
 }
 
 /// A planned trip.
@@ -89,6 +94,17 @@ pub(crate) struct AgentRunArgs {
     addresses: PathBuf,
 }
 
+/// A chain client for an agent, with the deployment's fee cap.
+async fn connect(rpc: &str, wallet: Arc<Wallet>, config: &Config) -> Result<Arc<chain::Client>> {
+    Ok(chain::connect_with_fee_cap(
+        rpc,
+        wallet,
+        chain::RetryPolicy::default(),
+        config.max_tx_fee_wei,
+    )
+    .await?)
+}
+
 pub(crate) async fn run_agent(args: AgentRunArgs) -> Result<ExitCode> {
     let config = Config::load(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let agent = config
@@ -128,8 +144,8 @@ pub(crate) async fn run_agent(args: AgentRunArgs) -> Result<ExitCode> {
                 )
             })?;
         let provider: Arc<dyn WeatherProvider> = Arc::new(ClimatologyProvider::new()?);
-        let settlement =
-            ChainSettlement::connect(&args.rpc, wallet.clone(), &addresses, TOKEN).await?;
+        let client = connect(&args.rpc, wallet.clone(), &config).await?;
+        let settlement = ChainSettlement::with_client(client, &addresses, TOKEN);
         let journal = Journal::open(dir.join("journal"), wallet.clone())?;
         let floor = Amount::from_base_units(service.price.base_units() / 10 * 8);
         let weather = Seller::new(
@@ -173,7 +189,16 @@ pub(crate) async fn run_agent(args: AgentRunArgs) -> Result<ExitCode> {
         travel.resume(&handle).await;
     }
 
-    register(&args, &agent, &discovery, &addresses, wallet.clone(), &url).await?;
+    register(
+        &args,
+        &config,
+        &agent,
+        &discovery,
+        &addresses,
+        wallet.clone(),
+        &url,
+    )
+    .await?;
     tracing::info!(target: "agora::agent", agent = %agent.name, address = %handle.address(), %url, "agent serving");
     {
         use std::io::Write;
@@ -203,6 +228,7 @@ pub(crate) async fn run_agent(args: AgentRunArgs) -> Result<ExitCode> {
 /// Registers the agent, or updates its record when the endpoint or services changed.
 async fn register(
     args: &AgentRunArgs,
+    config: &Config,
     agent: &AgentConfig,
     discovery: &Discovery,
     addresses: &Addresses,
@@ -221,7 +247,7 @@ async fn register(
         wallet.address()
     );
     let address = wallet.address();
-    let contracts = Deployment::at(chain::connect(&args.rpc, wallet).await?, addresses);
+    let contracts = Deployment::at(connect(&args.rpc, wallet, config).await?, addresses);
     match discovery.agent_at(address)? {
         None => {
             let tx = contracts
@@ -259,7 +285,7 @@ mod travel {
     use skills::llm::{LlmConfig, LlmEngine};
     use skills::negotiation::{token_domain, Buyer, BuyerDeal, PaymentMode};
     use skills::travel::TravelPlanner;
-    use wallets::SpendingPolicy;
+    use wallets::{Mandates, SpendingPolicy};
 
     use super::*;
 
@@ -271,6 +297,8 @@ mod travel {
     pub(super) struct Travel {
         planner: TravelPlanner,
         buyer: Buyer,
+        /// The principals who may commission trips, and what they spent.
+        mandates: Arc<Mandates>,
     }
 
     /// Loads the model, opens the policy and journal, adds the `travel.Plan` skill and
@@ -290,17 +318,28 @@ mod travel {
         };
         let engine = load_model(model).await?;
         let planner = TravelPlanner::new(engine)?;
-        let policy = Arc::new(SpendingPolicy::open(
-            dir.join("policy"),
-            wallet.clone(),
-            agent.policy.clone(),
-        )?);
+        let policy = Arc::new(addresses.pin(
+            SpendingPolicy::open(dir.join("policy"), wallet.clone(), agent.policy.clone())?,
+            TOKEN,
+        ));
         let buyer = Buyer::new(
             wallet.clone(),
             token_domain(addresses, TOKEN),
             Journal::open(dir.join("journal"), wallet)?,
         );
-        let travel = Travel { planner, buyer };
+        if agent.principals.is_empty() {
+            tracing::warn!(target: "agora::agent", agent = %agent.name,
+                "no principals are configured: every travel.Plan will be refused");
+        }
+        let mandates = Arc::new(Mandates::open(
+            dir.join("mandates"),
+            agent.principals.clone(),
+        )?);
+        let travel = Travel {
+            planner,
+            buyer,
+            mandates,
+        };
         let skill = travel.clone();
         let builder = builder
             .policy(policy)
@@ -363,10 +402,45 @@ mod travel {
         }
 
         async fn plan(&self, ctx: &Context, req: PlanTrip) -> Result<PlannedTrip, SkillError> {
-            let max_price: Amount = req
-                .max_price
-                .parse()
-                .map_err(|e| SkillError::bad_request(format!("maxPrice: {e}")))?;
+            let refused = |e: wallets::Error| SkillError::new("refused", e.to_string());
+            let (Some(principal), Some(dialogue)) = (ctx.sender(), ctx.dialogue()) else {
+                return Err(SkillError::new(
+                    "refused",
+                    "travel.Plan spends money and needs a signed request from a principal",
+                ));
+            };
+            let commission = self
+                .mandates
+                .commission(
+                    principal,
+                    PlanTrip::KIND,
+                    &format!("{principal}:{dialogue}"),
+                )
+                .map_err(refused)?;
+            let result = self.plan_for(ctx, &req, commission.max_price()).await;
+            // What was paid (nothing when the hire failed before paying); an error
+            // with money in flight keeps the whole reservation.
+            let spent = match &result {
+                Ok((_, price)) => Some(*price),
+                Err(_) if money_in_flight(ctx) => None,
+                Err(_) => Some(Amount::ZERO),
+            };
+            if let Some(spent) = spent {
+                if let Err(e) = self.mandates.settle(&commission, spent) {
+                    tracing::warn!(target: "agora::agent", error = %e, "recording the principal's spend failed; its reservation stays");
+                }
+            }
+            result.map(|(trip, _)| trip)
+        }
+
+        /// Plans the trip and hires a seller for at most `max_price`; the trip and what
+        /// was paid.
+        async fn plan_for(
+            &self,
+            ctx: &Context,
+            req: &PlanTrip,
+            max_price: Amount,
+        ) -> Result<(PlannedTrip, Amount), SkillError> {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
@@ -390,13 +464,15 @@ mod travel {
                     .await
                 {
                     Ok(plan) => {
-                        return Ok(PlannedTrip {
+                        let price = plan.deal.price();
+                        let trip = PlannedTrip {
                             itinerary: plan.itinerary.text,
                             seller: plan.deal.seller().to_string(),
-                            price: plan.deal.price().to_string(),
+                            price: price.to_string(),
                             tx_hash: plan.deal.delivery.settlement.tx_hash.to_string(),
                             attempts: attempt,
-                        })
+                        };
+                        return Ok((trip, price));
                     }
                     Err(e) => {
                         last = e.to_string();
@@ -450,9 +526,13 @@ pub(crate) struct PlanArgs {
     /// Which travel agent (default: the one with the travel skill).
     #[arg(long)]
     agent: Option<String>,
-    /// The most to pay for a forecast.
-    #[arg(long, default_value = "2 USDC")]
-    max_price: Amount,
+    /// The keystore of the identity to ask as: a principal of the travel agent, whose
+    /// mandate sets what the trip may spend (default: the owner keystore that
+    /// `agora init` writes, .agora/keystores/owner.json beside the config).
+    #[arg(long, value_name = "FILE")]
+    keystore: Option<PathBuf>,
+    #[command(flatten)]
+    password: crate::wallet_cmd::PasswordArgs,
     /// How long to wait for the plan.
     #[arg(long, default_value = "300s", value_parser = parse_duration)]
     timeout: Duration,
@@ -472,6 +552,17 @@ pub(crate) async fn run_plan(args: PlanArgs) -> Result<ExitCode> {
     let Some(endpoint) = travel.endpoint.clone() else {
         bail!("agent {name} is not up yet");
     };
+    let keystore = args
+        .keystore
+        .clone()
+        .unwrap_or_else(|| up_cmd::base_dir(&args.config).join(crate::init_cmd::OWNER_KEYSTORE));
+    let password = args.password.read(false)?;
+    let ks = keystore.clone();
+    let wallet =
+        tokio::task::spawn_blocking(move || wallets::keystore::load(&ks, password.as_bytes()))
+            .await?
+            .with_context(|| format!("opening the keystore {}", keystore.display()))?;
+    let principal = wallet.address();
     let store = dir.join("clients").join(format!("{}", std::process::id()));
     let host = Host::spawn(
         HostConfig::new(state.chain_id, &store)
@@ -479,16 +570,20 @@ pub(crate) async fn run_plan(args: PlanArgs) -> Result<ExitCode> {
             .workers(1),
     )?;
     host.add_peer(travel.address, endpoint.clone());
-    let me = AgentBuilder::new("plan").spawn(&host)?;
+    let me = AgentBuilder::new("plan")
+        .wallet(Arc::new(wallet))
+        .spawn(&host)?;
     let ctx = me.context();
-    eprintln!("asking {name} ({endpoint}): {}", args.request);
+    eprintln!(
+        "asking {name} ({endpoint}) as {principal}: {}",
+        args.request
+    );
     let answer = ctx
         .ask_in(
             ctx.new_dialogue(),
             travel.address,
             PlanTrip {
                 request: args.request.clone(),
-                max_price: args.max_price.to_string(),
             },
             args.timeout,
         )

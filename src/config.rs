@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
-use wallets::{Address, Amount, Limits};
+use wallets::{Address, Amount, Limits, Mandate};
 
 /// Skills an agent can run.
 pub(crate) const KNOWN_SKILLS: &[&str] = &["llm", "travel", "weather"];
@@ -59,6 +59,7 @@ struct RawNetwork {
     url: Option<Spanned<String>>,
     chain_id: Option<Spanned<u64>>,
     data_dir: Option<Spanned<String>>,
+    max_tx_fee_gwei: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,7 +73,21 @@ struct RawAgent {
     services: Vec<Spanned<RawService>>,
     #[serde(default)]
     policy: Option<Spanned<RawPolicy>>,
+    #[serde(default)]
+    principals: BTreeMap<Spanned<String>, Spanned<RawPrincipal>>,
     model: Option<Spanned<String>>,
+}
+
+/// A principal of an agent: who may commission paid work, under which mandate.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrincipal {
+    address: Spanned<String>,
+    skills: Spanned<Vec<Spanned<String>>>,
+    max_per_request: Spanned<String>,
+    daily: Option<Spanned<String>>,
+    valid_from: Option<Spanned<String>>,
+    valid_until: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,6 +107,9 @@ struct RawPolicy {
     allow: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     deny: Vec<Spanned<String>>,
+    valid_from: Option<Spanned<String>>,
+    valid_until: Option<Spanned<String>>,
+    max_payments_daily: Option<Spanned<u32>>,
 }
 
 /// Which chain the agents use.
@@ -131,6 +149,8 @@ pub(crate) struct AgentConfig {
     pub(crate) skills: BTreeSet<String>,
     pub(crate) services: Vec<ServiceConfig>,
     pub(crate) policy: Limits,
+    /// Who may commission paid work from this agent (by address), under which mandate.
+    pub(crate) principals: BTreeMap<Address, Mandate>,
     pub(crate) model: Option<PathBuf>,
 }
 
@@ -138,6 +158,9 @@ pub(crate) struct AgentConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Config {
     pub(crate) network: Network,
+    /// The most one transaction of an agent may cost in fees (`max_fee_per_gas ×
+    /// gas_limit`), in wei; `network.max_tx_fee_gwei`, else the registry's default.
+    pub(crate) max_tx_fee_wei: u128,
     pub(crate) agents: Vec<AgentConfig>,
 }
 
@@ -279,6 +302,17 @@ impl Config {
             }
         };
 
+        let max_tx_fee_wei = match &net.max_tx_fee_gwei {
+            None => registry::chain::DEFAULT_MAX_TX_FEE_WEI,
+            Some(g) if *g.get_ref() == 0 => {
+                return Err(src.error(
+                    g.span(),
+                    "network.max_tx_fee_gwei",
+                    "a fee cap of zero allows no transaction",
+                ))
+            }
+            Some(g) => u128::from(*g.get_ref()) * 1_000_000_000,
+        };
         if raw.agents.is_empty() {
             return Err(src.error(
                 0..0,
@@ -407,6 +441,18 @@ impl Config {
                 None => Limits::default(),
                 Some(p) => policy(src, &key("policy"), p.into_inner())?,
             };
+            let mut principals = BTreeMap::new();
+            for (pname, p) in a.principals {
+                let pkey = key(&format!("principals.{}", pname.get_ref()));
+                let (address, mandate) = principal(src, &pkey, p.into_inner())?;
+                if principals.insert(address, mandate).is_some() {
+                    return Err(src.error(
+                        pname.span(),
+                        pkey,
+                        format!("{address} is listed as a principal twice"),
+                    ));
+                }
+            }
             agents.push(AgentConfig {
                 name: name.into_inner(),
                 keystore: PathBuf::from(a.keystore.into_inner()),
@@ -415,10 +461,15 @@ impl Config {
                 skills,
                 services,
                 policy,
+                principals,
                 model: a.model.map(|m| PathBuf::from(m.into_inner())),
             });
         }
-        Ok(Self { network, agents })
+        Ok(Self {
+            network,
+            max_tx_fee_wei,
+            agents,
+        })
     }
 }
 
@@ -474,13 +525,128 @@ fn policy(src: &Source<'_>, key: &str, p: RawPolicy) -> Result<Limits, ConfigErr
         }
         deny.insert(a);
     }
+    let valid_from = time(src, key, "valid_from", p.valid_from.as_ref())?;
+    let valid_until = time(src, key, "valid_until", p.valid_until.as_ref())?;
+    window(src, key, valid_from, valid_until, p.valid_until.as_ref())?;
     Ok(Limits {
         per_deal,
         per_peer_daily,
         daily,
         allow,
         deny,
+        valid_from,
+        valid_until,
+        max_payments_daily: p.max_payments_daily.map(Spanned::into_inner),
     })
+}
+
+/// An optional RFC 3339 time (`2027-01-01T00:00:00Z`) as unix seconds.
+fn time(
+    src: &Source<'_>,
+    key: &str,
+    name: &str,
+    value: Option<&Spanned<String>>,
+) -> Result<Option<u64>, ConfigError> {
+    value
+        .map(|v| {
+            chrono::DateTime::parse_from_rfc3339(v.get_ref())
+                .ok()
+                .and_then(|t| u64::try_from(t.timestamp()).ok())
+                .ok_or_else(|| {
+                    src.error(
+                        v.span(),
+                        format!("{key}.{name}"),
+                        format!(
+                            "{:?} is not an RFC 3339 time like 2027-01-01T00:00:00Z",
+                            v.get_ref()
+                        ),
+                    )
+                })
+        })
+        .transpose()
+}
+
+/// A validity window must not end before it starts.
+fn window(
+    src: &Source<'_>,
+    key: &str,
+    from: Option<u64>,
+    until: Option<u64>,
+    until_span: Option<&Spanned<String>>,
+) -> Result<(), ConfigError> {
+    match (from, until, until_span) {
+        (Some(from), Some(until), Some(span)) if until < from => Err(src.error(
+            span.span(),
+            format!("{key}.valid_until"),
+            "the validity window ends before it starts",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A principal's address and mandate.
+fn principal(
+    src: &Source<'_>,
+    key: &str,
+    p: RawPrincipal,
+) -> Result<(Address, Mandate), ConfigError> {
+    let address = Address::parse(p.address.get_ref())
+        .map_err(|e| src.error(p.address.span(), format!("{key}.address"), e.to_string()))?;
+    let amount = |v: &Spanned<String>, name: &str| {
+        v.get_ref()
+            .parse::<Amount>()
+            .map_err(|e| src.error(v.span(), format!("{key}.{name}"), e.to_string()))
+    };
+    let mut skills = BTreeSet::new();
+    for s in p.skills.get_ref() {
+        let tag = s.get_ref();
+        if tag.is_empty() || !tag.contains('.') {
+            return Err(src.error(
+                s.span(),
+                format!("{key}.skills"),
+                format!("{tag:?} is not a request kind like \"travel.Plan\""),
+            ));
+        }
+        skills.insert(tag.clone());
+    }
+    if skills.is_empty() {
+        return Err(src.error(
+            p.skills.span(),
+            format!("{key}.skills"),
+            "a mandate that allows no skill allows nothing; list the request kinds",
+        ));
+    }
+    let max_per_request = amount(&p.max_per_request, "max_per_request")?;
+    if max_per_request.is_zero() {
+        return Err(src.error(
+            p.max_per_request.span(),
+            format!("{key}.max_per_request"),
+            "a mandate of zero per request allows nothing",
+        ));
+    }
+    let daily = p.daily.as_ref().map(|d| amount(d, "daily")).transpose()?;
+    if let (Some(day), Some(span)) = (daily, p.daily.as_ref()) {
+        if day < max_per_request {
+            return Err(src.error(
+                span.span(),
+                format!("{key}.daily"),
+                format!("a daily budget of {day} is below max_per_request ({max_per_request})"),
+            ));
+        }
+    }
+    let valid_from = time(src, key, "valid_from", p.valid_from.as_ref())?;
+    let valid_until = time(src, key, "valid_until", p.valid_until.as_ref())?;
+    window(src, key, valid_from, valid_until, p.valid_until.as_ref())?;
+    Ok((
+        address,
+        Mandate {
+            skills,
+            max_per_request,
+            daily,
+            valid_from,
+            valid_until,
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -586,7 +752,7 @@ services = [{ skill = "weather.forecast", price = "1.20 USDC", unit = "forecast"
             ),
             (
                 "\"1.20 USDC\"",
-                "\"0\"",
+                "\"0 USDC\"",
                 "agents.weather-a.services.price",
                 "zero",
             ),
@@ -663,5 +829,68 @@ services = [{ skill = "weather.forecast", price = "1.20 USDC", unit = "forecast"
                 chain_id: 31337
             }
         );
+    }
+
+    const PRINCIPAL: &str = r#"
+[agents.travel.principals.owner]
+address = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+skills = ["travel.Plan"]
+max_per_request = "2 USDC"
+daily = "10 USDC"
+valid_until = "2030-01-01T00:00:00Z"
+"#;
+
+    #[test]
+    fn principals_and_their_mandates_parse() {
+        let text = GOOD.replace(
+            "[agents.weather-a]",
+            &format!("{PRINCIPAL}\n[agents.weather-a]"),
+        );
+        let c = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        let owner: Address = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+            .parse()
+            .unwrap();
+        let m = &c.agents[0].principals[&owner];
+        assert_eq!(m.max_per_request, "2 USDC".parse().unwrap());
+        assert_eq!(m.daily, Some("10 USDC".parse().unwrap()));
+        assert_eq!(m.valid_until, Some(1_893_456_000));
+        assert!(m.skills.contains("travel.Plan"));
+        assert!(c.agents[1].principals.is_empty());
+
+        for (from, to, key, says) in [
+            (
+                "daily = \"10 USDC\"",
+                "daily = \"1 USDC\"",
+                "daily",
+                "below max_per_request",
+            ),
+            (
+                "skills = [\"travel.Plan\"]\nmax",
+                "skills = []\nmax",
+                "skills",
+                "allows nothing",
+            ),
+            (
+                "\"2030-01-01T00:00:00Z\"",
+                "\"tomorrow\"",
+                "valid_until",
+                "RFC 3339",
+            ),
+            (
+                "max_per_request = \"2 USDC\"",
+                "max_per_request = \"2\"",
+                "max_per_request",
+                "ambiguous",
+            ),
+        ] {
+            assert!(text.contains(from), "{from}");
+            let e = parse(&text.replacen(from, to, 1)).unwrap_err();
+            assert_eq!(
+                e.key,
+                format!("agents.travel.principals.owner.{key}"),
+                "{e}"
+            );
+            assert!(e.message.contains(says), "{e}");
+        }
     }
 }

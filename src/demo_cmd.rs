@@ -155,11 +155,14 @@ pub(crate) async fn run_demo(args: DemoArgs) -> Result<ExitCode> {
     }
 
     let wallet = Arc::new(dev_wallet(1));
-    let policy = Arc::new(SpendingPolicy::open(
-        dir.join(format!("{}.policy", travel_cfg.name)),
-        wallet.clone(),
-        travel_cfg.policy.clone(),
-    )?);
+    let policy = Arc::new(addresses.pin(
+        SpendingPolicy::open(
+            dir.join(format!("{}.policy", travel_cfg.name)),
+            wallet.clone(),
+            travel_cfg.policy.clone(),
+        )?,
+        TOKEN,
+    ));
     let journal_path = dir.join(format!("{}.journal", travel_cfg.name));
     let buyer = Buyer::new(
         wallet.clone(),

@@ -1,11 +1,13 @@
-//! `agora init`: a starter agents.toml and encrypted keystores for its agents.
+//! `agora init`: a starter agents.toml, encrypted keystores for its agents, and the
+//! owner's keystore: the principal the travel agent plans trips for (`agora plan`
+//! asks as the owner by default).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use wallets::{KdfStrength, KeystoreFile, Wallet};
+use wallets::{Address, KdfStrength, KeystoreFile, Wallet};
 
 use crate::config::Config;
 use crate::wallet_cmd::PasswordArgs;
@@ -31,7 +33,10 @@ const AGENTS: &[(&str, u16, &[&str], Option<&str>)] = &[
     ("weather-c", 7413, &["weather"], Some("1.50 USDC")),
 ];
 
-fn render(password_env: &str) -> String {
+/// The owner's keystore, relative to the directory of agents.toml.
+pub(crate) const OWNER_KEYSTORE: &str = ".agora/keystores/owner.json";
+
+fn render(password_env: &str, owner: Address) -> String {
     let mut out = String::from(
         "# Agora deployment written by `agora init`. Check it with `agora config check`.\n\
          # Keystore passwords come from the environment variable named by password_env.\n\n\
@@ -48,7 +53,10 @@ fn render(password_env: &str) -> String {
                 "services = [{{ skill = \"weather.forecast\", price = \"{price}\", unit = \"forecast\" }}]\n"
             )),
             None => out.push_str(&format!(
-                "\n[agents.{name}.policy]\nper_deal = \"5 USDC\"\nper_peer_daily = \"10 USDC\"\ndaily = \"25 USDC\"\n"
+                "\n[agents.{name}.policy]\nper_deal = \"5 USDC\"\nper_peer_daily = \"10 USDC\"\ndaily = \"25 USDC\"\n\n\
+                 # Who may commission trips (each trip pays a weather agent), and how much.\n\
+                 [agents.{name}.principals.owner]\naddress = \"{owner}\"\nskills = [\"travel.Plan\"]\n\
+                 max_per_request = \"2 USDC\"\ndaily = \"10 USDC\"\n"
             )),
         }
     }
@@ -61,8 +69,12 @@ pub(crate) fn run_init(args: InitArgs) -> Result<ExitCode> {
         bail!("{} exists; refusing to overwrite it", config_path.display());
     }
     let keystores = args.dir.join(".agora/keystores");
-    for (name, ..) in AGENTS {
-        let path = keystores.join(format!("{name}.json"));
+    let owner_path = args.dir.join(OWNER_KEYSTORE);
+    for path in AGENTS
+        .iter()
+        .map(|(name, ..)| keystores.join(format!("{name}.json")))
+        .chain([owner_path.clone()])
+    {
         if path.exists() {
             bail!("{} exists; refusing to overwrite a key", path.display());
         }
@@ -79,7 +91,15 @@ pub(crate) fn run_init(args: InitArgs) -> Result<ExitCode> {
         KeystoreFile::encrypt(&wallet, password.as_bytes(), strength)?.write_new(&path)?;
         println!("{name:<10} {}  {}", wallet.address(), path.display());
     }
-    let text = render(args.password.env_name());
+    let owner = Wallet::random();
+    KeystoreFile::encrypt(&owner, password.as_bytes(), strength)?.write_new(&owner_path)?;
+    println!(
+        "{:<10} {}  {}",
+        "owner",
+        owner.address(),
+        owner_path.display()
+    );
+    let text = render(args.password.env_name(), owner.address());
     write_new(&config_path, &text)?;
     // What we wrote must pass our own checks.
     Config::load(&config_path).map_err(|e| anyhow::anyhow!("generated config is invalid: {e}"))?;

@@ -1181,6 +1181,13 @@ impl Context {
             .map_err(Error::Wallet)
     }
 
+    /// The limits of the agent's spending policy, if it has one: for sizing what to ask
+    /// the policy for (a channel deposit within the per-deal limit, say). The policy
+    /// enforces them whatever the caller makes of them.
+    pub fn spending_limits(&self) -> Option<wallets::Limits> {
+        self.core.policy.as_ref().map(|p| p.limits().clone())
+    }
+
     /// Waits until every payment the policy signed is on disk.
     ///
     /// # Errors

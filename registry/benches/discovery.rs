@@ -94,6 +94,11 @@ async fn main() {
 
     // Register every agent with 1 to 3 services: raw transactions signed by wallets.
     let provider = Provider::<Http>::try_from(url.as_str()).unwrap();
+    chain::allow_contract(
+        &deployer,
+        addresses.registry,
+        &chain::bindings::agent_registry::AGENTREGISTRY_ABI,
+    );
     let registry = AgentRegistry::new(addresses.registry, deployer.clone());
     let t = Instant::now();
     let mut hashes = Vec::with_capacity(n);
@@ -126,7 +131,11 @@ async fn main() {
             value: wallets::U256::zero(),
             data,
         };
-        let sig = agent.sign_transaction(&tx).unwrap();
+        let policy = wallets::TxPolicy::new(u128::MAX).allow_call(
+            wallets::Address(addresses.registry.0),
+            register_selector(&tx.data),
+        );
+        let sig = agent.sign_transaction(&tx, &policy).unwrap();
         let raw = Bytes::from(tx.encode_signed(&sig));
         let hash: H256 = provider
             .request("eth_sendRawTransaction", [raw])
@@ -225,4 +234,11 @@ async fn main() {
         found
     );
     node.shutdown().await;
+}
+
+/// The function selector of `data`.
+fn register_selector(data: &[u8]) -> [u8; 4] {
+    let mut s = [0u8; 4];
+    s.copy_from_slice(&data[..4]);
+    s
 }

@@ -58,7 +58,7 @@ fn units(a: Amount) -> EU256 {
 }
 
 fn usdc(s: &str) -> Amount {
-    s.parse().unwrap()
+    format!("{s} USDC").parse().unwrap()
 }
 
 fn bytes(signed: &SignedPayment) -> EBytes {
@@ -168,9 +168,11 @@ async fn measure(url: &str, dir: &Path) -> Vec<Row> {
     // The seller's own address is trusted as a "channel contract" only so that the
     // policy signs a ReceiveWithAuthorization the seller may submit itself (the token
     // requires msg.sender == to); every other funding goes to the real contract.
-    let policy = SpendingPolicy::open(dir.join("policy"), buyer.clone(), Limits::default())
-        .unwrap()
-        .trust_channel_contract(wallets::Address(addresses.channel.0))
+    let policy = addresses
+        .pin(
+            SpendingPolicy::open(dir.join("policy"), buyer.clone(), Limits::default()).unwrap(),
+            "USD Coin",
+        )
         .trust_channel_contract(payee);
     let token_domain = Eip712Domain::new(
         "USD Coin",

@@ -16,7 +16,7 @@ use ethers::signers::Signer;
 use ethers::types::transaction::eip2718::TypedTransaction;
 use ethers::types::transaction::eip712::Eip712;
 use ethers::types::{Address as EAddress, Signature as ESignature, U256 as EU256};
-use wallets::{Eip1559Transaction, Wallet};
+use wallets::{Eip1559Transaction, TxPolicy, Wallet};
 
 pub use crate::sender::{ReliableError, ReliableSender, RetryPolicy};
 
@@ -98,18 +98,65 @@ pub async fn advance_time(client: &Client, secs: u64) -> Result<(), ChainError> 
     Ok(())
 }
 
+/// The default cap on one transaction's fee (`max_fee_per_gas × gas_limit`): 0.1 ether.
+pub const DEFAULT_MAX_TX_FEE_WEI: u128 = 100_000_000_000_000_000;
+
 /// Signs ethers transactions with a [`Wallet`]: the key stays in the wallets crate,
-/// which refuses transactions that move money (see [`Wallet::sign_transaction`]).
+/// which signs only what the signer's [`TxPolicy`] allows and never a transaction that
+/// moves money (see [`Wallet::sign_transaction`]).
+///
+/// The allow-list starts empty: [`Deployment::at`] and [`Deployment::deploy`] add the
+/// functions of the Agora contracts at their deployed addresses, and only
+/// [`Deployment::deploy`] allows contract creation.
 #[derive(Clone, Debug)]
 pub struct WalletSigner {
     wallet: Arc<Wallet>,
     chain_id: u64,
+    tx_policy: Arc<std::sync::RwLock<TxPolicy>>,
 }
 
 impl WalletSigner {
-    /// A signer for `chain_id`.
+    /// A signer for `chain_id` that allows nothing yet, with fees capped at
+    /// [`DEFAULT_MAX_TX_FEE_WEI`].
     pub fn new(wallet: Arc<Wallet>, chain_id: u64) -> Self {
-        Self { wallet, chain_id }
+        Self::with_tx_policy(wallet, chain_id, TxPolicy::new(DEFAULT_MAX_TX_FEE_WEI))
+    }
+
+    /// A signer for `chain_id` with `policy`.
+    pub fn with_tx_policy(wallet: Arc<Wallet>, chain_id: u64, policy: TxPolicy) -> Self {
+        Self {
+            wallet,
+            chain_id,
+            tx_policy: Arc::new(std::sync::RwLock::new(policy)),
+        }
+    }
+
+    /// Allows calls of every function of `abi` on `contract`.
+    pub fn allow_contract(&self, contract: EAddress, abi: &ethers::abi::Abi) {
+        let mut policy = self
+            .tx_policy
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for function in abi.functions() {
+            policy.insert_call(wallets::Address(contract.0), function.short_signature());
+        }
+    }
+
+    /// Allows contract creation from now on.
+    pub fn allow_create(&self) {
+        let mut policy = self
+            .tx_policy
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *policy = policy.clone().allow_create();
+    }
+
+    /// The transaction policy in force.
+    pub fn tx_policy(&self) -> TxPolicy {
+        self.tx_policy
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Converts an ethers transaction into the form the wallet signs.
@@ -183,7 +230,7 @@ impl Signer for WalletSigner {
 
     async fn sign_transaction(&self, tx: &TypedTransaction) -> Result<ESignature, Self::Error> {
         let ours = self.to_wallet_tx(tx)?;
-        let sig = self.wallet.sign_transaction(&ours)?;
+        let sig = self.wallet.sign_transaction(&ours, &self.tx_policy())?;
         let mut out = to_ethers_sig(&sig);
         // ethers expects an EIP-155 v here and reduces it to the parity for typed txs.
         out.v = u64::from(sig.v() - 27) + 35 + 2 * ours.chain_id;
@@ -214,6 +261,13 @@ impl Signer for WalletSigner {
     }
 }
 
+/// Adds the functions of `abi` on `contract` to `client`'s transaction allow-list, for
+/// contracts bound outside [`Deployment::at`] (a contract of one's own, a second
+/// binding through another account's client).
+pub fn allow_contract(client: &Client, contract: EAddress, abi: &ethers::abi::Abi) {
+    client.inner().signer().allow_contract(contract, abi);
+}
+
 /// An ethers client that signs with a wallet and sends through [`ReliableSender`].
 pub type Client = ReliableSender<SignerMiddleware<Provider<Http>, WalletSigner>>;
 
@@ -234,6 +288,20 @@ pub async fn connect_with(
     wallet: Arc<Wallet>,
     policy: RetryPolicy,
 ) -> Result<Arc<Client>, ChainError> {
+    connect_with_fee_cap(url, wallet, policy, DEFAULT_MAX_TX_FEE_WEI).await
+}
+
+/// As [`connect_with`], with each transaction's fee (`max_fee_per_gas × gas_limit`)
+/// capped at `max_fee_wei` instead of [`DEFAULT_MAX_TX_FEE_WEI`].
+///
+/// # Errors
+/// [`ChainError::Node`] if the URL is malformed or the node is unreachable.
+pub async fn connect_with_fee_cap(
+    url: &str,
+    wallet: Arc<Wallet>,
+    policy: RetryPolicy,
+    max_fee_wei: u128,
+) -> Result<Arc<Client>, ChainError> {
     let node = |message: String| ChainError::Node {
         url: url.to_owned(),
         message,
@@ -246,7 +314,7 @@ pub async fn connect_with(
         .await
         .map_err(|e| node(format!("eth_chainId: {e}")))?
         .as_u64();
-    let signer = WalletSigner::new(wallet.clone(), chain_id);
+    let signer = WalletSigner::with_tx_policy(wallet.clone(), chain_id, TxPolicy::new(max_fee_wei));
     let address = signer.address();
     let client = SignerMiddleware::new(provider, signer);
     Ok(Arc::new(ReliableSender::new(client, address, policy)))
@@ -270,6 +338,33 @@ pub struct Addresses {
     pub channel: EAddress,
     /// The block the first contract was deployed in: discovery starts syncing here.
     pub deployed_at: u64,
+}
+
+impl Addresses {
+    /// The stablecoin's EIP-712 domain: `token_name` (the name it was deployed with,
+    /// "USD Coin" as USDC), version "2", this chain and contract.
+    pub fn token_domain(&self, token_name: &str) -> wallets::Eip712Domain {
+        wallets::Eip712Domain::new(
+            token_name,
+            "2",
+            self.chain_id,
+            wallets::Address(self.stablecoin.0),
+        )
+    }
+
+    /// Pins `policy` to this deployment: it signs token payments only in the
+    /// stablecoin's domain ([`Addresses::token_domain`]), escrow permits only for this
+    /// `JobEscrow`, channel funding and vouchers only for this `PaymentChannel`.
+    pub fn pin(
+        &self,
+        policy: wallets::SpendingPolicy,
+        token_name: &str,
+    ) -> wallets::SpendingPolicy {
+        policy
+            .pin_token(self.token_domain(token_name))
+            .trust_escrow_contract(wallets::Address(self.escrow.0))
+            .trust_channel_contract(wallets::Address(self.channel.0))
+    }
 }
 
 /// Constructor parameters of a deployment.
@@ -369,6 +464,7 @@ impl Deployment {
         client: Arc<Client>,
         config: &DeployConfig,
     ) -> Result<(Self, Addresses), ChainError> {
+        client.inner().signer().allow_create();
         let me = client.inner().address();
         let governor = config.governor.unwrap_or(me);
         let arbiter = config.arbiter.unwrap_or(me);
@@ -450,20 +546,30 @@ impl Deployment {
             deployed_at,
         };
         tracing::info!(target: "chain::deploy", ?addresses, "contracts deployed");
-        Ok((
-            Self {
-                stablecoin,
-                registry,
-                escrow,
-                reputation,
-                channel,
-            },
-            addresses,
-        ))
+        Ok((Self::at(client, &addresses), addresses))
     }
 
     /// Binds to contracts deployed earlier.
+    ///
+    /// Adds the contracts' functions at these addresses to the client's transaction
+    /// allow-list ([`WalletSigner::allow_contract`]).
     pub fn at(client: Arc<Client>, addresses: &Addresses) -> Self {
+        let signer = client.inner().signer();
+        for (contract, abi) in [
+            (addresses.stablecoin, &*bindings::stablecoin::STABLECOIN_ABI),
+            (
+                addresses.registry,
+                &*bindings::agent_registry::AGENTREGISTRY_ABI,
+            ),
+            (addresses.escrow, &*bindings::job_escrow::JOBESCROW_ABI),
+            (addresses.reputation, &*bindings::reputation::REPUTATION_ABI),
+            (
+                addresses.channel,
+                &*bindings::payment_channel::PAYMENTCHANNEL_ABI,
+            ),
+        ] {
+            signer.allow_contract(contract, abi);
+        }
         Self {
             stablecoin: Stablecoin::new(addresses.stablecoin, client.clone()),
             registry: AgentRegistry::new(addresses.registry, client.clone()),

@@ -134,8 +134,8 @@ fn main() {
                 ..Limits::default()
             },
         )
-        .unwrap()
-        .trust_channel_contract(wallets::Address(chain.addresses.channel.0));
+        .unwrap();
+        let policy = chain.addresses.pin(policy, skills::negotiation::test_utils::TOKEN);
         let handle = AgentBuilder::new("buyer")
             .wallet(wallet.clone())
             .policy(Arc::new(policy))

@@ -135,7 +135,7 @@ fn chain_register_list_show_and_clean_stop() {
         "--skill",
         "weather.forecast",
         "--max-price",
-        "1",
+        "1 USDC",
     ]);
     assert!(out.contains("0 offer(s)"), "{out}");
 

@@ -15,10 +15,18 @@ use wallets::{KdfStrength, KeystoreFile, Wallet};
 
 const PASSWORD_ENV: &str = "AGORA_UP_TEST_PASSWORD";
 
-/// Writes light keystores for `names` and an agents.toml; returns the config path and
-/// each agent's (name, port).
+/// The owner's keystore in a [`deployment`]: the travel agent's principal.
+const OWNER_KEYSTORE: &str = "keys/owner.json";
+
+/// Writes light keystores for `names` and the owner, and an agents.toml in which the
+/// owner is the travel agent's principal; returns the config path.
 fn deployment(dir: &Path, network: &str, names: &[(&str, Option<&str>)]) -> PathBuf {
     let mut toml = format!("[network]\n{network}\n");
+    let owner = Wallet::random();
+    KeystoreFile::encrypt(&owner, b"pw", KdfStrength::Light)
+        .unwrap()
+        .write_new(&dir.join(OWNER_KEYSTORE))
+        .unwrap();
     for (name, price) in names {
         let ks = dir.join(format!("keys/{name}.json"));
         KeystoreFile::encrypt(&Wallet::random(), b"pw", KdfStrength::Light)
@@ -33,9 +41,12 @@ fn deployment(dir: &Path, network: &str, names: &[(&str, Option<&str>)]) -> Path
             Some(price) => toml.push_str(&format!(
                 "skills = [\"weather\"]\nservices = [{{ skill = \"weather.forecast\", price = \"{price}\", unit = \"forecast\" }}]\n"
             )),
-            None => toml.push_str(
-                "skills = [\"travel\", \"llm\"]\n\n[agents.travel.policy]\nper_deal = \"5 USDC\"\ndaily = \"25 USDC\"\n",
-            ),
+            None => toml.push_str(&format!(
+                "skills = [\"travel\", \"llm\"]\n\n[agents.travel.policy]\nper_deal = \"5 USDC\"\ndaily = \"25 USDC\"\n\n\
+                 [agents.travel.principals.owner]\naddress = \"{}\"\nskills = [\"travel.Plan\"]\n\
+                 max_per_request = \"2 USDC\"\ndaily = \"10 USDC\"\n",
+                owner.address()
+            )),
         }
     }
     let path = dir.join("agents.toml");
@@ -238,17 +249,24 @@ async fn up_survives_a_killed_weather_agent_and_stops_cleanly() {
         assert!(healthy(&endpoint(name)), "{name}\n{}", up.output());
     }
 
-    let plan = |request: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_agora"))
+    let plan_as = |keystore: &Path, request: &str| {
+        Command::new(env!("CARGO_BIN_EXE_agora"))
             .arg("plan")
             .arg(request)
             .arg("--config")
             .arg(&config)
             .arg("--dir")
             .arg(&state)
+            .arg("--keystore")
+            .arg(keystore)
+            .args(["--password-env", PASSWORD_ENV])
+            .env(PASSWORD_ENV, "pw")
             .args(["--timeout", "300s"])
             .output()
-            .unwrap();
+            .unwrap()
+    };
+    let plan = |request: &str| {
+        let out = plan_as(&dir.path().join(OWNER_KEYSTORE), request);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
             out.status.success(),
@@ -266,6 +284,52 @@ async fn up_survives_a_killed_weather_agent_and_stops_cleanly() {
     // holds a connection to it).
     let (first_seller, first_price) = plan("One day in Lisbon in July, please. I like the sea.");
     assert!(first_seller.starts_with("weather-b "), "{first_seller}");
+
+    // Regression: anyone who reached the travel agent's port could spend its budget.
+    // A fresh identity (`agora wallet new`) is no principal: refused with the reason,
+    // and nothing is spent.
+    let rpc = started["rpcUrl"].as_str().unwrap();
+    let addresses: registry::chain::Addresses = serde_json::from_str(
+        &std::fs::read_to_string(started["addresses"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    let client = chain::connect(rpc, Arc::new(Wallet::random()))
+        .await
+        .unwrap();
+    let contracts = Deployment::at(client, &addresses);
+    let travel_address: Address = started["agents"]["travel"]["address"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let before = contracts.balance_of(travel_address).await.unwrap();
+    let stranger = dir.path().join("stranger.json");
+    let made = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args([
+            "wallet",
+            "new",
+            "--light",
+            "--password-env",
+            PASSWORD_ENV,
+            "--keystore",
+        ])
+        .arg(&stranger)
+        .env(PASSWORD_ENV, "pw")
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let refused = plan_as(&stranger, "One day in Porto in July, please.");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "a stranger got a trip planned");
+    assert!(
+        stderr.contains("is not a principal of this agent"),
+        "{stderr}"
+    );
+    assert_eq!(contracts.balance_of(travel_address).await.unwrap(), before);
 
     // kill -9 the cheapest weather agent mid-run. The test then holds its port, so the
     // supervisor's restarts fail (and back off) until the next trip is bought: the
@@ -302,15 +366,6 @@ async fn up_survives_a_killed_weather_agent_and_stops_cleanly() {
 
     // Paid on chain: the seller holds exactly the price, the killed agent only the
     // first trip's.
-    let rpc = started["rpcUrl"].as_str().unwrap();
-    let addresses: registry::chain::Addresses = serde_json::from_str(
-        &std::fs::read_to_string(started["addresses"].as_str().unwrap()).unwrap(),
-    )
-    .unwrap();
-    let client = chain::connect(rpc, Arc::new(Wallet::random()))
-        .await
-        .unwrap();
-    let contracts = Deployment::at(client, &addresses);
     assert_eq!(contracts.balance_of(seller).await.unwrap(), price);
     let victim_address: Address = started["agents"]["weather-b"]["address"]
         .as_str()

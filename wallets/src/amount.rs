@@ -10,8 +10,16 @@ use crate::{Error, Result};
 /// An amount of a 6-decimal stablecoin, held as integer base units
 /// (1 USDC = 1 000 000 units). No floating point is ever involved.
 ///
-/// Parses and displays the `"12.50 USDC"` form; serializes as a decimal string of
-/// base units (`"12500000"`) so that JSON readers in any language keep every digit.
+/// Two text forms that never read the same string two ways:
+/// - for people (`FromStr`, `Display`, config files, the CLI): whole tokens, written
+///   with the unit or a decimal point, `"12 USDC"`, `"12.50"`, `"0.000001 usdc"`;
+/// - on the wire and in journals (serde): a decimal string of base units,
+///   `"12500000"`, as x402 and EIP-3009 write amounts, so that JSON readers in any
+///   language keep every digit.
+///
+/// A bare integer such as `"12"` is therefore refused by `FromStr` (it would mean 12
+/// tokens to a person and 12 base units on the wire) and a decimal or a unit is
+/// refused by serde, each with an error that shows the form it expects.
 ///
 /// ```
 /// use wallets::Amount;
@@ -19,6 +27,8 @@ use crate::{Error, Result};
 /// assert_eq!(price.base_units(), 12_500_000);
 /// assert_eq!(price.to_string(), "12.50 USDC");
 /// assert_eq!(price.checked_add(Amount::from_base_units(1))?.to_string(), "12.500001 USDC");
+/// assert!("12".parse::<Amount>().is_err());
+/// assert_eq!(serde_json::to_string(&price).unwrap(), r#""12500000""#);
 /// # Ok::<(), wallets::Error>(())
 /// ```
 #[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -112,7 +122,8 @@ impl fmt::Debug for Amount {
 impl FromStr for Amount {
     type Err = Error;
 
-    /// Parses `"12"`, `"12.5"`, `"12.50 USDC"`, `"0.000001 usdc"`. Rejects signs,
+    /// Parses whole tokens: `"12 USDC"`, `"12.5"`, `"12.50 USDC"`, `"0.000001 usdc"`.
+    /// Rejects a bare integer (ambiguous with the base units of the wire form), signs,
     /// exponents, separators, more than six decimals and any other unit.
     fn from_str(input: &str) -> Result<Self> {
         let err = |reason| Error::AmountParse {
@@ -120,14 +131,14 @@ impl FromStr for Amount {
             reason,
         };
         let trimmed = input.trim();
-        let number = match trimmed.split_once(char::is_whitespace) {
+        let (number, has_unit) = match trimmed.split_once(char::is_whitespace) {
             Some((number, unit)) => {
                 if !unit.trim().eq_ignore_ascii_case(Self::SYMBOL) {
                     return Err(err("unknown unit; expected USDC"));
                 }
-                number
+                (number, true)
             }
-            None => trimmed,
+            None => (trimmed, false),
         };
         let (whole, frac) = match number.split_once('.') {
             Some((w, f)) => (w, f),
@@ -144,6 +155,11 @@ impl FromStr for Amount {
         }
         if frac.len() > Self::DECIMALS as usize {
             return Err(err("more than 6 decimal places"));
+        }
+        if !has_unit && !number.contains('.') {
+            return Err(err(
+                "a bare integer is ambiguous: write whole tokens with the unit or a decimal point (\"12 USDC\", \"12.0\"); base units appear only in JSON",
+            ));
         }
         let overflow = || err("too large");
         let whole: u128 = whole.parse().map_err(|_| overflow())?;
@@ -169,11 +185,15 @@ impl Serialize for Amount {
 impl<'de> Deserialize<'de> for Amount {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        s.parse::<u128>().map(Self).map_err(|_| {
-            serde::de::Error::custom(format!(
-                "amount {s:?} must be a decimal string of base units"
-            ))
-        })
+        // `u128::from_str` also takes a leading `+`; the wire form is digits only.
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(serde::de::Error::custom(format!(
+                "amount {s:?} must be a decimal string of base units (\"12500000\" for 12.50 USDC)"
+            )));
+        }
+        s.parse::<u128>()
+            .map(Self)
+            .map_err(|_| serde::de::Error::custom(format!("amount {s:?} is too large")))
     }
 }
 
@@ -185,11 +205,12 @@ mod tests {
     #[test]
     fn parses_common_forms() {
         for (text, units) in [
-            ("12", 12_000_000),
+            ("12 USDC", 12_000_000),
+            ("12.0", 12_000_000),
             ("12.5", 12_500_000),
             ("12.50 USDC", 12_500_000),
             ("  0.000001 usdc ", 1),
-            ("0", 0),
+            ("0 USDC", 0),
             ("1000000.123456", 1_000_000_123_456),
         ] {
             assert_eq!(
@@ -204,6 +225,8 @@ mod tests {
     fn rejects_bad_forms_with_reasons() {
         for (text, reason) in [
             ("", "no digits"),
+            ("12", "ambiguous"),
+            ("12500000", "ambiguous"),
             ("-1", "only digits"),
             ("1e6", "only digits"),
             ("1,000", "only digits"),
@@ -212,7 +235,7 @@ mod tests {
             ("5.", "both sides"),
             ("0.0000001", "more than 6"),
             ("12 EUR", "unknown unit"),
-            ("999999999999999999999999999999999999999", "too large"),
+            ("999999999999999999999999999999999999999 USDC", "too large"),
         ] {
             let err = text.parse::<Amount>().unwrap_err().to_string();
             assert!(err.contains(reason), "{text:?}: {err}");
@@ -250,6 +273,30 @@ mod tests {
         assert_eq!(serde_json::to_string(&a).unwrap(), "\"12500000\"");
         assert_eq!(serde_json::from_str::<Amount>("\"12500000\"").unwrap(), a);
         assert!(serde_json::from_str::<Amount>("12.5").is_err());
+    }
+
+    /// Regression: `FromStr` read "12" as 12 USDC while serde read it as 12 base
+    /// units, so an amount copied from a journal into a config (or the reverse) was
+    /// off by a factor of a million without an error.
+    #[test]
+    fn no_string_reads_as_two_amounts() {
+        for text in ["12", "12500000", "0", "1"] {
+            let wire = serde_json::from_str::<Amount>(&format!("{text:?}")).unwrap();
+            let err = text.parse::<Amount>().unwrap_err().to_string();
+            assert!(
+                err.contains("ambiguous"),
+                "{text}: read as {wire} and as {err}"
+            );
+        }
+        for text in ["12.5", "12 USDC", "+12", "1e3", " 12"] {
+            assert!(
+                serde_json::from_str::<Amount>(&format!("{text:?}")).is_err(),
+                "{text} is no base-unit string"
+            );
+        }
+        // Journals written before keep their meaning: digits are base units.
+        let old: Amount = serde_json::from_str("\"950000\"").unwrap();
+        assert_eq!(old, "0.95 USDC".parse().unwrap());
     }
 
     proptest! {

@@ -335,6 +335,24 @@ impl TypedData {
         ))
     }
 
+    /// The domain's `verifyingContract`, if it has one.
+    ///
+    /// # Errors
+    /// [`Error::TypedData`] (path `domain.verifyingContract`) when it is not an address.
+    pub fn verifying_contract(&self) -> Result<Option<Address>> {
+        match self.domain.get("verifyingContract") {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => s
+                .parse()
+                .map(Some)
+                .map_err(|e: Error| Error::typed("domain.verifyingContract", e.to_string())),
+            Some(_) => Err(Error::typed(
+                "domain.verifyingContract",
+                "not a string of an address",
+            )),
+        }
+    }
+
     /// Whether the primary type is one that moves money (see [`PAYMENT_TYPES`]).
     pub fn is_payment(&self) -> bool {
         PAYMENT_TYPES.contains(&self.primary_type.as_str())

@@ -69,6 +69,17 @@ pub enum Error {
         "refusing to sign a `{0}` outside the spending policy; payments are signed only by SpendingPolicy::authorize"
     )]
     PaymentOutsidePolicy(String),
+    /// A transaction its [`crate::TxPolicy`] does not allow.
+    #[error("refusing to sign the transaction: {0}")]
+    TransactionRefused(String),
+    /// A request was refused under its principal's mandate ([`crate::Mandates`]).
+    #[error("refused for {principal}: {reason}")]
+    MandateRefused {
+        /// Who asked.
+        principal: Address,
+        /// The rule.
+        reason: crate::mandate::MandateViolation,
+    },
     /// A keystore file could not be read or written.
     #[error("keystore {path}: {reason}")]
     Keystore {
@@ -193,9 +204,40 @@ pub enum PolicyViolation {
     /// A channel payment does not match the channel it names.
     #[error("channel payment does not match its channel: {0}")]
     ChannelMismatch(&'static str),
-    /// Channel funding to a contract the policy was not told to trust.
+    /// Channel funding or a voucher for a contract the policy was not told to trust.
     #[error("{0} is not a trusted payment channel contract")]
     UntrustedChannelContract(Address),
+    /// An escrow permit whose spender is not a trusted escrow contract.
+    #[error("{0} is not a trusted escrow contract")]
+    UntrustedEscrowContract(Address),
+    /// A token payment in an EIP-712 domain that is not one the policy is pinned to
+    /// (another chain id, contract, name or version).
+    #[error("the token domain {0} is not one this policy is pinned to")]
+    UnpinnedToken(String),
+    /// Before the limits' validity window opens.
+    #[error("the limits are valid from {valid_from} (unix seconds), it is {now}")]
+    NotYetValid {
+        /// When the window opens.
+        valid_from: u64,
+        /// The policy's clock.
+        now: u64,
+    },
+    /// After the limits' validity window closed.
+    #[error("the limits expired at {valid_until} (unix seconds), it is {now}")]
+    Expired {
+        /// When the window closed.
+        valid_until: u64,
+        /// The policy's clock.
+        now: u64,
+    },
+    /// The payment would exceed the number of payments allowed in the rolling window.
+    #[error("would be payment number {would_be} in the last 24h, over the limit of {limit}")]
+    Recurrence {
+        /// The configured number.
+        limit: u32,
+        /// What the count would have become.
+        would_be: u64,
+    },
 }
 
 impl Error {

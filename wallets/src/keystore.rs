@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use aes::cipher::{KeyIvInit, StreamCipher};
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::primitives::decode_hex;
@@ -216,7 +217,14 @@ impl KeystoreFile {
             }
         };
 
-        if mac(&derived, &ciphertext).as_bytes().as_slice() != expected_mac.as_slice() {
+        // In constant time: how much of a guessed MAC matches must not show in timing.
+        let computed = mac(&derived, &ciphertext);
+        if !bool::from(
+            computed
+                .as_bytes()
+                .as_slice()
+                .ct_eq(expected_mac.as_slice()),
+        ) {
             return Err(Error::KeystoreMac(path.to_owned()));
         }
         let mut secret = Zeroizing::new(ciphertext);
@@ -483,6 +491,32 @@ mod tests {
         f.crypto.cipherparams.iv = "00".into();
         let err = f.decrypt(b"x", Path::new("k")).unwrap_err().to_string();
         assert!(err.contains("iv"), "{err}");
+    }
+
+    /// Regression: memory bounds alone let `p` ask for hours of scrypt work
+    /// (n = 2^20, r = 1, p = 2^21 is 256 MiB at a time, 2^41 block mixes in all).
+    #[test]
+    fn hostile_scrypt_work_fails_fast_naming_the_parameter() {
+        for (n, r, p, named) in [
+            (1u64 << 20, 1u64, 1u64 << 21, "p = 2097152"),
+            (1 << 20, 8, 2, "p = 2:"),
+        ] {
+            let mut f = vector(SCRYPT_VECTOR);
+            f.crypto.kdfparams["n"] = n.into();
+            f.crypto.kdfparams["r"] = r.into();
+            f.crypto.kdfparams["p"] = p.into();
+            // A bound on the wait, so the old behaviour fails instead of running for hours.
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = tx.send(f.decrypt(b"x", Path::new("k")).map(|w| w.address()));
+            });
+            let err = rx
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .expect("still deriving a key after 60 s")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(named) && err.contains("work limit"), "{err}");
+        }
     }
 
     #[test]

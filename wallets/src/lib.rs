@@ -48,6 +48,7 @@ mod error;
 pub mod journal;
 mod key_table;
 pub mod keystore;
+mod mandate;
 pub(crate) mod modinv;
 mod payment;
 mod policy;
@@ -63,6 +64,7 @@ pub use eip712::{Eip712, Eip712Domain, TypedData};
 pub use error::{Error, PolicyViolation, Result};
 pub use journal::{Journal, JournalEntry};
 pub use keystore::{KdfStrength, KeystoreFile};
+pub use mandate::{Commission, Mandate, MandateViolation, Mandates};
 pub use payment::{
     Channel, ChannelFunding, Payment, Permit, ReceiveWithAuthorization, SignedPayment,
     TransferWithAuthorization, Voucher,
@@ -71,5 +73,5 @@ pub use policy::{Limits, SpendingPolicy, WINDOW_SECS};
 pub use primitive_types::U256;
 pub use primitives::{keccak256, Address, B256};
 pub use signature::{PublicKey, Signature};
-pub use transaction::Eip1559Transaction;
+pub use transaction::{Eip1559Transaction, TxPolicy};
 pub use wallet::Wallet;

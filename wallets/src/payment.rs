@@ -252,6 +252,18 @@ impl Voucher {
     }
 }
 
+/// Whether `type_hash` is the EIP-712 type hash of a type that moves money: the
+/// payment types of this module, whatever name a caller gives them.
+pub(crate) fn is_payment_type_hash(type_hash: &B256) -> bool {
+    [
+        TransferWithAuthorization::type_hash(),
+        ReceiveWithAuthorization::type_hash(),
+        Permit::type_hash(),
+        Voucher::type_hash(),
+    ]
+    .contains(type_hash)
+}
+
 /// A payment the wallet may be asked to sign.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
@@ -271,7 +283,9 @@ pub enum Payment {
         domain: Eip712Domain,
         /// The permit (spender = the escrow contract).
         permit: Permit,
-        /// Who the escrow pays on release: the payee the policy counts.
+        /// Who the escrow pays on release. Not part of the permit's signature: the
+        /// policy holds it to its allow- and deny-lists, but counts the permit's
+        /// spender as the payee.
         seller: Address,
         /// The buyer's job id (the escrow id is keccak256(buyer, job id)).
         job_id: B256,
@@ -369,14 +383,25 @@ impl Payment {
         }
     }
 
-    /// Who is paid.
+    /// Who is paid, as the signature binds it: for an escrow deposit the permit's
+    /// spender (the escrow contract), since the seller it releases to is not signed.
     pub fn payee(&self) -> Address {
         match self {
             Self::Authorization { transfer, .. } => transfer.to,
-            Self::EscrowDeposit { seller, .. } => *seller,
+            Self::EscrowDeposit { permit, .. } => permit.spender,
             Self::ChannelFunding { channel, .. } | Self::ChannelVoucher { channel, .. } => {
                 channel.payee
             }
+        }
+    }
+
+    /// Who the money is meant for in the end: the payee, or for an escrow deposit the
+    /// seller the escrow releases to (declared, not signed: check it against the
+    /// chain, as the audit does).
+    pub fn beneficiary(&self) -> Address {
+        match self {
+            Self::EscrowDeposit { seller, .. } => *seller,
+            _ => self.payee(),
         }
     }
 

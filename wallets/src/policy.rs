@@ -13,7 +13,16 @@
 //! nothing (it stays the payer's until vouchers release it, and comes back at expiry),
 //! so the policy signs funding only for channel contracts it was told to trust
 //! ([`SpendingPolicy::trust_channel_contract`]) and only with the EIP-3009 nonce that
-//! binds the channel's terms.
+//! binds the channel's terms; a funding still counts against the per-deal limit.
+//!
+//! The policy decides on signed facts and on contracts it was pinned to, never on a
+//! field that travels unsigned: a token payment must be in a token domain the policy
+//! is pinned to ([`SpendingPolicy::pin_token`]: chain id, contract, name and version),
+//! an escrow permit's `spender` must be a trusted escrow contract and is the payee the
+//! limits count (the `seller` an escrow releases to is not part of the permit), and
+//! a voucher must be in a trusted channel contract's domain. Every pinned contract is
+//! guarded in the wallet too ([`Wallet::guard_contract`]), so no typed data in its
+//! domain is signed outside the policy.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -33,7 +42,8 @@ pub const WINDOW_SECS: u64 = 24 * 60 * 60;
 /// The limits a [`SpendingPolicy`] enforces. `None` means no limit of that kind.
 ///
 /// They mirror AP2 mandate constraints: payees (allow/deny), amount per
-/// transaction, a budget per rolling day, overall and per payee.
+/// transaction, a budget per rolling day, overall and per payee, a validity window and
+/// a recurrence (how many payments a rolling day may hold).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
@@ -52,6 +62,15 @@ pub struct Limits {
     /// These payees are never paid.
     #[serde(default)]
     pub deny: BTreeSet<Address>,
+    /// Unix seconds from which payments may be signed.
+    #[serde(default)]
+    pub valid_from: Option<u64>,
+    /// Unix seconds after which no payment is signed.
+    #[serde(default)]
+    pub valid_until: Option<u64>,
+    /// Most payments in any rolling 24 hours.
+    #[serde(default)]
+    pub max_payments_daily: Option<u32>,
 }
 
 /// A stored authorization: the payment, its signature and when it was made.
@@ -80,12 +99,15 @@ type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 /// let dir = tempfile::tempdir()?;
 /// let wallet = Arc::new(Wallet::random());
 /// let limits = Limits { per_deal: Some("5 USDC".parse()?), ..Limits::default() };
-/// let policy = SpendingPolicy::open(dir.path().join("spend"), wallet.clone(), limits)?;
+/// // The token's EIP-712 domain, from the deployment: payments are signed only in it.
+/// let token = Eip712Domain::new("USD Coin", "2", 31337, Address([7; 20]));
+/// let policy = SpendingPolicy::open(dir.path().join("spend"), wallet.clone(), limits)?
+///     .pin_token(token.clone());
 ///
 /// let seller: Address = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed".parse()?;
 /// let pay = |value: &str| -> Result<Payment, wallets::Error> {
 ///     Ok(Payment::Authorization {
-///         domain: Eip712Domain::new("USD Coin", "2", 31337, Address::ZERO),
+///         domain: token.clone(),
 ///         transfer: TransferWithAuthorization {
 ///             from: wallet.address(), to: seller, value: value.parse()?,
 ///             valid_after: 0, valid_before: u64::MAX, nonce: B256::random(),
@@ -94,7 +116,7 @@ type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 /// };
 /// let signed = policy.authorize(&pay("2.50")?)?;
 /// signed.verify()?;
-/// assert!(policy.authorize(&pay("7")?).is_err()); // over the per-deal limit
+/// assert!(policy.authorize(&pay("7 USDC")?).is_err()); // over the per-deal limit
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct SpendingPolicy {
@@ -112,6 +134,10 @@ pub struct SpendingPolicy {
     writer: crate::store::AtomicWriter,
     /// Contracts trusted to hold channel deposits.
     channel_contracts: BTreeSet<Address>,
+    /// Contracts trusted to hold escrow deposits.
+    escrow_contracts: BTreeSet<Address>,
+    /// The token domains payments may be signed in.
+    tokens: Vec<crate::Eip712Domain>,
     clock: Clock,
     /// Serialises check-then-record so two concurrent payments cannot both pass a limit;
     /// holds the rolling window's spends and totals, so a check does not rescan the log.
@@ -183,6 +209,8 @@ impl SpendingPolicy {
             channels,
             writer,
             channel_contracts: BTreeSet::new(),
+            escrow_contracts: BTreeSet::new(),
+            tokens: Vec::new(),
             clock: Arc::new(unix_now),
             gate: Mutex::new(Window::default()),
         };
@@ -199,7 +227,31 @@ impl SpendingPolicy {
     /// does the policy sign [`Payment::ChannelFunding`] to it. Take the address from the
     /// deployment, never from a peer.
     pub fn trust_channel_contract(mut self, contract: Address) -> Self {
+        self.wallet.guard_contract(contract);
         self.channel_contracts.insert(contract);
+        self
+    }
+
+    /// Trusts `contract` (a deployed `JobEscrow`) to hold escrow deposits: only then does
+    /// the policy sign a permit whose spender it is. Take the address from the
+    /// deployment, never from a peer.
+    pub fn trust_escrow_contract(mut self, contract: Address) -> Self {
+        self.wallet.guard_contract(contract);
+        self.escrow_contracts.insert(contract);
+        self
+    }
+
+    /// Pins a token's EIP-712 domain (chain id, contract, name and version): token
+    /// payments (authorizations, escrow permits, channel funding) are signed only in a
+    /// pinned domain. Take it from the deployment and the token itself, never from a
+    /// peer.
+    pub fn pin_token(mut self, domain: crate::Eip712Domain) -> Self {
+        if let Some(contract) = domain.verifying_contract {
+            self.wallet.guard_contract(contract);
+        }
+        if !self.tokens.contains(&domain) {
+            self.tokens.push(domain);
+        }
         self
     }
 
@@ -357,17 +409,34 @@ impl SpendingPolicy {
         if payment.payer() != self.wallet.address() {
             return Err(deny(PolicyViolation::WrongPayer(payment.payer())));
         }
-        if let Err(reason) = self.check_channel_terms(payment) {
+        if let Err(reason) = self
+            .check_validity(now)
+            .and_then(|()| self.check_contracts(payment))
+            .and_then(|()| self.check_channel_terms(payment))
+        {
             return Err(deny(reason));
         }
         if amount.is_zero() {
             return Err(deny(PolicyViolation::Zero));
         }
-        if self.limits.deny.contains(&payee) {
+        // An escrow's declared seller is held to the lists too, beside the payee.
+        let seller = match payment {
+            Payment::EscrowDeposit { seller, .. } => Some(*seller),
+            _ => None,
+        };
+        let payees = || std::iter::once(payee).chain(seller);
+        if payees().any(|p| self.limits.deny.contains(&p)) {
             return Err(deny(PolicyViolation::Denied));
         }
         if let Some(allow) = &self.limits.allow {
-            if !allow.contains(&payee) {
+            let escrow = self.escrow_contracts.contains(&payee) && seller.is_some();
+            let allowed = match seller {
+                // A trusted escrow contract is where the money waits; the seller it
+                // releases to is the one the allow-list must name.
+                Some(seller) if escrow => allow.contains(&seller),
+                _ => allow.contains(&payee),
+            };
+            if !allowed {
                 return Err(deny(PolicyViolation::NotAllowed));
             }
         }
@@ -384,11 +453,23 @@ impl SpendingPolicy {
             _ => amount,
         };
         if let Some(limit) = self.limits.per_deal {
-            if counted > limit {
+            // Channel funding counts nothing against the budgets (vouchers do), but one
+            // deposit is still held to the per-deal limit.
+            let deal = match payment {
+                Payment::ChannelFunding { .. } => amount,
+                _ => counted,
+            };
+            if deal > limit {
                 return Err(deny(PolicyViolation::PerDeal { limit }));
             }
         }
         let (total, to_peer) = self.window_totals(now, Some(payee), window)?;
+        if let Some(limit) = self.limits.max_payments_daily {
+            let would_be = window.spends.len() as u64 + 1;
+            if !counted.is_zero() && would_be > u64::from(limit) {
+                return Err(deny(PolicyViolation::Recurrence { limit, would_be }));
+            }
+        }
         if let Some(limit) = self.limits.per_peer_daily {
             let would_be = to_peer.unwrap_or_default().checked_add(counted)?;
             if would_be > limit {
@@ -402,6 +483,47 @@ impl SpendingPolicy {
             }
         }
         Ok(counted)
+    }
+
+    /// The limits' validity window holds `now`.
+    fn check_validity(&self, now: u64) -> Result<(), PolicyViolation> {
+        match (self.limits.valid_from, self.limits.valid_until) {
+            (Some(valid_from), _) if now < valid_from => {
+                Err(PolicyViolation::NotYetValid { valid_from, now })
+            }
+            (_, Some(valid_until)) if now > valid_until => {
+                Err(PolicyViolation::Expired { valid_until, now })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Token payments are in a pinned token domain, escrow permits name a trusted escrow
+    /// contract as spender, vouchers are in a trusted channel contract's domain.
+    fn check_contracts(&self, payment: &Payment) -> Result<(), PolicyViolation> {
+        let token = match payment {
+            Payment::Authorization { domain, .. }
+            | Payment::EscrowDeposit { domain, .. }
+            | Payment::ChannelFunding { domain, .. } => Some(domain),
+            Payment::ChannelVoucher { domain, .. } => {
+                let contract = domain.verifying_contract.unwrap_or_default();
+                if !self.channel_contracts.contains(&contract) {
+                    return Err(PolicyViolation::UntrustedChannelContract(contract));
+                }
+                None
+            }
+        };
+        if let Some(domain) = token {
+            if !self.tokens.contains(domain) {
+                return Err(PolicyViolation::UnpinnedToken(describe(domain)));
+            }
+        }
+        if let Payment::EscrowDeposit { permit, .. } = payment {
+            if !self.escrow_contracts.contains(&permit.spender) {
+                return Err(PolicyViolation::UntrustedEscrowContract(permit.spender));
+            }
+        }
+        Ok(())
     }
 
     /// A channel payment must be what it says: a voucher for its channel's id, a funding
@@ -508,7 +630,18 @@ impl fmt::Debug for SpendingPolicy {
     }
 }
 
-fn unix_now() -> u64 {
+/// A token domain as errors show it.
+fn describe(domain: &crate::Eip712Domain) -> String {
+    format!(
+        "{:?} version {:?} on chain {} at {}",
+        domain.name.as_deref().unwrap_or_default(),
+        domain.version.as_deref().unwrap_or_default(),
+        domain.chain_id.unwrap_or_default(),
+        domain.verifying_contract.unwrap_or_default()
+    )
+}
+
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -556,7 +689,16 @@ mod tests {
             }
         }
 
+        /// A policy pinned to [`token`] and trusting the channel and escrow contracts.
         fn policy(&self, limits: Limits) -> SpendingPolicy {
+            self.bare_policy(limits)
+                .pin_token(token())
+                .trust_channel_contract(CHANNELS)
+                .trust_escrow_contract(ESCROW)
+        }
+
+        /// A policy pinned to nothing and trusting no contract.
+        fn bare_policy(&self, limits: Limits) -> SpendingPolicy {
             let now = self.now.clone();
             SpendingPolicy::open(&self.path, self.wallet.clone(), limits)
                 .unwrap()
@@ -565,11 +707,11 @@ mod tests {
 
         fn payment(&self, to: Address, value: &str) -> Payment {
             Payment::Authorization {
-                domain: Eip712Domain::new("USD Coin", "2", 31337, Address([7; 20])),
+                domain: token(),
                 transfer: TransferWithAuthorization {
                     from: self.wallet.address(),
                     to,
-                    value: value.parse().unwrap(),
+                    value: amount(value),
                     valid_after: 0,
                     valid_before: u64::MAX,
                     nonce: B256::random(),
@@ -577,6 +719,13 @@ mod tests {
             }
         }
     }
+
+    /// The token domain the fixture's policies are pinned to.
+    fn token() -> Eip712Domain {
+        Eip712Domain::new("USD Coin", "2", 31337, Address([7; 20]))
+    }
+
+    const ESCROW: Address = Address([0xee; 20]);
 
     fn reason(err: Error) -> PolicyViolation {
         match err {
@@ -592,7 +741,7 @@ mod tests {
     fn per_deal_limit() {
         let f = Fixture::new();
         let p = f.policy(Limits {
-            per_deal: Some("5".parse().unwrap()),
+            per_deal: Some(amount("5")),
             ..Limits::default()
         });
         assert!(p
@@ -648,8 +797,8 @@ mod tests {
     fn rolling_daily_and_per_peer_limits_survive_restart() {
         let f = Fixture::new();
         let limits = Limits {
-            per_peer_daily: Some("6".parse().unwrap()),
-            daily: Some("10".parse().unwrap()),
+            per_peer_daily: Some(amount("6")),
+            daily: Some(amount("10")),
             ..Limits::default()
         };
         {
@@ -662,7 +811,7 @@ mod tests {
         let p = f.policy(limits);
         assert_eq!(
             p.spent(Some(PEER_A)).unwrap(),
-            ("8".parse().unwrap(), Some("4".parse().unwrap()))
+            (amount("8"), Some(amount("4")))
         );
         assert!(matches!(
             reason(p.authorize(&f.payment(PEER_A, "2.5")).unwrap_err()),
@@ -677,7 +826,7 @@ mod tests {
         ));
         // 24 hours after the first spend it leaves the window.
         f.now.fetch_add(WINDOW_SECS - 3600, Ordering::SeqCst);
-        assert_eq!(p.spent(None).unwrap().0, "4".parse().unwrap());
+        assert_eq!(p.spent(None).unwrap().0, amount("4"));
         assert!(p.authorize(&f.payment(PEER_A, "6")).is_ok());
     }
 
@@ -685,7 +834,7 @@ mod tests {
     fn retries_return_the_same_signature_and_count_once() {
         let f = Fixture::new();
         let limits = Limits {
-            daily: Some("5".parse().unwrap()),
+            daily: Some(amount("5")),
             ..Limits::default()
         };
         let payment = f.payment(PEER_A, "3");
@@ -693,7 +842,7 @@ mod tests {
         let p = f.policy(limits);
         let again = p.authorize(&payment).unwrap();
         assert_eq!(first, again);
-        assert_eq!(p.spent(None).unwrap().0, "3".parse().unwrap());
+        assert_eq!(p.spent(None).unwrap().0, amount("3"));
         assert_eq!(p.authorized(&payment.id()).unwrap(), Some(first));
 
         // Same id, different content: refused, not signed.
@@ -701,7 +850,7 @@ mod tests {
         let Payment::Authorization { transfer, .. } = &mut changed else {
             unreachable!()
         };
-        transfer.value = "4".parse().unwrap();
+        transfer.value = amount("4");
         assert!(matches!(
             p.authorize(&changed),
             Err(Error::PaymentIdReused(_))
@@ -712,7 +861,7 @@ mod tests {
     fn concurrent_payments_cannot_overspend() {
         let f = Fixture::new();
         let p = Arc::new(f.policy(Limits {
-            daily: Some("10".parse().unwrap()),
+            daily: Some(amount("10")),
             ..Limits::default()
         }));
         let payments: Vec<Payment> = (0..40).map(|_| f.payment(PEER_A, "1")).collect();
@@ -730,7 +879,7 @@ mod tests {
                 .sum::<usize>()
         });
         assert_eq!(ok, 10);
-        assert_eq!(p.spent(None).unwrap().0, "10".parse().unwrap());
+        assert_eq!(p.spent(None).unwrap().0, amount("10"));
     }
 
     // ------------------------------------------------------------------ channels
@@ -752,7 +901,7 @@ mod tests {
                 channel,
                 voucher: Voucher {
                     channel_id: channel.id(),
-                    cumulative_amount: cumulative.parse().unwrap(),
+                    cumulative_amount: amount(cumulative),
                 },
             }
         }
@@ -763,11 +912,11 @@ mod tests {
                 ChannelFunding::TopUp { deposit } => channel.top_up_nonce(deposit),
             };
             Payment::ChannelFunding {
-                domain: Eip712Domain::new("USD Coin", "2", 31337, Address([7; 20])),
+                domain: token(),
                 authorization: ReceiveWithAuthorization {
                     from: self.wallet.address(),
                     to: CHANNELS,
-                    value: value.parse().unwrap(),
+                    value: amount(value),
                     valid_after: 0,
                     valid_before: u64::MAX,
                     nonce,
@@ -779,7 +928,7 @@ mod tests {
     }
 
     fn amount(s: &str) -> Amount {
-        s.parse().unwrap()
+        format!("{s} USDC").parse().unwrap()
     }
 
     #[test]
@@ -908,7 +1057,7 @@ mod tests {
     fn channel_funding_needs_a_trusted_contract_and_the_binding_nonce() {
         let f = Fixture::new();
         let limits = Limits {
-            per_deal: Some(amount("1")),
+            per_deal: Some(amount("50")),
             daily: Some(amount("5")),
             deny: [PEER_B].into(),
             ..Limits::default()
@@ -917,12 +1066,17 @@ mod tests {
         let open = f.funding(ch, "50", ChannelFunding::Open { expires_at: 99 });
         // Not trusted: refused, whatever the terms.
         assert_eq!(
-            reason(f.policy(limits.clone()).authorize(&open).unwrap_err()),
+            reason(
+                f.bare_policy(limits.clone())
+                    .pin_token(token())
+                    .authorize(&open)
+                    .unwrap_err()
+            ),
             PolicyViolation::UntrustedChannelContract(CHANNELS)
         );
-        let p = f.policy(limits).trust_channel_contract(CHANNELS);
-        // The deposit counts nothing: it is above the per-deal and daily limits, and the
-        // budget stays whole for the vouchers.
+        let p = f.policy(limits);
+        // The deposit counts nothing: it is above the daily limit, and the budget stays
+        // whole for the vouchers.
         let signed = p.authorize(&open).unwrap();
         signed.verify().unwrap();
         assert_eq!(p.spent(None).unwrap().0, Amount::ZERO);
@@ -992,5 +1146,178 @@ mod tests {
             w.sign_typed(&Voucher::domain(1, CHANNELS), &v),
             Err(Error::PaymentOutsidePolicy(t)) if t == "Voucher"
         ));
+    }
+
+    /// Regression: a channel deposit counted nothing at all, so one funding could lock
+    /// any amount whatever the per-deal limit.
+    #[test]
+    fn channel_funding_counts_against_the_per_deal_limit() {
+        let f = Fixture::new();
+        let p = f.policy(Limits {
+            per_deal: Some(amount("1")),
+            ..Limits::default()
+        });
+        let open = f.funding(
+            f.channel(PEER_A, 1),
+            "50",
+            ChannelFunding::Open { expires_at: 99 },
+        );
+        assert_eq!(
+            reason(p.authorize(&open).unwrap_err()),
+            PolicyViolation::PerDeal { limit: amount("1") }
+        );
+        let small = f.funding(
+            f.channel(PEER_A, 2),
+            "1",
+            ChannelFunding::Open { expires_at: 99 },
+        );
+        p.authorize(&small).unwrap();
+    }
+
+    /// Regression: any token domain was signed in, so a peer could name another token,
+    /// chain or EIP-712 version and have the wallet authorize a transfer there.
+    #[test]
+    fn token_payments_only_in_a_pinned_domain() {
+        let f = Fixture::new();
+        let p = f.policy(Limits::default());
+        p.authorize(&f.payment(PEER_A, "1")).unwrap();
+        let elsewhere = [
+            Eip712Domain::new("USD Coin", "2", 1, Address([7; 20])),
+            Eip712Domain::new("USD Coin", "2", 31337, Address([8; 20])),
+            Eip712Domain::new("USDC", "2", 31337, Address([7; 20])),
+            Eip712Domain::new("USD Coin", "1", 31337, Address([7; 20])),
+        ];
+        for domain in elsewhere {
+            let mut pay = f.payment(PEER_A, "1");
+            let Payment::Authorization { domain: d, .. } = &mut pay else {
+                unreachable!()
+            };
+            *d = domain;
+            assert!(matches!(
+                reason(p.authorize(&pay).unwrap_err()),
+                PolicyViolation::UnpinnedToken(_)
+            ));
+        }
+        // A policy pinned to nothing signs no token payment.
+        let bare = Fixture::new();
+        assert!(matches!(
+            reason(
+                bare.bare_policy(Limits::default())
+                    .authorize(&bare.payment(PEER_A, "1"))
+                    .unwrap_err()
+            ),
+            PolicyViolation::UnpinnedToken(_)
+        ));
+    }
+
+    impl Fixture {
+        fn escrow(&self, spender: Address, seller: Address, value: &str) -> Payment {
+            Payment::EscrowDeposit {
+                domain: token(),
+                permit: crate::Permit {
+                    owner: self.wallet.address(),
+                    spender,
+                    value: amount(value),
+                    nonce: 0,
+                    deadline: u64::MAX,
+                },
+                seller,
+                job_id: B256::random(),
+            }
+        }
+    }
+
+    /// Regression: an escrow deposit was counted against its unsigned `seller` field,
+    /// so a permit whose spender was anyone (an attacker's contract or account) passed
+    /// as a payment to an allowed seller.
+    #[test]
+    fn escrow_permits_only_for_a_trusted_escrow_counted_by_spender() {
+        let f = Fixture::new();
+        let p = f.policy(Limits {
+            allow: Some([PEER_A].into()),
+            per_peer_daily: Some(amount("3")),
+            ..Limits::default()
+        });
+        // The spender is the attacker, the declared seller an allowed peer.
+        assert_eq!(
+            reason(p.authorize(&f.escrow(PEER_B, PEER_A, "1")).unwrap_err()),
+            PolicyViolation::UntrustedEscrowContract(PEER_B)
+        );
+        let signed = p.authorize(&f.escrow(ESCROW, PEER_A, "2")).unwrap();
+        assert_eq!(signed.payment.payee(), ESCROW);
+        assert_eq!(signed.payment.beneficiary(), PEER_A);
+        assert_eq!(p.spent(Some(ESCROW)).unwrap().1, Some(amount("2")));
+        // The declared seller is still held to the allow-list.
+        assert_eq!(
+            reason(p.authorize(&f.escrow(ESCROW, PEER_B, "1")).unwrap_err()),
+            PolicyViolation::NotAllowed
+        );
+        // And the per-peer limit applies to what the escrow holds.
+        assert!(matches!(
+            reason(p.authorize(&f.escrow(ESCROW, PEER_A, "2")).unwrap_err()),
+            PolicyViolation::PerPeer { .. }
+        ));
+    }
+
+    #[test]
+    fn vouchers_only_in_a_trusted_channel_contract() {
+        let f = Fixture::new();
+        let p = f.bare_policy(Limits::default()).pin_token(token());
+        assert_eq!(
+            reason(
+                p.authorize(&f.voucher(f.channel(PEER_A, 1), "1"))
+                    .unwrap_err()
+            ),
+            PolicyViolation::UntrustedChannelContract(CHANNELS)
+        );
+    }
+
+    #[test]
+    fn validity_window_and_recurrence() {
+        let f = Fixture::new();
+        let now = f.now.load(Ordering::SeqCst);
+        let p = f.policy(Limits {
+            valid_from: Some(now + 10),
+            valid_until: Some(now + 100),
+            max_payments_daily: Some(2),
+            ..Limits::default()
+        });
+        assert_eq!(
+            reason(p.authorize(&f.payment(PEER_A, "1")).unwrap_err()),
+            PolicyViolation::NotYetValid {
+                valid_from: now + 10,
+                now
+            }
+        );
+        f.now.store(now + 10, Ordering::SeqCst);
+        p.authorize(&f.payment(PEER_A, "1")).unwrap();
+        let again = f.payment(PEER_A, "1");
+        p.authorize(&again).unwrap();
+        // A retry of a signed payment is no new payment.
+        p.authorize(&again).unwrap();
+        assert_eq!(
+            reason(p.authorize(&f.payment(PEER_B, "1")).unwrap_err()),
+            PolicyViolation::Recurrence {
+                limit: 2,
+                would_be: 3
+            }
+        );
+        f.now.store(now + 101, Ordering::SeqCst);
+        assert_eq!(
+            reason(p.authorize(&f.payment(PEER_A, "1")).unwrap_err()),
+            PolicyViolation::Expired {
+                valid_until: now + 100,
+                now: now + 101
+            }
+        );
+    }
+
+    #[test]
+    fn pinned_contracts_are_guarded_in_the_wallet() {
+        let f = Fixture::new();
+        let _p = f.policy(Limits::default());
+        for contract in [Address([7; 20]), CHANNELS, ESCROW] {
+            assert!(f.wallet.is_guarded(contract), "{contract}");
+        }
     }
 }

@@ -15,6 +15,11 @@ use zeroize::Zeroizing;
 const MAX_MEMORY: u64 = 1 << 30;
 /// Largest `128 · r · p` accepted.
 const MAX_PARALLEL_MEMORY: u64 = 1 << 28;
+/// Largest `n · r · p` accepted: the work of a derivation, four times that of geth's
+/// standard keystore (n = 2^18, r = 8, p = 1) and of the Web3 test vector (n = 2^18,
+/// r = 1, p = 8). Memory bounds alone let a hostile keystore ask for hours of CPU
+/// with a large `p`.
+const MAX_WORK: u64 = MAX_MEMORY / 128;
 
 /// Derives `output.len()` bytes from `password` and `salt` with cost `n = 2^log_n`.
 ///
@@ -45,6 +50,14 @@ pub(crate) fn derive(
     }
     if block.saturating_mul(u64::from(p)) > MAX_PARALLEL_MEMORY {
         return Err(format!("r = {r}, p = {p} is too large"));
+    }
+    let work = n.saturating_mul(u64::from(r)).saturating_mul(u64::from(p));
+    if work > MAX_WORK {
+        // With p = 1 the memory bound above already keeps n·r under the limit.
+        return Err(format!(
+            "p = {p}: n·r·p = {n}·{r}·{p} is over the work limit of 2^{} (four times geth's standard keystore)",
+            MAX_WORK.trailing_zeros()
+        ));
     }
     // Both products were bounded above, so they fit in usize on 64-bit targets.
     let block = usize::try_from(block).map_err(|_| "r too large".to_owned())?;

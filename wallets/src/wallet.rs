@@ -1,6 +1,8 @@
 //! The agent's key: generation, import, signing.
 
+use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::{PoisonError, RwLock};
 
 use k256::ecdsa::{SigningKey, VerifyingKey};
 use zeroize::Zeroizing;
@@ -39,11 +41,16 @@ impl k256::elliptic_curve::ops::Invert for BlindedNonce {
 ///
 /// The secret is zeroized when the wallet is dropped and never printed: `Debug`
 /// shows only the address. Plain signing covers EIP-191 messages and EIP-712 typed
-/// data; payment types (see [`PAYMENT_TYPES`]) are refused here and signed only by
-/// [`crate::SpendingPolicy::authorize`].
+/// data; payment types are refused here and signed only by
+/// [`crate::SpendingPolicy::authorize`]. A type counts as a payment by its type hash,
+/// whatever it calls itself, and so does any typed data in the domain of a contract
+/// that holds money for the wallet ([`Wallet::guard_contract`]).
 pub struct Wallet {
     key: SigningKey,
     address: Address,
+    /// Contracts whose EIP-712 domain plain typed signing refuses (the token, escrow
+    /// and channel contracts of the policies that use this wallet). Only ever grows.
+    guarded: RwLock<BTreeSet<Address>>,
 }
 
 impl Wallet {
@@ -86,7 +93,45 @@ impl Wallet {
 
     fn from_signing_key(key: SigningKey) -> Self {
         let address = Address::from_verifying_key(key.verifying_key());
-        Self { key, address }
+        Self {
+            key,
+            address,
+            guarded: RwLock::new(BTreeSet::new()),
+        }
+    }
+
+    /// From now on refuses to sign any typed data in the EIP-712 domain of `contract`
+    /// outside the spending policy, whatever its type: a token, escrow or channel
+    /// contract may accept signatures of types beyond the ones this crate knows.
+    /// [`crate::SpendingPolicy`] guards the contracts it is pinned to; there is no way
+    /// to lift a guard.
+    pub fn guard_contract(&self, contract: Address) {
+        self.guarded
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(contract);
+    }
+
+    /// Whether plain typed signing refuses the domain of `contract`.
+    pub fn is_guarded(&self, contract: Address) -> bool {
+        self.guarded
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&contract)
+    }
+
+    /// Refuses typed data that could move money: a payment type (by its type hash, or
+    /// by its name) or any type in a guarded contract's domain.
+    fn refuse_payment(&self, name: &str, type_hash: B256, contract: Option<Address>) -> Result<()> {
+        if PAYMENT_TYPES.contains(&name) || crate::payment::is_payment_type_hash(&type_hash) {
+            return Err(Error::PaymentOutsidePolicy(name.to_owned()));
+        }
+        match contract {
+            Some(c) if self.is_guarded(c) => Err(Error::PaymentOutsidePolicy(format!(
+                "{name} in the domain of {c}, a contract that holds this wallet's money"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// The wallet's address.
@@ -156,28 +201,22 @@ impl Wallet {
     /// Signs a Rust EIP-712 struct in `domain`.
     ///
     /// # Errors
-    /// [`Error::PaymentOutsidePolicy`] for payment types.
+    /// [`Error::PaymentOutsidePolicy`] for payment types (by type hash, whatever
+    /// `T::NAME` says) and for any type in a guarded contract's domain.
     pub fn sign_typed<T: Eip712>(&self, domain: &Eip712Domain, value: &T) -> Result<Signature> {
-        refuse_payment(T::NAME)?;
+        self.refuse_payment(T::NAME, T::type_hash(), domain.verifying_contract)?;
         self.sign_hash(&value.signing_hash(domain))
     }
 
     /// Signs JSON typed data (`eth_signTypedData_v4`).
     ///
     /// # Errors
-    /// [`Error::PaymentOutsidePolicy`] for payment types, [`Error::TypedData`] for
-    /// data that does not encode.
+    /// [`Error::PaymentOutsidePolicy`] for payment types and for any type in a guarded
+    /// contract's domain, [`Error::TypedData`] for data that does not encode.
     pub fn sign_typed_data(&self, data: &TypedData) -> Result<Signature> {
-        refuse_payment(&data.primary_type)?;
+        let type_hash = crate::keccak256(data.encode_type(&data.primary_type)?);
+        self.refuse_payment(&data.primary_type, type_hash, data.verifying_contract()?)?;
         self.sign_hash(&data.signing_hash()?)
-    }
-}
-
-fn refuse_payment(primary_type: &str) -> Result<()> {
-    if PAYMENT_TYPES.contains(&primary_type) {
-        Err(Error::PaymentOutsidePolicy(primary_type.to_owned()))
-    } else {
-        Ok(())
     }
 }
 
@@ -288,6 +327,61 @@ mod tests {
             cow().sign_typed_data(&td),
             Err(Error::PaymentOutsidePolicy(t)) if t == "TransferWithAuthorization"
         ));
+    }
+
+    /// Regression: the refusal went by `T::NAME` while the signature covers
+    /// `T::TYPE`, so a type that called itself "Note" got an EIP-3009 authorization
+    /// signed outside the policy.
+    #[test]
+    fn a_payment_type_under_another_name_is_refused() {
+        struct Note(crate::TransferWithAuthorization);
+        impl Eip712 for Note {
+            const NAME: &'static str = "Note";
+            const TYPE: &'static str = <crate::TransferWithAuthorization as Eip712>::TYPE;
+            fn struct_hash(&self) -> B256 {
+                self.0.struct_hash()
+            }
+        }
+        let wallet = cow();
+        let transfer = crate::TransferWithAuthorization {
+            from: wallet.address(),
+            to: Address([9; 20]),
+            value: "100 USDC".parse().unwrap(),
+            valid_after: 0,
+            valid_before: u64::MAX,
+            nonce: B256([1; 32]),
+        };
+        let domain = Eip712Domain::new("USD Coin", "2", 1337, Address([7; 20]));
+        assert!(matches!(
+            wallet.sign_typed(&domain, &Note(transfer)),
+            Err(Error::PaymentOutsidePolicy(t)) if t == "Note"
+        ));
+    }
+
+    #[test]
+    fn typed_data_in_a_guarded_domain_is_refused() {
+        let wallet = cow();
+        let td = TypedData::from_json(crate::eip712::tests_support::MAIL_JSON).unwrap();
+        let contract = td.verifying_contract().unwrap().unwrap();
+        assert!(wallet.sign_typed_data(&td).is_ok());
+        wallet.guard_contract(contract);
+        assert!(matches!(
+            wallet.sign_typed_data(&td),
+            Err(Error::PaymentOutsidePolicy(t)) if t.contains("Mail")
+        ));
+        // The same through a Rust type in that domain.
+        struct Ping;
+        impl Eip712 for Ping {
+            const NAME: &'static str = "Ping";
+            const TYPE: &'static str = "Ping()";
+            fn struct_hash(&self) -> B256 {
+                Self::type_hash()
+            }
+        }
+        let domain = Eip712Domain::new("Any", "1", 1, contract);
+        assert!(wallet.sign_typed(&domain, &Ping).is_err());
+        let elsewhere = Eip712Domain::new("Any", "1", 1, Address([3; 20]));
+        assert!(wallet.sign_typed(&elsewhere, &Ping).is_ok());
     }
 
     #[test]

@@ -76,13 +76,13 @@ async fn setup(node: &Node, dir: &std::path::Path) -> Parties {
         dir.join("policy"),
         payer.clone(),
         Limits {
-            per_deal: Some("1 USDC".parse().unwrap()),
+            per_deal: Some("20 USDC".parse().unwrap()),
             per_peer_daily: Some("40 USDC".parse().unwrap()),
             ..Limits::default()
         },
     )
-    .unwrap()
-    .trust_channel_contract(channel_contract);
+    .map(|p| addresses.pin(p, "USD Coin"))
+    .unwrap();
     let token_domain = Eip712Domain::new(
         "USD Coin",
         "2",
@@ -92,6 +92,11 @@ async fn setup(node: &Node, dir: &std::path::Path) -> Parties {
     let voucher_domain = Voucher::domain(addresses.chain_id, channel_contract);
     let payer_client = chain::connect(&url, payer.clone()).await.unwrap();
     let payee_client = chain::connect(&url, payee.clone()).await.unwrap();
+    chain::allow_contract(
+        &payee_client,
+        addresses.channel,
+        &chain::bindings::payment_channel::PAYMENTCHANNEL_ABI,
+    );
     Parties {
         contracts: Deployment::at(deployer, &addresses),
         as_payee: PaymentChannel::new(addresses.channel, payee_client),
@@ -147,7 +152,7 @@ impl Parties {
 
     /// Opens `channel` gaslessly; returns the gas the payee paid.
     async fn open(&self, channel: Channel, deposit: &str, expires_in: u64) -> u64 {
-        let deposit: Amount = deposit.parse().unwrap();
+        let deposit: Amount = format!("{deposit} USDC").parse().unwrap();
         let now = chain::chain_time(&self.payer_client).await.unwrap();
         let expires_at = now + expires_in;
         let signed = self
@@ -303,10 +308,10 @@ async fn channel_paths(node: &Node, dir: &std::path::Path) {
     let top_up = p
         .funding(
             ch,
-            "5".parse().unwrap(),
+            "5 USDC".parse().unwrap(),
             now + 600,
             ChannelFunding::TopUp {
-                deposit: "25".parse().unwrap(),
+                deposit: "25 USDC".parse().unwrap(),
             },
         )
         .unwrap();
@@ -347,9 +352,9 @@ async fn channel_paths(node: &Node, dir: &std::path::Path) {
     //    returns the unsettled rest to the payer.
     let ch2 = p.channel(2);
     p.open(ch2, "3", 120).await;
-    let v1 = p.voucher(ch2, "1".parse().unwrap()).unwrap();
+    let v1 = p.voucher(ch2, "1 USDC".parse().unwrap()).unwrap();
     p.settle(ch2, &v1, false).await.unwrap();
-    let v2 = p.voucher(ch2, "2".parse().unwrap()).unwrap();
+    let v2 = p.voucher(ch2, "2 USDC".parse().unwrap()).unwrap();
     let early = p.contracts.channel.expire(ch2.id().0);
     let err = send("PaymentChannel.expire", early).await.unwrap_err();
     assert!(err.contains("ChannelNotExpired"), "{}: {err}", node.name());

@@ -19,7 +19,8 @@ fn eaddr(a: wallets::Address) -> EAddress {
 /// holder of `supply`.
 async fn deploy_token(client: &Arc<chain::Client>, supply: EU256) -> Stablecoin<chain::Client> {
     let me = client.inner().address();
-    Stablecoin::deploy(
+    client.inner().signer().allow_create();
+    let token = Stablecoin::deploy(
         client.clone(),
         (
             "USD Coin".to_owned(),
@@ -33,7 +34,13 @@ async fn deploy_token(client: &Arc<chain::Client>, supply: EU256) -> Stablecoin<
     .unwrap()
     .send()
     .await
-    .unwrap()
+    .unwrap();
+    chain::allow_contract(
+        client,
+        token.address(),
+        &chain::bindings::stablecoin::STABLECOIN_ABI,
+    );
+    token
 }
 
 /// USDC in base units.
@@ -59,6 +66,7 @@ async fn eip3009_payment_on_the_embedded_devnet_survives_restart() {
     let client = chain::connect(&node.http_url(), Arc::new(dev_wallet(0)))
         .await
         .unwrap();
+    chain::allow_contract(&client, token, &chain::bindings::stablecoin::STABLECOIN_ABI);
     let token = Stablecoin::new(token, client.clone());
     let seller = eaddr(dev_wallet(2).address());
     assert_eq!(
@@ -127,7 +135,8 @@ async fn eip3009_payment(url: &str, dir: &std::path::Path) -> (EAddress, ethers:
             ..Limits::default()
         },
     )
-    .unwrap();
+    .unwrap()
+    .pin_token(domain.clone());
     let nonce = TransferWithAuthorization::derive_nonce(buyer.address(), &B256([9; 32]));
     let signed = policy
         .authorize(&Payment::Authorization {
@@ -143,6 +152,11 @@ async fn eip3009_payment(url: &str, dir: &std::path::Path) -> (EAddress, ethers:
         })
         .unwrap();
     let seller_client = chain::connect(url, seller.clone()).await.unwrap();
+    chain::allow_contract(
+        &seller_client,
+        token.address(),
+        &chain::bindings::stablecoin::STABLECOIN_ABI,
+    );
     let as_seller = Stablecoin::new(token.address(), seller_client.clone());
     let submit = || {
         as_seller.transfer_with_authorization(
@@ -334,6 +348,7 @@ async fn send_through_a_broken_exchange(fault: Fault) {
     let client = chain::connect_with(&proxy.url(), deployer.clone(), policy)
         .await
         .unwrap();
+    chain::allow_contract(&client, token, &chain::bindings::stablecoin::STABLECOIN_ABI);
     let token = Stablecoin::new(token, client.clone());
 
     let flow = async {

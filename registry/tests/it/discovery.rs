@@ -17,8 +17,13 @@ const FORECAST: &str = "weather.forecast";
 async fn register(url: &str, registry: EAddress, i: u32, price: &str, model: u8) -> EAddress {
     let wallet = Arc::new(dev_wallet(i));
     let client = chain::connect(url, wallet.clone()).await.unwrap();
+    chain::allow_contract(
+        &client,
+        registry,
+        &chain::bindings::agent_registry::AGENTREGISTRY_ABI,
+    );
     let reg = AgentRegistry::new(registry, client);
-    let price: Amount = price.parse().unwrap();
+    let price: Amount = format!("{price} USDC").parse().unwrap();
     reg.register(
         format!("ws://127.0.0.1:{}", 7400 + i),
         format!("https://agents.example/{i}.json"),
@@ -106,7 +111,7 @@ async fn register_lookup_suspend_and_kill_switch(node: &Node, dir: &std::path::P
     discovery.sync().await.unwrap();
     assert!(discovery.find(FORECAST, max).unwrap().is_empty());
     assert_eq!(
-        sellers(&discovery.find(FORECAST, "2".parse().unwrap()).unwrap()),
+        sellers(&discovery.find(FORECAST, "2 USDC".parse().unwrap()).unwrap()),
         vec![c]
     );
 
@@ -185,7 +190,7 @@ async fn faucet_deployment_check_update_and_sync_progress_on_the_devnet() {
 
     // The funded key registers, then moves: discovery sees the new endpoint and price.
     let mine = Deployment::at(client, &addresses);
-    let price: Amount = "1".parse().unwrap();
+    let price: Amount = "1 USDC".parse().unwrap();
     mine.register_agent(
         "ws://127.0.0.1:1",
         "",
@@ -336,7 +341,7 @@ async fn feedback_on_settled_escrows_ranks_sellers(node: &Node, dir: &std::path:
 
     let wallet = Arc::new(dev_wallet(1));
     contracts
-        .mint(wallet.address(), "100".parse().unwrap())
+        .mint(wallet.address(), "100 USDC".parse().unwrap())
         .await
         .unwrap();
     let buyer = Buyer {
@@ -349,6 +354,7 @@ async fn feedback_on_settled_escrows_ranks_sellers(node: &Node, dir: &std::path:
             wallet.clone(),
             wallets::Limits::default(),
         )
+        .map(|p| addresses.pin(p, "USD Coin"))
         .unwrap(),
         domain: wallets::Eip712Domain::new(
             "USD Coin",
@@ -384,7 +390,7 @@ async fn feedback_on_settled_escrows_ranks_sellers(node: &Node, dir: &std::path:
         .await
         .unwrap();
     discovery.sync().await.unwrap();
-    let max: Amount = "2".parse().unwrap();
+    let max: Amount = "2 USDC".parse().unwrap();
     let offers = discovery.find(FORECAST, max).unwrap();
     // (90+100)/3, (60+100)/3, the prior 50, (20+100)/3: the two cheapest rank last.
     assert_eq!(

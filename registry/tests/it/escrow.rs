@@ -49,6 +49,7 @@ async fn setup(node: &Node, dir: &std::path::Path) -> Parties {
             ..Limits::default()
         },
     )
+    .map(|p| addresses.pin(p, "USD Coin"))
     .unwrap();
     let domain = Eip712Domain::new(
         "USD Coin",
@@ -79,7 +80,7 @@ impl Parties {
         deadline_in: u64,
         review: u32,
     ) -> Result<[u8; 32], String> {
-        let price: Amount = price.parse().unwrap();
+        let price: Amount = format!("{price} USDC").parse().unwrap();
         let now = chain::chain_time(&self.buyer_client).await.unwrap();
         let token = &self.contracts.stablecoin;
         let nonce = token.nonces(ea(self.buyer.address())).call().await.unwrap();
@@ -136,6 +137,11 @@ impl Parties {
 
     fn as_seller(&self) -> Deployment {
         let mut d = self.contracts.clone();
+        registry::chain::allow_contract(
+            &self.seller_client,
+            d.escrow.address(),
+            &registry::chain::bindings::job_escrow::JOBESCROW_ABI,
+        );
         d.escrow = registry::chain::JobEscrow::new(d.escrow.address(), self.seller_client.clone());
         d
     }

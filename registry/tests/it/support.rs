@@ -43,7 +43,10 @@ async fn dropping_anvil_stops_the_node() {
     let anvil = Anvil::spawn().await.unwrap();
     let url = anvil.http_url();
     let addr = url.trim_start_matches("http://").to_owned();
-    assert!(std::net::TcpStream::connect(&addr).is_ok(), "anvil at {addr} is not serving");
+    assert!(
+        std::net::TcpStream::connect(&addr).is_ok(),
+        "anvil at {addr} is not serving"
+    );
     drop(anvil);
     assert!(
         std::net::TcpStream::connect(&addr).is_err(),

@@ -141,8 +141,10 @@ async fn buyer(args: &[String]) -> Result<(), Failure> {
         per_deal: Some(usdc("10")),
         ..Limits::default()
     };
-    let policy = SpendingPolicy::open(dir.join("buyer.policy"), wallet.clone(), limits)?
-        .trust_channel_contract(wallets::Address(addresses.channel.0));
+    let policy = addresses.pin(
+        SpendingPolicy::open(dir.join("buyer.policy"), wallet.clone(), limits)?,
+        TOKEN,
+    );
     let peer = Peer {
         address: seller,
         endpoint: Some(seller_url.clone()),

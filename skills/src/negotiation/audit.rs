@@ -922,10 +922,10 @@ fn check_payment(p: &PaymentBody, add: &mut impl FnMut(String), sigs: &mut SigQu
             a.buyer
         ));
     }
-    if pay.payee() != a.seller {
+    if pay.beneficiary() != a.seller {
         add(format!(
             "the payment is to {}, the seller is {}",
-            pay.payee(),
+            pay.beneficiary(),
             a.seller
         ));
     }

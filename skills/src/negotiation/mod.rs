@@ -22,7 +22,7 @@
 //! let seller = Seller::new(
 //!     kind,
 //!     wallet.clone(),
-//!     DefaultSellerStrategy::new("2.50".parse()?, "2".parse()?),
+//!     DefaultSellerStrategy::new("2.50".parse()?, "2 USDC".parse()?),
 //!     service_fn(|task: String| async move {
 //!         Ok::<_, SkillError>(ServiceOutput::new(serde_json::json!({"task": task, "celsius": 21})))
 //!     }),
@@ -34,7 +34,7 @@
 //!     .spawn(host)?;
 //!
 //! let wallet = Arc::new(Wallet::random());
-//! let limits = Limits { per_deal: Some("10".parse()?), ..Limits::default() };
+//! let limits = Limits { per_deal: Some("10 USDC".parse()?), ..Limits::default() };
 //! let policy = SpendingPolicy::open("buyer.policy", wallet.clone(), limits)?;
 //! let peer = Peer { address: seller_agent.address(), endpoint: None, price: None };
 //! let buyer_agent = AgentBuilder::new("buyer")
@@ -48,7 +48,7 @@
 //!     Journal::open("buyer.journal", wallet)?,
 //! );
 //! let ctx = buyer_agent.context();
-//! let max = "5".parse()?;
+//! let max = "5 USDC".parse()?;
 //! let deal = buyer
 //!     .hire(&ctx, "Forecast for Lisbon", kind, max, PaymentMode::Authorization)
 //!     .await?;

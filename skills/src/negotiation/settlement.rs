@@ -165,12 +165,7 @@ pub struct ChainSettlement {
 /// The EIP-712 domain of the deployment's stablecoin, named `token_name` (as
 /// `DeployConfig::token_name`, e.g. "USD Coin"), version "2" like USDC.
 pub fn token_domain(addresses: &Addresses, token_name: &str) -> Eip712Domain {
-    Eip712Domain::new(
-        token_name,
-        "2",
-        addresses.chain_id,
-        Address(addresses.stablecoin.0),
-    )
+    addresses.token_domain(token_name)
 }
 
 impl ChainSettlement {
@@ -184,14 +179,27 @@ impl ChainSettlement {
         addresses: &Addresses,
         token_name: &str,
     ) -> Result<Self> {
-        let client = chain::connect(url, wallet).await?;
-        Ok(Self {
+        Ok(Self::with_client(
+            chain::connect(url, wallet).await?,
+            addresses,
+            token_name,
+        ))
+    }
+
+    /// As [`ChainSettlement::connect`], through a client connected already (for example
+    /// with a fee cap of its own, [`chain::connect_with_fee_cap`]).
+    pub fn with_client(
+        client: Arc<chain::Client>,
+        addresses: &Addresses,
+        token_name: &str,
+    ) -> Self {
+        Self {
             contracts: Deployment::at(client, addresses),
             token: token_domain(addresses, token_name),
             escrow: Address(addresses.escrow.0),
             channel: Address(addresses.channel.0),
             from_block: addresses.deployed_at,
-        })
+        }
     }
 }
 

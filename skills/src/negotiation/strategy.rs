@@ -176,7 +176,7 @@ mod tests {
     use super::*;
 
     fn usdc(s: &str) -> Amount {
-        s.parse().unwrap()
+        format!("{s} USDC").parse().unwrap()
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub const TOKEN: &str = "USD Coin";
 
 /// An amount in USDC, e.g. `usdc("2.5")`.
 pub fn usdc(s: &str) -> Amount {
-    s.parse().expect("an amount")
+    format!("{s} USDC").parse().expect("an amount")
 }
 
 /// The node a [`Chain`] runs on.
@@ -216,8 +216,8 @@ pub async fn buyer_with(
             ..Limits::default()
         },
     )
-    .expect("policy")
-    .trust_channel_contract(Address(chain.addresses.channel.0));
+    .expect("policy");
+    let policy = chain.addresses.pin(policy, TOKEN);
     let journal_path = dir.join("buyer.journal");
     let journal = Journal::open(&journal_path, wallet.clone()).expect("journal");
     let verifier = ChainVerifier::connect(&chain.node.http_url(), &chain.addresses)

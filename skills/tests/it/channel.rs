@@ -19,7 +19,8 @@ async fn a_channel_pays_many_orders_with_vouchers_and_settles_them_in_one_transa
     let m = Market::start(dir.path(), "s", 5, usdc("0.5")).await;
     let (chain, s) = (&m.chain, &m.seller);
     let chain_id = chain.addresses.chain_id;
-    let mut b = m.buyer(dir.path(), usdc("1")).await;
+    // The deposit of 8 orders (4 USDC) counts against the per-deal limit.
+    let mut b = m.buyer(dir.path(), usdc("4")).await;
     b.buyer = b.buyer.clone().with_channel_orders(8);
     let me = b.handle.address();
     let seller_address = s.handle.address();
@@ -238,8 +239,8 @@ async fn channel_vouchers_count_against_the_spending_policy() {
             ..wallets::Limits::default()
         },
     )
-    .unwrap()
-    .trust_channel_contract(wallets::Address(chain.addresses.channel.0));
+    .unwrap();
+    let policy = chain.addresses.pin(policy, TOKEN);
     let handle = AgentBuilder::new("tight")
         .wallet(wallet.clone())
         .policy(Arc::new(policy))
@@ -302,7 +303,7 @@ async fn a_channel_deposit_is_sized_to_the_buyers_balance() {
     let contract = wallets::Address(m.chain.addresses.channel.0);
 
     // 40 orders would need 16 USDC; the buyer holds 10, which pays for 25.
-    let mut rich = m.buyer(&dir.path().join("rich"), usdc("1")).await;
+    let mut rich = m.buyer(&dir.path().join("rich"), usdc("10")).await;
     rich.buyer = rich.buyer.clone().with_channel_orders(40);
     let deal = rich
         .buyer
@@ -349,6 +350,24 @@ async fn a_channel_deposit_is_sized_to_the_buyers_balance() {
             .collect::<Vec<_>>()
     };
     assert!(!kinds_of(&poor.journal).iter().any(|k| k == "funding"));
+
+    // Regression: the deposit counted nothing against the per-deal limit. A buyer
+    // allowed 1 USDC a deal opens a channel of 2 orders (0.80), whatever it asked for.
+    let mut capped = m.buyer(&dir.path().join("capped"), usdc("1")).await;
+    capped.buyer = capped.buyer.clone().with_channel_orders(40);
+    capped
+        .buyer
+        .hire(
+            &capped.handle.context(),
+            "Forecast for Faro",
+            KIND,
+            usdc("1"),
+            PaymentMode::Channel,
+        )
+        .await
+        .unwrap();
+    assert_eq!(m.chain.balance(contract).await, usdc("10.8"));
+    assert_eq!(m.chain.balance(capped.handle.address()).await, usdc("9.2"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -356,7 +375,7 @@ async fn the_voucher_of_an_order_the_seller_refused_pays_the_next_order() {
     let dir = tempfile::tempdir().unwrap();
     let m = Market::start(dir.path(), "s", 8, usdc("0.25")).await;
     let (chain, s) = (&m.chain, &m.seller);
-    let mut b = m.buyer(dir.path(), usdc("1")).await;
+    let mut b = m.buyer(dir.path(), usdc("2")).await;
     b.buyer = b.buyer.clone().with_channel_orders(8);
     let ctx = b.handle.context();
     let hire = |buyer: &Buyer, task: &'static str| {
@@ -459,7 +478,7 @@ async fn the_seller_upkeep_settles_and_closes_a_channel_once_its_deadline_passes
     let dir = tempfile::tempdir().unwrap();
     let m = Market::start(dir.path(), "s", 9, usdc("0.5")).await;
     let (chain, s) = (&m.chain, &m.seller);
-    let mut b = m.buyer(dir.path(), usdc("1")).await;
+    let mut b = m.buyer(dir.path(), usdc("2")).await;
     // Orders may come for the next few seconds only; the deposit pays for 4.
     b.buyer = b
         .buyer

@@ -96,7 +96,7 @@ async fn a_travel_agent_hires_a_weather_agent_pays_it_and_writes_the_itinerary()
     use wallets::{journal, Journal, Limits, SpendingPolicy};
 
     const TOKEN: &str = "USD Coin";
-    let usdc = |s: &str| -> Amount { s.parse().unwrap() };
+    let usdc = |s: &str| -> Amount { format!("{s} USDC").parse().unwrap() };
     let dir = tempfile::tempdir().unwrap();
     let node = Devnet::spawn(DevnetConfig::new(dir.path().join("chain")))
         .await
@@ -162,6 +162,7 @@ async fn a_travel_agent_hires_a_weather_agent_pays_it_and_writes_the_itinerary()
                 ..Limits::default()
             },
         )
+        .map(|p| addresses.pin(p, TOKEN))
         .unwrap(),
     );
     let journal_path = dir.path().join("travel.journal");

@@ -162,7 +162,7 @@ impl Buyer {
             .base_units()
             .checked_div(a.price.base_units())
             .unwrap_or_default();
-        let orders = u128::from(self.channel_orders.max(1)).min(affordable);
+        let mut orders = u128::from(self.channel_orders.max(1)).min(affordable);
         if orders == 0 {
             tracing::warn!(target: "skill::negotiation", %dialogue, %balance, price = %a.price,
                 "the balance does not pay for one order; rejecting the channel agreement");
@@ -174,6 +174,16 @@ impl Buyer {
                 balance,
                 price: a.price,
             });
+        }
+        // The deposit counts against the policy's per-deal limit: open no more orders
+        // than it allows (at least one, so that a limit below one order is refused by
+        // the policy, with its reason).
+        if let Some(per_deal) = ctx.spending_limits().and_then(|l| l.per_deal) {
+            let within = per_deal
+                .base_units()
+                .checked_div(a.price.base_units())
+                .unwrap_or_default();
+            orders = orders.min(within.max(1));
         }
         let deposit = a.price.checked_mul(orders).map_err(Error::Wallet)?;
         let funding = Payment::ChannelFunding {
