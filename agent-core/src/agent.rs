@@ -16,14 +16,15 @@ use futures::FutureExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::oneshot;
-use wallets::{Address, Amount, Payment, SignedPayment, SpendingPolicy, Wallet, B256};
+use wallets::{Address, Amount, Payment, Signature, SignedPayment, SpendingPolicy, Wallet, B256};
 
 use crate::clock::now_ms;
-use crate::envelope::{Draft, Envelope, Header, Inbox, InboxLimits, Rejection, Verified};
+use crate::envelope::{Draft, Envelope, Header, Inbox, InboxLimits, Refusal, Rejection, Verified};
 use crate::error::{Error, ForeignDialogue, Result, SkillError};
 use crate::message::{Kind, Payload, ReplyWire, Request};
 use crate::router::{Route, Router};
 use crate::store::{AgentStore, DialogueRecord};
+use crate::transport::Link;
 
 /// A type-erased skill: what the runtime dispatches to. Agent authors implement
 /// `agent_sdk::Skill` instead, which is adapted to this.
@@ -96,7 +97,9 @@ impl Directory for StaticDirectory {
 pub struct AgentLimits {
     /// Mailbox capacity; senders wait (back-pressure) when it is full.
     pub mailbox: usize,
-    /// How long a message stays valid after it is sent.
+    /// How long a message stays valid after it is sent. A host caps it at its
+    /// maximum TTL ([`HostConfig::max_ttl`](crate::HostConfig::max_ttl)), beyond
+    /// which its own agents would refuse the message.
     pub message_ttl: Duration,
     /// Default wait for a reply.
     pub ask_timeout: Duration,
@@ -144,7 +147,13 @@ impl std::fmt::Debug for AgentSpec {
     }
 }
 
-type Pending = oneshot::Sender<Result<Payload>>;
+/// An ask waiting for its answer.
+struct Pending {
+    tx: oneshot::Sender<Result<Payload>>,
+    /// The link it left on ([`Link::id`]), if it left the host: only a refusal
+    /// coming back on that link may fail it.
+    via: Option<u64>,
+}
 
 /// Counters of one agent.
 #[derive(Debug, Default)]
@@ -167,6 +176,8 @@ pub(crate) struct AgentCore {
     pub(crate) policy: Option<Arc<SpendingPolicy>>,
     pub(crate) directory: Option<Arc<dyn Directory>>,
     pub(crate) limits: AgentLimits,
+    /// The host's maximum TTL, for the envelope checks.
+    pub(crate) max_ttl: Duration,
     pending: Mutex<HashMap<(Address, B256, u64), Pending>>,
     sequence: AtomicU64,
     pub(crate) mailbox: Arc<Mailbox>,
@@ -315,9 +326,12 @@ fn random_dialogue() -> B256 {
 }
 
 impl AgentCore {
+    /// The core of the agent of `spec`; its messages expire at most `max_ttl` after
+    /// they are sent (the spec's `message_ttl` is capped to it).
     pub(crate) fn new(
         spec: AgentSpec,
         chain_id: u64,
+        max_ttl: Duration,
         store: AgentStore,
         router: Arc<Router>,
     ) -> Self {
@@ -332,6 +346,11 @@ impl AgentCore {
                 .as_nanos(),
         )
         .unwrap_or(u64::MAX / 2);
+        let mut limits = spec.limits;
+        if limits.message_ttl > max_ttl {
+            tracing::warn!(target: "agent::runtime", agent = %spec.wallet.address(), message_ttl = ?limits.message_ttl, ?max_ttl, "message TTL above the host's maximum TTL; capped");
+            limits.message_ttl = max_ttl;
+        }
         Self {
             name: spec.name,
             address: spec.wallet.address(),
@@ -342,10 +361,11 @@ impl AgentCore {
             router,
             policy: spec.policy,
             directory: spec.directory,
-            limits: spec.limits,
+            limits,
+            max_ttl,
             pending: Mutex::new(HashMap::new()),
             sequence: AtomicU64::new(start),
-            mailbox: Arc::new(Mailbox::new(spec.limits.mailbox)),
+            mailbox: Arc::new(Mailbox::new(limits.mailbox)),
             counters: AgentCounters::default(),
         }
     }
@@ -444,8 +464,8 @@ impl AgentCore {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&(from, dialogue, re));
         match waiter {
-            Some(tx) => {
-                let _ = tx.send(result);
+            Some(p) => {
+                let _ = p.tx.send(result);
             }
             None => {
                 tracing::debug!(target: "agent::runtime", agent = %self.address, %from, %dialogue, re, "reply to no pending ask (late or duplicate)")
@@ -453,14 +473,37 @@ impl AgentCore {
         }
     }
 
-    /// Fails a pending ask whose envelope a remote host refused.
-    pub(crate) fn refused(&self, peer: Address, dialogue: B256, sequence: u64, reason: String) {
+    /// Fails the pending ask a remote host refused, if the refusal is for an ask
+    /// of this agent that left on link `via` and is signed by the agent asked.
+    fn refused(&self, refusal: Refusal, signature: &Signature, via: u64) -> RefusalOutcome {
+        let key = (refusal.recipient, refusal.dialogue, refusal.sequence);
+        let sent_via = self
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .map(|p| p.via);
+        match sent_via {
+            None => return RefusalOutcome::NoPendingAsk,
+            Some(sent) if sent != Some(via) => return RefusalOutcome::OtherLink,
+            Some(_) => {}
+        }
+        // Checked only for an ask that is pending on this link: a flood of forged
+        // frames costs a map lookup each, not a key recovery.
+        if let Err(e) = refusal.verify(signature) {
+            return RefusalOutcome::BadSignature(e);
+        }
+        let peer = refusal.recipient;
         self.complete(
             peer,
-            dialogue,
-            sequence,
-            Err(Error::Refused { peer, reason }),
+            refusal.dialogue,
+            refusal.sequence,
+            Err(Error::Refused {
+                peer,
+                reason: refusal.reason,
+            }),
         );
+        RefusalOutcome::Failed
     }
 }
 
@@ -481,8 +524,12 @@ impl std::fmt::Debug for AgentActor {
 
 impl AgentActor {
     pub(crate) fn new(core: Arc<AgentCore>) -> Self {
-        let inbox = Inbox::new(core.address, core.chain_id, core.limits.inbox);
+        let inbox = Self::inbox(&core);
         Self { core, inbox }
+    }
+
+    fn inbox(core: &AgentCore) -> Inbox {
+        Inbox::new(core.address, core.chain_id, core.limits.inbox).with_max_ttl(core.max_ttl)
     }
 
     /// Admits a remote envelope: restores the persisted replay state of its
@@ -604,11 +651,7 @@ impl Supervised for AgentActor {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
         self.core.counters.restarts.fetch_add(1, Ordering::Relaxed);
         // Forget in-memory checks; the persisted replay state is reloaded lazily.
-        self.inbox = Inbox::new(
-            self.core.address,
-            self.core.chain_id,
-            self.core.limits.inbox,
-        );
+        self.inbox = Self::inbox(&self.core);
         tracing::warn!(target: "agent::runtime", agent = %self.core.address, name = %self.core.name, "agent restarting from its store");
     }
 }
@@ -733,8 +776,9 @@ impl Handler<Deliver> for AgentActor {
     }
 }
 
-/// A remote envelope already verified on its connection, for the stateful checks.
-pub(crate) struct DeliverRemote(pub(crate) Verified);
+/// A remote envelope already verified on its connection, for the stateful checks,
+/// and the link it arrived on: once admitted, the sender's route.
+pub(crate) struct DeliverRemote(pub(crate) Verified, pub(crate) Arc<Link>);
 
 impl Message for DeliverRemote {
     type Result = Result<(), Rejection>;
@@ -749,10 +793,14 @@ impl Handler<DeliverRemote> for AgentActor {
             self.core.counters.rejected.fetch_add(1, Ordering::Relaxed);
             return Err(r);
         }
-        let id = msg.0.id();
-        let env = msg.0.into_envelope();
+        let DeliverRemote(verified, link) = msg;
+        let id = verified.id();
+        let env = verified.into_envelope();
         let header = env.header();
         let body = Body::from_envelope(env).map_err(|r| self.inbox.reject(r))?;
+        // Admitted: only now may the sender's route point at this connection (and
+        // before any reply needs it).
+        self.core.router.learn(header.sender, &link);
         // Already admitted: hand to the common dispatch with the remote marker.
         <Self as Handler<Deliver>>::handle(
             self,
@@ -969,12 +1017,16 @@ impl Context {
         let payload = typed_payload(&route, request)?;
         let header = self.core.header(to, dialogue);
         let key = (to, dialogue, header.sequence);
+        let via = match &route {
+            Route::Remote(link) => Some(link.id()),
+            Route::Local(_) => None,
+        };
         let (tx, rx) = oneshot::channel();
         self.core
             .pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(key, tx);
+            .insert(key, Pending { tx, via });
         let forget = || {
             self.core
                 .pending
@@ -1128,7 +1180,7 @@ impl Context {
     }
 
     /// Peers offering `kind` at most at `max_price`, from the agent's directory;
-    /// their endpoints become routes.
+    /// their endpoints become routes, which win over routes learned from traffic.
     ///
     /// # Errors
     /// [`Error::Host`] when the agent has no directory, or the directory's error.
@@ -1233,23 +1285,38 @@ pub(crate) fn stats_of(core: &AgentCore) -> AgentStats {
     }
 }
 
-/// A remote host refused an ask of this agent.
+/// A remote host says it refused an ask of this agent.
 pub(crate) struct RefusedAsk {
-    pub(crate) peer: Address,
-    pub(crate) dialogue: B256,
-    pub(crate) sequence: u64,
-    pub(crate) reason: String,
+    /// What it says.
+    pub(crate) refusal: Refusal,
+    /// Its signature, to be the recipient's.
+    pub(crate) signature: Signature,
+    /// The link ([`Link::id`]) it came on.
+    pub(crate) via: u64,
+}
+
+/// What became of a [`RefusedAsk`].
+#[derive(Debug)]
+pub(crate) enum RefusalOutcome {
+    /// The ask failed with [`Error::Refused`].
+    Failed,
+    /// No such ask is pending (answered, timed out, or never asked).
+    NoPendingAsk,
+    /// The ask left on another link.
+    OtherLink,
+    /// Not signed by the agent asked.
+    BadSignature(Rejection),
 }
 
 impl Message for RefusedAsk {
-    type Result = ();
+    type Result = RefusalOutcome;
 }
 
 impl Handler<RefusedAsk> for AgentActor {
-    type Result = ();
+    type Result = MessageResult<RefusedAsk>;
 
-    fn handle(&mut self, m: RefusedAsk, _: &mut Self::Context) {
-        self.core.refused(m.peer, m.dialogue, m.sequence, m.reason);
+    fn handle(&mut self, m: RefusedAsk, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.core.refused(m.refusal, &m.signature, m.via))
     }
 }
 

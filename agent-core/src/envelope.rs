@@ -14,13 +14,28 @@
 //!
 //! [`Inbox`] holds one agent's receiving state and drops, with a reason and a
 //! counter, envelopes that are malformed, for someone else, for another chain,
-//! expired, badly signed, duplicated or replayed (a sequence not above the last one
-//! seen in that dialogue from that sender). The first envelope of a sender is
-//! checked by key recovery; later ones against the remembered key, which costs half
-//! as much.
+//! expired, expiring too far in the future (beyond now plus the maximum TTL,
+//! [`DEFAULT_MAX_TTL`] unless set otherwise), badly signed, duplicated or replayed (a
+//! sequence not above the last one seen in that dialogue from that sender). The
+//! first envelope of a sender is checked by key recovery; later ones against the
+//! remembered key, which costs half as much.
+//!
+//! The cap on the expiry bounds how long the replay record of an admitted envelope
+//! must be kept: once its expiry has passed, the expiry check alone rejects it.
+//!
+//! A host that drops an envelope before its recipient acts on it answers with a
+//! [`Refusal`], signed by that recipient:
+//!
+//! ```text
+//! Refusal(address sender,address recipient,bytes32 dialogue,uint64 sequence,string reason)
+//! ```
+//!
+//! in the same domain as the refused envelope, so that nobody else can make a
+//! sender give up on a message.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -30,6 +45,31 @@ use wallets::{keccak256, Address, Eip712, Eip712Domain, PublicKey, Signature, Wa
 
 /// Largest envelope accepted on the wire.
 pub const MAX_ENVELOPE_BYTES: usize = 1 << 20;
+
+/// The default maximum TTL: an envelope expiring later than this after its arrival
+/// is rejected ([`Rejection::ExpiryTooFar`]).
+pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(10 * 60);
+
+/// `d` in milliseconds, saturating.
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The expiry checks: not past (`Expired`), and not beyond `now_ms + max_ttl_ms`
+/// (`ExpiryTooFar`).
+pub(crate) fn check_expiry(expiry: u64, now_ms: u64, max_ttl_ms: u64) -> Result<(), Rejection> {
+    if expiry <= now_ms {
+        return Err(Rejection::Expired {
+            expiry,
+            now: now_ms,
+        });
+    }
+    let latest = now_ms.saturating_add(max_ttl_ms);
+    if expiry > latest {
+        return Err(Rejection::ExpiryTooFar { expiry, latest });
+    }
+    Ok(())
+}
 
 /// A signed message between two agents.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -230,6 +270,16 @@ pub enum Rejection {
         /// The time it arrived.
         now: u64,
     },
+    /// Expires further in the future than the recipient accepts.
+    #[error(
+        "expiry {expiry} ms is too far in the future: the latest accepted is {latest} ms (now plus the maximum TTL)"
+    )]
+    ExpiryTooFar {
+        /// The envelope's expiry.
+        expiry: u64,
+        /// The latest expiry accepted when it arrived: now plus the maximum TTL.
+        latest: u64,
+    },
     /// The signature is invalid or made by someone other than the sender field.
     #[error("bad signature: {0}")]
     BadSignature(String),
@@ -256,6 +306,7 @@ impl Rejection {
             Self::WrongRecipient(_) => "wrong_recipient",
             Self::WrongChain { .. } => "wrong_chain",
             Self::Expired { .. } => "expired",
+            Self::ExpiryTooFar { .. } => "expiry_too_far",
             Self::BadSignature(_) => "bad_signature",
             Self::Duplicate(_) => "duplicate",
             Self::Replay { .. } => "replay",
@@ -471,10 +522,106 @@ impl Envelope {
     }
 }
 
+/// A host's word that an envelope was dropped before its recipient acted on it: the
+/// signed part of the `refused` control frame.
+///
+/// Signed by the refused envelope's recipient, as the EIP-712 struct
+/// `Refusal(address sender,address recipient,bytes32 dialogue,uint64 sequence,string reason)`
+/// in the envelope domain of the refused envelope's chain ([`envelope_domain`]).
+/// The sender's runtime acts on a refusal only when this signature is the
+/// recipient's and the refusal came back on the connection the envelope left on;
+/// anyone else could otherwise make it give up on a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The refused envelope's sender: who is told.
+    pub sender: Address,
+    /// The refused envelope's recipient: who refuses, and signs.
+    pub recipient: Address,
+    /// The refused envelope's dialogue.
+    pub dialogue: B256,
+    /// The refused envelope's sequence.
+    pub sequence: u64,
+    /// The refused envelope's chain: the signing domain's.
+    pub chain_id: u64,
+    /// Why it was dropped.
+    pub reason: String,
+}
+
+impl Eip712 for Refusal {
+    const NAME: &'static str = "Refusal";
+    const TYPE: &'static str =
+        "Refusal(address sender,address recipient,bytes32 dialogue,uint64 sequence,string reason)";
+
+    fn struct_hash(&self) -> B256 {
+        Encoder::new(Self::type_hash())
+            .address(self.sender)
+            .address(self.recipient)
+            .b256(self.dialogue)
+            .uint(self.sequence)
+            .string(&self.reason)
+            .finish()
+    }
+}
+
+impl Refusal {
+    /// The refusal of the envelope with `header`, for `reason`.
+    pub fn of(header: &Header, reason: impl Into<String>) -> Self {
+        Self {
+            sender: header.sender,
+            recipient: header.recipient,
+            dialogue: header.dialogue,
+            sequence: header.sequence,
+            chain_id: header.chain_id,
+            reason: reason.into(),
+        }
+    }
+
+    /// The EIP-712 hash the recipient signs.
+    pub fn signing_hash(&self) -> B256 {
+        Eip712::signing_hash(self, &envelope_domain(self.chain_id))
+    }
+
+    /// Signs as the recipient.
+    ///
+    /// # Errors
+    /// [`EnvelopeError::Sign`] when `wallet` is not the recipient's or refuses.
+    pub fn sign(&self, wallet: &Wallet) -> Result<Signature, EnvelopeError> {
+        if wallet.address() != self.recipient {
+            return Err(EnvelopeError::Sign(format!(
+                "a refusal for {} cannot be signed by {}",
+                self.recipient,
+                wallet.address()
+            )));
+        }
+        wallet
+            .sign_typed(&envelope_domain(self.chain_id), self)
+            .map_err(|e| EnvelopeError::Sign(e.to_string()))
+    }
+
+    /// Checks that `signature` is the recipient's over this refusal.
+    ///
+    /// # Errors
+    /// [`Rejection::BadSignature`] naming the signer when it is anyone else, or the
+    /// signature is invalid.
+    pub fn verify(&self, signature: &Signature) -> Result<(), Rejection> {
+        let signer = signature
+            .recover(&self.signing_hash())
+            .map_err(|e| Rejection::BadSignature(format!("refusal: {e}")))?;
+        if signer != self.recipient {
+            return Err(Rejection::BadSignature(format!(
+                "refusal signed by {signer}, not by the recipient {}",
+                self.recipient
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// One agent's receiving side: the checks every envelope passes.
 pub struct Inbox {
     me: Address,
     chain_id: u64,
+    max_ttl_ms: u64,
     keys: KeyCache,
     seen: Bounded<B256, ()>,
     last: Bounded<(Address, B256), u64>,
@@ -487,6 +634,7 @@ impl fmt::Debug for Inbox {
         f.debug_struct("Inbox")
             .field("me", &self.me)
             .field("chain_id", &self.chain_id)
+            .field("max_ttl_ms", &self.max_ttl_ms)
             .field("accepted", &self.accepted)
             .field("rejected", &self.rejected)
             .finish_non_exhaustive()
@@ -494,17 +642,27 @@ impl fmt::Debug for Inbox {
 }
 
 impl Inbox {
-    /// The inbox of agent `me` on `chain_id`.
+    /// The inbox of agent `me` on `chain_id`, accepting expiries up to
+    /// [`DEFAULT_MAX_TTL`] ahead.
     pub fn new(me: Address, chain_id: u64, limits: InboxLimits) -> Self {
         Self {
             me,
             chain_id,
+            max_ttl_ms: millis(DEFAULT_MAX_TTL),
             keys: KeyCache::new(limits.keys),
             seen: Bounded::new(limits.seen_ids),
             last: Bounded::new(limits.dialogues),
             rejected: HashMap::new(),
             accepted: 0,
         }
+    }
+
+    /// Accepts expiries up to `max_ttl` after the time of the check; envelopes
+    /// expiring later are rejected with [`Rejection::ExpiryTooFar`].
+    #[must_use]
+    pub fn with_max_ttl(mut self, max_ttl: Duration) -> Self {
+        self.max_ttl_ms = millis(max_ttl);
+        self
     }
 
     /// Parses and checks wire bytes.
@@ -520,7 +678,8 @@ impl Inbox {
         Ok(env)
     }
 
-    /// Checks an envelope: recipient, chain, expiry, signature, duplicate, replay.
+    /// Checks an envelope: recipient, chain, expiry (neither past nor beyond the
+    /// maximum TTL), signature, duplicate, replay.
     /// On success the envelope's id and sequence are remembered.
     ///
     /// # Errors
@@ -603,13 +762,7 @@ impl Inbox {
                 got: header.chain_id,
             });
         }
-        if header.expiry <= now_ms {
-            return Err(Rejection::Expired {
-                expiry: header.expiry,
-                now: now_ms,
-            });
-        }
-        Ok(())
+        check_expiry(header.expiry, now_ms, self.max_ttl_ms)
     }
 
     fn sequence_check(&self, header: &Header) -> Result<(), Rejection> {
@@ -775,6 +928,79 @@ mod tests {
             Err(Rejection::Expired { .. })
         ));
         assert_eq!(inbox.accepted(), 0);
+    }
+
+    #[test]
+    fn an_expiry_beyond_the_maximum_ttl_is_rejected() {
+        let alice = Wallet::random();
+        let bob = Wallet::random();
+        let at = |seq: u64, expiry: u64| {
+            Envelope::seal(
+                &alice,
+                Draft {
+                    expiry,
+                    ..draft(bob.address(), seq)
+                },
+            )
+            .unwrap()
+        };
+        let ten_minutes = millis(DEFAULT_MAX_TTL);
+        let mut inbox = Inbox::new(bob.address(), 1337, InboxLimits::default());
+        assert_eq!(
+            inbox.check(&at(1, u64::MAX), NOW),
+            Err(Rejection::ExpiryTooFar {
+                expiry: u64::MAX,
+                latest: NOW + ten_minutes
+            })
+        );
+        assert!(matches!(
+            inbox.check(&at(2, NOW + ten_minutes + 1), NOW),
+            Err(Rejection::ExpiryTooFar { .. })
+        ));
+        assert_eq!(inbox.check(&at(3, NOW + ten_minutes), NOW), Ok(()));
+        let mut strict = Inbox::new(bob.address(), 1337, InboxLimits::default())
+            .with_max_ttl(Duration::from_secs(1));
+        assert!(matches!(
+            strict.check(&at(4, NOW + 1_001), NOW),
+            Err(Rejection::ExpiryTooFar { .. })
+        ));
+        assert_eq!(inbox.rejected("expiry_too_far"), 2);
+    }
+
+    #[test]
+    fn a_refusal_verifies_only_with_the_recipients_signature_over_it() {
+        let alice = Wallet::random();
+        let bob = Wallet::random();
+        let env = Envelope::seal(&alice, draft(bob.address(), 1)).unwrap();
+        let refusal = Refusal::of(&env.header(), "busy");
+        assert_eq!(
+            (refusal.sender, refusal.recipient, refusal.chain_id),
+            (alice.address(), bob.address(), 1337)
+        );
+        let sig = refusal.sign(&bob).unwrap();
+        assert_eq!(refusal.verify(&sig), Ok(()));
+        assert!(refusal.sign(&alice).is_err(), "only the recipient signs");
+        let by_alice = alice.sign_typed(&envelope_domain(1337), &refusal).unwrap();
+        assert!(matches!(
+            refusal.verify(&by_alice),
+            Err(Rejection::BadSignature(_))
+        ));
+        for changed in [
+            Refusal {
+                reason: "other".into(),
+                ..refusal.clone()
+            },
+            Refusal {
+                sequence: 2,
+                ..refusal.clone()
+            },
+            Refusal {
+                chain_id: 1,
+                ..refusal.clone()
+            },
+        ] {
+            assert!(changed.verify(&sig).is_err(), "{changed:?}");
+        }
     }
 
     #[test]

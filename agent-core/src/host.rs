@@ -11,12 +11,14 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use actix::{Arbiter, ArbiterHandle, Supervisor, System};
 use serde_json::{json, Value};
 use wallets::Address;
 
 use crate::agent::{AgentActor, AgentCore, AgentHandle, AgentSpec};
+use crate::envelope::DEFAULT_MAX_TTL;
 use crate::error::{Error, Result};
 use crate::router::{LocalAgent, Router};
 use crate::store::HostStore;
@@ -42,9 +44,24 @@ pub struct HostConfig {
     pub tls: Option<ServerTls>,
     /// Roots trusted when dialing `wss://` endpoints.
     pub client_tls: ClientTls,
+    /// The furthest in the future an envelope may expire, counted from its
+    /// arrival: later ones are refused
+    /// ([`Rejection::ExpiryTooFar`](crate::envelope::Rejection::ExpiryTooFar)), so
+    /// that no replay record has to be kept longer than this. The host's own
+    /// agents' message TTLs are capped to it. Default [`DEFAULT_MAX_TTL`] (10
+    /// minutes).
+    pub max_ttl: Duration,
+    /// Routes learned from traffic (remote agents reached over the connection
+    /// their envelopes arrived on) kept at most; beyond it the least recently
+    /// learned or used is forgotten. Default
+    /// [`HostConfig::DEFAULT_MAX_LEARNED_ROUTES`].
+    pub max_learned_routes: usize,
 }
 
 impl HostConfig {
+    /// The default of [`HostConfig::max_learned_routes`].
+    pub const DEFAULT_MAX_LEARNED_ROUTES: usize = 4_096;
+
     /// A host on `chain_id` storing its state in `store`, listening nowhere, with a
     /// worker per CPU.
     pub fn new(chain_id: u64, store: impl Into<PathBuf>) -> Self {
@@ -57,6 +74,8 @@ impl HostConfig {
             edge: EdgeLimits::default(),
             tls: None,
             client_tls: ClientTls::default(),
+            max_ttl: DEFAULT_MAX_TTL,
+            max_learned_routes: Self::DEFAULT_MAX_LEARNED_ROUTES,
         }
     }
 
@@ -101,11 +120,27 @@ impl HostConfig {
         self.edge = edge;
         self
     }
+
+    /// Sets the maximum TTL (see [`HostConfig::max_ttl`]).
+    #[must_use]
+    pub fn max_ttl(mut self, max_ttl: Duration) -> Self {
+        self.max_ttl = max_ttl;
+        self
+    }
+
+    /// Sets the bound of the learned routes (see
+    /// [`HostConfig::max_learned_routes`]; at least 1).
+    #[must_use]
+    pub fn max_learned_routes(mut self, n: usize) -> Self {
+        self.max_learned_routes = n.max(1);
+        self
+    }
 }
 
 struct HostInner {
     name: String,
     chain_id: u64,
+    max_ttl: Duration,
     router: Arc<Router>,
     transport: Arc<Transport>,
     store: HostStore,
@@ -178,15 +213,17 @@ impl Host {
         let transport = Arc::new(Transport::new(
             config.edge,
             config.chain_id,
+            config.max_ttl,
             arbiters.clone(),
             config.tls,
             config.client_tls,
         ));
-        let router = Arc::new(Router::new(transport.clone()));
+        let router = Arc::new(Router::new(transport.clone(), config.max_learned_routes));
         transport.set_router(&router);
         let inner = Arc::new(HostInner {
             name: config.name,
             chain_id: config.chain_id,
+            max_ttl: config.max_ttl,
             router,
             transport: transport.clone(),
             store,
@@ -250,6 +287,7 @@ impl Host {
         let core = Arc::new(AgentCore::new(
             spec,
             self.inner.chain_id,
+            self.inner.max_ttl,
             self.inner.store.agent(address),
             self.inner.router.clone(),
         ));
@@ -266,6 +304,7 @@ impl Host {
             LocalAgent {
                 addr: addr.clone(),
                 mailbox: core.mailbox.clone(),
+                wallet: core.wallet.clone(),
             },
         )?;
         let handle = AgentHandle { core, addr };
@@ -295,7 +334,9 @@ impl Host {
             .cloned()
     }
 
-    /// Tells the host where a remote agent listens (`ws://host:port`).
+    /// Tells the host where a remote agent listens (`ws://host:port`). A configured
+    /// endpoint wins over any route learned from traffic: messages to `address`
+    /// always go there.
     pub fn add_peer(&self, address: Address, url: impl Into<String>) {
         self.inner.router.set_endpoint(address, url.into());
     }

@@ -6,11 +6,18 @@
 //!   wallet, a bounded mailbox and persisted state ([`store`]), started under a
 //!   supervisor that restarts it from that state when a skill panics.
 //! - [`envelope`]: the signed message between hosts and the checks every message
-//!   passes before a handler sees it (recipient, chain, expiry, signature,
-//!   duplicates, replays), with a counter per rejection reason.
+//!   passes before a handler sees it (recipient, chain, expiry neither past nor
+//!   beyond the host's maximum TTL, signature, duplicates, replays), with a counter
+//!   per rejection reason.
 //! - [`transport`]: WebSocket between hosts (one connection per host pair,
 //!   reconnect with backoff, optional TLS with rustls) behind tower layers (rate limit, concurrency cap,
-//!   timeout) that turn overload into back-pressure or a clear refusal.
+//!   timeout) that turn overload into back-pressure or a clear refusal, signed by
+//!   the agent that refuses.
+//! - Routing: a remote agent is reached at its configured endpoint
+//!   ([`Host::add_peer`], or found through a [`Directory`]) if it has one, else over
+//!   the connection its last admitted envelope arrived on. Such learned routes are
+//!   bounded ([`HostConfig::max_learned_routes`]) and never learned from an
+//!   envelope that failed a check, so a replayed envelope cannot re-point one.
 //! - [`Context`]: what a skill can do as its agent: tell, ask with a timeout, keep
 //!   dialogue state, find peers, pay through the spending policy.
 //!
@@ -22,19 +29,27 @@
 //! Agent authors use the `agent-sdk` crate on top of this one.
 //!
 //! ```
-//! use agent_core::envelope::{Draft, Envelope, Inbox, InboxLimits};
+//! use agent_core::envelope::{Draft, Envelope, Inbox, InboxLimits, Rejection};
 //! use wallets::{Wallet, B256};
 //!
 //! let (alice, bob) = (Wallet::random(), Wallet::random());
-//! let env = Envelope::seal(&alice, Draft {
+//! let now = agent_core::clock::now_ms();
+//! let draft = Draft {
 //!     recipient: bob.address(), dialogue: B256([1; 32]), sequence: 1,
-//!     expiry: u64::MAX, chain_id: 1337, kind: "tell/hello".into(),
+//!     expiry: now + 60_000, chain_id: 1337, kind: "tell/hello".into(),
 //!     payload: serde_json::json!({"text": "hi"}),
-//! })?;
+//! };
+//! let env = Envelope::seal(&alice, draft.clone())?;
 //! let mut inbox = Inbox::new(bob.address(), 1337, InboxLimits::default());
-//! let got = inbox.receive(&env.to_bytes(), 0).expect("a valid envelope");
+//! let got = inbox.receive(&env.to_bytes(), now).expect("a valid envelope");
 //! assert_eq!(got.sender, alice.address());
-//! assert!(inbox.receive(&env.to_bytes(), 0).is_err()); // a duplicate
+//! assert!(inbox.receive(&env.to_bytes(), now).is_err()); // a duplicate
+//! // An expiry beyond the maximum TTL (10 minutes by default) is refused.
+//! let forever = Envelope::seal(&alice, Draft { sequence: 2, expiry: u64::MAX, ..draft })?;
+//! assert!(matches!(
+//!     inbox.receive(&forever.to_bytes(), now),
+//!     Err(Rejection::ExpiryTooFar { .. })
+//! ));
 //! # Ok::<(), agent_core::envelope::EnvelopeError>(())
 //! ```
 #![cfg_attr(

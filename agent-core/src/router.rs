@@ -1,10 +1,24 @@
 //! Where a message for an address goes: an agent on this host, or a link to a
 //! remote host.
+//!
+//! A remote agent is reached through, in this order:
+//!
+//! 1. its **configured endpoint** (given to [`Host::add_peer`](crate::Host::add_peer)
+//!    or found through a [`Directory`](crate::Directory)): it always wins, and no
+//!    route is ever learned for an address that has one;
+//! 2. a **learned route**: the connection its last admitted envelope arrived on.
+//!    A route is learned only once the envelope passed every check (signature,
+//!    chain, expiry, duplicates, replays), so a recorded envelope replayed on
+//!    another connection cannot re-point it. The learned routes are bounded
+//!    ([`HostConfig::max_learned_routes`](crate::HostConfig::max_learned_routes)):
+//!    beyond that the least recently learned or used one is forgotten (routes over
+//!    closed connections first).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use actix::Addr;
-use wallets::Address;
+use wallets::{Address, Wallet};
 
 use crate::agent::{AgentActor, Mailbox};
 use crate::envelope::FastMap;
@@ -18,21 +32,65 @@ pub(crate) enum Route {
     Remote(Arc<Link>),
 }
 
-/// An agent on this host: its actor and its mailbox's room counter.
+/// An agent on this host: its actor, its mailbox's room counter and its wallet (to
+/// sign the refusals of envelopes sent to it).
 #[derive(Clone)]
 pub(crate) struct LocalAgent {
     pub(crate) addr: Addr<AgentActor>,
     pub(crate) mailbox: Arc<Mailbox>,
+    pub(crate) wallet: Arc<Wallet>,
+}
+
+/// A route learned from traffic, with the tick of its last learning or use.
+struct Learned {
+    link: Arc<Link>,
+    used: AtomicU64,
+}
+
+/// The bounded table of learned routes.
+struct LearnedRoutes {
+    map: FastMap<Address, Learned>,
+    cap: usize,
+    evicted: u64,
+}
+
+impl LearnedRoutes {
+    /// Forgets routes until at most `cap` are left: those over closed connections
+    /// first, then the least recently learned or used. O(n) per eviction, and an
+    /// eviction happens only when a new address is learned at capacity.
+    fn evict(&mut self) {
+        while self.map.len() > self.cap {
+            let victim = self
+                .map
+                .iter()
+                .min_by_key(|(_, r)| (r.link.is_open(), r.used.load(Ordering::Relaxed)))
+                .map(|(a, _)| *a);
+            let Some(victim) = victim else { return };
+            self.map.remove(&victim);
+            self.evicted += 1;
+        }
+    }
 }
 
 /// The host's routing table.
 pub(crate) struct Router {
     local: RwLock<FastMap<Address, LocalAgent>>,
-    /// Remote agents reachable over an existing connection (learned from traffic).
-    learned: RwLock<FastMap<Address, Arc<Link>>>,
-    /// Remote agents' endpoints (from configuration or discovery).
+    /// Remote agents reachable over an existing connection (learned from admitted
+    /// traffic), bounded.
+    learned: RwLock<LearnedRoutes>,
+    /// Remote agents' endpoints (from configuration or discovery); they win over
+    /// learned routes.
     endpoints: RwLock<FastMap<Address, String>>,
+    /// Ticks for the recency of learned routes.
+    clock: AtomicU64,
     transport: Arc<Transport>,
+}
+
+/// Counts of the learned routes.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct RouteStats {
+    pub(crate) learned: u64,
+    pub(crate) evicted: u64,
 }
 
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -44,11 +102,17 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 impl Router {
-    pub(crate) fn new(transport: Arc<Transport>) -> Self {
+    /// A router keeping at most `max_learned` learned routes (at least one).
+    pub(crate) fn new(transport: Arc<Transport>, max_learned: usize) -> Self {
         Self {
             local: RwLock::default(),
-            learned: RwLock::default(),
+            learned: RwLock::new(LearnedRoutes {
+                map: FastMap::default(),
+                cap: max_learned.max(1),
+                evicted: 0,
+            }),
             endpoints: RwLock::default(),
+            clock: AtomicU64::new(0),
             transport,
         }
     }
@@ -70,32 +134,74 @@ impl Router {
         read(&self.local).get(address).map(|a| a.addr.clone())
     }
 
-    /// Remembers that `address` answers on `link` (a connection it used).
-    pub(crate) fn learn(&self, address: Address, link: &Arc<Link>) {
-        let known = read(&self.learned)
-            .get(&address)
-            .is_some_and(|l| Arc::ptr_eq(l, link) && l.is_open());
-        if !known {
-            write(&self.learned).insert(address, link.clone());
-        }
+    /// The wallet of an agent on this host.
+    pub(crate) fn local_wallet(&self, address: &Address) -> Option<Arc<Wallet>> {
+        read(&self.local).get(address).map(|a| a.wallet.clone())
     }
 
-    /// Sets the endpoint (a `ws://` URL) where `address` is reached.
+    fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Remembers that `address` answers on `link`, the connection an envelope of
+    /// it arrived on. Call only once that envelope was admitted (signature, chain,
+    /// expiry, duplicate and replay checks passed). Does nothing for an address
+    /// with a configured endpoint.
+    pub(crate) fn learn(&self, address: Address, link: &Arc<Link>) {
+        if read(&self.endpoints).contains_key(&address) {
+            return;
+        }
+        let now = self.tick();
+        {
+            let learned = read(&self.learned);
+            if let Some(r) = learned
+                .map
+                .get(&address)
+                .filter(|r| Arc::ptr_eq(&r.link, link) && r.link.is_open())
+            {
+                r.used.store(now, Ordering::Relaxed);
+                return;
+            }
+        }
+        let mut learned = write(&self.learned);
+        learned.map.insert(
+            address,
+            Learned {
+                link: link.clone(),
+                used: AtomicU64::new(now),
+            },
+        );
+        learned.evict();
+    }
+
+    /// Sets the endpoint (a `ws://` URL) where `address` is reached. It wins over
+    /// any route learned for that address, which is forgotten.
     pub(crate) fn set_endpoint(&self, address: Address, url: String) {
         write(&self.endpoints).insert(address, url);
+        write(&self.learned).map.remove(&address);
     }
 
     pub(crate) fn resolve(&self, to: &Address) -> Result<Route> {
         if let Some(agent) = read(&self.local).get(to) {
             return Ok(Route::Local(agent.clone()));
         }
-        if let Some(link) = read(&self.learned).get(to).filter(|l| l.is_open()) {
-            return Ok(Route::Remote(link.clone()));
-        }
         let url = read(&self.endpoints).get(to).cloned();
-        match url {
-            Some(url) => Ok(Route::Remote(self.transport.dial(&url))),
-            None => Err(Error::NoRoute(*to)),
+        if let Some(url) = url {
+            return Ok(Route::Remote(self.transport.dial(&url)));
+        }
+        if let Some(r) = read(&self.learned).map.get(to).filter(|r| r.link.is_open()) {
+            r.used.store(self.tick(), Ordering::Relaxed);
+            return Ok(Route::Remote(r.link.clone()));
+        }
+        Err(Error::NoRoute(*to))
+    }
+
+    /// Counts of the learned routes.
+    pub(crate) fn route_stats(&self) -> RouteStats {
+        let learned = read(&self.learned);
+        RouteStats {
+            learned: u64::try_from(learned.map.len()).unwrap_or(u64::MAX),
+            evicted: learned.evicted,
         }
     }
 }

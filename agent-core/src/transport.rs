@@ -12,6 +12,20 @@
 //! frame that times out or fails the checks is answered with a `refused` control
 //! frame so the asker fails fast instead of waiting for its timeout.
 //!
+//! A `refused` frame carries a [`Refusal`] signed by the refused envelope's
+//! recipient (when it runs on the refusing host; otherwise it goes unsigned, for
+//! the eyes of bare clients only). The asker's host ignores, logs and counts
+//! ([`EdgeStats::refusals_ignored`]) a refusal that is unsigned, signed by anyone
+//! but that recipient, or that arrives on a connection other than the one the
+//! ask left on.
+//!
+//! A sender's route is learned from the connection its envelope arrived on only
+//! once the recipient agent admitted that envelope, and never for an agent with a
+//! configured endpoint ([`Host::add_peer`](crate::Host::add_peer)), which always
+//! wins: a recorded envelope replayed on another connection is refused and
+//! re-points nothing. Learned routes are bounded
+//! ([`HostConfig::max_learned_routes`](crate::HostConfig::max_learned_routes)).
+//!
 //! The same port answers plain HTTP `GET` for `/health`, `/metrics` and the agent
 //! cards (`/.well-known/agent-card.json`, `/card/<address>`).
 
@@ -33,11 +47,13 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tower::{Service, ServiceBuilder, ServiceExt};
-use wallets::{Address, B256};
+use wallets::{Address, Signature, B256};
 
-use crate::agent::{DeliverRemote, RefusedAsk};
+use crate::agent::{DeliverRemote, RefusalOutcome, RefusedAsk};
 use crate::clock::now_ms;
-use crate::envelope::{Envelope, Header, KeyCache, Rejection, MAX_ENVELOPE_BYTES};
+use crate::envelope::{
+    check_expiry, Envelope, Header, KeyCache, Refusal, Rejection, MAX_ENVELOPE_BYTES,
+};
 use crate::error::{Error, Result};
 use crate::router::Router;
 use crate::tls::{server_name, ClientTls, ServerTls};
@@ -95,6 +111,7 @@ pub(crate) struct EdgeCounters {
     connections: AtomicU64,
     connections_refused: AtomicU64,
     reconnects: AtomicU64,
+    refusals_ignored: AtomicU64,
 }
 
 /// A snapshot of the edge counters.
@@ -112,24 +129,40 @@ pub struct EdgeStats {
     pub connections_refused: u64,
     /// Reconnections of outgoing links.
     pub reconnects: u64,
+    /// `refused` frames ignored: unsigned, not signed by the refused envelope's
+    /// recipient, for an ask that left on another connection, or for no pending
+    /// ask (late: it was answered or timed out).
+    pub refusals_ignored: u64,
+    /// Routes learned from admitted traffic, now.
+    pub learned_routes: u64,
+    /// Learned routes forgotten to stay within the host's bound.
+    pub routes_evicted: u64,
 }
 
 /// Control frames (WebSocket text frames); envelopes travel as binary frames.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
 enum Control {
-    /// An envelope was dropped before any agent saw it.
+    /// An envelope was dropped before any agent saw it: a [`Refusal`] with the
+    /// recipient's signature (absent when the recipient does not run on the
+    /// refusing host; such a frame is only informative).
     Refused {
         sender: Address,
         recipient: Address,
         dialogue: B256,
         sequence: u64,
         reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signature: Option<Signature>,
     },
 }
 
+/// Identities of links, never reused within a process.
+static LINK_IDS: AtomicU64 = AtomicU64::new(1);
+
 /// One side of a connection: a bounded queue of frames to send.
 pub struct Link {
+    id: u64,
     label: String,
     tx: mpsc::Sender<Message>,
     open: AtomicBool,
@@ -138,6 +171,7 @@ pub struct Link {
 impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Link")
+            .field("id", &self.id)
             .field("label", &self.label)
             .field("open", &self.is_open())
             .finish()
@@ -149,12 +183,18 @@ impl Link {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         (
             Arc::new(Self {
+                id: LINK_IDS.fetch_add(1, Ordering::Relaxed),
                 label,
                 tx,
                 open: AtomicBool::new(true),
             }),
             rx,
         )
+    }
+
+    /// The link's identity: a refusal is only taken from the link its ask left on.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     pub(crate) fn is_open(&self) -> bool {
@@ -198,6 +238,8 @@ pub(crate) type HttpAnswer = Box<dyn Fn(&str) -> Option<(String, String)> + Send
 pub(crate) struct Transport {
     limits: EdgeLimits,
     chain_id: u64,
+    /// Envelopes expiring later than this after their arrival are refused.
+    max_ttl_ms: u64,
     links: Mutex<HashMap<String, Arc<Link>>>,
     arbiters: Vec<ArbiterHandle>,
     next: AtomicUsize,
@@ -221,6 +263,7 @@ impl Transport {
     pub(crate) fn new(
         limits: EdgeLimits,
         chain_id: u64,
+        max_ttl: Duration,
         arbiters: Vec<ArbiterHandle>,
         server_tls: Option<ServerTls>,
         client_tls: ClientTls,
@@ -228,6 +271,7 @@ impl Transport {
         Self {
             limits,
             chain_id,
+            max_ttl_ms: crate::envelope::millis(max_ttl),
             links: Mutex::new(HashMap::new()),
             arbiters,
             next: AtomicUsize::new(0),
@@ -251,6 +295,12 @@ impl Transport {
 
     pub(crate) fn stats(&self) -> EdgeStats {
         let c = &self.counters;
+        let routes = self
+            .router
+            .get()
+            .and_then(Weak::upgrade)
+            .map(|r| r.route_stats())
+            .unwrap_or_default();
         EdgeStats {
             frames: c.frames.load(Ordering::Relaxed),
             malformed: c.malformed.load(Ordering::Relaxed),
@@ -258,6 +308,9 @@ impl Transport {
             connections: c.connections.load(Ordering::Relaxed),
             connections_refused: c.connections_refused.load(Ordering::Relaxed),
             reconnects: c.reconnects.load(Ordering::Relaxed),
+            refusals_ignored: c.refusals_ignored.load(Ordering::Relaxed),
+            learned_routes: routes.learned,
+            routes_evicted: routes.evicted,
         }
     }
 
@@ -423,17 +476,11 @@ impl Transport {
                                     Err(e) => e.to_string(),
                                 };
                                 tracing::debug!(target: "agent::transport", peer = %link.label, %reason, "envelope refused");
-                                link.control(&Control::Refused {
-                                    sender: header.sender,
-                                    recipient: header.recipient,
-                                    dialogue: header.dialogue,
-                                    sequence: header.sequence,
-                                    reason,
-                                });
+                                link.control(&me.refusal(&header, reason));
                             }
                         });
                     }
-                    Ok(Message::Text(text)) => self.on_control(&text).await,
+                    Ok(Message::Text(text)) => self.on_control(&text, link).await,
                     Ok(Message::Close(_)) | Err(_) => break,
                     Ok(_) => {}
                 }
@@ -445,30 +492,96 @@ impl Transport {
         }
     }
 
-    async fn on_control(&self, text: &str) {
+    /// The `refused` frame for the envelope with `header`: signed by its recipient
+    /// when that agent runs here, unsigned otherwise.
+    fn refusal(&self, header: &Header, reason: String) -> Control {
+        let refusal = Refusal::of(header, reason);
+        let signature = self
+            .router
+            .get()
+            .and_then(Weak::upgrade)
+            .and_then(|r| r.local_wallet(&header.recipient))
+            .and_then(|wallet| match refusal.sign(&wallet) {
+                Ok(sig) => Some(sig),
+                Err(e) => {
+                    tracing::warn!(target: "agent::transport", error = %e, "refusal not signed");
+                    None
+                }
+            });
+        Control::Refused {
+            sender: refusal.sender,
+            recipient: refusal.recipient,
+            dialogue: refusal.dialogue,
+            sequence: refusal.sequence,
+            reason: refusal.reason,
+            signature,
+        }
+    }
+
+    /// Handles a control frame that arrived on `link`. A refusal reaches the asker
+    /// only when signed by the agent it speaks for and for an ask that left on
+    /// `link`; anything else is ignored, logged and counted.
+    async fn on_control(&self, text: &str, link: &Arc<Link>) {
         let Ok(Control::Refused {
             sender,
             recipient,
             dialogue,
             sequence,
             reason,
+            signature,
         }) = serde_json::from_str::<Control>(text)
         else {
-            tracing::debug!(target: "agent::transport", "unknown control frame ignored");
+            tracing::debug!(target: "agent::transport", peer = %link.label, "unknown control frame ignored");
+            return;
+        };
+        // Forged or misrouted refusals are worth a look; late ones (the ask timed
+        // out or was answered) are routine.
+        let ignored = |why: &str| {
+            self.counters
+                .refusals_ignored
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::info!(target: "agent::transport", peer = %link.label, %sender, %recipient, %dialogue, sequence, why, "refusal ignored");
+        };
+        let late = || {
+            self.counters
+                .refusals_ignored
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(target: "agent::transport", peer = %link.label, %sender, %recipient, %dialogue, sequence, "refusal for no pending ask ignored");
+        };
+        let Some(signature) = signature else {
+            ignored("unsigned");
             return;
         };
         let Some(router) = self.router.get().and_then(Weak::upgrade) else {
             return;
         };
-        if let Some(addr) = router.local(&sender) {
-            let _ = addr
-                .send(RefusedAsk {
-                    peer: recipient,
-                    dialogue,
-                    sequence,
-                    reason,
-                })
-                .await;
+        let Some(addr) = router.local(&sender) else {
+            late();
+            return;
+        };
+        let refusal = Refusal {
+            sender,
+            recipient,
+            dialogue,
+            sequence,
+            chain_id: self.chain_id,
+            reason,
+        };
+        let outcome = addr
+            .send(RefusedAsk {
+                refusal,
+                signature,
+                via: link.id(),
+            })
+            .await;
+        match outcome {
+            Ok(RefusalOutcome::Failed) => {}
+            Ok(RefusalOutcome::NoPendingAsk) => late(),
+            Ok(RefusalOutcome::OtherLink) => {
+                ignored("the ask left on another connection");
+            }
+            Ok(RefusalOutcome::BadSignature(e)) => ignored(&e.to_string()),
+            Err(_) => {}
         }
     }
 
@@ -632,14 +745,7 @@ impl Service<Envelope> for Ingress {
                 }
                 .into());
             }
-            let now = now_ms();
-            if h.expiry <= now {
-                return Err(Rejection::Expired {
-                    expiry: h.expiry,
-                    now,
-                }
-                .into());
-            }
+            check_expiry(h.expiry, now_ms(), transport.max_ttl_ms)?;
             let router = transport
                 .router
                 .get()
@@ -652,8 +758,8 @@ impl Service<Envelope> for Ingress {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .verify(env)?;
-            router.learn(h.sender, &link);
-            match addr.send(DeliverRemote(verified)).await {
+            // The agent learns the route once it admitted the envelope.
+            match addr.send(DeliverRemote(verified, link)).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(r)) => Err(r.into()),
                 Err(_) => Err("agent stopped".into()),

@@ -1,0 +1,8 @@
+//! Integration tests of the runtime's routing and refusals: real hosts, real
+//! sockets on loopback, real wallets, and bare WebSocket clients that play relays
+//! and attackers.
+
+mod expiry;
+mod refusals;
+mod routes;
+mod support;
