@@ -382,8 +382,9 @@ fn check_line(text: &[u8], known: Option<&crate::PublicKey>, last: &mut LastVeri
     if entry.line_with_body(&body).ok().as_deref() != Some(text) {
         return Err("line is not in canonical form (its bytes were altered)".into());
     }
-    // Verifying against the known key costs half a recovery; on failure the
-    // recovery names who signed instead.
+    // Verifying against the known key skips the address's hash and the key's
+    // conversions (the curve work is a recovery's); on failure the recovery names
+    // who signed instead.
     let fast = known.is_some_and(|k| {
         if k.address() != entry.signer || entry.digest_with(keccak256(&body)) != entry.hash {
             return false;

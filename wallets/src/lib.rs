@@ -8,7 +8,8 @@
 //! - Signing and recovery: EIP-191 personal messages ([`eip191`]) and EIP-712 typed
 //!   data ([`eip712`]: Rust structs through [`Eip712`], JSON through [`TypedData`]);
 //!   [`Signature`]s are recoverable and low-s, and high-s or wrong-length signatures
-//!   are rejected.
+//!   are rejected. The elliptic curve work (signing, recovery, verification) is
+//!   libsecp256k1's, through the `secp256k1` crate; the crate has none of its own.
 //! - [`keystore`]: Web3 Secret Storage v3 files (scrypt and pbkdf2 on read, scrypt on
 //!   write) that geth, cast and eth-account read and write too.
 //! - [`Amount`]: integer base units of a 6-decimal stablecoin.
@@ -46,10 +47,8 @@ pub mod eip191;
 pub mod eip712;
 mod error;
 pub mod journal;
-mod key_table;
 pub mod keystore;
 mod mandate;
-pub(crate) mod modinv;
 mod payment;
 mod policy;
 mod primitives;

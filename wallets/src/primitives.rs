@@ -140,11 +140,18 @@ impl Address {
         &self.0
     }
 
-    /// The address of an uncompressed SEC1 public key (`0x04 || x || y`).
+    /// The address of a public key.
     pub(crate) fn from_verifying_key(key: &k256::ecdsa::VerifyingKey) -> Self {
         let point = key.to_encoded_point(false);
-        // An uncompressed point is 65 bytes: the tag then 64 bytes of coordinates.
-        let hash = keccak256(point.as_bytes().get(1..).unwrap_or_default());
+        let mut uncompressed = [0u8; 65];
+        uncompressed.copy_from_slice(point.as_bytes());
+        Self::from_uncompressed(&uncompressed)
+    }
+
+    /// The address of an uncompressed SEC1 public key (`0x04 || x || y`): the last 20
+    /// bytes of the hash of its 64 bytes of coordinates.
+    pub(crate) fn from_uncompressed(point: &[u8; 65]) -> Self {
+        let hash = keccak256(&point[1..]);
         let mut out = [0u8; 20];
         out.copy_from_slice(&hash.0[12..]);
         Self(out)

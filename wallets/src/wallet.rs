@@ -11,32 +11,6 @@ use crate::eip712::{Eip712, Eip712Domain, TypedData, PAYMENT_TYPES};
 use crate::primitives::decode_hex;
 use crate::{eip191, Address, Error, Result, Signature, B256};
 
-/// An ECDSA nonce `k` whose inverse is computed as `b·(k·b)⁻¹` for a fresh random
-/// `b`. k256 inverts `k` in constant time, a large share of a signature's cost; the
-/// variable-time inversion used here (`modinv`, safegcd) is several times faster and
-/// only ever sees `k·b`, uniformly random whatever `k` is, so its timing says nothing
-/// about the nonce (the usual blinding of a secret before a variable-time operation).
-struct BlindedNonce(k256::Scalar);
-
-impl AsRef<k256::Scalar> for BlindedNonce {
-    fn as_ref(&self) -> &k256::Scalar {
-        &self.0
-    }
-}
-
-impl k256::elliptic_curve::ops::Invert for BlindedNonce {
-    type Output = k256::elliptic_curve::subtle::CtOption<k256::Scalar>;
-
-    fn invert(&self) -> Self::Output {
-        let blind = k256::NonZeroScalar::random(&mut rand::thread_rng());
-        let inverse = crate::modinv::invert_scalar_vartime(&(self.0 * *blind));
-        k256::elliptic_curve::subtle::CtOption::new(
-            inverse.map_or(k256::Scalar::ZERO, |i| i * *blind),
-            k256::elliptic_curve::subtle::Choice::from(u8::from(inverse.is_some())),
-        )
-    }
-}
-
 /// A secp256k1 key pair with its Ethereum address.
 ///
 /// The secret is zeroized when the wallet is dropped and never printed: `Debug`
@@ -46,8 +20,11 @@ impl k256::elliptic_curve::ops::Invert for BlindedNonce {
 /// whatever it calls itself, and so does any typed data in the domain of a contract
 /// that holds money for the wallet ([`Wallet::guard_contract`]).
 pub struct Wallet {
+    /// The secret, held by k256 (zeroized on drop). libsecp256k1 gets a copy for
+    /// each signature only, erased right after (see [`Wallet::sign_hash`]).
     key: SigningKey,
-    address: Address,
+    /// The public key in both forms, and the address.
+    public: crate::PublicKey,
     /// Contracts whose EIP-712 domain plain typed signing refuses (the token, escrow
     /// and channel contracts of the policies that use this wallet). Only ever grows.
     guarded: RwLock<BTreeSet<Address>>,
@@ -56,7 +33,12 @@ pub struct Wallet {
 impl Wallet {
     /// A new key from the operating system's random number generator.
     pub fn random() -> Self {
-        Self::from_signing_key(SigningKey::random(&mut rand::rngs::OsRng))
+        loop {
+            // k256 makes only valid keys, which libsecp256k1 takes: one round.
+            if let Ok(wallet) = Self::from_signing_key(SigningKey::random(&mut rand::rngs::OsRng)) {
+                return wallet;
+            }
+        }
     }
 
     /// Imports a 32-byte secret key.
@@ -72,7 +54,7 @@ impl Wallet {
             });
         }
         let key = SigningKey::from_slice(secret).map_err(|_| Error::InvalidSecretKey)?;
-        Ok(Self::from_signing_key(key))
+        Self::from_signing_key(key)
     }
 
     /// Imports a secret key written as hex (with or without `0x`).
@@ -91,13 +73,13 @@ impl Wallet {
         Self::from_bytes(&bytes)
     }
 
-    fn from_signing_key(key: SigningKey) -> Self {
-        let address = Address::from_verifying_key(key.verifying_key());
-        Self {
+    fn from_signing_key(key: SigningKey) -> Result<Self> {
+        let public = crate::PublicKey::from_verifying_key(*key.verifying_key())?;
+        Ok(Self {
             key,
-            address,
+            public,
             guarded: RwLock::new(BTreeSet::new()),
-        }
+        })
     }
 
     /// From now on refuses to sign any typed data in the EIP-712 domain of `contract`
@@ -136,7 +118,7 @@ impl Wallet {
 
     /// The wallet's address.
     pub fn address(&self) -> Address {
-        self.address
+        self.public.address()
     }
 
     /// The public key.
@@ -146,7 +128,7 @@ impl Wallet {
 
     /// The public key.
     pub fn public_key(&self) -> crate::PublicKey {
-        crate::PublicKey::from_verifying_key(*self.key.verifying_key())
+        self.public
     }
 
     /// The secret key bytes, for writing a keystore. Zeroized when dropped.
@@ -154,40 +136,26 @@ impl Wallet {
         Zeroizing::new(self.key.to_bytes().into())
     }
 
-    /// Signs a 32-byte digest: deterministic (RFC 6979), low-s, recoverable.
+    /// Signs a 32-byte digest with libsecp256k1: deterministic (RFC 6979, the very
+    /// bytes k256 makes for the same key and digest: a test checks), low-s, recoverable.
+    ///
+    /// libsecp256k1 takes the secret as its own `SecretKey`, a plain copyable array
+    /// that is not erased on drop; so one is made here for this signature only, from
+    /// k256's key (which keeps the secret, zeroized on drop), and erased with
+    /// `non_secure_erase` before returning. Making it costs well under 1% of a signature.
     ///
     /// Crate-private on purpose: outside this crate a digest could be a payment in
     /// disguise, so callers go through the typed functions below.
     pub(crate) fn sign_hash(&self, digest: &B256) -> Result<Signature> {
-        use k256::ecdsa::hazmat::{bits2field, SignPrimitive};
-        use k256::elliptic_curve::{Curve, FieldBytesEncoding, PrimeField};
-        use k256::{Scalar, Secp256k1};
-        let fail = |what: &str| Error::InvalidSignature(format!("signing failed: {what}"));
-        let z = bits2field::<Secp256k1>(digest.as_bytes()).map_err(|_| fail("digest"))?;
-        let d = self.key.as_nonzero_scalar();
-        // RFC 6979's deterministic nonce, as k256 derives it: the signatures are the
-        // very bytes k256 makes (a test checks), only the nonce's inversion differs.
-        let k = Option::<Scalar>::from(Scalar::from_repr(rfc6979::generate_k::<sha2::Sha256, _>(
-            &d.to_repr(),
-            &Secp256k1::ORDER.encode_field_bytes(),
-            &z,
-            &[],
-        )))
-        .ok_or_else(|| fail("nonce"))?;
-        let (sig, recovery) = d
-            .as_ref()
-            .try_sign_prehashed(BlindedNonce(k), &z)
-            .map_err(|e| Error::InvalidSignature(e.to_string()))?;
-        let recovery = recovery.ok_or_else(|| fail("no recovery id"))?;
-        // k256 already produces low-s signatures; normalise defensively and flip the
-        // recovery parity if it ever did not.
-        match sig.normalize_s() {
-            Some(low) => {
-                let flipped = k256::ecdsa::RecoveryId::new(!recovery.is_y_odd(), false);
-                Ok(Signature::from_parts(low, flipped))
-            }
-            None => Ok(Signature::from_parts(sig, recovery)),
-        }
+        let bytes = Zeroizing::new(<[u8; 32]>::from(self.key.to_bytes()));
+        let mut secret = secp256k1::SecretKey::from_slice(bytes.as_ref())
+            .map_err(|_| Error::InvalidSecretKey)?;
+        drop(bytes);
+        let sig = crate::signature::context()
+            .sign_ecdsa_recoverable(&secp256k1::Message::from_digest(digest.0), &secret);
+        secret.non_secure_erase();
+        let (recovery, rs) = sig.serialize_compact();
+        Signature::from_compact(rs, recovery)
     }
 
     /// Signs an EIP-191 personal message.
@@ -223,7 +191,7 @@ impl Wallet {
 impl fmt::Debug for Wallet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Wallet")
-            .field("address", &self.address)
+            .field("address", &self.address())
             .finish_non_exhaustive()
     }
 }
@@ -239,8 +207,8 @@ mod tests {
 
     #[test]
     fn signatures_are_the_bytes_k256_makes() {
-        // RFC 6979 nonces are deterministic, so blinding the nonce's inversion must
-        // not change a single byte of any signature.
+        // RFC 6979 nonces are deterministic, so libsecp256k1 and k256 must agree on
+        // every byte of every signature.
         for i in 0u32..300 {
             let w = Wallet::random();
             let digest = crate::keccak256(i.to_be_bytes());
@@ -302,16 +270,14 @@ mod tests {
     fn high_s_is_rejected() {
         let wallet = cow();
         let sig = wallet.sign_message("x").unwrap();
-        // Build the malleable twin (r, n - s, v ^ 1): valid for raw ECDSA, not for us.
-        let n = primitive_types::U256::from_big_endian(
-            &hex::decode("fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141")
-                .unwrap(),
-        );
-        let s = primitive_types::U256::from_big_endian(sig.s().as_bytes());
-        let mut high = [0u8; 32];
-        (n - s).to_big_endian(&mut high);
+        // Build the malleable twin (r, n - s, v ^ 1), with k256's scalar negation:
+        // valid for raw ECDSA, not for us.
+        let low = k256::ecdsa::Signature::from_slice(&sig.to_bytes()[..64]).unwrap();
+        let (r, s) = low.split_scalars();
+        let high = k256::ecdsa::Signature::from_scalars(r, -*s).unwrap();
+        assert!(high.normalize_s().is_some());
         let mut bytes = sig.to_bytes();
-        bytes[32..64].copy_from_slice(&high);
+        bytes[..64].copy_from_slice(&high.to_bytes());
         bytes[64] = 55 - bytes[64]; // 27 <-> 28
         let res = Signature::from_bytes(&bytes);
         assert!(matches!(res, Err(Error::HighS)), "{res:?}");

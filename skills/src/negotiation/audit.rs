@@ -1017,7 +1017,7 @@ impl<'a> SigQueue<'a> {
 type SigKey = ([u8; 65], B256, Address);
 
 /// Checks the queued signatures on all cores, each distinct one once, verifying
-/// against a signer's key once it was recovered (half the cost of a recovery), and
+/// against a signer's key once it was recovered (no address hash per check), and
 /// reports each failure at its entry.
 fn verify_signatures(checks: Vec<SigCheck>, findings: &mut Findings) {
     let key = |c: &SigCheck| (c.signature.to_bytes(), c.digest, c.signer);

@@ -345,7 +345,7 @@ impl Shared {
 }
 
 /// Public keys of the counterparts seen so far, so that their later signatures are
-/// verified against the key (about half the cost of recovering it).
+/// verified against the key (a recovery without the address's hash).
 static SIGNERS: std::sync::RwLock<
     Option<std::collections::HashMap<wallets::Address, wallets::PublicKey>>,
 > = std::sync::RwLock::new(None);
