@@ -638,11 +638,33 @@ async fn respond(
     outcome
 }
 
+/// How often an agent forgets the replay records of expired messages.
+const PRUNE_REPLAY_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl AgentActor {
+    fn prune_replay(&self) {
+        match self.core.store.prune_replay(now_ms()) {
+            Ok(0) => {}
+            Ok(gone) => {
+                tracing::debug!(target: "agent::store", agent = %self.core.address, gone, "expired replay records pruned")
+            }
+            Err(e) => {
+                tracing::warn!(target: "agent::store", agent = %self.core.address, error = %e, "pruning replay records failed")
+            }
+        }
+    }
+}
+
 impl Actor for AgentActor {
     type Context = actix::Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.core.limits.mailbox);
+        // Replay records of expired messages protect nothing (the expiry check
+        // refuses those messages) and expiries are capped at now + the host's maximum
+        // TTL, so pruning them now and then bounds the replay store.
+        self.prune_replay();
+        ctx.run_interval(PRUNE_REPLAY_EVERY, |actor, _| actor.prune_replay());
         tracing::debug!(target: "agent::runtime", agent = %self.core.address, name = %self.core.name, "agent started");
     }
 }

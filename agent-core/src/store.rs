@@ -251,12 +251,21 @@ impl AgentStore {
         expiry: u64,
     ) -> Result<()> {
         let k = key(&[&self.agent.0, &sender.0, &dialogue.0]);
-        let mut v = [0u8; 16];
-        v[..8].copy_from_slice(&sequence.to_be_bytes());
-        v[8..].copy_from_slice(&expiry.to_be_bytes());
+        // The record must outlive every message of the dialogue accepted so far, so it
+        // keeps the latest expiry seen, not the last message's: an earlier message
+        // that expires later could be replayed once the record was pruned.
         self.host
             .replay
-            .insert(k, &v)
+            .fetch_and_update(k, |old| {
+                let kept = old
+                    .and_then(|o| o.get(8..16))
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(0, u64::from_be_bytes);
+                let mut v = [0u8; 16];
+                v[..8].copy_from_slice(&sequence.to_be_bytes());
+                v[8..].copy_from_slice(&expiry.max(kept).to_be_bytes());
+                Some(v.to_vec())
+            })
             .map(|_| ())
             .map_err(|e| self.host.err(e))
     }
@@ -489,5 +498,25 @@ mod tests {
         assert_eq!(sa.prune_replay(999).unwrap(), 0);
         assert_eq!(sa.prune_replay(1_000).unwrap(), 1);
         assert_eq!(sa.last_sequence(peer, d).unwrap(), None);
+    }
+
+    /// Regression: the replay record took the last message's expiry, so a later
+    /// message expiring sooner let the record be pruned while an earlier message
+    /// could still be replayed.
+    #[test]
+    fn the_replay_record_keeps_the_latest_expiry_of_its_dialogue() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = HostStore::open(dir.path()).unwrap();
+        let s = host.agent(Address([1; 20]));
+        let (peer, d) = (Address([2; 20]), B256([3; 32]));
+        s.set_last_sequence(peer, d, 1, 5_000).unwrap();
+        s.set_last_sequence(peer, d, 2, 2_000).unwrap();
+        assert_eq!(
+            s.prune_replay(2_000).unwrap(),
+            0,
+            "message 1 is still valid"
+        );
+        assert_eq!(s.last_sequence(peer, d).unwrap().map(|(q, _)| q), Some(2));
+        assert_eq!(s.prune_replay(5_000).unwrap(), 1);
     }
 }
