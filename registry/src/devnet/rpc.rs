@@ -317,7 +317,12 @@ async fn dispatch(shared: &Arc<Shared>, method: &str, p: &[Value]) -> RpcResult 
         "evm_increaseTime" => {
             let secs: U256 = param(p, 0, "seconds")?;
             let secs = u64::try_from(secs).map_err(|_| RpcError::params("seconds too large"))?;
-            to_value(U256::from(shared.chain.lock().await.increase_time(secs)))
+            let offset = shared.chain.lock().await.increase_time(secs).ok_or_else(|| {
+                RpcError::params(format!(
+                    "seconds too large: {secs} more would take the clock past 2^64 - 1"
+                ))
+            })?;
+            to_value(U256::from(offset))
         }
         "evm_mine" => {
             let mined = shared.chain.lock().await.mine_empty()?;

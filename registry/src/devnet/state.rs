@@ -211,13 +211,19 @@ impl ChainState {
     }
 
     fn next_timestamp(&self) -> u64 {
-        (now_secs() + self.time_offset).max(self.head.timestamp)
+        now_secs()
+            .saturating_add(self.time_offset)
+            .max(self.head.timestamp)
     }
 
-    /// Moves the clock forward (`evm_increaseTime`); returns the total offset.
-    pub(crate) fn increase_time(&mut self, secs: u64) -> u64 {
-        self.time_offset = self.time_offset.saturating_add(secs);
-        self.time_offset
+    /// Moves the clock forward (`evm_increaseTime`); returns the total offset, or
+    /// `None`, moving nothing, when the clock would pass the largest timestamp
+    /// (`u64::MAX` seconds).
+    pub(crate) fn increase_time(&mut self, secs: u64) -> Option<u64> {
+        let offset = self.time_offset.checked_add(secs)?;
+        now_secs().checked_add(offset)?;
+        self.time_offset = offset;
+        Some(offset)
     }
 
     pub(crate) fn balance(&self, a: EAddress) -> EU256 {
@@ -815,5 +821,28 @@ mod tests {
         let s = ChainState::open(dir.path(), 1337, &[]).unwrap();
         assert_eq!(s.balance(to_e(a)), EU256::from(5));
         assert!(ChainState::open(dir.path(), 1, &[]).is_err());
+    }
+
+    /// Regression (found by `fuzz_devnet_json_rpc`): `evm_increaseTime` saturated
+    /// the clock offset at 2^64 - 1, and the next call, transaction or block then
+    /// overflowed adding it to the wall clock (a panic in debug builds; in release a
+    /// timestamp that wrapped around to the past).
+    #[test]
+    fn increase_time_past_the_largest_timestamp_is_refused_not_an_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = ChainState::open(dir.path(), 1337, &[]).unwrap();
+        assert_eq!(s.increase_time(u64::MAX), None);
+        // A day, twice, adds up.
+        assert_eq!(s.increase_time(86_400), Some(86_400));
+        assert_eq!(s.increase_time(86_400), Some(172_800));
+        // Up to an hour short of the end of time, then no further.
+        let rest = u64::MAX - now_secs() - 172_800 - 3_600;
+        assert_eq!(s.increase_time(rest), Some(rest + 172_800));
+        assert_eq!(s.increase_time(7_200), None);
+        // Calls and blocks run at the late clock.
+        let call = s.call(&CallRequest::default(), None).unwrap();
+        assert!(call.is_success(), "{call:?}");
+        let mined = s.mine_empty().unwrap();
+        assert!(mined.block.timestamp > EU256::from(u64::MAX - 7_200));
     }
 }
