@@ -189,7 +189,10 @@ impl Source<'_> {
         }
     }
 
-    /// The key written on the line of `span`, for parse errors that carry none.
+    /// The key written on the line of `span`, for parse errors that carry none: the
+    /// key of a `key = value` line, the table of a `[table]` line, and for any other
+    /// line (blank, a comment, the end of the file) the table it is in, or
+    /// `(top level)`.
     fn key_on_line(&self, span: &Range<usize>) -> String {
         let start = self
             .text
@@ -200,10 +203,47 @@ impl Source<'_> {
             .text
             .get(start..)
             .and_then(|l| l.lines().next())
-            .unwrap_or_default();
-        match line.split_once('=') {
-            Some((key, _)) => key.trim().to_owned(),
-            None => line.trim().trim_matches(['[', ']']).to_owned(),
+            .unwrap_or_default()
+            .trim();
+        let table = |header: &str| {
+            let name = header
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or_default();
+            Some(name.trim().to_owned()).filter(|n| !n.is_empty())
+        };
+        let key = if line.starts_with('#') {
+            None
+        } else if line.starts_with('[') {
+            table(line)
+        } else {
+            line.split_once('=')
+                .map(|(key, _)| key.trim().to_owned())
+                .filter(|k| !k.is_empty())
+        };
+        key.or_else(|| {
+            let before = self.text.get(..start).unwrap_or_default();
+            before
+                .lines()
+                .rev()
+                .map(str::trim)
+                .find(|l| l.starts_with('['))
+                .and_then(table)
+        })
+        .unwrap_or_else(|| "(top level)".to_owned())
+    }
+
+    /// What to say about a parse error that toml gives no message for (a character
+    /// it does not allow, in a comment for example): the character at `span`.
+    fn unexpected(&self, span: &Range<usize>) -> String {
+        match self
+            .text
+            .get(span.start..)
+            .and_then(|rest| rest.chars().next())
+        {
+            Some(c) => format!("{c:?} is not valid TOML here"),
+            None => "the file ends where TOML expects more".to_owned(),
         }
     }
 }
@@ -227,7 +267,11 @@ impl Config {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
             let key = src.key_on_line(&span);
-            src.error(span, key, e.message().to_owned())
+            let message = match e.message().trim() {
+                "" => src.unexpected(&span),
+                m => m.to_owned(),
+            };
+            src.error(span, key, message)
         })?;
         Self::validate(&src, raw)
     }
@@ -891,6 +935,36 @@ valid_until = "2030-01-01T00:00:00Z"
                 "{e}"
             );
             assert!(e.message.contains(says), "{e}");
+        }
+    }
+
+    /// Regression (found by `fuzz_agents_toml`): a parse error on a blank line, a
+    /// comment or at the end of the file named an empty key or the comment's text,
+    /// and toml gives some errors (a control character in a comment) no message.
+    #[test]
+    fn parse_errors_always_name_a_key_and_say_what_is_wrong() {
+        for (text, key, says) in [
+            ("", "(top level)", "missing field `network`"),
+            (
+                "#\u{7f} a comment\n",
+                "(top level)",
+                "'\\u{7f}' is not valid TOML here",
+            ),
+            (
+                "[network]\nkind = \"embedded\"\n[agents.a]\nkeystore = '''x\n",
+                "agents.a",
+                "invalid multiline literal string",
+            ),
+            (
+                "[network]  # the chain\nkind = \"embedded\"\n# kind = \u{7f}\n",
+                "network",
+                "is not valid TOML here",
+            ),
+            ("[network\n", "network", "invalid table header"),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert_eq!(e.key, key, "{text:?}: {e}");
+            assert!(e.message.contains(says), "{text:?}: {e}");
         }
     }
 }
