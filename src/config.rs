@@ -1103,7 +1103,8 @@ valid_until = "2030-01-01T00:00:00Z"
         let valid = (
             prop::sample::select(files.clone()),
             1u64..u64::MAX,
-            1u16..u16::MAX,
+            // Above the ports the files use, so no two agents share one.
+            8000u16..u16::MAX,
         )
             .prop_map(|(text, units, port)| {
                 let price = Amount::from_base_units(u128::from(units));
