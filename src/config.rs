@@ -189,7 +189,10 @@ impl Source<'_> {
         }
     }
 
-    /// The key written on the line of `span`, for parse errors that carry none.
+    /// The key written on the line of `span`, for parse errors that carry none: the
+    /// key of a `key = value` line, the table of a `[table]` line, and for any other
+    /// line (blank, a comment, the end of the file) the table it is in, or
+    /// `(top level)`.
     fn key_on_line(&self, span: &Range<usize>) -> String {
         let start = self
             .text
@@ -200,10 +203,47 @@ impl Source<'_> {
             .text
             .get(start..)
             .and_then(|l| l.lines().next())
-            .unwrap_or_default();
-        match line.split_once('=') {
-            Some((key, _)) => key.trim().to_owned(),
-            None => line.trim().trim_matches(['[', ']']).to_owned(),
+            .unwrap_or_default()
+            .trim();
+        let table = |header: &str| {
+            let name = header
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or_default();
+            Some(name.trim().to_owned()).filter(|n| !n.is_empty())
+        };
+        let key = if line.starts_with('#') {
+            None
+        } else if line.starts_with('[') {
+            table(line)
+        } else {
+            line.split_once('=')
+                .map(|(key, _)| key.trim().to_owned())
+                .filter(|k| !k.is_empty())
+        };
+        key.or_else(|| {
+            let before = self.text.get(..start).unwrap_or_default();
+            before
+                .lines()
+                .rev()
+                .map(str::trim)
+                .find(|l| l.starts_with('['))
+                .and_then(table)
+        })
+        .unwrap_or_else(|| "(top level)".to_owned())
+    }
+
+    /// What to say about a parse error that toml gives no message for (a character
+    /// it does not allow, in a comment for example): the character at `span`.
+    fn unexpected(&self, span: &Range<usize>) -> String {
+        match self
+            .text
+            .get(span.start..)
+            .and_then(|rest| rest.chars().next())
+        {
+            Some(c) => format!("{c:?} is not valid TOML here"),
+            None => "the file ends where TOML expects more".to_owned(),
         }
     }
 }
@@ -227,7 +267,11 @@ impl Config {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
             let key = src.key_on_line(&span);
-            src.error(span, key, e.message().to_owned())
+            let message = match e.message().trim() {
+                "" => src.unexpected(&span),
+                m => m.to_owned(),
+            };
+            src.error(span, key, message)
         })?;
         Self::validate(&src, raw)
     }
@@ -652,6 +696,7 @@ fn principal(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fuzz_support::proptest::prelude::*;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(Path::new("agents.toml"), text)
@@ -892,5 +937,210 @@ valid_until = "2030-01-01T00:00:00Z"
             );
             assert!(e.message.contains(says), "{e}");
         }
+    }
+
+    /// Regression (found by `fuzz_agents_toml`): a parse error on a blank line, a
+    /// comment or at the end of the file named an empty key or the comment's text,
+    /// and toml gives some errors (a control character in a comment) no message.
+    #[test]
+    fn parse_errors_always_name_a_key_and_say_what_is_wrong() {
+        for (text, key, says) in [
+            ("", "(top level)", "missing field `network`"),
+            (
+                "#\u{7f} a comment\n",
+                "(top level)",
+                "'\\u{7f}' is not valid TOML here",
+            ),
+            (
+                "[network]\nkind = \"embedded\"\n[agents.a]\nkeystore = '''x\n",
+                "agents.a",
+                "invalid multiline literal string",
+            ),
+            (
+                "[network]  # the chain\nkind = \"embedded\"\n# kind = \u{7f}\n",
+                "network",
+                "is not valid TOML here",
+            ),
+            ("[network\n", "network", "invalid table header"),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert_eq!(e.key, key, "{text:?}: {e}");
+            assert!(e.message.contains(says), "{text:?}: {e}");
+        }
+    }
+
+    const TOML_TOKENS: &[&str] = &[
+        "[network]",
+        "[agents.x]",
+        "[[agents]]",
+        "[agents.travel.policy]",
+        "[agents.travel.principals.owner]",
+        "kind",
+        "\"embedded\"",
+        "\"rpc\"",
+        "url",
+        "chain_id",
+        "max_tx_fee_gwei",
+        "keystore",
+        "password_env",
+        "listen",
+        "skills",
+        "services",
+        "policy",
+        "principals",
+        "model",
+        "per_deal",
+        "allow",
+        "deny",
+        "valid_from",
+        "\"1.20 USDC\"",
+        "\"0\"",
+        "\"127.0.0.1:0\"",
+        "\"[::1]:7401\"",
+        "\"0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed\"",
+        "\"2027-01-01T00:00:00Z\"",
+        "1979-05-27T07:32:00Z",
+        " = ",
+        "=",
+        ".",
+        "\"",
+        "'''",
+        "\"\"\"",
+        "[",
+        "]",
+        "{",
+        "}",
+        ",",
+        "#",
+        "\n",
+        "\r\n",
+        "\\u0000",
+        "\u{e9}",
+        "18446744073709551615",
+        "18446744073709551616",
+        "-1",
+        "nan",
+        "inf",
+        "1e400",
+        "true",
+    ];
+
+    /// A TOML value: strings, integers at the edges, floats, booleans, dates, arrays,
+    /// inline tables, or a token.
+    fn toml_value() -> BoxedStrategy<String> {
+        let leaf = prop_oneof![
+            any::<String>().prop_map(|s| format!("{s:?}")),
+            "\\PC{0,20}".prop_map(|s| format!("'{s}'")),
+            fuzz_support::edge_u64().prop_map(|n| n.to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|f| format!("{f:?}")),
+            any::<bool>().prop_map(|b| b.to_string()),
+            Just("1979-05-27T07:32:00Z".to_owned()),
+            fuzz_support::token(TOML_TOKENS).prop_map(String::from),
+            "\"[0-9. ]{0,12}(USDC|usdc|ETH)?\"",
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4)
+                    .prop_map(|v| format!("[{}]", v.join(", "))),
+                prop::collection::vec(("[a-z_]{1,10}", inner), 0..4).prop_map(|kv| {
+                    let kv: Vec<String> =
+                        kv.into_iter().map(|(k, v)| format!("{k} = {v}")).collect();
+                    format!("{{ {} }}", kv.join(", "))
+                }),
+            ]
+        })
+        .boxed()
+    }
+
+    /// `text` with the value of one `key = value` line replaced by `value`.
+    fn replace_value(text: &str, which: prop::sample::Index, value: &str) -> String {
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        let assignments: Vec<usize> = (0..lines.len())
+            .filter(|i| lines[*i].contains(" = "))
+            .collect();
+        if !assignments.is_empty() {
+            let i = *which.get(&assignments);
+            let key = lines[i].split(" = ").next().unwrap_or_default().to_owned();
+            lines[i] = format!("{key} = {value}");
+        }
+        lines.join("\n")
+    }
+
+    /// Deep nesting: arrays, inline tables, dotted keys and table headers.
+    fn deep_toml() -> BoxedStrategy<String> {
+        (1usize..3000, 0u8..4)
+            .prop_map(|(depth, shape)| match shape {
+                0 => format!("a = {}1{}", "[".repeat(depth), "]".repeat(depth)),
+                1 => format!("a = {}1{}", "{b = ".repeat(depth), "}".repeat(depth)),
+                2 => format!("{} = 1", vec!["a"; depth].join(".")),
+                _ => format!(
+                    "[network]\nkind = \"embedded\"\n[{}]",
+                    vec!["agents"; depth].join(".")
+                ),
+            })
+            .boxed()
+    }
+
+    /// `Config::parse` on the repository's and the tests' files, mutated (a value
+    /// replaced by an arbitrary TOML value, bytes cut, inserted or repeated), deeply
+    /// nested TOML and arbitrary text. Every error names a key, a line and a column
+    /// in the file, and says what is wrong.
+    #[test]
+    fn fuzz_agents_toml() {
+        use fuzz_support::proptest::strategy::Union;
+        use fuzz_support::{arbitrary_text, explained, fuzz, mutate_text, Case};
+
+        const REPO: &str = include_str!("../agents.toml");
+        let files = vec![
+            GOOD.to_owned(),
+            REPO.to_owned(),
+            GOOD.replace(
+                "[agents.weather-a]",
+                &format!("{PRINCIPAL}\n[agents.weather-a]"),
+            ),
+        ];
+        let valid = (
+            prop::sample::select(files.clone()),
+            1u64..u64::MAX,
+            // Above the ports the files use, so no two agents share one.
+            8000u16..u16::MAX,
+        )
+            .prop_map(|(text, units, port)| {
+                let price = Amount::from_base_units(u128::from(units));
+                text.replacen("\"1.20 USDC\"", &format!("\"{price}\""), 1)
+                    .replacen("127.0.0.1:7411", &format!("127.0.0.1:{port}"), 1)
+            });
+        let replaced = (
+            prop::sample::select(files.clone()),
+            any::<prop::sample::Index>(),
+            toml_value(),
+        )
+            .prop_map(|(text, i, v)| replace_value(&text, i, &v));
+        let mutated = Union::new(files.into_iter().map(|t| mutate_text(t, TOML_TOKENS)));
+        let cases = prop_oneof![
+            1 => valid.prop_map(Case::Valid),
+            4 => replaced.prop_map(Case::Fuzzed),
+            3 => mutated.prop_map(Case::Fuzzed),
+            1 => deep_toml().prop_map(Case::Fuzzed),
+            1 => arbitrary_text().prop_map(Case::Fuzzed),
+        ];
+        fuzz("fuzz_agents_toml", 1000, cases, |case| {
+            let (Case::Valid(text) | Case::Fuzzed(text)) = case;
+            let parsed = parse(text);
+            explained(&parsed)?;
+            match (case, parsed) {
+                (Case::Valid(_), Err(e)) => Err(format!("a valid file was refused: {e}")),
+                (_, Err(e)) if e.message.trim().is_empty() || e.key.trim().is_empty() => {
+                    Err(format!("an error without a key or message: {e}"))
+                }
+                (_, Err(e))
+                    if e.line == 0 || e.column == 0 || e.line > text.lines().count() + 1 =>
+                {
+                    Err(format!("an error outside the file: {e}"))
+                }
+                _ => Ok(()),
+            }
+        });
     }
 }

@@ -92,11 +92,12 @@ type Result<T> = std::result::Result<T, GgufProblem>;
 pub(crate) fn scan(path: &Path) -> Result<GgufHeader> {
     let file = File::open(path).map_err(GgufProblem::Io)?;
     let len = file.metadata().map_err(GgufProblem::Io)?.len();
-    let mut r = Reader {
-        inner: BufReader::with_capacity(1 << 16, file),
-        pos: 0,
-        len,
-    };
+    read_header(BufReader::with_capacity(1 << 16, file), len)
+}
+
+/// [`scan`] of a file of `len` bytes that `inner` reads from its start.
+fn read_header<R: Read + Seek>(inner: R, len: u64) -> Result<GgufHeader> {
+    let mut r = Reader { inner, pos: 0, len };
 
     let magic: [u8; 4] = r.array("header")?;
     if &magic != b"GGUF" {
@@ -351,6 +352,7 @@ impl<R: Read + Seek> Reader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fuzz_support::proptest::prelude::*;
 
     /// A GGUF v3 file: an architecture, a file type, one 4x2 F32 tensor.
     fn tiny_gguf() -> Vec<u8> {
@@ -433,5 +435,147 @@ mod tests {
             scan_bytes(&v1).unwrap_err(),
             GgufProblem::UnsupportedVersion(1)
         ));
+    }
+
+    /// One metadata entry of a generated GGUF: key, value type, value bytes.
+    type Entry = (String, u32, Vec<u8>);
+
+    fn gguf_string(s: &str) -> Vec<u8> {
+        let mut out = (s.len() as u64).to_le_bytes().to_vec();
+        out.extend(s.as_bytes());
+        out
+    }
+
+    /// A metadata entry: a scalar, a string, an array of scalars or strings, or an
+    /// array of arrays.
+    fn entry() -> impl Strategy<Value = Entry> {
+        let scalar = prop::sample::select(vec![0u32, 1, 2, 3, 4, 5, 6, 7, 10, 11, 12]);
+        let key = "[a-z._]{1,24}";
+        prop_oneof![
+            (key, scalar.clone(), any::<[u8; 8]>()).prop_map(|(k, t, bytes)| {
+                let n = scalar_size(t).unwrap() as usize;
+                (k, t, bytes[..n].to_vec())
+            }),
+            (key, "\\PC{0,40}").prop_map(|(k, v)| (k, TYPE_STRING, gguf_string(&v))),
+            (key, scalar, 0usize..40).prop_map(|(k, t, n)| {
+                let mut v = t.to_le_bytes().to_vec();
+                v.extend((n as u64).to_le_bytes());
+                v.extend(vec![7u8; n * scalar_size(t).unwrap() as usize]);
+                (k, TYPE_ARRAY, v)
+            }),
+            (key, prop::collection::vec("[a-z]{0,8}", 0..8)).prop_map(|(k, items)| {
+                let mut v = TYPE_STRING.to_le_bytes().to_vec();
+                v.extend((items.len() as u64).to_le_bytes());
+                items.iter().for_each(|i| v.extend(gguf_string(i)));
+                (k, TYPE_ARRAY, v)
+            }),
+            (key, 0usize..4).prop_map(|(k, n)| {
+                // An array of `n` arrays of two u16.
+                let mut v = TYPE_ARRAY.to_le_bytes().to_vec();
+                v.extend((n as u64).to_le_bytes());
+                for _ in 0..n {
+                    v.extend(2u32.to_le_bytes());
+                    v.extend(2u64.to_le_bytes());
+                    v.extend([1, 0, 2, 0]);
+                }
+                (k, TYPE_ARRAY, v)
+            }),
+        ]
+    }
+
+    /// A whole GGUF: metadata (with a file type or not, an alignment or not), tensors
+    /// of types whose size is known, and their data; with its file type.
+    fn valid_gguf() -> impl Strategy<Value = (Vec<u8>, Option<u32>)> {
+        let types = prop::sample::select(vec![0u32, 1, 2, 3, 8, 12, 14, 24, 28, 30]);
+        (
+            2u32..=3,
+            prop::collection::vec(entry(), 0..6),
+            prop::option::of(0u32..40),
+            prop::option::of(prop::sample::select(vec![1u32, 8, 32, 64])),
+            prop::collection::vec((prop::collection::vec(1u64..40, 1..4), types), 0..4),
+        )
+            .prop_map(|(version, entries, file_type, alignment, tensors)| {
+                let mut out = b"GGUF".to_vec();
+                out.extend(version.to_le_bytes());
+                out.extend((tensors.len() as u64).to_le_bytes());
+                let kvs = entries.len()
+                    + usize::from(file_type.is_some())
+                    + usize::from(alignment.is_some());
+                out.extend((kvs as u64).to_le_bytes());
+                for (k, t, v) in &entries {
+                    out.extend(gguf_string(k));
+                    out.extend(t.to_le_bytes());
+                    out.extend(v);
+                }
+                if let Some(ft) = file_type {
+                    out.extend(gguf_string("general.file_type"));
+                    out.extend(TYPE_U32.to_le_bytes());
+                    out.extend(ft.to_le_bytes());
+                }
+                let align = u64::from(alignment.unwrap_or(32));
+                if let Some(a) = alignment {
+                    out.extend(gguf_string("general.alignment"));
+                    out.extend(TYPE_U32.to_le_bytes());
+                    out.extend(a.to_le_bytes());
+                }
+                let mut offset = 0u64;
+                for (i, (dims, t)) in tensors.iter().enumerate() {
+                    out.extend(gguf_string(&format!("t{i}")));
+                    out.extend((dims.len() as u32).to_le_bytes());
+                    dims.iter().for_each(|d| out.extend(d.to_le_bytes()));
+                    out.extend(t.to_le_bytes());
+                    out.extend(offset.to_le_bytes());
+                    let (block, size) = type_size(*t).unwrap();
+                    let elements: u64 = dims.iter().product();
+                    offset += elements.div_ceil(block) * size;
+                    offset = offset.div_ceil(align) * align;
+                }
+                while out.len() as u64 % align != 0 {
+                    out.push(0);
+                }
+                out.resize(out.len() + offset as usize, 0);
+                (out, file_type)
+            })
+    }
+
+    const GGUF_TOKENS: &[&str] = &["GGUF", "general.file_type", "general.alignment", "\0\0\0\0"];
+
+    /// The GGUF header reader on whole files, mutated files (counts, lengths and
+    /// types overwritten with edge values, bytes cut, inserted or repeated) and
+    /// arbitrary bytes.
+    #[test]
+    fn fuzz_gguf_headers() {
+        use fuzz_support::{arbitrary_bytes, explained, fuzz, mutate_bytes, Bytes, Case};
+
+        let cases = prop_oneof![
+            1 => valid_gguf().prop_map(|(b, t)| Case::Valid((Bytes(b), t))),
+            3 => valid_gguf()
+                .prop_flat_map(|(bytes, _)| mutate_bytes(bytes, GGUF_TOKENS))
+                .prop_map(|b| Case::Fuzzed((b, None))),
+            1 => mutate_bytes(tiny_gguf(), GGUF_TOKENS).prop_map(|b| Case::Fuzzed((b, None))),
+            1 => arbitrary_bytes(256).prop_map(|b| {
+                let mut v = b"GGUF\x03\0\0\0".to_vec();
+                v.extend(b.iter());
+                Case::Fuzzed((Bytes(v), None))
+            }),
+            1 => arbitrary_bytes(64).prop_map(|b| Case::Fuzzed((b, None))),
+        ];
+        fuzz("fuzz_gguf_headers", 2000, cases, |case| {
+            let (Case::Valid((bytes, _)) | Case::Fuzzed((bytes, _))) = case;
+            let read = read_header(std::io::Cursor::new(&bytes[..]), bytes.len() as u64);
+            explained(&read)?;
+            match (case, read) {
+                (Case::Valid((_, file_type)), Ok(header)) if header.file_type == *file_type => {
+                    let _ = header.quantization();
+                    Ok(())
+                }
+                (Case::Valid(_), other) => Err(format!("a whole file gave {other:?}")),
+                (Case::Fuzzed(_), Ok(header)) => {
+                    let _ = header.quantization();
+                    Ok(())
+                }
+                (Case::Fuzzed(_), Err(_)) => Ok(()),
+            }
+        });
     }
 }

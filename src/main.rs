@@ -9,7 +9,8 @@ mod chain_cmd;
 mod config;
 #[cfg(feature = "llm")]
 mod demo_cmd;
-#[cfg(feature = "llm")]
+// Also in tests without `llm`: the header reader is plain Rust, and fuzzed.
+#[cfg(any(feature = "llm", test))]
 mod gguf;
 mod init_cmd;
 mod model_cmd;

@@ -1027,6 +1027,29 @@ mod tests {
         assert!(inbox.seen.map.len() <= 4 && inbox.last.map.len() <= 4);
     }
 
+    /// Regression (found by `fuzz_envelope_frames`): without serde_json's
+    /// `float_roundtrip`, some floats parsed one unit in the last place off, so the
+    /// receiver hashed another payload than the sender signed and refused an honest
+    /// envelope as badly signed.
+    #[test]
+    fn floats_in_the_payload_survive_the_wire_and_the_signature_check() {
+        let alice = Wallet::from_bytes(&[3u8; 32]).unwrap();
+        let bob = Address([2; 20]);
+        let payload =
+            json!({"sender": 8.140291151853405e-14, "t": 21.3, "x": [0.1, 1e-300, f64::MAX]});
+        let env = Envelope::seal(
+            &alice,
+            Draft {
+                payload,
+                ..draft(bob, 1)
+            },
+        )
+        .unwrap();
+        assert_eq!(Envelope::from_bytes(&env.to_bytes()).unwrap(), env);
+        let mut inbox = Inbox::new(bob, 1337, InboxLimits::default());
+        assert_eq!(inbox.receive(&env.to_bytes(), NOW).unwrap(), env);
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {

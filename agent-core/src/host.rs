@@ -346,6 +346,13 @@ impl Host {
         self.inner.transport.stats()
     }
 
+    /// What the host's port answers to a plain HTTP `GET` of `path` (content type and
+    /// body), as the transport serves it; `None` is a 404.
+    #[cfg(test)]
+    pub(crate) fn http_get(&self, path: &str) -> Option<(String, String)> {
+        http_answer(&Arc::downgrade(&self.inner), path)
+    }
+
     /// The agent cards of this host (ERC-8004 registration files).
     pub fn cards(&self) -> Vec<Value> {
         cards(&self.inner)

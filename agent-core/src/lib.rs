@@ -66,6 +66,8 @@ mod agent;
 pub mod clock;
 pub mod envelope;
 mod error;
+#[cfg(test)]
+mod fuzz_tests;
 mod host;
 pub mod message;
 mod router;

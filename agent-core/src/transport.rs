@@ -142,7 +142,7 @@ pub struct EdgeStats {
 /// Control frames (WebSocket text frames); envelopes travel as binary frames.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
-enum Control {
+pub(crate) enum Control {
     /// An envelope was dropped before any agent saw it: a [`Refusal`] with the
     /// recipient's signature (absent when the recipient does not run on the
     /// refusing host; such a frame is only informative).
@@ -155,6 +155,13 @@ enum Control {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         signature: Option<Signature>,
     },
+}
+
+impl Control {
+    /// Parses a text frame from a peer. Never panics, whatever the text.
+    pub(crate) fn parse(text: &str) -> serde_json::Result<Self> {
+        serde_json::from_str(text)
+    }
 }
 
 /// Identities of links, never reused within a process.
@@ -529,7 +536,7 @@ impl Transport {
             sequence,
             reason,
             signature,
-        }) = serde_json::from_str::<Control>(text)
+        }) = Control::parse(text)
         else {
             tracing::debug!(target: "agent::transport", peer = %link.label, "unknown control frame ignored");
             return;
@@ -645,7 +652,7 @@ impl Transport {
             return;
         }
         match request_path(&stream).await {
-            Some(path) if path != "/" && !path.starts_with("/ws") => {
+            Some(path) if is_http(&path) => {
                 self.answer_http(&mut stream, &path).await;
                 return;
             }
@@ -688,6 +695,38 @@ impl Transport {
     }
 }
 
+/// What the first bytes of a connection say.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum RequestHead {
+    /// No whole request line yet.
+    Incomplete,
+    /// `GET` of this path.
+    Get(String),
+    /// A request line that is not a `GET` (or not text).
+    Other,
+}
+
+/// Reads the request line at the start of `head`. Never panics, whatever the bytes.
+pub(crate) fn request_head(head: &[u8]) -> RequestHead {
+    let Some(end) = head.windows(2).position(|w| w == b"\r\n") else {
+        return RequestHead::Incomplete;
+    };
+    let Some(line) = head.get(..end).and_then(|l| std::str::from_utf8(l).ok()) else {
+        return RequestHead::Other;
+    };
+    let mut parts = line.split(' ');
+    match (parts.next(), parts.next()) {
+        (Some("GET"), Some(path)) => RequestHead::Get(path.to_owned()),
+        _ => RequestHead::Other,
+    }
+}
+
+/// Whether a `GET` of `path` is plain HTTP (answered by the host's [`HttpAnswer`])
+/// rather than a WebSocket upgrade (`/`, `/ws…`).
+pub(crate) fn is_http(path: &str) -> bool {
+    path != "/" && !path.starts_with("/ws")
+}
+
 /// Peeks at the request line (without consuming it) and returns its path.
 async fn request_path(stream: &TcpStream) -> Option<String> {
     let mut buf = [0u8; 2048];
@@ -697,12 +736,10 @@ async fn request_path(stream: &TcpStream) -> Option<String> {
             .await
             .ok()?
             .ok()?;
-        let head = buf.get(..n)?;
-        if let Some(end) = head.windows(2).position(|w| w == b"\r\n") {
-            let line = std::str::from_utf8(head.get(..end)?).ok()?;
-            let mut parts = line.split(' ');
-            let (method, path) = (parts.next()?, parts.next()?);
-            return (method == "GET").then(|| path.to_owned());
+        match request_head(buf.get(..n)?) {
+            RequestHead::Get(path) => return Some(path),
+            RequestHead::Other => return None,
+            RequestHead::Incomplete => {}
         }
         if n == buf.len() || n == 0 {
             return None;

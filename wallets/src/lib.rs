@@ -46,6 +46,8 @@ mod amount;
 pub mod eip191;
 pub mod eip712;
 mod error;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod journal;
 pub mod keystore;
 mod mandate;

@@ -234,7 +234,11 @@ impl Address {
     pub fn parse(s: &str) -> Result<Self> {
         let bytes = decode_hex("address", s)?;
         let addr = Self(fixed("address", &bytes)?);
-        let digits = s.get(2..).filter(|_| s.starts_with("0x")).unwrap_or(s);
+        // The same prefixes `decode_hex` strips: an `X` is no letter of the checksum.
+        let digits = s
+            .strip_prefix("0x")
+            .or_else(|| s.strip_prefix("0X"))
+            .unwrap_or(s);
         let has_lower = digits.chars().any(|c| c.is_ascii_lowercase());
         let has_upper = digits.chars().any(|c| c.is_ascii_uppercase());
         if has_lower && has_upper && addr.checksum_ascii().get(2..) != Some(digits.as_bytes()) {
@@ -346,6 +350,26 @@ mod tests {
     fn eip55_rejects_bad_checksum() {
         // Flip the case of one letter of a valid checksummed address.
         let bad = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD";
+        assert!(matches!(Address::parse(bad), Err(Error::Checksum(_))));
+    }
+
+    /// Regression (found by `fuzz_address_parse`): with a `0X` prefix the `X` counted
+    /// as an uppercase letter, so all-lowercase hex was refused as a bad checksum.
+    #[test]
+    fn uppercase_0x_prefix_with_lowercase_hex_is_not_a_checksum_error() {
+        let lower = "de709f2102306220921060314715629080e2fb77";
+        let want = Address::parse(&format!("0x{lower}")).unwrap();
+        assert_eq!(Address::parse(&format!("0X{lower}")).unwrap(), want);
+        assert_eq!(
+            Address::parse(&format!("0X{}", lower.to_uppercase())).unwrap(),
+            want
+        );
+        assert_eq!(
+            Address::parse(&format!("0X{}", want.to_checksum().get(2..).unwrap())).unwrap(),
+            want
+        );
+        // A wrong checksum is still one after `0X`.
+        let bad = "0X5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD";
         assert!(matches!(Address::parse(bad), Err(Error::Checksum(_))));
     }
 

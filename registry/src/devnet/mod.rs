@@ -16,6 +16,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(test)]
+mod fuzz_tests;
 mod rpc;
 mod state;
 

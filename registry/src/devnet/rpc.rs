@@ -79,7 +79,14 @@ impl From<DevnetError> for RpcError {
 type RpcResult = Result<Value, RpcError>;
 
 async fn http(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
-    let reply = match serde_json::from_slice::<Value>(&body) {
+    Json(answer(&shared, &body).await).into_response()
+}
+
+/// The reply to an HTTP request body: one call, or a batch of 1 to [`MAX_BATCH`].
+/// Never panics, whatever the bytes: a body that is not JSON, not a call or a call
+/// with bad params is answered with a JSON-RPC error.
+pub(super) async fn answer(shared: &Arc<Shared>, body: &[u8]) -> Value {
+    match serde_json::from_slice::<Value>(body) {
         Err(e) => error_reply(
             Value::Null,
             &RpcError::new(-32700, format!("parse error: {e}")),
@@ -91,13 +98,12 @@ async fn http(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Res
         Ok(Value::Array(calls)) => {
             let mut out = Vec::with_capacity(calls.len());
             for call in calls {
-                out.push(handle_call(&shared, call, None).await);
+                out.push(handle_call(shared, call, None).await);
             }
             Value::Array(out)
         }
-        Ok(call) => handle_call(&shared, call, None).await,
-    };
-    Json(reply).into_response()
+        Ok(call) => handle_call(shared, call, None).await,
+    }
 }
 
 fn error_reply(id: Value, e: &RpcError) -> Value {
@@ -317,7 +323,17 @@ async fn dispatch(shared: &Arc<Shared>, method: &str, p: &[Value]) -> RpcResult 
         "evm_increaseTime" => {
             let secs: U256 = param(p, 0, "seconds")?;
             let secs = u64::try_from(secs).map_err(|_| RpcError::params("seconds too large"))?;
-            to_value(U256::from(shared.chain.lock().await.increase_time(secs)))
+            let offset = shared
+                .chain
+                .lock()
+                .await
+                .increase_time(secs)
+                .ok_or_else(|| {
+                    RpcError::params(format!(
+                        "seconds too large: {secs} more would take the clock past 2^64 - 1"
+                    ))
+                })?;
+            to_value(U256::from(offset))
         }
         "evm_mine" => {
             let mined = shared.chain.lock().await.mine_empty()?;
@@ -386,7 +402,7 @@ fn parse_field<T: DeserializeOwned>(name: &str, x: Value) -> Result<T, RpcError>
 }
 
 /// Subscriptions of one WebSocket connection.
-struct Subscriptions {
+pub(super) struct Subscriptions {
     out: mpsc::Sender<String>,
     next_id: u64,
     tasks: std::collections::HashMap<String, tokio::task::JoinHandle<()>>,
@@ -396,6 +412,15 @@ struct Subscriptions {
 const MAX_SUBSCRIPTIONS: usize = 64;
 
 impl Subscriptions {
+    /// None yet; notifications will go to `out`.
+    pub(super) fn new(out: mpsc::Sender<String>) -> Self {
+        Self {
+            out,
+            next_id: 0,
+            tasks: Default::default(),
+        }
+    }
+
     fn subscribe(&mut self, shared: &Arc<Shared>, p: &[Value]) -> RpcResult {
         if self.tasks.len() >= MAX_SUBSCRIPTIONS {
             return Err(RpcError::new(
@@ -470,6 +495,29 @@ impl Drop for Subscriptions {
     }
 }
 
+/// The reply to a WebSocket message: one call, or a batch of 1 to [`MAX_BATCH`],
+/// with `eth_subscribe` and `eth_unsubscribe` on the connection's `subs`.
+pub(super) async fn answer_ws(shared: &Arc<Shared>, text: &str, subs: &mut Subscriptions) -> Value {
+    match serde_json::from_str::<Value>(text) {
+        Err(e) => error_reply(
+            Value::Null,
+            &RpcError::new(-32700, format!("parse error: {e}")),
+        ),
+        Ok(Value::Array(calls)) if calls.len() <= MAX_BATCH && !calls.is_empty() => {
+            let mut replies = Vec::with_capacity(calls.len());
+            for call in calls {
+                replies.push(handle_call(shared, call, Some(&mut *subs)).await);
+            }
+            Value::Array(replies)
+        }
+        Ok(Value::Array(_)) => error_reply(
+            Value::Null,
+            &RpcError::new(-32600, format!("a batch must hold 1 to {MAX_BATCH} calls")),
+        ),
+        Ok(call) => handle_call(shared, call, Some(&mut *subs)).await,
+    }
+}
+
 async fn ws_upgrade(ws: WebSocketUpgrade, State(shared): State<Arc<Shared>>) -> Response {
     ws.max_message_size(MAX_BODY)
         .on_upgrade(move |socket| serve_ws(socket, shared))
@@ -486,11 +534,7 @@ async fn serve_ws(socket: WebSocket, shared: Arc<Shared>) {
             }
         }
     });
-    let mut subs = Subscriptions {
-        out: out.clone(),
-        next_id: 0,
-        tasks: Default::default(),
-    };
+    let mut subs = Subscriptions::new(out.clone());
     while let Some(Ok(msg)) = stream.next().await {
         let text = match msg {
             Message::Text(t) => t,
@@ -498,24 +542,7 @@ async fn serve_ws(socket: WebSocket, shared: Arc<Shared>) {
             Message::Close(_) => break,
             _ => continue,
         };
-        let reply = match serde_json::from_str::<Value>(&text) {
-            Err(e) => error_reply(
-                Value::Null,
-                &RpcError::new(-32700, format!("parse error: {e}")),
-            ),
-            Ok(Value::Array(calls)) if calls.len() <= MAX_BATCH && !calls.is_empty() => {
-                let mut replies = Vec::with_capacity(calls.len());
-                for call in calls {
-                    replies.push(handle_call(&shared, call, Some(&mut subs)).await);
-                }
-                Value::Array(replies)
-            }
-            Ok(Value::Array(_)) => error_reply(
-                Value::Null,
-                &RpcError::new(-32600, format!("a batch must hold 1 to {MAX_BATCH} calls")),
-            ),
-            Ok(call) => handle_call(&shared, call, Some(&mut subs)).await,
-        };
+        let reply = answer_ws(&shared, &text, &mut subs).await;
         if out.send(reply.to_string()).await.is_err() {
             break;
         }

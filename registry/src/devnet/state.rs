@@ -37,6 +37,11 @@ use super::DevnetError;
 pub(crate) const BLOCK_GAS_LIMIT: u64 = 30_000_000;
 /// The fixed base fee per gas, in wei (1 gwei).
 pub(crate) const BASE_FEE: u64 = 1_000_000_000;
+/// Half the order of secp256k1: the largest `s` of a transaction signature (EIP-2).
+const SECP256K1_HALF_ORDER: [u8; 32] = [
+    0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0x5d, 0x57, 0x6e, 0x73, 0x57, 0xa4, 0x50, 0x1d, 0xdf, 0xe9, 0x2f, 0x46, 0x68, 0x1b, 0x20, 0xa0,
+];
 
 type Result<T, E = DevnetError> = std::result::Result<T, E>;
 
@@ -211,13 +216,19 @@ impl ChainState {
     }
 
     fn next_timestamp(&self) -> u64 {
-        (now_secs() + self.time_offset).max(self.head.timestamp)
+        now_secs()
+            .saturating_add(self.time_offset)
+            .max(self.head.timestamp)
     }
 
-    /// Moves the clock forward (`evm_increaseTime`); returns the total offset.
-    pub(crate) fn increase_time(&mut self, secs: u64) -> u64 {
-        self.time_offset = self.time_offset.saturating_add(secs);
-        self.time_offset
+    /// Moves the clock forward (`evm_increaseTime`); returns the total offset, or
+    /// `None`, moving nothing, when the clock would pass the largest timestamp
+    /// (`u64::MAX` seconds).
+    pub(crate) fn increase_time(&mut self, secs: u64) -> Option<u64> {
+        let offset = self.time_offset.checked_add(secs)?;
+        now_secs().checked_add(offset)?;
+        self.time_offset = offset;
+        Some(offset)
     }
 
     pub(crate) fn balance(&self, a: EAddress) -> EU256 {
@@ -349,6 +360,20 @@ impl ChainState {
         let rlp = Rlp::new(raw);
         let (tx, sig) = TypedTransaction::decode_signed(&rlp)
             .map_err(|e| DevnetError::Rejected(format!("cannot decode transaction: {e}")))?;
+        // One signed transaction, one encoding, one hash: trailing bytes, extra list
+        // items or a high s (its twin signature, EIP-2) would let anyone mine it
+        // under a hash its sender never sees, as other nodes refuse.
+        if tx.rlp_signed(&sig).as_ref() != raw {
+            return Err(DevnetError::Rejected(
+                "transaction is not in its canonical encoding (trailing bytes or extra fields)"
+                    .into(),
+            ));
+        }
+        if sig.s > EU256::from_big_endian(&SECP256K1_HALF_ORDER) {
+            return Err(DevnetError::Rejected(
+                "signature s is above half the curve order (EIP-2)".into(),
+            ));
+        }
         let from = sig
             .recover(tx.sighash())
             .map_err(|e| DevnetError::Rejected(format!("bad signature: {e}")))?;
@@ -815,5 +840,79 @@ mod tests {
         let s = ChainState::open(dir.path(), 1337, &[]).unwrap();
         assert_eq!(s.balance(to_e(a)), EU256::from(5));
         assert!(ChainState::open(dir.path(), 1, &[]).is_err());
+    }
+
+    /// A signed transfer of 1 wei from dev account 0 (nonce 0), as sent.
+    fn signed_transfer() -> Vec<u8> {
+        let to = crate::devnet::dev_wallet(2).address();
+        let tx = wallets::Eip1559Transaction {
+            chain_id: 1337,
+            nonce: 0,
+            max_priority_fee_per_gas: 1_000_000_000,
+            max_fee_per_gas: 2_000_000_000,
+            gas_limit: 50_000,
+            to: Some(to),
+            value: wallets::U256::zero(),
+            data: vec![0x12, 0x34, 0x56, 0x78],
+        };
+        let policy = wallets::TxPolicy::new(u128::MAX).allow_call(to, [0x12, 0x34, 0x56, 0x78]);
+        let sig = crate::devnet::dev_wallet(0)
+            .sign_transaction(&tx, &policy)
+            .unwrap();
+        tx.encode_signed(&sig)
+    }
+
+    /// Regression (found by `fuzz_devnet_json_rpc`): a signed transaction with a
+    /// byte appended, or with its twin high-s signature, was mined under another
+    /// hash, and the transaction as its sender sent it then failed (nonce too low).
+    #[test]
+    fn one_signed_transaction_has_one_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Address::from(crate::devnet::dev_wallet(0).address().0);
+        let mut s = ChainState::open(dir.path(), 1337, &[(a, U256::from(10u128.pow(22)))]).unwrap();
+        let raw = signed_transfer();
+        let refused = |s: &mut ChainState, bytes: &[u8]| match s.send_raw(bytes) {
+            Err(DevnetError::Rejected(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        let mut trailing = raw.clone();
+        trailing.push(0);
+        assert!(refused(&mut s, &trailing).contains("canonical"));
+        let (tx, sig) = TypedTransaction::decode_signed(&Rlp::new(&raw)).unwrap();
+        let order = EU256::from_big_endian(&SECP256K1_HALF_ORDER) * 2 + 1;
+        let twin = ethers::types::Signature {
+            r: sig.r,
+            s: order - sig.s,
+            v: 1 - sig.v,
+        };
+        assert!(refused(&mut s, &tx.rlp_signed(&twin)).contains("EIP-2"));
+        let (hash, mined) = s.send_raw(&raw).unwrap();
+        assert!(mined.is_some());
+        assert_eq!(hash, H256(ethers::utils::keccak256(&raw)));
+        // Sent again: the same hash, nothing new.
+        assert!(s.send_raw(&raw).unwrap().1.is_none());
+    }
+
+    /// Regression (found by `fuzz_devnet_json_rpc`): `evm_increaseTime` saturated
+    /// the clock offset at 2^64 - 1, and the next call, transaction or block then
+    /// overflowed adding it to the wall clock (a panic in debug builds; in release a
+    /// timestamp that wrapped around to the past).
+    #[test]
+    fn increase_time_past_the_largest_timestamp_is_refused_not_an_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = ChainState::open(dir.path(), 1337, &[]).unwrap();
+        assert_eq!(s.increase_time(u64::MAX), None);
+        // A day, twice, adds up.
+        assert_eq!(s.increase_time(86_400), Some(86_400));
+        assert_eq!(s.increase_time(86_400), Some(172_800));
+        // Up to an hour short of the end of time, then no further.
+        let rest = u64::MAX - now_secs() - 172_800 - 3_600;
+        assert_eq!(s.increase_time(rest), Some(rest + 172_800));
+        assert_eq!(s.increase_time(7_200), None);
+        // Calls and blocks run at the late clock.
+        let call = s.call(&CallRequest::default(), None).unwrap();
+        assert!(call.is_success(), "{call:?}");
+        let mined = s.mine_empty().unwrap();
+        assert!(mined.block.timestamp > EU256::from(u64::MAX - 7_200));
     }
 }
