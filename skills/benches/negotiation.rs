@@ -137,8 +137,10 @@ fn main() {
         let policy = SpendingPolicy::open(
             dir.path().join("buyer.policy"),
             wallet.clone(),
+            // The channel's deposit pays for every order of the run (5.501 USDC in a
+            // full run) and counts against the per-deal limit.
             Limits {
-                per_deal: Some(usdc("0.01")),
+                per_deal: Some(usdc("6")),
                 ..Limits::default()
             },
         )
