@@ -50,6 +50,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
+use crate::policy::{decode, encode};
 use crate::{Address, Amount, Error, Result, WINDOW_SECS};
 
 /// What a principal allows an agent to spend on its behalf (the shape of an AP2
@@ -290,11 +291,7 @@ impl Mandates {
         principal: Address,
         amount: Amount,
     ) -> Result<()> {
-        let entry =
-            serde_json::to_vec(&Entry { principal, amount }).map_err(|e| Error::Corrupt {
-                what: "mandate ledger".into(),
-                reason: e.to_string(),
-            })?;
+        let entry = encode(&Entry { principal, amount })?;
         self.ledger
             .insert(key, entry)
             .and_then(|_| self.requests.insert(request_id.as_bytes(), key))
@@ -311,13 +308,6 @@ impl fmt::Debug for Mandates {
             .field("path", &self.path)
             .finish_non_exhaustive()
     }
-}
-
-fn decode<T: for<'de> Deserialize<'de>>(path: &Path, bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
-        what: path.display().to_string(),
-        reason: e.to_string(),
-    })
 }
 
 #[cfg(test)]

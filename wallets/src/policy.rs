@@ -648,14 +648,14 @@ pub(crate) fn unix_now() -> u64 {
         .unwrap_or_default()
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(|e| Error::Corrupt {
         what: "spending policy".into(),
         reason: e.to_string(),
     })
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(path: &Path, bytes: &[u8]) -> Result<T> {
+pub(crate) fn decode<T: for<'de> Deserialize<'de>>(path: &Path, bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
         what: path.display().to_string(),
         reason: e.to_string(),
