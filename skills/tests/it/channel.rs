@@ -302,20 +302,25 @@ async fn a_channel_deposit_is_sized_to_the_buyers_balance() {
     let m = Market::start(dir.path(), "s", 7, usdc("0.4")).await;
     let contract = wallets::Address(m.chain.addresses.channel.0);
 
+    let faro = |b: &skills::negotiation::test_utils::BuyerAgent| {
+        let (buyer, ctx) = (b.buyer.clone(), b.handle.context());
+        async move {
+            buyer
+                .hire(
+                    &ctx,
+                    "Forecast for Faro",
+                    KIND,
+                    usdc("1"),
+                    PaymentMode::Channel,
+                )
+                .await
+        }
+    };
+
     // 40 orders would need 16 USDC; the buyer holds 10, which pays for 25.
     let mut rich = m.buyer(&dir.path().join("rich"), usdc("10")).await;
     rich.buyer = rich.buyer.clone().with_channel_orders(40);
-    let deal = rich
-        .buyer
-        .hire(
-            &rich.handle.context(),
-            "Forecast for Faro",
-            KIND,
-            usdc("1"),
-            PaymentMode::Channel,
-        )
-        .await
-        .unwrap();
+    let deal = faro(&rich).await.unwrap();
     assert_eq!(deal.payment.payment.amount(), usdc("0.4"));
     assert_eq!(m.chain.balance(contract).await, usdc("10"));
     assert_eq!(m.chain.balance(rich.handle.address()).await, Amount::ZERO);
@@ -324,17 +329,7 @@ async fn a_channel_deposit_is_sized_to_the_buyers_balance() {
     let poor = m
         .buyer_holding(&dir.path().join("poor"), usdc("1"), Amount::ZERO)
         .await;
-    let err = poor
-        .buyer
-        .hire(
-            &poor.handle.context(),
-            "Forecast for Faro",
-            KIND,
-            usdc("1"),
-            PaymentMode::Channel,
-        )
-        .await
-        .unwrap_err();
+    let err = faro(&poor).await.unwrap_err();
     assert!(
         matches!(err, skills::Error::InsufficientBalance { balance, price, .. }
             if balance == Amount::ZERO && price == usdc("0.4")),
@@ -355,17 +350,7 @@ async fn a_channel_deposit_is_sized_to_the_buyers_balance() {
     // allowed 1 USDC a deal opens a channel of 2 orders (0.80), whatever it asked for.
     let mut capped = m.buyer(&dir.path().join("capped"), usdc("1")).await;
     capped.buyer = capped.buyer.clone().with_channel_orders(40);
-    capped
-        .buyer
-        .hire(
-            &capped.handle.context(),
-            "Forecast for Faro",
-            KIND,
-            usdc("1"),
-            PaymentMode::Channel,
-        )
-        .await
-        .unwrap();
+    faro(&capped).await.unwrap();
     assert_eq!(m.chain.balance(contract).await, usdc("10.8"));
     assert_eq!(m.chain.balance(capped.handle.address()).await, usdc("9.2"));
 }
