@@ -31,11 +31,11 @@ use agent_sdk::prelude::*;
 use agent_sdk::registry::Discovery;
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
+use negotiation::{ChainSettlement, DefaultSellerStrategy, Seller};
 use registry::chain::{self, Addresses, Deployment};
-use skills::negotiation::{ChainSettlement, DefaultSellerStrategy, Seller};
-use skills::weather::{ClimatologyProvider, WeatherProvider, WeatherService, FORECAST_KIND};
 use tokio::io::AsyncReadExt;
 use wallets::Journal;
+use weather::{ClimatologyProvider, WeatherProvider, WeatherService, FORECAST_KIND};
 
 use crate::config::{AgentConfig, Config};
 use crate::up_cmd::{self, agent_dir, agent_wallet, parse_duration, UpState, TOKEN};
@@ -161,7 +161,7 @@ pub(crate) async fn run_agent(args: AgentRunArgs) -> Result<ExitCode> {
     }
     #[cfg(feature = "llm")]
     let travel = if agent.skills.contains("travel") {
-        let (b, travel) = travel::install(
+        let (b, travel) = travel_agent::install(
             builder,
             &args,
             &agent,
@@ -278,13 +278,13 @@ async fn register(
 }
 
 #[cfg(feature = "llm")]
-mod travel {
+mod travel_agent {
     use std::path::Path;
 
+    use ::travel::TravelPlanner;
     use agent_sdk::registry::RegistryDirectory;
-    use skills::llm::{LlmConfig, LlmEngine};
-    use skills::negotiation::{token_domain, Buyer, BuyerDeal, PaymentMode};
-    use skills::travel::TravelPlanner;
+    use llm::{LlmConfig, LlmEngine};
+    use negotiation::{token_domain, Buyer, BuyerDeal, PaymentMode};
     use wallets::{Mandates, SpendingPolicy};
 
     use super::*;
@@ -481,11 +481,7 @@ mod travel {
                             // for it; `resume` finishes it after a restart.
                             break;
                         }
-                        if matches!(
-                            e,
-                            skills::Error::InvalidQuery { .. }
-                                | skills::Error::PaymentRefused { .. }
-                        ) {
+                        if e.is_final() {
                             break;
                         }
                         tracing::warn!(target: "agora::agent", attempt, error = %e, "hiring failed; trying the other sellers");

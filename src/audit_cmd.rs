@@ -1,13 +1,13 @@
 //! `agora audit`: replays payment journals, cross-checks them and matches payments
-//! on chain (see `skills::negotiation::audit`).
+//! on chain (see `negotiation::audit`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use negotiation::audit::{audit, ChainCheck};
 use registry::chain::Addresses;
-use skills::negotiation::audit::{audit, ChainCheck};
 
 /// Exit status when the journals were audited and hold discrepancies.
 const DISCREPANCIES: u8 = 1;

