@@ -30,10 +30,10 @@ use travel::TravelPlanner;
 use wallets::{journal, Amount, Journal, SpendingPolicy};
 use weather::{ClimatologyProvider, WeatherProvider, WeatherService, FORECAST_KIND};
 
-use crate::config::{self, Network};
+use deploy::config::{self, Network};
 use crate::wallet_cmd::agora_home;
 
-const TOKEN: &str = "USD Coin";
+use deploy::TOKEN;
 
 /// Run the travel/weather story once.
 #[derive(Debug, Args)]
@@ -126,7 +126,7 @@ pub(crate) async fn run_demo(args: DemoArgs) -> Result<ExitCode> {
         let wallet = Arc::new(dev_wallet(2 + u32::try_from(i)?));
         let settlement = ChainSettlement::connect(&url, wallet.clone(), &addresses, TOKEN).await?;
         let journal = Journal::open(dir.join(format!("{}.journal", agent.name)), wallet.clone())?;
-        let floor = Amount::from_base_units(price.base_units() / 10 * 8);
+        let floor = deploy::seller_floor(price);
         let seller = Seller::new(
             FORECAST_KIND,
             wallet.clone(),

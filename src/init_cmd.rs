@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use wallets::{Address, KdfStrength, KeystoreFile, Wallet};
 
-use crate::config::Config;
+use deploy::config::Config;
 use crate::wallet_cmd::PasswordArgs;
 
 /// `agora init`.

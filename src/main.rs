@@ -1,12 +1,11 @@
 //! `agora`: the command-line entry point of the Agora agent framework.
 //!
-//! The binary only parses arguments, sets up logging and calls into the library
-//! crates; see `agora --help`.
+//! The binary only parses arguments, sets up logging, prints, and calls into the
+//! library crates (a deployment's logic is in `deploy`); see `agora --help`.
 
 mod agent_cmd;
 mod audit_cmd;
 mod chain_cmd;
-mod config;
 #[cfg(feature = "llm")]
 mod demo_cmd;
 // Also in tests without `llm`: the header reader is plain Rust, and fuzzed.
@@ -111,15 +110,15 @@ enum ConfigCommand {
 }
 
 fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let config = config::Config::load(path)?;
+    let config = deploy::config::Config::load(path)?;
     match &config.network {
-        config::Network::Embedded { data_dir, chain_id } => {
+        deploy::config::Network::Embedded { data_dir, chain_id } => {
             println!(
                 "network: embedded chain {chain_id} in {}",
                 data_dir.display()
             );
         }
-        config::Network::Rpc { url, chain_id } => println!("network: {url} (chain {chain_id})"),
+        deploy::config::Network::Rpc { url, chain_id } => println!("network: {url} (chain {chain_id})"),
     }
     for a in &config.agents {
         let skills: Vec<&str> = a.skills.iter().map(String::as_str).collect();

@@ -2,7 +2,7 @@
 //!
 //! Two phases, as ripgrep does with its arguments: the file is parsed into a
 //! `RawConfig` (serde, unknown keys refused, every value with its byte span), then
-//! [`Config::validate`] turns it into a typed [`Config`]. Every error names the
+//! validation turns it into a typed [`Config`] ([`Config::parse`]). Every error names the
 //! file, the line and column, and the key.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,16 +16,21 @@ use toml::Spanned;
 use wallets::{Address, Amount, Limits, Mandate};
 
 /// Skills an agent can run.
-pub(crate) const KNOWN_SKILLS: &[&str] = &["llm", "travel", "weather"];
+pub const KNOWN_SKILLS: &[&str] = &["llm", "travel", "weather"];
 
 /// A configuration error: where and what.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct ConfigError {
-    pub(crate) file: PathBuf,
-    pub(crate) line: usize,
-    pub(crate) column: usize,
-    pub(crate) key: String,
-    pub(crate) message: String,
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line (0 when the file could not be read).
+    pub line: usize,
+    /// 1-based column (0 when the file could not be read).
+    pub column: usize,
+    /// The key, dotted (`agents.travel.policy.daily`), or `(file)`, `(top level)`.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
 }
 
 impl fmt::Display for ConfigError {
@@ -114,7 +119,7 @@ struct RawPolicy {
 
 /// Which chain the agents use.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Network {
+pub enum Network {
     /// The in-process devnet, persisted under `data_dir`.
     Embedded {
         /// Chain data directory.
@@ -133,35 +138,48 @@ pub(crate) enum Network {
 
 /// A service an agent sells.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct ServiceConfig {
-    pub(crate) skill: String,
-    pub(crate) price: Amount,
-    pub(crate) unit: String,
+pub struct ServiceConfig {
+    /// The request kind it sells, e.g. `weather.forecast`.
+    pub skill: String,
+    /// Its listed price.
+    pub price: Amount,
+    /// What one purchase buys, e.g. `forecast`.
+    pub unit: String,
 }
 
 /// One agent.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct AgentConfig {
-    pub(crate) name: String,
-    pub(crate) keystore: PathBuf,
-    pub(crate) password_env: String,
-    pub(crate) listen: SocketAddr,
-    pub(crate) skills: BTreeSet<String>,
-    pub(crate) services: Vec<ServiceConfig>,
-    pub(crate) policy: Limits,
+pub struct AgentConfig {
+    /// Its name: the key of its `[agents.NAME]` table.
+    pub name: String,
+    /// Its keystore, relative to the config file's directory.
+    pub keystore: PathBuf,
+    /// The environment variable that holds the keystore's password.
+    pub password_env: String,
+    /// Where its host listens.
+    pub listen: SocketAddr,
+    /// Its skill families (among [`KNOWN_SKILLS`]).
+    pub skills: BTreeSet<String>,
+    /// What it sells, at which price.
+    pub services: Vec<ServiceConfig>,
+    /// Its spending policy's limits.
+    pub policy: Limits,
     /// Who may commission paid work from this agent (by address), under which mandate.
-    pub(crate) principals: BTreeMap<Address, Mandate>,
-    pub(crate) model: Option<PathBuf>,
+    pub principals: BTreeMap<Address, Mandate>,
+    /// Its model file (relative to the config file's directory), for LLM skills.
+    pub model: Option<PathBuf>,
 }
 
 /// A validated `agents.toml`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Config {
-    pub(crate) network: Network,
+pub struct Config {
+    /// The chain.
+    pub network: Network,
     /// The most one transaction of an agent may cost in fees (`max_fee_per_gas ×
     /// gas_limit`), in wei; `network.max_tx_fee_gwei`, else the registry's default.
-    pub(crate) max_tx_fee_wei: u128,
-    pub(crate) agents: Vec<AgentConfig>,
+    pub max_tx_fee_wei: u128,
+    /// The agents, by name.
+    pub agents: Vec<AgentConfig>,
 }
 
 /// Turns byte spans into line/column errors for one file.
@@ -250,7 +268,7 @@ impl Source<'_> {
 
 impl Config {
     /// Reads and validates a file.
-    pub(crate) fn load(path: &Path) -> Result<Self, ConfigError> {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: path.to_owned(),
             line: 0,
@@ -262,7 +280,7 @@ impl Config {
     }
 
     /// Parses and validates `text` as the contents of `file`.
-    pub(crate) fn parse(file: &Path, text: &str) -> Result<Self, ConfigError> {
+    pub fn parse(file: &Path, text: &str) -> Result<Self, ConfigError> {
         let src = Source { file, text };
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
@@ -726,7 +744,7 @@ services = [{ skill = "weather.forecast", price = "1.20 USDC", unit = "forecast"
 
     #[test]
     fn the_repository_example_is_valid() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("agents.toml");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../agents.toml");
         let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(config.agents.len(), 4);
         let travel = config.agents.iter().find(|a| a.name == "travel").unwrap();
@@ -1091,7 +1109,7 @@ valid_until = "2030-01-01T00:00:00Z"
         use fuzz_support::proptest::strategy::Union;
         use fuzz_support::{arbitrary_text, explained, fuzz, mutate_text, Case};
 
-        const REPO: &str = include_str!("../agents.toml");
+        const REPO: &str = include_str!("../../../agents.toml");
         let files = vec![
             GOOD.to_owned(),
             REPO.to_owned(),

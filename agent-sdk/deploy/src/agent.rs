@@ -1,0 +1,304 @@
+//! One agent of a deployment, composed from its `agents.toml` entry and running in
+//! this process.
+//!
+//! [`RunningAgent::start`] opens the agent's keystore, serves its host on its
+//! configured listen address with its store, journal and spending policy under the
+//! state directory, adds its skills, resumes deals a previous run left open, and
+//! registers it in the `AgentRegistry` (or updates its record when the endpoint or
+//! the services changed).
+//!
+//! Skills: `weather` sells `weather.forecast` at the configured price from the offline
+//! climatology data, conceding down to [`seller_floor`] in a negotiation; `travel`
+//! (feature `llm`) serves [`PlanTrip`](crate::PlanTrip) for the agent's principals
+//! (see [`crate::travel_agent`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_sdk::prelude::*;
+use agent_sdk::registry::Discovery;
+use negotiation::{ChainSettlement, DefaultSellerStrategy, Seller};
+use registry::chain::{self, Addresses, Deployment};
+use tokio::task::JoinHandle;
+use wallets::Journal;
+use weather::{ClimatologyProvider, WeatherProvider, WeatherService, FORECAST_KIND};
+
+use crate::config::{AgentConfig, Config};
+use crate::layout::{agent_dir, agent_wallet, read_addresses};
+use crate::{Error, Result, TOKEN};
+
+/// How often a seller agent closes its expired deals and settles its due channels
+/// ([`Seller::upkeep`]); channels stay settleable for an hour after their deadline.
+pub const SELLER_UPKEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// The lowest price a configured seller accepts in a negotiation: 80 % of its listed
+/// price, computed in base units as `price / 10 * 8` (so it never exceeds 80 %).
+pub fn seller_floor(price: Amount) -> Amount {
+    Amount::from_base_units(price.base_units() / 10 * 8)
+}
+
+/// Where an agent of a deployment runs: the deployment, the state directory, the
+/// chain.
+#[derive(Clone, Debug)]
+pub struct AgentSite {
+    /// The deployment file (keystores and models are relative to its directory).
+    pub config_path: PathBuf,
+    /// The state directory (see [`crate::layout`]).
+    pub state_dir: PathBuf,
+    /// The chain's JSON-RPC URL.
+    pub rpc_url: String,
+    /// The deployment's addresses file.
+    pub addresses_path: PathBuf,
+    /// The model of agents whose entry names none (travel agents); required for them.
+    pub default_model: Option<PathBuf>,
+}
+
+/// An agent serving in this process.
+#[derive(Debug)]
+pub struct RunningAgent {
+    name: String,
+    url: String,
+    handle: AgentHandle,
+    host: Host,
+    upkeep: Option<JoinHandle<()>>,
+}
+
+/// A chain client for an agent, with the deployment's fee cap.
+async fn connect(rpc: &str, wallet: Arc<Wallet>, config: &Config) -> Result<Arc<chain::Client>> {
+    Ok(chain::connect_with_fee_cap(
+        rpc,
+        wallet,
+        chain::RetryPolicy::default(),
+        config.max_tx_fee_wei,
+    )
+    .await?)
+}
+
+impl RunningAgent {
+    /// Composes the agent `name` of the deployment at `site` and starts it.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an invalid deployment, [`Error::NoAgent`] when it has no
+    /// such agent, [`Error::Composition`] when its skills cannot be composed (a
+    /// weather agent without a forecast service, a travel agent in a build without
+    /// the `llm` feature or without a model); the errors of opening its keystore,
+    /// store, journal, policy and model, and of registering it.
+    pub async fn start(site: &AgentSite, name: &str) -> Result<Self> {
+        let config = Config::load(&site.config_path)?;
+        let agent = config
+            .agents
+            .iter()
+            .find(|a| a.name == name)
+            .ok_or_else(|| Error::NoAgent {
+                config: site.config_path.clone(),
+                name: name.to_owned(),
+            })?
+            .clone();
+        let addresses = read_addresses(&site.addresses_path)?;
+        let wallet = agent_wallet(&site.config_path, &agent).await?;
+        let dir = agent_dir(&site.state_dir, &agent.name);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
+
+        let host = Host::spawn(
+            HostConfig::new(addresses.chain_id, dir.join("host"))
+                .name(agent.name.clone())
+                .listen(agent.listen)
+                .workers(2),
+        )?;
+        let url = host.url().ok_or_else(|| Error::Composition {
+            agent: agent.name.clone(),
+            reason: "its host does not listen".into(),
+        })?;
+        let discovery =
+            Arc::new(Discovery::open(dir.join("discovery"), &site.rpc_url, addresses).await?);
+        let mut builder = AgentBuilder::new(agent.name.clone()).wallet(wallet.clone());
+        let mut seller = None;
+        if agent.skills.contains("weather") {
+            let weather =
+                weather_seller(site, &config, &agent, &addresses, wallet.clone(), &dir).await?;
+            builder = weather.install(builder);
+            seller = Some(weather);
+        }
+        #[cfg(feature = "llm")]
+        let travel = if agent.skills.contains("travel") {
+            let model = match (&agent.model, &site.default_model) {
+                (Some(m), _) => crate::layout::base_dir(&site.config_path).join(m),
+                (None, Some(m)) => m.clone(),
+                (None, None) => {
+                    return Err(Error::Composition {
+                        agent: agent.name.clone(),
+                        reason: "the travel skill needs a model, and none is configured".into(),
+                    })
+                }
+            };
+            let (b, travel) = crate::travel_agent::TravelAgent::install(
+                builder,
+                &agent,
+                &addresses,
+                wallet.clone(),
+                &dir,
+                discovery.clone(),
+                model,
+            )
+            .await?;
+            builder = b;
+            Some(travel)
+        } else {
+            None
+        };
+        #[cfg(not(feature = "llm"))]
+        if agent.skills.contains("travel") {
+            return Err(Error::Composition {
+                agent: agent.name.clone(),
+                reason: "the travel skill needs the `llm` feature, which this build lacks".into(),
+            });
+        }
+        let handle = builder.spawn(&host)?;
+        // Expired deals are closed and channels settled before they expire, without
+        // waiting for the next buyer.
+        let upkeep = seller.map(|s| s.spawn_upkeep(handle.context(), SELLER_UPKEEP_EVERY));
+        #[cfg(feature = "llm")]
+        if let Some(travel) = travel {
+            travel.resume(&handle).await;
+        }
+        register(site, &config, &agent, &discovery, &addresses, wallet, &url).await?;
+        tracing::info!(target: "agora::agent", agent = %agent.name, address = %handle.address(), %url, "agent serving");
+        Ok(Self {
+            name: agent.name,
+            url,
+            handle,
+            host,
+            upkeep,
+        })
+    }
+
+    /// The agent's name in the deployment.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The URL its host serves.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The address it runs as.
+    pub fn address(&self) -> Address {
+        self.handle.address()
+    }
+
+    /// Its handle (its context, to send as it).
+    pub fn handle(&self) -> &AgentHandle {
+        &self.handle
+    }
+
+    /// Stops its upkeep, the agent and its host.
+    pub async fn shutdown(self) {
+        tracing::info!(target: "agora::agent", agent = %self.name, "stopping");
+        if let Some(u) = self.upkeep {
+            u.abort();
+        }
+        drop(self.handle);
+        let host = self.host;
+        let _ = tokio::task::spawn_blocking(move || host.shutdown()).await;
+    }
+}
+
+/// The weather seller of `agent`: its forecast service at the configured price,
+/// settled on chain, journaled.
+async fn weather_seller(
+    site: &AgentSite,
+    config: &Config,
+    agent: &AgentConfig,
+    addresses: &Addresses,
+    wallet: Arc<Wallet>,
+    dir: &Path,
+) -> Result<Seller<DefaultSellerStrategy, WeatherService>> {
+    let service = agent
+        .services
+        .iter()
+        .find(|s| s.skill == FORECAST_KIND)
+        .ok_or_else(|| Error::Composition {
+            agent: agent.name.clone(),
+            reason: format!("it runs the weather skill but sells no {FORECAST_KIND} service"),
+        })?;
+    let provider: Arc<dyn WeatherProvider> = Arc::new(ClimatologyProvider::new()?);
+    let client = connect(&site.rpc_url, wallet.clone(), config).await?;
+    let settlement = ChainSettlement::with_client(client, addresses, TOKEN);
+    let journal = Journal::open(dir.join("journal"), wallet.clone())?;
+    Ok(Seller::new(
+        FORECAST_KIND,
+        wallet,
+        DefaultSellerStrategy::new(service.price, seller_floor(service.price)),
+        WeatherService::new(provider),
+        settlement,
+        journal,
+    ))
+}
+
+/// Registers the agent, or updates its record when the endpoint or services changed.
+async fn register(
+    site: &AgentSite,
+    config: &Config,
+    agent: &AgentConfig,
+    discovery: &Discovery,
+    addresses: &Addresses,
+    wallet: Arc<Wallet>,
+    url: &str,
+) -> Result<()> {
+    let logs = discovery.sync().await?;
+    tracing::info!(target: "agora::agent", agent = %agent.name, logs, "registry synced");
+    let services = agent
+        .services
+        .iter()
+        .map(|s| chain::service(&s.skill, s.price, &s.unit))
+        .collect::<Result<Vec<_>, _>>()?;
+    let card = format!(
+        "http://{}/card/{}",
+        url.trim_start_matches("ws://"),
+        wallet.address()
+    );
+    let address = wallet.address();
+    let contracts = Deployment::at(connect(&site.rpc_url, wallet, config).await?, addresses);
+    match discovery.agent_at(address)? {
+        None => {
+            let tx = contracts
+                .register_agent(url, &card, wallets::B256::default(), services)
+                .await?;
+            tracing::info!(target: "agora::agent", agent = %agent.name, %tx, "registered");
+        }
+        Some(record) => {
+            let same = record.endpoint == url
+                && record.services.len() == agent.services.len()
+                && agent.services.iter().all(|s| {
+                    record
+                        .services
+                        .iter()
+                        .any(|r| r.skill == s.skill && r.price == s.price && r.unit == s.unit)
+                });
+            if same {
+                tracing::info!(target: "agora::agent", agent = %agent.name, "already registered");
+            } else {
+                let tx = contracts
+                    .update_agent(url, &card, wallets::B256::default(), services)
+                    .await?;
+                tracing::info!(target: "agora::agent", agent = %agent.name, %tx, "registration updated");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seller_floor_is_80_percent_rounded_down() {
+        let usdc = |s: &str| format!("{s} USDC").parse::<Amount>().unwrap();
+        assert_eq!(seller_floor(usdc("1.20")), usdc("0.96"));
+        assert_eq!(seller_floor(usdc("10")), usdc("8"));
+        assert_eq!(seller_floor(Amount::from_base_units(19)), Amount::from_base_units(8));
+    }
+}

@@ -1,0 +1,71 @@
+//! # deploy
+//!
+//! An Agora deployment as a library: what `agora up`, `agora agent-run` and
+//! `agora plan` do, without the command line.
+//!
+//! - [`config`]: `agents.toml`, parsed and validated, every error naming the file,
+//!   line, column and key;
+//! - [`layout`]: the state directory, the keystores' passwords, `up.json`;
+//! - [`chain`]: the embedded devnet (deployed and funded for development) or a node
+//!   by URL with its deployment;
+//! - [`agent`]: one configured agent composed from its skills and started in this
+//!   process ([`RunningAgent`]): weather sellers, travel agents, registration;
+//! - [`travel_agent`] (feature `llm`): the rules of paid work: only for a principal,
+//!   the mandate sets the price, never hire twice while money is in flight;
+//! - [`supervisor`]: agents as child processes, restarted with a doubling delay and
+//!   stopped in order.
+//!
+//! ```
+//! use deploy::config::{Config, Network};
+//!
+//! let text = r#"
+//! [network]
+//! kind = "embedded"
+//!
+//! [agents.weather]
+//! keystore = "keys/weather.json"
+//! password_env = "WEATHER_PASSWORD"
+//! listen = "127.0.0.1:7411"
+//! skills = ["weather"]
+//! services = [{ skill = "weather.forecast", price = "1.20 USDC", unit = "forecast" }]
+//! "#;
+//! let config = Config::parse("agents.toml".as_ref(), text)?;
+//! assert!(matches!(config.network, Network::Embedded { .. }));
+//! let weather = &config.agents[0];
+//! assert_eq!(weather.services[0].price, "1.20 USDC".parse()?);
+//! // A seller concedes down to 80 % of its listed price, no further.
+//! assert_eq!(deploy::seller_floor(weather.services[0].price), "0.96 USDC".parse()?);
+//!
+//! // Every error says where: file, line, column and key.
+//! let err = Config::parse("agents.toml".as_ref(), &text.replace("1.20 USDC", "lots")).unwrap_err();
+//! assert!(err.to_string().starts_with("agents.toml:10:"), "{err}");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+pub mod agent;
+pub mod chain;
+pub mod config;
+mod error;
+pub mod layout;
+mod messages;
+pub mod supervisor;
+#[cfg(feature = "llm")]
+pub mod travel_agent;
+
+pub use agent::{seller_floor, AgentSite, RunningAgent};
+pub use chain::ChainSetup;
+pub use error::{Error, Result};
+pub use messages::{PlanTrip, PlannedTrip};
+pub use supervisor::{ChildSpec, Supervisor, SupervisorEvent};
+
+/// The stablecoin's EIP-712 name in our deployments.
+pub const TOKEN: &str = "USD Coin";
