@@ -1,7 +1,7 @@
 //! A whole agent with one skill, and another agent asking it, in about twenty lines
 //! of agent code.
 //!
-//! Run: `cargo run --example hello_agent`
+//! Run: `cargo run -p agent-sdk --example hello_agent`
 //!
 //! Prints the greeter's answer (`hello Ada, from greeter`) and the greeter's agent
 //! card with the JSON Schemas of its skill's request and response.

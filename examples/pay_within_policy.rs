@@ -1,6 +1,6 @@
 //! Pay a peer through a spending policy and record it in a signed journal.
 //!
-//! Run: `cargo run --example pay_within_policy`
+//! Run: `cargo run -p wallets --example pay_within_policy`
 //!
 //! Prints the buyer's address, the signed EIP-3009 authorization for a 2.50 USDC
 //! payment, the refusal of a 9.00 USDC payment that breaks the per-deal limit, and

@@ -1,6 +1,6 @@
 //! Two agents on two hosts (two ports) talking over loopback WebSocket.
 //!
-//! Run: `cargo run --example two_hosts`
+//! Run: `cargo run -p agent-sdk --example two_hosts`
 //!
 //! Starts host A on a free port and host B on another, puts a counter agent on B and
 //! a client on A, and has the client keep a running total in one dialogue with the
