@@ -158,8 +158,9 @@ pub(crate) async fn recv<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> T {
         .expect("the channel is open")
 }
 
+/// Now by the system clock, in Unix milliseconds (for hosts without a manual clock).
 pub(crate) fn now_ms() -> u64 {
-    agent_core::clock::now_ms()
+    agent_core::Clock::system().unix_ms()
 }
 
 /// An envelope from `from` to `to`.

@@ -122,7 +122,7 @@ impl RawClient {
 }
 
 pub(crate) fn now_ms() -> u64 {
-    agent_core::clock::now_ms()
+    agent_core::Clock::system().unix_ms()
 }
 
 /// A signed ask from `from` to `to`.
