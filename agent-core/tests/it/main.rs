@@ -2,6 +2,7 @@
 //! sockets on loopback, real wallets, and bare WebSocket clients that play relays
 //! and attackers.
 
+mod clock;
 mod expiry;
 mod refusals;
 mod routes;

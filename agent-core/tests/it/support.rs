@@ -163,6 +163,11 @@ pub(crate) fn now_ms() -> u64 {
     agent_core::Clock::system().unix_ms()
 }
 
+/// A manual clock standing at a round time, for tests that move time by hand.
+pub(crate) fn manual_clock() -> agent_core::ManualClock {
+    agent_core::ManualClock::new(std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+}
+
 /// An envelope from `from` to `to`.
 pub(crate) fn seal(
     from: &Wallet,
