@@ -4,6 +4,7 @@
 
 mod clock;
 mod expiry;
+mod reconnect;
 mod refusals;
 mod routes;
 mod support;
