@@ -121,8 +121,10 @@ impl RawClient {
     }
 }
 
+/// Now by the system clock (the tests' hosts keep the default clock), in Unix
+/// milliseconds.
 pub(crate) fn now_ms() -> u64 {
-    agent_core::Clock::system().unix_ms()
+    agent_sdk::Clock::system().unix_ms()
 }
 
 /// A signed ask from `from` to `to`.
