@@ -7,6 +7,9 @@ use wallets::Address;
 
 pub(crate) const CHAIN: u64 = 1337;
 
+/// The longest any test waits for something that should happen.
+pub(crate) const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A host on loopback port 0 with its own store.
 pub(crate) fn host(dir: &Path) -> Host {
     host_with(HostConfig::new(CHAIN, dir.join("store")).workers(2))
@@ -104,7 +107,7 @@ impl RawClient {
     }
 
     pub(crate) async fn next(&mut self) -> Frame {
-        let msg = tokio::time::timeout(std::time::Duration::from_secs(10), self.ws.next())
+        let msg = tokio::time::timeout(WAIT, self.ws.next())
             .await
             .expect("a frame within 10 s")
             .unwrap()
