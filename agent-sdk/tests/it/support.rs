@@ -33,6 +33,8 @@ pub(crate) struct PeerProcess {
 }
 
 impl PeerProcess {
+    /// Starts a peer listening on `listen` (port 0 for any free port) and waits
+    /// for it to say where it listens.
     pub(crate) fn spawn(store: &Path, listen: &str, secret_hex: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_agora-test-peer"))
             .arg(store)
@@ -43,9 +45,18 @@ impl PeerProcess {
             .spawn()
             .unwrap();
         let stdin = child.stdin.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
+        // Its first line says where it listens; read it on a thread of its own, so
+        // that a peer that never says it fails the test instead of hanging it.
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let read = BufReader::new(stdout).read_line(&mut line).map(|_| line);
+            let _ = tx.send(read);
+        });
+        let line = rx
+            .recv_timeout(WAIT)
+            .expect("the peer says where it listens within 10 s")
             .unwrap();
         let mut parts = line.split_whitespace();
         assert_eq!(parts.next(), Some("READY"), "peer said {line:?}");
