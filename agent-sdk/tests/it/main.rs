@@ -6,6 +6,7 @@ mod envelopes;
 mod flood;
 mod local;
 mod process;
+#[cfg(feature = "registry")]
 mod registry;
 mod remote;
 mod support;
