@@ -6,7 +6,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -18,13 +18,16 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 use wallets::{Address, Amount, Payment, Signature, SignedPayment, SpendingPolicy, Wallet, B256};
 
-use crate::clock::now_ms;
-use crate::envelope::{Draft, Envelope, Header, Inbox, InboxLimits, Refusal, Rejection, Verified};
+use crate::clock::Clock;
+use crate::envelope::{
+    Draft, Envelope, FastMap, Header, Inbox, InboxLimits, Refusal, Rejection, Verified,
+};
 use crate::error::{Error, ForeignDialogue, Result, SkillError};
+use crate::link::Link;
 use crate::message::{Kind, Payload, ReplyWire, Request};
-use crate::router::{Route, Router};
+use crate::port::{Delivery, Port, RefusalOutcome, RefusedAsk};
+use crate::router::Router;
 use crate::store::{AgentStore, DialogueRecord};
-use crate::transport::Link;
 
 /// A type-erased skill: what the runtime dispatches to. Agent authors implement
 /// `agent_sdk::Skill` instead, which is adapted to this.
@@ -170,8 +173,13 @@ pub(crate) struct AgentCore {
     pub(crate) wallet: Arc<Wallet>,
     pub(crate) address: Address,
     pub(crate) chain_id: u64,
-    pub(crate) handlers: crate::envelope::FastMap<&'static str, Arc<dyn SkillHandler>>,
+    pub(crate) handlers: FastMap<&'static str, Arc<dyn SkillHandler>>,
     pub(crate) store: AgentStore,
+    /// Where the wall-clock time is read.
+    pub(crate) clock: Clock,
+    /// The agents of this host, found before any remote route.
+    pub(crate) locals: Arc<LocalAgents>,
+    /// Routes to remote agents.
     pub(crate) router: Arc<Router>,
     pub(crate) policy: Option<Arc<SpendingPolicy>>,
     pub(crate) directory: Option<Arc<dyn Directory>>,
@@ -182,6 +190,113 @@ pub(crate) struct AgentCore {
     sequence: AtomicU64,
     pub(crate) mailbox: Arc<Mailbox>,
     pub(crate) counters: AgentCounters,
+}
+
+/// What the agents of one host share: the chain, the maximum TTL, the clock, and
+/// where messages go.
+#[derive(Clone)]
+pub(crate) struct HostShared {
+    pub(crate) chain_id: u64,
+    /// The host's maximum TTL, for the envelope checks and to cap message TTLs.
+    pub(crate) max_ttl: Duration,
+    pub(crate) clock: Clock,
+    pub(crate) locals: Arc<LocalAgents>,
+    pub(crate) router: Arc<Router>,
+}
+
+/// A resolved destination.
+#[derive(Clone)]
+pub(crate) enum Route {
+    Local(LocalAgent),
+    Remote(Arc<Link>),
+}
+
+/// An agent on this host: its actor, its mailbox's room counter and its wallet (to
+/// sign the refusals of envelopes sent to it).
+#[derive(Clone)]
+pub(crate) struct LocalAgent {
+    pub(crate) addr: Addr<AgentActor>,
+    pub(crate) mailbox: Arc<Mailbox>,
+    pub(crate) wallet: Arc<Wallet>,
+}
+
+/// The agents running on a host. It is the host's delivery [`Port`]: the transport
+/// hands it what arrives for them.
+#[derive(Default)]
+pub(crate) struct LocalAgents {
+    map: RwLock<FastMap<Address, LocalAgent>>,
+}
+
+impl LocalAgents {
+    /// Adds an agent.
+    ///
+    /// # Errors
+    /// [`Error::Duplicate`] when an agent with that address is already here.
+    pub(crate) fn add(&self, address: Address, agent: LocalAgent) -> Result<()> {
+        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        if map.contains_key(&address) {
+            return Err(Error::Duplicate(address));
+        }
+        map.insert(address, agent);
+        Ok(())
+    }
+
+    pub(crate) fn remove(&self, address: &Address) -> Option<LocalAgent> {
+        self.map
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(address)
+    }
+
+    pub(crate) fn get(&self, address: &Address) -> Option<LocalAgent> {
+        self.map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(address)
+            .cloned()
+    }
+}
+
+impl Port for LocalAgents {
+    fn hosts(&self, agent: &Address) -> bool {
+        self.map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(agent)
+    }
+
+    fn wallet(&self, agent: &Address) -> Option<Arc<Wallet>> {
+        self.get(agent).map(|a| a.wallet)
+    }
+
+    fn deliver(&self, verified: Verified, link: Arc<Link>) -> BoxFuture<'static, Delivery> {
+        let to = verified.envelope().recipient;
+        let Some(agent) = self.get(&to) else {
+            return Box::pin(std::future::ready(Delivery::Rejected(
+                Rejection::WrongRecipient(to),
+            )));
+        };
+        Box::pin(async move {
+            match agent.addr.send(DeliverRemote(verified, link)).await {
+                Ok(Ok(())) => Delivery::Admitted,
+                Ok(Err(r)) => Delivery::Rejected(r),
+                Err(_) => Delivery::Stopped,
+            }
+        })
+    }
+
+    fn refused(&self, refused: RefusedAsk) -> BoxFuture<'static, RefusalOutcome> {
+        let Some(agent) = self.get(&refused.refusal.sender) else {
+            return Box::pin(std::future::ready(RefusalOutcome::NoPendingAsk));
+        };
+        Box::pin(async move {
+            agent
+                .addr
+                .send(refused)
+                .await
+                .unwrap_or(RefusalOutcome::Stopped)
+        })
+    }
 }
 
 /// An in-flight message into an agent's mailbox.
@@ -326,19 +441,17 @@ fn random_dialogue() -> B256 {
 }
 
 impl AgentCore {
-    /// The core of the agent of `spec`; its messages expire at most `max_ttl` after
-    /// they are sent (the spec's `message_ttl` is capped to it).
-    pub(crate) fn new(
-        spec: AgentSpec,
-        chain_id: u64,
-        max_ttl: Duration,
-        store: AgentStore,
-        router: Arc<Router>,
-    ) -> Self {
+    /// The core of the agent of `spec` on the host that shares `host`; its
+    /// messages expire at most the host's maximum TTL after they are sent (the
+    /// spec's `message_ttl` is capped to it).
+    pub(crate) fn new(spec: AgentSpec, host: &HostShared, store: AgentStore) -> Self {
+        let max_ttl = host.max_ttl;
         let handlers = spec.handlers.into_iter().map(|h| (h.kind(), h)).collect();
         // Sequences start at the wall clock in nanoseconds and count up, so a
         // restarted agent never reuses one (it would need to send faster than one
-        // message per nanosecond since its previous start).
+        // message per nanosecond since its previous start). The system clock, not
+        // the host's: a seed that must grow across restarts even while a manual
+        // clock stands still, not a time anyone reads (see `crate::clock`).
         let start = u64::try_from(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -355,10 +468,12 @@ impl AgentCore {
             name: spec.name,
             address: spec.wallet.address(),
             wallet: spec.wallet,
-            chain_id,
+            chain_id: host.chain_id,
             handlers,
             store,
-            router,
+            clock: host.clock.clone(),
+            locals: host.locals.clone(),
+            router: host.router.clone(),
             policy: spec.policy,
             directory: spec.directory,
             limits,
@@ -367,6 +482,14 @@ impl AgentCore {
             sequence: AtomicU64::new(start),
             mailbox: Arc::new(Mailbox::new(limits.mailbox)),
             counters: AgentCounters::default(),
+        }
+    }
+
+    /// Where a message to `to` goes: an agent of this host, else a remote route.
+    fn resolve(&self, to: &Address) -> Result<Route> {
+        match self.locals.get(to) {
+            Some(agent) => Ok(Route::Local(agent)),
+            None => self.router.resolve(to).map(Route::Remote),
         }
     }
 
@@ -381,7 +504,7 @@ impl AgentCore {
             recipient: to,
             dialogue,
             sequence: self.next_sequence(),
-            expiry: now_ms().saturating_add(ttl),
+            expiry: self.clock.unix_ms().saturating_add(ttl),
             chain_id: self.chain_id,
         }
     }
@@ -451,7 +574,7 @@ impl AgentCore {
         re: u64,
         result: Result<Payload, SkillError>,
     ) -> Result<()> {
-        let route = self.router.resolve(&to)?;
+        let route = self.resolve(&to)?;
         let header = self.header(to, dialogue);
         self.deliver(route, header, Body::Reply { re, result }, false)
             .await
@@ -642,8 +765,10 @@ async fn respond(
 const PRUNE_REPLAY_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl AgentActor {
-    fn prune_replay(&self) {
-        match self.core.store.prune_replay(now_ms()) {
+    /// Forgets the replay records of messages expired by the host's clock.
+    fn prune_replay(&self) -> Result<usize> {
+        let result = self.core.store.prune_replay(self.core.clock.unix_ms());
+        match &result {
             Ok(0) => {}
             Ok(gone) => {
                 tracing::debug!(target: "agent::store", agent = %self.core.address, gone, "expired replay records pruned")
@@ -652,6 +777,22 @@ impl AgentActor {
                 tracing::warn!(target: "agent::store", agent = %self.core.address, error = %e, "pruning replay records failed")
             }
         }
+        result
+    }
+}
+
+/// Prune the replay records now (see [`AgentHandle::prune_replay`]).
+pub(crate) struct PruneReplay;
+
+impl Message for PruneReplay {
+    type Result = Result<usize>;
+}
+
+impl Handler<PruneReplay> for AgentActor {
+    type Result = Result<usize>;
+
+    fn handle(&mut self, _: PruneReplay, _: &mut Self::Context) -> Self::Result {
+        self.prune_replay()
     }
 }
 
@@ -663,8 +804,11 @@ impl Actor for AgentActor {
         // Replay records of expired messages protect nothing (the expiry check
         // refuses those messages) and expiries are capped at now + the host's maximum
         // TTL, so pruning them now and then bounds the replay store.
-        self.prune_replay();
-        ctx.run_interval(PRUNE_REPLAY_EVERY, |actor, _| actor.prune_replay());
+        // An elapsed-time timer decides when to prune; the host's clock decides what.
+        let _ = self.prune_replay();
+        ctx.run_interval(PRUNE_REPLAY_EVERY, |actor, _| {
+            let _ = actor.prune_replay();
+        });
         tracing::debug!(target: "agent::runtime", agent = %self.core.address, name = %self.core.name, "agent started");
     }
 }
@@ -682,7 +826,7 @@ impl Handler<Deliver> for AgentActor {
     type Result = Result<(), Rejection>;
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) -> Self::Result {
-        let now = now_ms();
+        let now = self.core.clock.unix_ms();
         let Deliver {
             header,
             body,
@@ -810,7 +954,7 @@ impl Handler<DeliverRemote> for AgentActor {
     type Result = Result<(), Rejection>;
 
     fn handle(&mut self, msg: DeliverRemote, ctx: &mut Self::Context) -> Self::Result {
-        let now = now_ms();
+        let now = self.core.clock.unix_ms();
         if let Err(r) = self.admit_remote(&msg.0, now) {
             self.core.counters.rejected.fetch_add(1, Ordering::Relaxed);
             return Err(r);
@@ -969,6 +1113,15 @@ impl Context {
         self.current.map(|c| c.sequence)
     }
 
+    /// The clock the agent reads wall-clock time from: the host's
+    /// ([`HostConfig::clock`](crate::HostConfig::clock)), a
+    /// [`ManualClock`](crate::clock::ManualClock) in tests. Read deadlines and other
+    /// wall-clock facts through it, so that a test can move time instead of
+    /// sleeping.
+    pub fn clock(&self) -> &Clock {
+        &self.core.clock
+    }
+
     /// A fresh dialogue id.
     pub fn new_dialogue(&self) -> B256 {
         random_dialogue()
@@ -998,7 +1151,7 @@ impl Context {
     /// As [`Context::tell`].
     pub async fn tell_in<R: Request>(&self, dialogue: B256, to: Address, request: R) -> Result<()> {
         self.replay_durable().await?;
-        let route = self.core.router.resolve(&to)?;
+        let route = self.core.resolve(&to)?;
         let payload = typed_payload(&route, request)?;
         let header = self.core.header(to, dialogue);
         self.core
@@ -1035,7 +1188,7 @@ impl Context {
         timeout: Duration,
     ) -> Result<R::Response> {
         self.replay_durable().await?;
-        let route = self.core.router.resolve(&to)?;
+        let route = self.core.resolve(&to)?;
         let payload = typed_payload(&route, request)?;
         let header = self.core.header(to, dialogue);
         let key = (to, dialogue, header.sequence);
@@ -1121,7 +1274,7 @@ impl Context {
         })?;
         let record = DialogueRecord {
             peer,
-            updated_ms: now_ms(),
+            updated_ms: self.core.clock.unix_ms(),
             closed,
             state,
         };
@@ -1139,7 +1292,7 @@ impl Context {
     /// As [`Context::save_state`], for the first update that fails; nothing is written
     /// then.
     pub fn write_states(&self, updates: &[StateUpdate]) -> Result<()> {
-        let now = now_ms();
+        let now = self.core.clock.unix_ms();
         let mut records = Vec::with_capacity(updates.len());
         for u in updates {
             self.check_owner(u.dialogue, u.peer)?;
@@ -1214,7 +1367,7 @@ impl Context {
         let peers = dir.find(kind, max_price).await?;
         for p in &peers {
             if let Some(url) = &p.endpoint {
-                if self.core.router.local(&p.address).is_none() {
+                if self.core.locals.get(&p.address).is_none() {
                     self.core.router.set_endpoint(p.address, url.clone());
                 }
             }
@@ -1307,29 +1460,6 @@ pub(crate) fn stats_of(core: &AgentCore) -> AgentStats {
     }
 }
 
-/// A remote host says it refused an ask of this agent.
-pub(crate) struct RefusedAsk {
-    /// What it says.
-    pub(crate) refusal: Refusal,
-    /// Its signature, to be the recipient's.
-    pub(crate) signature: Signature,
-    /// The link ([`Link::id`]) it came on.
-    pub(crate) via: u64,
-}
-
-/// What became of a [`RefusedAsk`].
-#[derive(Debug)]
-pub(crate) enum RefusalOutcome {
-    /// The ask failed with [`Error::Refused`].
-    Failed,
-    /// No such ask is pending (answered, timed out, or never asked).
-    NoPendingAsk,
-    /// The ask left on another link.
-    OtherLink,
-    /// Not signed by the agent asked.
-    BadSignature(Rejection),
-}
-
 impl Message for RefusedAsk {
     type Result = RefusalOutcome;
 }
@@ -1377,6 +1507,20 @@ impl AgentHandle {
     /// The agent's counters.
     pub fn stats(&self) -> AgentStats {
         stats_of(&self.core)
+    }
+
+    /// Forgets the persisted replay records of messages that have expired by the
+    /// host's clock, as the agent does by itself every minute; returns how many
+    /// went. Such records protect nothing: the expiry check refuses those
+    /// messages anyway.
+    ///
+    /// # Errors
+    /// [`Error::Stopped`] when the agent no longer runs; [`Error::Store`].
+    pub async fn prune_replay(&self) -> Result<usize> {
+        self.addr
+            .send(PruneReplay)
+            .await
+            .map_err(|_| Error::Stopped(self.core.address))?
     }
 
     /// Rejections by reason (see [`Rejection::label`]).

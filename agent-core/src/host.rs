@@ -17,10 +17,14 @@ use actix::{Arbiter, ArbiterHandle, Supervisor, System};
 use serde_json::{json, Value};
 use wallets::Address;
 
-use crate::agent::{AgentActor, AgentCore, AgentHandle, AgentSpec};
+use crate::agent::{
+    AgentActor, AgentCore, AgentHandle, AgentSpec, HostShared, LocalAgent, LocalAgents,
+};
+use crate::clock::Clock;
 use crate::envelope::DEFAULT_MAX_TTL;
 use crate::error::{Error, Result};
-use crate::router::{LocalAgent, Router};
+use crate::port::Port;
+use crate::router::Router;
 use crate::store::HostStore;
 use crate::tls::{ClientTls, ServerTls};
 use crate::transport::{EdgeLimits, EdgeStats, Transport};
@@ -56,6 +60,12 @@ pub struct HostConfig {
     /// learned or used is forgotten. Default
     /// [`HostConfig::DEFAULT_MAX_LEARNED_ROUTES`].
     pub max_learned_routes: usize,
+    /// Where the host and its agents read the wall-clock time (expiries, the
+    /// maximum TTL, replay-record pruning, state timestamps, and
+    /// [`Context::clock`](crate::Context::clock) for skills). Default: the system
+    /// clock; tests pass a [`ManualClock`](crate::clock::ManualClock). Waits
+    /// (ask timeouts, backoff, rate limits) run on tokio's timers regardless.
+    pub clock: Clock,
 }
 
 impl HostConfig {
@@ -76,7 +86,16 @@ impl HostConfig {
             client_tls: ClientTls::default(),
             max_ttl: DEFAULT_MAX_TTL,
             max_learned_routes: Self::DEFAULT_MAX_LEARNED_ROUTES,
+            clock: Clock::system(),
         }
+    }
+
+    /// Reads the wall-clock time from `clock` (see [`HostConfig::clock`]): a
+    /// [`ManualClock`](crate::clock::ManualClock) in tests.
+    #[must_use]
+    pub fn clock(mut self, clock: impl Into<Clock>) -> Self {
+        self.clock = clock.into();
+        self
     }
 
     /// Serves TLS (`wss://`) with `tls`.
@@ -139,9 +158,8 @@ impl HostConfig {
 
 struct HostInner {
     name: String,
-    chain_id: u64,
-    max_ttl: Duration,
-    router: Arc<Router>,
+    /// What its agents share: chain, maximum TTL, clock, local agents, router.
+    shared: HostShared,
     transport: Arc<Transport>,
     store: HostStore,
     arbiters: Vec<ArbiterHandle>,
@@ -162,7 +180,7 @@ impl std::fmt::Debug for Host {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Host")
             .field("name", &self.inner.name)
-            .field("chain_id", &self.inner.chain_id)
+            .field("chain_id", &self.inner.shared.chain_id)
             .field("local_addr", &self.inner.local_addr)
             .finish_non_exhaustive()
     }
@@ -213,18 +231,25 @@ impl Host {
         let transport = Arc::new(Transport::new(
             config.edge,
             config.chain_id,
+            config.clock.clone(),
             config.max_ttl,
             arbiters.clone(),
             config.tls,
             config.client_tls,
         ));
         let router = Arc::new(Router::new(transport.clone(), config.max_learned_routes));
-        transport.set_router(&router);
+        let locals = Arc::new(LocalAgents::default());
+        let port: Arc<dyn Port> = locals.clone();
+        transport.set_port(Arc::downgrade(&port));
         let inner = Arc::new(HostInner {
             name: config.name,
-            chain_id: config.chain_id,
-            max_ttl: config.max_ttl,
-            router,
+            shared: HostShared {
+                chain_id: config.chain_id,
+                max_ttl: config.max_ttl,
+                clock: config.clock,
+                locals,
+                router,
+            },
             transport: transport.clone(),
             store,
             arbiters,
@@ -244,7 +269,7 @@ impl Host {
                 }
             });
         }
-        tracing::info!(target: "agent::host", name = %inner.name, chain_id = inner.chain_id, listen = ?local_addr, workers, "host started");
+        tracing::info!(target: "agent::host", name = %inner.name, chain_id = inner.shared.chain_id, listen = ?local_addr, workers, "host started");
         Ok(Self {
             inner,
             system,
@@ -266,7 +291,12 @@ impl Host {
 
     /// The chain id.
     pub fn chain_id(&self) -> u64 {
-        self.inner.chain_id
+        self.inner.shared.chain_id
+    }
+
+    /// The clock the host and its agents read the wall-clock time from.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.shared.clock
     }
 
     /// Starts an agent on this host, supervised: a skill panic restarts it from
@@ -286,10 +316,8 @@ impl Host {
         }
         let core = Arc::new(AgentCore::new(
             spec,
-            self.inner.chain_id,
-            self.inner.max_ttl,
+            &self.inner.shared,
             self.inner.store.agent(address),
-            self.inner.router.clone(),
         ));
         let i = self.inner.next.fetch_add(1, Ordering::Relaxed);
         let arbiter = self
@@ -299,7 +327,7 @@ impl Host {
             .ok_or_else(|| Error::Host("no worker".into()))?;
         let c = core.clone();
         let addr = Supervisor::start_in_arbiter(arbiter, move |_| AgentActor::new(c));
-        self.inner.router.add_local(
+        self.inner.shared.locals.add(
             address,
             LocalAgent {
                 addr: addr.clone(),
@@ -315,7 +343,7 @@ impl Host {
     /// Stops an agent: it leaves the routing table and its actor ends once the
     /// last handle is dropped.
     pub fn stop_agent(&self, address: &Address) -> bool {
-        self.inner.router.remove_local(address);
+        self.inner.shared.locals.remove(address);
         self.inner
             .agents
             .lock()
@@ -338,12 +366,12 @@ impl Host {
     /// endpoint wins over any route learned from traffic: messages to `address`
     /// always go there.
     pub fn add_peer(&self, address: Address, url: impl Into<String>) {
-        self.inner.router.set_endpoint(address, url.into());
+        self.inner.shared.router.set_endpoint(address, url.into());
     }
 
     /// Counters of the network edge.
     pub fn edge_stats(&self) -> EdgeStats {
-        self.inner.transport.stats()
+        edge_stats(&self.inner)
     }
 
     /// What the host's port answers to a plain HTTP `GET` of `path` (content type and
@@ -377,6 +405,16 @@ impl Drop for Host {
     }
 }
 
+/// The transport's counters with the router's route counts.
+fn edge_stats(inner: &HostInner) -> EdgeStats {
+    let routes = inner.shared.router.route_stats();
+    EdgeStats {
+        learned_routes: routes.learned,
+        routes_evicted: routes.evicted,
+        ..inner.transport.stats()
+    }
+}
+
 fn card(inner: &HostInner, agent: &AgentHandle) -> Value {
     let skills: Vec<Value> = agent
         .skills()
@@ -392,7 +430,7 @@ fn card(inner: &HostInner, agent: &AgentHandle) -> Value {
         "skills": skills,
         "x402Support": false,
         "active": true,
-        "registrations": [{"agentAddress": agent.address().to_string(), "chainId": inner.chain_id}],
+        "registrations": [{"agentAddress": agent.address().to_string(), "chainId": inner.shared.chain_id}],
     })
 }
 
@@ -414,7 +452,7 @@ fn http_answer(inner: &Weak<HostInner>, path: &str) -> Option<(String, String)> 
                 .values()
                 .map(|a| (a.address().to_string(), json!(a.stats())))
                 .collect();
-            let body = json!({"edge": inner.transport.stats(), "agents": per_agent});
+            let body = json!({"edge": edge_stats(&inner), "agents": per_agent});
             Some((json_type, body.to_string()))
         }
         "/.well-known/agent-card.json" => {

@@ -20,11 +20,44 @@
 //!   envelope that failed a check, so a replayed envelope cannot re-point one.
 //! - [`Context`]: what a skill can do as its agent: tell, ask with a timeout, keep
 //!   dialogue state, find peers, pay through the spending policy.
+//! - [`clock`]: where wall-clock time comes from. A host reads it from its
+//!   [`Clock`] ([`HostConfig::clock`]): the system clock, or a [`ManualClock`] that
+//!   tests move by hand. Wall-clock facts (expiries, the maximum TTL, replay-record
+//!   pruning, state timestamps, what skills read through [`Context::clock`]) go
+//!   through it; elapsed-time waits (ask timeouts, backoff, rate limits) stay on
+//!   tokio's timers.
 //!
 //! Agents on the same host exchange Rust values through their mailboxes without
 //! serializing or signing: the runtime stamps the sender itself, so it cannot be
 //! forged inside the process, and the recipient still checks chain, expiry and
 //! replays. Messages that leave the process are signed envelopes.
+//!
+//! ## Inside the crate
+//!
+//! Modules depend on each other in one direction only; none uses a module that
+//! uses it back:
+//!
+//! ```text
+//! host ─> agent ─> router ─> transport ─> port ─> link
+//!
+//! host      ─> agent, router, transport, port, store, tls
+//! agent     ─> router, port, link, store, message
+//! router    ─> transport, link
+//! transport ─> port, link, tls
+//! port      ─> link
+//! and any of them ─> envelope, error, clock (which use nothing above them)
+//! ```
+//!
+//! - `link`: one side of a connection, a bounded queue of frames.
+//! - `port`: the delivery port, the trait through which the transport hands
+//!   inbound envelopes and refusals to the agents of its host.
+//! - `transport`: connections, the edge's tower stack and its stateless checks;
+//!   it knows links and the port, never agents or routes.
+//! - `router`: routes to remote agents (configured endpoints, learned routes),
+//!   dialing through the transport.
+//! - `agent`: the actors, their [`Context`], and the table of local agents, which
+//!   implements the port and is looked up before the router.
+//! - `host`: builds all of the above and wires the port into the transport.
 //!
 //! Agent authors use the `agent-sdk` crate on top of this one.
 //!
@@ -33,7 +66,7 @@
 //! use wallets::{Wallet, B256};
 //!
 //! let (alice, bob) = (Wallet::random(), Wallet::random());
-//! let now = agent_core::clock::now_ms();
+//! let now = agent_core::clock::Clock::system().unix_ms();
 //! let draft = Draft {
 //!     recipient: bob.address(), dialogue: B256([1; 32]), sequence: 1,
 //!     expiry: now + 60_000, chain_id: 1337, kind: "tell/hello".into(),
@@ -69,7 +102,9 @@ mod error;
 #[cfg(test)]
 mod fuzz_tests;
 mod host;
+mod link;
 pub mod message;
+mod port;
 mod router;
 pub mod store;
 mod tls;
@@ -79,6 +114,7 @@ pub use agent::{
     AgentHandle, AgentLimits, AgentSpec, AgentStats, Context, Directory, Peer, SkillHandler,
     StateUpdate, StaticDirectory,
 };
+pub use clock::{Clock, ManualClock};
 pub use error::{Error, ForeignDialogue, Result, SkillError};
 pub use host::{Host, HostConfig};
 pub use message::{Payload, Request};

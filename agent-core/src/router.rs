@@ -1,5 +1,6 @@
-//! Where a message for an address goes: an agent on this host, or a link to a
-//! remote host.
+//! Where a message for a remote address goes: a link to another host. (Agents on
+//! this host are found first, by the agent module's table of local agents; the
+//! router knows nothing of agents.)
 //!
 //! A remote agent is reached through, in this order:
 //!
@@ -12,34 +13,18 @@
 //!    another connection cannot re-point it. The learned routes are bounded
 //!    ([`HostConfig::max_learned_routes`](crate::HostConfig::max_learned_routes)):
 //!    beyond that the least recently learned or used one is forgotten (routes over
-//!    closed connections first).
+//!    closed connections first). Recency is a counter of learnings and uses, not
+//!    a time: no clock is read here.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use actix::Addr;
-use wallets::{Address, Wallet};
+use wallets::Address;
 
-use crate::agent::{AgentActor, Mailbox};
 use crate::envelope::FastMap;
 use crate::error::{Error, Result};
-use crate::transport::{Link, Transport};
-
-/// A resolved destination.
-#[derive(Clone)]
-pub(crate) enum Route {
-    Local(LocalAgent),
-    Remote(Arc<Link>),
-}
-
-/// An agent on this host: its actor, its mailbox's room counter and its wallet (to
-/// sign the refusals of envelopes sent to it).
-#[derive(Clone)]
-pub(crate) struct LocalAgent {
-    pub(crate) addr: Addr<AgentActor>,
-    pub(crate) mailbox: Arc<Mailbox>,
-    pub(crate) wallet: Arc<Wallet>,
-}
+use crate::link::Link;
+use crate::transport::Transport;
 
 /// A route learned from traffic, with the tick of its last learning or use.
 struct Learned {
@@ -72,9 +57,8 @@ impl LearnedRoutes {
     }
 }
 
-/// The host's routing table.
+/// The host's table of routes to remote agents.
 pub(crate) struct Router {
-    local: RwLock<FastMap<Address, LocalAgent>>,
     /// Remote agents reachable over an existing connection (learned from admitted
     /// traffic), bounded.
     learned: RwLock<LearnedRoutes>,
@@ -82,7 +66,7 @@ pub(crate) struct Router {
     /// learned routes.
     endpoints: RwLock<FastMap<Address, String>>,
     /// Ticks for the recency of learned routes.
-    clock: AtomicU64,
+    ticks: AtomicU64,
     transport: Arc<Transport>,
 }
 
@@ -105,42 +89,19 @@ impl Router {
     /// A router keeping at most `max_learned` learned routes (at least one).
     pub(crate) fn new(transport: Arc<Transport>, max_learned: usize) -> Self {
         Self {
-            local: RwLock::default(),
             learned: RwLock::new(LearnedRoutes {
                 map: FastMap::default(),
                 cap: max_learned.max(1),
                 evicted: 0,
             }),
             endpoints: RwLock::default(),
-            clock: AtomicU64::new(0),
+            ticks: AtomicU64::new(0),
             transport,
         }
     }
 
-    pub(crate) fn add_local(&self, address: Address, agent: LocalAgent) -> Result<()> {
-        let mut local = write(&self.local);
-        if local.contains_key(&address) {
-            return Err(Error::Duplicate(address));
-        }
-        local.insert(address, agent);
-        Ok(())
-    }
-
-    pub(crate) fn remove_local(&self, address: &Address) -> Option<Addr<AgentActor>> {
-        write(&self.local).remove(address).map(|a| a.addr)
-    }
-
-    pub(crate) fn local(&self, address: &Address) -> Option<Addr<AgentActor>> {
-        read(&self.local).get(address).map(|a| a.addr.clone())
-    }
-
-    /// The wallet of an agent on this host.
-    pub(crate) fn local_wallet(&self, address: &Address) -> Option<Arc<Wallet>> {
-        read(&self.local).get(address).map(|a| a.wallet.clone())
-    }
-
     fn tick(&self) -> u64 {
-        self.clock.fetch_add(1, Ordering::Relaxed) + 1
+        self.ticks.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Remembers that `address` answers on `link`, the connection an envelope of
@@ -181,17 +142,19 @@ impl Router {
         write(&self.learned).map.remove(&address);
     }
 
-    pub(crate) fn resolve(&self, to: &Address) -> Result<Route> {
-        if let Some(agent) = read(&self.local).get(to) {
-            return Ok(Route::Local(agent.clone()));
-        }
+    /// The link to the remote agent `to`: over its configured endpoint (dialed if
+    /// need be), else over its learned route.
+    ///
+    /// # Errors
+    /// [`Error::NoRoute`] when it has neither.
+    pub(crate) fn resolve(&self, to: &Address) -> Result<Arc<Link>> {
         let url = read(&self.endpoints).get(to).cloned();
         if let Some(url) = url {
-            return Ok(Route::Remote(self.transport.dial(&url)));
+            return Ok(self.transport.dial(&url));
         }
         if let Some(r) = read(&self.learned).map.get(to).filter(|r| r.link.is_open()) {
             r.used.store(self.tick(), Ordering::Relaxed);
-            return Ok(Route::Remote(r.link.clone()));
+            return Ok(r.link.clone());
         }
         Err(Error::NoRoute(*to))
     }

@@ -31,7 +31,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::task::Poll;
 use std::time::Duration;
@@ -49,13 +49,12 @@ use tokio_tungstenite::WebSocketStream;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use wallets::{Address, Signature, B256};
 
-use crate::agent::{DeliverRemote, RefusalOutcome, RefusedAsk};
-use crate::clock::now_ms;
+use crate::clock::Clock;
 use crate::envelope::{
     check_expiry, Envelope, Header, KeyCache, Refusal, Rejection, MAX_ENVELOPE_BYTES,
 };
-use crate::error::{Error, Result};
-use crate::router::Router;
+use crate::link::Link;
+use crate::port::{Delivery, Port, RefusalOutcome, RefusedAsk};
 use crate::tls::{server_name, ClientTls, ServerTls};
 
 /// An established outgoing connection.
@@ -164,94 +163,30 @@ impl Control {
     }
 }
 
-/// Identities of links, never reused within a process.
-static LINK_IDS: AtomicU64 = AtomicU64::new(1);
-
-/// One side of a connection: a bounded queue of frames to send.
-pub struct Link {
-    id: u64,
-    label: String,
-    tx: mpsc::Sender<Message>,
-    open: AtomicBool,
-}
-
-impl std::fmt::Debug for Link {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Link")
-            .field("id", &self.id)
-            .field("label", &self.label)
-            .field("open", &self.is_open())
-            .finish()
-    }
-}
-
-impl Link {
-    fn new(label: String, capacity: usize) -> (Arc<Self>, mpsc::Receiver<Message>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        (
-            Arc::new(Self {
-                id: LINK_IDS.fetch_add(1, Ordering::Relaxed),
-                label,
-                tx,
-                open: AtomicBool::new(true),
-            }),
-            rx,
-        )
-    }
-
-    /// The link's identity: a refusal is only taken from the link its ask left on.
-    pub(crate) fn id(&self) -> u64 {
-        self.id
-    }
-
-    pub(crate) fn is_open(&self) -> bool {
-        self.open.load(Ordering::Relaxed) && !self.tx.is_closed()
-    }
-
-    fn close(&self) {
-        self.open.store(false, Ordering::Relaxed);
-    }
-
-    /// Queues an envelope; waits while the queue is full.
-    pub(crate) async fn send(&self, bytes: Vec<u8>) -> Result<()> {
-        if !self.is_open() {
-            return Err(self.closed());
-        }
-        self.tx
-            .send(Message::Binary(bytes))
-            .await
-            .map_err(|_| self.closed())
-    }
-
-    fn closed(&self) -> Error {
-        Error::Transport {
-            peer: self.label.clone(),
-            reason: "connection closed".into(),
-        }
-    }
-
-    fn control(&self, c: &Control) {
-        if let Ok(text) = serde_json::to_string(c) {
-            // Advisory: dropped when the queue is full.
-            let _ = self.tx.try_send(Message::Text(text));
-        }
+/// Queues a control frame on `link`; advisory, so dropped when its queue is full.
+fn send_control(link: &Link, c: &Control) {
+    if let Ok(text) = serde_json::to_string(c) {
+        link.try_send_text(text);
     }
 }
 
 /// Answers plain HTTP GETs: path → (content type, body).
 pub(crate) type HttpAnswer = Box<dyn Fn(&str) -> Option<(String, String)> + Send + Sync>;
 
-/// The host's transport: outgoing links, the listener, the edge.
+/// The host's transport: outgoing links, the listener, the edge. It hands what
+/// arrives to the host's delivery [`Port`].
 pub(crate) struct Transport {
     limits: EdgeLimits,
     chain_id: u64,
+    /// The host's clock, for the expiry checks at the edge.
+    clock: Clock,
     /// Envelopes expiring later than this after their arrival are refused.
     max_ttl_ms: u64,
     links: Mutex<HashMap<String, Arc<Link>>>,
     arbiters: Vec<ArbiterHandle>,
     next: AtomicUsize,
     counters: EdgeCounters,
-    router: OnceLock<Weak<Router>>,
+    port: OnceLock<Weak<dyn Port>>,
     http: OnceLock<HttpAnswer>,
     connections: Arc<Semaphore>,
     server_tls: Option<ServerTls>,
@@ -270,6 +205,7 @@ impl Transport {
     pub(crate) fn new(
         limits: EdgeLimits,
         chain_id: u64,
+        clock: Clock,
         max_ttl: Duration,
         arbiters: Vec<ArbiterHandle>,
         server_tls: Option<ServerTls>,
@@ -278,12 +214,13 @@ impl Transport {
         Self {
             limits,
             chain_id,
+            clock,
             max_ttl_ms: crate::envelope::millis(max_ttl),
             links: Mutex::new(HashMap::new()),
             arbiters,
             next: AtomicUsize::new(0),
             counters: EdgeCounters::default(),
-            router: OnceLock::new(),
+            port: OnceLock::new(),
             http: OnceLock::new(),
             connections: Arc::new(Semaphore::new(limits.max_connections)),
             server_tls,
@@ -291,8 +228,13 @@ impl Transport {
         }
     }
 
-    pub(crate) fn set_router(&self, router: &Arc<Router>) {
-        let _ = self.router.set(Arc::downgrade(router));
+    /// Sets where inbound envelopes and refusals go (held weakly: the host owns it).
+    pub(crate) fn set_port(&self, port: Weak<dyn Port>) {
+        let _ = self.port.set(port);
+    }
+
+    fn port(&self) -> Option<Arc<dyn Port>> {
+        self.port.get().and_then(Weak::upgrade)
     }
 
     /// Sets the answer to plain HTTP GETs: path → (content type, body).
@@ -300,14 +242,10 @@ impl Transport {
         let _ = self.http.set(f);
     }
 
+    /// The edge counters. The route counts ([`EdgeStats::learned_routes`],
+    /// [`EdgeStats::routes_evicted`]) are the router's: the host fills them in.
     pub(crate) fn stats(&self) -> EdgeStats {
         let c = &self.counters;
-        let routes = self
-            .router
-            .get()
-            .and_then(Weak::upgrade)
-            .map(|r| r.route_stats())
-            .unwrap_or_default();
         EdgeStats {
             frames: c.frames.load(Ordering::Relaxed),
             malformed: c.malformed.load(Ordering::Relaxed),
@@ -316,8 +254,8 @@ impl Transport {
             connections_refused: c.connections_refused.load(Ordering::Relaxed),
             reconnects: c.reconnects.load(Ordering::Relaxed),
             refusals_ignored: c.refusals_ignored.load(Ordering::Relaxed),
-            learned_routes: routes.learned,
-            routes_evicted: routes.evicted,
+            learned_routes: 0,
+            routes_evicted: 0,
         }
     }
 
@@ -464,7 +402,7 @@ impl Transport {
                             Ok(env) => env,
                             Err(e) => {
                                 self.counters.malformed.fetch_add(1, Ordering::Relaxed);
-                                tracing::debug!(target: "agent::transport", peer = %link.label, error = %e, "malformed frame dropped");
+                                tracing::debug!(target: "agent::transport", peer = %link.label(), error = %e, "malformed frame dropped");
                                 continue;
                             }
                         };
@@ -482,8 +420,8 @@ impl Transport {
                                     }
                                     Err(e) => e.to_string(),
                                 };
-                                tracing::debug!(target: "agent::transport", peer = %link.label, %reason, "envelope refused");
-                                link.control(&me.refusal(&header, reason));
+                                tracing::debug!(target: "agent::transport", peer = %link.label(), %reason, "envelope refused");
+                                send_control(&link, &me.refusal(&header, reason));
                             }
                         });
                     }
@@ -504,10 +442,8 @@ impl Transport {
     fn refusal(&self, header: &Header, reason: String) -> Control {
         let refusal = Refusal::of(header, reason);
         let signature = self
-            .router
-            .get()
-            .and_then(Weak::upgrade)
-            .and_then(|r| r.local_wallet(&header.recipient))
+            .port()
+            .and_then(|p| p.wallet(&header.recipient))
             .and_then(|wallet| match refusal.sign(&wallet) {
                 Ok(sig) => Some(sig),
                 Err(e) => {
@@ -538,7 +474,7 @@ impl Transport {
             signature,
         }) = Control::parse(text)
         else {
-            tracing::debug!(target: "agent::transport", peer = %link.label, "unknown control frame ignored");
+            tracing::debug!(target: "agent::transport", peer = %link.label(), "unknown control frame ignored");
             return;
         };
         // Forged or misrouted refusals are worth a look; late ones (the ask timed
@@ -547,23 +483,19 @@ impl Transport {
             self.counters
                 .refusals_ignored
                 .fetch_add(1, Ordering::Relaxed);
-            tracing::info!(target: "agent::transport", peer = %link.label, %sender, %recipient, %dialogue, sequence, why, "refusal ignored");
+            tracing::info!(target: "agent::transport", peer = %link.label(), %sender, %recipient, %dialogue, sequence, why, "refusal ignored");
         };
         let late = || {
             self.counters
                 .refusals_ignored
                 .fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(target: "agent::transport", peer = %link.label, %sender, %recipient, %dialogue, sequence, "refusal for no pending ask ignored");
+            tracing::debug!(target: "agent::transport", peer = %link.label(), %sender, %recipient, %dialogue, sequence, "refusal for no pending ask ignored");
         };
         let Some(signature) = signature else {
             ignored("unsigned");
             return;
         };
-        let Some(router) = self.router.get().and_then(Weak::upgrade) else {
-            return;
-        };
-        let Some(addr) = router.local(&sender) else {
-            late();
+        let Some(port) = self.port() else {
             return;
         };
         let refusal = Refusal {
@@ -574,21 +506,20 @@ impl Transport {
             chain_id: self.chain_id,
             reason,
         };
-        let outcome = addr
-            .send(RefusedAsk {
+        let outcome = port
+            .refused(RefusedAsk {
                 refusal,
                 signature,
                 via: link.id(),
             })
             .await;
         match outcome {
-            Ok(RefusalOutcome::Failed) => {}
-            Ok(RefusalOutcome::NoPendingAsk) => late(),
-            Ok(RefusalOutcome::OtherLink) => {
+            RefusalOutcome::Failed | RefusalOutcome::Stopped => {}
+            RefusalOutcome::NoPendingAsk => late(),
+            RefusalOutcome::OtherLink => {
                 ignored("the ask left on another connection");
             }
-            Ok(RefusalOutcome::BadSignature(e)) => ignored(&e.to_string()),
-            Err(_) => {}
+            RefusalOutcome::BadSignature(e) => ignored(&e.to_string()),
         }
     }
 
@@ -782,24 +713,20 @@ impl Service<Envelope> for Ingress {
                 }
                 .into());
             }
-            check_expiry(h.expiry, now_ms(), transport.max_ttl_ms)?;
-            let router = transport
-                .router
-                .get()
-                .and_then(Weak::upgrade)
-                .ok_or("host is shutting down")?;
-            let addr = router
-                .local(&h.recipient)
-                .ok_or(Rejection::WrongRecipient(h.recipient))?;
+            check_expiry(h.expiry, transport.clock.unix_ms(), transport.max_ttl_ms)?;
+            let port = transport.port().ok_or("host is shutting down")?;
+            if !port.hosts(&h.recipient) {
+                return Err(Rejection::WrongRecipient(h.recipient).into());
+            }
             let verified = keys
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .verify(env)?;
             // The agent learns the route once it admitted the envelope.
-            match addr.send(DeliverRemote(verified, link)).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(r)) => Err(r.into()),
-                Err(_) => Err("agent stopped".into()),
+            match port.deliver(verified, link).await {
+                Delivery::Admitted => Ok(()),
+                Delivery::Rejected(r) => Err(r.into()),
+                Delivery::Stopped => Err("agent stopped".into()),
             }
         })
     }

@@ -240,19 +240,20 @@ fn main() {
         // 3. Memory per idle agent.
         let host = Host::spawn(HostConfig::new(1337, dir.path().join("many")).workers(2)).unwrap();
         let first = AgentBuilder::new("warm").skill(Echoer).spawn(&host).unwrap();
-        let _ = first.context();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Warm the host up: once the first agent answered, the runtime runs.
+        first.context().ask(first.address(), Echo { text: "warm".into() }).await.unwrap();
         let n_agents = 10_000u64;
         let before = rss_bytes();
         let mut handles = Vec::with_capacity(n_agents as usize);
         for i in 0..n_agents {
             handles.push(AgentBuilder::new(format!("agent-{i}")).skill(Echoer).spawn(&host).unwrap());
         }
-        // Let every actor start on its arbiter.
-        let last = handles.last().unwrap().address();
+        // Wait until every actor started: each of the two workers starts its agents
+        // in order, so once the last agent of each answered, all have started.
         let probe = first.context();
-        probe.ask(last, Echo { text: "up".into() }).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        for last in handles.iter().rev().take(2) {
+            probe.ask(last.address(), Echo { text: "up".into() }).await.unwrap();
+        }
         let after = rss_bytes();
         let per = (after.saturating_sub(before)) as f64 / n_agents as f64;
         println!("memory per idle agent: {:.1} KB with {n_agents} agents (goal <= 20 KB)", per / 1024.0);

@@ -6,6 +6,12 @@
 //! gets lets it tell, ask with a timeout, keep dialogue state, find peers and pay
 //! (only through the spending policy).
 //!
+//! Time: a skill reads wall-clock time through [`Context::clock`] (its host's
+//! [`Clock`], set by [`HostConfig::clock`]), never from the system directly, so
+//! that a test can give the host a [`ManualClock`] and move time instead of
+//! sleeping. Timeouts (an ask's wait for its answer) are elapsed time, on tokio's
+//! timers.
+//!
 //! A whole agent with one skill, and a second agent asking it:
 //!
 //! ```
@@ -55,9 +61,9 @@ use std::sync::Arc;
 
 use agent_core::AgentSpec;
 pub use agent_core::{
-    AgentHandle, AgentLimits, AgentStats, ClientTls, Context, Directory, EdgeLimits, Error, Host,
-    HostConfig, Payload, Peer, Request, Result, ServerTls, SkillError, SkillHandler, StateUpdate,
-    StaticDirectory,
+    AgentHandle, AgentLimits, AgentStats, ClientTls, Clock, Context, Directory, EdgeLimits, Error,
+    Host, HostConfig, ManualClock, Payload, Peer, Request, Result, ServerTls, SkillError,
+    SkillHandler, StateUpdate, StaticDirectory,
 };
 use futures::future::BoxFuture;
 use wallets::{SpendingPolicy, Wallet};

@@ -1,7 +1,7 @@
 //! Messages and skills shared by the SDK's tests, examples and test peer process.
 //! Small, but real: the counter keeps its total in persisted dialogue state, so it
-//! shows restarts resuming dialogues. Also [`free_port`], for tests that restart a
-//! process on the same address.
+//! shows restarts resuming dialogues. Also [`free_port`], for tests that must write
+//! an address down before the process that listens on it starts.
 
 use crate::prelude::*;
 
@@ -68,6 +68,11 @@ impl Skill for Echoer {
     }
 }
 
+/// Prefer listening on port 0 and reading back the address the listener got
+/// ([`Host::local_addr`], or the `READY` line of the `agora-test-peer` binary):
+/// a port probed here is free when probed, and someone else may bind it before the
+/// process that is meant to does.
+///
 /// A loopback TCP port that is free now and stays out of the way of outgoing
 /// connections: it is chosen below the kernel's ephemeral port range (Linux's
 /// `ip_local_port_range`), where no connect ever takes a local port. A port from

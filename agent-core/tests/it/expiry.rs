@@ -8,7 +8,7 @@ use serde_json::json;
 use wallets::{Wallet, B256};
 
 use crate::support::{
-    agent, agent_with, host, host_with, now_ms, seal, Echo, Echoer, RawClient, CHAIN,
+    agent, agent_with, host, host_with, manual_clock, seal, Echo, Echoer, RawClient, CHAIN,
 };
 
 /// The number after `label` in `text`.
@@ -25,8 +25,10 @@ fn number_after(text: &str, label: &str) -> u64 {
 async fn an_envelope_expiring_beyond_the_maximum_ttl_is_refused_naming_both_values() {
     const TEN_MINUTES: u64 = 10 * 60 * 1000;
     let dir = tempfile::tempdir().unwrap();
-    let h = host(dir.path(), "a");
+    let clock = manual_clock();
+    let h = host_with(HostConfig::new(CHAIN, dir.path().join("a")).clock(&clock));
     let alice = agent(&h, "alice", vec![Arc::new(Echoer)]);
+    let now = h.clock().unix_ms();
     let me = Wallet::random();
     let d = B256::random();
     let ask = |seq: u64, expiry: u64| {
@@ -42,26 +44,25 @@ async fn an_envelope_expiring_beyond_the_maximum_ttl_is_refused_naming_both_valu
     };
     let mut c = RawClient::connect(&h.url().unwrap()).await;
 
-    // Never expiring: its replay record could never be pruned.
-    let before = now_ms();
+    // Never expiring: its replay record could never be pruned. The latest accepted
+    // expiry is exactly ten minutes after the host's now.
     c.send(&ask(1, u64::MAX)).await;
     let why = c.refusal().await;
-    let after = now_ms();
     assert!(why.contains("too far in the future"), "{why}");
     assert_eq!(number_after(&why, "expiry "), u64::MAX, "{why}");
-    let latest = number_after(&why, "the latest accepted is ");
-    assert!(
-        (before + TEN_MINUTES..=after + TEN_MINUTES).contains(&latest),
+    assert_eq!(
+        number_after(&why, "the latest accepted is "),
+        now + TEN_MINUTES,
         "{why}"
     );
 
-    // A minute beyond the default cap: refused too.
-    c.send(&ask(2, now_ms() + TEN_MINUTES + 60_000)).await;
+    // A millisecond beyond the default cap: refused too.
+    c.send(&ask(2, now + TEN_MINUTES + 1)).await;
     let why = c.refusal().await;
     assert!(why.contains("too far in the future"), "{why}");
 
-    // Within it: answered.
-    c.send(&ask(3, now_ms() + TEN_MINUTES - 60_000)).await;
+    // At the cap: answered.
+    c.send(&ask(3, now + TEN_MINUTES)).await;
     let reply = c.envelope().await;
     assert_eq!(reply.payload, json!({"re": 3, "ok": {"text": "hi"}}));
     assert_eq!(h.edge_stats().refused, 2);

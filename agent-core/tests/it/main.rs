@@ -2,7 +2,9 @@
 //! sockets on loopback, real wallets, and bare WebSocket clients that play relays
 //! and attackers.
 
+mod clock;
 mod expiry;
+mod reconnect;
 mod refusals;
 mod routes;
 mod support;

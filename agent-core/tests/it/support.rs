@@ -158,8 +158,14 @@ pub(crate) async fn recv<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> T {
         .expect("the channel is open")
 }
 
+/// Now by the system clock, in Unix milliseconds (for hosts without a manual clock).
 pub(crate) fn now_ms() -> u64 {
-    agent_core::clock::now_ms()
+    agent_core::Clock::system().unix_ms()
+}
+
+/// A manual clock standing at a round time, for tests that move time by hand.
+pub(crate) fn manual_clock() -> agent_core::ManualClock {
+    agent_core::ManualClock::new(std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000))
 }
 
 /// An envelope from `from` to `to`.

@@ -1,14 +1,14 @@
 //! Agents on one host: typed values through mailboxes, with the same checks.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use agent_sdk::prelude::*;
 use agent_sdk::testing::{Add, Counter, Echo, Echoer};
 use agent_sdk::{AgentLimits, Error};
 
-use crate::support::host;
+use crate::support::{host, WAIT};
 
 #[tokio::test]
 async fn ask_tell_and_dialogue_state_on_one_host() {
@@ -119,23 +119,49 @@ impl Request for Slow {
     type Response = ();
 }
 
-#[tokio::test]
+/// A gate that blocks the threads that wait at it until it opens (at most
+/// [`WAIT`], so that a failing test cannot hang).
+#[derive(Default)]
+struct Gate {
+    open: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl Gate {
+    fn wait(&self) {
+        let open = self.open.lock().unwrap();
+        let (open, _) = self.opened.wait_timeout_while(open, WAIT, |o| !*o).unwrap();
+        assert!(*open, "the gate stayed shut");
+    }
+
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_mailbox_makes_senders_wait_and_loses_nothing() {
+    const MAILBOX: usize = 4;
+    const TELLS: u64 = 500;
     let dir = tempfile::tempdir().unwrap();
     let host = host(dir.path());
-    let seen = Arc::new(AtomicU64::new(0));
-    let s = seen.clone();
+    // The skill holds its agent's thread at the gate: while it is shut, nothing
+    // leaves the mailbox.
+    let gate = Arc::new(Gate::default());
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let g = gate.clone();
     let limits = AgentLimits {
-        mailbox: 4,
+        mailbox: MAILBOX,
         ..AgentLimits::default()
     };
     let b = AgentBuilder::new("b")
         .limits(limits)
         .skill(skill_fn(move |_ctx: Context, Slow(n): Slow| {
-            let s = s.clone();
+            let (g, seen_tx) = (g.clone(), seen_tx.clone());
             async move {
-                std::thread::sleep(Duration::from_micros(200));
-                s.fetch_add(n, Ordering::SeqCst);
+                g.wait();
+                let _ = seen_tx.send(n);
                 Ok(())
             }
         }))
@@ -143,18 +169,35 @@ async fn a_full_mailbox_makes_senders_wait_and_loses_nothing() {
         .unwrap();
     let a = AgentBuilder::new("a").spawn(&host).unwrap();
     let ctx = a.context();
-    for n in 1..=500u64 {
-        ctx.tell(b.address(), Slow(n)).await.unwrap();
-    }
-    let want = 500 * 501 / 2;
-    for _ in 0..200 {
-        if seen.load(Ordering::SeqCst) == want {
-            break;
+    let to = b.address();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let (progress_tx, mut progress) = tokio::sync::watch::channel(0usize);
+    let s = sent.clone();
+    let sender = tokio::spawn(async move {
+        for n in 1..=TELLS {
+            ctx.tell(to, Slow(n)).await.unwrap();
+            progress_tx.send_replace(s.fetch_add(1, Ordering::SeqCst) + 1);
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    });
+    // One tell is in the blocked skill and the mailbox holds four more: the sender
+    // gets that far, and no further while the gate is shut.
+    tokio::time::timeout(WAIT, progress.wait_for(|&n| n > MAILBOX))
+        .await
+        .expect("the mailbox filled within 10 s")
+        .unwrap();
+    assert_eq!(sent.load(Ordering::SeqCst), MAILBOX + 1);
+    gate.open();
+    tokio::time::timeout(WAIT, sender).await.unwrap().unwrap();
+    let mut handled = Vec::new();
+    for _ in 1..=TELLS {
+        let n = tokio::time::timeout(WAIT, seen.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        handled.push(n);
     }
-    assert_eq!(seen.load(Ordering::SeqCst), want);
-    assert_eq!(b.stats().handled, 500);
+    assert_eq!(handled, (1..=TELLS).collect::<Vec<_>>());
+    assert_eq!(b.stats().handled, TELLS);
 }
 
 #[tokio::test]
@@ -163,7 +206,8 @@ async fn an_ask_times_out_with_a_clear_error() {
     let host = host(dir.path());
     let b = AgentBuilder::new("b")
         .skill(skill_fn(|_ctx: Context, _: Slow| async move {
-            tokio::time::sleep(Duration::from_secs(30)).await;
+            // Never answers.
+            std::future::pending::<()>().await;
             Ok(())
         }))
         .spawn(&host)

@@ -1,6 +1,7 @@
 //! Integration tests of the runtime through the SDK: real hosts, real sockets on
 //! loopback, real child processes.
 
+mod clock;
 mod envelopes;
 mod flood;
 mod local;

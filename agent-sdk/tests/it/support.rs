@@ -7,6 +7,9 @@ use wallets::Address;
 
 pub(crate) const CHAIN: u64 = 1337;
 
+/// The longest any test waits for something that should happen.
+pub(crate) const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A host on loopback port 0 with its own store.
 pub(crate) fn host(dir: &Path) -> Host {
     host_with(HostConfig::new(CHAIN, dir.join("store")).workers(2))
@@ -30,6 +33,8 @@ pub(crate) struct PeerProcess {
 }
 
 impl PeerProcess {
+    /// Starts a peer listening on `listen` (port 0 for any free port) and waits
+    /// for it to say where it listens.
     pub(crate) fn spawn(store: &Path, listen: &str, secret_hex: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_agora-test-peer"))
             .arg(store)
@@ -40,9 +45,18 @@ impl PeerProcess {
             .spawn()
             .unwrap();
         let stdin = child.stdin.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
+        // Its first line says where it listens; read it on a thread of its own, so
+        // that a peer that never says it fails the test instead of hanging it.
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let read = BufReader::new(stdout).read_line(&mut line).map(|_| line);
+            let _ = tx.send(read);
+        });
+        let line = rx
+            .recv_timeout(WAIT)
+            .expect("the peer says where it listens within 10 s")
             .unwrap();
         let mut parts = line.split_whitespace();
         assert_eq!(parts.next(), Some("READY"), "peer said {line:?}");
@@ -104,7 +118,7 @@ impl RawClient {
     }
 
     pub(crate) async fn next(&mut self) -> Frame {
-        let msg = tokio::time::timeout(std::time::Duration::from_secs(10), self.ws.next())
+        let msg = tokio::time::timeout(WAIT, self.ws.next())
             .await
             .expect("a frame within 10 s")
             .unwrap()
@@ -121,8 +135,10 @@ impl RawClient {
     }
 }
 
+/// Now by the system clock (the tests' hosts keep the default clock), in Unix
+/// milliseconds.
 pub(crate) fn now_ms() -> u64 {
-    agent_core::clock::now_ms()
+    agent_sdk::Clock::system().unix_ms()
 }
 
 /// A signed ask from `from` to `to`.

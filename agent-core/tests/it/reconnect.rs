@@ -1,0 +1,72 @@
+//! A host whose connection to a peer breaks dials it again by itself. The peer is
+//! played by the test on a listener it holds for the whole test, so the address
+//! cannot change hands between the two connections.
+
+use futures::StreamExt;
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use wallets::Wallet;
+
+use agent_core::envelope::Envelope;
+
+use crate::support::{agent, host, Note, WAIT};
+
+/// The next connection on `listener`, as a WebSocket, within [`WAIT`].
+async fn accept(listener: &TcpListener) -> WebSocketStream<tokio::net::TcpStream> {
+    let (tcp, _) = tokio::time::timeout(WAIT, listener.accept())
+        .await
+        .expect("a connection within 10 s")
+        .unwrap();
+    tokio_tungstenite::accept_async(tcp).await.unwrap()
+}
+
+/// The next envelope on `ws`, within [`WAIT`].
+async fn envelope(ws: &mut WebSocketStream<tokio::net::TcpStream>) -> Envelope {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a frame within 10 s")
+            .expect("an open connection")
+            .unwrap();
+        if let Message::Binary(bytes) = msg {
+            return Envelope::from_bytes(&bytes).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_connection_is_dialed_again_and_carries_what_was_sent_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let h = host(dir.path(), "a");
+    let alice = agent(&h, "alice", vec![]);
+    let bob = Wallet::random().address();
+    h.add_peer(bob, url);
+    let ctx = alice.context();
+
+    ctx.tell(bob, Note { text: "one".into() }).await.unwrap();
+    let mut first = accept(&listener).await;
+    let one = envelope(&mut first).await;
+    assert_eq!(
+        (one.sender, one.payload["text"].as_str()),
+        (alice.address(), Some("one"))
+    );
+
+    // The peer closes the connection, and waits until alice's host has answered
+    // the close: from then on nothing more can be written to it.
+    first.close(None).await.unwrap();
+    while let Some(Ok(_)) = tokio::time::timeout(WAIT, first.next())
+        .await
+        .expect("the close answered within 10 s")
+    {}
+
+    ctx.tell(bob, Note { text: "two".into() }).await.unwrap();
+    let mut second = accept(&listener).await;
+    let two = envelope(&mut second).await;
+    assert_eq!(two.payload["text"], "two");
+    assert!(two.sequence > one.sequence);
+    let stats = h.edge_stats();
+    assert_eq!((stats.connections, stats.reconnects), (2, 1));
+}
