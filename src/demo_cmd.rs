@@ -30,8 +30,8 @@ use travel::TravelPlanner;
 use wallets::{journal, Amount, Journal, SpendingPolicy};
 use weather::{ClimatologyProvider, WeatherProvider, WeatherService, FORECAST_KIND};
 
-use deploy::config::{self, Network};
 use crate::wallet_cmd::agora_home;
+use deploy::config::{self, Network};
 
 use deploy::TOKEN;
 
@@ -126,7 +126,7 @@ pub(crate) async fn run_demo(args: DemoArgs) -> Result<ExitCode> {
         let wallet = Arc::new(dev_wallet(2 + u32::try_from(i)?));
         let settlement = ChainSettlement::connect(&url, wallet.clone(), &addresses, TOKEN).await?;
         let journal = Journal::open(dir.join(format!("{}.journal", agent.name)), wallet.clone())?;
-        let floor = deploy::seller_floor(price);
+        let floor = deploy::seller_floor(*price);
         let seller = Seller::new(
             FORECAST_KIND,
             wallet.clone(),

@@ -9,8 +9,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use wallets::{Address, KdfStrength, KeystoreFile, Wallet};
 
-use deploy::config::Config;
 use crate::wallet_cmd::PasswordArgs;
+use deploy::config::Config;
 
 /// `agora init`.
 #[derive(Debug, Args)]

@@ -118,7 +118,9 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
                 data_dir.display()
             );
         }
-        deploy::config::Network::Rpc { url, chain_id } => println!("network: {url} (chain {chain_id})"),
+        deploy::config::Network::Rpc { url, chain_id } => {
+            println!("network: {url} (chain {chain_id})")
+        }
     }
     for a in &config.agents {
         let skills: Vec<&str> = a.skills.iter().map(String::as_str).collect();

@@ -21,7 +21,9 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use clap::Args;
 use deploy::config::{Config, Network};
-use deploy::layout::{agent_dir, agent_password, agent_wallet, base_dir, state_dir, UpAgent, UpState};
+use deploy::layout::{
+    agent_dir, agent_password, agent_wallet, base_dir, state_dir, UpAgent, UpState,
+};
 use deploy::{ChainSetup, ChildSpec, Supervisor, SupervisorEvent};
 use indicatif::{ProgressBar, ProgressStyle};
 use registry::discovery::Discovery;

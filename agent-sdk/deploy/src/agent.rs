@@ -214,7 +214,7 @@ async fn weather_seller(
     addresses: &Addresses,
     wallet: Arc<Wallet>,
     dir: &Path,
-) -> Result<Seller<DefaultSellerStrategy, WeatherService>> {
+) -> Result<Seller> {
     let service = agent
         .services
         .iter()
@@ -299,6 +299,9 @@ mod tests {
         let usdc = |s: &str| format!("{s} USDC").parse::<Amount>().unwrap();
         assert_eq!(seller_floor(usdc("1.20")), usdc("0.96"));
         assert_eq!(seller_floor(usdc("10")), usdc("8"));
-        assert_eq!(seller_floor(Amount::from_base_units(19)), Amount::from_base_units(8));
+        assert_eq!(
+            seller_floor(Amount::from_base_units(19)),
+            Amount::from_base_units(8)
+        );
     }
 }

@@ -57,7 +57,7 @@ pub enum Error {
         /// The password's variable.
         var: String,
         /// Why it does not open.
-        source: wallets::Error,
+        source: Box<wallets::Error>,
     },
 
     /// An agent's keystore states another address than the key it holds.

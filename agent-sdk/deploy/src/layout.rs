@@ -161,7 +161,7 @@ pub async fn agent_wallet(config_path: &Path, agent: &AgentConfig) -> Result<Arc
         agent: agent.name.clone(),
         path: path.clone(),
         var: agent.password_env.clone(),
-        source,
+        source: Box::new(source),
     };
     let p = path.clone();
     let wallet =
@@ -226,7 +226,10 @@ mod tests {
         state.save(dir.path()).unwrap();
         let back = UpState::load(dir.path()).unwrap();
         assert_eq!(back.chain_id, 31337);
-        assert_eq!(back.agents["travel"].endpoint.as_deref(), Some("ws://127.0.0.1:1"));
+        assert_eq!(
+            back.agents["travel"].endpoint.as_deref(),
+            Some("ws://127.0.0.1:1")
+        );
         std::fs::write(UpState::path(dir.path()), "{").unwrap();
         let err = UpState::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("not an up.json"), "{err}");

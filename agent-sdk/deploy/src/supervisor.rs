@@ -431,14 +431,22 @@ mod tests {
                 }
                 SupervisorEvent::Output { line, .. } => outputs.push(line),
                 SupervisorEvent::Ready { pid, address, .. } => {
-                    assert_eq!(address, "0x000000000000000000000000000000000000dEaD".parse().unwrap());
+                    assert_eq!(
+                        address,
+                        "0x000000000000000000000000000000000000dEaD"
+                            .parse()
+                            .unwrap()
+                    );
                     break pid;
                 }
                 SupervisorEvent::Started { .. } => {}
                 other => panic!("unexpected {other:?}"),
             }
         };
-        assert_eq!(delays, [Duration::from_millis(10), Duration::from_millis(20)]);
+        assert_eq!(
+            delays,
+            [Duration::from_millis(10), Duration::from_millis(20)]
+        );
         assert_eq!(outputs, ["hello 1", "hello 2", "hello 3"]);
         assert_eq!(
             std::fs::read_to_string(&pid_file).unwrap().trim(),
@@ -485,12 +493,18 @@ mod tests {
         let (sup, mut rx) = Supervisor::start(vec![spec]);
         let mut retries = Vec::new();
         while retries.len() < 2 {
-            if let SupervisorEvent::SpawnFailed { retry_in, error, .. } = next(&mut rx).await {
+            if let SupervisorEvent::SpawnFailed {
+                retry_in, error, ..
+            } = next(&mut rx).await
+            {
                 assert!(error.contains("No such file"), "{error}");
                 retries.push(retry_in);
             }
         }
-        assert_eq!(retries, [Duration::from_millis(10), Duration::from_millis(20)]);
+        assert_eq!(
+            retries,
+            [Duration::from_millis(10), Duration::from_millis(20)]
+        );
         sup.stop().await;
     }
 }

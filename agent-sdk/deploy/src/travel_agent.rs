@@ -221,7 +221,9 @@ pub fn money_in_flight(ctx: &Context) -> bool {
         open.into_iter().any(|(_, record)| {
             matches!(
                 serde_json::from_value::<BuyerDeal>(record.state),
-                Ok(BuyerDeal::Accepted { .. } | BuyerDeal::Paying { .. } | BuyerDeal::Delivered { .. })
+                Ok(BuyerDeal::Accepted { .. }
+                    | BuyerDeal::Paying { .. }
+                    | BuyerDeal::Delivered { .. })
             )
         })
     })

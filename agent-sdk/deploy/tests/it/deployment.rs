@@ -120,7 +120,13 @@ async fn a_deployment_plans_for_its_principal_and_refuses_a_stranger() {
     assert_ne!(travel.url(), "ws://127.0.0.1:0", "port 0 is resolved");
 
     // A stranger is refused, and nothing is spent.
-    let stranger = ask(31337, &dir.path().join("stranger"), Wallet::random(), &travel).await;
+    let stranger = ask(
+        31337,
+        &dir.path().join("stranger"),
+        Wallet::random(),
+        &travel,
+    )
+    .await;
     let err = stranger.unwrap_err().to_string();
     assert!(err.contains("is not a principal of this agent"), "{err}");
 
@@ -132,7 +138,11 @@ async fn a_deployment_plans_for_its_principal_and_refuses_a_stranger() {
     let price: Amount = plan.price.parse().unwrap();
     assert!(price <= "2 USDC".parse().unwrap(), "{price}");
     let sellers: Vec<String> = running.iter().map(|a| a.address().to_string()).collect();
-    assert!(sellers.contains(&plan.seller), "{} not in {sellers:?}", plan.seller);
+    assert!(
+        sellers.contains(&plan.seller),
+        "{} not in {sellers:?}",
+        plan.seller
+    );
 
     // The buyer's balance fell by exactly the price, and only once.
     let client = registry::chain::connect(&chain.url, Arc::new(Wallet::random()))
