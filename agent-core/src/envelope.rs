@@ -453,9 +453,12 @@ impl KeyCache {
     pub fn check(&mut self, envelope: &Envelope) -> Result<B256, Rejection> {
         let id = envelope.signing_hash();
         match self.keys.get(&envelope.sender) {
+            // The id is the signing hash, so the other `v` of the same (r, s) is the
+            // same message: plain ECDSA suffices for a key already bound to the sender
+            // by a recovery (see `Signature::verify_ecdsa`).
             Some(key) => envelope
                 .signature
-                .verify_with_key(&id, key)
+                .verify_ecdsa(&id, key)
                 .map_err(|e| Rejection::BadSignature(e.to_string()))?,
             None => {
                 let key = envelope

@@ -181,6 +181,28 @@ impl Signature {
         }
     }
 
+    /// Plain ECDSA verification of `r` and `s` over `prehash` against a known key
+    /// (libsecp256k1's `verify_ecdsa`); the recovery id `v` is not checked.
+    ///
+    /// For messages whose signature is checked here and never redeemed elsewhere, and
+    /// whose identity does not depend on the signature's bytes: agent envelopes (their
+    /// message id is the signing hash, so the same `r` and `s` with the other `v` is
+    /// the same message, dropped as a duplicate). Anything that a contract or an
+    /// auditor will `ecrecover` must pass [`Signature::verify_with_key`] instead, which
+    /// checks `v` at the cost of a recovery. `s` must be low (as every signature made
+    /// here is): a high `s` is refused, so no second `(r, s)` verifies.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSignature`] if `r` and `s` were not made by that key over
+    /// `prehash`.
+    pub fn verify_ecdsa(&self, prehash: &B256, key: &PublicKey) -> Result<()> {
+        let sig = secp256k1::ecdsa::Signature::from_compact(&self.rs)
+            .map_err(|_| Error::InvalidSignature("r or s out of range".into()))?;
+        context()
+            .verify_ecdsa(&Message::from_digest(prehash.0), &sig, &key.secp)
+            .map_err(|_| Error::InvalidSignature(format!("not made by {}", key.address())))
+    }
+
     /// Checks that this signature over `prehash` was made by `expected`.
     ///
     /// # Errors
@@ -327,6 +349,37 @@ mod tests {
             assert!(sig.verify_with_key(&digest, &other.public_key()).is_err());
             let wrong = eip191::hash_message(b"something else");
             assert!(sig.verify_with_key(&wrong, &key).is_err());
+        }
+    }
+
+    #[test]
+    fn plain_verification_checks_r_and_s_against_the_key_and_ignores_only_v() {
+        let wallet = crate::Wallet::random();
+        let other = crate::Wallet::random();
+        let key = wallet.public_key();
+        for i in 0u32..64 {
+            let message = i.to_be_bytes();
+            let sig = wallet.sign_message(message).unwrap();
+            let digest = eip191::hash_message(message);
+            sig.verify_ecdsa(&digest, &key).unwrap();
+            // The other v is the same (r, s): plain ECDSA cannot tell, by design.
+            let mut flipped = sig.to_bytes();
+            flipped[64] = if flipped[64] == 27 { 28 } else { 27 };
+            Signature::from_bytes(&flipped)
+                .unwrap()
+                .verify_ecdsa(&digest, &key)
+                .unwrap();
+            // Another key, another digest, or any changed byte of r or s fails.
+            assert!(sig.verify_ecdsa(&digest, &other.public_key()).is_err());
+            let wrong = eip191::hash_message(b"something else");
+            assert!(sig.verify_ecdsa(&wrong, &key).is_err());
+            for byte in [0, 31, 32, 63] {
+                let mut tampered = sig.to_bytes();
+                tampered[byte] ^= 1;
+                if let Ok(t) = Signature::from_bytes(&tampered) {
+                    assert!(t.verify_ecdsa(&digest, &key).is_err(), "byte {byte}");
+                }
+            }
         }
     }
 
