@@ -22,7 +22,7 @@ use super::seller::{delivery_entry, receipt_entry};
 use super::settlement::{escrow_id_of, EscrowState, Settlement};
 use super::strategy::{BuyerStrategy, DefaultBuyerStrategy};
 use super::verify::{authorization_problem, PaymentVerifier};
-use super::{crash_point, now_secs, SharedJournal};
+use super::{crash_point, SharedJournal};
 use crate::{Error, Result};
 
 mod channel;
@@ -360,7 +360,7 @@ impl Buyer {
             task: task.to_owned(),
             kind: kind.to_owned(),
             max_price: reservation,
-            deadline: now_secs().saturating_add(match mode {
+            deadline: ctx.clock().unix_secs().saturating_add(match mode {
                 PaymentMode::Channel => self.channel_validity.as_secs(),
                 PaymentMode::Authorization | PaymentMode::Escrow => {
                     self.strategy.deal_time().as_secs()
@@ -671,7 +671,7 @@ impl Buyer {
             (a.token == call.token, "asks for another token"),
             (a.chain_id == ctx.chain_id(), "is on another chain"),
             (a.deadline == call.deadline, "changes the deadline"),
-            (a.expiry > now_secs(), "has expired"),
+            (a.expiry > ctx.clock().unix_secs(), "has expired"),
             (!a.price.is_zero(), "is free (zero payments are refused)"),
             (p.round == round, "answers another round"),
         ];

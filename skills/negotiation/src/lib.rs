@@ -179,7 +179,6 @@ mod verify;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use wallets::journal::{body_hash, Body};
@@ -411,14 +410,6 @@ fn verify_signer(
     }
     map.insert(signer, key);
     Ok(())
-}
-
-/// Unix seconds now.
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use super::messages::{
 };
 use super::settlement::{escrow_id_of, EscrowState, Settlement};
 use super::strategy::SellerStrategy;
-use super::{crash_point, now_secs, verify_signer, SharedJournal};
+use super::{crash_point, verify_signer, SharedJournal};
 
 mod expiry;
 
@@ -445,7 +445,11 @@ impl SellerInner {
             mode,
             token: call.token,
             chain_id: ctx.chain_id(),
-            expiry: now_secs().saturating_add(validity).min(call.deadline),
+            expiry: ctx
+                .clock()
+                .unix_secs()
+                .saturating_add(validity)
+                .min(call.deadline),
             deadline: call.deadline,
         };
         let signature = Some(self.sign(&agreement)?);
@@ -489,7 +493,7 @@ impl SellerInner {
         }) else {
             return decline("none of the payment modes is supported".into());
         };
-        if call.deadline <= now_secs() {
+        if call.deadline <= ctx.clock().unix_secs() {
             return decline("the deadline has passed".into());
         }
         let Some(price) = self.strategy.open(&call) else {
@@ -579,7 +583,7 @@ impl SellerInner {
         if accept.agreement != proposal.agreement {
             return Err(refused("the accepted terms are not the ones offered"));
         }
-        if proposal.agreement.expiry < now_secs() {
+        if proposal.agreement.expiry < ctx.clock().unix_secs() {
             return Err(refused("the offer has expired"));
         }
         let hash = accept.agreement.hash();
@@ -747,7 +751,7 @@ impl SellerInner {
                 "a channel agreement is paid by Fund and then a voucher per Order",
             ));
         }
-        if agreement.agreement.deadline <= now_secs() {
+        if agreement.agreement.deadline <= ctx.clock().unix_secs() {
             return Err(refused("the deadline has passed"));
         }
         self.check_payment(&agreement.agreement, &pay.payment)

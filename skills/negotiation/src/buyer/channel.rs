@@ -13,12 +13,12 @@ use wallets::{
 };
 
 use super::{Buyer, BuyerDeal, Deal};
+use crate::crash_point;
 use crate::messages::{
     order_id, Fund, PaymentMode, Settled, SignedAgreement, CHANNEL_SETTLE_WINDOW,
 };
 use crate::seller::order_entry;
 use crate::settlement::{ChannelState, Channels};
-use crate::{crash_point, now_secs};
 use crate::{Error, Result};
 
 /// A funded channel the buyer can order through.
@@ -81,7 +81,7 @@ impl Buyer {
             let a = &c.agreement.agreement;
             let usable = a.kind == kind
                 && a.price <= max_price
-                && a.deadline > now_secs().saturating_add(margin)
+                && a.deadline > ctx.clock().unix_secs().saturating_add(margin)
                 && (!c.unused.is_empty()
                     || c.cumulative
                         .checked_add(a.price)

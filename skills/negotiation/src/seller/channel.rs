@@ -20,7 +20,7 @@ use crate::messages::{
     CHANNEL_SETTLE_WINDOW,
 };
 use crate::settlement::ChannelState;
-use crate::{crash_point, now_secs, verify_signer};
+use crate::{crash_point, verify_signer};
 use crate::{Error, Result};
 
 /// A settlement with no transaction: channel orders are settled later, together.
@@ -58,11 +58,16 @@ impl SellerInner {
         if a.mode != PaymentMode::Channel {
             return Err(refused("the agreement is not paid through a channel"));
         }
-        if a.deadline <= now_secs() {
+        if a.deadline <= ctx.clock().unix_secs() {
             return Err(refused("the deadline has passed"));
         }
         let (channel, deposit) = self
-            .check_funding(a, &fund.funding, channels.channel_contract())
+            .check_funding(
+                a,
+                &fund.funding,
+                channels.channel_contract(),
+                ctx.clock().unix_secs(),
+            )
             .map_err(refused)?;
         crash_point("seller.funding");
         let funded = channels
@@ -122,6 +127,7 @@ impl SellerInner {
         a: &Agreement,
         funding: &SignedPayment,
         contract: wallets::Address,
+        now: u64,
     ) -> std::result::Result<(Channel, Amount), String> {
         let Payment::ChannelFunding {
             domain,
@@ -161,7 +167,7 @@ impl SellerInner {
                 authorization.nonce == channel.open_nonce(*expires_at),
                 "has a nonce that does not bind the channel",
             ),
-            (authorization.valid_before > now_secs(), "has expired"),
+            (authorization.valid_before > now, "has expired"),
         ];
         if let Some((_, what)) = checks.iter().find(|(ok, _)| !ok) {
             return Err(format!("the channel funding {what}"));
@@ -321,7 +327,7 @@ impl SellerInner {
             .ok_or("this seller takes no channel payments")?;
         let cumulative = voucher.cumulative_amount;
         let price = a.price.base_units();
-        let now = now_secs();
+        let now = ctx.clock().unix_secs();
         let checks = [
             (order.agreement == a.hash(), "is for another agreement"),
             (a.deadline > now, "comes after the agreement's deadline"),
@@ -381,7 +387,7 @@ impl SellerInner {
     /// agreement's deadline has passed (`check_order` refuses orders from then on),
     /// so closing loses nothing, and the channel's settle window is still ahead.
     pub(super) async fn settle_due_channels(&self, ctx: &Context) -> Result<Vec<(B256, Settled)>> {
-        let now = now_secs();
+        let now = ctx.clock().unix_secs();
         self.settle_where(ctx, |c| {
             (now >= c.agreement.agreement.deadline).then_some(true)
         })

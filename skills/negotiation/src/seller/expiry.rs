@@ -53,7 +53,7 @@ impl SellerInner {
         open: Vec<(B256, Address, Value)>,
         except: Option<B256>,
     ) -> usize {
-        let now = now_secs();
+        let now = ctx.clock().unix_secs();
         let mut closed = 0;
         for (dialogue, peer, state) in open {
             if Some(dialogue) == except {

@@ -565,22 +565,24 @@ impl SellerStrategy for Brief {
     }
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_buyer_that_never_accepts_or_never_pays_leaves_no_seller_deal_open() {
     let dir = tempfile::tempdir().unwrap();
     let chain = Chain::start(dir.path()).await;
     let chain_id = chain.addresses.chain_id;
-    let (h1, h2) = (
-        host(dir.path(), "h1", chain_id),
-        host(dir.path(), "h2", chain_id),
-    );
+    // The seller's host runs on a clock the test moves: offers and deadlines run
+    // out when the test says, however slow the machine.
+    let clock = agent_sdk::ManualClock::new(std::time::SystemTime::now());
+    let now = || clock.clock().unix_secs();
+    let h1 = host(dir.path(), "h1", chain_id);
+    let h2 = Host::spawn(
+        HostConfig::new(chain_id, dir.path().join("h2"))
+            .name("h2")
+            .workers(2)
+            .listen("127.0.0.1:0".parse().unwrap())
+            .clock(&clock),
+    )
+    .unwrap();
     let s = seller(&h2, dir.path(), &chain, "s", 2, Brief).await;
     let directory = StaticDirectory::default().with(KIND, peer(&s, h2.url(), None));
     let b = buyer(&h1, dir.path(), &chain, usdc("10"), directory).await;
@@ -617,7 +619,7 @@ async fn a_buyer_that_never_accepts_or_never_pays_leaves_no_seller_deal_open() {
     let state = |d: B256| -> SellerDeal { s.handle.context().state(d).unwrap().unwrap() };
     assert!(matches!(state(unpaid), SellerDeal::Accepted { .. }));
 
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    clock.advance(Duration::from_secs(3));
     // The next call for proposals sweeps both.
     let next = ctx.new_dialogue();
     propose(ctx.ask_in(next, to, call(now() + 600), t).await.unwrap());
@@ -638,7 +640,7 @@ async fn a_buyer_that_never_accepts_or_never_pays_leaves_no_seller_deal_open() {
     let theirs = entries(&s.journal, to, "expiry").await;
     assert_eq!(count(&theirs, "expiry"), 2, "{:?}", kinds(&theirs));
     // A sweep without a call: the newest offer runs out too.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    clock.advance(Duration::from_secs(2));
     assert_eq!(s.seller.expire(&s.handle.context()).await.unwrap(), 1);
     assert_eq!(s.seller.expire(&s.handle.context()).await.unwrap(), 0);
     assert!(s.handle.context().open_dialogues().unwrap().is_empty());
