@@ -326,8 +326,32 @@ pub async fn audit(paths: &[PathBuf], chain: Option<&ChainCheck>) -> Result<Audi
     let mut findings = Findings::default();
     let mut journals = Vec::new();
     let mut sigs = Vec::new();
-    for path in unique {
-        journals.push(read_journal(path, &mut findings, &mut sigs)?);
+    // A few journals at a time, side by side: each is read on all cores too, and
+    // one's parts that run on one thread overlap the other's.
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    for batch in unique.chunks(cores.max(2)) {
+        let read: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = batch
+                .iter()
+                .map(|path| {
+                    s.spawn(move || {
+                        let (mut findings, mut sigs) = (Findings::default(), Vec::new());
+                        read_journal(path, &mut findings, &mut sigs)
+                            .map(|journal| (journal, findings, sigs))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        for r in read {
+            let (journal, found, checks) = r?;
+            journals.push(journal);
+            findings.0.extend(found.0);
+            sigs.extend(checks);
+        }
     }
     verify_signatures(sigs, &mut findings);
     let deals = cross_check(&journals, &mut findings);
@@ -448,7 +472,7 @@ type ReadBody = (
 
 /// Reads the entries' bodies into [`JournalBody`]s, on all cores, in order.
 fn read_bodies(entries: Vec<JournalEntry>) -> Vec<ReadBody> {
-    fn read(entry: JournalEntry) -> ReadBody {
+    par_map(entries, |entry| {
         let body = JournalBody::from_entry(&entry).map_err(|e| {
             let agreement = entry
                 .body
@@ -457,33 +481,6 @@ fn read_bodies(entries: Vec<JournalEntry>) -> Vec<ReadBody> {
             (e, agreement)
         });
         (entry.index, entry.signer, body)
-    }
-    const PER_THREAD_MIN: usize = 64;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(entries.len() / PER_THREAD_MIN)
-        .max(1);
-    if threads == 1 {
-        return entries.into_iter().map(read).collect();
-    }
-    let chunk = entries.len().div_ceil(threads);
-    let mut parts: Vec<Vec<JournalEntry>> = Vec::with_capacity(threads);
-    let mut rest = entries;
-    while rest.len() > chunk {
-        let tail = rest.split_off(chunk);
-        parts.push(rest);
-        rest = tail;
-    }
-    parts.push(rest);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = parts
-            .into_iter()
-            .map(|part| s.spawn(move || part.into_iter().map(read).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
     })
 }
 
@@ -951,31 +948,25 @@ impl<'a> SigQueue<'a> {
 /// One distinct signature to check: (r ‖ s ‖ v, digest, expected signer).
 type SigKey = ([u8; 65], B256, Address);
 
-/// Checks the queued signatures on all cores, each distinct one once, verifying
-/// against a signer's key once it was recovered (no address hash per check), and
-/// reports each failure at its entry.
+/// Checks the queued signatures on all cores, each distinct one once (the buyer's
+/// and the seller's journals carry the same signed agreements, payments, deliveries
+/// and receipts), and reports each failure at every entry that carries it.
 fn verify_signatures(checks: Vec<SigCheck>, findings: &mut Findings) {
     let key = |c: &SigCheck| (c.signature.to_bytes(), c.digest, c.signer);
     let mut distinct: BTreeMap<SigKey, Signature> = BTreeMap::new();
     for c in &checks {
         distinct.entry(key(c)).or_insert(c.signature);
     }
-    let work: Vec<(SigKey, Signature)> = distinct.into_iter().collect();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(work.len() / 32)
-        .max(1);
-    let chunk = work.len().div_ceil(threads).max(1);
-    let failed: BTreeMap<SigKey, String> = std::thread::scope(|s| {
-        let handles: Vec<_> = work
-            .chunks(chunk)
-            .map(|part| s.spawn(move || verify_part(part)))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
+    // Recovery and the address's hash: the address's hash is 1 % of the recovery.
+    let failed: BTreeMap<SigKey, String> = par_map(distinct.into_iter().collect(), |(k, sig)| {
+        let (_, digest, signer) = k;
+        sig.verify(&digest, signer)
+            .err()
+            .map(|e| (k, e.to_string()))
+    })
+    .into_iter()
+    .flatten()
+    .collect();
     for c in &checks {
         if let Some(e) = failed.get(&key(c)) {
             findings.add(
@@ -988,30 +979,59 @@ fn verify_signatures(checks: Vec<SigCheck>, findings: &mut Findings) {
     }
 }
 
-/// The signatures of `part` that do not verify, with why.
-fn verify_part(part: &[(SigKey, Signature)]) -> Vec<(SigKey, String)> {
-    let mut keys: BTreeMap<Address, wallets::PublicKey> = BTreeMap::new();
-    let mut failed = Vec::new();
-    for (k, sig) in part {
-        let (_, digest, signer) = k;
-        if keys
-            .get(signer)
-            .is_some_and(|pk| sig.verify_with_key(digest, pk).is_ok())
-        {
-            continue;
-        }
-        match sig.recover_public_key(digest) {
-            Ok(pk) if pk.address() == *signer => {
-                keys.insert(*signer, pk);
-            }
-            _ => {
-                if let Err(e) = sig.verify(digest, *signer) {
-                    failed.push((*k, e.to_string()));
-                }
-            }
-        }
+/// `f` of each of `items`, in order, on all cores. The items are handed out in
+/// small chunks as threads free up, so a thread that the machine's other work slows
+/// down does not hold the others up at the end.
+fn par_map<T: Send, U: Send>(items: Vec<T>, f: impl Fn(T) -> U + Sync) -> Vec<U> {
+    const CHUNK: usize = 32;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(items.len() / CHUNK)
+        .max(1);
+    if threads == 1 {
+        return items.into_iter().map(f).collect();
     }
-    failed
+    let len = items.len();
+    let mut chunks: Vec<(usize, Vec<T>)> = Vec::with_capacity(len.div_ceil(CHUNK));
+    let mut items = items.into_iter();
+    loop {
+        let chunk: Vec<T> = items.by_ref().take(CHUNK).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        chunks.push((chunks.len(), chunk));
+    }
+    // Taken from the back: the last chunks first, which does not matter.
+    let queue = std::sync::Mutex::new(chunks);
+    let next = || {
+        queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop()
+    };
+    let mut done: Vec<(usize, Vec<U>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    while let Some((i, chunk)) = next() {
+                        out.push((i, chunk.into_iter().map(&f).collect::<Vec<U>>()));
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    done.sort_unstable_by_key(|(i, _)| *i);
+    let mut out = Vec::with_capacity(len);
+    for (_, part) in done {
+        out.extend(part);
+    }
+    out
 }
 
 /// Matches each deal's entries between the buyer's and the seller's journals.
