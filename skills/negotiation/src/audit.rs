@@ -7,7 +7,9 @@
 //!    canonical lines, hash links, one signer, every signature. A journal that does not
 //!    verify is reported at its first bad entry; the entries before it are still
 //!    audited.
-//! 2. **Consistency** — within a journal, each deal's entries must hold together: an
+//! 2. **Consistency** — each entry's body must be a [`JournalBody`] of its kind (an
+//!    unknown kind or field is a discrepancy at the entry, naming its index and kind).
+//!    Within a journal, each deal's entries must hold together: an
 //!    acceptance's agreement hash and both signatures; a payment for the accepted
 //!    agreement, with the right payment id, payer, payee and amount and a valid
 //!    signature; a delivery signed by the seller over the settling transaction; a
@@ -38,15 +40,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use registry::chain::{self, Addresses, ChannelEventKind, Deployment, EscrowEventKind, TxEffects};
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::Serialize;
 use wallets::journal::{self, JournalEntry};
 use wallets::{Address, Amount, Payment, Signature, SignedPayment, Wallet, B256};
 
+use super::journal::{
+    AcceptanceBody, BodyError, ChannelSettlementBody, DeliveryBody, FundingBody, JournalBody,
+    OrderPaymentBody, PaymentBody, ReceiptBody,
+};
 use super::messages::{
-    escrow_job_id, negotiation_domain, order_id, Delivery, PaymentMode, Receipt, Settled,
-    SignedAgreement,
+    escrow_job_id, negotiation_domain, order_id, Delivery, PaymentMode, SignedAgreement,
 };
 use super::settlement::escrow_id_of;
 use crate::{Error, Result};
@@ -244,94 +247,6 @@ impl AuditReport {
     }
 }
 
-// ---------------------------------------------------------------------------
-// Entry bodies, as buyer.rs and seller.rs write them.
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct AcceptanceBody {
-    agreement_hash: B256,
-    agreement: SignedAgreement,
-}
-
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PaymentBody {
-    agreement_hash: B256,
-    agreement: SignedAgreement,
-    payment_id: String,
-    payment: SignedPayment,
-    settlement: Settled,
-    #[serde(default)]
-    escrow_id: Option<B256>,
-    /// The buyer's escrow lock (escrow mode, buyer side only).
-    #[serde(default)]
-    lock: Option<Settled>,
-}
-
-/// A channel order's payment: the voucher, under the channel agreement.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct OrderPaymentBody {
-    agreement_hash: B256,
-    order_id: B256,
-    payment_id: String,
-    payment: SignedPayment,
-}
-
-/// The funding of a channel agreement's channel.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct FundingBody {
-    agreement_hash: B256,
-    channel_id: B256,
-    payment_id: String,
-    payment: SignedPayment,
-    settlement: Settled,
-}
-
-/// A seller's settlement of a channel's best voucher.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ChannelSettlementBody {
-    agreement_hash: B256,
-    channel_id: B256,
-    payment: SignedPayment,
-    settlement: Settled,
-}
-
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct DeliveryBody {
-    agreement_hash: B256,
-    /// A channel order's id.
-    #[serde(default)]
-    order_id: Option<B256>,
-    result_hash: B256,
-    tx_hash: B256,
-    signature: Signature,
-}
-
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ReceiptBody {
-    agreement_hash: B256,
-    /// A channel order's id.
-    #[serde(default)]
-    order_id: Option<B256>,
-    receipt: Receipt,
-    /// The buyer's escrow release (escrow mode, buyer side only).
-    #[serde(default)]
-    release: Option<Settled>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct DisputeBody {
-    agreement_hash: B256,
-    reason: String,
-}
-
 /// Which party wrote a journal, for one deal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Role {
@@ -358,7 +273,7 @@ impl Role {
 /// One journal's entries about one deal.
 #[derive(Debug, Default)]
 struct Side {
-    acceptance: Option<(u64, Value)>,
+    acceptance: Option<(u64, AcceptanceBody)>,
     payment: Option<(u64, PaymentBody)>,
     delivery: Option<(u64, DeliveryBody)>,
     receipt: Option<(u64, ReceiptBody)>,
@@ -411,8 +326,32 @@ pub async fn audit(paths: &[PathBuf], chain: Option<&ChainCheck>) -> Result<Audi
     let mut findings = Findings::default();
     let mut journals = Vec::new();
     let mut sigs = Vec::new();
-    for path in unique {
-        journals.push(read_journal(path, &mut findings, &mut sigs)?);
+    // A few journals at a time, side by side: each is read on all cores too, and
+    // one's parts that run on one thread overlap the other's.
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    for batch in unique.chunks(cores.max(2)) {
+        let read: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = batch
+                .iter()
+                .map(|path| {
+                    s.spawn(move || {
+                        let (mut findings, mut sigs) = (Findings::default(), Vec::new());
+                        read_journal(path, &mut findings, &mut sigs)
+                            .map(|journal| (journal, findings, sigs))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        for r in read {
+            let (journal, found, checks) = r?;
+            journals.push(journal);
+            findings.0.extend(found.0);
+            sigs.extend(checks);
+        }
     }
     verify_signatures(sigs, &mut findings);
     let deals = cross_check(&journals, &mut findings);
@@ -484,14 +423,25 @@ fn read_journal(path: &Path, findings: &mut Findings, sigs: &mut Vec<SigCheck>) 
         Err(e) => return Err(e.into()),
     };
     let signer = entries.first().map(|e| e.signer);
+    let count = entries.len() as u64;
     let mut sides: BTreeMap<B256, Side> = BTreeMap::new();
-    for entry in &entries {
-        audit_entry(&name, entry, &mut sides, findings, sigs);
+    for (index, signer, body) in read_bodies(entries) {
+        match body {
+            Ok(body) => audit_entry(&name, index, signer, body, &mut sides, findings, sigs),
+            Err((e, agreement)) => {
+                findings.add(
+                    &name,
+                    Some(index),
+                    agreement,
+                    format!("malformed entry: {e}"),
+                );
+            }
+        }
     }
     Ok(Audited {
         path: name,
         signer,
-        entries: entries.len() as u64,
+        entries: count,
         verified,
         torn_tail_bytes,
         sides,
@@ -512,72 +462,65 @@ fn valid_prefix(path: &Path, count: u64) -> Result<Vec<JournalEntry>> {
         .collect())
 }
 
-fn parse<T: DeserializeOwned>(
-    journal: &str,
-    entry: &JournalEntry,
-    findings: &mut Findings,
-) -> Option<T> {
-    match serde_json::from_value(entry.body.clone()) {
-        Ok(t) => Some(t),
-        Err(e) => {
+/// An entry's index, signer and body; or why the body is not a negotiation entry's,
+/// with the agreement it names, if any.
+type ReadBody = (
+    u64,
+    Address,
+    std::result::Result<JournalBody, (BodyError, Option<B256>)>,
+);
+
+/// Reads the entries' bodies into [`JournalBody`]s, on all cores, in order.
+fn read_bodies(entries: Vec<JournalEntry>) -> Vec<ReadBody> {
+    par_map(entries, |entry| {
+        let body = JournalBody::from_entry(&entry).map_err(|e| {
             let agreement = entry
                 .body
                 .get("agreementHash")
                 .and_then(|h| serde_json::from_value(h.clone()).ok());
-            findings.add(
-                journal,
-                Some(entry.index),
-                agreement,
-                format!("malformed {} entry: {e}", entry.kind),
-            );
-            None
-        }
-    }
+            (e, agreement)
+        });
+        (entry.index, entry.signer, body)
+    })
 }
 
 /// Records an entry in its deal's side and checks it against what came before.
 fn audit_entry(
     journal: &str,
-    entry: &JournalEntry,
+    i: u64,
+    signer: Address,
+    body: JournalBody,
     sides: &mut BTreeMap<B256, Side>,
     findings: &mut Findings,
     sigs: &mut Vec<SigCheck>,
 ) {
-    let i = entry.index;
-    match entry.kind.as_str() {
-        "acceptance" => {
-            let Some(body) = parse::<AcceptanceBody>(journal, entry, findings) else {
-                return;
-            };
+    match body {
+        JournalBody::Acceptance(body) => {
             let h = body.agreement_hash;
             let mut add = |reason: String| findings.add(journal, Some(i), Some(h), reason);
             check_agreement(
                 &body.agreement,
                 h,
-                entry.signer,
+                signer,
                 &mut add,
                 &mut SigQueue::new(journal, i, h, sigs),
             );
             let side = sides.entry(h).or_default();
-            let first = side.acceptance.is_none();
+            if side.acceptance.is_none() {
+                side.agreement = Some(body.agreement.clone());
+            }
             record_first(
                 &mut side.acceptance,
                 i,
-                entry.body.clone(),
+                body,
                 "acceptance of the agreement",
                 &mut add,
             );
-            if first {
-                side.agreement = Some(body.agreement);
-            }
         }
-        "payment" if entry.body.get("orderId").is_some() => {
-            audit_order_payment(journal, entry, sides, findings, sigs);
+        JournalBody::OrderPayment(body) => {
+            audit_order_payment(journal, i, body, sides, findings, sigs);
         }
-        "funding" => {
-            let Some(body) = parse::<FundingBody>(journal, entry, findings) else {
-                return;
-            };
+        JournalBody::Funding(body) => {
             let h = body.agreement_hash;
             let mut add = |reason: String| findings.add(journal, Some(i), Some(h), reason);
             let side = sides.entry(h).or_default();
@@ -599,10 +542,7 @@ fn audit_entry(
                 &mut add,
             );
         }
-        "channel_settlement" => {
-            let Some(body) = parse::<ChannelSettlementBody>(journal, entry, findings) else {
-                return;
-            };
+        JournalBody::ChannelSettlement(body) => {
             let h = body.agreement_hash;
             let mut add = |reason: String| findings.add(journal, Some(i), Some(h), reason);
             let side = sides.entry(h).or_default();
@@ -620,16 +560,13 @@ fn audit_entry(
             );
             side.settlements.push((i, body));
         }
-        "payment" => {
-            let Some(body) = parse::<PaymentBody>(journal, entry, findings) else {
-                return;
-            };
+        JournalBody::Payment(body) => {
             let h = body.agreement_hash;
             let mut add = |reason: String| findings.add(journal, Some(i), Some(h), reason);
             check_agreement(
                 &body.agreement,
                 h,
-                entry.signer,
+                signer,
                 &mut add,
                 &mut SigQueue::new(journal, i, h, sigs),
             );
@@ -653,14 +590,11 @@ fn audit_entry(
                 &mut add,
             );
         }
-        "delivery" => {
-            let Some(body) = parse::<DeliveryBody>(journal, entry, findings) else {
-                return;
-            };
+        JournalBody::Delivery(body) => {
             let mut add = |agreement: B256, reason: String| {
                 findings.add(journal, Some(i), Some(agreement), reason);
             };
-            let h = body.order_id.unwrap_or(body.agreement_hash);
+            let h = body.deal();
             let side = sides.entry(h).or_default();
             let Some((_, payment)) = &side.payment else {
                 add(h, "delivery without a payment for the agreement".into());
@@ -698,14 +632,11 @@ fn audit_entry(
                 },
             );
         }
-        "receipt" => {
-            let Some(body) = parse::<ReceiptBody>(journal, entry, findings) else {
-                return;
-            };
+        JournalBody::Receipt(body) => {
             let mut add = |agreement: B256, reason: String| {
                 findings.add(journal, Some(i), Some(agreement), reason);
             };
-            let h = body.order_id.unwrap_or(body.agreement_hash);
+            let h = body.deal();
             let side = sides.entry(h).or_default();
             let (Some((_, delivery)), Some(agreement)) = (&side.delivery, &side.agreement) else {
                 add(h, "receipt without a delivery for the agreement".into());
@@ -747,18 +678,22 @@ fn audit_entry(
                 },
             );
         }
-        "dispute" => {
-            if let Some(body) = parse::<DisputeBody>(journal, entry, findings) {
-                findings.add(
-                    journal,
-                    Some(i),
-                    Some(body.agreement_hash),
-                    format!("the buyer disputed the delivery: {}", body.reason),
-                );
-            }
+        JournalBody::Dispute(body) => {
+            findings.add(
+                journal,
+                Some(i),
+                Some(body.agreement_hash),
+                format!("the buyer disputed the delivery: {}", body.reason),
+            );
         }
-        // cfp, proposal, counter, rejection and other kinds carry no obligation.
-        _ => {}
+        // Calls, proposals, counters, rejections, refunds and expiries carry no
+        // obligation.
+        JournalBody::Cfp(_)
+        | JournalBody::Proposal(_)
+        | JournalBody::Counter(_)
+        | JournalBody::Rejection(_)
+        | JournalBody::Refund(_)
+        | JournalBody::Expiry(_) => {}
     }
 }
 
@@ -785,15 +720,12 @@ fn record_first<T: PartialEq>(
 /// agreement accepted earlier in the journal.
 fn audit_order_payment(
     journal: &str,
-    entry: &JournalEntry,
+    i: u64,
+    body: OrderPaymentBody,
     sides: &mut BTreeMap<B256, Side>,
     findings: &mut Findings,
     sigs: &mut Vec<SigCheck>,
 ) {
-    let i = entry.index;
-    let Some(body) = parse::<OrderPaymentBody>(journal, entry, findings) else {
-        return;
-    };
     let (h, id) = (body.agreement_hash, body.order_id);
     let mut add = |reason: String| findings.add(journal, Some(i), Some(id), reason);
     let Some(agreement) = sides.get(&h).and_then(|s| s.agreement.clone()) else {
@@ -1016,31 +948,25 @@ impl<'a> SigQueue<'a> {
 /// One distinct signature to check: (r ‖ s ‖ v, digest, expected signer).
 type SigKey = ([u8; 65], B256, Address);
 
-/// Checks the queued signatures on all cores, each distinct one once, verifying
-/// against a signer's key once it was recovered (no address hash per check), and
-/// reports each failure at its entry.
+/// Checks the queued signatures on all cores, each distinct one once (the buyer's
+/// and the seller's journals carry the same signed agreements, payments, deliveries
+/// and receipts), and reports each failure at every entry that carries it.
 fn verify_signatures(checks: Vec<SigCheck>, findings: &mut Findings) {
     let key = |c: &SigCheck| (c.signature.to_bytes(), c.digest, c.signer);
     let mut distinct: BTreeMap<SigKey, Signature> = BTreeMap::new();
     for c in &checks {
         distinct.entry(key(c)).or_insert(c.signature);
     }
-    let work: Vec<(SigKey, Signature)> = distinct.into_iter().collect();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(work.len() / 32)
-        .max(1);
-    let chunk = work.len().div_ceil(threads).max(1);
-    let failed: BTreeMap<SigKey, String> = std::thread::scope(|s| {
-        let handles: Vec<_> = work
-            .chunks(chunk)
-            .map(|part| s.spawn(move || verify_part(part)))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
+    // Recovery and the address's hash: the address's hash is 1 % of the recovery.
+    let failed: BTreeMap<SigKey, String> = par_map(distinct.into_iter().collect(), |(k, sig)| {
+        let (_, digest, signer) = k;
+        sig.verify(&digest, signer)
+            .err()
+            .map(|e| (k, e.to_string()))
+    })
+    .into_iter()
+    .flatten()
+    .collect();
     for c in &checks {
         if let Some(e) = failed.get(&key(c)) {
             findings.add(
@@ -1053,30 +979,59 @@ fn verify_signatures(checks: Vec<SigCheck>, findings: &mut Findings) {
     }
 }
 
-/// The signatures of `part` that do not verify, with why.
-fn verify_part(part: &[(SigKey, Signature)]) -> Vec<(SigKey, String)> {
-    let mut keys: BTreeMap<Address, wallets::PublicKey> = BTreeMap::new();
-    let mut failed = Vec::new();
-    for (k, sig) in part {
-        let (_, digest, signer) = k;
-        if keys
-            .get(signer)
-            .is_some_and(|pk| sig.verify_with_key(digest, pk).is_ok())
-        {
-            continue;
-        }
-        match sig.recover_public_key(digest) {
-            Ok(pk) if pk.address() == *signer => {
-                keys.insert(*signer, pk);
-            }
-            _ => {
-                if let Err(e) = sig.verify(digest, *signer) {
-                    failed.push((*k, e.to_string()));
-                }
-            }
-        }
+/// `f` of each of `items`, in order, on all cores. The items are handed out in
+/// small chunks as threads free up, so a thread that the machine's other work slows
+/// down does not hold the others up at the end.
+fn par_map<T: Send, U: Send>(items: Vec<T>, f: impl Fn(T) -> U + Sync) -> Vec<U> {
+    const CHUNK: usize = 32;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(items.len() / CHUNK)
+        .max(1);
+    if threads == 1 {
+        return items.into_iter().map(f).collect();
     }
-    failed
+    let len = items.len();
+    let mut chunks: Vec<(usize, Vec<T>)> = Vec::with_capacity(len.div_ceil(CHUNK));
+    let mut items = items.into_iter();
+    loop {
+        let chunk: Vec<T> = items.by_ref().take(CHUNK).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        chunks.push((chunks.len(), chunk));
+    }
+    // Taken from the back: the last chunks first, which does not matter.
+    let queue = std::sync::Mutex::new(chunks);
+    let next = || {
+        queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop()
+    };
+    let mut done: Vec<(usize, Vec<U>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    while let Some((i, chunk)) = next() {
+                        out.push((i, chunk.into_iter().map(&f).collect::<Vec<U>>()));
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    done.sort_unstable_by_key(|(i, _)| *i);
+    let mut out = Vec::with_capacity(len);
+    for (_, part) in done {
+        out.extend(part);
+    }
+    out
 }
 
 /// Matches each deal's entries between the buyer's and the seller's journals.

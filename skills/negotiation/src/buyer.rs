@@ -6,19 +6,22 @@ use std::time::Duration;
 
 use agent_sdk::Context;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use wallets::{
     Address, Amount, Eip712, Eip712Domain, Journal, Payment, Permit, Signature, SignedPayment,
     TransferWithAuthorization, Wallet, B256,
 };
 
+use super::journal::{
+    AcceptanceBody, CfpBody, CounterBody, DeliveryBody, DisputeBody, PaymentBody, ProposalBody,
+    ReceiptBody, RejectionBody,
+};
 use super::messages::Settled;
 use super::messages::{
     escrow_job_id, negotiation_domain, result_hash, task_hash, Accept, Agreement, CallForProposal,
     Counter, Deliver, Order, Pay, PaymentMode, Proposal, ProposalReply, Receipt, ReceiptNote,
     Reject, SignedAgreement, ESCROW_REVIEW_WINDOW,
 };
-use super::seller::{delivery_entry, receipt_entry};
 use super::settlement::{escrow_id_of, EscrowState, Settlement};
 use super::strategy::{BuyerStrategy, DefaultBuyerStrategy};
 use super::verify::{authorization_problem, PaymentVerifier};
@@ -541,10 +544,13 @@ impl Buyer {
         }
         if let Err(e) = self
             .journal
-            .append(
-                "rejection",
-                json!({"dialogue": dialogue, "seller": seller, "reason": reason}),
-            )
+            .append(RejectionBody {
+                dialogue,
+                seller: Some(seller),
+                agreement_hash: None,
+                by: None,
+                reason: reason.to_owned(),
+            })
             .await
         {
             tracing::warn!(target: "skill::negotiation", %dialogue, error = %e, "rejection not journaled");
@@ -592,10 +598,12 @@ impl Buyer {
             .await
             .map_err(|e| e.to_string())?;
         self.journal
-            .append(
-                "cfp",
-                json!({"dialogue": dialogue, "seller": seller, "call": call}),
-            )
+            .append(CfpBody {
+                dialogue,
+                seller: Some(seller),
+                buyer: None,
+                call: call.clone(),
+            })
             .await
             .map_err(|e| e.to_string())?;
         crash_point("buyer.called");
@@ -639,10 +647,10 @@ impl Buyer {
 
     async fn journal_proposal(&self, p: &Proposal) -> Result<()> {
         self.journal
-            .append(
-                "proposal",
-                json!({"agreementHash": p.agreement.hash(), "proposal": p}),
-            )
+            .append(ProposalBody {
+                agreement_hash: p.agreement.hash(),
+                proposal: p.clone(),
+            })
             .await
     }
 
@@ -723,10 +731,12 @@ impl Buyer {
             )
             .await?;
             self.journal
-                .append(
-                    "counter",
-                    json!({"dialogue": dialogue, "seller": seller, "counter": counter}),
-                )
+                .append(CounterBody {
+                    dialogue,
+                    seller: Some(seller),
+                    buyer: None,
+                    counter: counter.clone(),
+                })
                 .await?;
             let reply = ctx
                 .ask_in(dialogue, seller, counter, self.strategy.proposal_window())
@@ -836,12 +846,7 @@ impl Buyer {
         )
         .await?;
         let hash = agreement.agreement.hash();
-        self.journal
-            .append(
-                "acceptance",
-                json!({"agreementHash": hash, "agreement": agreement}),
-            )
-            .await?;
+        self.journal.append(AcceptanceBody::new(&agreement)).await?;
         crash_point("buyer.accepted");
         tracing::info!(target: "skill::negotiation", %dialogue, %seller, agreement = %hash,
             price = %agreement.agreement.price, "agreed");
@@ -1076,12 +1081,15 @@ impl Buyer {
                 .await?
         };
         if let Some(reason) = problem {
-            let mut entry = json!({"agreementHash": hash, "reason": reason, "delivery": delivery});
-            let filed = self.dispute_escrow(&agreement.agreement, &reason).await;
-            if let (Some(filed), Some(fields)) = (filed, entry.as_object_mut()) {
-                fields.insert("escrowDispute".into(), json!(filed));
-            }
-            self.journal.append("dispute", entry).await?;
+            let escrow_dispute = self.dispute_escrow(&agreement.agreement, &reason).await;
+            self.journal
+                .append(DisputeBody {
+                    agreement_hash: hash,
+                    reason: reason.clone(),
+                    delivery: Some(delivery.clone()),
+                    escrow_dispute,
+                })
+                .await?;
             self.close(ctx, dialogue, seller, format!("disputed: {reason}"))
                 .await;
             return Err(self.protocol(dialogue, seller, reason));
@@ -1092,22 +1100,17 @@ impl Buyer {
                 .finish_order(ctx, dialogue, agreement, payment, delivery)
                 .await;
         }
-        let mut paid = json!({
-            "agreementHash": hash,
-            "agreement": agreement,
-            "paymentId": payment.payment.id(),
-            "payment": payment,
-            "settlement": delivery.settlement,
-        });
-        if let (Some((escrow_id, lock)), Some(fields)) = (escrow, paid.as_object_mut()) {
-            fields.insert("escrowId".into(), json!(escrow_id));
-            fields.insert("lock".into(), json!(lock));
-        }
+        let paid = PaymentBody {
+            agreement_hash: hash,
+            agreement: agreement.clone(),
+            payment_id: payment.payment.id(),
+            payment: payment.clone(),
+            settlement: delivery.settlement,
+            escrow_id: escrow.map(|(id, _)| id),
+            lock: escrow.map(|(_, lock)| lock),
+        };
         self.journal
-            .append_all(vec![
-                ("payment", paid),
-                ("delivery", delivery_entry(hash, &delivery)),
-            ])
+            .append_all(vec![paid.into(), DeliveryBody::new(hash, &delivery).into()])
             .await?;
         // Journaled first: after a crash here the deal is redone from `Paying`, and
         // the journal keeps one copy of each entry.
@@ -1147,13 +1150,13 @@ impl Buyer {
             }
         };
         let receipt = self.receipt(a, &delivery)?;
-        let mut entry = receipt_entry(a.hash(), &receipt);
-        if let (Some(release), Some(fields)) = (release, entry.as_object_mut()) {
-            fields.insert("release".into(), json!(release));
-        }
+        let entry = ReceiptBody {
+            release,
+            ..ReceiptBody::new(a.hash(), &receipt)
+        };
         // Journaled first, as in `receive`: a crash here redoes `finish`, which finds
         // the escrow released by the same transaction and signs the same receipt.
-        self.journal.append("receipt", entry).await?;
+        self.journal.append(entry).await?;
         crash_point("buyer.receipted");
         self.save(
             ctx,

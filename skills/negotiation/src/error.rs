@@ -104,4 +104,9 @@ pub enum Error {
         /// The agent it runs as.
         agent: wallets::Address,
     },
+
+    /// A journal entry whose body is not a negotiation entry's (unknown kind or
+    /// field, a value of the wrong form).
+    #[error(transparent)]
+    JournalBody(#[from] crate::journal::BodyError),
 }

@@ -146,7 +146,9 @@
 //! Both sides append to their [`wallets::Journal`]: `cfp`, `proposal`, `counter`,
 //! `acceptance` (the signed agreement), `payment` (signed agreement, signed payment,
 //! transaction), `delivery` (result hash), `receipt`, and `rejection`; the buyer also
-//! `dispute` and `refund`, the seller `expiry`. Appends are idempotent (an entry of the
+//! `dispute` and `refund`, the seller `expiry`; channel deals add `funding` and the
+//! seller's `channel_settlement`. Each body is a variant of [`journal::JournalBody`],
+//! which the writers and the audit share. Appends are idempotent (an entry of the
 //! same kind and body is not written twice), and a step that both journals and saves
 //! journals first: a crash between the two redoes the step, which leaves one entry,
 //! and a repeated message re-journals what a crash lost. The crash tests
@@ -169,6 +171,7 @@ pub mod audit;
 mod buyer;
 mod crash;
 mod error;
+pub mod journal;
 mod messages;
 mod seller;
 mod settlement;
@@ -180,6 +183,7 @@ mod verify;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use journal::JournalBody;
 use serde_json::Value;
 use wallets::journal::{body_hash, Body};
 use wallets::{Journal, B256};
@@ -324,17 +328,27 @@ impl SharedJournal {
 
     /// Appends an entry, unless the same one is already there, and waits until it is
     /// durable.
-    async fn append(&self, kind: &'static str, body: Value) -> Result<()> {
-        self.append_all(vec![(kind, body)]).await
+    async fn append(&self, body: impl Into<JournalBody>) -> Result<()> {
+        self.append_all(vec![body.into()]).await
     }
 
     /// Appends `entries` in this order (each unless the same one is already there),
     /// in one write with one flush, and waits until they are durable.
-    async fn append_all(&self, entries: Vec<(&'static str, Value)>) -> Result<()> {
-        let mut results = Vec::with_capacity(entries.len());
+    async fn append_all(&self, entries: Vec<JournalBody>) -> Result<()> {
+        let values = entries
+            .iter()
+            .map(|body| Ok((body.kind(), body.to_value()?)))
+            .collect::<serde_json::Result<Vec<_>>>()
+            .map_err(|e| {
+                Error::Wallet(wallets::Error::Corrupt {
+                    what: "journal body".into(),
+                    reason: e.to_string(),
+                })
+            })?;
+        let mut results = Vec::with_capacity(values.len());
         let lead = {
             let mut q = self.0.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            for (kind, body) in entries {
+            for (kind, body) in values {
                 let (done, result) = tokio::sync::oneshot::channel();
                 q.pending.push((kind, body, done));
                 results.push(result);
@@ -422,14 +436,16 @@ mod tests {
         let path = dir.path().join("j");
         let wallet = Arc::new(wallets::Wallet::random());
         let shared = SharedJournal::new(Journal::open(&path, wallet.clone()).unwrap());
+        let dispute = |reason: String, delivery| journal::DisputeBody {
+            agreement_hash: B256::ZERO,
+            reason,
+            delivery,
+            escrow_dispute: None,
+        };
         // 60 appends of 50 distinct entries, all at once.
         let appends = (0..60).map(|i| {
             let shared = shared.clone();
-            async move {
-                shared
-                    .append("payment", serde_json::json!({"n": i % 50}))
-                    .await
-            }
+            async move { shared.append(dispute((i % 50).to_string(), None)).await }
         });
         for r in futures::future::join_all(appends).await {
             r.unwrap();
@@ -438,14 +454,27 @@ mod tests {
         assert_eq!(entries.len(), 50);
         let mut ns: Vec<u64> = entries
             .iter()
-            .filter_map(|e| e.body["n"].as_u64())
+            .filter_map(|e| e.body["reason"].as_str()?.parse().ok())
             .collect();
         ns.sort_unstable();
         assert_eq!(ns, (0..50).collect::<Vec<_>>());
         wallets::journal::verify(&path, Some(wallet.address())).unwrap();
-        // A float is refused with its reason, and the journal stays as it was.
+        // A float (here in a disputed result) is refused with its reason, and the
+        // journal stays as it was.
+        let delivery = Deliver {
+            agreement: B256::ZERO,
+            result: serde_json::json!({"price": 0.5}),
+            result_hash: B256::ZERO,
+            attestation: None,
+            settlement: Settled {
+                tx_hash: B256::ZERO,
+                block: 0,
+                gas_used: 0,
+            },
+            signature: wallet.sign_message(b"delivery").unwrap(),
+        };
         let err = shared
-            .append("payment", serde_json::json!({"price": 0.5}))
+            .append(dispute("a float".into(), Some(delivery)))
             .await
             .unwrap_err();
         assert!(err.to_string().contains("floating point"), "{err}");

@@ -8,12 +8,16 @@ use std::time::Duration;
 use agent_sdk::{AgentBuilder, Context, Skill, SkillError, StateUpdate};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use wallets::{
     Address, Amount, Channel, Eip712, Journal, Payment, SignedPayment, TransferWithAuthorization,
     Wallet, B256,
 };
 
+use super::journal::{
+    AcceptanceBody, CfpBody, CounterBody, DeliveryBody, JournalBody, PaymentBody, ProposalBody,
+    ReceiptBody, RejectionBody,
+};
 use super::messages::{
     escrow_job_id, negotiation_domain, result_hash, task_hash, Accept, Accepted, Agreement,
     CallForProposal, Counter, Deliver, Delivery, Fund, Order, Pay, PaymentMode, Proposal,
@@ -28,7 +32,7 @@ mod expiry;
 
 mod channel;
 
-pub(super) use channel::{order_entry, NO_SETTLEMENT};
+pub(super) use channel::NO_SETTLEMENT;
 
 /// What a seller sells: produces the result of a task once it is paid.
 #[async_trait]
@@ -414,8 +418,8 @@ impl SellerInner {
             .map_err(internal)
     }
 
-    async fn journal(&self, kind: &'static str, body: Value) -> Handled<()> {
-        self.journal.append(kind, body).await.map_err(internal)
+    async fn journal(&self, body: impl Into<JournalBody>) -> Handled<()> {
+        self.journal.append(body).await.map_err(internal)
     }
 
     fn sign(&self, agreement: &Agreement) -> Handled<wallets::Signature> {
@@ -500,34 +504,38 @@ impl SellerInner {
             return decline(format!("no offer at {} or less", call.max_price));
         };
         let proposal = self.offer(ctx, &t, &call, price, mode, 0)?;
-        let cause = json!({"dialogue": t.dialogue, "buyer": t.buyer, "call": call});
-        self.stand(ctx, &t, call, &proposal, "cfp", cause).await?;
+        let cause = CfpBody {
+            dialogue: t.dialogue,
+            seller: None,
+            buyer: Some(t.buyer),
+            call: call.clone(),
+        };
+        self.stand(ctx, &t, call, &proposal, cause.into()).await?;
         crash_point("seller.proposed");
         tracing::info!(target: "skill::negotiation", dialogue = %t.dialogue, buyer = %t.buyer, %price, "proposed");
         Ok(ProposalReply::Propose(proposal))
     }
 
     /// Saves `proposal` as the offer standing in the dialogue, then journals what
-    /// prompted it (`kind`, `cause`) and the proposal itself.
+    /// prompted it (`cause`) and the proposal itself.
     async fn stand(
         &self,
         ctx: &Context,
         t: &Turn,
         call: CallForProposal,
         proposal: &Proposal,
-        kind: &'static str,
-        cause: Value,
+        cause: JournalBody,
     ) -> Handled<()> {
         let deal = SellerDeal::Proposed {
             call,
             proposal: proposal.clone(),
         };
         self.save(ctx, t, &deal).await?;
-        self.journal(kind, cause).await?;
-        self.journal(
-            "proposal",
-            json!({"agreementHash": proposal.agreement.hash(), "proposal": proposal}),
-        )
+        self.journal(cause).await?;
+        self.journal(ProposalBody {
+            agreement_hash: proposal.agreement.hash(),
+            proposal: proposal.clone(),
+        })
         .await
     }
 
@@ -558,9 +566,13 @@ impl SellerInner {
             proposal.agreement.mode,
             counter.round,
         )?;
-        let cause = json!({"dialogue": t.dialogue, "buyer": t.buyer, "counter": counter});
-        self.stand(ctx, &t, call, &revised, "counter", cause)
-            .await?;
+        let cause = CounterBody {
+            dialogue: t.dialogue,
+            seller: None,
+            buyer: Some(t.buyer),
+            counter,
+        };
+        self.stand(ctx, &t, call, &revised, cause.into()).await?;
         Ok(ProposalReply::Propose(revised))
     }
 
@@ -572,8 +584,7 @@ impl SellerInner {
                 if agreement.agreement == accept.agreement =>
             {
                 // A retry; journals the acceptance if a crash lost it.
-                self.journal("acceptance", acceptance_entry(&agreement))
-                    .await?;
+                self.journal(AcceptanceBody::new(&agreement)).await?;
                 return Ok(Accepted {
                     seller_signature: agreement.seller_signature,
                 });
@@ -609,8 +620,7 @@ impl SellerInner {
             },
         )
         .await?;
-        self.journal("acceptance", acceptance_entry(&agreement))
-            .await?;
+        self.journal(AcceptanceBody::new(&agreement)).await?;
         crash_point("seller.accepted");
         tracing::info!(target: "skill::negotiation", dialogue = %t.dialogue, agreement = %hash, "accepted");
         Ok(Accepted { seller_signature })
@@ -637,10 +647,13 @@ impl SellerInner {
             },
         )
         .await?;
-        self.journal(
-            "rejection",
-            json!({"dialogue": t.dialogue, "agreementHash": agreement, "by": t.buyer, "reason": reject.reason}),
-        )
+        self.journal(RejectionBody {
+            dialogue: t.dialogue,
+            seller: None,
+            agreement_hash: Some(agreement),
+            by: Some(t.buyer),
+            reason: reject.reason,
+        })
         .await
     }
 
@@ -793,17 +806,8 @@ impl SellerInner {
         crash_point("seller.settled");
         tracing::info!(target: "skill::negotiation", dialogue = %t.dialogue, agreement = %hash,
             tx = %settled.tx_hash, gas = settled.gas_used, "payment settled");
-        self.journal(
-            "payment",
-            json!({
-                "agreementHash": hash,
-                "agreement": agreement,
-                "paymentId": payment.payment.id(),
-                "payment": payment,
-                "settlement": settled,
-            }),
-        )
-        .await?;
+        self.journal(PaymentBody::new(&agreement, &payment, settled))
+            .await?;
         crash_point("seller.journaled");
         let output = self.service.perform(ctx, &task).await?;
         let id = agreement.agreement.hash();
@@ -873,17 +877,10 @@ impl SellerInner {
             .map_err(|e| internal(format!("recording the delivery: {e}")))?;
         tracing::info!(target: "skill::negotiation", dialogue = %t.dialogue, agreement = %hash,
             escrow = %escrow_id, tx = %settled.tx_hash, gas = settled.gas_used, "delivery recorded in escrow");
-        self.journal(
-            "payment",
-            json!({
-                "agreementHash": hash,
-                "agreement": agreement,
-                "paymentId": payment.payment.id(),
-                "payment": payment,
-                "escrowId": escrow_id,
-                "settlement": settled,
-            }),
-        )
+        self.journal(PaymentBody {
+            escrow_id: Some(escrow_id),
+            ..PaymentBody::new(&agreement, &payment, settled)
+        })
         .await?;
         let id = agreement.agreement.hash();
         self.deliver(ctx, t, agreement, payment, output, settled, id)
@@ -898,8 +895,7 @@ impl SellerInner {
         delivery: Deliver,
     ) -> Handled<Deliver> {
         let hash = agreement.agreement.hash();
-        self.journal("delivery", delivery_entry(hash, &delivery))
-            .await?;
+        self.journal(DeliveryBody::new(hash, &delivery)).await?;
         Ok(delivery)
     }
 
@@ -929,8 +925,7 @@ impl SellerInner {
         )
         .await?;
         crash_point("seller.delivered");
-        self.journal("delivery", delivery_entry(hash, &delivery))
-            .await?;
+        self.journal(DeliveryBody::new(hash, &delivery)).await?;
         Ok(delivery)
     }
 
@@ -970,7 +965,7 @@ impl SellerInner {
             return Ok(()); // a retry
         };
         // Journaled first: a receipt sent again after a crash here is kept once.
-        self.journal("receipt", entry).await?;
+        self.journal(entry).await?;
         self.save(ctx, &t, &closed).await
     }
 
@@ -1002,7 +997,7 @@ impl SellerInner {
             let t = self.turn_in(receipt.agreement, buyer).await;
             match self.check_receipt(ctx, &t, receipt) {
                 Ok(Some((entry, closed))) => {
-                    entries.push(("receipt", entry));
+                    entries.push(entry.into());
                     updates.push(
                         StateUpdate::new(t.dialogue, buyer, &closed, true).map_err(internal)?,
                     );
@@ -1034,7 +1029,7 @@ impl SellerInner {
         ctx: &Context,
         t: &Turn,
         receipt: &Receipt,
-    ) -> Handled<Option<(Value, SellerDeal)>> {
+    ) -> Handled<Option<(ReceiptBody, SellerDeal)>> {
         let (agreement, delivery) = match self.state(ctx, t)? {
             Some(SellerDeal::Delivered {
                 agreement,
@@ -1064,7 +1059,7 @@ impl SellerInner {
             t.buyer,
         )
         .map_err(|e| refused(format!("the receipt's signature: {e}")))?;
-        let entry = receipt_entry(hash, receipt);
+        let entry = ReceiptBody::new(hash, receipt);
         let closed = SellerDeal::Closed {
             buyer: t.buyer,
             // The delivery's id: the agreement, or a channel order.
@@ -1073,47 +1068,6 @@ impl SellerInner {
         };
         Ok(Some((entry, closed)))
     }
-}
-
-/// Adds `"orderId": id` to a journal body when `id` names a channel order rather than the
-/// agreement `hash` itself.
-pub(super) fn with_order(mut body: Value, hash: B256, id: B256) -> Value {
-    if id != hash {
-        if let Some(fields) = body.as_object_mut() {
-            fields.insert("orderId".into(), json!(id));
-        }
-    }
-    body
-}
-
-/// The journal entry of an acceptance.
-fn acceptance_entry(agreement: &SignedAgreement) -> Value {
-    json!({"agreementHash": agreement.agreement.hash(), "agreement": agreement})
-}
-
-/// The journal body of a receipt for the agreement `hash` (or one of its channel
-/// orders), on both sides.
-pub(super) fn receipt_entry(hash: B256, receipt: &Receipt) -> Value {
-    with_order(
-        json!({"agreementHash": hash, "receipt": receipt}),
-        hash,
-        receipt.agreement,
-    )
-}
-
-/// The journal body of a delivery for the agreement `hash` (or one of its channel
-/// orders), on both sides.
-pub(super) fn delivery_entry(hash: B256, delivery: &Deliver) -> Value {
-    with_order(
-        json!({
-            "agreementHash": hash,
-            "resultHash": delivery.result_hash,
-            "txHash": delivery.settlement.tx_hash,
-            "signature": delivery.signature,
-        }),
-        hash,
-        delivery.agreement,
-    )
 }
 
 impl SellerDeal {

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use agent_sdk::{Context, StateUpdate};
-use serde_json::json;
 use wallets::{
     Amount, Channel, ChannelFunding, Payment, ReceiveWithAuthorization, SignedPayment, Voucher,
     B256,
@@ -14,10 +13,10 @@ use wallets::{
 
 use super::{Buyer, BuyerDeal, Deal};
 use crate::crash_point;
+use crate::journal::{FundingBody, OrderPaymentBody};
 use crate::messages::{
     order_id, Fund, PaymentMode, Settled, SignedAgreement, CHANNEL_SETTLE_WINDOW,
 };
-use crate::seller::order_entry;
 use crate::settlement::{ChannelState, Channels};
 use crate::{Error, Result};
 
@@ -282,16 +281,13 @@ impl Buyer {
         )
         .await?;
         self.journal
-            .append(
-                "funding",
-                json!({
-                    "agreementHash": hash,
-                    "channelId": channel.id(),
-                    "paymentId": funding.payment.id(),
-                    "payment": funding,
-                    "settlement": funded,
-                }),
-            )
+            .append(FundingBody {
+                agreement_hash: hash,
+                channel_id: channel.id(),
+                payment_id: funding.payment.id(),
+                payment: funding.clone(),
+                settlement: funded,
+            })
             .await?;
         tracing::info!(target: "skill::negotiation", %dialogue, channel = %channel.id(),
             %deposit, tx = %funded.tx_hash, "channel funded");
@@ -469,7 +465,7 @@ impl Buyer {
         payment: &SignedPayment,
     ) -> Result<()> {
         self.journal
-            .append("payment", order_entry(id, agreement, payment))
+            .append(OrderPaymentBody::new(id, agreement, payment))
             .await
     }
 }

@@ -12,8 +12,8 @@ use wallets::{Address, SignedPayment, B256};
 
 use super::{Buyer, BuyerDeal, Deal};
 use crate::crash_point;
+use crate::journal::{DeliveryBody, OrderPaymentBody, ReceiptBody};
 use crate::messages::{Deliver, Receipt, Receipts, SignedAgreement, MAX_RECEIPTS};
-use crate::seller::{delivery_entry, order_entry, receipt_entry};
 use crate::Result;
 
 /// Receipts waiting to be sent, by seller and channel dialogue.
@@ -80,9 +80,9 @@ impl Buyer {
         let hash = agreement.agreement.hash();
         self.journal
             .append_all(vec![
-                ("payment", order_entry(id, agreement, payment)),
-                ("delivery", delivery_entry(hash, delivery)),
-                ("receipt", receipt_entry(hash, receipt)),
+                OrderPaymentBody::new(id, agreement, payment).into(),
+                DeliveryBody::new(hash, delivery).into(),
+                ReceiptBody::new(hash, receipt).into(),
             ])
             .await
     }

@@ -2,7 +2,7 @@
 //! transaction on chain, records a payment that bought nothing, and takes back an
 //! escrowed price after the deadline.
 
-use serde_json::json;
+use crate::journal::{DisputeBody, PaymentBody, RefundBody};
 
 use super::*;
 
@@ -157,17 +157,14 @@ impl Buyer {
         );
         tracing::warn!(target: "skill::negotiation", %dialogue, seller = %a.seller, %reason, "no delivery");
         let entries = vec![
-            (
-                "payment",
-                json!({
-                    "agreementHash": hash,
-                    "agreement": agreement,
-                    "paymentId": payment.payment.id(),
-                    "payment": payment,
-                    "settlement": used,
-                }),
-            ),
-            ("dispute", json!({"agreementHash": hash, "reason": reason})),
+            PaymentBody::new(agreement, payment, used).into(),
+            DisputeBody {
+                agreement_hash: hash,
+                reason: reason.clone(),
+                delivery: None,
+                escrow_dispute: None,
+            }
+            .into(),
         ];
         if let Err(e) = self.journal.append_all(entries).await {
             return e;
@@ -227,15 +224,12 @@ impl Buyer {
         tracing::info!(target: "skill::negotiation", %dialogue, %escrow, tx = %settled.tx_hash,
             "the seller missed the deadline; the price is refunded");
         self.journal
-            .append(
-                "refund",
-                json!({
-                    "agreementHash": a.hash(),
-                    "escrowId": escrow,
-                    "settlement": settled,
-                    "reason": "the seller delivered nothing by the deadline",
-                }),
-            )
+            .append(RefundBody {
+                agreement_hash: a.hash(),
+                escrow_id: escrow,
+                settlement: settled,
+                reason: "the seller delivered nothing by the deadline".into(),
+            })
             .await?;
         self.close(
             ctx,

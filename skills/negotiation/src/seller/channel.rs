@@ -9,12 +9,12 @@
 //! orders share the disk flushes.
 
 use agent_sdk::{Context, SkillError, StateUpdate};
-use serde_json::json;
 use wallets::{Amount, Channel, ChannelFunding, Payment, SignedPayment, Voucher, B256};
 
 use super::{
     internal, refused, Handled, SellerChannel, SellerDeal, SellerInner, ServiceOutput, Turn,
 };
+use crate::journal::{ChannelSettlementBody, DeliveryBody, FundingBody, OrderPaymentBody};
 use crate::messages::{
     order_id, Agreement, Fund, Funded, Order, PaymentMode, Settled, SignedAgreement,
     CHANNEL_SETTLE_WINDOW,
@@ -106,16 +106,13 @@ impl SellerInner {
             }),
         )
         .await?;
-        self.journal(
-            "funding",
-            json!({
-                "agreementHash": hash,
-                "channelId": channel.id(),
-                "paymentId": fund.funding.payment.id(),
-                "payment": fund.funding,
-                "settlement": funded,
-            }),
-        )
+        self.journal(FundingBody {
+            agreement_hash: hash,
+            channel_id: channel.id(),
+            payment_id: fund.funding.payment.id(),
+            payment: fund.funding,
+            settlement: funded,
+        })
         .await?;
         Ok(Funded { settlement: funded })
     }
@@ -283,8 +280,8 @@ impl SellerInner {
         let hash = agreement.agreement.hash();
         self.journal
             .append_all(vec![
-                ("payment", order_entry(t.dialogue, agreement, payment)),
-                ("delivery", super::delivery_entry(hash, delivery)),
+                OrderPaymentBody::new(t.dialogue, agreement, payment).into(),
+                DeliveryBody::new(hash, delivery).into(),
             ])
             .await
             .map_err(internal)
@@ -297,7 +294,7 @@ impl SellerInner {
         agreement: &SignedAgreement,
         payment: &SignedPayment,
     ) -> Handled<()> {
-        self.journal("payment", order_entry(t.dialogue, agreement, payment))
+        self.journal(OrderPaymentBody::new(t.dialogue, agreement, payment))
             .await
     }
 
@@ -441,36 +438,19 @@ impl SellerInner {
                 Error::Config(format!("saving channel {}: {}", channel.id(), e.message))
             })?;
             self.journal
-                .append(
-                    "channel_settlement",
-                    json!({
-                        "agreementHash": hash,
-                        "channelId": channel.id(),
-                        "cumulativeAmount": paid,
-                        "orders": orders,
-                        "close": close,
-                        "paymentId": best.payment.id(),
-                        "payment": best,
-                        "settlement": tx,
-                    }),
-                )
+                .append(ChannelSettlementBody {
+                    agreement_hash: hash,
+                    channel_id: channel.id(),
+                    cumulative_amount: paid,
+                    orders,
+                    close,
+                    payment_id: best.payment.id(),
+                    payment: best,
+                    settlement: tx,
+                })
                 .await?;
             out.push((channel.id(), tx));
         }
         Ok(out)
     }
-}
-
-/// The journal body of the voucher of the channel order `id`, on both sides.
-pub(crate) fn order_entry(
-    id: B256,
-    agreement: &SignedAgreement,
-    payment: &SignedPayment,
-) -> serde_json::Value {
-    json!({
-        "agreementHash": agreement.agreement.hash(),
-        "orderId": id,
-        "paymentId": payment.payment.id(),
-        "payment": payment,
-    })
 }

@@ -3,6 +3,7 @@
 //! `expiry`) whenever a new call comes in, and on [`Seller::expire`].
 
 use super::*;
+use crate::journal::ExpiryBody;
 
 impl Seller {
     /// Closes this seller's deals that ran out: offers past their expiry that were
@@ -94,8 +95,13 @@ impl SellerInner {
                 agreement: Some(hash),
                 outcome: format!("expired: {reason}"),
             };
-            let entry = json!({"dialogue": dialogue, "agreementHash": hash, "buyer": buyer, "reason": reason});
-            let done = match self.journal.append("expiry", entry).await {
+            let entry = ExpiryBody {
+                dialogue,
+                agreement_hash: hash,
+                buyer,
+                reason: reason.clone(),
+            };
+            let done = match self.journal.append(entry).await {
                 Ok(()) => ctx
                     .save_state(dialogue, peer, &closed_state, true)
                     .await

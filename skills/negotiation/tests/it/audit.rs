@@ -4,6 +4,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use negotiation::audit::{audit, AuditReport, ChainCheck};
+use negotiation::journal::JournalBody;
 use negotiation::test_utils::{settled_deal, settled_deal_on, usdc, Chain, SettledDeal};
 use negotiation::PaymentMode;
 use serde_json::Value;
@@ -70,6 +71,17 @@ async fn clean_with_chain(mode: PaymentMode) {
     }
     let table = report.to_table();
     assert!(table.contains("no discrepancies"), "{table}");
+    // Every entry reads into its typed body, which writes the same canonical bytes.
+    for path in journals(&f) {
+        for e in journal::read_entries(&path).unwrap() {
+            let body = JournalBody::from_entry(&e).unwrap();
+            assert_eq!(body.kind(), e.kind);
+            assert_eq!(
+                canonical_json(&body.to_value().unwrap()),
+                canonical_json(&e.body)
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -228,6 +240,50 @@ async fn a_buyer_payment_the_seller_never_journaled_is_reported() {
         report.journals.iter().map(|j| j.deals_matched).sum::<u64>(),
         0
     );
+}
+
+/// A journal, re-signed by its owner, with an entry of a kind no negotiation writes
+/// and a receipt with a field none writes: each is reported at its entry, naming its
+/// index and kind, and the audit goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_kinds_and_fields_are_reported_at_their_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = settled_deal(dir.path(), PaymentMode::Authorization).await;
+    let forged = dir.path().join("forged.journal");
+    let mut j = Journal::open(&forged, f.buyer.wallet.clone()).unwrap();
+    let (mut offer, mut receipt) = (None, None);
+    for e in journal::read_entries(&f.buyer.journal).unwrap() {
+        let mut body = e.body.clone();
+        if e.kind == "receipt" {
+            body["note"] = serde_json::json!("thanks");
+        }
+        let written = j.append(&e.kind, body).unwrap();
+        if e.kind == "receipt" {
+            receipt = Some(written.index);
+            offer = Some(j.append("offer", serde_json::json!({})).unwrap().index);
+        }
+    }
+    let report = audit(std::slice::from_ref(&forged), None).await.unwrap();
+    let (offer, receipt) = (offer.unwrap(), receipt.unwrap());
+    let reasons = at(&report, &forged, offer);
+    assert!(
+        reasons.iter().any(|r| r.starts_with(&format!(
+            "malformed entry: journal entry {offer} (offer): unknown entry kind"
+        ))),
+        "{}",
+        report.to_table()
+    );
+    let reasons = at(&report, &forged, receipt);
+    assert!(
+        reasons.iter().any(|r| r.starts_with(&format!(
+            "malformed entry: journal entry {receipt} (receipt): unknown field `note`"
+        ))),
+        "{}",
+        report.to_table()
+    );
+    // The entries before were audited: the acceptance and the payment are there.
+    assert_eq!(report.deals.len(), 1, "{}", report.to_table());
+    assert_eq!(report.deals[0].stage, "delivered");
 }
 
 /// A buyer's journal, re-signed by the buyer, without its delivery entry: its receipt
