@@ -94,9 +94,9 @@
 //! - [`SamplingParams`]: a seeded llama.cpp sampler chain; the same model, prompt,
 //!   parameters and seed give the same tokens.
 //! - Attestations ([`InferenceAttestation`], [`SignedAttestation`]): EIP-712 structs of
-//!   model fingerprint, prompt hash, sampling hash (seed and grammar included) and
-//!   output hash, signed with the agent's wallet; [`LlmEngine::verify`] re-runs the
-//!   inference and compares.
+//!   model fingerprint, prompt hash, sampling hash (seed and grammar included, at a
+//!   [`SpecVersion`] the record names) and output hash, signed with the agent's
+//!   wallet; [`LlmEngine::verify`] re-runs the inference and compares.
 //!
 //! # Determinism and batching
 //!
@@ -155,7 +155,7 @@ pub use model::{
     check_gguf, fingerprint, sha256_file, FetchEvent, FetchProgress, ModelFingerprint, ModelSpec,
     ModelStore, AGORA_HOME_ENV, MODEL_CACHE_ENV, MODEL_PATH_ENV, PIP_ENV, SMOLLM2_135M_SHA256,
 };
-pub use sampling::{ChatMessage, Prompt, Role, SamplingParams, SamplingSpec};
+pub use sampling::{ChatMessage, Prompt, Role, SamplingParams, SamplingSpec, SpecVersion};
 
 #[cfg(feature = "engine")]
 pub use engine::{
