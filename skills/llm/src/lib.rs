@@ -4,9 +4,9 @@
 //!
 //! Features: `engine` (default) builds llama.cpp (cmake, about 4 minutes cold on 2
 //! cores) and adds [`LlmEngine`], the GBNF grammars (`JsonGrammar`, converted by
-//! llama.cpp); without it the crate still has model files and fingerprints, schema
-//! bounding ([`BoundedSchema`]), sampling parameters and attestations, which is all a
-//! verifier or an auditor needs.
+//! llama.cpp) and the GGUF header reader (`gguf`, llama.cpp's); without it the crate
+//! still has model files and fingerprints, schema bounding ([`BoundedSchema`]),
+//! sampling parameters and attestations, which is all a verifier or an auditor needs.
 //! `cuda` offloads inference to NVIDIA GPUs. `test-utils`
 //! adds `test_utils`: the cached default model and stand-ins for pip and PyPI.
 //!
@@ -147,7 +147,11 @@ pub mod test_utils;
 #[cfg(feature = "engine")]
 mod engine;
 #[cfg(feature = "engine")]
+pub mod gguf;
+#[cfg(feature = "engine")]
 mod info;
+#[cfg(feature = "engine")]
+mod llama_log;
 #[cfg(feature = "engine")]
 mod worker;
 
@@ -155,9 +159,9 @@ pub use attestation::{
     attestation_domain, InferenceAttestation, InferenceRecord, SignedAttestation,
 };
 pub use error::{Error, Result};
-pub use grammar::{BoundedSchema, GrammarLimits};
 #[cfg(feature = "engine")]
 pub use grammar::JsonGrammar;
+pub use grammar::{BoundedSchema, GrammarLimits};
 pub use model::{
     check_gguf, fingerprint, sha256_file, FetchEvent, FetchProgress, ModelFingerprint, ModelSpec,
     ModelStore, AGORA_HOME_ENV, MODEL_CACHE_ENV, MODEL_PATH_ENV, PIP_ENV, SMOLLM2_135M_SHA256,
