@@ -8,9 +8,6 @@ mod audit_cmd;
 mod chain_cmd;
 #[cfg(feature = "llm")]
 mod demo_cmd;
-// Also in tests without `llm`: the header reader is plain Rust, and fuzzed.
-#[cfg(any(feature = "llm", test))]
-mod gguf;
 mod init_cmd;
 mod model_cmd;
 mod up_cmd;

@@ -287,7 +287,7 @@ fn info(_path: Option<PathBuf>, _json: bool, _cache: &CacheArgs) -> Result<ExitC
 
 #[cfg(feature = "llm")]
 fn info(path: Option<PathBuf>, json: bool, cache: &CacheArgs) -> Result<ExitCode> {
-    use crate::gguf;
+    use llm::gguf::GgufHeader;
     use llm::ModelInfo;
 
     let path = match path.or_else(|| std::env::var_os(MODEL_PATH_ENV).map(PathBuf::from)) {
@@ -297,7 +297,7 @@ fn info(path: Option<PathBuf>, json: bool, cache: &CacheArgs) -> Result<ExitCode
     if !path.exists() {
         return Err(llm::Error::ModelNotFound { path }.into());
     }
-    let header = gguf::scan(&path).map_err(|problem| {
+    let header = GgufHeader::read(&path).map_err(|problem| {
         anyhow::anyhow!(
             "model file {} is not a usable GGUF model: {problem}",
             path.display()

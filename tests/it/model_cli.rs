@@ -94,10 +94,20 @@ fn info_names_a_truncated_or_foreign_file_and_what_is_wrong() {
             .unwrap()
     };
 
-    // Cut inside the tensor data, and inside the metadata.
+    // Cut inside the tensor data, and inside the metadata. Loading the model finds
+    // the first cut, llama.cpp's header reader (llm::gguf) the second; both say so in
+    // llama.cpp's words.
     for (name, len, what) in [
-        ("half.gguf", bytes.len() / 2, "bytes missing"),
-        ("head.gguf", 4096, "inside the metadata value"),
+        (
+            "half.gguf",
+            bytes.len() / 2,
+            "data is not within the file bounds",
+        ),
+        (
+            "head.gguf",
+            4096,
+            "truncated or corrupt): failed to read key-value pairs",
+        ),
     ] {
         let path = dir.path().join(name);
         std::fs::write(&path, &bytes[..len]).unwrap();
@@ -105,7 +115,6 @@ fn info_names_a_truncated_or_foreign_file_and_what_is_wrong() {
         assert!(!out.status.success());
         let err = stderr(&out);
         assert!(err.contains(path.to_str().unwrap()), "{err}");
-        assert!(err.contains("truncated"), "{err}");
         assert!(err.contains(what), "{err}");
         assert!(out.stdout.is_empty(), "{}", stdout(&out));
     }

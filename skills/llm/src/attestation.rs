@@ -3,7 +3,8 @@
 //! An [`InferenceAttestation`] is an EIP-712 struct of four hashes: the model
 //! fingerprint (SHA-256 of the GGUF), the prompt hash (Keccak-256 of the exact text
 //! the model saw, after the chat template), the sampling hash
-//! ([`SamplingParams::hash_with_grammar`]: every parameter, the seed and the grammar)
+//! ([`SamplingParams::hash_with_grammar_at`] the record's [`SpecVersion`]: every
+//! parameter, the seed and the grammar)
 //! and the output hash (Keccak-256 of the generated text). The seller signs it with
 //! its [`Wallet`]; anyone holding the [`InferenceRecord`] can check each hash, recover
 //! the signer, and (with the engine's `verify`) re-run the inference and compare.
@@ -13,7 +14,7 @@ use wallets::eip712::Encoder;
 use wallets::{keccak256, Address, Eip712, Eip712Domain, Signature, Wallet, B256};
 
 use super::model::ModelFingerprint;
-use super::sampling::{Prompt, SamplingParams};
+use super::sampling::{Prompt, SamplingParams, SpecVersion};
 use crate::{Error, Result};
 
 /// The EIP-712 domain of inference attestations: name `Agora Inference`, version `1`,
@@ -35,7 +36,7 @@ pub struct InferenceAttestation {
     pub model_fingerprint: B256,
     /// Keccak-256 of the prompt text after the chat template.
     pub prompt_hash: B256,
-    /// [`SamplingParams::hash_with_grammar`].
+    /// [`SamplingParams::hash_with_grammar_at`] the record's [`SpecVersion`].
     pub sampling_hash: B256,
     /// Keccak-256 of the output text.
     pub output_hash: B256,
@@ -69,6 +70,10 @@ pub struct InferenceRecord {
     pub params: SamplingParams,
     /// The GBNF grammar the output was constrained by, if any.
     pub grammar: Option<String>,
+    /// The sampling spec version: how the grammar was made and the sampling hash is
+    /// computed. Records from before versions existed read as version 1.
+    #[serde(default = "SpecVersion::first")]
+    pub spec_version: SpecVersion,
     /// The generated text.
     pub output: String,
 }
@@ -79,7 +84,9 @@ impl InferenceRecord {
         InferenceAttestation {
             model_fingerprint: self.model.to_b256(),
             prompt_hash: keccak256(self.prompt_text.as_bytes()),
-            sampling_hash: self.params.hash_with_grammar(self.grammar.as_deref()),
+            sampling_hash: self
+                .params
+                .hash_with_grammar_at(self.spec_version, self.grammar.as_deref()),
             output_hash: keccak256(self.output.as_bytes()),
         }
     }
@@ -207,8 +214,25 @@ mod tests {
             prompt_text: "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n".to_owned(),
             params: SamplingParams::default().with_seed(3),
             grammar: None,
+            spec_version: SpecVersion::CURRENT,
             output: "hello".to_owned(),
         }
+    }
+
+    #[test]
+    fn records_without_a_version_are_version_1_and_hash_as_it() {
+        let rec = record();
+        let mut json = serde_json::to_value(&rec).unwrap();
+        assert_eq!(json["specVersion"], 2);
+        json.as_object_mut().unwrap().remove("specVersion");
+        let old: InferenceRecord = serde_json::from_value(json).unwrap();
+        assert_eq!(old.spec_version, SpecVersion::HandWrittenGrammar);
+        assert_eq!(
+            old.attestation().sampling_hash,
+            rec.params
+                .hash_with_grammar_at(SpecVersion::HandWrittenGrammar, None)
+        );
+        assert_ne!(old.attestation(), rec.attestation());
     }
 
     #[test]

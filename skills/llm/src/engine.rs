@@ -828,6 +828,7 @@ impl LlmEngine {
             prompt_text: text,
             params,
             grammar,
+            spec_version: crate::SpecVersion::CURRENT,
             output: String::new(),
         };
         let job = Job {

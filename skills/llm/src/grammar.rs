@@ -1,47 +1,63 @@
-//! JSON Schema → llama.cpp GBNF grammar.
+//! JSON Schema → llama.cpp GBNF grammar: schema bounding in Rust, conversion by
+//! llama.cpp's own `json_schema_to_grammar`.
 //!
 //! [`JsonGrammar::for_type`] turns the schemars schema of a Rust type into a grammar
-//! whose every sentence is inline JSON (at most one space between tokens, no
-//! newlines) that deserializes into that type. The converter handles the subset
-//! schemars emits for plain data types:
+//! whose every sentence is inline JSON that deserializes into that type and has a
+//! length below [`JsonGrammar::max_bytes`], so generation under it always ends. It
+//! works in three steps:
 //!
-//! - objects with required and optional properties (`Option<T>` fields and
-//!   `#[serde(default)]` fields may be left out), required keys first, each
-//!   group in the order of the schema's `properties` (alphabetical unless serde_json's
-//!   `preserve_order` is on);
-//! - strings (`minLength`/`maxLength`), booleans, `null`;
-//! - integers with their exact range (`minimum`/`maximum`, or the range of the
-//!   `format`: `uint8` is `0..=255`, `int32` is `i32::MIN..=i32::MAX`, ...), so a
-//!   generated number always fits the Rust integer type;
-//! - numbers (`f32`/`f64`) as plain decimals;
-//! - `enum`/`const` of any JSON values, `oneOf`/`anyOf` (enums with data, `Option` of a
-//!   struct), `type: [T, "null"]`;
-//! - arrays with `items`, `minItems`/`maxItems`, tuples (`prefixItems`);
-//! - `$ref` into `$defs` or `definitions`.
+//! 1. **Bounding** ([`BoundedSchema`], pure Rust, no llama.cpp): the schema is
+//!    rewritten into the subset llama.cpp's converter turns into a *finite* grammar
+//!    that admits only values of the type. Strings get a `maxLength` (at most
+//!    [`GrammarLimits::max_string_chars`]), arrays a `maxItems` (at most
+//!    [`GrammarLimits::max_array_items`]); integers get the exact range of their
+//!    `format` (`uint8` is `0..=255`, `int32` is `i32::MIN..=i32::MAX`; 64-bit types
+//!    stay within the 16 digits llama.cpp allows an unbounded integer, which fit);
+//!    objects list their `properties` (so that llama.cpp does not admit any object),
+//!    tuples lose the `items: false` llama.cpp would misread, `allOf` of one schema
+//!    becomes that schema, `type: [A, B]` becomes `anyOf`, annotations are dropped
+//!    and `$ref`s into `$defs`/`definitions` are kept, each definition bounded once.
+//!    What cannot be bounded or enforced is refused with
+//!    [`Error::UnsupportedSchema`] naming the schema node (a JSON pointer): maps
+//!    (`additionalProperties`), recursive types, `true`/empty schemas (any value),
+//!    `pattern` (llama.cpp falls back to *any string* for regexes it cannot
+//!    translate), string `format`s other than `uuid` (llama.cpp's `date` admits
+//!    `2027-02-31`, which chrono refuses), bounds on `number`s (llama.cpp ignores
+//!    them), `not`, `if`, `multipleOf`, ...
+//!    The same walk computes [`BoundedSchema::max_bytes`] and the
+//!    [`BoundedSchema::shape`] hint.
+//! 2. **Conversion** (feature `engine`): `llama_cpp_2::json_schema_to_grammar` on the
+//!    bounded schema.
+//! 3. **Primitive overrides** (feature `engine`): three of llama.cpp's built-in rules
+//!    are replaced, each matched exactly so that a llama.cpp upgrade that changes them
+//!    fails loudly ([`JsonGrammar::from_schema`] errors) instead of silently:
+//!    - `space` (`| " " | "\n"{1,2} [ \t]{0,20}`) becomes `" "?`: inline JSON, as
+//!      models write it and as the shape hint shows it, 1 byte instead of 22 per gap;
+//!    - `number` loses its exponent (`1e999` does not fit an `f64`, so serde_json
+//!      refuses it) and `decimal-part` is cut to
+//!      [`GrammarLimits::max_fraction_digits`] digits;
+//!    - `char` no longer admits `\uD800`–`\uDFFF` escapes (lone surrogates, which
+//!      serde_json refuses); other `\u` escapes stay.
 //!
-//! Everything is bounded: strings by [`GrammarLimits::max_string_chars`] (or a smaller
-//! `maxLength`), arrays by [`GrammarLimits::max_array_items`] (or a smaller `maxItems`),
-//! numbers by their digits, so every sentence has a length below
-//! [`JsonGrammar::max_bytes`] and generation under the grammar always terminates.
-//! Anything else (maps, patterns, string formats, recursive types, `not`, `if`, ...) is
-//! refused with [`Error::UnsupportedSchema`] naming the schema location.
+//! Grammars of this module are version 2 of the sampling spec
+//! ([`crate::SpecVersion::LlamaCppGrammar`]); version 1 grammars came from the
+//! hand-written converter this module replaced, see [`crate::SpecVersion`].
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 
 use schemars::JsonSchema;
 use serde_json::{Map, Value};
 
 use crate::{Error, Result};
 
-/// Bounds the converter puts on values the schema leaves unbounded.
+/// Bounds put on values the schema leaves unbounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GrammarLimits {
     /// Longest string (in characters) when the schema has no smaller `maxLength`.
     pub max_string_chars: u32,
     /// Longest array when the schema has no smaller `maxItems`.
     pub max_array_items: u32,
-    /// Most digits after the decimal point of a `number`.
+    /// Most digits after the decimal point of a `number` (0: integers only).
     pub max_fraction_digits: u32,
 }
 
@@ -55,15 +71,8 @@ impl Default for GrammarLimits {
     }
 }
 
-/// A GBNF grammar for the JSON values of one schema.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JsonGrammar {
-    gbnf: String,
-    max_bytes: u64,
-    shape: String,
-}
-
-/// Keywords that constrain values in ways the converter cannot express.
+/// Keywords that constrain values in ways llama.cpp's converter does not enforce
+/// (or, for `pattern`, enforces only sometimes and otherwise accepts any string).
 const UNSUPPORTED_KEYWORDS: &[&str] = &[
     "not",
     "if",
@@ -81,22 +90,114 @@ const UNSUPPORTED_KEYWORDS: &[&str] = &[
     "$dynamicRef",
 ];
 
-/// Most characters of the integer part of a `number`.
-const MAX_NUMBER_INT_DIGITS: u32 = 15;
-
-/// Longest whitespace run the grammar allows between JSON tokens.
+/// Longest whitespace run the grammar allows between JSON tokens (after the `space`
+/// override).
 const MAX_WS_BYTES: u64 = 1;
 
-/// Bytes one JSON string character can take in the grammar (UTF-8 up to 4 bytes; the
-/// escapes `\n`, `\"`, ... take 2).
-const MAX_CHAR_BYTES: u64 = 4;
+/// Bytes one JSON string character can take: UTF-8 up to 4, a `\uXXXX` escape 6.
+const MAX_CHAR_BYTES: u64 = 6;
 
+/// Digits llama.cpp allows the integral part of an unbounded integer or a number
+/// (`[1-9] [0-9]{0,15}`).
+const MAX_INTEGRAL_DIGITS: u64 = 16;
+
+/// Bytes of a quoted UUID.
+const UUID_BYTES: u64 = 38;
+
+/// A schema rewritten so that llama.cpp's converter makes a finite grammar of it,
+/// with the length bound and the shape hint of its values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundedSchema {
+    schema: Value,
+    max_bytes: u64,
+    shape: String,
+}
+
+impl BoundedSchema {
+    /// Bounds the schemars schema of `T`.
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedSchema`] naming the first schema node that cannot be
+    /// bounded or enforced.
+    pub fn for_type<T: JsonSchema + ?Sized>(limits: GrammarLimits) -> Result<Self> {
+        let schema = schemars::schema_for!(T);
+        Self::new(schema.as_value(), limits)
+    }
+
+    /// Bounds a JSON Schema given as JSON.
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedSchema`] naming the first schema node that cannot be
+    /// bounded or enforced.
+    pub fn new(schema: &Value, limits: GrammarLimits) -> Result<Self> {
+        let mut bounder = Bounder {
+            root: schema,
+            limits,
+            defs: HashMap::new(),
+            in_progress: Vec::new(),
+        };
+        let (mut bounded, max_bytes) = bounder.visit(schema, "#")?;
+        if !bounder.defs.is_empty() {
+            let Value::Object(root) = &mut bounded else {
+                // The root is a `$ref`, rewritten as `{"$ref": ...}`: always an object.
+                return Err(Error::unsupported("#", "the root must be a schema object"));
+            };
+            for (reference, (def, _)) in bounder.defs {
+                let Some((container, name)) = def_location(&reference) else {
+                    continue;
+                };
+                let defs = root
+                    .entry(container)
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if let Value::Object(defs) = defs {
+                    defs.insert(name, def);
+                }
+            }
+        }
+        let shape = shape(&bounded, &bounded, 0);
+        Ok(Self {
+            schema: bounded,
+            max_bytes,
+            shape,
+        })
+    }
+
+    /// The bounded schema, as handed to llama.cpp's converter.
+    pub fn schema(&self) -> &Value {
+        &self.schema
+    }
+
+    /// An upper bound on the length in bytes of the inline JSON text of any value of
+    /// the schema (as the grammar lets it be written), hence on the number of tokens
+    /// needed to generate one.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// A short, TypeScript-like description of the values (keys in the order the
+    /// grammar wants them: required first), e.g.
+    /// `{"celsius": integer, "city": string, "rain": boolean}`.
+    pub fn shape(&self) -> &str {
+        &self.shape
+    }
+}
+
+/// A GBNF grammar for the JSON values of one schema: llama.cpp's conversion of the
+/// [`BoundedSchema`], with the module's primitive overrides.
+#[cfg(feature = "engine")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonGrammar {
+    gbnf: String,
+    bounded: BoundedSchema,
+}
+
+#[cfg(feature = "engine")]
 impl JsonGrammar {
     /// The grammar for the JSON form of `T`, from its schemars schema.
     ///
     /// # Errors
-    /// [`Error::UnsupportedSchema`] naming the first schema node the converter cannot
-    /// express.
+    /// [`Error::UnsupportedSchema`] naming the first schema node that cannot be
+    /// bounded, or (location `#`) llama.cpp's refusal.
     pub fn for_type<T: JsonSchema + ?Sized>(limits: GrammarLimits) -> Result<Self> {
         let schema = schemars::schema_for!(T);
         Self::from_schema(schema.as_value(), limits)
@@ -105,27 +206,16 @@ impl JsonGrammar {
     /// The grammar for a JSON Schema given as JSON.
     ///
     /// # Errors
-    /// [`Error::UnsupportedSchema`] naming the first schema node the converter cannot
-    /// express.
+    /// As [`JsonGrammar::for_type`].
     pub fn from_schema(schema: &Value, limits: GrammarLimits) -> Result<Self> {
-        let mut conv = Converter {
-            root: schema,
-            limits,
-            rules: Vec::new(),
-            names: HashMap::new(),
-            refs: HashMap::new(),
-            in_progress: Vec::new(),
-        };
-        let (expr, max_bytes) = conv.visit(schema, "#")?;
-        let mut gbnf = format!("root ::= {expr}\n");
-        for (name, body) in &conv.rules {
-            let _ = writeln!(gbnf, "{name} ::= {body}");
-        }
-        Ok(Self {
-            gbnf,
-            max_bytes,
-            shape: shape(schema, schema, 0),
-        })
+        let bounded = BoundedSchema::new(schema, limits)?;
+        let text = serde_json::to_string(bounded.schema())
+            .map_err(|e| Error::unsupported("#", format!("cannot serialize the schema: {e}")))?;
+        let gbnf = llama_cpp_2::json_schema_to_grammar(&text).map_err(|e| {
+            Error::unsupported("#", format!("llama.cpp's converter refused it: {e}"))
+        })?;
+        let gbnf = override_primitives(&gbnf, limits)?;
+        Ok(Self { gbnf, bounded })
     }
 
     /// The grammar text (GBNF); its start rule is `root`.
@@ -133,10 +223,10 @@ impl JsonGrammar {
         &self.gbnf
     }
 
-    /// An upper bound on the length in bytes of any sentence of the grammar, hence on the
-    /// number of tokens needed to generate one.
+    /// An upper bound on the length in bytes of any sentence of the grammar, hence on
+    /// the number of tokens needed to generate one ([`BoundedSchema::max_bytes`]).
     pub fn max_bytes(&self) -> u64 {
-        self.max_bytes
+        self.bounded.max_bytes()
     }
 
     /// The name of the start rule.
@@ -144,112 +234,110 @@ impl JsonGrammar {
         "root"
     }
 
-    /// A short, TypeScript-like description of the values (keys in the order the
-    /// grammar wants them), for telling the model what to write, e.g.
-    /// `{"celsius": integer, "city": string, "rain": boolean}`.
+    /// The shape hint ([`BoundedSchema::shape`]).
     pub fn shape(&self) -> &str {
-        &self.shape
+        self.bounded.shape()
+    }
+
+    /// The bounded schema the grammar was converted from.
+    pub fn bounded_schema(&self) -> &BoundedSchema {
+        &self.bounded
     }
 }
 
-/// The shape description of a schema the converter accepted.
-fn shape(schema: &Value, root: &Value, depth: usize) -> String {
-    const ANY: &str = "any";
-    let Value::Object(obj) = schema else {
-        return ANY.to_owned();
+/// llama.cpp's built-in rules (json-schema-to-grammar.cpp, llama-cpp-sys-2 0.1.161)
+/// that [`override_primitives`] replaces, by rule body.
+#[cfg(feature = "engine")]
+const SPACE_BODY: &str = r#"| " " | "\n"{1,2} [ \t]{0,20}"#;
+#[cfg(feature = "engine")]
+const NUMBER_BODY: &str = r#"("-"? integral-part) ("." decimal-part)? ([eE] [-+]? integral-part)?"#;
+#[cfg(feature = "engine")]
+const DECIMAL_BODY: &str = "[0-9]{1,16}";
+#[cfg(feature = "engine")]
+const CHAR_BODY: &str = r#"[^"\\\x7F\x00-\x1F] | [\\] (["\\bfnrt] | "u" [0-9a-fA-F]{4})"#;
+
+/// Replaces llama.cpp's `space`, `number`, `decimal-part` and `char` rules (see the
+/// module docs). Rules are matched by body, so a primitive inlined as `root` is
+/// covered too.
+///
+/// # Errors
+/// [`Error::UnsupportedSchema`] when the grammar uses one of these primitives in a
+/// form this function does not know (llama.cpp changed them).
+#[cfg(feature = "engine")]
+fn override_primitives(gbnf: &str, limits: GrammarLimits) -> Result<String> {
+    let frac = limits.max_fraction_digits;
+    let number = if frac == 0 {
+        r#"("-"? integral-part)"#.to_owned()
+    } else {
+        r#"("-"? integral-part) ("." decimal-part)?"#.to_owned()
     };
-    if depth > 32 {
-        return ANY.to_owned();
-    }
-    if let Some(reference) = obj.get("$ref").and_then(Value::as_str) {
-        return resolve_pointer(root, reference)
-            .map_or_else(|| ANY.to_owned(), |t| shape(t, root, depth + 1));
-    }
-    if let Some(value) = obj.get("const") {
-        return value.to_string();
-    }
-    if let Some(Value::Array(values)) = obj.get("enum") {
-        return values
-            .iter()
-            .map(Value::to_string)
-            .collect::<Vec<_>>()
-            .join(" | ");
-    }
-    for kw in ["anyOf", "oneOf", "allOf"] {
-        if let Some(Value::Array(subs)) = obj.get(kw) {
-            return subs
-                .iter()
-                .map(|s| shape(s, root, depth + 1))
-                .collect::<Vec<_>>()
-                .join(" | ");
-        }
-    }
-    let of_type = |ty: &str| -> String {
-        match ty {
-            "array" => {
-                if let Some(Value::Array(items)) = obj.get("prefixItems") {
-                    let parts: Vec<String> =
-                        items.iter().map(|s| shape(s, root, depth + 1)).collect();
-                    format!("[{}]", parts.join(", "))
-                } else {
-                    let item = obj
-                        .get("items")
-                        .map_or_else(|| ANY.to_owned(), |s| shape(s, root, depth + 1));
-                    format!("[{item}, ...]")
-                }
-            }
-            "object" => {
-                let Some(Value::Object(props)) = obj.get("properties") else {
-                    return "{}".to_owned();
-                };
-                let required: Vec<&str> = match obj.get("required") {
-                    Some(Value::Array(r)) => r.iter().filter_map(Value::as_str).collect(),
-                    _ => Vec::new(),
-                };
-                // Required first, as the grammar orders them.
-                let mut fields: Vec<String> = Vec::new();
-                for pass_required in [true, false] {
-                    for (name, sub) in props {
-                        if required.contains(&name.as_str()) == pass_required {
-                            let key = serde_json::to_string(name).unwrap_or_default();
-                            fields.push(format!("{key}: {}", shape(sub, root, depth + 1)));
-                        }
+    let decimal = format!("[0-9]{{1,{}}}", frac.max(1));
+    let char_rule = r#"[^"\\\x7F\x00-\x1F] | [\\] (["\\bfnrt] | "u" ([0-9a-cA-Ce-fE-F] [0-9a-fA-F]{3} | [dD] [0-7] [0-9a-fA-F]{2}))"#;
+    let mut out = String::with_capacity(gbnf.len());
+    for line in gbnf.lines() {
+        let Some((name, body)) = line.split_once(" ::= ") else {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        };
+        let body = match body {
+            SPACE_BODY => "\" \"?",
+            NUMBER_BODY => number.as_str(),
+            DECIMAL_BODY => decimal.as_str(),
+            CHAR_BODY => char_rule,
+            other => {
+                for (marker, what) in [
+                    ("\"\\n\"{1,2}", "space"),
+                    ("[eE] [-+]?", "number"),
+                    ("\"u\" [0-9a-fA-F]{4}", "char"),
+                ] {
+                    if other.contains(marker) {
+                        return Err(Error::unsupported(
+                            "#",
+                            format!(
+                                "llama.cpp's `{what}` rule changed (rule `{name}`: {other}); \
+                                 update the overrides in grammar.rs"
+                            ),
+                        ));
                     }
                 }
-                format!("{{{}}}", fields.join(", "))
+                other
             }
-            other => other.to_owned(),
-        }
-    };
-    match obj.get("type") {
-        Some(Value::String(ty)) => of_type(ty),
-        Some(Value::Array(types)) => types
-            .iter()
-            .filter_map(Value::as_str)
-            .map(of_type)
-            .collect::<Vec<_>>()
-            .join(" | "),
-        _ => ANY.to_owned(),
+        };
+        out.push_str(name);
+        out.push_str(" ::= ");
+        out.push_str(body);
+        out.push('\n');
     }
+    Ok(out)
 }
 
-struct Converter<'a> {
+/// Where a `$ref` that is kept points: `("$defs" | "definitions", name)`.
+fn def_location(reference: &str) -> Option<(String, String)> {
+    for container in ["$defs", "definitions"] {
+        if let Some(name) = reference.strip_prefix(&format!("#/{container}/")) {
+            if !name.contains('/') {
+                return Some((container.to_owned(), unescape_pointer(name)));
+            }
+        }
+    }
+    None
+}
+
+struct Bounder<'a> {
     root: &'a Value,
     limits: GrammarLimits,
-    /// Rules in creation order: (name, body).
-    rules: Vec<(String, String)>,
-    /// Rule names already taken, to keep them unique.
-    names: HashMap<String, ()>,
-    /// `$ref` → (rule name, max bytes).
-    refs: HashMap<String, (String, u64)>,
-    /// `$ref`s being converted, to detect recursion.
+    /// Bounded definitions by `$ref` (kept refs only), with their max bytes.
+    defs: HashMap<String, (Value, u64)>,
+    /// `$ref`s being bounded, to detect recursion.
     in_progress: Vec<String>,
 }
 
-type Piece = (String, u64);
+/// A bounded schema node and the most bytes a value of it takes.
+type Bounded = (Value, u64);
 
-impl<'a> Converter<'a> {
-    fn visit(&mut self, schema: &'a Value, loc: &str) -> Result<Piece> {
+impl<'a> Bounder<'a> {
+    fn visit(&mut self, schema: &'a Value, loc: &str) -> Result<Bounded> {
         let obj = match schema {
             Value::Object(obj) => obj,
             Value::Bool(true) => {
@@ -282,16 +370,13 @@ impl<'a> Converter<'a> {
             })?;
             return self.visit_ref(reference, loc);
         }
-        if let Some(value) = obj.get("const") {
-            return Ok(literal_json(value));
+        if obj.contains_key("anyOf") && obj.contains_key("oneOf") {
+            return Err(Error::unsupported(
+                loc,
+                "both `anyOf` and `oneOf` (llama.cpp would use only `oneOf`)",
+            ));
         }
-        if let Some(values) = obj.get("enum") {
-            let values = values.as_array().filter(|v| !v.is_empty()).ok_or_else(|| {
-                Error::unsupported(format!("{loc}/enum"), "`enum` must be a non-empty array")
-            })?;
-            return Ok(alternatives(values.iter().map(literal_json)));
-        }
-        for kw in ["anyOf", "oneOf"] {
+        for kw in ["oneOf", "anyOf"] {
             if let Some(subs) = obj.get(kw) {
                 let subs = subs.as_array().filter(|v| !v.is_empty()).ok_or_else(|| {
                     Error::unsupported(
@@ -299,11 +384,14 @@ impl<'a> Converter<'a> {
                         format!("`{kw}` must be a non-empty array"),
                     )
                 })?;
-                let mut pieces = Vec::with_capacity(subs.len());
+                let mut alts = Vec::with_capacity(subs.len());
+                let mut max = 0;
                 for (i, sub) in subs.iter().enumerate() {
-                    pieces.push(self.visit(sub, &format!("{loc}/{kw}/{i}"))?);
+                    let (alt, len) = self.visit(sub, &format!("{loc}/{kw}/{i}"))?;
+                    alts.push(alt);
+                    max = max.max(len);
                 }
-                return Ok(alternatives(pieces));
+                return Ok((single(kw, Value::Array(alts)), max));
             }
         }
         if let Some(subs) = obj.get("allOf") {
@@ -315,22 +403,38 @@ impl<'a> Converter<'a> {
                 )),
             };
         }
+        if let Some(value) = obj.get("const") {
+            return Ok((single("const", value.clone()), literal_bytes(value)));
+        }
+        if let Some(values) = obj.get("enum") {
+            let values = values.as_array().filter(|v| !v.is_empty()).ok_or_else(|| {
+                Error::unsupported(format!("{loc}/enum"), "`enum` must be a non-empty array")
+            })?;
+            let max = values.iter().map(literal_bytes).max().unwrap_or(0);
+            return Ok((single("enum", Value::Array(values.clone())), max));
+        }
         match obj.get("type") {
             Some(Value::String(ty)) => self.visit_type(ty, obj, loc),
             Some(Value::Array(types)) => {
-                let mut pieces = Vec::with_capacity(types.len());
+                if types.is_empty() {
+                    return Err(Error::unsupported(format!("{loc}/type"), "empty list of types"));
+                }
+                let mut alts = Vec::with_capacity(types.len());
+                let mut max = 0;
                 for (i, ty) in types.iter().enumerate() {
                     let ty = ty.as_str().ok_or_else(|| {
                         Error::unsupported(format!("{loc}/type/{i}"), "type names must be strings")
                     })?;
-                    pieces.push(self.visit_type(ty, obj, loc)?);
+                    let (alt, len) = self.visit_type(ty, obj, loc)?;
+                    alts.push(alt);
+                    max = max.max(len);
                 }
-                if pieces.is_empty() {
-                    return Err(Error::unsupported(format!("{loc}/type"), "empty list of types"));
-                }
-                Ok(alternatives(pieces))
+                Ok((single("anyOf", Value::Array(alts)), max))
             }
-            Some(_) => Err(Error::unsupported(format!("{loc}/type"), "`type` must be a string or an array")),
+            Some(_) => Err(Error::unsupported(
+                format!("{loc}/type"),
+                "`type` must be a string or an array",
+            )),
             None => Err(Error::unsupported(
                 loc,
                 "schema without `type`, `$ref`, `enum`, `const`, `anyOf` or `oneOf` (an unconstrained value)",
@@ -338,15 +442,16 @@ impl<'a> Converter<'a> {
         }
     }
 
-    fn visit_ref(&mut self, reference: &str, loc: &str) -> Result<Piece> {
-        if let Some(done) = self.refs.get(reference) {
-            return Ok(done.clone());
-        }
+    fn visit_ref(&mut self, reference: &str, loc: &str) -> Result<Bounded> {
         if self.in_progress.iter().any(|r| r == reference) {
             return Err(Error::unsupported(
                 format!("{loc}/$ref"),
                 format!("recursive reference `{reference}`: recursive types have unbounded output"),
             ));
+        }
+        let kept = def_location(reference).is_some();
+        if let Some((_, max)) = self.defs.get(reference) {
+            return Ok((single("$ref", Value::String(reference.to_owned())), *max));
         }
         let target = resolve_pointer(self.root, reference).ok_or_else(|| {
             Error::unsupported(
@@ -357,46 +462,23 @@ impl<'a> Converter<'a> {
         self.in_progress.push(reference.to_owned());
         let result = self.visit(target, reference);
         self.in_progress.pop();
-        let (expr, max) = result?;
-        let base = reference.rsplit('/').next().unwrap_or("def");
-        let name = self.add_rule(base, expr);
-        let piece = (name, max);
-        self.refs.insert(reference.to_owned(), piece.clone());
-        Ok(piece)
+        let (bounded, max) = result?;
+        if !kept {
+            // A reference llama.cpp could follow but that does not point into the
+            // definitions: inline it.
+            return Ok((bounded, max));
+        }
+        self.defs.insert(reference.to_owned(), (bounded, max));
+        Ok((single("$ref", Value::String(reference.to_owned())), max))
     }
 
-    fn add_rule(&mut self, base: &str, body: String) -> String {
-        let mut clean: String = base
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '-'
-                }
-            })
-            .collect();
-        if clean.is_empty() || clean == "root" {
-            clean = format!("r-{clean}");
-        }
-        let mut name = clean.clone();
-        let mut n = 1;
-        while self.names.contains_key(&name) {
-            n += 1;
-            name = format!("{clean}-{n}");
-        }
-        self.names.insert(name.clone(), ());
-        self.rules.push((name.clone(), body));
-        name
-    }
-
-    fn visit_type(&mut self, ty: &str, obj: &'a Map<String, Value>, loc: &str) -> Result<Piece> {
+    fn visit_type(&mut self, ty: &str, obj: &'a Map<String, Value>, loc: &str) -> Result<Bounded> {
         match ty {
-            "null" => Ok(("\"null\"".to_owned(), 4)),
-            "boolean" => Ok(("(\"true\" | \"false\")".to_owned(), 5)),
+            "null" => Ok((single("type", "null".into()), 4)),
+            "boolean" => Ok((single("type", "boolean".into()), 5)),
             "string" => self.visit_string(obj, loc),
             "integer" => integer(obj, loc),
-            "number" => Ok(self.number(obj)),
+            "number" => self.number(obj, loc),
             "array" => self.visit_array(obj, loc),
             "object" => self.visit_object(obj, loc),
             other => Err(Error::unsupported(
@@ -406,36 +488,21 @@ impl<'a> Converter<'a> {
         }
     }
 
-    fn string_char_rule(&mut self) -> String {
-        const NAME: &str = "jchar";
-        if !self.names.contains_key(NAME) {
-            self.names.insert(NAME.to_owned(), ());
-            self.rules.push((
-                NAME.to_owned(),
-                r#"[^"\\\x7F\x00-\x1F] | "\\" ["\\/bfnrt]"#.to_owned(),
-            ));
-        }
-        NAME.to_owned()
-    }
-
-    /// Optional whitespace between JSON tokens: one space at most, which is how models
-    /// like to write inline JSON (`{"a": 1, "b": 2}`); newlines and indentation would
-    /// cost tokens without changing the value.
-    fn ws_rule(&mut self) -> String {
-        const NAME: &str = "ws";
-        if !self.names.contains_key(NAME) {
-            self.names.insert(NAME.to_owned(), ());
-            self.rules.push((NAME.to_owned(), "\" \"?".to_owned()));
-        }
-        NAME.to_owned()
-    }
-
-    fn visit_string(&mut self, obj: &Map<String, Value>, loc: &str) -> Result<Piece> {
+    fn visit_string(&mut self, obj: &Map<String, Value>, loc: &str) -> Result<Bounded> {
         if let Some(format) = obj.get("format") {
-            return Err(Error::unsupported(
-                format!("{loc}/format"),
-                format!("string format {format} is not supported (the grammar cannot enforce it)"),
-            ));
+            return match format.as_str() {
+                Some(f) if f == "uuid" || (f.len() == 5 && f.starts_with("uuid")) => Ok((
+                    serde_json::json!({"type": "string", "format": "uuid"}),
+                    UUID_BYTES,
+                )),
+                _ => Err(Error::unsupported(
+                    format!("{loc}/format"),
+                    format!(
+                        "string format {format} is not supported (the grammar cannot enforce it: \
+                         llama.cpp ignores most formats and its `date` admits impossible dates)"
+                    ),
+                )),
+            };
         }
         let min = uint_keyword(obj, "minLength", loc)?.unwrap_or(0);
         let max = uint_keyword(obj, "maxLength", loc)?
@@ -447,36 +514,33 @@ impl<'a> Converter<'a> {
                 format!("minLength {min} exceeds the grammar's string limit {max}"),
             ));
         }
-        let ch = self.string_char_rule();
-        let body = if max == 0 {
-            String::new()
-        } else {
-            format!(" {ch}{{{min},{max}}}")
-        };
-        Ok((format!("\"\\\"\"{body} \"\\\"\""), 2 + max * MAX_CHAR_BYTES))
+        let mut out = Map::new();
+        out.insert("type".into(), "string".into());
+        if min > 0 {
+            out.insert("minLength".into(), min.into());
+        }
+        out.insert("maxLength".into(), max.into());
+        Ok((Value::Object(out), 2 + max * MAX_CHAR_BYTES))
     }
 
-    fn number(&mut self, obj: &Map<String, Value>) -> Piece {
-        let non_negative = obj
-            .get("minimum")
-            .and_then(Value::as_f64)
-            .is_some_and(|m| m >= 0.0);
-        let sign = if non_negative { "" } else { "\"-\"? " };
-        let int_tail = MAX_NUMBER_INT_DIGITS - 1;
-        let frac = self.limits.max_fraction_digits;
-        let frac_part = if frac == 0 {
-            String::new()
-        } else {
-            format!(" (\".\" [0-9]{{1,{frac}}})?")
-        };
-        let expr = format!("({sign}(\"0\" | [1-9] [0-9]{{0,{int_tail}}}){frac_part})");
-        let max = u64::from(!non_negative)
-            + u64::from(MAX_NUMBER_INT_DIGITS)
-            + if frac == 0 { 0 } else { 1 + u64::from(frac) };
-        (expr, max)
+    fn number(&mut self, obj: &Map<String, Value>, loc: &str) -> Result<Bounded> {
+        for kw in ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"] {
+            if obj.contains_key(kw) {
+                return Err(Error::unsupported(
+                    format!("{loc}/{kw}"),
+                    format!(
+                        "`{kw}` on a number is not supported (llama.cpp's grammar ignores it); \
+                         use an integer or check the value after parsing"
+                    ),
+                ));
+            }
+        }
+        let frac = u64::from(self.limits.max_fraction_digits);
+        let max = 1 + MAX_INTEGRAL_DIGITS + if frac == 0 { 0 } else { 1 + frac };
+        Ok((single("type", "number".into()), max))
     }
 
-    fn visit_array(&mut self, obj: &'a Map<String, Value>, loc: &str) -> Result<Piece> {
+    fn visit_array(&mut self, obj: &'a Map<String, Value>, loc: &str) -> Result<Bounded> {
         if let Some(prefix) = obj.get("prefixItems") {
             let prefix = prefix.as_array().ok_or_else(|| {
                 Error::unsupported(
@@ -493,20 +557,31 @@ impl<'a> Converter<'a> {
                     ))
                 }
             }
-            let ws = self.ws_rule();
-            let mut parts = Vec::with_capacity(prefix.len());
+            let mut items = Vec::with_capacity(prefix.len());
             let mut max = 2 + 2 * MAX_WS_BYTES;
             for (i, sub) in prefix.iter().enumerate() {
-                let (expr, len) = self.visit(sub, &format!("{loc}/prefixItems/{i}"))?;
-                parts.push(expr);
+                let (item, len) = self.visit(sub, &format!("{loc}/prefixItems/{i}"))?;
+                items.push(item);
                 max += len + 1 + MAX_WS_BYTES;
             }
-            let sep = format!(" \",\" {ws} ");
-            return Ok((format!("\"[\" {ws} {} {ws} \"]\"", parts.join(&sep)), max));
+            let out = serde_json::json!({"type": "array", "prefixItems": items});
+            return Ok((out, max));
         }
-        let items = obj.get("items").ok_or_else(|| {
-            Error::unsupported(loc, "array without `items` (elements are unconstrained)")
-        })?;
+        let items = match obj.get("items") {
+            Some(Value::Array(_)) => {
+                return Err(Error::unsupported(
+                    format!("{loc}/items"),
+                    "`items` as an array (draft-7 tuples) is not supported; use `prefixItems`",
+                ))
+            }
+            Some(items) => items,
+            None => {
+                return Err(Error::unsupported(
+                    loc,
+                    "array without `items` (elements are unconstrained)",
+                ))
+            }
+        };
         let (item, item_max) = self.visit(items, &format!("{loc}/items"))?;
         let min = uint_keyword(obj, "minItems", loc)?.unwrap_or(0);
         let max = uint_keyword(obj, "maxItems", loc)?
@@ -518,30 +593,20 @@ impl<'a> Converter<'a> {
                 format!("minItems {min} exceeds the grammar's array limit {max}"),
             ));
         }
-        let ws = self.ws_rule();
-        let expr = match (min, max) {
-            (_, 0) => format!("\"[\" {ws} \"]\""),
-            (0, max) => {
-                let rest = if max > 1 {
-                    format!(" (\",\" {ws} {item}){{0,{}}}", max - 1)
-                } else {
-                    String::new()
-                };
-                format!("\"[\" {ws} ({item}{rest} {ws})? \"]\"")
-            }
-            (min, max) => format!(
-                "\"[\" {ws} {item} (\",\" {ws} {item}){{{},{}}} {ws} \"]\"",
-                min - 1,
-                max - 1
-            ),
-        };
+        let mut out = Map::new();
+        out.insert("type".into(), "array".into());
+        out.insert("items".into(), item);
+        if min > 0 {
+            out.insert("minItems".into(), min.into());
+        }
+        out.insert("maxItems".into(), max.into());
         Ok((
-            expr,
+            Value::Object(out),
             2 + 2 * MAX_WS_BYTES + max * (item_max + 1 + MAX_WS_BYTES),
         ))
     }
 
-    fn visit_object(&mut self, obj: &'a Map<String, Value>, loc: &str) -> Result<Piece> {
+    fn visit_object(&mut self, obj: &'a Map<String, Value>, loc: &str) -> Result<Bounded> {
         match obj.get("additionalProperties") {
             None | Some(Value::Bool(false)) => {}
             Some(_) => return Err(Error::unsupported(
@@ -578,62 +643,56 @@ impl<'a> Converter<'a> {
                 ));
             }
         }
-        // Required properties first (in schema order), then the optional ones, each of
-        // which may be left out.
-        let ws = self.ws_rule();
-        let mut req = Vec::new();
-        let mut opt = Vec::new();
+        // `"{" space kv ("," space kv)* space "}"`, kv = `key space ":" space value`.
+        let mut max = 2 + 2 * MAX_WS_BYTES;
+        let mut out_props = Map::new();
         for (name, sub) in props {
             let (value, value_max) =
                 self.visit(sub, &format!("{loc}/properties/{}", escape_pointer(name)))?;
             let key = serde_json::to_string(name).unwrap_or_default();
-            let kv = format!("{} {ws} \":\" {ws} {value}", gbnf_literal(&key));
-            let len = key.len() as u64 + 1 + value_max + 3 * MAX_WS_BYTES;
-            if required.contains(&name.as_str()) {
-                req.push((kv, len));
-            } else {
-                opt.push((kv, len));
-            }
+            max += key.len() as u64 + 1 + 2 * MAX_WS_BYTES + value_max + 1 + MAX_WS_BYTES;
+            out_props.insert(name.clone(), value);
         }
-        let max = 2 + 2 * MAX_WS_BYTES + req.iter().chain(&opt).map(|(_, l)| l + 1).sum::<u64>();
-        let sep = format!(" \",\" {ws} ");
-        let mut body = req
-            .iter()
-            .map(|(kv, _)| kv.clone())
-            .collect::<Vec<_>>()
-            .join(&sep);
-        if opt.is_empty() {
-            let body = if body.is_empty() {
-                body
-            } else {
-                format!("{body} {ws}")
-            };
-            return Ok((format!("\"{{\" {ws} {body} \"}}\""), max));
+        let mut out = Map::new();
+        out.insert("type".into(), "object".into());
+        // Always present: without `properties` llama.cpp admits any object.
+        out.insert("properties".into(), Value::Object(out_props));
+        if !required.is_empty() {
+            out.insert(
+                "required".into(),
+                Value::Array(required.iter().map(|r| Value::from(*r)).collect()),
+            );
         }
-        if req.is_empty() {
-            // The first present optional property carries no comma: one alternative per
-            // choice of first property, each followed by the optional rest.
-            let mut alts = Vec::with_capacity(opt.len());
-            for (i, (kv, _)) in opt.iter().enumerate() {
-                let mut alt = kv.clone();
-                for (later, _) in opt.iter().skip(i + 1) {
-                    let _ = write!(alt, " (\",\" {ws} {later})?");
-                }
-                alts.push(alt);
-            }
-            body = format!("(({}) {ws})?", alts.join(" | "));
-        } else {
-            for (kv, _) in &opt {
-                let _ = write!(body, " (\",\" {ws} {kv})?");
-            }
-            body.push_str(&format!(" {ws}"));
-        }
-        Ok((format!("\"{{\" {ws} {body} \"}}\""), max))
+        Ok((Value::Object(out), max))
     }
 }
 
-/// The range of an integer schema, from `minimum`/`maximum` or else its `format`.
-fn integer(obj: &Map<String, Value>, loc: &str) -> Result<Piece> {
+/// `{key: value}`.
+fn single(key: &str, value: Value) -> Value {
+    let mut map = Map::new();
+    map.insert(key.to_owned(), value);
+    Value::Object(map)
+}
+
+/// Bytes of a `const`/`enum` value as llama.cpp writes it (its JSON dump; a float
+/// may print longer than serde_json prints it, so each number gets some slack).
+fn literal_bytes(value: &Value) -> u64 {
+    fn numbers(v: &Value) -> u64 {
+        match v {
+            Value::Number(_) => 1,
+            Value::Array(a) => a.iter().map(numbers).sum(),
+            Value::Object(o) => o.values().map(numbers).sum(),
+            _ => 0,
+        }
+    }
+    value.to_string().len() as u64 + 8 * numbers(value)
+}
+
+/// The range of an integer schema, from `minimum`/`maximum` (or their exclusive
+/// forms) and its `format`, written as one inclusive `minimum`/`maximum` pair that
+/// llama.cpp turns into an exact digit grammar. A side at the edge of `i64` is left
+/// out: llama.cpp then allows 16 digits, which fit every 64-bit type.
+fn integer(obj: &Map<String, Value>, loc: &str) -> Result<Bounded> {
     let (fmt_lo, fmt_hi): (i128, i128) = match obj.get("format").and_then(Value::as_str) {
         Some("int8") => (i8::MIN.into(), i8::MAX.into()),
         Some("int16") => (i16::MIN.into(), i16::MAX.into()),
@@ -641,7 +700,7 @@ fn integer(obj: &Map<String, Value>, loc: &str) -> Result<Piece> {
         Some("uint8") => (0, u8::MAX.into()),
         Some("uint16") => (0, u16::MAX.into()),
         Some("uint32") => (0, u32::MAX.into()),
-        Some("uint64" | "uint" | "uint128") => (0, u64::MAX.into()),
+        Some("uint64" | "uint" | "uint128") => (0, i64::MAX.into()),
         _ => (i64::MIN.into(), i64::MAX.into()),
     };
     let bound = |key: &str, exclusive: &str, up: bool| -> Result<Option<i128>> {
@@ -667,7 +726,37 @@ fn integer(obj: &Map<String, Value>, loc: &str) -> Result<Piece> {
             format!("empty integer range {lo}..={hi}"),
         ));
     }
-    Ok(int_range(lo, hi))
+    let has_lo = lo > i128::from(i64::MIN);
+    let has_hi = hi < i128::from(i64::MAX);
+    let mut out = Map::new();
+    out.insert("type".into(), "integer".into());
+    let unbounded_digits = MAX_INTEGRAL_DIGITS;
+    let lo_bytes = if has_lo {
+        out.insert(
+            "minimum".into(),
+            i64::try_from(lo).unwrap_or(i64::MIN).into(),
+        );
+        digits(lo)
+    } else {
+        unbounded_digits + 1
+    };
+    let hi_bytes = if has_hi {
+        out.insert(
+            "maximum".into(),
+            i64::try_from(hi).unwrap_or(i64::MAX).into(),
+        );
+        digits(hi)
+    } else {
+        unbounded_digits + 1
+    };
+    // With one side open llama.cpp allows up to 16 digits on that side, and a sign
+    // when the open side is below zero.
+    Ok((Value::Object(out), lo_bytes.max(hi_bytes)))
+}
+
+/// Bytes of the decimal text of `v`, sign included.
+fn digits(v: i128) -> u64 {
+    v.to_string().len() as u64
 }
 
 fn as_i128(v: &Value, loc: &str, up: bool) -> Result<i128> {
@@ -691,148 +780,85 @@ fn as_i128(v: &Value, loc: &str, up: bool) -> Result<i128> {
 fn uint_keyword(obj: &Map<String, Value>, key: &str, loc: &str) -> Result<Option<u64>> {
     obj.get(key)
         .map(|v| {
-            v.as_u64().ok_or_else(|| {
-                Error::unsupported(
-                    format!("{loc}/{key}"),
-                    format!("`{key}` must be a non-negative integer"),
-                )
-            })
+            v.as_u64()
+                .filter(|n| i32::try_from(*n).is_ok())
+                .ok_or_else(|| {
+                    Error::unsupported(
+                        format!("{loc}/{key}"),
+                        format!("`{key}` must be a non-negative integer below 2^31"),
+                    )
+                })
         })
         .transpose()
 }
 
-/// A grammar for the decimal integers in `lo..=hi`, without leading zeros.
-pub(crate) fn int_range(lo: i128, hi: i128) -> Piece {
-    let mut alts = Vec::new();
-    if lo < 0 {
-        // Negative part: "-" followed by magnitudes |min(hi, -1)| ..= |lo|.
-        let mag_lo = hi.min(-1).unsigned_abs();
-        let mag_hi = lo.unsigned_abs();
-        let inner = uint_range_alts(mag_lo, mag_hi);
-        alts.push(format!("\"-\" ({})", inner.join(" | ")));
-    }
-    if hi >= 0 {
-        let start = u128::try_from(lo.max(0)).unwrap_or(0);
-        let end = u128::try_from(hi).unwrap_or(0);
-        alts.extend(uint_range_alts(start, end));
-    }
-    let max = digits(lo.unsigned_abs()).max(digits(hi.unsigned_abs())) as u64 + u64::from(lo < 0);
-    (format!("({})", alts.join(" | ")), max)
-}
-
-fn digits(v: u128) -> usize {
-    v.to_string().len()
-}
-
-/// Alternatives for the unsigned integers `lo..=hi` (`lo <= hi`).
-fn uint_range_alts(lo: u128, hi: u128) -> Vec<String> {
-    let mut out = Vec::new();
-    let (dl, dh) = (digits(lo), digits(hi));
-    for len in dl..=dh {
-        let len_lo = if len == dl { lo } else { pow10(len - 1) };
-        let len_hi = if len == dh { hi } else { pow10(len) - 1 };
-        let lo_digits: Vec<u8> = len_lo.to_string().bytes().map(|b| b - b'0').collect();
-        let hi_digits: Vec<u8> = len_hi.to_string().bytes().map(|b| b - b'0').collect();
-        same_len_alts(&lo_digits, &hi_digits, String::new(), &mut out);
-    }
-    out
-}
-
-fn pow10(n: usize) -> u128 {
-    (0..n).fold(1u128, |acc, _| acc.saturating_mul(10))
-}
-
-/// Alternatives for the digit strings between `lo` and `hi` (same length, `lo <= hi`),
-/// each prefixed by `prefix`.
-fn same_len_alts(lo: &[u8], hi: &[u8], prefix: String, out: &mut Vec<String>) {
-    let (Some((&l, lo_rest)), Some((&h, hi_rest))) = (lo.split_first(), hi.split_first()) else {
-        out.push(if prefix.is_empty() {
-            "\"\"".to_owned()
-        } else {
-            prefix
-        });
-        return;
+/// The shape description of a bounded schema.
+fn shape(schema: &Value, root: &Value, depth: usize) -> String {
+    const ANY: &str = "any";
+    let Value::Object(obj) = schema else {
+        return ANY.to_owned();
     };
-    let join = |prefix: &str, part: String| {
-        if prefix.is_empty() {
-            part
-        } else {
-            format!("{prefix} {part}")
+    if depth > 32 {
+        return ANY.to_owned();
+    }
+    if let Some(reference) = obj.get("$ref").and_then(Value::as_str) {
+        return resolve_pointer(root, reference)
+            .map_or_else(|| ANY.to_owned(), |t| shape(t, root, depth + 1));
+    }
+    if let Some(value) = obj.get("const") {
+        return value.to_string();
+    }
+    if let Some(Value::Array(values)) = obj.get("enum") {
+        return values
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join(" | ");
+    }
+    for kw in ["anyOf", "oneOf"] {
+        if let Some(Value::Array(subs)) = obj.get(kw) {
+            return subs
+                .iter()
+                .map(|s| shape(s, root, depth + 1))
+                .collect::<Vec<_>>()
+                .join(" | ");
         }
-    };
-    let any_rest = |n: usize| {
-        if n == 0 {
-            String::new()
-        } else {
-            format!(" [0-9]{{{n}}}")
-        }
-    };
-    if l == h {
-        same_len_alts(lo_rest, hi_rest, join(&prefix, format!("\"{l}\"")), out);
-        return;
     }
-    let lo_rest_min = lo_rest.iter().all(|&d| d == 0);
-    let hi_rest_max = hi_rest.iter().all(|&d| d == 9);
-    // First digit l with the rest from lo_rest up (unless lo_rest is all zeros, then l
-    // joins the middle block).
-    let mid_lo = if lo_rest_min {
-        l
-    } else {
-        let nines = vec![9u8; lo_rest.len()];
-        same_len_alts(lo_rest, &nines, join(&prefix, format!("\"{l}\"")), out);
-        l + 1
-    };
-    let mid_hi = if hi_rest_max { h } else { h - 1 };
-    if mid_lo <= mid_hi {
-        let class = if mid_lo == mid_hi {
-            format!("\"{mid_lo}\"")
-        } else {
-            format!("[{mid_lo}-{mid_hi}]")
-        };
-        out.push(join(&prefix, format!("{class}{}", any_rest(lo_rest.len()))));
-    }
-    if !hi_rest_max {
-        let zeros = vec![0u8; hi_rest.len()];
-        same_len_alts(&zeros, hi_rest, join(&prefix, format!("\"{h}\"")), out);
-    }
-}
-
-/// A GBNF literal matching exactly the compact JSON text of `value`.
-fn literal_json(value: &Value) -> Piece {
-    let text = value.to_string();
-    let len = text.len() as u64;
-    (gbnf_literal(&text), len)
-}
-
-fn alternatives(pieces: impl IntoIterator<Item = Piece>) -> Piece {
-    let mut exprs = Vec::new();
-    let mut max = 0;
-    for (expr, len) in pieces {
-        exprs.push(expr);
-        max = max.max(len);
-    }
-    (format!("({})", exprs.join(" | ")), max)
-}
-
-/// `text` as a double-quoted GBNF literal.
-fn gbnf_literal(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7F => {
-                let _ = write!(out, "\\x{:02X}", c as u32);
+    match obj.get("type").and_then(Value::as_str) {
+        Some("array") => {
+            if let Some(Value::Array(items)) = obj.get("prefixItems") {
+                let parts: Vec<String> = items.iter().map(|s| shape(s, root, depth + 1)).collect();
+                format!("[{}]", parts.join(", "))
+            } else {
+                let item = obj
+                    .get("items")
+                    .map_or_else(|| ANY.to_owned(), |s| shape(s, root, depth + 1));
+                format!("[{item}, ...]")
             }
-            c => out.push(c),
         }
+        Some("object") => {
+            let Some(Value::Object(props)) = obj.get("properties") else {
+                return "{}".to_owned();
+            };
+            let required: Vec<&str> = match obj.get("required") {
+                Some(Value::Array(r)) => r.iter().filter_map(Value::as_str).collect(),
+                _ => Vec::new(),
+            };
+            // Required first, as llama.cpp's grammar orders them.
+            let mut fields: Vec<String> = Vec::new();
+            for pass_required in [true, false] {
+                for (name, sub) in props {
+                    if required.contains(&name.as_str()) == pass_required {
+                        let key = serde_json::to_string(name).unwrap_or_default();
+                        fields.push(format!("{key}: {}", shape(sub, root, depth + 1)));
+                    }
+                }
+            }
+            format!("{{{}}}", fields.join(", "))
+        }
+        Some(other) => other.to_owned(),
+        None => ANY.to_owned(),
     }
-    out.push('"');
-    out
 }
 
 /// Resolves a local JSON pointer reference (`#/$defs/Name`).
@@ -841,20 +867,19 @@ fn resolve_pointer<'v>(root: &'v Value, reference: &str) -> Option<&'v Value> {
     if pointer.is_empty() {
         return Some(root);
     }
-    let unescaped: Vec<String> = pointer
-        .split('/')
-        .skip(1)
-        .map(|p| p.replace("~1", "/").replace("~0", "~"))
-        .collect();
     let mut node = root;
-    for part in &unescaped {
+    for part in pointer.split('/').skip(1).map(unescape_pointer) {
         node = match node {
-            Value::Object(m) => m.get(part)?,
+            Value::Object(m) => m.get(&part)?,
             Value::Array(a) => a.get(part.parse::<usize>().ok()?)?,
             _ => return None,
         };
     }
     Some(node)
+}
+
+fn unescape_pointer(part: &str) -> String {
+    part.replace("~1", "/").replace("~0", "~")
 }
 
 fn escape_pointer(name: &str) -> String {
@@ -866,116 +891,6 @@ mod tests {
     use super::*;
     use schemars::JsonSchema;
     use serde::Deserialize;
-
-    /// Enumerates every string of an `int_range` expression (small ranges only).
-    fn expand(expr: &str) -> Vec<String> {
-        // Supports the subset int_range emits: alternatives separated by " | ", each a
-        // sequence of "d" literals, [a-b] classes and [0-9]{n}.
-        let inner = expr.strip_prefix('(').unwrap().strip_suffix(')').unwrap();
-        let mut out = Vec::new();
-        for alt in split_top(inner) {
-            let alt = alt.trim();
-            if let Some(rest) = alt.strip_prefix("\"-\" (") {
-                let rest = rest.strip_suffix(')').unwrap();
-                for s in expand(&format!("({rest})")) {
-                    out.push(format!("-{s}"));
-                }
-                continue;
-            }
-            let mut acc = vec![String::new()];
-            for tok in alt.split(' ') {
-                let choices: Vec<String> = if let Some(d) = tok.strip_prefix('"') {
-                    vec![d.trim_end_matches('"').to_owned()]
-                } else if let Some(n) = tok.strip_prefix("[0-9]{") {
-                    let n: u32 = n.trim_end_matches('}').parse().unwrap();
-                    (0..10u64.pow(n))
-                        .map(|v| format!("{v:0width$}", width = n as usize))
-                        .collect()
-                } else if tok.starts_with('[') {
-                    let a = tok.as_bytes()[1] - b'0';
-                    let b = tok.as_bytes()[3] - b'0';
-                    let mut v: Vec<String> = (a..=b).map(|d| d.to_string()).collect();
-                    if let Some(n) = tok.split_once("]{").map(|(_, n)| n.trim_end_matches('}')) {
-                        let n: u32 = n.parse().unwrap();
-                        let extra: Vec<String> = (0..10u64.pow(n))
-                            .map(|x| format!("{x:0width$}", width = n as usize))
-                            .collect();
-                        v = v
-                            .iter()
-                            .flat_map(|p| extra.iter().map(move |e| format!("{p}{e}")))
-                            .collect();
-                    }
-                    v
-                } else {
-                    panic!("unexpected token {tok}")
-                };
-                acc = acc
-                    .iter()
-                    .flat_map(|p| choices.iter().map(move |c| format!("{p}{c}")))
-                    .collect();
-            }
-            out.extend(acc);
-        }
-        out
-    }
-
-    fn split_top(s: &str) -> Vec<String> {
-        let mut parts = Vec::new();
-        let mut depth = 0;
-        let mut cur = String::new();
-        let chars: Vec<char> = s.chars().collect();
-        let mut i = 0;
-        while i < chars.len() {
-            let c = chars[i];
-            match c {
-                '(' => depth += 1,
-                ')' => depth -= 1,
-                _ => {}
-            }
-            if depth == 0 && s[i..].starts_with(" | ") {
-                parts.push(std::mem::take(&mut cur));
-                i += 3;
-                continue;
-            }
-            cur.push(c);
-            i += 1;
-        }
-        parts.push(cur);
-        parts
-    }
-
-    #[test]
-    fn int_ranges_are_exact() {
-        for (lo, hi) in [
-            (0, 0),
-            (0, 9),
-            (0, 255),
-            (1, 100),
-            (7, 7),
-            (13, 987),
-            (-128, 127),
-            (-5, -1),
-            (-1000, -17),
-            (-3, 40),
-            (100, 199),
-            (190, 1005),
-        ] {
-            let (expr, max) = int_range(lo, hi);
-            let mut got: Vec<i128> = expand(&expr).iter().map(|s| s.parse().unwrap()).collect();
-            // No leading zeros or "-0": every string round-trips.
-            for s in expand(&expr) {
-                assert_eq!(
-                    s,
-                    s.parse::<i128>().unwrap().to_string(),
-                    "{lo}..={hi}: {expr}"
-                );
-                assert!(s.len() as u64 <= max);
-            }
-            got.sort_unstable();
-            let want: Vec<i128> = (lo..=hi).collect();
-            assert_eq!(got, want, "{lo}..={hi}: {expr}");
-        }
-    }
 
     #[derive(JsonSchema, Deserialize)]
     #[allow(dead_code)]
@@ -1006,23 +921,34 @@ mod tests {
     }
 
     #[test]
-    fn struct_grammar_has_rules_and_bound() {
-        let g = JsonGrammar::for_type::<Outer>(GrammarLimits::default()).unwrap();
-        let text = g.as_str();
-        assert!(text.starts_with("root ::= "), "{text}");
-        assert!(text.contains("inner ::= "), "{text}");
-        assert!(
-            text.contains("kind ::= (\"\\\"Sunny\\\"\" | \"\\\"Rainy\\\"\")"),
-            "{text}"
-        );
-        assert!(text.contains("jchar{0,10}"), "{text}");
-        assert!(
-            g.max_bytes() > 100 && g.max_bytes() < 10_000,
-            "{}",
-            g.max_bytes()
+    fn struct_schema_is_bounded_with_its_shape() {
+        let b = BoundedSchema::for_type::<Outer>(GrammarLimits::default()).unwrap();
+        let s = b.schema();
+        assert_eq!(
+            s.pointer("/$defs/Inner/properties/name"),
+            Some(&serde_json::json!({"type": "string", "maxLength": 10}))
         );
         assert_eq!(
-            g.shape(),
+            s.pointer("/$defs/Inner/properties/level"),
+            Some(&serde_json::json!({"type": "integer", "minimum": 0, "maximum": 255}))
+        );
+        assert_eq!(
+            s.pointer("/properties/tags"),
+            Some(
+                &serde_json::json!({"type": "array", "items": {"type": "string", "maxLength": 96}, "minItems": 1, "maxItems": 3})
+            )
+        );
+        assert_eq!(
+            s.pointer("/$defs/Kind"),
+            Some(&serde_json::json!({"enum": ["Sunny", "Rainy"]}))
+        );
+        assert!(
+            b.max_bytes() > 100 && b.max_bytes() < 10_000,
+            "{}",
+            b.max_bytes()
+        );
+        assert_eq!(
+            b.shape(),
             r#"{"inner": {"level": integer, "name": string}, "kind": "Sunny" | "Rainy", "ok": boolean, "score": number, "tags": [string, ...], "maybe": {"level": integer, "name": string} | null, "note": string | null}"#
         );
     }
@@ -1034,7 +960,7 @@ mod tests {
         struct WithMap {
             counts: std::collections::HashMap<String, u32>,
         }
-        let err = JsonGrammar::for_type::<WithMap>(GrammarLimits::default()).unwrap_err();
+        let err = BoundedSchema::for_type::<WithMap>(GrammarLimits::default()).unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.contains("#/properties/counts/additionalProperties"),
@@ -1049,36 +975,109 @@ mod tests {
         struct Node {
             children: Vec<Node>,
         }
-        let err = JsonGrammar::for_type::<Node>(GrammarLimits::default()).unwrap_err();
+        let err = BoundedSchema::for_type::<Node>(GrammarLimits::default()).unwrap_err();
         assert!(err.to_string().contains("recursive"), "{err}");
     }
 
     #[test]
-    fn patterns_and_formats_are_refused() {
+    fn patterns_formats_and_number_bounds_are_refused() {
+        let limits = GrammarLimits::default();
         let schema = serde_json::json!({"type": "string", "pattern": "^a+$"});
-        let err = JsonGrammar::from_schema(&schema, GrammarLimits::default()).unwrap_err();
+        let err = BoundedSchema::new(&schema, limits).unwrap_err();
         assert!(err.to_string().contains("#/pattern"), "{err}");
-        let schema = serde_json::json!({"type": "object", "properties": {"when": {"type": "string", "format": "date-time"}}});
-        let err = JsonGrammar::from_schema(&schema, GrammarLimits::default()).unwrap_err();
+        let schema = serde_json::json!({"type": "object", "properties": {"when": {"type": "string", "format": "date"}}});
+        let err = BoundedSchema::new(&schema, limits).unwrap_err();
         assert!(
             err.to_string().contains("#/properties/when/format"),
             "{err}"
         );
-        let err =
-            JsonGrammar::from_schema(&serde_json::json!({}), GrammarLimits::default()).unwrap_err();
+        let schema = serde_json::json!({"type": "number", "minimum": 0});
+        let err = BoundedSchema::new(&schema, limits).unwrap_err();
+        assert!(err.to_string().contains("#/minimum"), "{err}");
+        let err = BoundedSchema::new(&serde_json::json!({}), limits).unwrap_err();
         assert!(err.to_string().contains("unconstrained"), "{err}");
+        let schema = serde_json::json!({"type": "string", "format": "uuid"});
+        assert_eq!(BoundedSchema::new(&schema, limits).unwrap().max_bytes(), 38);
     }
 
     #[test]
-    fn optional_only_object() {
-        let schema = serde_json::json!({
-            "type": "object",
-            "properties": {"a": {"type": "boolean"}, "b": {"type": "null"}}
-        });
-        let g = JsonGrammar::from_schema(&schema, GrammarLimits::default()).unwrap();
-        assert_eq!(
-            g.as_str(),
-            "root ::= \"{\" ws ((\"\\\"a\\\"\" ws \":\" ws (\"true\" | \"false\") (\",\" ws \"\\\"b\\\"\" ws \":\" ws \"null\")? | \"\\\"b\\\"\" ws \":\" ws \"null\") ws)? \"}\"\nws ::= \" \"?\n"
+    fn integer_ranges_use_the_tightest_bound_and_stay_within_i64() {
+        let limits = GrammarLimits::default();
+        let b = |s: Value| BoundedSchema::new(&s, limits).unwrap();
+        let s = b(
+            serde_json::json!({"type": "integer", "format": "uint8", "exclusiveMaximum": 100, "minimum": 3}),
         );
+        assert_eq!(
+            s.schema(),
+            &serde_json::json!({"type": "integer", "minimum": 3, "maximum": 99})
+        );
+        assert_eq!(s.max_bytes(), 2);
+        let s = b(serde_json::json!({"type": "integer", "format": "uint64", "minimum": 0}));
+        assert_eq!(
+            s.schema(),
+            &serde_json::json!({"type": "integer", "minimum": 0})
+        );
+        assert_eq!(s.max_bytes(), 17);
+        let s = b(serde_json::json!({"type": "integer", "format": "int64"}));
+        assert_eq!(s.schema(), &serde_json::json!({"type": "integer"}));
+        let s = b(serde_json::json!({"type": "integer", "format": "int8"}));
+        assert_eq!(s.max_bytes(), 4);
+        let err = BoundedSchema::new(
+            &serde_json::json!({"type": "integer", "minimum": 5, "maximum": 4}),
+            limits,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("empty integer range"), "{err}");
+    }
+
+    #[test]
+    fn tuples_lose_items_false_and_types_become_any_of() {
+        let limits = GrammarLimits::default();
+        let s = BoundedSchema::new(
+            &serde_json::json!({"type": "array", "prefixItems": [{"type": "boolean"}, {"type": ["string", "null"], "maxLength": 2}], "items": false, "minItems": 2, "maxItems": 2}),
+            limits,
+        )
+        .unwrap();
+        assert_eq!(
+            s.schema(),
+            &serde_json::json!({"type": "array", "prefixItems": [{"type": "boolean"}, {"anyOf": [{"type": "string", "maxLength": 2}, {"type": "null"}]}]})
+        );
+        // "[" " " true "," " " "\"…\"" " " "]": 2 + 2 + (5 + 2) + (2 + 2 * 6 + 2)
+        assert_eq!(s.max_bytes(), 4 + 7 + 16);
+    }
+
+    #[cfg(feature = "engine")]
+    #[test]
+    fn llama_cpp_grammar_gets_the_overrides() {
+        let g = JsonGrammar::for_type::<Outer>(GrammarLimits::default()).unwrap();
+        let text = g.as_str();
+        assert!(text.contains("space ::= \" \"?\n"), "{text}");
+        assert!(!text.contains("[eE]"), "{text}");
+        assert!(text.contains("decimal-part ::= [0-9]{1,6}\n"), "{text}");
+        assert!(text.contains("[dD] [0-7]"), "{text}");
+        assert!(text.contains("root ::= "), "{text}");
+        let limits = GrammarLimits {
+            max_fraction_digits: 0,
+            ..GrammarLimits::default()
+        };
+        let g = JsonGrammar::for_type::<Outer>(limits).unwrap();
+        assert!(!g.as_str().contains("\".\" decimal-part"), "{}", g.as_str());
+        let g = JsonGrammar::from_schema(&serde_json::json!({"type": "number"}), limits).unwrap();
+        assert!(
+            g.as_str().contains("root ::= (\"-\"? integral-part)\n"),
+            "{}",
+            g.as_str()
+        );
+    }
+
+    #[cfg(feature = "engine")]
+    #[test]
+    fn a_changed_primitive_is_an_error() {
+        let err = override_primitives(
+            "root ::= number\nnumber ::= integral-part ([eE] [-+]? [0-9]+)?\n",
+            GrammarLimits::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`number` rule changed"), "{err}");
     }
 }

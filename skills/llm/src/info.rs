@@ -39,9 +39,16 @@ pub(crate) fn load_model(path: &Path, gpu_layers: u32) -> Result<LlamaModel> {
     check_gguf(path)?;
     let backend = backend()?;
     let params = LlamaModelParams::default().with_n_gpu_layers(gpu_layers);
-    LlamaModel::load_from_file(backend, path, &params).map_err(|e| Error::ModelCorrupt {
+    // llama.cpp says why only in its log: keep its warnings and errors for the error.
+    let (loaded, log) =
+        crate::llama_log::capture(|| LlamaModel::load_from_file(backend, path, &params));
+    loaded.map_err(|e| Error::ModelCorrupt {
         path: path.to_path_buf(),
-        reason: format!("llama.cpp could not load it ({e}); the file may be truncated or of an unsupported architecture"),
+        reason: if log.is_empty() {
+            format!("llama.cpp could not load it ({e}); the file may be truncated or of an unsupported architecture")
+        } else {
+            format!("llama.cpp could not load it ({e}): {}", log.join("; "))
+        },
     })
 }
 

@@ -3,13 +3,15 @@
 //! Local LLM inference on llama.cpp (through llama-cpp-2), for Agora agents.
 //!
 //! Features: `engine` (default) builds llama.cpp (cmake, about 4 minutes cold on 2
-//! cores) and adds [`LlmEngine`]; without it the crate still has model files and
-//! fingerprints, grammars, sampling parameters and attestations, which is all a
-//! verifier or an auditor needs. `cuda` offloads inference to NVIDIA GPUs. `test-utils`
+//! cores) and adds [`LlmEngine`], the GBNF grammars (`JsonGrammar`, converted by
+//! llama.cpp) and the GGUF header reader (`gguf`, llama.cpp's); without it the crate
+//! still has model files and fingerprints, schema bounding ([`BoundedSchema`]),
+//! sampling parameters and attestations, which is all a verifier or an auditor needs.
+//! `cuda` offloads inference to NVIDIA GPUs. `test-utils`
 //! adds `test_utils`: the cached default model and stand-ins for pip and PyPI.
 //!
 //! ```
-//! use llm::{attestation_domain, GrammarLimits, JsonGrammar, SamplingParams};
+//! use llm::{attestation_domain, BoundedSchema, GrammarLimits, SamplingParams};
 //! use schemars::JsonSchema;
 //!
 //! #[derive(JsonSchema)]
@@ -19,9 +21,11 @@
 //!     celsius: i8,
 //! }
 //!
-//! // The grammar that keeps the model's output to a bounded JSON `Forecast`.
-//! let grammar = JsonGrammar::for_type::<Forecast>(GrammarLimits::default())?;
-//! assert!(grammar.as_str().contains("city"));
+//! // The bounded schema whose grammar keeps the model's output to a JSON `Forecast`
+//! // of at most `max_bytes` bytes (`JsonGrammar::for_type` converts it with llama.cpp).
+//! let bounded = BoundedSchema::for_type::<Forecast>(GrammarLimits::default())?;
+//! assert_eq!(bounded.shape(), r#"{"celsius": integer, "city": string}"#);
+//! assert!(bounded.max_bytes() < 1_000);
 //!
 //! // Sampling is part of what an attestation signs: seed and grammar included.
 //! let params = SamplingParams::greedy().with_seed(7);
@@ -88,15 +92,16 @@
 //!   ([`LlmEngine::stream`]) or refuses ([`LlmEngine::try_stream`]).
 //! - Chat templates come from the GGUF metadata ([`LlmEngine::render`]).
 //! - Structured output: [`LlmEngine::generate_json`] turns the schemars JSON Schema of
-//!   a Rust type into a GBNF grammar ([`JsonGrammar`]), samples under it and parses the
-//!   result; every sentence of the grammar is a bounded, inline JSON value of the
-//!   type, so the output always parses.
+//!   a Rust type into a GBNF grammar ([`JsonGrammar`]: the schema bounded in Rust,
+//!   converted by llama.cpp's `json_schema_to_grammar`, see [`grammar`]), samples
+//!   under it and parses the result; every sentence of the grammar is a bounded,
+//!   inline JSON value of the type, so the output always parses.
 //! - [`SamplingParams`]: a seeded llama.cpp sampler chain; the same model, prompt,
 //!   parameters and seed give the same tokens.
 //! - Attestations ([`InferenceAttestation`], [`SignedAttestation`]): EIP-712 structs of
-//!   model fingerprint, prompt hash, sampling hash (seed and grammar included) and
-//!   output hash, signed with the agent's wallet; [`LlmEngine::verify`] re-runs the
-//!   inference and compares.
+//!   model fingerprint, prompt hash, sampling hash (seed and grammar included, at a
+//!   [`SpecVersion`] the record names) and output hash, signed with the agent's
+//!   wallet; [`LlmEngine::verify`] re-runs the inference and compares.
 //!
 //! # Determinism and batching
 //!
@@ -142,7 +147,11 @@ pub mod test_utils;
 #[cfg(feature = "engine")]
 mod engine;
 #[cfg(feature = "engine")]
+pub mod gguf;
+#[cfg(feature = "engine")]
 mod info;
+#[cfg(feature = "engine")]
+mod llama_log;
 #[cfg(feature = "engine")]
 mod worker;
 
@@ -150,12 +159,14 @@ pub use attestation::{
     attestation_domain, InferenceAttestation, InferenceRecord, SignedAttestation,
 };
 pub use error::{Error, Result};
-pub use grammar::{GrammarLimits, JsonGrammar};
+#[cfg(feature = "engine")]
+pub use grammar::JsonGrammar;
+pub use grammar::{BoundedSchema, GrammarLimits};
 pub use model::{
     check_gguf, fingerprint, sha256_file, FetchEvent, FetchProgress, ModelFingerprint, ModelSpec,
     ModelStore, AGORA_HOME_ENV, MODEL_CACHE_ENV, MODEL_PATH_ENV, PIP_ENV, SMOLLM2_135M_SHA256,
 };
-pub use sampling::{ChatMessage, Prompt, Role, SamplingParams, SamplingSpec};
+pub use sampling::{ChatMessage, Prompt, Role, SamplingParams, SamplingSpec, SpecVersion};
 
 #[cfg(feature = "engine")]
 pub use engine::{

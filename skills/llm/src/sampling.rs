@@ -245,11 +245,18 @@ impl SamplingParams {
         self.temperature <= 0.0
     }
 
-    /// The hash that attestations carry: the EIP-712 struct hash of
-    /// [`SamplingSpec`] (these parameters, floats as their IEEE-754 bits, and the
-    /// Keccak-256 of the grammar, zero when there is none).
+    /// The hash that attestations carry, at the current [`SpecVersion`]: the EIP-712
+    /// struct hash of [`SamplingSpec`] (the version, these parameters, floats as their
+    /// IEEE-754 bits, and the Keccak-256 of the grammar, zero when there is none).
     pub fn hash_with_grammar(&self, grammar: Option<&str>) -> B256 {
+        self.hash_with_grammar_at(SpecVersion::CURRENT, grammar)
+    }
+
+    /// [`SamplingParams::hash_with_grammar`] as `version` computes it (to check an
+    /// attestation made under an earlier version).
+    pub fn hash_with_grammar_at(&self, version: SpecVersion, grammar: Option<&str>) -> B256 {
         SamplingSpec {
+            version,
             params: *self,
             grammar_hash: grammar.map_or(B256::ZERO, |g| keccak256(g.as_bytes())),
         }
@@ -257,22 +264,93 @@ impl SamplingParams {
     }
 }
 
+/// The version of the sampling spec an attestation hashes: which rules made its
+/// grammar, and how the spec is hashed. An [`crate::InferenceRecord`] carries it
+/// (`specVersion`; records without one are version 1), so that a verifier recomputes
+/// the sampling hash the way the seller did and re-runs under the recorded grammar
+/// text. Serialized as its number.
+///
+/// | version | grammars from | hashed struct |
+/// |---|---|---|
+/// | 1 | Agora's hand-written JSON Schema → GBNF converter (before llama.cpp's) | `SamplingSpec(uint32 temperatureBits,…,bytes32 grammarHash)`, no version field |
+/// | 2 | llama.cpp's `json_schema_to_grammar` on a bounded schema, with Agora's overrides ([`crate::grammar`]) | `SamplingSpec(uint32 specVersion,uint32 temperatureBits,…,bytes32 grammarHash)` |
+///
+/// The same request hashes differently under the two versions, with or without a
+/// grammar, so an attestation never passes for one of the other version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u32", into = "u32")]
+pub enum SpecVersion {
+    /// Version 1: the hand-written grammar converter.
+    HandWrittenGrammar = 1,
+    /// Version 2: llama.cpp's converter on a bounded schema.
+    LlamaCppGrammar = 2,
+}
+
+impl SpecVersion {
+    /// The version this build writes.
+    pub const CURRENT: Self = Self::LlamaCppGrammar;
+
+    /// The version's number.
+    pub fn number(self) -> u32 {
+        self as u32
+    }
+
+    /// Version 1, the version of records written before versions existed.
+    pub(crate) fn first() -> Self {
+        Self::HandWrittenGrammar
+    }
+}
+
+impl From<SpecVersion> for u32 {
+    fn from(v: SpecVersion) -> Self {
+        v.number()
+    }
+}
+
+impl TryFrom<u32> for SpecVersion {
+    type Error = String;
+
+    fn try_from(n: u32) -> Result<Self, String> {
+        match n {
+            1 => Ok(Self::HandWrittenGrammar),
+            2 => Ok(Self::LlamaCppGrammar),
+            other => Err(format!(
+                "unknown sampling spec version {other} (this build knows 1 and 2)"
+            )),
+        }
+    }
+}
+
 /// Sampling parameters plus the grammar they ran under, as hashed into attestations.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SamplingSpec {
+    /// The spec version (see [`SpecVersion`]).
+    pub version: SpecVersion,
     /// The parameters.
     pub params: SamplingParams,
     /// Keccak-256 of the GBNF grammar text, or zero.
     pub grammar_hash: B256,
 }
 
+impl SamplingSpec {
+    /// The EIP-712 type of version 1, which had no version field.
+    pub const TYPE_V1: &'static str = "SamplingSpec(uint32 temperatureBits,uint32 topK,uint32 topPBits,uint32 minPBits,uint32 repeatPenaltyBits,uint32 repeatLastN,uint32 seed,uint32 maxTokens,bytes32 grammarHash)";
+}
+
 impl Eip712 for SamplingSpec {
     const NAME: &'static str = "SamplingSpec";
-    const TYPE: &'static str = "SamplingSpec(uint32 temperatureBits,uint32 topK,uint32 topPBits,uint32 minPBits,uint32 repeatPenaltyBits,uint32 repeatLastN,uint32 seed,uint32 maxTokens,bytes32 grammarHash)";
+    /// The type from version 2 on; version 1 hashes as [`SamplingSpec::TYPE_V1`].
+    const TYPE: &'static str = "SamplingSpec(uint32 specVersion,uint32 temperatureBits,uint32 topK,uint32 topPBits,uint32 minPBits,uint32 repeatPenaltyBits,uint32 repeatLastN,uint32 seed,uint32 maxTokens,bytes32 grammarHash)";
 
     fn struct_hash(&self) -> B256 {
         let p = &self.params;
-        Encoder::new(Self::type_hash())
+        let encoder = match self.version {
+            SpecVersion::HandWrittenGrammar => Encoder::new(keccak256(Self::TYPE_V1.as_bytes())),
+            SpecVersion::LlamaCppGrammar => {
+                Encoder::new(Self::type_hash()).uint(self.version.number())
+            }
+        };
+        encoder
             .uint(p.temperature.to_bits())
             .uint(p.top_k)
             .uint(p.top_p.to_bits())
@@ -309,6 +387,40 @@ mod tests {
         }
         assert_ne!(base.hash_with_grammar(Some("root ::= \"a\"")), h);
         assert_eq!(SamplingParams::default().hash_with_grammar(None), h);
+    }
+
+    #[test]
+    fn versions_hash_apart_and_version_1_is_the_old_hash() {
+        let p = SamplingParams::default().with_seed(9);
+        let g = Some("root ::= \"a\"");
+        for grammar in [None, g] {
+            assert_ne!(
+                p.hash_with_grammar_at(SpecVersion::HandWrittenGrammar, grammar),
+                p.hash_with_grammar_at(SpecVersion::LlamaCppGrammar, grammar)
+            );
+        }
+        assert_eq!(
+            p.hash_with_grammar(g),
+            p.hash_with_grammar_at(SpecVersion::CURRENT, g)
+        );
+        // Version 1 is the hash of the struct before versions existed.
+        let old = Encoder::new(keccak256(SamplingSpec::TYPE_V1.as_bytes()))
+            .uint(p.temperature.to_bits())
+            .uint(p.top_k)
+            .uint(p.top_p.to_bits())
+            .uint(p.min_p.to_bits())
+            .uint(p.repeat_penalty.to_bits())
+            .uint(p.repeat_last_n)
+            .uint(p.seed)
+            .uint(p.max_tokens)
+            .b256(keccak256(b"root ::= \"a\""))
+            .finish();
+        assert_eq!(
+            p.hash_with_grammar_at(SpecVersion::HandWrittenGrammar, g),
+            old
+        );
+        assert_eq!(serde_json::to_string(&SpecVersion::CURRENT).unwrap(), "2");
+        assert!(serde_json::from_str::<SpecVersion>("3").is_err());
     }
 
     #[test]

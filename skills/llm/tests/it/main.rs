@@ -14,3 +14,4 @@
 mod engine;
 mod fetch;
 mod grammar;
+mod schemas;
