@@ -4,19 +4,20 @@
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::token::LlamaToken;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
-use wallets::{Address, Eip712Domain, Wallet};
+use wallets::{Address, Eip712Domain};
 
 use super::attestation::{InferenceRecord, SignedAttestation};
+use super::generation::{Completion, Counters, Event, FinishReason, Token};
 use super::grammar::{GrammarLimits, JsonGrammar};
 use super::info::{load_model, ModelInfo};
 use super::model::ModelFingerprint;
@@ -240,76 +241,6 @@ impl From<&str> for GenerationRequest {
     }
 }
 
-/// Why generation stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FinishReason {
-    /// The model ended its turn (an end-of-generation token), or the grammar was
-    /// complete.
-    Stop,
-    /// `max_tokens` were generated.
-    Length,
-}
-
-/// Where the time of a request went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Timings {
-    /// From submission until its prompt entered a decode step.
-    pub queued: Duration,
-    /// From submission until the first generated token.
-    pub first_token: Duration,
-    /// From submission until the end.
-    pub total: Duration,
-}
-
-/// A finished generation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Completion {
-    record: InferenceRecord,
-    tokens: Vec<i32>,
-    prompt_tokens: usize,
-    finish: FinishReason,
-    timings: Timings,
-}
-
-impl Completion {
-    /// The generated text.
-    pub fn text(&self) -> &str {
-        &self.record.output
-    }
-    /// The generated token ids (without the end-of-generation token).
-    pub fn tokens(&self) -> &[i32] {
-        &self.tokens
-    }
-    /// Tokens in the prompt, after the chat template.
-    pub fn prompt_tokens(&self) -> usize {
-        self.prompt_tokens
-    }
-    /// Why generation stopped.
-    pub fn finish_reason(&self) -> FinishReason {
-        self.finish
-    }
-    /// Where the time went.
-    pub fn timings(&self) -> Timings {
-        self.timings
-    }
-    /// What an attestation of this completion attests.
-    pub fn record(&self) -> &InferenceRecord {
-        &self.record
-    }
-    /// The record, by value.
-    pub fn into_record(self) -> InferenceRecord {
-        self.record
-    }
-
-    /// Signs an attestation of this completion with `wallet`.
-    ///
-    /// # Errors
-    /// [`Error::Wallet`] if signing fails.
-    pub fn attest(&self, wallet: &Wallet, domain: &Eip712Domain) -> Result<SignedAttestation> {
-        SignedAttestation::sign(wallet, domain, self.record.attestation())
-    }
-}
-
 /// A completion whose text parsed into a `T`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JsonCompletion<T> {
@@ -317,24 +248,6 @@ pub struct JsonCompletion<T> {
     pub value: T,
     /// The generation it came from.
     pub completion: Completion,
-}
-
-/// One generated token, as streamed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Token {
-    /// The token id.
-    pub id: i32,
-    /// The text it completes: empty while a multi-byte character is split across
-    /// tokens, then the whole character.
-    pub text: String,
-}
-
-/// What the inference thread sends to a request's stream.
-#[derive(Debug)]
-pub(crate) enum Event {
-    Token(Token),
-    Done(Box<Completion>),
-    Failed(Error),
 }
 
 /// The tokens of a running request, as they are generated.
@@ -405,16 +318,6 @@ pub struct EngineStats {
     /// Grammar-constrained tokens whose unconstrained pick the grammar rejected, so
     /// that the full vocabulary was masked and sampled again.
     pub grammar_resamples: u64,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) requests: AtomicU64,
-    pub(crate) generated_tokens: AtomicU64,
-    pub(crate) prompt_tokens: AtomicU64,
-    pub(crate) decode_steps: AtomicU64,
-    pub(crate) batched_sequences: AtomicU64,
-    pub(crate) grammar_resamples: AtomicU64,
 }
 
 /// A loaded model with its inference thread. Share it through `Arc` among every
@@ -839,22 +742,6 @@ impl LlmEngine {
             submitted: Instant::now(),
         };
         Ok((job, TokenStream { rx, done: None }))
-    }
-
-    pub(crate) fn completion(
-        record: InferenceRecord,
-        tokens: Vec<i32>,
-        prompt_tokens: usize,
-        finish: FinishReason,
-        timings: Timings,
-    ) -> Completion {
-        Completion {
-            record,
-            tokens,
-            prompt_tokens,
-            finish,
-            timings,
-        }
     }
 }
 

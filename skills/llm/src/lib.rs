@@ -147,6 +147,8 @@ pub mod test_utils;
 #[cfg(feature = "engine")]
 mod engine;
 #[cfg(feature = "engine")]
+mod generation;
+#[cfg(feature = "engine")]
 pub mod gguf;
 #[cfg(feature = "engine")]
 mod info;
@@ -170,9 +172,10 @@ pub use sampling::{ChatMessage, Prompt, Role, SamplingParams, SamplingSpec, Spec
 
 #[cfg(feature = "engine")]
 pub use engine::{
-    Completion, EngineStats, FinishReason, GenerationRequest, Isolation, JsonCompletion, LlmConfig,
-    LlmEngine, Timings, Token, TokenStream,
+    EngineStats, GenerationRequest, Isolation, JsonCompletion, LlmConfig, LlmEngine, TokenStream,
 };
+#[cfg(feature = "engine")]
+pub use generation::{Completion, FinishReason, Timings, Token};
 #[cfg(feature = "engine")]
 pub use info::{backend, ModelInfo};
 #[cfg(feature = "engine")]

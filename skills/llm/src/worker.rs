@@ -29,7 +29,7 @@ use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc;
 
 use super::attestation::InferenceRecord;
-use super::engine::{Counters, Event, FinishReason, LlmEngine, Timings, Token};
+use super::generation::{Completion, Counters, Event, FinishReason, Timings, Token};
 use super::info::backend;
 use super::sampling::SamplingParams;
 use crate::{Error, Result};
@@ -513,7 +513,7 @@ impl<'m> Worker<'m> {
                     };
                     let mut record = slot.job.record;
                     record.output = String::from_utf8_lossy(&slot.bytes).into_owned();
-                    let completion = LlmEngine::completion(
+                    let completion = Completion::new(
                         record,
                         slot.generated,
                         slot.job.tokens.len(),
