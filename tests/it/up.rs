@@ -298,7 +298,9 @@ async fn up_survives_a_killed_weather_agent_and_stops_cleanly() {
             .arg(keystore)
             .args(["--password-env", PASSWORD_ENV])
             .env(PASSWORD_ENV, "pw")
-            .args(["--timeout", "300s"])
+            // A bound, not a wait: a trip is minutes of inference on two busy cores
+            // (one took over five on a loaded 2-core machine).
+            .args(["--timeout", "900s"])
             .output()
             .unwrap()
     };
