@@ -1,7 +1,11 @@
 //! Messages and skills shared by the SDK's tests, examples and test peer process.
 //! Small, but real: the counter keeps its total in persisted dialogue state, so it
-//! shows restarts resuming dialogues. Also [`free_port`], for tests that must write
-//! an address down before the process that listens on it starts.
+//! shows restarts resuming dialogues.
+//!
+//! There is no free-port helper: a test process listens on port 0 and reports the
+//! address it got ([`Host::local_addr`](crate::Host::local_addr), or the `READY`
+//! line of a test peer binary). A port probed free is free only when probed; another
+//! process may bind it before the one that was meant to.
 
 use crate::prelude::*;
 
@@ -66,47 +70,4 @@ impl Skill for Echoer {
     async fn handle(&self, _: &Context, req: Echo) -> Result<Echo, SkillError> {
         Ok(req)
     }
-}
-
-/// Prefer listening on port 0 and reading back the address the listener got
-/// ([`Host::local_addr`], or the `READY` line of the `agora-test-peer` binary):
-/// a port probed here is free when probed, and someone else may bind it before the
-/// process that is meant to does.
-///
-/// A loopback TCP port that is free now and stays out of the way of outgoing
-/// connections: it is chosen below the kernel's ephemeral port range (Linux's
-/// `ip_local_port_range`), where no connect ever takes a local port. A port from
-/// `bind(0)` is in that range, so while a test restarts the process that listened on
-/// it, any connection of a test running beside it may take it (`Address already in
-/// use`).
-///
-/// # Errors
-/// When no port in the range can be bound.
-pub fn free_port() -> std::io::Result<u16> {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
-        .unwrap_or(32_768);
-    let (start, span) = (10_000u32, low.saturating_sub(10_000).max(1));
-    // Spread the processes and the calls of one process over the range.
-    let seed = std::process::id().wrapping_mul(7_919)
-        ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-    for _ in 0..span.min(2_000) {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = start + seed.wrapping_add(n.wrapping_mul(104_729)) % span;
-        let Ok(port) = u16::try_from(port) else {
-            continue;
-        };
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
-        }
-    }
-    Err(std::io::Error::new(
-        std::io::ErrorKind::AddrInUse,
-        format!("no free loopback port between {start} and {low}"),
-    ))
 }

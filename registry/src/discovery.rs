@@ -545,17 +545,24 @@ impl Discovery {
             .collect()
     }
 
-    /// Syncs every `interval` until the returned handle is dropped.
+    /// Syncs every `interval` until the returned handle is dropped; the handle tells
+    /// how far the cache is synced after each pass ([`FollowHandle::synced`]).
     pub fn follow(self: Arc<Self>, interval: Duration) -> FollowHandle {
+        let (tx, synced) = tokio::sync::watch::channel(self.synced_to().ok().flatten());
         let task = tokio::spawn(async move {
             loop {
-                if let Err(e) = self.sync().await {
-                    tracing::warn!(target: "registry::discovery", error = %e, "sync failed; retrying");
+                match self.sync().await.and_then(|_| self.synced_to()) {
+                    Ok(to) => {
+                        tx.send_replace(to);
+                    }
+                    Err(e) => {
+                        tracing::warn!(target: "registry::discovery", error = %e, "sync failed; retrying");
+                    }
                 }
                 tokio::time::sleep(interval).await;
             }
         });
-        FollowHandle { task }
+        FollowHandle { task, synced }
     }
 }
 
@@ -563,6 +570,16 @@ impl Discovery {
 #[derive(Debug)]
 pub struct FollowHandle {
     task: tokio::task::JoinHandle<()>,
+    synced: tokio::sync::watch::Receiver<Option<u64>>,
+}
+
+impl FollowHandle {
+    /// The last block whose events are in the cache, updated after each pass of the
+    /// follower: `synced().wait_for(|s| *s >= Some(n))` waits until the cache has
+    /// block `n`.
+    pub fn synced(&self) -> tokio::sync::watch::Receiver<Option<u64>> {
+        self.synced.clone()
+    }
 }
 
 impl Drop for FollowHandle {

@@ -3,11 +3,17 @@
 //! with SIGKILL mid-run loses the next deal to another seller and is restarted by the
 //! supervisor; SIGTERM stops everything and exits 0. Config and usage mistakes are
 //! clear errors.
+//!
+//! Every agent listens on port 0 and `agora up` reports the address it got (its
+//! `ready` line, up.json, the registry). The tests wait on what `agora up` says on
+//! its standard output and on its exit, each wait bounded by a deadline; no fixed
+//! delays.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,9 +39,9 @@ fn deployment(dir: &Path, network: &str, names: &[(&str, Option<&str>)]) -> Path
             .unwrap()
             .write_new(&ks)
             .unwrap();
+        // Port 0: each agent's host takes a free port and reports it.
         toml.push_str(&format!(
-            "\n[agents.{name}]\nkeystore = \"keys/{name}.json\"\npassword_env = \"{PASSWORD_ENV}\"\nlisten = \"127.0.0.1:{}\"\n",
-            agent_sdk::testing::free_port().unwrap()
+            "\n[agents.{name}]\nkeystore = \"keys/{name}.json\"\npassword_env = \"{PASSWORD_ENV}\"\nlisten = \"127.0.0.1:0\"\n"
         ));
         match price {
             Some(price) => toml.push_str(&format!(
@@ -93,19 +99,14 @@ fn healthy(addr: &str) -> bool {
     answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok\n")
 }
 
-fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// A running `agora up`: its stdout lines, its stderr in a file; killed (with its
-/// agents) on drop if the test fails midway.
+/// A running `agora up`: its stdout lines as they come, its stderr in a file; killed
+/// (with its agents) on drop if the test fails midway.
 struct Up {
     child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
+    /// The lines of its standard output not read yet, in order.
+    lines: Mutex<Receiver<String>>,
+    /// The lines read so far.
+    seen: Mutex<Vec<String>>,
     stderr: PathBuf,
     state: PathBuf,
 }
@@ -128,53 +129,71 @@ impl Up {
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
             .unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, lines) = mpsc::channel();
         let out = child.stdout.take().unwrap();
-        let l = lines.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
-                l.lock().unwrap().push(line);
+                if tx.send(line).is_err() {
+                    break;
+                }
             }
         });
         Self {
             child,
-            lines,
+            lines: Mutex::new(lines),
+            seen: Mutex::default(),
             stderr,
             state: state.to_owned(),
         }
     }
 
+    /// Everything it said so far (the lines that already came), and its stderr.
     fn output(&self) -> String {
+        let mut seen = self.seen.lock().unwrap();
+        seen.extend(self.lines.lock().unwrap().try_iter());
         format!(
             "stdout:\n{}\nstderr:\n{}",
-            self.lines.lock().unwrap().join("\n"),
+            seen.join("\n"),
             std::fs::read_to_string(&self.stderr).unwrap_or_default()
         )
     }
 
-    fn said(&self, needle: &str) -> bool {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains(needle))
+    /// Waits for the next line that contains `needle`, and returns it; fails the test
+    /// when none came within `limit` (or `agora up` ended first).
+    fn wait_line(&self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let next = self.lines.lock().unwrap().recv_timeout(left);
+            match next {
+                Ok(line) => {
+                    self.seen.lock().unwrap().push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "no line with {needle:?} within {limit:?}\n{}",
+                        self.output()
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!(
+                        "agora up ended without saying {needle:?}\n{}",
+                        self.output()
+                    )
+                }
+            }
+        }
     }
 
     /// SIGTERM, then the exit status must be success within a minute.
     fn terminate(&mut self) {
-        signal(self.child.id(), "-TERM");
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "agora up did not stop\n{}",
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        };
+        let pid = self.child.id();
+        signal(pid, "-TERM");
+        let status = wait_exit(&mut self.child, Duration::from_secs(60));
+        let status = status.unwrap_or_else(|| panic!("agora up did not stop\n{}", self.output()));
         assert!(status.success(), "{status}\n{}", self.output());
     }
 
@@ -186,6 +205,25 @@ impl Up {
             .parse()
             .ok()
     }
+}
+
+/// Waits up to `limit` for `child` to exit, on a thread of its own; `None` when it
+/// did not (it is then killed, so that the waiting thread ends).
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let pid = child.id();
+    std::thread::scope(|s| {
+        let (tx, rx) = mpsc::channel();
+        s.spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        match rx.recv_timeout(limit) {
+            Ok(status) => Some(status.unwrap()),
+            Err(_) => {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                None
+            }
+        }
+    })
 }
 
 impl Drop for Up {
@@ -218,6 +256,7 @@ fn field<'a>(out: &'a str, label: &str) -> &'a str {
 async fn up_survives_a_killed_weather_agent_and_stops_cleanly() {
     let _model = crate::MODEL_SUBPROCESS.lock().await;
     use registry::chain::{self, Deployment};
+    use registry::discovery::Discovery;
     use wallets::{Address, Amount};
 
     let dir = tempfile::tempdir().unwrap();
@@ -233,9 +272,7 @@ async fn up_survives_a_killed_weather_agent_and_stops_cleanly() {
     );
     let state = dir.path().join("state");
     let up = Up::spawn(&config, &state, &["--restart-delay", "1s"]);
-    wait_for("all agents up", Duration::from_secs(180), || {
-        up.said("all 4 agents are up")
-    });
+    up.wait_line("all 4 agents are up", Duration::from_secs(180));
     let started: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(state.join("up.json")).unwrap()).unwrap();
     let endpoint = |name: &str| {
@@ -261,7 +298,9 @@ async fn up_survives_a_killed_weather_agent_and_stops_cleanly() {
             .arg(keystore)
             .args(["--password-env", PASSWORD_ENV])
             .env(PASSWORD_ENV, "pw")
-            .args(["--timeout", "300s"])
+            // A bound, not a wait: a trip is minutes of inference on two busy cores
+            // (one took over five on a loaded 2-core machine).
+            .args(["--timeout", "900s"])
             .output()
             .unwrap()
     };
@@ -331,23 +370,23 @@ async fn up_survives_a_killed_weather_agent_and_stops_cleanly() {
     );
     assert_eq!(contracts.balance_of(travel_address).await.unwrap(), before);
 
-    // kill -9 the cheapest weather agent mid-run. The test then holds its port, so the
-    // supervisor's restarts fail (and back off) until the next trip is bought: the
-    // agent is down during the call however slow the machine is.
+    // kill -9 the cheapest weather agent mid-run. Its keystore is moved away first,
+    // so the supervisor's restarts fail (and back off) until the test puts it back
+    // after the next trip is bought: the agent is down during the call however slow
+    // the machine is.
+    let keystore = dir.path().join("keys/weather-b.json");
+    let moved = keystore.with_extension("json.away");
+    std::fs::rename(&keystore, &moved).unwrap();
     let victim = up.pid_of("weather-b").unwrap();
     signal(victim, "-9");
-    let start = Instant::now();
-    let hold = loop {
-        match std::net::TcpListener::bind(endpoint("weather-b")) {
-            Ok(l) => break l,
-            Err(e) => assert!(start.elapsed() < Duration::from_secs(5), "{e}"),
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    wait_for("the kill to be seen", Duration::from_secs(10), || {
-        up.said("weather-b  exited (killed by SIGKILL)")
-    });
+    up.wait_line(
+        "weather-b  exited (killed by SIGKILL)",
+        Duration::from_secs(60),
+    );
+    // The supervisor reaped it before it said so.
     assert!(!alive(victim));
+    // A restart without its keystore fails.
+    up.wait_line("weather-b  exited (exit code", Duration::from_secs(60));
 
     // The next trip goes to another seller.
     let (seller_line, price) = plan("Two days in Lisbon in July, please. I like food and museums.");
@@ -397,18 +436,31 @@ async fn up_survives_a_killed_weather_agent_and_stops_cleanly() {
         String::from_utf8_lossy(&audit.stderr)
     );
 
-    // The supervisor brings the killed agent back once its port is free: a new
-    // process, healthy again.
+    // The supervisor brings the killed agent back once it has its keystore again
+    // (after at most the longest restart delay, 30 s): a new process, on the port it
+    // got now, healthy, and registered at that endpoint.
+    std::fs::rename(&moved, &keystore).unwrap();
+    let ready = up.wait_line("weather-b  ready", Duration::from_secs(180));
+    let mut words = ready.split_whitespace().skip(3);
+    assert_eq!(words.next(), Some("pid"), "{ready}");
+    let restarted: u32 = words.next().unwrap().parse().unwrap();
+    let url = words.next().unwrap().to_owned();
+    assert_ne!(restarted, victim);
+    assert_eq!(up.pid_of("weather-b"), Some(restarted));
     assert!(
-        up.said("weather-b  exited (exit code"),
-        "no failed restart while the port was held\n{}",
+        healthy(url.trim_start_matches("ws://")),
+        "{url}\n{}",
         up.output()
     );
-    drop(hold);
-    wait_for("weather-b to restart", Duration::from_secs(120), || {
-        up.pid_of("weather-b").is_some_and(|p| p != victim) && healthy(&endpoint("weather-b"))
-    });
-    let restarted = up.pid_of("weather-b").unwrap();
+    let registry = Discovery::open(dir.path().join("discovery"), rpc, addresses)
+        .await
+        .unwrap();
+    registry.sync().await.unwrap();
+    assert_eq!(
+        registry.agent_at(victim_address).unwrap().unwrap().endpoint,
+        url,
+        "the restarted agent's endpoint is not the registered one"
+    );
 
     // SIGTERM: every agent stops, the supervisor exits 0.
     let pids: Vec<u32> = ["travel", "weather-a", "weather-c"]
@@ -419,12 +471,12 @@ async fn up_survives_a_killed_weather_agent_and_stops_cleanly() {
     assert_eq!(pids.len(), 4);
     let mut up = up;
     up.terminate();
+    // `agora up` exits 0 only after it reaped every agent (stopped, or killed after
+    // its grace time).
     for pid in pids {
-        wait_for("agent processes to be gone", Duration::from_secs(5), || {
-            !alive(pid)
-        });
+        assert!(!alive(pid), "agent process {pid} outlived agora up");
     }
-    assert!(up.said("stopped; state kept in"), "{}", up.output());
+    up.wait_line("stopped; state kept in", Duration::from_secs(10));
     assert!(!state.join("up.json").exists());
 }
 
@@ -476,9 +528,7 @@ async fn up_on_an_rpc_node_runs_and_registers_agents_of_an_existing_deployment()
             "json",
         ],
     );
-    wait_for("all agents up", Duration::from_secs(120), || {
-        up.said("all 2 agents are up")
-    });
+    up.wait_line("all 2 agents are up", Duration::from_secs(120));
     let discovery = Discovery::open(dir.path().join("discovery"), &url, addresses)
         .await
         .unwrap();

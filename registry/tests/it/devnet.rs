@@ -253,24 +253,20 @@ async fn sends_survive_a_node_restart_without_gaps_or_duplicates() {
     use registry::chain::RetryPolicy;
 
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = || {
-        let mut c = DevnetConfig::new(dir.path().join("chain"));
-        c.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        c
-    };
+    // The node listens on a port of its own choosing each time it starts; the client
+    // keeps one URL, the relay's.
+    let config = || DevnetConfig::new(dir.path().join("chain"));
     let node = Devnet::spawn(config()).await.unwrap();
+    let relay = Relay::spawn(node.addr()).await;
     let deployer = Arc::new(dev_wallet(0));
+    // Up to a minute of retrying: the node must be back by then, however busy the
+    // machine.
     let policy = RetryPolicy {
-        retries: 60,
+        retries: 600,
         initial_backoff: std::time::Duration::from_millis(20),
         max_backoff: std::time::Duration::from_millis(100),
     };
-    let client = chain::connect_with(&node.http_url(), deployer.clone(), policy)
+    let client = chain::connect_with(&relay.url(), deployer.clone(), policy)
         .await
         .unwrap();
     let me = eaddr(deployer.address());
@@ -282,6 +278,7 @@ async fn sends_survive_a_node_restart_without_gaps_or_duplicates() {
     assert!(err.contains("spending policy"), "{err}");
 
     // The node goes away; a send waits for it and goes through once it is back.
+    relay.set_node(None);
     node.shutdown().await;
     let receiver = eaddr(dev_wallet(5).address());
     let sending = {
@@ -294,8 +291,12 @@ async fn sends_survive_a_node_restart_without_gaps_or_duplicates() {
                 .map_err(|e| e.to_string())
         })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The send has found the node down.
+    tokio::time::timeout(std::time::Duration::from_secs(30), relay.turned_away())
+        .await
+        .expect("the send tried the node within 30 s");
     let node = Devnet::spawn(config()).await.unwrap();
+    relay.set_node(Some(node.addr()));
     let hash = sending.await.unwrap().unwrap();
     assert!(node.has_transaction(hash).await.unwrap());
     assert_eq!(token.balance_of(receiver).call().await.unwrap(), usdc(7));
@@ -405,4 +406,73 @@ fn raw_tx_hash(body: &[u8]) -> ethers::types::H256 {
     let raw = request["params"][0].as_str().unwrap();
     let raw = hex::decode(raw.trim_start_matches("0x")).unwrap();
     ethers::utils::keccak256(raw).into()
+}
+
+/// A loopback TCP relay in front of a node that restarts on another port, so that a
+/// client keeps one URL. While it has no node it turns each connection away (closes
+/// it unanswered, which a client cannot tell from a node that went away) and says so
+/// ([`Relay::turned_away`]).
+struct Relay {
+    addr: std::net::SocketAddr,
+    shared: Arc<RelayShared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct RelayShared {
+    node: std::sync::Mutex<Option<std::net::SocketAddr>>,
+    turned_away: tokio::sync::Notify,
+}
+
+impl Relay {
+    /// Listens on a free loopback port and relays to `node`.
+    async fn spawn(node: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(RelayShared {
+            node: std::sync::Mutex::new(Some(node)),
+            turned_away: tokio::sync::Notify::new(),
+        });
+        let relay = shared.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let node = *relay.node.lock().unwrap();
+                match node {
+                    Some(node) => {
+                        tokio::spawn(async move {
+                            if let Ok(mut upstream) = tokio::net::TcpStream::connect(node).await {
+                                let _ =
+                                    tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                            }
+                        });
+                    }
+                    None => {
+                        drop(client);
+                        relay.turned_away.notify_one();
+                    }
+                }
+            }
+        });
+        Self { addr, shared, task }
+    }
+
+    /// `http://addr` of the relay.
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Where new connections go from now on; `None`: turned away.
+    fn set_node(&self, node: Option<std::net::SocketAddr>) {
+        *self.shared.node.lock().unwrap() = node;
+    }
+
+    /// Waits until the relay has turned a connection away.
+    async fn turned_away(&self) {
+        self.shared.turned_away.notified().await;
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ethers::providers::{Http, Middleware, Provider};
 use ethers::types::{Address as EAddress, U256 as EU256};
 use registry::chain::bindings::agent_registry::Service;
 use registry::chain::{self, skill_tag, AgentRegistry, DeployConfig, Deployment};
@@ -127,19 +128,31 @@ async fn register_lookup_suspend_and_kill_switch(node: &Node, dir: &std::path::P
     assert_eq!(discovery.sync().await.unwrap(), 0);
     assert_eq!(discovery.agents().unwrap().len(), 3);
 
-    // Following new blocks picks up a new agent by itself.
-    let _follow = discovery.clone().follow(Duration::from_millis(20));
+    // Following new blocks picks up a new agent by itself: once the follower has
+    // synced the block that registered it, it is found.
+    let follow = discovery.clone().follow(Duration::from_millis(20));
     let d = register(&url, addresses.registry, 6, "1.00", 3).await;
-    let mut found = false;
-    for _ in 0..200 {
-        if sellers(&discovery.find(FORECAST, max).unwrap()).contains(&d) {
-            found = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let registered_in = Provider::<Http>::try_from(url.as_str())
+        .unwrap()
+        .get_block_number()
+        .await
+        .unwrap()
+        .as_u64();
+    let mut synced = follow.synced();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        synced.wait_for(|s| s.is_some_and(|s| s >= registered_in)),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "{}: the follower did not sync block {registered_in} within 30 s",
+            node.name()
+        )
+    })
+    .unwrap();
     assert!(
-        found,
+        sellers(&discovery.find(FORECAST, max).unwrap()).contains(&d),
         "{}: the follower never saw the new agent",
         node.name()
     );

@@ -8,13 +8,18 @@
 //! agora-negotiation-peer buyer <dir> <rpc url> <addresses.json> <seller url> <seller address> <mode>
 //! ```
 //! The seller (dev account 2, fixed price 1.5 USDC, store and journal in `<dir>`)
-//! prints `READY <ws url> <address>` and serves until its standard input closes. The
-//! buyer (dev account 3, store and journal in `<dir>`) resumes its open deals and, if
-//! none completes, hires the seller for one forecast; it prints
+//! listens on `<listen addr>` (port 0: any free port), prints
+//! `READY <ws url> <address>` with the address it got, and serves until its standard
+//! input closes. The buyer (dev account 3, store and journal in `<dir>`) resumes its
+//! open deals and, if none completes, hires the seller for one forecast; it prints
 //! `DEAL <agreement hash> <settling tx>` and exits 0, or `ERROR <reason>` and exits 1.
+//! A line `PEER <address> <ws url>` on the buyer's standard input tells it where that
+//! agent listens now (a seller restarted on another port).
 
+use std::future::Future;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
+use std::pin::pin;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -145,9 +150,11 @@ async fn buyer(args: &[String]) -> Result<(), Failure> {
         SpendingPolicy::open(dir.join("buyer.policy"), wallet.clone(), limits)?,
         TOKEN,
     );
+    // The seller's endpoint is the host's (given below, and again by `PEER` lines),
+    // not the directory's: a directory endpoint would replace a newer one at each hire.
     let peer = Peer {
         address: seller,
-        endpoint: Some(seller_url.clone()),
+        endpoint: None,
         price: None,
     };
     let agent = AgentBuilder::new("buyer")
@@ -169,21 +176,24 @@ async fn buyer(args: &[String]) -> Result<(), Failure> {
             .with_channel_orders(2);
     }
     let ctx = agent.context();
-    let mut done: Option<Deal> = None;
-    for outcome in buyer.resume(&ctx).await? {
-        match outcome {
-            Ok(deal) => done = Some(deal),
-            Err(e) => eprintln!("resumed deal failed: {e}"),
+    let work = async {
+        let mut done: Option<Deal> = None;
+        for outcome in buyer.resume(&ctx).await? {
+            match outcome {
+                Ok(deal) => done = Some(deal),
+                Err(e) => eprintln!("resumed deal failed: {e}"),
+            }
         }
-    }
-    let deal = match done {
-        Some(deal) => deal,
-        None => {
-            buyer
-                .hire(&ctx, "Forecast for Lisbon", KIND, usdc("5"), mode)
-                .await?
-        }
+        Ok::<_, Failure>(match done {
+            Some(deal) => deal,
+            None => {
+                buyer
+                    .hire(&ctx, "Forecast for Lisbon", KIND, usdc("5"), mode)
+                    .await?
+            }
+        })
     };
+    let deal = while_following_peers(&host, work).await?;
     println!(
         "DEAL {} {}",
         deal.agreement.agreement.hash(),
@@ -191,4 +201,44 @@ async fn buyer(args: &[String]) -> Result<(), Failure> {
     );
     host.shutdown();
     Ok(())
+}
+
+/// Runs `work`, meanwhile giving `host` each `PEER <address> <ws url>` line of
+/// standard input as that agent's endpoint.
+async fn while_following_peers<T>(host: &Host, work: impl Future<Output = T>) -> T {
+    let (tx, mut lines) = tokio::sync::mpsc::channel::<String>(16);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let follow = async move {
+        while let Some(line) = lines.recv().await {
+            let mut words = line.split_whitespace();
+            let peer = match (words.next(), words.next(), words.next()) {
+                (Some("PEER"), Some(address), Some(url)) => address
+                    .parse::<wallets::Address>()
+                    .map(|a| (a, url.to_owned())),
+                _ => {
+                    eprintln!("ignored on stdin: {line:?}");
+                    continue;
+                }
+            };
+            match peer {
+                Ok((address, url)) => {
+                    eprintln!("peer {address} now at {url}");
+                    host.add_peer(address, url);
+                }
+                Err(e) => eprintln!("ignored on stdin: {line:?}: {e}"),
+            }
+        }
+        // Standard input closed: nothing more to follow.
+        std::future::pending::<std::convert::Infallible>().await
+    };
+    match futures::future::select(pin!(work), pin!(follow)).await {
+        futures::future::Either::Left((done, _)) => done,
+        futures::future::Either::Right((never, _)) => match never {},
+    }
 }

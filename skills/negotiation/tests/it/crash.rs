@@ -6,13 +6,17 @@
 //! is left in escrow; and the audit of both journals, matched on chain, is clean. In
 //! `channel` mode the test then settles the seller's best voucher itself (the seller
 //! would, later) and checks the same balances.
+//!
+//! The seller listens on port 0 and says where (`READY <url> <address>`); restarted,
+//! it gets another port, which the test gives the running buyer (a `PEER` line on
+//! its standard input) and every buyer it starts later. The test waits on the
+//! processes' exits and lines, each wait bounded by a deadline; no fixed delays.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
 
 use agent_sdk::prelude::*;
 use futures::StreamExt;
@@ -20,8 +24,16 @@ use negotiation::audit::{audit, ChainCheck};
 use negotiation::test_utils::{usdc, Chain};
 use negotiation::PaymentMode;
 use registry::devnet::dev_wallet;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 const PEER: &str = env!("CARGO_BIN_EXE_agora-negotiation-peer");
+
+/// Where the seller listens: any free loopback port; it reports the one it got.
+const LISTEN: &str = "127.0.0.1:0";
+
+/// How long a seller may take to say it is ready, or to stop once asked to.
+const WAIT: Duration = Duration::from_secs(60);
 
 /// The crash points on the way of an `authorization` deal (`*.journaled`: between a
 /// journal append and the state save after it).
@@ -79,16 +91,41 @@ const CHANNEL_STEPS: [&str; 13] = [
     "seller.delivered",
 ];
 
-/// A peer process, killed and reaped on drop.
+/// A peer process, killed on drop.
 struct Proc {
     child: Child,
-    _stdin: ChildStdin,
+    stdin: Option<ChildStdin>,
+    stdout: Option<ChildStdout>,
 }
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl Proc {
+    fn spawn(mut command: Command) -> Self {
+        let mut child = command.kill_on_drop(true).spawn().unwrap();
+        Self {
+            stdin: child.stdin.take(),
+            stdout: child.stdout.take(),
+            child,
+        }
+    }
+
+    /// What it wrote on its standard output (all of it, once it has exited).
+    async fn stdout(&mut self) -> String {
+        let mut out = String::new();
+        if let Some(mut s) = self.stdout.take() {
+            let _ = s.read_to_string(&mut out).await;
+        }
+        out
+    }
+
+    /// Tells a buyer that `address` listens at `url` now. A buyer that has exited
+    /// already cannot take it; the next one is started with the new address.
+    async fn tell_peer(&mut self, address: Address, url: &str) {
+        if let Some(stdin) = &mut self.stdin {
+            let _ = stdin
+                .write_all(format!("PEER {address} {url}\n").as_bytes())
+                .await;
+            let _ = stdin.flush().await;
+        }
     }
 }
 
@@ -106,31 +143,31 @@ fn command(dir: &Path, role: &str, crash_at: Option<&str>, run: usize) -> Comman
     c
 }
 
-/// Starts the seller and waits until it listens.
+/// Starts the seller and waits until it says where it listens; returns it and its
+/// URL.
 async fn spawn_seller(
-    dir: PathBuf,
-    listen: String,
-    rpc: String,
-    crash_at: Option<&'static str>,
+    dir: &Path,
+    rpc: &str,
+    crash_at: Option<&str>,
     run: usize,
-) -> Proc {
-    tokio::task::spawn_blocking(move || {
-        let mut c = command(&dir, "seller", crash_at, run);
-        c.arg(&listen).arg(&rpc).arg(dir.join("addresses.json"));
-        let mut child = c.spawn().unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.starts_with("READY "), "the seller said {line:?}");
-        Proc {
-            child,
-            _stdin: stdin,
-        }
-    })
-    .await
-    .unwrap()
+) -> Result<(Proc, String), String> {
+    let mut c = command(dir, "seller", crash_at, run);
+    c.arg(LISTEN).arg(rpc).arg(dir.join("addresses.json"));
+    let mut p = Proc::spawn(c);
+    let mut out = BufReader::new(p.stdout.take().unwrap());
+    let mut line = String::new();
+    tokio::time::timeout(WAIT, out.read_line(&mut line))
+        .await
+        .map_err(|_| format!("the seller (run {run}) said nothing within {WAIT:?}"))?
+        .map_err(|e| format!("the seller's stdout: {e}"))?;
+    let mut words = line.split_whitespace();
+    let url = match (words.next(), words.next()) {
+        (Some("READY"), Some(url)) => url.to_owned(),
+        _ => return Err(format!("the seller said {line:?}")),
+    };
+    // Its stdout stays open (and unread) while it runs.
+    p.stdout = Some(out.into_inner());
+    Ok((p, url))
 }
 
 struct Setup {
@@ -148,32 +185,18 @@ fn spawn_buyer(s: &Setup, crash_at: Option<&str>, run: usize) -> Proc {
         .arg(&s.seller_url)
         .arg(s.seller.to_string())
         .arg(s.mode);
-    let mut child = c.spawn().unwrap();
-    let stdin = child.stdin.take().unwrap();
-    Proc {
-        child,
-        _stdin: stdin,
-    }
+    Proc::spawn(c)
 }
 
-fn stdout_of(p: &mut Proc) -> String {
-    let mut out = String::new();
-    if let Some(mut s) = p.child.stdout.take() {
-        let _ = s.read_to_string(&mut out);
+/// The entries of the journal at `path` (its writer has stopped), which must hold one
+/// of `kind`.
+fn entries_with(path: &Path, kind: &str) -> Result<Vec<wallets::JournalEntry>, String> {
+    let entries = wallets::journal::read_entries(path).map_err(|e| e.to_string())?;
+    if entries.iter().any(|e| e.kind == kind) {
+        Ok(entries)
+    } else {
+        Err(format!("{} has no {kind} entry", path.display()))
     }
-    out
-}
-
-/// The entries of the journal at `path` once it has one of `kind`.
-async fn wait_for(path: &Path, kind: &str) -> Result<Vec<wallets::JournalEntry>, String> {
-    for _ in 0..100 {
-        let entries = wallets::journal::read_entries(path).map_err(|e| e.to_string())?;
-        if entries.iter().any(|e| e.kind == kind) {
-            return Ok(entries);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Err(format!("{} has no {kind} entry", path.display()))
 }
 
 /// One deal with a crash at `step`; `Err` says what went wrong (and keeps the
@@ -203,54 +226,72 @@ async fn deal_with_crash(
     let (buyer, seller) = (dev_wallet(3).address(), dev_wallet(2).address());
     chain.minter.mint(buyer, usdc("10")).await.unwrap();
     let rpc = chain.node.http_url();
-    let listen = format!("127.0.0.1:{}", agent_sdk::testing::free_port().unwrap());
     let on_seller = step.starts_with("seller.").then_some(step);
     let on_buyer = step.starts_with("buyer.").then_some(step);
     let mut runs = 0;
-    let mut sp = spawn_seller(dir.clone(), listen.clone(), rpc.clone(), on_seller, runs).await;
-    let s = Setup {
+    let (mut sp, seller_url) = spawn_seller(&dir, &rpc, on_seller, runs).await?;
+    let mut s = Setup {
         dir: dir.clone(),
         rpc: rpc.clone(),
-        seller_url: format!("ws://{listen}"),
+        seller_url,
         seller,
         mode: mode.as_str(),
     };
     let mut bp = spawn_buyer(&s, on_buyer, runs);
     let mut crashes = Vec::new();
-    let until = Instant::now() + Duration::from_secs(90);
-    let deal = loop {
-        if Instant::now() > until {
+    // Which process ended first.
+    enum Ended {
+        Seller(ExitStatus),
+        Buyer(ExitStatus),
+    }
+    let dealing = async {
+        loop {
+            let ended = tokio::select! {
+                status = sp.child.wait() => Ended::Seller(status.unwrap()),
+                status = bp.child.wait() => Ended::Buyer(status.unwrap()),
+            };
+            // A dead seller is restarted (on another port, which the buyer is told).
+            let seller_died = match ended {
+                Ended::Seller(status) => Some(status),
+                Ended::Buyer(status) => {
+                    let out = bp.stdout().await;
+                    if status.signal() == Some(9) {
+                        if on_buyer.is_none() || !crashes.is_empty() {
+                            return Err(format!("the buyer was killed unexpectedly: {status}"));
+                        }
+                        crashes.push("buyer");
+                    } else if status.success() {
+                        return Ok(out);
+                    } else if runs > 8 {
+                        return Err(format!("the buyer keeps failing: {out}"));
+                    }
+                    runs += 1;
+                    // It failed because the seller was down, or was killed: try again
+                    // (resume, or a new deal), with the seller restarted first if it
+                    // is dead.
+                    let seller_died = sp.child.try_wait().unwrap();
+                    bp = spawn_buyer(&s, None, runs);
+                    seller_died
+                }
+            };
+            if let Some(status) = seller_died {
+                if status.signal() != Some(9) || on_seller.is_none() || !crashes.is_empty() {
+                    return Err(format!("the seller ended unexpectedly: {status}"));
+                }
+                crashes.push("seller");
+                runs += 1;
+                (sp, s.seller_url) = spawn_seller(&dir, &rpc, None, runs).await?;
+                bp.tell_peer(seller, &s.seller_url).await;
+            }
+        }
+    };
+    let deal = match tokio::time::timeout(Duration::from_secs(90), dealing).await {
+        Ok(deal) => deal?,
+        Err(_) => {
             return Err(format!(
                 "no deal in 90 s; crashes {crashes:?}; logs in {}",
                 dir.display()
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if let Some(status) = sp.child.try_wait().unwrap() {
-            if status.signal() != Some(9) || on_seller.is_none() || !crashes.is_empty() {
-                return Err(format!("the seller ended unexpectedly: {status}"));
-            }
-            crashes.push("seller");
-            runs += 1;
-            sp = spawn_seller(dir.clone(), listen.clone(), rpc.clone(), None, runs).await;
-        }
-        if let Some(status) = bp.child.try_wait().unwrap() {
-            let out = stdout_of(&mut bp);
-            if status.signal() == Some(9) {
-                if on_buyer.is_none() || !crashes.is_empty() {
-                    return Err(format!("the buyer was killed unexpectedly: {status}"));
-                }
-                crashes.push("buyer");
-            } else if status.success() {
-                break out;
-            } else if runs > 8 {
-                return Err(format!("the buyer keeps failing: {out}"));
-            } else {
-                // The seller was down: try again (resume, or a new deal).
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            runs += 1;
-            bp = spawn_buyer(&s, None, runs);
+            ))
         }
     };
     if crashes.len() != 1 {
@@ -260,10 +301,18 @@ async fn deal_with_crash(
     if !deal.starts_with("DEAL ") {
         return Err(format!("the buyer said {deal:?}"));
     }
-    // The receipt is told; give it a moment to land.
-    let theirs = wait_for(&dir.join("seller.journal"), "receipt").await?;
+    // The buyer told the seller its receipt and had it confirmed before it said DEAL.
+    // The seller is asked to stop (its stdin closes); once it has, both journals are
+    // final.
+    drop(sp.stdin.take());
+    match tokio::time::timeout(WAIT, sp.child.wait()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(format!("waiting for the seller: {e}")),
+        Err(_) => return Err(format!("the seller did not stop within {WAIT:?}")),
+    }
     drop(sp);
-    let ours = wait_for(&dir.join("buyer.journal"), "receipt").await?;
+    let theirs = entries_with(&dir.join("seller.journal"), "receipt")?;
+    let ours = entries_with(&dir.join("buyer.journal"), "receipt")?;
     let receipts = |e: &[wallets::JournalEntry]| e.iter().filter(|e| e.kind == "receipt").count();
     if receipts(&ours) != 1 || receipts(&theirs) != 1 {
         return Err(format!(
