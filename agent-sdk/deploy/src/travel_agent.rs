@@ -162,14 +162,12 @@ impl TravelAgent {
         req: &PlanTrip,
         max_price: Amount,
     ) -> Result<(PlannedTrip, Amount), SkillError> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = ctx.clock().unix_secs();
         let today = i64::try_from(now)
             .ok()
             .and_then(|n| chrono::DateTime::from_timestamp(n, 0))
             .map(|t| t.date_naive())
-            .ok_or_else(|| SkillError::internal("the system clock is out of range"))?;
+            .ok_or_else(|| SkillError::internal("the agent's clock is out of range"))?;
         let mut last = String::new();
         for attempt in 1..=HIRE_ATTEMPTS {
             match self
