@@ -60,7 +60,7 @@ impl TravelAgent {
         discovery: Arc<Discovery>,
         model: PathBuf,
     ) -> Result<(AgentBuilder, Self)> {
-        let engine = load_model(model).await?;
+        let engine = load_model(&agent.name, model).await?;
         let planner = TravelPlanner::new(engine)?;
         let policy = Arc::new(addresses.pin(
             SpendingPolicy::open(dir.join("policy"), wallet.clone(), agent.policy.clone())?,
@@ -229,9 +229,9 @@ pub fn money_in_flight(ctx: &Context) -> bool {
 
 /// Loads `model` on a blocking thread, with every core and two sequences of 1,024
 /// tokens.
-async fn load_model(model: PathBuf) -> Result<Arc<LlmEngine>> {
+async fn load_model(agent: &str, model: PathBuf) -> Result<Arc<LlmEngine>> {
     let threads = std::thread::available_parallelism().map_or(2, usize::from);
-    tracing::info!(target: "agora::agent", model = %model.display(), "loading the model");
+    tracing::info!(target: "agora::agent", agent, model = %model.display(), "loading the model");
     let engine = tokio::task::spawn_blocking(move || {
         LlmEngine::shared(
             LlmConfig::new(model)
@@ -242,7 +242,7 @@ async fn load_model(model: PathBuf) -> Result<Arc<LlmEngine>> {
     })
     .await
     .map_err(|e| Error::Composition {
-        agent: "travel".into(),
+        agent: agent.to_owned(),
         reason: format!("the model loading task failed: {e}"),
     })??;
     Ok(engine)
