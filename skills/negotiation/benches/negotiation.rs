@@ -24,7 +24,7 @@
 )]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The allocator the `agora` binary runs agents with.
 #[global_allocator]
@@ -238,7 +238,7 @@ fn main() {
         );
 
         // Gas: the funding (paid by the seller) and the settlement, over the deals.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // (The seller saves each voucher before it delivers: the last one is in.)
         let settled = s
             .seller
             .settle_channels(&s.handle.context(), true)

@@ -304,6 +304,13 @@ impl Buyer {
         self
     }
 
+    /// Changes after each write to this buyer's journal: a reader of the journal file
+    /// (a monitor, a test) waits on it for entries written after a call returned,
+    /// such as the receipt of a delivery.
+    pub fn journal_writes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.journal.writes()
+    }
+
     /// Hires a seller of `kind` for `task`, paying at most `max_price` in `mode`:
     /// finds sellers, calls up to [`BuyerStrategy::max_sellers`] of them, collects
     /// proposals for [`BuyerStrategy::proposal_window`], negotiates with the chosen

@@ -224,6 +224,8 @@ struct SharedJournal(Arc<Shared>);
 struct Shared {
     appender: Mutex<Appender>,
     queue: Mutex<Queue>,
+    /// How many batches were written (or failed) since the journal was opened.
+    writes: tokio::sync::watch::Sender<u64>,
 }
 
 /// Appends waiting for the writer, and whether a writer is at work.
@@ -323,7 +325,14 @@ impl SharedJournal {
                 seen: None,
             }),
             queue: Mutex::new(Queue::default()),
+            writes: tokio::sync::watch::Sender::new(0),
         }))
+    }
+
+    /// Changes after each batch of appends is written (or failed to be), so that
+    /// whoever reads the journal file can wait for the next write.
+    fn writes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.writes.subscribe()
     }
 
     /// Appends an entry, unless the same one is already there, and waits until it is
@@ -385,6 +394,7 @@ impl Shared {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .append_batch(batch);
+            self.writes.send_modify(|n| *n += 1);
         }
     }
 }

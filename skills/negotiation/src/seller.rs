@@ -251,6 +251,13 @@ impl Seller {
         }
     }
 
+    /// Changes after each write to this seller's journal: a reader of the journal
+    /// file (a monitor, a test) waits on it for entries written after a call
+    /// returned, such as the receipt the buyer sends after a delivery.
+    pub fn journal_writes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.journal.writes()
+    }
+
     /// Adds the seller's skills (one per protocol message) to an agent.
     pub fn install(&self, builder: AgentBuilder) -> AgentBuilder {
         builder

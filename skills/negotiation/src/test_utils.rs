@@ -256,18 +256,63 @@ pub fn host(dir: &Path, name: &str, chain_id: u64) -> Host {
     .expect("host")
 }
 
-/// The journal's entries, once it verifies and holds an entry of `until` (tells
-/// arrive after the asker has moved on).
-pub async fn entries(path: &Path, signer: Address, until: &str) -> Vec<JournalEntry> {
-    for _ in 0..100 {
-        journal::verify(path, Some(signer)).expect("journal verifies");
-        let entries = journal::read_entries(path).expect("journal entries");
-        if entries.iter().any(|e| e.kind == until) {
-            return entries;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+/// An agent of a test and its journal.
+pub trait Journaled {
+    /// The journal file.
+    fn journal_path(&self) -> &Path;
+    /// The agent's address, which signs the journal.
+    fn signer(&self) -> Address;
+    /// Changes after each write to the journal.
+    fn journal_writes(&self) -> tokio::sync::watch::Receiver<u64>;
+}
+
+impl Journaled for SellerAgent {
+    fn journal_path(&self) -> &Path {
+        &self.journal
     }
-    panic!("{} has no {until} entry", path.display());
+    fn signer(&self) -> Address {
+        self.handle.address()
+    }
+    fn journal_writes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.seller.journal_writes()
+    }
+}
+
+impl Journaled for BuyerAgent {
+    fn journal_path(&self) -> &Path {
+        &self.journal
+    }
+    fn signer(&self) -> Address {
+        self.handle.address()
+    }
+    fn journal_writes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.buyer.journal_writes()
+    }
+}
+
+/// The entries of `agent`'s journal once it verifies and holds an entry of `until`
+/// (tells arrive after the asker has moved on): read again after each write.
+///
+/// # Panics
+/// When no such entry is written within a minute, or the journal does not verify.
+pub async fn entries(agent: &impl Journaled, until: &str) -> Vec<JournalEntry> {
+    let path = agent.journal_path();
+    let mut writes = agent.journal_writes();
+    let found = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            writes.borrow_and_update();
+            journal::verify(path, Some(agent.signer())).expect("journal verifies");
+            let entries = journal::read_entries(path).expect("journal entries");
+            if entries.iter().any(|e| e.kind == until) {
+                return entries;
+            }
+            writes.changed().await.expect("the journal writer is alive");
+        }
+    });
+    match found.await {
+        Ok(entries) => entries,
+        Err(_) => panic!("{} has no {until} entry", path.display()),
+    }
 }
 
 /// The kinds of `entries`, in order.
@@ -423,7 +468,7 @@ pub async fn settled_deal_on(chain: Chain, dir: &Path, mode: PaymentMode) -> Set
         )
         .await
         .expect("the deal");
-    entries(&seller.journal, seller.handle.address(), "receipt").await;
+    entries(&seller, "receipt").await;
     if mode == PaymentMode::Channel {
         seller
             .seller

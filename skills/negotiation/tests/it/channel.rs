@@ -201,7 +201,7 @@ async fn a_channel_pays_many_orders_with_vouchers_and_settles_them_in_one_transa
 
     // The journals: one funding, five voucher payments, deliveries and receipts on
     // each side, matched with each other and the chain.
-    let ours = entries(&b.journal, me, "receipt").await;
+    let ours = entries(&b, "receipt").await;
     let k = kinds(&ours);
     assert_eq!(k.iter().filter(|k| **k == "funding").count(), 1, "{k:?}");
     assert_eq!(k.iter().filter(|k| **k == "payment").count(), 5, "{k:?}");
@@ -380,7 +380,7 @@ async fn the_voucher_of_an_order_the_seller_refused_pays_the_next_order() {
         .unwrap_err();
     assert!(err.to_string().contains("service is down"), "{err}");
     let failed = order_id(&agreement, usdc("0.5"));
-    let ours = entries(&b.journal, b.handle.address(), "payment").await;
+    let ours = entries(&b, "payment").await;
     let of_order = |entries: &[wallets::JournalEntry], id: wallets::B256, kind: &str| {
         entries
             .iter()
@@ -441,7 +441,6 @@ async fn the_voucher_of_an_order_the_seller_refused_pays_the_next_order() {
 
     // Three orders delivered, three paid: the settlement moves 0.75, not 1.00.
     let seller_before = chain.balance(s.handle.address()).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let settled = s
         .seller
         .settle_channels(&s.handle.context(), true)
@@ -494,20 +493,12 @@ async fn the_seller_upkeep_settles_and_closes_a_channel_once_its_deadline_passes
     let upkeep = s
         .seller
         .spawn_upkeep(ctx.clone(), std::time::Duration::from_millis(250));
-    let settled = tokio::time::timeout(std::time::Duration::from_secs(20), async {
-        loop {
-            let found = wallets::journal::read_entries(&s.journal)
-                .unwrap()
-                .into_iter()
-                .find(|e| e.kind == "channel_settlement");
-            if let Some(e) = found {
-                return e;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-    })
-    .await
-    .expect("the upkeep settles the channel after its deadline");
+    // Waits for the upkeep's write to the journal.
+    let settled = entries(s, "channel_settlement")
+        .await
+        .into_iter()
+        .find(|e| e.kind == "channel_settlement")
+        .expect("the upkeep settles the channel after its deadline");
     upkeep.abort();
     assert!(deal.agreement.agreement.deadline <= settled.time / 1000 + 1);
     assert_eq!(settled.body["close"], true);

@@ -111,8 +111,8 @@ async fn a_buyer_hires_the_cheapest_acceptable_seller_and_pays_it_exactly_on_cha
     );
 
     // Both journals verify and tell the same story.
-    let ours = entries(&buyer.journal, me, "receipt").await;
-    let theirs = entries(&b.journal, b.handle.address(), "receipt").await;
+    let ours = entries(&buyer, "receipt").await;
+    let theirs = entries(&b, "receipt").await;
     let k = kinds(&ours);
     for kind in [
         "cfp",
@@ -159,14 +159,14 @@ async fn a_buyer_hires_the_cheapest_acceptable_seller_and_pays_it_exactly_on_cha
     assert_eq!(only(&ours, "receipt"), only(&theirs, "receipt"));
 
     // c's proposal was refused for its price and c was told so; a lost and was told.
-    let c_entries = entries(&c.journal, c.handle.address(), "rejection").await;
+    let c_entries = entries(&c, "rejection").await;
     let reason = only(&c_entries, "rejection")["reason"]
         .as_str()
         .unwrap()
         .to_owned();
     assert!(reason.contains("above the maximum"), "{reason}");
     assert!(!kinds(&c_entries).contains(&"payment"));
-    let a_entries = entries(&a.journal, a.handle.address(), "rejection").await;
+    let a_entries = entries(&a, "rejection").await;
     assert!(!kinds(&a_entries).contains(&"payment"));
 
     // Every deal state is closed on both sides.
@@ -237,14 +237,14 @@ async fn a_prompt_injection_cannot_make_the_buyer_pay_above_its_policy() {
 
     assert_eq!(chain.balance(me).await, usdc("2000"));
     assert_eq!(chain.balance(evil.handle.address()).await, Amount::ZERO);
-    let theirs = entries(&evil.journal, evil.handle.address(), "rejection").await;
+    let theirs = entries(&evil, "rejection").await;
     assert!(!kinds(&theirs).contains(&"payment"));
     let reason = only(&theirs, "rejection")["reason"]
         .as_str()
         .unwrap()
         .to_owned();
     assert!(reason.contains("spending policy"), "{reason}");
-    let ours = entries(&buyer.journal, me, "rejection").await;
+    let ours = entries(&buyer, "rejection").await;
     assert!(!kinds(&ours).contains(&"payment"), "{:?}", kinds(&ours));
     assert!(buyer.handle.context().open_dialogues().unwrap().is_empty());
 }
@@ -362,7 +362,7 @@ async fn a_resumed_buyer_re_sends_the_same_payment_and_the_seller_is_paid_once()
         usdc("1.5"),
         "counted once"
     );
-    let theirs = entries(&s.journal, seller_addr, "receipt").await;
+    let theirs = entries(&s, "receipt").await;
     assert_eq!(
         kinds(&theirs).iter().filter(|k| **k == "payment").count(),
         1
@@ -442,8 +442,8 @@ async fn an_escrow_deal_locks_the_price_and_releases_it_on_acceptance() {
     let escrow_contract = wallets::Address(chain.addresses.escrow.0);
     assert_eq!(chain.balance(escrow_contract).await, Amount::ZERO);
 
-    let ours = entries(&buyer.journal, me, "receipt").await;
-    let theirs = entries(&s.journal, s.handle.address(), "receipt").await;
+    let ours = entries(&buyer, "receipt").await;
+    let theirs = entries(&s, "receipt").await;
     let (pb, ps) = (only(&ours, "payment"), only(&theirs, "payment"));
     assert_eq!(pb["escrowId"], json!(escrow));
     assert_eq!(ps["escrowId"], json!(escrow));
