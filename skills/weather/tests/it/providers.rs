@@ -299,7 +299,8 @@ mod open_meteo {
     struct Reply {
         status: StatusCode,
         body: String,
-        delay: Duration,
+        /// Never sent: the server holds the request until the client gives up.
+        hang: bool,
     }
 
     impl Reply {
@@ -307,7 +308,7 @@ mod open_meteo {
             Self {
                 status: StatusCode::OK,
                 body,
-                delay: Duration::ZERO,
+                hang: false,
             }
         }
 
@@ -315,12 +316,12 @@ mod open_meteo {
             Self {
                 status: StatusCode::from_u16(status).unwrap(),
                 body: body.to_owned(),
-                delay: Duration::ZERO,
+                hang: false,
             }
         }
 
-        fn after(mut self, delay: Duration) -> Self {
-            self.delay = delay;
+        fn never(mut self) -> Self {
+            self.hang = true;
             self
         }
 
@@ -426,7 +427,9 @@ mod open_meteo {
             state.script.pop_front()
         };
         let reply = reply.unwrap_or_else(|| Reply::ok(fixture("forecast-lisbon-3days.json")));
-        tokio::time::sleep(reply.delay).await;
+        if reply.hang {
+            std::future::pending::<()>().await;
+        }
         reply.into_response()
     }
 
@@ -662,7 +665,7 @@ mod open_meteo {
 
     #[tokio::test]
     async fn a_slow_server_times_out_after_bounded_attempts() {
-        let slow = Reply::ok(fixture("forecast-lisbon-3days.json")).after(Duration::from_secs(10));
+        let slow = Reply::ok(fixture("forecast-lisbon-3days.json")).never();
         let server = FakeOpenMeteo::start(vec![slow; 3]).await;
         let config = server
             .config()
@@ -693,11 +696,11 @@ mod open_meteo {
 
     #[tokio::test]
     async fn an_unreachable_server_is_a_network_error() {
-        // A port that was just free: nothing listens there any more.
-        let addr = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.local_addr().unwrap()
-        };
+        // A port this test holds without listening on it: connections are refused,
+        // and nothing else can take the port meanwhile.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = socket.local_addr().unwrap();
         let config = OpenMeteoConfig::default()
             .with_base_url(format!("http://{addr}"))
             .with_retry(RetryPolicy::new(
