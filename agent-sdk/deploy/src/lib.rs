@@ -10,6 +10,7 @@
 //!   by URL with its deployment;
 //! - [`agent`]: one configured agent composed from its skills and started in this
 //!   process ([`RunningAgent`]): weather sellers, travel agents, registration;
+//! - [`demo`] (feature `llm`): the reference story once, end to end (`agora demo`);
 //! - [`travel_agent`] (feature `llm`): the rules of paid work: only for a principal,
 //!   the mandate sets the price, never hire twice while money is in flight;
 //! - [`supervisor`]: agents as child processes, restarted with a doubling delay and
@@ -54,6 +55,8 @@
 pub mod agent;
 pub mod chain;
 pub mod config;
+#[cfg(feature = "llm")]
+pub mod demo;
 mod error;
 pub mod layout;
 mod messages;
