@@ -1,16 +1,15 @@
 //! `agora up`: run the agents of agents.toml until Ctrl-C.
 //!
-//! `agora up` prepares the chain ([`deploy::ChainSetup`]: the embedded devnet, started
-//! or reopened in the state directory, with the contracts deployed when they are
-//! missing and the agents funded; or a node by URL with a deployment it is given), then
-//! runs each agent as a child process (`agora agent-run`) under a
-//! [`deploy::Supervisor`]: a child that dies is restarted with a capped, doubling delay;
+//! `agora up` runs [`deploy::up::Up`]: it prepares the chain ([`deploy::ChainSetup`]: the
+//! embedded devnet, started or reopened in the state directory, with the contracts
+//! deployed when they are missing and the agents funded; or a node by URL with a
+//! deployment it is given), then runs each agent as a child process (`agora agent-run`)
+//! under a [`deploy::Supervisor`]: a child that dies is restarted with a capped, doubling delay;
 //! Ctrl-C or SIGTERM closes every child's standard input (the agent's signal to stop),
 //! waits for it, kills what does not stop in time, stops the chain and exits 0. Each
 //! agent registers itself in the `AgentRegistry` once it listens and finds its peers
 //! there. The state directory's layout is in [`deploy::layout`].
 
-use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -20,11 +19,9 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
-use deploy::config::{Config, Network};
-use deploy::layout::{
-    agent_dir, agent_password, agent_wallet, base_dir, state_dir, UpAgent, UpState,
-};
-use deploy::{ChainSetup, ChildSpec, Supervisor, SupervisorEvent};
+use deploy::layout::{state_dir, UpState};
+use deploy::up::{AgentRun, ChainPlace, Up, UpEvent, UpOptions};
+use deploy::SupervisorEvent;
 use indicatif::{ProgressBar, ProgressStyle};
 use registry::discovery::Discovery;
 use wallets::Amount;
@@ -108,36 +105,43 @@ pub(crate) async fn sync_with_progress(discovery: &Discovery, what: &str) -> Res
 }
 
 pub(crate) async fn run_up(args: UpArgs, log: LogFormat) -> Result<ExitCode> {
-    let config = Config::load(&args.config)?;
     let dir = state_dir(&args.config, args.dir.as_deref());
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-
-    // Every agent's password and keystore first: a missing variable is an error before
-    // anything starts.
-    for agent in &config.agents {
-        agent_password(agent)?;
-    }
-    let mut wallets = Vec::new();
-    for agent in &config.agents {
-        wallets.push(agent_wallet(&args.config, agent).await?.address());
-    }
-
-    let chain = match &config.network {
-        Network::Embedded { data_dir, chain_id } => {
-            let data = match &args.dir {
-                Some(d) => d.join("chain"),
-                None => base_dir(&args.config).join(data_dir),
-            };
-            eprintln!("starting the embedded chain in {}", data.display());
-            let agents: Vec<_> = config.agents.iter().zip(wallets.iter().copied()).collect();
-            let chain = ChainSetup::embedded(
-                &data,
-                *chain_id,
-                args.chain_listen,
-                &agents,
-                args.buyer_funds,
-            )
-            .await?;
+    let config_path = args.config.clone();
+    let exe = std::env::current_exe().context("finding the agora executable")?;
+    let options = UpOptions {
+        config_path: args.config.clone(),
+        state_dir: dir.clone(),
+        chain_data: args.dir.as_ref().map(|d| d.join("chain")),
+        chain_listen: args.chain_listen,
+        addresses: args.addresses.clone(),
+        restart_delay: args.restart_delay,
+        buyer_funds: args.buyer_funds,
+        agent_command: Box::new(move |run: &AgentRun| {
+            let args: Vec<OsString> = vec![
+                "--log-format".into(),
+                log.as_str().into(),
+                "agent-run".into(),
+                "--config".into(),
+                run.config_path.clone().into(),
+                "--dir".into(),
+                run.state_dir.clone().into(),
+                "--name".into(),
+                run.name.clone().into(),
+                "--rpc".into(),
+                run.rpc_url.clone().into(),
+                "--addresses".into(),
+                run.addresses_path.clone().into(),
+            ];
+            (exe.clone(), args)
+        }),
+    };
+    let mut up = Up::start(options, |step| eprintln!("{step}"))
+        .await
+        .with_context(|| format!("starting the deployment of {}", config_path.display()))?;
+    let chain = up.chain();
+    let chain_id = chain.addresses.chain_id;
+    match up.chain_place() {
+        ChainPlace::Embedded(data) => {
             if chain.deployed_now {
                 eprintln!("deployed the contracts");
             }
@@ -146,67 +150,12 @@ pub(crate) async fn run_up(args: UpArgs, log: LogFormat) -> Result<ExitCode> {
                 chain.url,
                 data.display()
             );
-            chain
         }
-        Network::Rpc { url, chain_id } => {
-            let path = args
-                .addresses
-                .clone()
-                .unwrap_or_else(|| dir.join("addresses.json"));
-            let chain = ChainSetup::rpc(url, *chain_id, path).await?;
-            println!("chain:     {url} (chain {chain_id})");
-            chain
-        }
-    };
-
-    // The agents, each in a supervised child process.
-    let exe = std::env::current_exe().context("finding the agora executable")?;
-    let mut state = UpState {
-        rpc_url: chain.url.clone(),
-        chain_id: chain.addresses.chain_id,
-        addresses: chain.addresses_path.clone(),
-        pid: std::process::id(),
-        agents: BTreeMap::new(),
-    };
-    let mut children = Vec::new();
-    for (agent, address) in config.agents.iter().zip(&wallets) {
-        state.agents.insert(
-            agent.name.clone(),
-            UpAgent {
-                address: *address,
-                endpoint: None,
-                skills: agent.skills.iter().cloned().collect(),
-            },
-        );
-        let adir = agent_dir(&dir, &agent.name);
-        std::fs::create_dir_all(&adir).with_context(|| format!("creating {}", adir.display()))?;
-        let child_args: Vec<OsString> = vec![
-            "--log-format".into(),
-            log.as_str().into(),
-            "agent-run".into(),
-            "--config".into(),
-            args.config.clone().into(),
-            "--dir".into(),
-            dir.clone().into(),
-            "--name".into(),
-            agent.name.clone().into(),
-            "--rpc".into(),
-            chain.url.clone().into(),
-            "--addresses".into(),
-            chain.addresses_path.clone().into(),
-        ];
-        children.push(
-            ChildSpec::new(agent.name.clone(), exe.clone(), child_args)
-                .pid_file(adir.join("pid"))
-                .restart_delay(args.restart_delay),
-        );
+        _ => println!("chain:     {} (chain {chain_id})", chain.url),
     }
-    state.save(&dir)?;
-    let (supervisor, mut events) = Supervisor::start(children);
 
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
-    let mut waiting: usize = config.agents.len();
     let mut discovery: Option<Discovery> = None;
     loop {
         tokio::select! {
@@ -219,45 +168,29 @@ pub(crate) async fn run_up(args: UpArgs, log: LogFormat) -> Result<ExitCode> {
                 tracing::info!(target: "agora::up", "SIGTERM: stopping the agents");
                 break;
             }
-            Some(event) = events.recv() => {
-                let Some((name, url, address)) = print_event(event) else { continue };
-                if let Some(a) = state.agents.get_mut(&name) {
-                    if a.address != address {
-                        tracing::warn!(target: "agora::up", agent = %name, %address, "agent reports another address");
-                    }
-                    a.endpoint = Some(url);
-                }
-                state.save(&dir)?;
-                waiting = waiting.saturating_sub(1);
-                if waiting == 0 {
-                    waiting = usize::MAX; // announce once
-                    let d = match discovery.take() {
-                        Some(d) => d,
-                        None => Discovery::open(dir.join("discovery"), &chain.url, chain.addresses).await?,
-                    };
-                    if let Err(e) = announce(&d, &state).await {
+            event = up.next() => match event? {
+                Some(UpEvent::Child(event)) => print_event(event),
+                Some(UpEvent::AllReady) => {
+                    let d = Discovery::open(dir.join("discovery"), &up.chain().url, up.chain().addresses).await?;
+                    if let Err(e) = announce(&d, up.state()).await {
                         tracing::warn!(target: "agora::up", error = %e, "registry listing failed");
                     }
                     discovery = Some(d);
                 }
-            }
+                Some(_) => {}
+                None => break,
+            },
         }
     }
     // Print what the children say while they stop.
-    let stopping = tokio::spawn(supervisor.stop());
-    while let Some(event) = events.recv().await {
-        print_event(event);
-    }
-    stopping.await?;
+    up.stop(print_event).await;
     drop(discovery);
-    chain.shutdown().await;
-    let _ = std::fs::remove_file(UpState::path(&dir));
     println!("stopped; state kept in {}", dir.display());
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints a supervisor event; a child's readiness is returned (name, URL, address).
-fn print_event(event: SupervisorEvent) -> Option<(String, String, wallets::Address)> {
+/// Prints a supervisor event.
+fn print_event(event: SupervisorEvent) {
     match event {
         SupervisorEvent::Ready {
             name,
@@ -266,7 +199,6 @@ fn print_event(event: SupervisorEvent) -> Option<(String, String, wallets::Addre
             address,
         } => {
             println!("agent {name:<10} ready  pid {pid}  {url}  {address}");
-            return Some((name, url, address));
         }
         SupervisorEvent::Output { name, line } => println!("[{name}] {line}"),
         SupervisorEvent::Exited {
@@ -282,7 +214,6 @@ fn print_event(event: SupervisorEvent) -> Option<(String, String, wallets::Addre
         | SupervisorEvent::SpawnFailed { .. }
         | SupervisorEvent::Stopped { .. } => {}
     }
-    None
 }
 
 /// Prints the registry's view of the running agents once all of them are up.

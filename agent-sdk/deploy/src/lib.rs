@@ -14,7 +14,9 @@
 //! - [`travel_agent`] (feature `llm`): the rules of paid work: only for a principal,
 //!   the mandate sets the price, never hire twice while money is in flight;
 //! - [`supervisor`]: agents as child processes, restarted with a doubling delay and
-//!   stopped in order.
+//!   stopped in order;
+//! - [`up`]: a whole deployment running: the chain, `up.json`, and every agent in a
+//!   supervised child process (`agora up`).
 //!
 //! ```
 //! use deploy::config::{Config, Network};
@@ -63,6 +65,7 @@ mod messages;
 pub mod supervisor;
 #[cfg(feature = "llm")]
 pub mod travel_agent;
+pub mod up;
 
 pub use agent::{seller_floor, AgentSite, RunningAgent};
 pub use chain::ChainSetup;

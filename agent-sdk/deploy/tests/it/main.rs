@@ -11,3 +11,4 @@
 
 #[cfg(feature = "llm")]
 mod deployment;
+mod up;
