@@ -5,4 +5,5 @@
 //! and settling through our facilitator.
 
 mod facilitator;
+mod interop;
 mod support;
