@@ -29,14 +29,18 @@ pub(crate) struct ChainArgs {
     /// Do not deploy the Agora contracts on a new chain.
     #[arg(long)]
     no_deploy: bool,
+    /// Also serve the x402 facilitator API for the deployment's stablecoin on this
+    /// address, relaying from dev account 9 (see `agora x402 facilitator`).
+    #[arg(long, value_name = "ADDR")]
+    x402_facilitator: Option<SocketAddr>,
 }
 
 /// Where a chain's contract addresses are written.
-fn addresses_path(data_dir: &Path) -> PathBuf {
+pub(crate) fn addresses_path(data_dir: &Path) -> PathBuf {
     data_dir.join("addresses.json")
 }
 
-fn default_data_dir() -> PathBuf {
+pub(crate) fn default_data_dir() -> PathBuf {
     agora_home().join("chain")
 }
 
@@ -76,10 +80,43 @@ pub(crate) async fn run_chain(args: ChainArgs) -> Result<ExitCode> {
         println!("  Reputation     {:?}", a.reputation);
         println!("  PaymentChannel {:?}", a.channel);
     }
+    let facilitator = match args.x402_facilitator {
+        Some(listen) => {
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "--x402-facilitator needs the contracts: reading {}",
+                    path.display()
+                )
+            })?;
+            let a: Addresses =
+                serde_json::from_str(&text).with_context(|| path.display().to_string())?;
+            let relayer = Arc::new(dev_wallet(9));
+            let f = x402::Facilitator::connect(
+                &node.http_url(),
+                relayer,
+                x402::FacilitatorConfig {
+                    assets: vec![wallets::Address(a.stablecoin.0)],
+                    store: data_dir.join("x402-facilitator"),
+                    from_block: a.deployed_at,
+                },
+            )
+            .await?;
+            let server = x402::facilitator::serve(Arc::new(f), listen).await?;
+            println!(
+                "x402 facilitator: {} (relayer: dev account 9)",
+                server.url()
+            );
+            Some(server)
+        }
+        None => None,
+    };
     println!("serving; Ctrl-C to stop");
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;
+    if let Some(server) = facilitator {
+        server.shutdown().await;
+    }
     node.shutdown().await;
     eprintln!("stopped; chain data kept in {}", data_dir.display());
     Ok(ExitCode::SUCCESS)
@@ -227,7 +264,10 @@ fn print_agent(a: &AgentRecord, active: bool) {
 }
 
 /// Decrypts a keystore off the async workers (scrypt takes about a second).
-async fn load_wallet(path: PathBuf, password: &PasswordArgs) -> Result<Arc<wallets::Wallet>> {
+pub(crate) async fn load_wallet(
+    path: PathBuf,
+    password: &PasswordArgs,
+) -> Result<Arc<wallets::Wallet>> {
     let pw = password.read(false)?;
     let wallet =
         tokio::task::spawn_blocking(move || keystore::load(&path, pw.as_bytes())).await??;

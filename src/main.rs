@@ -12,6 +12,7 @@ mod init_cmd;
 mod model_cmd;
 mod up_cmd;
 mod wallet_cmd;
+mod x402_cmd;
 
 use std::process::ExitCode;
 
@@ -73,6 +74,9 @@ enum Command {
     Up(up_cmd::UpArgs),
     /// Ask the travel agent of a running `agora up` to plan a trip.
     Plan(agent_cmd::PlanArgs),
+    /// x402 v2 payments over HTTP: serve the facilitator API for a chain.
+    #[command(subcommand)]
+    X402(x402_cmd::X402Command),
     /// Run one agent of agents.toml in this process (what `agora up` starts).
     #[command(hide = true)]
     AgentRun(agent_cmd::AgentRunArgs),
@@ -196,6 +200,7 @@ fn main() -> ExitCode {
         Command::Up(args) => block_on(up_cmd::run_up(args, log)),
         Command::Plan(args) => block_on(agent_cmd::run_plan(args)),
         Command::AgentRun(args) => block_on(agent_cmd::run_agent(args)),
+        Command::X402(cmd) => block_on(x402_cmd::run_x402(cmd)),
     };
     match result {
         Ok(code) => code,

@@ -268,6 +268,16 @@ pub fn allow_contract(client: &Client, contract: EAddress, abi: &ethers::abi::Ab
     client.inner().signer().allow_contract(contract, abi);
 }
 
+/// The chain id `client` signs for (learned from the node when it connected).
+pub fn chain_id_of(client: &Client) -> u64 {
+    client.inner().signer().chain_id()
+}
+
+/// The account `client` sends from.
+pub fn address_of(client: &Client) -> wallets::Address {
+    wallets::Address(client.inner().address().0)
+}
+
 /// An ethers client that signs with a wallet and sends through [`ReliableSender`].
 pub type Client = ReliableSender<SignerMiddleware<Provider<Http>, WalletSigner>>;
 
@@ -925,6 +935,286 @@ impl Deployment {
             return Ok(None);
         };
         self.receipt_of(call, meta.transaction_hash).await.map(Some)
+    }
+}
+
+/// An EIP-3009 token at any address (the deployment's stablecoin, or USDC on a chain
+/// that has it), in wallet types: what an x402 facilitator reads and settles. Bound
+/// through the `Stablecoin` ABI, whose EIP-3009, EIP-2612 and ERC-20 functions are
+/// USDC's.
+#[derive(Clone, Debug)]
+pub struct Eip3009Token {
+    contract: Stablecoin<Client>,
+}
+
+/// What a `transferWithAuthorization` transaction did, read from its receipt.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizationReceipt {
+    /// The transaction.
+    pub tx: Mined,
+    /// Whether it succeeded (status 1).
+    pub success: bool,
+    /// The token's `Transfer` events (from, to, value), in log order.
+    pub transfers: Vec<(wallets::Address, wallets::Address, wallets::U256)>,
+}
+
+fn wu256(v: EU256) -> wallets::U256 {
+    let mut b = [0u8; 32];
+    v.to_big_endian(&mut b);
+    wallets::U256::from_big_endian(&b)
+}
+
+impl Eip3009Token {
+    /// Binds the token at `address` and adds its functions to the client's transaction
+    /// allow-list ([`WalletSigner::allow_contract`]), so the client may submit
+    /// `transferWithAuthorization` to it.
+    pub fn at(client: Arc<Client>, address: wallets::Address) -> Self {
+        allow_contract(&client, ea(address), &bindings::stablecoin::STABLECOIN_ABI);
+        Self {
+            contract: Stablecoin::new(ea(address), client),
+        }
+    }
+
+    /// The token's address.
+    pub fn address(&self) -> wallets::Address {
+        wallets::Address(self.contract.address().0)
+    }
+
+    /// Whether the address holds code (a contract is deployed there).
+    ///
+    /// # Errors
+    /// [`ChainError::Node`] when the node does not answer.
+    pub async fn has_code(&self) -> Result<bool, ChainError> {
+        let code = self
+            .contract
+            .client()
+            .get_code(self.contract.address(), None)
+            .await
+            .map_err(|e| ChainError::Node {
+                url: self.contract.client().provider().url().to_string(),
+                message: format!("eth_getCode {:?}: {e}", self.contract.address()),
+            })?;
+        Ok(!code.0.is_empty())
+    }
+
+    /// The token's EIP-712 domain separator (`DOMAIN_SEPARATOR()`).
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] when the call fails (e.g. not such a token).
+    pub async fn domain_separator(&self) -> Result<wallets::B256, ChainError> {
+        self.contract
+            .domain_separator()
+            .call()
+            .await
+            .map(wallets::B256)
+            .map_err(|e| contract_error("EIP3009.DOMAIN_SEPARATOR", e))
+    }
+
+    /// The token's `name()` (its EIP-712 domain name, for USDC-like tokens).
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] when the call fails.
+    pub async fn name(&self) -> Result<String, ChainError> {
+        self.contract
+            .name()
+            .call()
+            .await
+            .map_err(|e| contract_error("EIP3009.name", e))
+    }
+
+    /// The token's `version()` (its EIP-712 domain version).
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] when the call fails.
+    pub async fn version(&self) -> Result<String, ChainError> {
+        self.contract
+            .version()
+            .call()
+            .await
+            .map_err(|e| contract_error("EIP3009.version", e))
+    }
+
+    /// The balance of `who`, in base units.
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] when the call fails.
+    pub async fn balance_of(&self, who: wallets::Address) -> Result<wallets::U256, ChainError> {
+        self.contract
+            .balance_of(ea(who))
+            .call()
+            .await
+            .map(wu256)
+            .map_err(|e| contract_error("EIP3009.balanceOf", e))
+    }
+
+    /// Whether the authorization `(authorizer, nonce)` was used or canceled
+    /// (`authorizationState`).
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] when the call fails (e.g. the token lacks EIP-3009).
+    pub async fn authorization_state(
+        &self,
+        authorizer: wallets::Address,
+        nonce: wallets::B256,
+    ) -> Result<bool, ChainError> {
+        self.contract
+            .authorization_state(ea(authorizer), nonce.0)
+            .call()
+            .await
+            .map_err(|e| contract_error("EIP3009.authorizationState", e))
+    }
+
+    /// The `transferWithAuthorization` call of `transfer` with `signature` (65 bytes).
+    fn transfer_call(
+        &self,
+        transfer: &wallets::TransferWithAuthorization,
+        signature: &wallets::Signature,
+    ) -> ethers::contract::builders::ContractCall<Client, ()> {
+        self.contract.transfer_with_authorization(
+            ea(transfer.from),
+            ea(transfer.to),
+            EU256::from(transfer.value.base_units()),
+            EU256::from(transfer.valid_after),
+            EU256::from(transfer.valid_before),
+            transfer.nonce.0,
+            ethers::types::Bytes::from(signature.to_bytes().to_vec()),
+        )
+    }
+
+    /// Simulates `transferWithAuthorization` (`eth_call` from the client's account)
+    /// without sending it.
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] with the decoded revert reason when it would revert.
+    pub async fn simulate_transfer_with_authorization(
+        &self,
+        transfer: &wallets::TransferWithAuthorization,
+        signature: &wallets::Signature,
+    ) -> Result<(), ChainError> {
+        self.transfer_call(transfer, signature)
+            .call()
+            .await
+            .map_err(|e| contract_error("EIP3009.transferWithAuthorization", e))
+    }
+
+    /// Sends `transferWithAuthorization` from the client's account (which pays the
+    /// gas) and waits for its receipt. A mined but reverted transaction is not an
+    /// error: the receipt says so.
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] when the node refuses the transaction (a revert in gas
+    /// estimation, decoded) or it is dropped.
+    pub async fn transfer_with_authorization(
+        &self,
+        transfer: &wallets::TransferWithAuthorization,
+        signature: &wallets::Signature,
+    ) -> Result<AuthorizationReceipt, ChainError> {
+        const CALL: &str = "EIP3009.transferWithAuthorization";
+        let call = self.transfer_call(transfer, signature);
+        let receipt = call
+            .send()
+            .await
+            .map_err(|e| contract_error(CALL, e))?
+            .await
+            .map_err(|e| ChainError::Contract {
+                call: CALL.into(),
+                message: format!("waiting for the receipt: {e}"),
+            })?
+            .ok_or_else(|| ChainError::Contract {
+                call: CALL.into(),
+                message: "the transaction was dropped".into(),
+            })?;
+        Ok(self.authorization_receipt(&receipt))
+    }
+
+    /// The receipt of the transaction that used the authorization `(authorizer,
+    /// nonce)`, searched from block `from_block`, or `None` when no log shows it.
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] when the log query or the receipt lookup fails.
+    pub async fn authorization_used_tx(
+        &self,
+        authorizer: wallets::Address,
+        nonce: wallets::B256,
+        from_block: u64,
+    ) -> Result<Option<AuthorizationReceipt>, ChainError> {
+        const CALL: &str = "EIP3009.AuthorizationUsed";
+        let logs = self
+            .contract
+            .authorization_used_filter()
+            .topic1(ea(authorizer))
+            .topic2(ethers::types::H256(nonce.0))
+            .from_block(from_block)
+            .query_with_meta()
+            .await
+            .map_err(|e| contract_error(CALL, e))?;
+        let Some((_, meta)) = logs.first() else {
+            return Ok(None);
+        };
+        let receipt = self
+            .contract
+            .client()
+            .get_transaction_receipt(meta.transaction_hash)
+            .await
+            .map_err(|e| ChainError::Contract {
+                call: CALL.into(),
+                message: format!("receipt of {:?}: {e}", meta.transaction_hash),
+            })?
+            .ok_or_else(|| ChainError::Contract {
+                call: CALL.into(),
+                message: format!("no receipt for {:?}", meta.transaction_hash),
+            })?;
+        Ok(Some(self.authorization_receipt(&receipt)))
+    }
+
+    fn authorization_receipt(
+        &self,
+        receipt: &ethers::types::TransactionReceipt,
+    ) -> AuthorizationReceipt {
+        use bindings::stablecoin::StablecoinEvents as S;
+        use ethers::contract::EthLogDecode;
+        let transfers = receipt
+            .logs
+            .iter()
+            .filter(|log| log.address == self.contract.address())
+            .filter_map(
+                |log| match S::decode_log(&ethers::abi::RawLog::from(log.clone())) {
+                    Ok(S::TransferFilter(t)) => Some((
+                        wallets::Address(t.from.0),
+                        wallets::Address(t.to.0),
+                        wu256(t.value),
+                    )),
+                    _ => None,
+                },
+            )
+            .collect();
+        AuthorizationReceipt {
+            tx: Mined {
+                tx_hash: wallets::B256(receipt.transaction_hash.0),
+                block: receipt.block_number.map_or(0, |b| b.as_u64()),
+                gas_used: receipt.gas_used.map_or(0, |g| g.low_u64()),
+            },
+            success: receipt.status == Some(1.into()),
+            transfers,
+        }
+    }
+
+    /// The latest block number (where a facilitator starts looking for its
+    /// settlements' logs).
+    ///
+    /// # Errors
+    /// [`ChainError::Node`] when the node does not answer.
+    pub async fn block_number(&self) -> Result<u64, ChainError> {
+        self.contract
+            .client()
+            .get_block_number()
+            .await
+            .map(|n| n.as_u64())
+            .map_err(|e| ChainError::Node {
+                url: self.contract.client().provider().url().to_string(),
+                message: format!("eth_blockNumber: {e}"),
+            })
     }
 }
 

@@ -1,0 +1,217 @@
+//! The real x402 clients: the official Python Flask seller middleware (PyPI `x402`
+//! 2.25), pointed at our facilitator over loopback, is paid by the official Python
+//! requests client, on the embedded chain. The Python side is two small scripts in
+//! `skills/x402/tests/interop/`, run from the venv `bash .ci/prereqs` installs
+//! (`AGORA_X402_VENV`, default `/var/cache/agora/venv-x402`).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use registry::devnet::{dev_key, dev_wallet};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
+use wallets::Amount;
+use x402::wire::{self, VerifyRequest};
+
+use crate::support::{Setup, PRICE, TOKEN};
+
+/// The venv's python, or a failure that says how to install it.
+fn python() -> PathBuf {
+    let venv = std::env::var_os("AGORA_X402_VENV").map_or_else(
+        || PathBuf::from("/var/cache/agora/venv-x402"),
+        PathBuf::from,
+    );
+    let python = venv.join("bin").join("python");
+    let ready = std::process::Command::new(&python)
+        .args(["-c", "import x402, flask, requests, eth_account"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ready,
+        "the x402 interop test runs the real Python x402 clients from the venv {} \
+         (AGORA_X402_VENV), which is missing or incomplete: run `bash .ci/prereqs` \
+         (it installs skills/x402/tests/interop/requirements.txt there)",
+        venv.display()
+    );
+    python
+}
+
+fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("interop")
+        .join(name)
+}
+
+/// Collects a child's stderr in the background, for failure messages.
+fn drain(stderr: tokio::process::ChildStderr) -> Arc<Mutex<String>> {
+    let log = Arc::new(Mutex::new(String::new()));
+    let sink = log.clone();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    log
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_python_flask_middleware_settles_through_our_facilitator() {
+    let python = python();
+    let s = Setup::start().await;
+    let server = x402::facilitator::serve(s.facilitator.clone(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let buyer = dev_wallet(5).address();
+    s.minter
+        .mint(buyer, Amount::from_base_units(10 * PRICE))
+        .await
+        .unwrap();
+    let network = format!("eip155:{}", s.addresses.chain_id);
+    let asset = s.stablecoin().to_string();
+
+    // The seller: Flask + the official middleware, our facilitator behind it.
+    let mut seller = tokio::process::Command::new(&python)
+        .arg(script("seller.py"))
+        .args(["--facilitator", &server.url()])
+        .args(["--network", &network])
+        .args(["--asset", &asset])
+        .args(["--pay-to", &s.seller.to_string()])
+        .args(["--amount", &PRICE.to_string()])
+        .args(["--token-name", TOKEN])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let seller_log = drain(seller.stderr.take().unwrap());
+    let mut seller_out = BufReader::new(seller.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(120), seller_out.next_line())
+        .await
+        .unwrap_or_else(|_| panic!("seller.py did not start: {}", seller_log.lock().unwrap()));
+    let Some(url) = line
+        .ok()
+        .flatten()
+        .and_then(|l| l.strip_prefix("listening ").map(str::to_owned))
+    else {
+        panic!("seller.py exited: {}", seller_log.lock().unwrap());
+    };
+
+    let before = (s.balance(buyer).await, s.balance(s.seller).await);
+
+    // The buyer: the official requests client, paying once, then replaying.
+    let mut child = tokio::process::Command::new(&python)
+        .arg(script("buyer.py"))
+        .args(["--url", &format!("{url}/weather")])
+        .args(["--network", &network])
+        .args(["--asset", &asset])
+        .args(["--max-amount", &PRICE.to_string()])
+        .env("BUYER_KEY", hex::encode(dev_key(5)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let buyer_log = drain(child.stderr.take().unwrap());
+    let mut stdout = String::new();
+    let mut out_pipe = child.stdout.take().unwrap();
+    let finished = tokio::time::timeout(Duration::from_secs(300), async {
+        out_pipe.read_to_string(&mut stdout).await.unwrap();
+        child.wait().await.unwrap()
+    })
+    .await;
+    let logs = || {
+        format!(
+            "buyer stderr:\n{}\nseller stderr:\n{}",
+            buyer_log.lock().unwrap(),
+            seller_log.lock().unwrap()
+        )
+    };
+    let status = finished.unwrap_or_else(|_| panic!("buyer.py hung; {}", logs()));
+    assert!(status.success(), "buyer.py failed: {stdout}\n{}", logs());
+    let out: Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("buyer.py printed {stdout:?} ({e}); {}", logs()));
+
+    // Out of the box, the client does not pay a token outside its built-in list (the
+    // requests adapter wraps the NoMatchingRequirementsError in a PaymentError).
+    assert_eq!(out["default"]["error"], "PaymentError", "{out}");
+    assert!(
+        out["default"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("spend_controls"),
+        "{out}"
+    );
+
+    // Allow-listed, it pays: the resource is served, the settlement reported, and the
+    // money moved to the base unit.
+    let paid = &out["paid"];
+    assert_eq!(paid["status"], 200, "{out}\n{}", logs());
+    assert_eq!(paid["body"]["forecast"], "sunny", "{out}");
+    assert_eq!(paid["body"]["served"], 1, "{out}");
+    let receipt = &paid["paymentResponse"];
+    assert_eq!(receipt["success"], true, "{out}");
+    assert_eq!(receipt["network"], network.as_str(), "{out}");
+    let tx = receipt["transaction"].as_str().unwrap_or("").to_owned();
+    assert!(tx.starts_with("0x") && tx.len() == 66, "{out}");
+    assert_eq!(
+        (s.balance(buyer).await, s.balance(s.seller).await),
+        (before.0 - PRICE, before.1 + PRICE)
+    );
+    let block = s.node.block_number().await;
+
+    // The client's PAYMENT-SIGNATURE header decodes, and re-encodes to the same JSON.
+    let header = paid["paymentSignature"].as_str().unwrap();
+    let payload = wire::decode_payment_signature(header.as_bytes()).unwrap();
+    let raw: Value = serde_json::from_slice(&base64_decode(header)).unwrap();
+    assert_eq!(serde_json::to_value(&payload).unwrap(), raw);
+    assert_eq!(payload.accepted.amount, PRICE.to_string());
+    assert_eq!(
+        wire::parse_address("payTo", &payload.accepted.pay_to).unwrap(),
+        s.seller
+    );
+
+    // The same PAYMENT-SIGNATURE again is not paid again: our verify says the nonce is
+    // used, and the middleware answers 402 with that reason.
+    let replayed = &out["replayed"];
+    assert_eq!(replayed["status"], 402, "{out}");
+    assert_eq!(
+        replayed["paymentRequired"]["error"], "invalid_exact_evm_nonce_already_used",
+        "{out}"
+    );
+    assert_eq!(
+        (s.balance(buyer).await, s.balance(s.seller).await),
+        (before.0 - PRICE, before.1 + PRICE)
+    );
+    assert_eq!(s.node.block_number().await, block);
+
+    // And a resource server that settles it again gets the first settlement back.
+    let again = s
+        .facilitator
+        .settle(&VerifyRequest {
+            x402_version: 2,
+            payment_requirements: payload.accepted.clone(),
+            payment_payload: payload,
+        })
+        .await;
+    assert!(again.success, "{again:?}");
+    assert_eq!(again.transaction, tx);
+    assert_eq!(s.node.block_number().await, block);
+
+    seller.kill().await.unwrap();
+    server.shutdown().await;
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
+}

@@ -1,0 +1,9 @@
+//! Integration tests of the x402 crate, on the embedded chain with the contracts
+//! deployed: every refusal of verify and settle with its reason, settlement once and
+//! only once (re-settles, restarts, concurrency), the HTTP API, and the real Python
+//! x402 clients (the official Flask seller middleware and the requests buyer) paying
+//! and settling through our facilitator.
+
+mod facilitator;
+mod interop;
+mod support;
