@@ -93,6 +93,14 @@ pub enum Error {
     /// The host could not start or has shut down.
     #[error("host: {0}")]
     Host(String),
+    /// An HTTP service could not be mounted under this prefix.
+    #[error("cannot mount an HTTP service at {prefix:?}: {reason}")]
+    Mount {
+        /// The prefix asked for.
+        prefix: String,
+        /// Why not.
+        reason: String,
+    },
 }
 
 /// A dialogue used by a peer it does not belong to.

@@ -1,8 +1,9 @@
 //! Fuzz tests (`fuzz_…`) of what a host reads from its port: envelope frames
 //! (binary WebSocket frames, through [`Inbox::receive`] and the edge's
 //! [`KeyCache`]), control frames (text WebSocket frames, [`Control::parse`]) and
-//! plain HTTP request lines ([`request_head`], then the host's answer). See the
-//! README's "Fuzzing".
+//! HTTP requests (bytes sent to a real host's port: hyper's parser, the WebSocket
+//! handshake, the host's routes and a mounted service). See the README's
+//! "Fuzzing".
 
 use std::sync::{Arc, OnceLock};
 
@@ -12,11 +13,13 @@ use fuzz_support::{
     arbitrary_bytes, arbitrary_text, explained, fuzz, json_value, mutate_bytes, mutate_json,
     nested_json, token, Bytes, Case,
 };
+use http_body_util::{BodyExt, Limited};
 use serde_json::{json, Value};
 use wallets::{Wallet, B256};
 
 use crate::envelope::{Draft, Envelope, Inbox, InboxLimits, KeyCache, Refusal};
-use crate::transport::{is_http, request_head, Control, RequestHead};
+use crate::http::{Bytes as Chunk, Full, Incoming, Request, Response};
+use crate::transport::Control;
 use crate::{AgentLimits, AgentSpec, Host, HostConfig};
 
 const NOW: u64 = 1_800_000_000_000;
@@ -213,9 +216,13 @@ const HTTP_TOKENS: &[&str] = &[
     "get",
     "POST",
     "HEAD",
+    "PUT",
+    "OPTIONS",
+    "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
     " ",
     "  ",
     "\r\n",
+    "\r\n\r\n",
     "\n",
     "\r",
     "\0",
@@ -227,22 +234,105 @@ const HTTP_TOKENS: &[&str] = &[
     "/.well-known/agent-card.json",
     "/card/",
     "/card/0x",
+    "/echo",
+    "/echo/a",
     "?",
     "#",
     "%2F",
     "..",
     "HTTP/1.1",
     "HTTP/1.0",
+    "HTTP/2",
     "Host: a\r\n",
+    "Content-Length: 5\r\n",
+    "Content-Length: 18446744073709551616\r\n",
+    "Content-Length: -1\r\n",
+    "Transfer-Encoding: chunked\r\n",
+    "5\r\nhello\r\n0\r\n\r\n",
+    "ffffffffffffffffff\r\n",
+    "Expect: 100-continue\r\n",
+    "Connection: close\r\n",
+    "Connection: keep-alive, Upgrade\r\n",
     "Upgrade: websocket\r\n",
+    "Sec-WebSocket-Version: 13\r\n",
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
     "\u{e9}",
 ];
 
-/// Plain HTTP on the host's port: the request line, then the answer for its path.
+/// Sends `bytes` to `addr`, half-closes, and reads until the host closes. A reset
+/// counts as a close.
+fn exchange(addr: std::net::SocketAddr, bytes: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::{ErrorKind, Read, Write};
+    let mut socket =
+        std::net::TcpStream::connect(addr).map_err(|e| format!("cannot connect: {e}"))?;
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .map_err(|e| e.to_string())?;
+    // The host may answer (and close) before it read everything.
+    let _ = socket.write_all(bytes);
+    let _ = socket.shutdown(std::net::Shutdown::Write);
+    let mut out = Vec::new();
+    match socket.read_to_end(&mut out) {
+        Ok(_) => Ok(out),
+        Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => Ok(out),
+        Err(e) => Err(format!(
+            "the host neither answered nor closed: {e}; got {:?}",
+            String::from_utf8_lossy(&out)
+        )),
+    }
+}
+
+/// A response's status, headers (names in lowercase) and body.
+type Answer<'a> = (u16, Vec<(String, String)>, &'a [u8]);
+
+/// The first response in `bytes`.
+fn first_response(bytes: &[u8]) -> Result<Answer<'_>, String> {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| format!("no whole response head: {:?}", text(bytes)))?;
+    let head = text(&bytes[..end]);
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| {
+            l.strip_prefix("HTTP/1.1 ")
+                .or_else(|| l.strip_prefix("HTTP/1.0 "))
+        })
+        .and_then(|l| l.get(..3))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("not an HTTP/1 status line: {head:?}"))?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Ok((status, headers, &bytes[end + 4..]))
+}
+
+/// Arbitrary and near-valid requests on a real host's port: each gets HTTP
+/// responses or a close, never a crash; valid ones get their answer.
 #[test]
-fn fuzz_http_request_lines() {
+fn fuzz_http_requests() {
     let dir = tempfile::tempdir().unwrap();
-    let host = Host::spawn(HostConfig::new(CHAIN, dir.path()).workers(1)).unwrap();
+    // Echoes the method, the path and the body's length (at most 64 KiB).
+    let echo = tower::service_fn(|req: Request<Incoming>| async move {
+        let head = format!("{} {}", req.method(), req.uri().path());
+        let body = Limited::new(req.into_body(), 64 * 1024).collect().await;
+        let text = match body {
+            Ok(b) => format!("{head} {}", b.to_bytes().len()),
+            Err(e) => format!("{head}: {e}"),
+        };
+        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Chunk::from(text))))
+    });
+    let host = Host::spawn(
+        HostConfig::new(CHAIN, dir.path())
+            .workers(1)
+            .listen("127.0.0.1:0".parse().unwrap())
+            .mount_http("/echo", echo),
+    )
+    .unwrap();
+    let addr = host.local_addr().unwrap();
     let agent = host
         .spawn_agent(AgentSpec {
             name: "fuzzed".into(),
@@ -262,15 +352,20 @@ fn fuzz_http_request_lines() {
         card.clone(),
         card_lower,
     ];
-    let request = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
-    let valid =
-        prop::sample::select(paths.clone()).prop_map(move |p| Bytes(request(&p).into_bytes()));
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    let post = "POST /echo/x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello".to_owned();
+    let upgrade = "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                   Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        .to_owned();
+    let valid = prop::sample::select(paths.clone()).prop_map(move |p| Bytes(get(&p).into_bytes()));
     let mutated = Union::new(
         paths
             .iter()
-            .map(|p| mutate_bytes(request(p).into_bytes(), HTTP_TOKENS)),
+            .map(|p| get(p))
+            .chain([post, upgrade])
+            .map(|r| mutate_bytes(r.into_bytes(), HTTP_TOKENS)),
     );
-    let line = (
+    let request = (
         token(HTTP_TOKENS),
         prop_oneof![
             token(HTTP_TOKENS).prop_map(String::from),
@@ -279,52 +374,46 @@ fn fuzz_http_request_lines() {
             Just(card.clone()),
         ],
         token(HTTP_TOKENS),
+        prop::collection::vec(token(HTTP_TOKENS), 0..6),
     )
-        .prop_map(|(method, path, version)| {
-            Bytes(format!("{method} {path} {version}\r\n\r\n").into_bytes())
+        .prop_map(|(method, path, version, rest)| {
+            Bytes(format!("{method} {path} {version}\r\n{}", rest.concat()).into_bytes())
         });
     let cases = prop_oneof![
         1 => valid.prop_map(Case::Valid),
         3 => mutated.prop_map(Case::Fuzzed),
-        3 => line.prop_map(Case::Fuzzed),
+        3 => request.prop_map(Case::Fuzzed),
         1 => arbitrary_bytes(512).prop_map(Case::Fuzzed),
     ];
-    fuzz("fuzz_http_request_lines", 1000, cases, |case| {
+    fuzz("fuzz_http_requests", 1000, cases, |case| {
         let (Case::Valid(bytes) | Case::Fuzzed(bytes)) = case;
-        let path = match request_head(bytes) {
-            RequestHead::Get(path) if is_http(&path) => path,
-            _ if matches!(case, Case::Valid(_)) => {
-                return Err("a valid GET was not read as one".into());
+        let answer = exchange(addr, bytes)?;
+        if answer.is_empty() {
+            if matches!(case, Case::Valid(_)) {
+                return Err("a valid GET got no answer".into());
             }
-            _ => return Ok(()),
-        };
-        let answer = host.http_get(&path);
-        if let Some((ctype, body)) = &answer {
-            if ctype == "application/json" {
-                serde_json::from_str::<Value>(body)
-                    .map_err(|e| format!("{path}: the body is not JSON: {e}"))?;
+            // Closed without a word: the host must still be there.
+            let health = exchange(addr, get("/health").as_bytes())?;
+            return match first_response(&health)? {
+                (200, _, b"ok\n") => Ok(()),
+                other => Err(format!("/health answered {other:?} after a close")),
+            };
+        }
+        let (code, headers, body) = first_response(&answer)?;
+        if let Case::Valid(_) = case {
+            if code != 200 {
+                return Err(format!("a valid GET got {code}"));
             }
-        } else if matches!(case, Case::Valid(_)) {
-            return Err(format!("{path} got no answer"));
+            let json = headers
+                .iter()
+                .any(|(n, v)| n == "content-type" && v == "application/json");
+            if json {
+                serde_json::from_slice::<Value>(body)
+                    .map_err(|e| format!("the body is not JSON: {e}"))?;
+            }
         }
         Ok(())
     });
     drop(agent);
     host.shutdown();
-}
-
-#[test]
-fn request_lines_are_read_as_the_transport_did() {
-    assert_eq!(
-        request_head(b"GET /health HTTP/1.1\r\n"),
-        RequestHead::Get("/health".into())
-    );
-    assert_eq!(
-        request_head(b"GET /health HTTP/1.1"),
-        RequestHead::Incomplete
-    );
-    assert_eq!(request_head(b"POST / HTTP/1.1\r\n"), RequestHead::Other);
-    assert_eq!(request_head(b"GET\r\n"), RequestHead::Other);
-    assert_eq!(request_head(b"GET \xff HTTP/1.1\r\n"), RequestHead::Other);
-    assert!(is_http("/health") && !is_http("/") && !is_http("/ws/x"));
 }

@@ -1,5 +1,6 @@
 //! A host: one process's actix system with its agents, its store, its router and
-//! its WebSocket endpoint.
+//! its port, which serves WebSocket envelope traffic and HTTP
+//! ([`http`](crate::http)).
 //!
 //! Library first: [`Host::spawn`] starts everything on threads of its own and
 //! returns a handle that reports the bound address (port 0 picks one) and shuts the
@@ -14,7 +15,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use actix::{Arbiter, ArbiterHandle, Supervisor, System};
+use hyper::body::{Body, Bytes, Incoming};
+use hyper::{Request, Response};
 use serde_json::{json, Value};
+use tower::{BoxError, Service};
 use wallets::Address;
 
 use crate::agent::{
@@ -23,6 +27,7 @@ use crate::agent::{
 use crate::clock::Clock;
 use crate::envelope::DEFAULT_MAX_TTL;
 use crate::error::{Error, Result};
+use crate::http::{BuiltIn, HttpService, Routes};
 use crate::port::Port;
 use crate::router::Router;
 use crate::store::HostStore;
@@ -38,7 +43,8 @@ pub struct HostConfig {
     pub chain_id: u64,
     /// Directory of the host's store (sled).
     pub store: PathBuf,
-    /// Where to accept WebSocket connections; `None` for a host that only dials.
+    /// Where to accept connections (WebSocket envelope traffic and HTTP, see
+    /// [`http`](crate::http)); `None` for a host that only dials.
     pub listen: Option<SocketAddr>,
     /// Threads that run agents and connections.
     pub workers: usize,
@@ -66,6 +72,9 @@ pub struct HostConfig {
     /// clock; tests pass a [`ManualClock`](crate::clock::ManualClock). Waits
     /// (ask timeouts, backoff, rate limits) run on tokio's timers regardless.
     pub clock: Clock,
+    /// HTTP services to mount on the host's port, each under its path prefix (see
+    /// [`HostConfig::mount_http`]).
+    pub http_mounts: Vec<(String, HttpService)>,
 }
 
 impl HostConfig {
@@ -87,7 +96,25 @@ impl HostConfig {
             max_ttl: DEFAULT_MAX_TTL,
             max_learned_routes: Self::DEFAULT_MAX_LEARNED_ROUTES,
             clock: Clock::system(),
+            http_mounts: Vec::new(),
         }
+    }
+
+    /// Mounts an HTTP service (an `axum::Router`, any `tower::Service` of
+    /// `http::Request<Incoming>`) under `prefix` on the host's port; see
+    /// [`Host::mount_http`]. A bad prefix fails [`Host::spawn`].
+    #[must_use]
+    pub fn mount_http<S, B>(mut self, prefix: impl Into<String>, service: S) -> Self
+    where
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        self.http_mounts
+            .push((prefix.into(), HttpService::new(service)));
+        self
     }
 
     /// Reads the wall-clock time from `clock` (see [`HostConfig::clock`]): a
@@ -161,6 +188,8 @@ struct HostInner {
     /// What its agents share: chain, maximum TTL, clock, local agents, router.
     shared: HostShared,
     transport: Arc<Transport>,
+    /// The HTTP routes of the host's port.
+    routes: Arc<Routes>,
     store: HostStore,
     arbiters: Vec<ArbiterHandle>,
     next: AtomicUsize,
@@ -191,8 +220,13 @@ impl Host {
     ///
     /// # Errors
     /// [`Error::Store`] when the store cannot be opened, [`Error::Host`] when the
-    /// listen address cannot be bound or the threads cannot start.
+    /// listen address cannot be bound or the threads cannot start,
+    /// [`Error::Mount`] when one of [`HostConfig::http_mounts`] cannot be mounted.
     pub fn spawn(config: HostConfig) -> Result<Self> {
+        let routes = Arc::new(Routes::new(config.edge.timeout));
+        for (prefix, service) in config.http_mounts {
+            routes.mount(&prefix, service)?;
+        }
         let store = HostStore::open(&config.store)?;
         let listener = match config.listen {
             Some(addr) => {
@@ -236,6 +270,7 @@ impl Host {
             arbiters.clone(),
             config.tls,
             config.client_tls,
+            routes.clone(),
         ));
         let router = Arc::new(Router::new(transport.clone(), config.max_learned_routes));
         let locals = Arc::new(LocalAgents::default());
@@ -251,6 +286,7 @@ impl Host {
                 router,
             },
             transport: transport.clone(),
+            routes,
             store,
             arbiters,
             next: AtomicUsize::new(0),
@@ -259,7 +295,9 @@ impl Host {
             agents: Mutex::new(HashMap::new()),
         });
         let weak = Arc::downgrade(&inner);
-        transport.set_http(Box::new(move |path| http_answer(&weak, path)));
+        inner
+            .routes
+            .set_answer(Box::new(move |route| http_answer(&weak, route)));
         if let (Some(listener), Some(arbiter)) = (listener, inner.arbiters.first()) {
             let t = transport.clone();
             arbiter.spawn(async move {
@@ -374,11 +412,29 @@ impl Host {
         edge_stats(&self.inner)
     }
 
-    /// What the host's port answers to a plain HTTP `GET` of `path` (content type and
-    /// body), as the transport serves it; `None` is a 404.
-    #[cfg(test)]
-    pub(crate) fn http_get(&self, path: &str) -> Option<(String, String)> {
-        http_answer(&Arc::downgrade(&self.inner), path)
+    /// Mounts an HTTP service under `prefix` on the host's port: requests for
+    /// `prefix` and the paths below it (a trailing `/` of `prefix` is dropped) go to
+    /// `service`, unchanged, full path included, with a
+    /// [`RemoteAddr`](crate::http::RemoteAddr) extension. Any
+    /// `tower::Service<http::Request<Incoming>>` with `Send` futures mounts, an
+    /// `axum::Router` among them; the longest matching prefix wins. See
+    /// [`http`](crate::http) for what the port serves and the limits that apply.
+    ///
+    /// # Errors
+    /// [`Error::Mount`] when `prefix` does not start with `/`, is `/` alone, holds
+    /// anything but visible ASCII or a `?` or `#`, is a WebSocket path (`/ws…`), is
+    /// one of the host's own routes (`/health`, `/metrics`,
+    /// `/.well-known/agent-card.json`, `/card`) or below one, or has a service
+    /// already.
+    pub fn mount_http<S, B>(&self, prefix: &str, service: S) -> Result<()>
+    where
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        self.inner.routes.mount(prefix, HttpService::new(service))
     }
 
     /// The agent cards of this host (ERC-8004 registration files).
@@ -441,12 +497,14 @@ fn cards(inner: &HostInner) -> Vec<Value> {
     list.into_iter().map(|a| card(inner, a)).collect()
 }
 
-fn http_answer(inner: &Weak<HostInner>, path: &str) -> Option<(String, String)> {
+/// The host's answer to a `GET` of one of its routes: content type and body, or
+/// `None` for a 404.
+fn http_answer(inner: &Weak<HostInner>, route: &BuiltIn) -> Option<(&'static str, String)> {
     let inner = inner.upgrade()?;
-    let json_type = "application/json".to_owned();
-    match path {
-        "/health" => Some(("text/plain".into(), "ok\n".into())),
-        "/metrics" => {
+    let json_type = "application/json";
+    match route {
+        BuiltIn::Health => Some(("text/plain", "ok\n".into())),
+        BuiltIn::Metrics => {
             let agents = inner.agents.lock().unwrap_or_else(PoisonError::into_inner);
             let per_agent: serde_json::Map<String, Value> = agents
                 .values()
@@ -455,11 +513,9 @@ fn http_answer(inner: &Weak<HostInner>, path: &str) -> Option<(String, String)> 
             let body = json!({"edge": edge_stats(&inner), "agents": per_agent});
             Some((json_type, body.to_string()))
         }
-        "/.well-known/agent-card.json" => {
-            Some((json_type, Value::Array(cards(&inner)).to_string()))
-        }
-        p => {
-            let wanted: Address = p.strip_prefix("/card/")?.parse().ok()?;
+        BuiltIn::Cards => Some((json_type, Value::Array(cards(&inner)).to_string())),
+        BuiltIn::Card(address) => {
+            let wanted: Address = address.parse().ok()?;
             let agents = inner.agents.lock().unwrap_or_else(PoisonError::into_inner);
             let agent = agents.get(&wanted)?;
             Some((json_type, card(&inner, agent).to_string()))

@@ -13,6 +13,10 @@
 //!   reconnect with backoff, optional TLS with rustls) behind tower layers (rate limit, concurrency cap,
 //!   timeout) that turn overload into back-pressure or a clear refusal, signed by
 //!   the agent that refuses.
+//! - [`http`]: the host's port is an HTTP/1.1 server (hyper). WebSocket upgrades
+//!   of `/` and `/ws…` carry envelopes; other requests get the host's routes
+//!   (`/health`, `/metrics`, agent cards) or an HTTP service mounted under a path
+//!   prefix ([`Host::mount_http`]): the protocol gateways, an `axum::Router` each.
 //! - Routing: a remote agent is reached at its configured endpoint
 //!   ([`Host::add_peer`], or found through a [`Directory`]) if it has one, else over
 //!   the connection its last admitted envelope arrived on. Such learned routes are
@@ -40,10 +44,10 @@
 //! ```text
 //! host ─> agent ─> router ─> transport ─> port ─> link
 //!
-//! host      ─> agent, router, transport, port, store, tls
+//! host      ─> agent, router, transport, http, port, store, tls
 //! agent     ─> router, port, link, store, message
 //! router    ─> transport, link
-//! transport ─> port, link, tls
+//! transport ─> http, port, link, tls
 //! port      ─> link
 //! and any of them ─> envelope, error, clock (which use nothing above them)
 //! ```
@@ -51,8 +55,11 @@
 //! - `link`: one side of a connection, a bounded queue of frames.
 //! - `port`: the delivery port, the trait through which the transport hands
 //!   inbound envelopes and refusals to the agents of its host.
-//! - `transport`: connections, the edge's tower stack and its stateless checks;
-//!   it knows links and the port, never agents or routes.
+//! - `http`: the routes of HTTP requests that are not WebSocket upgrades (the
+//!   host's own, mounted services), and the type-erased [`http::HttpService`].
+//! - `transport`: connections (hyper serves the listening side, WebSocket
+//!   upgrades become links), the edge's tower stack and its stateless checks; it
+//!   knows links, the port and the HTTP routes, never agents or routes to them.
 //! - `router`: routes to remote agents (configured endpoints, learned routes),
 //!   dialing through the transport.
 //! - `agent`: the actors, their [`Context`], and the table of local agents, which
@@ -102,6 +109,7 @@ mod error;
 #[cfg(test)]
 mod fuzz_tests;
 mod host;
+pub mod http;
 mod link;
 pub mod message;
 mod port;

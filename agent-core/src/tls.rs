@@ -4,8 +4,8 @@
 //! [`ServerTls`] (certificate chain and key in PEM); it dials `wss://` endpoints
 //! with a [`ClientTls`], which trusts the web PKI roots and any extra roots given
 //! (a private CA, or a self-signed certificate for a test). Over TLS the port
-//! carries WebSocket only; `/health`, `/metrics` and the cards are served on
-//! plain-text hosts.
+//! serves what it serves in the clear (WebSocket upgrades, the host's HTTP routes
+//! and mounted gateways, see [`http`](crate::http)), after the handshake.
 
 use std::sync::Arc;
 

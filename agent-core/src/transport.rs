@@ -26,24 +26,40 @@
 //! re-points nothing. Learned routes are bounded
 //! ([`HostConfig::max_learned_routes`](crate::HostConfig::max_learned_routes)).
 //!
-//! The same port answers plain HTTP `GET` for `/health`, `/metrics` and the agent
-//! cards (`/.well-known/agent-card.json`, `/card/<address>`).
+//! The listening side serves HTTP/1.1 (hyper) on every connection, plain or TLS: a
+//! WebSocket upgrade of `/` or `/ws…` is answered `101 Switching Protocols` and the
+//! upgraded connection carries envelopes as above; every other request goes to the
+//! host's HTTP routes ([`http`](crate::http): `/health`, `/metrics`, the agent
+//! cards, mounted gateways). The connection cap, the TLS handshake timeout and a
+//! request head timeout ([`EdgeLimits::connect_timeout`]) apply to every connection.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
-use std::task::Poll;
+use std::task::{ready, Poll};
 use std::time::Duration;
 
 use actix::ArbiterHandle;
 use futures::future::BoxFuture;
 use futures::{SinkExt, StreamExt};
+use hyper::body::Incoming;
+use hyper::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
+    SEC_WEBSOCKET_VERSION, UPGRADE,
+};
+use hyper::server::conn::http1;
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper::{Method, Request, Response, StatusCode, Version};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tower::{Service, ServiceBuilder, ServiceExt};
@@ -53,6 +69,7 @@ use crate::clock::Clock;
 use crate::envelope::{
     check_expiry, Envelope, Header, KeyCache, Refusal, Rejection, MAX_ENVELOPE_BYTES,
 };
+use crate::http::{is_websocket_path, not_allowed, status, ResponseBody, Routes, MAX_HEAD_BYTES};
 use crate::link::Link;
 use crate::port::{Delivery, Port, RefusalOutcome, RefusedAsk};
 use crate::tls::{server_name, ClientTls, ServerTls};
@@ -80,7 +97,9 @@ pub struct EdgeLimits {
     pub max_connections: usize,
     /// Frames queued for sending on one connection; senders wait when it is full.
     pub send_queue: usize,
-    /// Longest wait to establish an outgoing connection.
+    /// Longest wait to establish an outgoing connection; on the listening side, the
+    /// longest wait for a TLS handshake and for each HTTP request head (the first
+    /// one, or the next one on a kept-alive connection).
     pub connect_timeout: Duration,
     /// Cap of the reconnect backoff.
     pub max_backoff: Duration,
@@ -170,8 +189,18 @@ fn send_control(link: &Link, c: &Control) {
     }
 }
 
-/// Answers plain HTTP GETs: path → (content type, body).
-pub(crate) type HttpAnswer = Box<dyn Fn(&str) -> Option<(String, String)> + Send + Sync>;
+/// The most bytes hyper buffers on one connection (a request head is capped lower,
+/// at [`MAX_HEAD_BYTES`]); at least hyper's minimum, 8 KiB.
+const MAX_HTTP_BUFFER: usize = 64 * 1024;
+
+/// How long a connection closed by its HTTP server keeps reading (and dropping)
+/// what its peer still sends, and how much of it at most; see [`Lingering`].
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// A WebSocket upgrade accepted on a connection, to be taken over once hyper hands
+/// the connection back.
+type PendingUpgrade = Arc<Mutex<Option<OnUpgrade>>>;
 
 /// The host's transport: outgoing links, the listener, the edge. It hands what
 /// arrives to the host's delivery [`Port`].
@@ -187,10 +216,25 @@ pub(crate) struct Transport {
     next: AtomicUsize,
     counters: EdgeCounters,
     port: OnceLock<Weak<dyn Port>>,
-    http: OnceLock<HttpAnswer>,
+    /// Where HTTP requests other than WebSocket upgrades go.
+    routes: Arc<Routes>,
+    /// How connections on the listening side are served.
+    http: http1::Builder,
     connections: Arc<Semaphore>,
     server_tls: Option<ServerTls>,
     client_tls: ClientTls,
+}
+
+fn http_builder(limits: &EdgeLimits) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.connect_timeout)
+        .max_header_size(MAX_HEAD_BYTES)
+        .max_buf_size(MAX_HTTP_BUFFER)
+        // A client that half-closes after its request still gets the response.
+        .half_close(true);
+    builder
 }
 
 fn ws_config() -> WebSocketConfig {
@@ -202,6 +246,8 @@ fn ws_config() -> WebSocketConfig {
 }
 
 impl Transport {
+    // All of it is the host's configuration, passed on once.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         limits: EdgeLimits,
         chain_id: u64,
@@ -210,6 +256,7 @@ impl Transport {
         arbiters: Vec<ArbiterHandle>,
         server_tls: Option<ServerTls>,
         client_tls: ClientTls,
+        routes: Arc<Routes>,
     ) -> Self {
         Self {
             limits,
@@ -221,7 +268,8 @@ impl Transport {
             next: AtomicUsize::new(0),
             counters: EdgeCounters::default(),
             port: OnceLock::new(),
-            http: OnceLock::new(),
+            routes,
+            http: http_builder(&limits),
             connections: Arc::new(Semaphore::new(limits.max_connections)),
             server_tls,
             client_tls,
@@ -235,11 +283,6 @@ impl Transport {
 
     fn port(&self) -> Option<Arc<dyn Port>> {
         self.port.get().and_then(Weak::upgrade)
-    }
-
-    /// Sets the answer to plain HTTP GETs: path → (content type, body).
-    pub(crate) fn set_http(&self, f: HttpAnswer) {
-        let _ = self.http.set(f);
     }
 
     /// The edge counters. The route counts ([`EdgeStats::learned_routes`],
@@ -566,122 +609,235 @@ impl Transport {
         }
     }
 
-    async fn incoming(self: Arc<Self>, mut stream: TcpStream, peer: SocketAddr) {
+    async fn incoming(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
-        if let Some(tls) = self.server_tls.clone() {
-            let handshake =
-                tokio::time::timeout(self.limits.connect_timeout, tls.acceptor.accept(stream));
-            match handshake.await {
-                Ok(Ok(tls_stream)) => self.serve_ws(tls_stream, peer).await,
-                Ok(Err(e)) => {
-                    tracing::debug!(target: "agent::transport", %peer, error = %e, "TLS handshake failed");
-                }
-                Err(_) => {
-                    tracing::debug!(target: "agent::transport", %peer, "TLS handshake timed out")
-                }
-            }
+        let Some(tls) = self.server_tls.clone() else {
+            self.serve_http(stream, peer).await;
             return;
-        }
-        match request_path(&stream).await {
-            Some(path) if is_http(&path) => {
-                self.answer_http(&mut stream, &path).await;
-                return;
+        };
+        let handshake =
+            tokio::time::timeout(self.limits.connect_timeout, tls.acceptor.accept(stream));
+        match handshake.await {
+            Ok(Ok(tls_stream)) => self.serve_http(tls_stream, peer).await,
+            Ok(Err(e)) => {
+                tracing::debug!(target: "agent::transport", %peer, error = %e, "TLS handshake failed");
             }
-            Some(_) => {}
-            None => return,
+            Err(_) => {
+                tracing::debug!(target: "agent::transport", %peer, "TLS handshake timed out")
+            }
         }
-        self.serve_ws(stream, peer).await;
     }
 
-    async fn serve_ws<S>(self: Arc<Self>, stream: S, peer: SocketAddr)
+    /// Serves HTTP/1.1 on an accepted connection until it closes or is upgraded to a
+    /// WebSocket, which then carries envelopes on the same task (and under the same
+    /// connection permit).
+    async fn serve_http<S>(self: Arc<Self>, io: S, peer: SocketAddr)
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send,
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let ws = match tokio_tungstenite::accept_async_with_config(stream, Some(ws_config())).await
-        {
-            Ok(ws) => ws,
-            Err(e) => {
-                tracing::debug!(target: "agent::transport", %peer, error = %e, "handshake failed");
-                return;
-            }
+        let pending: PendingUpgrade = Arc::default();
+        let service = {
+            let (me, pending) = (self.clone(), pending.clone());
+            hyper::service::service_fn(move |request| {
+                let (me, pending) = (me.clone(), pending.clone());
+                async move { Ok::<_, Infallible>(me.respond(request, peer, &pending).await) }
+            })
         };
+        let connection = self
+            .http
+            .serve_connection(TokioIo::new(Lingering::new(io)), service)
+            .with_upgrades();
+        if let Err(e) = connection.await {
+            tracing::debug!(target: "agent::transport", %peer, error = %e, "HTTP connection failed");
+        }
+        let upgrade = pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(upgrade) = upgrade {
+            match upgrade.await {
+                Ok(upgraded) => self.serve_ws(upgraded, peer).await,
+                Err(e) => {
+                    tracing::debug!(target: "agent::transport", %peer, error = %e, "WebSocket upgrade failed");
+                }
+            }
+        }
+    }
+
+    /// Answers one HTTP request: a WebSocket handshake on the WebSocket paths, the
+    /// host's routes otherwise.
+    async fn respond(
+        &self,
+        mut request: Request<Incoming>,
+        peer: SocketAddr,
+        pending: &PendingUpgrade,
+    ) -> Response<ResponseBody> {
+        if is_websocket_path(request.uri().path())
+            && has_token(request.headers(), &UPGRADE, "websocket")
+        {
+            return accept_websocket(&mut request, pending);
+        }
+        self.routes.handle(request, peer).await
+    }
+
+    async fn serve_ws(self: Arc<Self>, upgraded: Upgraded, peer: SocketAddr) {
+        let ws = WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            Some(ws_config()),
+        )
+        .await;
         self.counters.connections.fetch_add(1, Ordering::Relaxed);
         let (link, mut rx) = Link::new(peer.to_string(), self.limits.send_queue);
         let mut carry = None;
         self.pump(ws, &mut rx, &mut carry, &link).await;
         link.close();
     }
-
-    async fn answer_http(&self, stream: &mut TcpStream, path: &str) {
-        let answer = self.http.get().and_then(|f| f(path));
-        let response = match answer {
-            Some((ctype, body)) => format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            ),
-            None => "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".into(),
-        };
-        let _ = stream.write_all(response.as_bytes()).await;
-        let _ = stream.shutdown().await;
-    }
 }
 
-/// What the first bytes of a connection say.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum RequestHead {
-    /// No whole request line yet.
-    Incomplete,
-    /// `GET` of this path.
-    Get(String),
-    /// A request line that is not a `GET` (or not text).
-    Other,
+/// An accepted connection that, when its HTTP server shuts it down, closes its
+/// write side and then reads and drops what the peer still sends, until the peer
+/// closes too, for at most [`LINGER`] and [`LINGER_BYTES`] (a lingering close):
+/// closing a socket with unread input resets it, and the reset may reach the peer
+/// before the response it has not read yet (a `413` to a body it is still
+/// sending, a `431`, a `400`). Reads and writes pass straight through.
+struct Lingering<S> {
+    io: S,
+    /// Set once the write side is closed.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    dropped: usize,
 }
 
-/// Reads the request line at the start of `head`. Never panics, whatever the bytes.
-pub(crate) fn request_head(head: &[u8]) -> RequestHead {
-    let Some(end) = head.windows(2).position(|w| w == b"\r\n") else {
-        return RequestHead::Incomplete;
-    };
-    let Some(line) = head.get(..end).and_then(|l| std::str::from_utf8(l).ok()) else {
-        return RequestHead::Other;
-    };
-    let mut parts = line.split(' ');
-    match (parts.next(), parts.next()) {
-        (Some("GET"), Some(path)) => RequestHead::Get(path.to_owned()),
-        _ => RequestHead::Other,
-    }
-}
-
-/// Whether a `GET` of `path` is plain HTTP (answered by the host's [`HttpAnswer`])
-/// rather than a WebSocket upgrade (`/`, `/ws…`).
-pub(crate) fn is_http(path: &str) -> bool {
-    path != "/" && !path.starts_with("/ws")
-}
-
-/// Peeks at the request line (without consuming it) and returns its path.
-async fn request_path(stream: &TcpStream) -> Option<String> {
-    let mut buf = [0u8; 2048];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let n = tokio::time::timeout_at(deadline, stream.peek(&mut buf))
-            .await
-            .ok()?
-            .ok()?;
-        match request_head(buf.get(..n)?) {
-            RequestHead::Get(path) => return Some(path),
-            RequestHead::Other => return None,
-            RequestHead::Incomplete => {}
+impl<S> Lingering<S> {
+    fn new(io: S) -> Self {
+        Self {
+            io,
+            deadline: None,
+            dropped: 0,
         }
-        if n == buf.len() || n == 0 {
-            return None;
-        }
-        tokio::time::timeout_at(deadline, stream.readable())
-            .await
-            .ok()?
-            .ok()?;
-        // Give the rest of the request line a moment to arrive.
-        tokio::time::sleep(Duration::from_millis(1)).await;
     }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Lingering<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Lingering<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let me = &mut *self;
+        if me.deadline.is_none() {
+            ready!(Pin::new(&mut me.io).poll_shutdown(cx))?;
+            me.deadline = Some(Box::pin(tokio::time::sleep(LINGER)));
+        }
+        let mut scratch = [0u8; 4096];
+        loop {
+            if me
+                .deadline
+                .as_mut()
+                .is_none_or(|d| std::future::Future::poll(d.as_mut(), cx).is_ready())
+            {
+                return Poll::Ready(Ok(()));
+            }
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut me.io).poll_read(cx, &mut buf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+                    me.dropped += buf.filled().len();
+                    if me.dropped > LINGER_BYTES {
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+                // The peer closed, or the connection broke: done either way.
+                Poll::Ready(_) => return Poll::Ready(Ok(())),
+            }
+        }
+    }
+}
+
+/// Whether a header `name` of `headers` lists `token` (comma-separated,
+/// case-insensitive).
+fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Checks a WebSocket upgrade request (RFC 6455, section 4.2.1) and answers `101
+/// Switching Protocols`, leaving the upgrade in `pending`; or answers why not.
+fn accept_websocket(
+    request: &mut Request<Incoming>,
+    pending: &PendingUpgrade,
+) -> Response<ResponseBody> {
+    if request.method() != Method::GET {
+        return not_allowed("GET");
+    }
+    let headers = request.headers();
+    if request.version() != Version::HTTP_11 || !has_token(headers, &CONNECTION, "upgrade") {
+        return status(StatusCode::BAD_REQUEST);
+    }
+    if headers
+        .get(SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
+        let mut r = status(StatusCode::UPGRADE_REQUIRED);
+        r.headers_mut()
+            .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        return r;
+    }
+    let Some(key) = headers.get(SEC_WEBSOCKET_KEY) else {
+        return status(StatusCode::BAD_REQUEST);
+    };
+    let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) else {
+        return status(StatusCode::INTERNAL_SERVER_ERROR);
+    };
+    *pending.lock().unwrap_or_else(PoisonError::into_inner) = Some(hyper::upgrade::on(request));
+    let mut r = Response::new(ResponseBody::default());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(SEC_WEBSOCKET_ACCEPT, accept);
+    r
 }
 
 /// The innermost edge service: cheap checks, signature, hand-over to the agent.

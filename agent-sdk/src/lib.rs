@@ -12,6 +12,11 @@
 //! sleeping. Timeouts (an ask's wait for its answer) are elapsed time, on tokio's
 //! timers.
 //!
+//! Protocol gateways (x402, A2A) reach agents over HTTP: a host's port serves
+//! HTTP/1.1 beside its WebSocket envelope traffic, and a gateway mounts its
+//! `axum::Router` (any tower service of `http::Request`) under a path prefix with
+//! [`Host::mount_http`]; see [`http`].
+//!
 //! A whole agent with one skill, and a second agent asking it:
 //!
 //! ```
@@ -67,6 +72,10 @@ pub use agent_core::{
 };
 use futures::future::BoxFuture;
 use wallets::{SpendingPolicy, Wallet};
+
+/// The HTTP edge of a host's port, for gateway crates: what mounts with
+/// [`Host::mount_http`] and what a mounted service gets.
+pub use agent_core::http;
 
 #[cfg(feature = "registry")]
 pub mod registry;

@@ -1,9 +1,10 @@
-//! Integration tests of the runtime's routing and refusals: real hosts, real
-//! sockets on loopback, real wallets, and bare WebSocket clients that play relays
-//! and attackers.
+//! Integration tests of the runtime's routing, refusals and HTTP edge: real hosts,
+//! real sockets on loopback, real wallets, and bare WebSocket and HTTP clients that
+//! play relays and attackers.
 
 mod clock;
 mod expiry;
+mod http;
 mod reconnect;
 mod refusals;
 mod routes;
