@@ -69,8 +69,10 @@ mod error;
 pub mod facilitator;
 #[cfg(test)]
 mod fuzz_tests;
+mod server;
 pub mod verify;
 pub mod wire;
 
 pub use error::{Error, Result};
 pub use facilitator::{Facilitator, FacilitatorConfig, FacilitatorServer};
+pub use server::HttpServer;
