@@ -30,9 +30,12 @@
 //!    event, the escrow record must name the agreed parties and amount, and a recorded
 //!    release must have moved the price from the escrow to the seller.
 //!
-//! 5. **x402 sales** — a seller's `x402_payment` and `x402_delivery` entries are
-//!    audited by the rules of [`x402`], offline and against the chain, and listed in
-//!    [`AuditReport::sales`].
+//! 5. **x402 sales** — a seller's `x402_payment` must carry an EIP-3009 authorization
+//!    whose signature recovers the payer in the token's domain, paying the journal's
+//!    signer exactly the price asked; an `x402_delivery` must follow its payment. With
+//!    the chain, the transaction must have used the authorization and moved exactly
+//!    that amount from the payer to the seller in the stablecoin. Sales are listed in
+//!    [`AuditReport::sales`] (rules in `audit/x402.rs`).
 //!
 //! The report is deterministic: journals, deals and discrepancies are sorted, and
 //! nothing about the run (time, host) enters it, so the same journals always give
