@@ -10,6 +10,40 @@
 //! by `eth_call`), **settled on chain by the agent's wallet before the skill runs**,
 //! and answered with `200`, the skill's result as JSON and `PAYMENT-RESPONSE`.
 //!
+//! An agent selling forecasts over x402 beside its negotiation seller, sharing its
+//! journal and chain client:
+//!
+//! ```no_run
+//! # async fn demo(
+//! #     agent: &agent_sdk::AgentHandle,
+//! #     client: std::sync::Arc<registry::chain::Client>,
+//! #     stablecoin: wallets::Address,
+//! #     negotiation_seller: &negotiation::Seller,
+//! # ) -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//!
+//! use weather::{ClimatologyProvider, Forecast, ForecastQuery, WeatherService};
+//! use x402::{PricedService, SellerConfig, X402Seller};
+//!
+//! let forecasts = WeatherService::new(Arc::new(ClimatologyProvider::new()?));
+//! let seller = X402Seller::new(
+//!     agent.context(),
+//!     client,
+//!     stablecoin,
+//!     negotiation_seller.journal(),
+//!     SellerConfig::new("x402-sales", "USD Coin"),
+//! )?
+//! .sell(PricedService::typed::<ForecastQuery, Forecast>(
+//!     "weather.forecast",
+//!     "0.95 USDC".parse()?,
+//!     forecasts,
+//! ))?;
+//! let server = x402::seller::serve(Arc::new(seller), "127.0.0.1:0".parse()?).await?;
+//! println!("POST {}/x402/weather.forecast", server.url());
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Once and only once
 //!
 //! Each sale is a [`SaleRecord`] in a sled store, keyed by (token, payer, nonce) like
