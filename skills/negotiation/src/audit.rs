@@ -30,6 +30,13 @@
 //!    event, the escrow record must name the agreed parties and amount, and a recorded
 //!    release must have moved the price from the escrow to the seller.
 //!
+//! 5. **x402 sales** — a seller's `x402_payment` must carry an EIP-3009 authorization
+//!    whose signature recovers the payer in the token's domain, paying the journal's
+//!    signer exactly the price asked; an `x402_delivery` must follow its payment. With
+//!    the chain, the transaction must have used the authorization and moved exactly
+//!    that amount from the payer to the seller in the stablecoin. Sales are listed in
+//!    [`AuditReport::sales`] (rules in `audit/x402.rs`).
+//!
 //! The report is deterministic: journals, deals and discrepancies are sorted, and
 //! nothing about the run (time, host) enters it, so the same journals always give
 //! byte-identical [`AuditReport::to_json`] and [`AuditReport::to_table`] output.
@@ -53,6 +60,9 @@ use super::messages::{
 };
 use super::settlement::escrow_id_of;
 use crate::{Error, Result};
+
+mod x402;
+pub use x402::SaleSummary;
 
 /// Where to check payments against the chain: a node and the deployment's addresses.
 #[derive(Clone, Debug)]
@@ -84,6 +94,10 @@ pub struct AuditReport {
     pub chain: ChainSummary,
     /// Every discrepancy, sorted by journal, entry and reason.
     pub discrepancies: Vec<Discrepancy>,
+    /// x402 sales in sellers' journals, sorted by journal and sale (left out of the
+    /// JSON when there are none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sales: Vec<SaleSummary>,
 }
 
 /// One audited journal.
@@ -229,6 +243,25 @@ impl AuditReport {
                 );
             }
         }
+        if !self.sales.is_empty() {
+            let _ = writeln!(out);
+            let _ = writeln!(
+                out,
+                "{:<66}  {:<20}  {:>22}  {:<9}  clean",
+                "x402 sale", "skill", "price", "stage"
+            );
+            for s in &self.sales {
+                let _ = writeln!(
+                    out,
+                    "{:<66}  {:<20}  {:>22}  {:<9}  {}",
+                    s.sale.to_string(),
+                    s.skill,
+                    s.price.to_string(),
+                    s.stage,
+                    if s.clean { "yes" } else { "no" }
+                );
+            }
+        }
         let _ = writeln!(out);
         let _ = writeln!(out, "chain: {}", self.chain.note);
         let _ = writeln!(out);
@@ -296,6 +329,7 @@ struct Audited {
     verified: bool,
     torn_tail_bytes: u64,
     sides: BTreeMap<B256, Side>,
+    sales: x402::Sales,
 }
 
 #[derive(Debug, Default)]
@@ -363,6 +397,7 @@ pub async fn audit(paths: &[PathBuf], chain: Option<&ChainCheck>) -> Result<Audi
             note: "skipped (pass --rpc and --addresses to match payments on chain)".into(),
         },
     };
+    let sales = x402::summaries(&journals, &findings);
     let with_issue: BTreeSet<B256> = findings.0.iter().filter_map(|d| d.agreement).collect();
     let deals: Vec<DealSummary> = deals
         .into_iter()
@@ -398,6 +433,7 @@ pub async fn audit(paths: &[PathBuf], chain: Option<&ChainCheck>) -> Result<Audi
         deals,
         chain: chain_summary,
         discrepancies: findings.0.into_iter().collect(),
+        sales,
     })
 }
 
@@ -425,9 +461,14 @@ fn read_journal(path: &Path, findings: &mut Findings, sigs: &mut Vec<SigCheck>) 
     let signer = entries.first().map(|e| e.signer);
     let count = entries.len() as u64;
     let mut sides: BTreeMap<B256, Side> = BTreeMap::new();
+    let mut sales = x402::Sales::default();
     for (index, signer, body) in read_bodies(entries) {
         match body {
-            Ok(body) => audit_entry(&name, index, signer, body, &mut sides, findings, sigs),
+            Ok(body) => {
+                if let Some(body) = sales.take(&name, index, signer, body, findings, sigs) {
+                    audit_entry(&name, index, signer, body, &mut sides, findings, sigs);
+                }
+            }
             Err((e, agreement)) => {
                 findings.add(
                     &name,
@@ -445,6 +486,7 @@ fn read_journal(path: &Path, findings: &mut Findings, sigs: &mut Vec<SigCheck>) 
         verified,
         torn_tail_bytes,
         sides,
+        sales,
     })
 }
 
@@ -694,6 +736,8 @@ fn audit_entry(
         | JournalBody::Rejection(_)
         | JournalBody::Refund(_)
         | JournalBody::Expiry(_) => {}
+        // Audited by `x402::Sales::take` before they get here.
+        JournalBody::X402Payment(_) | JournalBody::X402Delivery(_) => {}
     }
 }
 
@@ -1350,6 +1394,7 @@ async fn check_chain(
             }
         }
     }
+    x402::check_chain(check, &deployment, &mut cache, journals, findings).await?;
     Ok(ChainSummary {
         checked: true,
         transactions_checked: cache.len() as u64,

@@ -19,6 +19,13 @@
 //! | `dispute` | [`DisputeBody`] | buyer |
 //! | `refund` | [`RefundBody`] | buyer |
 //! | `expiry` | [`ExpiryBody`] | seller |
+//! | `x402_payment` | [`X402PaymentBody`] | seller (an x402 sale) |
+//! | `x402_delivery` | [`X402DeliveryBody`] | seller (an x402 sale) |
+//!
+//! An x402 sale (the `x402` crate's seller) has no agreement: its payment is the
+//! buyer's EIP-3009 authorization alone, the same [`wallets::Payment::Authorization`]
+//! an `authorization` deal is paid with, journaled as `x402_payment` once settled and
+//! `x402_delivery` once its result is served; [`x402_sale_id`] keys both.
 //!
 //! # Compatibility
 //! Entries are hash-chained and signed over the canonical JSON of their bodies
@@ -76,10 +83,14 @@ pub enum JournalBody {
     Refund(RefundBody),
     /// `expiry`: a seller gave up a deal whose deadline passed.
     Expiry(ExpiryBody),
+    /// `x402_payment`: an x402 sale's payment, settled on chain by the seller.
+    X402Payment(X402PaymentBody),
+    /// `x402_delivery`: an x402 sale's result, served.
+    X402Delivery(X402DeliveryBody),
 }
 
 /// Every kind a [`JournalBody`] can have, in the order of the variants.
-pub const KINDS: [&str; 13] = [
+pub const KINDS: [&str; 15] = [
     "cfp",
     "proposal",
     "counter",
@@ -93,6 +104,8 @@ pub const KINDS: [&str; 13] = [
     "dispute",
     "refund",
     "expiry",
+    "x402_payment",
+    "x402_delivery",
 ];
 
 /// `cfp`. The buyer names the seller it called, the seller the buyer who called.
@@ -393,6 +406,59 @@ pub struct ExpiryBody {
     pub reason: String,
 }
 
+/// The id of an x402 sale: Keccak-256 of the token, the payer and the EIP-3009
+/// nonce (20 + 20 + 32 bytes), which the token accepts once.
+pub fn x402_sale_id(asset: Address, payer: Address, nonce: B256) -> B256 {
+    let mut bytes = Vec::with_capacity(72);
+    bytes.extend_from_slice(asset.as_bytes());
+    bytes.extend_from_slice(payer.as_bytes());
+    bytes.extend_from_slice(nonce.as_bytes());
+    wallets::keccak256(bytes)
+}
+
+/// `x402_payment`: the payment of an x402 sale, settled on chain by the seller (who
+/// paid the gas) before it ran the skill.
+///
+/// The payer, the payee (`payTo`), the amount, the token (the domain's verifying
+/// contract), the nonce, the validity window and the buyer's signature are those of
+/// `payment`, an EIP-3009 [`wallets::Payment::Authorization`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct X402PaymentBody {
+    /// [`x402_sale_id`] of the payment.
+    pub sale_id: B256,
+    /// The skill sold.
+    pub skill: String,
+    /// The resource's URL, as offered in the 402.
+    pub resource: String,
+    /// The x402 network (`eip155:<chain id>`).
+    pub network: String,
+    /// The price asked, in base units of the token.
+    pub price: Amount,
+    /// Keccak-256 of the request body the payment was made with.
+    pub request_hash: B256,
+    /// The payment's idempotency id ([`wallets::Payment::id`]).
+    pub payment_id: String,
+    /// The buyer's signed authorization.
+    pub payment: SignedPayment,
+    /// The seller's `transferWithAuthorization` transaction.
+    pub settlement: Settled,
+}
+
+/// `x402_delivery`: the result an x402 sale served.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct X402DeliveryBody {
+    /// The sale ([`x402_sale_id`]).
+    pub sale_id: B256,
+    /// Keccak-256 of the request body served.
+    pub request_hash: B256,
+    /// [`result_hash`](crate::result_hash) of the result served.
+    pub result_hash: B256,
+    /// The settling transaction (the sale's payment's).
+    pub tx_hash: B256,
+}
+
 /// A journal entry whose body is not one of [`JournalBody`]'s: an unknown kind, an
 /// unknown or missing field, a value of the wrong form.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -423,6 +489,8 @@ impl JournalBody {
             Self::Dispute(_) => "dispute",
             Self::Refund(_) => "refund",
             Self::Expiry(_) => "expiry",
+            Self::X402Payment(_) => "x402_payment",
+            Self::X402Delivery(_) => "x402_delivery",
         }
     }
 
@@ -430,7 +498,7 @@ impl JournalBody {
     /// name the channel agreement).
     pub fn agreement_hash(&self) -> Option<B256> {
         match self {
-            Self::Cfp(_) | Self::Counter(_) => None,
+            Self::Cfp(_) | Self::Counter(_) | Self::X402Payment(_) | Self::X402Delivery(_) => None,
             Self::Rejection(b) => b.agreement_hash,
             Self::Proposal(ProposalBody { agreement_hash, .. })
             | Self::Acceptance(AcceptanceBody { agreement_hash, .. })
@@ -481,6 +549,8 @@ impl JournalBody {
             "dispute" => Self::Dispute(read(body)?),
             "refund" => Self::Refund(read(body)?),
             "expiry" => Self::Expiry(read(body)?),
+            "x402_payment" => Self::X402Payment(read(body)?),
+            "x402_delivery" => Self::X402Delivery(read(body)?),
             other => {
                 return Err(format!(
                     "unknown entry kind {other:?} (a negotiation journal has {})",
@@ -528,6 +598,8 @@ from_body!(
     DisputeBody => Dispute,
     RefundBody => Refund,
     ExpiryBody => Expiry,
+    X402PaymentBody => X402Payment,
+    X402DeliveryBody => X402Delivery,
 );
 
 #[cfg(test)]
@@ -864,6 +936,30 @@ mod tests {
             (
                 "expiry",
                 json!({"dialogue": dialogue, "agreementHash": hash, "buyer": buyer, "reason": reason}),
+            ),
+            // x402's seller: the form its entries have had since they were added.
+            (
+                "x402_payment",
+                json!({
+                    "saleId": B256([13; 32]),
+                    "skill": "weather.forecast",
+                    "resource": "http://127.0.0.1:7411/x402/weather.forecast",
+                    "network": "eip155:31337",
+                    "price": "2500000",
+                    "requestHash": B256([14; 32]),
+                    "paymentId": payment.payment.id(),
+                    "payment": payment,
+                    "settlement": settled,
+                }),
+            ),
+            (
+                "x402_delivery",
+                json!({
+                    "saleId": B256([13; 32]),
+                    "requestHash": B256([14; 32]),
+                    "resultHash": B256([6; 32]),
+                    "txHash": settled.tx_hash,
+                }),
             ),
         ]
     }

@@ -209,6 +209,9 @@ pub use verify::{ChainVerifier, PaymentVerifier};
 use crash::crash_point;
 
 /// A journal shared by the handlers of one agent; appends run off the async threads.
+/// The negotiation's [`Buyer`] and [`Seller`] each hold one; an agent's other sellers
+/// (x402's) share the seller's ([`Seller::journal`]) so that one process appends to
+/// the agent's journal.
 ///
 /// Appends are idempotent: an entry whose kind and body are already in the journal
 /// is not written again. A step that journals and then saves its state, and is
@@ -218,7 +221,7 @@ use crash::crash_point;
 /// Appends are group-committed: while one batch is being written, the appends that
 /// arrive queue up and go to disk together in the next write, with one flush.
 #[derive(Clone, Debug)]
-struct SharedJournal(Arc<Shared>);
+pub struct SharedJournal(Arc<Shared>);
 
 #[derive(Debug)]
 struct Shared {
@@ -318,7 +321,8 @@ impl Appender {
 }
 
 impl SharedJournal {
-    fn new(journal: Journal) -> Self {
+    /// Shares `journal`.
+    pub fn new(journal: Journal) -> Self {
         Self(Arc::new(Shared {
             appender: Mutex::new(Appender {
                 journal,
@@ -331,19 +335,37 @@ impl SharedJournal {
 
     /// Changes after each batch of appends is written (or failed to be), so that
     /// whoever reads the journal file can wait for the next write.
-    fn writes(&self) -> tokio::sync::watch::Receiver<u64> {
+    pub fn writes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.0.writes.subscribe()
+    }
+
+    /// The journal's file.
+    pub fn path(&self) -> std::path::PathBuf {
+        self.0
+            .appender
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .journal
+            .path()
+            .to_owned()
     }
 
     /// Appends an entry, unless the same one is already there, and waits until it is
     /// durable.
-    async fn append(&self, body: impl Into<JournalBody>) -> Result<()> {
+    ///
+    /// # Errors
+    /// [`Error::Wallet`] when the body does not serialize (a float) or the write
+    /// fails.
+    pub async fn append(&self, body: impl Into<JournalBody>) -> Result<()> {
         self.append_all(vec![body.into()]).await
     }
 
     /// Appends `entries` in this order (each unless the same one is already there),
     /// in one write with one flush, and waits until they are durable.
-    async fn append_all(&self, entries: Vec<JournalBody>) -> Result<()> {
+    ///
+    /// # Errors
+    /// As [`SharedJournal::append`].
+    pub async fn append_all(&self, entries: Vec<JournalBody>) -> Result<()> {
         let values = entries
             .iter()
             .map(|body| Ok((body.kind(), body.to_value()?)))

@@ -258,6 +258,12 @@ impl Seller {
         self.inner.journal.writes()
     }
 
+    /// The seller's journal, to share with the agent's other sellers (an x402 seller
+    /// of the same services), so that one writer appends to it.
+    pub fn journal(&self) -> SharedJournal {
+        self.inner.journal.clone()
+    }
+
     /// Adds the seller's skills (one per protocol message) to an agent.
     pub fn install(&self, builder: AgentBuilder) -> AgentBuilder {
         builder

@@ -61,6 +61,10 @@ pub enum Error {
     /// A configuration that cannot work (e.g. no asset to settle).
     #[error("facilitator configuration: {0}")]
     Config(String),
+    /// An x402 seller that cannot work (its wallet is not the agent's, a skill name
+    /// that is no URL segment, clashing schemas).
+    #[error("x402 seller configuration: {0}")]
+    SellerConfig(String),
     /// Binding or serving a socket failed.
     #[error("{what} {addr}: {source}")]
     Io {

@@ -529,72 +529,15 @@ async fn supported_handler(State(f): State<Arc<Facilitator>>) -> Json<SupportedR
 }
 
 /// A facilitator serving on a socket; stops when shut down or dropped.
-#[derive(Debug)]
-pub struct FacilitatorServer {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
+pub type FacilitatorServer = crate::server::HttpServer;
 
 /// Serves [`router`] of `facilitator` on `listen` (port 0 picks a free one).
 ///
 /// # Errors
 /// [`Error::Io`] when the address cannot be bound.
 pub async fn serve(facilitator: Arc<Facilitator>, listen: SocketAddr) -> Result<FacilitatorServer> {
-    let io = |what, source| Error::Io {
-        what,
-        addr: listen,
-        source,
-    };
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| io("binding", e))?;
-    let addr = listener.local_addr().map_err(|e| io("binding", e))?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let app = router(facilitator.clone());
-    let task = tokio::spawn(async move {
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = stopped.await;
-        });
-        if let Err(e) = server.await {
-            tracing::error!(target: "x402::facilitator", error = %e, "server stopped");
-        }
-    });
-    tracing::info!(target: "x402::facilitator", %addr, network = %facilitator.network(),
+    let server = crate::server::HttpServer::spawn(router(facilitator.clone()), listen).await?;
+    tracing::info!(target: "x402::facilitator", addr = %server.addr(), network = %facilitator.network(),
         relayer = %facilitator.relayer(), "facilitator listening");
-    Ok(FacilitatorServer {
-        addr,
-        stop: Some(stop),
-        task: Some(task),
-    })
-}
-
-impl FacilitatorServer {
-    /// The bound address.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Its base URL, `http://<addr>`, to give x402 resource servers.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Stops serving and waits for open requests to finish.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for FacilitatorServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
+    Ok(server)
 }

@@ -16,6 +16,12 @@
 //!   (settlements serialized, a used authorization never broadcast, a re-settle answered
 //!   from a persistent record), and its axum [`facilitator::router`]
 //!   (`POST /verify`, `POST /settle`, `GET /supported`, always HTTP 200).
+//! - [`seller`]: an [`X402Seller`] that sells an agent's priced services at
+//!   `POST /x402/<skill>`: 402 with the requirements and the bazaar schemas, the
+//!   payment settled by the agent's wallet before the skill runs, each sale recorded
+//!   before every irreversible step so that a retried payment gets its first result
+//!   and is never charged twice, and journaled for `agora audit`
+//!   ([`seller::router`], [`seller::serve`]).
 //!
 //! All chain access goes through [`registry::chain`].
 //!
@@ -69,8 +75,12 @@ mod error;
 pub mod facilitator;
 #[cfg(test)]
 mod fuzz_tests;
+pub mod seller;
+mod server;
 pub mod verify;
 pub mod wire;
 
 pub use error::{Error, Result};
 pub use facilitator::{Facilitator, FacilitatorConfig, FacilitatorServer};
+pub use seller::{PricedService, SellerConfig, X402Seller};
+pub use server::HttpServer;

@@ -216,3 +216,121 @@ pub(crate) async fn facilitator(
     .await
     .unwrap()
 }
+
+/// An agent selling over x402 on the setup's chain: dev account 3's wallet (it pays
+/// the settlements' gas), its journal, its sale store, served on loopback.
+pub(crate) struct Shop {
+    pub(crate) wallet: Arc<Wallet>,
+    pub(crate) journal: PathBuf,
+    pub(crate) seller: Arc<x402::X402Seller>,
+    pub(crate) server: x402::seller::SellerServer,
+    pub(crate) http: reqwest::Client,
+    _host: agent_sdk::Host,
+    _agent: agent_sdk::AgentHandle,
+}
+
+impl Shop {
+    /// Sells `services` from dev account 3, its store and journal under `dir`.
+    pub(crate) async fn open(
+        s: &Setup,
+        dir: &std::path::Path,
+        services: Vec<x402::PricedService>,
+    ) -> Self {
+        let wallet = Arc::new(dev_wallet(3));
+        let host = agent_sdk::Host::spawn(agent_sdk::HostConfig::new(
+            s.addresses.chain_id,
+            dir.join("host"),
+        ))
+        .unwrap();
+        let agent = agent_sdk::AgentBuilder::new("shop")
+            .wallet(wallet.clone())
+            .spawn(&host)
+            .unwrap();
+        let client = chain::connect(&s.node.http_url(), wallet.clone())
+            .await
+            .unwrap();
+        let journal = dir.join("shop.journal");
+        let store = dir.join("sales");
+        let shared = negotiation::SharedJournal::new(
+            wallets::Journal::open(&journal, wallet.clone()).unwrap(),
+        );
+        let mut seller = x402::X402Seller::new(
+            agent.context(),
+            client,
+            s.stablecoin(),
+            shared,
+            x402::SellerConfig::new(&store, TOKEN),
+        )
+        .unwrap();
+        for service in services {
+            seller = seller.sell(service).unwrap();
+        }
+        let seller = Arc::new(seller);
+        let server = x402::seller::serve(seller.clone(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        Self {
+            wallet,
+            journal,
+            seller,
+            server,
+            http: reqwest::Client::new(),
+            _host: host,
+            _agent: agent,
+        }
+    }
+
+    pub(crate) fn address(&self) -> Address {
+        self.wallet.address()
+    }
+
+    pub(crate) fn url(&self, skill: &str) -> String {
+        format!("{}/x402/{skill}", self.server.url())
+    }
+
+    /// POSTs `body` to `skill`, with `payment` as PAYMENT-SIGNATURE.
+    pub(crate) async fn post(
+        &self,
+        skill: &str,
+        payment: Option<&str>,
+        body: &str,
+    ) -> reqwest::Response {
+        let mut request = self.http.post(self.url(skill)).body(body.to_owned());
+        if let Some(p) = payment {
+            request = request.header("PAYMENT-SIGNATURE", p);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// The journal's entries' kinds.
+    pub(crate) fn journaled(&self) -> Vec<String> {
+        wallets::journal::read_entries(&self.journal)
+            .map(|entries| entries.into_iter().map(|e| e.kind).collect())
+            .unwrap_or_default()
+    }
+
+    /// Stops serving and closes the store (so that a test can open it).
+    pub(crate) async fn close(self) {
+        self.server.shutdown().await;
+        drop(self.seller);
+        drop(self._agent);
+        let host = self._host;
+        tokio::task::spawn_blocking(move || host.shutdown())
+            .await
+            .unwrap();
+    }
+}
+
+impl Setup {
+    /// A PAYMENT-SIGNATURE header paying `requirements` with `transfer`, signed in
+    /// the token's domain named `name`.
+    pub(crate) fn payment_header(
+        &self,
+        requirements: &PaymentRequirements,
+        transfer: TransferWithAuthorization,
+        name: &str,
+    ) -> String {
+        let signed = self.payer.sign(self.domain(name), transfer);
+        x402::wire::encode_header(&self.request(requirements, &signed).payment_payload).unwrap()
+    }
+}
