@@ -8,7 +8,9 @@
 //! the services changed).
 //!
 //! Skills: `weather` sells `weather.forecast` at the configured price from the offline
-//! climatology data, conceding down to [`seller_floor`] in a negotiation; `travel`
+//! climatology data, conceding down to [`seller_floor`] in a negotiation, and at the
+//! same price to any x402 client at `POST /x402/weather.forecast` on the agent's host
+//! port (one journal for both); `travel`
 //! (feature `llm`) serves [`PlanTrip`](crate::PlanTrip) for the agent's principals
 //! (see [`crate::travel_agent`]).
 
@@ -22,7 +24,10 @@ use negotiation::{ChainSettlement, DefaultSellerStrategy, Seller};
 use registry::chain::{self, Addresses, Deployment};
 use tokio::task::JoinHandle;
 use wallets::Journal;
-use weather::{ClimatologyProvider, WeatherProvider, WeatherService, FORECAST_KIND};
+use weather::{
+    ClimatologyProvider, Forecast, ForecastQuery, WeatherProvider, WeatherService, FORECAST_KIND,
+};
+use x402::{PricedService, SellerConfig, X402Seller};
 
 use crate::config::{AgentConfig, Config};
 use crate::layout::{agent_dir, agent_wallet, read_addresses};
@@ -113,12 +118,11 @@ impl RunningAgent {
         let discovery =
             Arc::new(Discovery::open(dir.join("discovery"), &site.rpc_url, addresses).await?);
         let mut builder = AgentBuilder::new(agent.name.clone()).wallet(wallet.clone());
-        let mut seller = None;
+        let mut weather = None;
         if agent.skills.contains("weather") {
-            let weather =
-                weather_seller(site, &config, &agent, &addresses, wallet.clone(), &dir).await?;
-            builder = weather.install(builder);
-            seller = Some(weather);
+            let w = weather_seller(site, &config, &agent, &addresses, wallet.clone(), &dir).await?;
+            builder = w.seller.install(builder);
+            weather = Some(w);
         }
         #[cfg(feature = "llm")]
         let travel = if agent.skills.contains("travel") {
@@ -155,9 +159,17 @@ impl RunningAgent {
             });
         }
         let handle = builder.spawn(&host)?;
+        if let Some(w) = &weather {
+            // The forecast is also an HTTP resource that any x402 client pays for.
+            let x402 = w.x402(handle.context(), &addresses, &dir)?;
+            host.mount_http("/x402", x402::seller::router(Arc::new(x402)))?;
+        }
         // Expired deals are closed and channels settled before they expire, without
         // waiting for the next buyer.
-        let upkeep = seller.map(|s| s.spawn_upkeep(handle.context(), SELLER_UPKEEP_EVERY));
+        let upkeep = weather.map(|w| {
+            w.seller
+                .spawn_upkeep(handle.context(), SELLER_UPKEEP_EVERY)
+        });
         #[cfg(feature = "llm")]
         if let Some(travel) = travel {
             travel.resume(&handle).await;
@@ -205,6 +217,42 @@ impl RunningAgent {
     }
 }
 
+/// A weather agent's forecast sellers: by negotiation, and over x402 (made once the
+/// agent runs, [`WeatherSeller::x402`]), with one journal and one chain client, so
+/// that their transactions never reuse a nonce.
+struct WeatherSeller {
+    seller: Seller,
+    client: Arc<chain::Client>,
+    price: Amount,
+    provider: Arc<dyn WeatherProvider>,
+}
+
+impl WeatherSeller {
+    /// The x402 seller of the forecast at the same price, for the agent whose
+    /// context is `ctx`; its sales are kept in `dir/x402`.
+    fn x402(&self, ctx: Context, addresses: &Addresses, dir: &Path) -> Result<X402Seller> {
+        let asset = wallets::Address(addresses.stablecoin.0);
+        let forecast = PricedService::typed::<ForecastQuery, Forecast>(
+            FORECAST_KIND,
+            self.price,
+            WeatherService::new(self.provider.clone()),
+        )
+        .description("a daily weather forecast (or the climate normals) of a place")
+        .example(
+            serde_json::json!({"place": {"city": {"name": "Lisbon"}}, "start": "2026-07-01", "days": 3}),
+            None,
+        );
+        Ok(X402Seller::new(
+            ctx,
+            self.client.clone(),
+            asset,
+            self.seller.journal(),
+            SellerConfig::new(dir.join("x402"), TOKEN),
+        )?
+        .sell(forecast)?)
+    }
+}
+
 /// The weather seller of `agent`: its forecast service at the configured price,
 /// settled on chain, journaled.
 async fn weather_seller(
@@ -214,7 +262,7 @@ async fn weather_seller(
     addresses: &Addresses,
     wallet: Arc<Wallet>,
     dir: &Path,
-) -> Result<Seller> {
+) -> Result<WeatherSeller> {
     let service = agent
         .services
         .iter()
@@ -225,16 +273,22 @@ async fn weather_seller(
         })?;
     let provider: Arc<dyn WeatherProvider> = Arc::new(ClimatologyProvider::new()?);
     let client = connect(&site.rpc_url, wallet.clone(), config).await?;
-    let settlement = ChainSettlement::with_client(client, addresses, TOKEN);
+    let settlement = ChainSettlement::with_client(client.clone(), addresses, TOKEN);
     let journal = Journal::open(dir.join("journal"), wallet.clone())?;
-    Ok(Seller::new(
+    let seller = Seller::new(
         FORECAST_KIND,
         wallet,
         DefaultSellerStrategy::new(service.price, seller_floor(service.price)),
-        WeatherService::new(provider),
+        WeatherService::new(provider.clone()),
         settlement,
         journal,
-    ))
+    );
+    Ok(WeatherSeller {
+        seller,
+        client,
+        price: service.price,
+        provider,
+    })
 }
 
 /// Registers the agent, or updates its record when the endpoint or services changed.

@@ -125,6 +125,10 @@ pub enum Error {
     #[error(transparent)]
     Weather(#[from] weather::Error),
 
+    /// The x402 seller failed to start (its sale store, its configuration).
+    #[error("x402: {0}")]
+    X402(#[from] x402::Error),
+
     /// The travel agent's model failed to load.
     #[cfg(feature = "llm")]
     #[error(transparent)]
