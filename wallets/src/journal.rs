@@ -762,9 +762,48 @@ struct Links {
 /// why they do not.
 type LineCheck<T> = std::result::Result<(Links, std::result::Result<T, String>), String>;
 
-/// The last signature verified against the known key, and over what: the entries of
-/// one group share it, and it is verified once for all of them.
-type LastVerified = Option<(B256, Signature)>;
+/// What checking a line leaves for the next one on the same thread: the entries of
+/// one group come one after the other and share much of their checking.
+#[derive(Default)]
+struct Recent {
+    /// The last signature verified against the known key, and over what: the entries
+    /// of a group share it, and it is verified once for all of them.
+    verified: Option<(B256, Signature)>,
+    /// The last entry's path up its Merkle tree: at each level the two nodes folded,
+    /// in ascending order, and their parent. Neighbours in a group share the upper
+    /// part of their paths, so each parent is hashed about once, not once per entry
+    /// under it.
+    path: Vec<(B256, B256, B256)>,
+    /// The line written back, reused.
+    line: Vec<u8>,
+}
+
+impl Recent {
+    /// [`Fields::signed_digest`], with the parents the last entry's path had.
+    fn signed_digest(&mut self, fields: &Fields<'_>) -> B256 {
+        let mut node = fields.hash;
+        for (level, sibling) in fields.proof.iter().enumerate() {
+            let (lo, hi) = if node.0 <= sibling.0 {
+                (node, *sibling)
+            } else {
+                (*sibling, node)
+            };
+            node = match self.path.get_mut(level) {
+                Some(known) if (known.0, known.1) == (lo, hi) => known.2,
+                Some(known) => {
+                    *known = (lo, hi, merkle_parent(lo, hi));
+                    known.2
+                }
+                None => {
+                    let parent = merkle_parent(lo, hi);
+                    self.path.push((lo, hi, parent));
+                    parent
+                }
+            };
+        }
+        node
+    }
+}
 
 /// Reads a line into the entry, its body as the canonical JSON of the [`Value`] it
 /// reads into, and whether the body's keys were in canonical order. The body is
@@ -816,7 +855,7 @@ fn read_line(text: &str) -> std::result::Result<(VerifiedEntry, bool), String> {
 fn check_line<T>(
     text: &[u8],
     known: Option<&crate::PublicKey>,
-    last: &mut LastVerified,
+    recent: &mut Recent,
     read: &impl Fn(VerifiedEntry) -> T,
 ) -> LineCheck<T> {
     let text = std::str::from_utf8(text).map_err(|_| "line is not valid UTF-8".to_owned())?;
@@ -825,9 +864,9 @@ fn check_line<T>(
     // Re-encoding must give back the very same bytes: this catches changes that
     // parse to the same values (hex case, recovery id form, key order, spaces). The
     // body's canonical JSON serves the line and the hash.
-    let mut canonical = Vec::with_capacity(text.len());
-    fields.write_line(entry.body.as_bytes(), &mut canonical);
-    if !sorted || canonical != text.as_bytes() {
+    recent.line.clear();
+    fields.write_line(entry.body.as_bytes(), &mut recent.line);
+    if !sorted || recent.line != text.as_bytes() {
         return Err("line is not in canonical form (its bytes were altered)".into());
     }
     let body_hash = keccak256(entry.body.as_bytes());
@@ -838,13 +877,13 @@ fn check_line<T>(
         if k.address() != fields.signer || fields.digest_with(body_hash) != fields.hash {
             return false;
         }
-        let digest = fields.signed_digest();
-        if *last == Some((digest, fields.signature)) {
+        let digest = recent.signed_digest(&fields);
+        if recent.verified == Some((digest, fields.signature)) {
             return true;
         }
         let ok = fields.signature.verify_with_key(&digest, k).is_ok();
         if ok {
-            *last = Some((digest, fields.signature));
+            recent.verified = Some((digest, fields.signature));
         }
         ok
     });
@@ -908,7 +947,7 @@ fn scan<T: Send>(
     // The first entry's key, recovered once, verifies the others.
     let known = lines.first().and_then(|l| {
         let key = |e: VerifiedEntry| e.signature.recover_public_key(&e.fields().signed_digest());
-        match check_line(l, None, &mut None, &key) {
+        match check_line(l, None, &mut Recent::default(), &key) {
             Ok((_, Ok(key))) => key.ok(),
             _ => None,
         }
@@ -996,33 +1035,38 @@ fn check_lines<T: Send>(
         .min(lines.len() / PER_THREAD_MIN)
         .max(1);
     if threads == 1 {
-        let mut last = None;
+        let mut recent = Recent::default();
         return lines
             .iter()
-            .map(|l| check_line(l, known, &mut last, read))
+            .map(|l| check_line(l, known, &mut recent, read))
             .collect();
     }
+    // Each thread writes its part of the results in place.
+    let mut checks: Vec<Option<LineCheck<T>>> =
+        std::iter::repeat_with(|| None).take(lines.len()).collect();
     let chunk = lines.len().div_ceil(threads);
     std::thread::scope(|s| {
         let handles: Vec<_> = lines
             .chunks(chunk)
-            .map(|part| {
+            .zip(checks.chunks_mut(chunk))
+            .map(|(part, out)| {
                 s.spawn(move || {
-                    let mut last = None;
-                    part.iter()
-                        .map(|l| check_line(l, known, &mut last, read))
-                        .collect::<Vec<_>>()
+                    let mut recent = Recent::default();
+                    for (line, slot) in part.iter().zip(out) {
+                        *slot = Some(check_line(line, known, &mut recent, read));
+                    }
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| vec![Err("the checking thread panicked".to_owned())])
-            })
-            .collect()
-    })
+        // A thread that panicked leaves its lines unchecked, reported below.
+        for h in handles {
+            let _ = h.join();
+        }
+    });
+    checks
+        .into_iter()
+        .map(|c| c.unwrap_or_else(|| Err("the checking thread panicked".to_owned())))
+        .collect()
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>> {
