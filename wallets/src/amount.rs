@@ -184,16 +184,17 @@ impl Serialize for Amount {
 
 impl<'de> Deserialize<'de> for Amount {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        // `u128::from_str` also takes a leading `+`; the wire form is digits only.
-        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(serde::de::Error::custom(format!(
-                "amount {s:?} must be a decimal string of base units (\"12500000\" for 12.50 USDC)"
-            )));
-        }
-        s.parse::<u128>()
-            .map(Self)
-            .map_err(|_| serde::de::Error::custom(format!("amount {s:?} is too large")))
+        crate::primitives::deserialize_str(d, |s| {
+            // `u128::from_str` also takes a leading `+`; the wire form is digits only.
+            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!(
+                    "amount {s:?} must be a decimal string of base units (\"12500000\" for 12.50 USDC)"
+                ));
+            }
+            s.parse::<u128>()
+                .map(Self)
+                .map_err(|_| format!("amount {s:?} is too large"))
+        })
     }
 }
 

@@ -148,26 +148,12 @@ impl JournalEntry {
     /// What the signature signs: `hash` folded with `proof` up to the root of the
     /// entries signed together; `hash` itself for an entry signed alone.
     pub fn signed_digest(&self) -> B256 {
-        self.proof
-            .iter()
-            .fold(self.hash, |node, sibling| merkle_parent(node, *sibling))
+        self.fields().signed_digest()
     }
 
     /// Recomputes the digest from the entry's fields.
     pub fn compute_hash(&self) -> B256 {
-        self.digest_with(body_hash(&self.body))
-    }
-
-    /// The digest of the entry's fields, its body hashed already.
-    fn digest_with(&self, body_hash: B256) -> B256 {
-        EntryDigest {
-            index: self.index,
-            prev: self.prev,
-            time: self.time,
-            kind: &self.kind,
-            body_hash,
-        }
-        .signing_hash(domain())
+        self.fields().digest_with(body_hash(&self.body))
     }
 
     /// The entry's line in the journal file, without the newline.
@@ -177,45 +163,104 @@ impl JournalEntry {
     pub fn to_line(&self) -> Result<String> {
         let mut body = Vec::new();
         write_canonical(&self.body, &mut body);
-        self.line_with_body(&body)
-    }
-
-    /// [`JournalEntry::to_line`] with the body's canonical JSON already written: the
-    /// entry's keys in sorted order (`body`, `hash`, `index`, `kind`, `prev`, `proof`
-    /// when not empty, `signature`, `signer`, `time`), as [`canonical_json`] of the
-    /// whole entry would write them (a test checks).
-    fn line_with_body(&self, body: &[u8]) -> Result<String> {
-        let mut out = Vec::with_capacity(body.len() + 400);
-        out.extend_from_slice(b"{\"body\":");
-        out.extend_from_slice(body);
-        out.extend_from_slice(b",\"hash\":");
-        write_json(&self.hash, &mut out);
-        out.extend_from_slice(b",\"index\":");
-        write_json(&self.index, &mut out);
-        out.extend_from_slice(b",\"kind\":");
-        write_json(&self.kind, &mut out);
-        out.extend_from_slice(b",\"prev\":");
-        write_json(&self.prev, &mut out);
-        if !self.proof.is_empty() {
-            out.extend_from_slice(b",\"proof\":");
-            write_json(&self.proof, &mut out);
-        }
-        out.extend_from_slice(b",\"signature\":");
-        write_json(&self.signature, &mut out);
-        out.extend_from_slice(b",\"signer\":");
-        write_json(&self.signer, &mut out);
-        out.extend_from_slice(b",\"time\":");
-        write_json(&self.time, &mut out);
-        out.push(b'}');
-        String::from_utf8(out).map_err(|e| Error::Corrupt {
-            what: "journal entry".into(),
-            reason: e.to_string(),
-        })
+        let mut line = Vec::new();
+        self.fields().write_line(&body, &mut line);
+        line_string(line)
     }
 
     /// Checks this entry in isolation: hash, signature, expected signer.
+    #[cfg(test)]
     fn check(&self, expected_signer: Option<Address>) -> std::result::Result<(), String> {
-        let computed = self.compute_hash();
+        self.fields().check(body_hash(&self.body), expected_signer)
+    }
+
+    fn fields(&self) -> Fields<'_> {
+        Fields {
+            index: self.index,
+            prev: self.prev,
+            time: self.time,
+            kind: &self.kind,
+            signer: self.signer,
+            hash: self.hash,
+            proof: &self.proof,
+            signature: self.signature,
+        }
+    }
+}
+
+/// An entry's fields but its body: what its hash, its line and its signature are made
+/// of, whether the body is a [`Value`] ([`JournalEntry`]) or canonical JSON as read
+/// ([`VerifiedEntry`]).
+#[derive(Clone, Copy)]
+struct Fields<'a> {
+    index: u64,
+    prev: B256,
+    time: u64,
+    kind: &'a str,
+    signer: Address,
+    hash: B256,
+    proof: &'a [B256],
+    signature: Signature,
+}
+
+impl Fields<'_> {
+    /// [`JournalEntry::signed_digest`].
+    fn signed_digest(&self) -> B256 {
+        self.proof
+            .iter()
+            .fold(self.hash, |node, sibling| merkle_parent(node, *sibling))
+    }
+
+    /// The digest of the entry's fields, its body hashed already.
+    fn digest_with(&self, body_hash: B256) -> B256 {
+        EntryDigest {
+            index: self.index,
+            prev: self.prev,
+            time: self.time,
+            kind: self.kind,
+            body_hash,
+        }
+        .signing_hash(domain())
+    }
+
+    /// Appends the entry's line, without the newline, to `out`, with the body's
+    /// canonical JSON already written: the entry's keys in sorted order (`body`,
+    /// `hash`, `index`, `kind`, `prev`, `proof` when not empty, `signature`, `signer`,
+    /// `time`), as [`canonical_json`] of the whole entry would write them (a test
+    /// checks).
+    fn write_line(&self, body: &[u8], out: &mut Vec<u8>) {
+        out.reserve(body.len() + 400);
+        out.extend_from_slice(b"{\"body\":");
+        out.extend_from_slice(body);
+        out.extend_from_slice(b",\"hash\":");
+        write_json(&self.hash, out);
+        out.extend_from_slice(b",\"index\":");
+        write_json(&self.index, out);
+        out.extend_from_slice(b",\"kind\":");
+        write_json(self.kind, out);
+        out.extend_from_slice(b",\"prev\":");
+        write_json(&self.prev, out);
+        if !self.proof.is_empty() {
+            out.extend_from_slice(b",\"proof\":");
+            write_json(self.proof, out);
+        }
+        out.extend_from_slice(b",\"signature\":");
+        write_json(&self.signature, out);
+        out.extend_from_slice(b",\"signer\":");
+        write_json(&self.signer, out);
+        out.extend_from_slice(b",\"time\":");
+        write_json(&self.time, out);
+        out.push(b'}');
+    }
+
+    /// Checks the entry in isolation, its body hashed already: hash, signature,
+    /// expected signer.
+    fn check(
+        &self,
+        body_hash: B256,
+        expected_signer: Option<Address>,
+    ) -> std::result::Result<(), String> {
+        let computed = self.digest_with(body_hash);
         if computed != self.hash {
             return Err(format!(
                 "hash field {} does not match the entry's content (computed {computed})",
@@ -242,6 +287,14 @@ impl JournalEntry {
         }
         Ok(())
     }
+}
+
+/// A line written by [`Fields::write_line`] as a `String`.
+fn line_string(line: Vec<u8>) -> Result<String> {
+    String::from_utf8(line).map_err(|e| Error::Corrupt {
+        what: "journal entry".into(),
+        reason: e.to_string(),
+    })
 }
 
 /// An entry body with its canonical JSON and the Keccak-256 of it (the entry's
@@ -343,13 +396,347 @@ pub struct VerifyReport {
     pub torn_tail_bytes: usize,
 }
 
-/// A journal read from disk: its entries and where the valid part ends.
+/// An entry that verified, as [`read_verified_with`] hands it over: the fields of a
+/// [`JournalEntry`], with the body kept as the canonical JSON that the entry's hash
+/// covers (the very bytes of its line) instead of a [`Value`], so that a reader can
+/// parse it straight into a typed body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedEntry {
+    index: u64,
+    prev: B256,
+    time: u64,
+    kind: String,
+    body: String,
+    signer: Address,
+    hash: B256,
+    proof: Vec<B256>,
+    signature: Signature,
+}
+
+impl VerifiedEntry {
+    /// Position in the journal, from 0.
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    /// The previous entry's hash.
+    pub fn prev(&self) -> B256 {
+        self.prev
+    }
+
+    /// Unix milliseconds.
+    pub fn time(&self) -> u64 {
+        self.time
+    }
+
+    /// What happened.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// The body's canonical JSON ([`canonical_json`]), as the line carries it.
+    pub fn body_json(&self) -> &str {
+        &self.body
+    }
+
+    /// The agent that wrote and signed the entry.
+    pub fn signer(&self) -> Address {
+        self.signer
+    }
+
+    /// The entry's digest.
+    pub fn hash(&self) -> B256 {
+        self.hash
+    }
+
+    /// The entry's inclusion proof (empty for an entry signed alone).
+    pub fn proof(&self) -> &[B256] {
+        &self.proof
+    }
+
+    /// The signature.
+    pub fn signature(&self) -> Signature {
+        self.signature
+    }
+
+    /// The entry with its body parsed into a [`Value`], as [`read_entries`] gives it.
+    ///
+    /// # Errors
+    /// Never for an entry that verified (its body is JSON); [`Error::Corrupt`] if the
+    /// body does not parse.
+    pub fn into_entry(self) -> Result<JournalEntry> {
+        let body = serde_json::from_str(&self.body).map_err(|e| Error::Corrupt {
+            what: "journal entry body".into(),
+            reason: e.to_string(),
+        })?;
+        Ok(JournalEntry {
+            index: self.index,
+            prev: self.prev,
+            time: self.time,
+            kind: self.kind,
+            body,
+            signer: self.signer,
+            hash: self.hash,
+            proof: self.proof,
+            signature: self.signature,
+        })
+    }
+
+    fn fields(&self) -> Fields<'_> {
+        Fields {
+            index: self.index,
+            prev: self.prev,
+            time: self.time,
+            kind: &self.kind,
+            signer: self.signer,
+            hash: self.hash,
+            proof: &self.proof,
+            signature: self.signature,
+        }
+    }
+}
+
+/// One journal line as read: a [`JournalEntry`]'s fields, its body transcoded to
+/// canonical JSON on the way ([`CanonicalBody`]) rather than built into a [`Value`].
+/// Named and ordered as [`JournalEntry`], so that serde's messages about a line that
+/// is not an entry read as they always have.
+#[derive(Deserialize)]
+#[serde(rename = "JournalEntry", deny_unknown_fields)]
+struct Line {
+    index: u64,
+    prev: B256,
+    time: u64,
+    kind: String,
+    body: CanonicalBody,
+    signer: Address,
+    hash: B256,
+    #[serde(default)]
+    proof: Vec<B256>,
+    signature: Signature,
+}
+
+/// A JSON value transcoded, as it is read, into the canonical JSON that
+/// [`canonical_json`] writes for it, without building a [`Value`].
+///
+/// serde_json makes the same visitor calls here as it makes to [`Value`]'s own
+/// deserializer, and each is written as [`write_canonical`] writes the [`Value`] those
+/// calls build (scalars and keys through serde_json's serializer). Only the order of
+/// keys is kept as read, where [`write_canonical`] sorts them: so `json` is the value's
+/// canonical JSON exactly when `sorted`, that is when every object's keys came in
+/// strictly ascending order (a repeated key, which a [`Value`] keeps once, is out of
+/// order). A test holds this against [`canonical_json`].
+///
+/// There is one exception, which `private` flags: a key that starts with
+/// [`SERDE_JSON_PRIVATE`]. When some crate in the build turns on serde_json's
+/// `raw_value` (axum and ethers do) or `arbitrary_precision` feature, an object whose
+/// first key is one of serde_json's private tokens reads into a [`Value`] as something
+/// else (the JSON text, or the number, in its string). A body with such a key is
+/// checked the way it always was instead ([`read_line`]).
+struct CanonicalBody {
+    json: String,
+    sorted: bool,
+    private: bool,
+}
+
+/// How serde_json's private tokens start (`$serde_json::private::RawValue`, `…::Number`).
+const SERDE_JSON_PRIVATE: &str = "$serde_json::private::";
+
+impl<'de> Deserialize<'de> for CanonicalBody {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let mut out = Transcoder {
+            json: Vec::new(),
+            sorted: true,
+            private: false,
+            keys: Vec::new(),
+            depth: 0,
+        };
+        serde::de::DeserializeSeed::deserialize(&mut out, d)?;
+        let json = String::from_utf8(out.json).map_err(serde::de::Error::custom)?;
+        Ok(Self {
+            json,
+            sorted: out.sorted,
+            private: out.private,
+        })
+    }
+}
+
+/// The state of one [`CanonicalBody`] being read.
+struct Transcoder {
+    json: Vec<u8>,
+    sorted: bool,
+    private: bool,
+    /// The last key read in the object open at each depth, unescaped.
+    keys: Vec<String>,
+    /// Objects open.
+    depth: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for &mut Transcoder {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for &mut Transcoder {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> std::result::Result<(), E> {
+        write_json(&v, &mut self.json);
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, v: i64) -> std::result::Result<(), E> {
+        write_json(&v, &mut self.json);
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> std::result::Result<(), E> {
+        write_json(&v, &mut self.json);
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, v: f64) -> std::result::Result<(), E> {
+        // As `Value` keeps it: a float that is not finite becomes null (serde_json
+        // writes null for one too).
+        write_json(&Value::from(v), &mut self.json);
+        Ok(())
+    }
+
+    fn visit_str<E>(self, v: &str) -> std::result::Result<(), E> {
+        write_json(v, &mut self.json);
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> std::result::Result<(), E> {
+        self.json.extend_from_slice(b"null");
+        Ok(())
+    }
+
+    fn visit_none<E>(self) -> std::result::Result<(), E> {
+        self.json.extend_from_slice(b"null");
+        Ok(())
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<(), A::Error> {
+        self.json.push(b'[');
+        let mut first = true;
+        loop {
+            let mark = self.json.len();
+            if !first {
+                self.json.push(b',');
+            }
+            if seq.next_element_seed(&mut *self)?.is_none() {
+                self.json.truncate(mark);
+                break;
+            }
+            first = false;
+        }
+        self.json.push(b']');
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<(), A::Error> {
+        self.json.push(b'{');
+        let depth = self.depth;
+        self.depth += 1;
+        let mut first = true;
+        loop {
+            let mark = self.json.len();
+            if !first {
+                self.json.push(b',');
+            }
+            if map.next_key_seed(Key(&mut *self, first))?.is_none() {
+                self.json.truncate(mark);
+                break;
+            }
+            self.json.push(b':');
+            map.next_value_seed(&mut *self)?;
+            first = false;
+        }
+        self.depth = depth;
+        self.json.push(b'}');
+        Ok(())
+    }
+}
+
+/// A key of the object open at [`Transcoder::depth`]` - 1`, and whether it is the
+/// object's first.
+struct Key<'a>(&'a mut Transcoder, bool);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Key<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl serde::de::Visitor<'_> for Key<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string key")
+    }
+
+    fn visit_str<E>(self, key: &str) -> std::result::Result<(), E> {
+        let Key(t, first) = self;
+        write_json(key, &mut t.json);
+        t.private |= key.starts_with(SERDE_JSON_PRIVATE);
+        let at = t.depth.saturating_sub(1);
+        while t.keys.len() <= at {
+            t.keys.push(String::new());
+        }
+        if let Some(last) = t.keys.get_mut(at) {
+            if !first && key <= last.as_str() {
+                t.sorted = false;
+            }
+            last.clear();
+            last.push_str(key);
+        }
+        Ok(())
+    }
+}
+
+/// A journal read from disk: what each entry that verified gave, and where the valid
+/// part ends.
 #[derive(Debug)]
-struct Scan {
-    entries: Vec<JournalEntry>,
+struct Scan<T> {
+    entries: Vec<T>,
+    /// The last entry's hash and time ([`B256::ZERO`] and 0 when empty).
+    head: B256,
+    last_time: u64,
+    /// The signer of every entry (`None` when empty).
+    signer: Option<Address>,
     valid_len: u64,
     torn_tail_bytes: usize,
     unterminated: bool,
+}
+
+impl<T> Scan<T> {
+    fn report(&self) -> VerifyReport {
+        VerifyReport {
+            entries: self.entries.len() as u64,
+            head: self.head,
+            signer: self.signer,
+            torn_tail_bytes: self.torn_tail_bytes,
+        }
+    }
 }
 
 fn corrupt(path: &Path, index: u64, reason: impl Into<String>) -> Error {
@@ -360,53 +747,170 @@ fn corrupt(path: &Path, index: u64, reason: impl Into<String>) -> Error {
     }
 }
 
-/// What checking one line on its own found: the entry, or why it is not one; and
-/// whether its hash and signature hold.
-type LineCheck = std::result::Result<(JournalEntry, std::result::Result<(), String>), String>;
+/// What links an entry to the one before it, checked in order after the lines.
+#[derive(Clone, Copy)]
+struct Links {
+    index: u64,
+    prev: B256,
+    time: u64,
+    signer: Address,
+    hash: B256,
+}
 
-/// The last signature verified against the known key, and over what: the entries of
-/// one group share it, and it is verified once for all of them.
-type LastVerified = Option<(B256, Signature)>;
+/// What checking one line on its own found: the entry's links, or why it is not an
+/// entry; and the reader's result for the entry when its hash and signature hold, or
+/// why they do not.
+type LineCheck<T> = std::result::Result<(Links, std::result::Result<T, String>), String>;
+
+/// What checking a line leaves for the next one on the same thread: the entries of
+/// one group come one after the other and share much of their checking.
+#[derive(Default)]
+struct Recent {
+    /// The last signature verified against the known key, and over what: the entries
+    /// of a group share it, and it is verified once for all of them.
+    verified: Option<(B256, Signature)>,
+    /// The last entry's path up its Merkle tree: at each level the two nodes folded,
+    /// in ascending order, and their parent. Neighbours in a group share the upper
+    /// part of their paths, so each parent is hashed about once, not once per entry
+    /// under it.
+    path: Vec<(B256, B256, B256)>,
+    /// The line written back, reused.
+    line: Vec<u8>,
+}
+
+impl Recent {
+    /// [`Fields::signed_digest`], with the parents the last entry's path had.
+    fn signed_digest(&mut self, fields: &Fields<'_>) -> B256 {
+        let mut node = fields.hash;
+        for (level, sibling) in fields.proof.iter().enumerate() {
+            let (lo, hi) = if node.0 <= sibling.0 {
+                (node, *sibling)
+            } else {
+                (*sibling, node)
+            };
+            node = match self.path.get_mut(level) {
+                Some(known) if (known.0, known.1) == (lo, hi) => known.2,
+                Some(known) => {
+                    *known = (lo, hi, merkle_parent(lo, hi));
+                    known.2
+                }
+                None => {
+                    let parent = merkle_parent(lo, hi);
+                    self.path.push((lo, hi, parent));
+                    parent
+                }
+            };
+        }
+        node
+    }
+}
+
+/// Reads a line into the entry, its body as the canonical JSON of the [`Value`] it
+/// reads into, and whether the body's keys were in canonical order. The body is
+/// transcoded as it is read ([`CanonicalBody`]); a line that does not read that way,
+/// or whose body has a key that serde_json may read into a [`Value`] its own way, is
+/// read into a [`JournalEntry`] and its body written back, as lines always were
+/// checked (and with the same error).
+fn read_line(text: &str) -> std::result::Result<(VerifiedEntry, bool), String> {
+    match serde_json::from_str::<Line>(text) {
+        Ok(line) if !line.body.private => {
+            let entry = VerifiedEntry {
+                index: line.index,
+                prev: line.prev,
+                time: line.time,
+                kind: line.kind,
+                body: line.body.json,
+                signer: line.signer,
+                hash: line.hash,
+                proof: line.proof,
+                signature: line.signature,
+            };
+            Ok((entry, line.body.sorted))
+        }
+        _ => {
+            let entry: JournalEntry =
+                serde_json::from_str(text).map_err(|e| format!("not a journal entry: {e}"))?;
+            let mut body = Vec::new();
+            write_canonical(&entry.body, &mut body);
+            let body = String::from_utf8(body).map_err(|e| format!("body: {e}"))?;
+            let entry = VerifiedEntry {
+                index: entry.index,
+                prev: entry.prev,
+                time: entry.time,
+                kind: entry.kind,
+                body,
+                signer: entry.signer,
+                hash: entry.hash,
+                proof: entry.proof,
+                signature: entry.signature,
+            };
+            Ok((entry, true))
+        }
+    }
+}
 
 /// Parses one line, checks its canonical form, its hash and its signature (with
-/// `known`, the journal's first signer's key, when it signed it).
-fn check_line(text: &[u8], known: Option<&crate::PublicKey>, last: &mut LastVerified) -> LineCheck {
+/// `known`, the journal's first signer's key, when it signed it), and hands the entry
+/// to `read` when they hold.
+fn check_line<T>(
+    text: &[u8],
+    known: Option<&crate::PublicKey>,
+    recent: &mut Recent,
+    read: &impl Fn(VerifiedEntry) -> T,
+) -> LineCheck<T> {
     let text = std::str::from_utf8(text).map_err(|_| "line is not valid UTF-8".to_owned())?;
-    let entry: JournalEntry =
-        serde_json::from_str(text).map_err(|e| format!("not a journal entry: {e}"))?;
+    let (entry, sorted) = read_line(text)?;
+    let fields = entry.fields();
     // Re-encoding must give back the very same bytes: this catches changes that
     // parse to the same values (hex case, recovery id form, key order, spaces). The
     // body's canonical JSON serves the line and the hash.
-    let mut body = Vec::new();
-    write_canonical(&entry.body, &mut body);
-    if entry.line_with_body(&body).ok().as_deref() != Some(text) {
+    recent.line.clear();
+    fields.write_line(entry.body.as_bytes(), &mut recent.line);
+    if !sorted || recent.line != text.as_bytes() {
         return Err("line is not in canonical form (its bytes were altered)".into());
     }
+    let body_hash = keccak256(entry.body.as_bytes());
     // Verifying against the known key skips the address's hash and the key's
     // conversions (the curve work is a recovery's); on failure the recovery names
     // who signed instead.
     let fast = known.is_some_and(|k| {
-        if k.address() != entry.signer || entry.digest_with(keccak256(&body)) != entry.hash {
+        if k.address() != fields.signer || fields.digest_with(body_hash) != fields.hash {
             return false;
         }
-        let digest = entry.signed_digest();
-        if *last == Some((digest, entry.signature)) {
+        let digest = recent.signed_digest(&fields);
+        if recent.verified == Some((digest, fields.signature)) {
             return true;
         }
-        let ok = entry.signature.verify_with_key(&digest, k).is_ok();
+        let ok = fields.signature.verify_with_key(&digest, k).is_ok();
         if ok {
-            *last = Some((digest, entry.signature));
+            recent.verified = Some((digest, fields.signature));
         }
         ok
     });
-    let checked = if fast { Ok(()) } else { entry.check(None) };
-    Ok((entry, checked))
+    let checked = if fast {
+        Ok(())
+    } else {
+        fields.check(body_hash, None)
+    };
+    let links = Links {
+        index: entry.index,
+        prev: entry.prev,
+        time: entry.time,
+        signer: entry.signer,
+        hash: entry.hash,
+    };
+    Ok((links, checked.map(|()| read(entry))))
 }
 
-/// Reads and checks a whole journal; stops at the first bad entry. Lines are parsed
-/// and their signatures verified on all cores; the links between them are checked in
-/// order after.
-fn scan(path: &Path, bytes: &[u8], expected_signer: Option<Address>) -> Result<Scan> {
+/// Reads and checks a whole journal; stops at the first bad entry. Lines are parsed,
+/// their signatures verified and the entries handed to `read` on all cores; the links
+/// between them are checked in order after.
+fn scan<T: Send>(
+    path: &Path,
+    bytes: &[u8],
+    expected_signer: Option<Address>,
+    read: &(impl Fn(VerifiedEntry) -> T + Sync),
+) -> Result<Scan<T>> {
     // Split into lines; the tail after the last newline is either an interrupted
     // append (a strict prefix of a line, so JSON that ends early), a whole entry whose
     // newline never made it to disk, or corruption.
@@ -441,17 +945,18 @@ fn scan(path: &Path, bytes: &[u8], expected_signer: Option<Address>) -> Result<S
         }
     }
     // The first entry's key, recovered once, verifies the others.
-    let known = lines
-        .first()
-        .and_then(|l| match check_line(l, None, &mut None) {
-            Ok((e, Ok(()))) => e.signature.recover_public_key(&e.signed_digest()).ok(),
+    let known = lines.first().and_then(|l| {
+        let key = |e: VerifiedEntry| e.signature.recover_public_key(&e.fields().signed_digest());
+        match check_line(l, None, &mut Recent::default(), &key) {
+            Ok((_, Ok(key))) => key.ok(),
             _ => None,
-        });
-    let checks = check_lines(&lines, known.as_ref());
+        }
+    });
+    let checks = check_lines(&lines, known.as_ref(), read);
     if checks.len() != lines.len() {
         return Err(corrupt(path, 0, "the entries could not all be checked"));
     }
-    let mut entries: Vec<JournalEntry> = Vec::with_capacity(lines.len());
+    let mut entries: Vec<T> = Vec::with_capacity(lines.len());
     let mut signer = expected_signer;
     let mut prev = B256::ZERO;
     let mut last_time = 0u64;
@@ -486,7 +991,7 @@ fn scan(path: &Path, bytes: &[u8], expected_signer: Option<Address>) -> Result<S
                 ),
             ));
         }
-        checked.map_err(|reason| corrupt(path, index, reason))?;
+        let read = checked.map_err(|reason| corrupt(path, index, reason))?;
         if let Some(expected) = signer.filter(|s| *s != entry.signer) {
             return Err(corrupt(
                 path,
@@ -501,13 +1006,16 @@ fn scan(path: &Path, bytes: &[u8], expected_signer: Option<Address>) -> Result<S
         prev = entry.hash;
         last_time = entry.time;
         valid_len += line.len() + 1;
-        entries.push(entry);
+        entries.push(read);
     }
     if unterminated {
         valid_len = valid_len.saturating_sub(1);
     }
     Ok(Scan {
+        signer: if entries.is_empty() { None } else { signer },
         entries,
+        head: prev,
+        last_time,
         valid_len: valid_len as u64,
         torn_tail_bytes,
         unterminated,
@@ -516,40 +1024,49 @@ fn scan(path: &Path, bytes: &[u8], expected_signer: Option<Address>) -> Result<S
 
 /// [`check_line`] of every line, on as many threads as there are cores (one for a
 /// short journal), in order.
-fn check_lines(lines: &[&[u8]], known: Option<&crate::PublicKey>) -> Vec<LineCheck> {
+fn check_lines<T: Send>(
+    lines: &[&[u8]],
+    known: Option<&crate::PublicKey>,
+    read: &(impl Fn(VerifiedEntry) -> T + Sync),
+) -> Vec<LineCheck<T>> {
     const PER_THREAD_MIN: usize = 64;
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(lines.len() / PER_THREAD_MIN)
         .max(1);
     if threads == 1 {
-        let mut last = None;
+        let mut recent = Recent::default();
         return lines
             .iter()
-            .map(|l| check_line(l, known, &mut last))
+            .map(|l| check_line(l, known, &mut recent, read))
             .collect();
     }
+    // Each thread writes its part of the results in place.
+    let mut checks: Vec<Option<LineCheck<T>>> =
+        std::iter::repeat_with(|| None).take(lines.len()).collect();
     let chunk = lines.len().div_ceil(threads);
     std::thread::scope(|s| {
         let handles: Vec<_> = lines
             .chunks(chunk)
-            .map(|part| {
+            .zip(checks.chunks_mut(chunk))
+            .map(|(part, out)| {
                 s.spawn(move || {
-                    let mut last = None;
-                    part.iter()
-                        .map(|l| check_line(l, known, &mut last))
-                        .collect::<Vec<_>>()
+                    let mut recent = Recent::default();
+                    for (line, slot) in part.iter().zip(out) {
+                        *slot = Some(check_line(line, known, &mut recent, read));
+                    }
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| vec![Err("the checking thread panicked".to_owned())])
-            })
-            .collect()
-    })
+        // A thread that panicked leaves its lines unchecked, reported below.
+        for h in handles {
+            let _ = h.join();
+        }
+    });
+    checks
+        .into_iter()
+        .map(|c| c.unwrap_or_else(|| Err("the checking thread panicked".to_owned())))
+        .collect()
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>> {
@@ -568,13 +1085,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
 /// [`Error::Journal`] with the index of the first bad entry and the reason;
 /// [`Error::Io`] if the file cannot be read.
 pub fn verify(path: &Path, expected_signer: Option<Address>) -> Result<VerifyReport> {
-    let scan = scan(path, &read_file(path)?, expected_signer)?;
-    Ok(VerifyReport {
-        entries: scan.entries.len() as u64,
-        head: scan.entries.last().map_or(B256::ZERO, |e| e.hash),
-        signer: scan.entries.first().map(|e| e.signer),
-        torn_tail_bytes: scan.torn_tail_bytes,
-    })
+    Ok(scan(path, &read_file(path)?, expected_signer, &|_| ())?.report())
 }
 
 /// Verifies a journal as [`verify`] does and returns its entries with the report.
@@ -582,14 +1093,29 @@ pub fn verify(path: &Path, expected_signer: Option<Address>) -> Result<VerifyRep
 /// # Errors
 /// As [`verify`].
 pub fn read_verified(path: &Path) -> Result<(VerifyReport, Vec<JournalEntry>)> {
-    let scan = scan(path, &read_file(path)?, None)?;
-    let report = VerifyReport {
-        entries: scan.entries.len() as u64,
-        head: scan.entries.last().map_or(B256::ZERO, |e| e.hash),
-        signer: scan.entries.first().map(|e| e.signer),
-        torn_tail_bytes: scan.torn_tail_bytes,
-    };
-    Ok((report, scan.entries))
+    let (report, entries) = read_verified_with(path, VerifiedEntry::into_entry)?;
+    let entries = entries
+        .into_iter()
+        .zip(0u64..)
+        .map(|(e, index)| e.map_err(|e| corrupt(path, index, e.to_string())))
+        .collect::<Result<_>>()?;
+    Ok((report, entries))
+}
+
+/// Verifies a journal as [`verify`] does, and returns the report with what `read`
+/// made of each entry: `read` gets the entries with their bodies as canonical JSON,
+/// on the threads that check the lines, so that a reader with typed bodies parses
+/// each line once, on all cores. It may see entries past the first bad one, whose
+/// results are dropped.
+///
+/// # Errors
+/// As [`verify`].
+pub fn read_verified_with<T: Send>(
+    path: &Path,
+    read: impl Fn(VerifiedEntry) -> T + Sync,
+) -> Result<(VerifyReport, Vec<T>)> {
+    let scan = scan(path, &read_file(path)?, None, &read)?;
+    Ok((scan.report(), scan.entries))
 }
 
 /// Reads a journal's entries, verifying them as [`verify`] does.
@@ -597,7 +1123,7 @@ pub fn read_verified(path: &Path) -> Result<(VerifyReport, Vec<JournalEntry>)> {
 /// # Errors
 /// As [`verify`].
 pub fn read_entries(path: &Path) -> Result<Vec<JournalEntry>> {
-    Ok(scan(path, &read_file(path)?, None)?.entries)
+    Ok(read_verified(path)?.1)
 }
 
 /// An open journal that this process appends to.
@@ -634,7 +1160,7 @@ impl Journal {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)
             .map_err(|e| Error::io(&path, e))?;
-        let scan = scan(&path, &bytes, Some(wallet.address()))?;
+        let scan = scan(&path, &bytes, Some(wallet.address()), &|_| ())?;
         let io = |e| Error::io(&path, e);
         if scan.torn_tail_bytes > 0 {
             tracing::warn!(target: "wallet::journal", path = %path.display(),
@@ -648,11 +1174,10 @@ impl Journal {
         if scan.torn_tail_bytes > 0 || scan.unterminated {
             file.sync_data().map_err(io)?;
         }
-        let last = scan.entries.last();
         Ok(Self {
             next_index: scan.entries.len() as u64,
-            head: last.map_or(B256::ZERO, |e| e.hash),
-            last_time: last.map_or(0, |e| e.time),
+            head: scan.head,
+            last_time: scan.last_time,
             path,
             file,
             wallet,
@@ -748,7 +1273,7 @@ impl Journal {
                 proof,
                 signature,
             };
-            bytes.extend_from_slice(entry.line_with_body(&body.json)?.as_bytes());
+            entry.fields().write_line(&body.json, &mut bytes);
             bytes.push(b'\n');
             entries.push(entry);
         }
@@ -1022,6 +1547,296 @@ mod tests {
         let mut j = Journal::open(&path, wallet).unwrap();
         j.append("x", json!(1)).unwrap();
         assert_eq!(verify(&path, None).unwrap().entries, 3);
+    }
+
+    /// The body as [`CanonicalBody`] reads it from `text`: its JSON and whether its
+    /// keys were in order.
+    fn transcode(text: &str) -> serde_json::Result<(String, bool)> {
+        let body: CanonicalBody = serde_json::from_str(text)?;
+        Ok((body.json, body.sorted))
+    }
+
+    /// What the check of a line asks of its body: that its bytes are its canonical
+    /// JSON. [`read_line`] says so exactly when the check before it did (parse the
+    /// line into a [`JournalEntry`], write the body back, compare), whichever
+    /// features of serde_json the build has on; and where it says so, it gives the
+    /// same canonical body, which the entry's hash covers. Errors read the same.
+    /// Returns whether the line's body is canonical.
+    fn assert_transcodes_as_value_does(text: &str) -> bool {
+        // An entry's line with `text` for its body (the other fields need only be
+        // well formed).
+        let line = format!(
+            r#"{{"body":{text},"hash":"0x{}","index":0,"kind":"k","prev":"0x{}","signature":"0x{}{}1b","signer":"0x{}","time":0}}"#,
+            "11".repeat(32),
+            "00".repeat(32),
+            "11".repeat(32),
+            "22".repeat(32),
+            "01".repeat(20),
+        );
+        let before = serde_json::from_str::<JournalEntry>(&line)
+            .map(|e| {
+                let mut body = Vec::new();
+                write_canonical(&e.body, &mut body);
+                let mut written = Vec::new();
+                e.fields().write_line(&body, &mut written);
+                (String::from_utf8(body).unwrap(), written == line.as_bytes())
+            })
+            .map_err(|e| format!("not a journal entry: {e}"));
+        let now = read_line(&line).map(|(e, sorted)| {
+            let mut written = Vec::new();
+            e.fields()
+                .write_line(e.body_json().as_bytes(), &mut written);
+            (e.body, sorted && written == line.as_bytes())
+        });
+        let canonical = match (before, now) {
+            (Ok((body, canonical)), Ok((read, verdict))) => {
+                assert_eq!(verdict, canonical, "{text}: {read} against {body}");
+                if canonical {
+                    assert_eq!(read, body, "{text}");
+                }
+                canonical
+            }
+            (before, now) => {
+                assert_eq!(before, now, "{text}");
+                false
+            }
+        };
+        // The transcoder alone, where serde_json reads the value as a plain map.
+        if !text.contains(SERDE_JSON_PRIVATE) {
+            if let (Ok(value), Ok((json, sorted))) =
+                (serde_json::from_str::<Value>(text), transcode(text))
+            {
+                let canonical = canonical_json(&value);
+                assert_eq!(sorted && json == text, canonical == text, "{text}");
+                if sorted {
+                    assert_eq!(json, canonical, "{text}");
+                }
+            }
+        }
+        canonical
+    }
+
+    #[test]
+    fn the_transcoder_accepts_exactly_the_canonical_bodies() {
+        let mut canonical = Vec::new();
+        for text in [
+            r#"{}"#,
+            r#"[]"#,
+            r#"null"#,
+            r#"true"#,
+            r#""plain""#,
+            r#"{"a":1,"b":[true,false,null],"c":{"d":"e"}}"#,
+            r#"{"b":1,"a":2}"#,
+            r#"{"a":1,"a":1}"#,
+            r#"{"a":1,"a":2}"#,
+            r#"{"a":{"y":1,"x":2},"b":3}"#,
+            r#"{"a":[{"b":1,"c":2},{"c":1,"b":2}]}"#,
+            r#"{"x":{"a":1,"b":2},"y":{"a":1,"b":2}}"#,
+            r#"{"a":{"b":{"c":1}},"b":{"a":{"c":1}}}"#,
+            r#"{ "a":1}"#,
+            r#"{"a": 1}"#,
+            r#"[1, 2]"#,
+            r#" {"a":1}"#,
+            r#"{"a":1.0}"#,
+            r#"{"a":1}"#,
+            r#"{"a":1e2}"#,
+            r#"{"a":100.0}"#,
+            r#"{"a":-0}"#,
+            r#"{"a":-0.0}"#,
+            r#"{"a":0.1}"#,
+            r#"{"a":1.5e300}"#,
+            r#"{"a":1e400}"#,
+            r#"{"a":18446744073709551615}"#,
+            r#"{"a":18446744073709551616}"#,
+            r#"{"a":-9223372036854775808}"#,
+            r#"{"a":-9223372036854775809}"#,
+            r#"{"a":01}"#,
+            r#"{"a":"\u00e9"}"#,
+            "{\"a\":\"\u{e9}\"}",
+            r#"{"a":"\/"}"#,
+            r#"{"a":"/"}"#,
+            r#"{"a":"\u001f"}"#,
+            r#"{"a":"\u001F"}"#,
+            r#"{"a":"\n\t\"\\"}"#,
+            r#"{"a":"\u000a"}"#,
+            r#"{"\u0061":1}"#,
+            r#"{"a\"":1,"a#":2}"#,
+            r#"{"a#":2,"a\"":1}"#,
+            "{\"\u{e9}\":1,\"z\":2}",
+            "{\"z\":2,\"\u{e9}\":1}",
+            r#"{"":1,"a":2}"#,
+            r#"{"$serde_json::private::RawValue":"1"}"#,
+            r#"{"$serde_json::private::RawValue":"{\"a\":1}"}"#,
+            r#"{"$serde_json::private::RawValue":"[1"}"#,
+            r#"{"$serde_json::private::RawValue":1}"#,
+            r#"{"$serde_json::private::RawValue":"1","b":2}"#,
+            r#"{"a":{"$serde_json::private::RawValue":"1"}}"#,
+            r#"{"a":1,"$serde_json::private::RawValue":"1"}"#,
+            r#"{"$serde_json::private::Number":"1"}"#,
+            r#"{"$serde_json::private::Number":"1.50"}"#,
+            r#"{"a":1,}"#,
+            r#"{"a":1"#,
+            r#"{"a":tru}"#,
+            r#"{"a":"\ud800"}"#,
+        ] {
+            if assert_transcodes_as_value_does(text) {
+                canonical.push(text);
+            }
+        }
+        // Many are canonical JSON (the bodies with private keys, only where
+        // serde_json's `raw_value` is off).
+        assert!(canonical.len() >= 20, "{canonical:#?}");
+        assert!(canonical.contains(&r#"{"a":{"b":{"c":1}},"b":{"a":{"c":1}}}"#));
+    }
+
+    /// JSON values of every kind, nested.
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            ".{0,8}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                prop::collection::btree_map("[a-c\u{e9}\"]{0,3}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Canonical JSON, and the same values written with keys in any order,
+        /// with spaces, or with a key repeated, read as `Value` reads them.
+        #[test]
+        fn the_transcoder_agrees_with_value_on_any_json(value in json_value(), shuffle in any::<u64>()) {
+            let canonical = canonical_json(&value);
+            prop_assert!(assert_transcodes_as_value_does(&canonical) || canonical.contains(SERDE_JSON_PRIVATE));
+            prop_assert_eq!(transcode(&canonical).unwrap(), (canonical.clone(), true));
+            assert_transcodes_as_value_does(&serde_json::to_string_pretty(&value).unwrap());
+            // Keys reversed or repeated, by the bits of `shuffle`.
+            let mut bits = shuffle;
+            let mut text = String::new();
+            write_shuffled(&value, &mut bits, &mut text);
+            assert_transcodes_as_value_does(&text);
+        }
+    }
+
+    /// `value` as JSON with each object's keys reversed or its first key repeated,
+    /// as the low bits of `bits` pick.
+    fn write_shuffled(value: &Value, bits: &mut u64, out: &mut String) {
+        let mut take = || {
+            let b = *bits & 3;
+            *bits = bits.rotate_right(2);
+            b
+        };
+        match value {
+            Value::Object(map) => {
+                let mut entries: Vec<_> = map.iter().collect();
+                match take() {
+                    1 => entries.reverse(),
+                    2 => {
+                        if let Some(first) = entries.first().copied() {
+                            entries.push(first);
+                        }
+                    }
+                    _ => {}
+                }
+                out.push('{');
+                for (i, (k, v)) in entries.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&serde_json::to_string(k).unwrap());
+                    out.push(':');
+                    write_shuffled(v, bits, out);
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write_shuffled(v, bits, out);
+                }
+                out.push(']');
+            }
+            scalar => out.push_str(&serde_json::to_string(scalar).unwrap()),
+        }
+    }
+
+    /// A line whose body is not in canonical form but means the same `Value`, with
+    /// the entry's hash and signature made over it as a writer would: every check
+    /// but the canonical form passes, and that one still refuses the line, as it did
+    /// when the body was parsed and written back.
+    #[test]
+    fn a_body_out_of_canonical_form_is_refused_though_hash_and_signature_hold() {
+        let (_dir, path, wallet) = journal_with(1);
+        let text = fs::read_to_string(&path).unwrap();
+        let line = text.lines().next().unwrap();
+        let entry: JournalEntry = serde_json::from_str(line).unwrap();
+        let body = canonical_json(&entry.body);
+        assert!(body.starts_with(r#"{"amount":"0","note":"fine","peer":"0xbb"}"#));
+        for altered in [
+            // Keys out of order.
+            r#"{"note":"fine","amount":"0","peer":"0xbb"}"#,
+            // A key repeated, with the value a `Value` keeps.
+            r#"{"amount":"1","amount":"0","note":"fine","peer":"0xbb"}"#,
+            // A space, an escape serde_json does not write.
+            r#"{"amount": "0","note":"fine","peer":"0xbb"}"#,
+            r#"{"amount":"0","note":"\u0066ine","peer":"0xbb"}"#,
+        ] {
+            let value: Value = serde_json::from_str(altered).unwrap();
+            assert_eq!(canonical_json(&value), body, "{altered}");
+            // The entry as a writer would sign it; its line with the altered body.
+            let mut forged = entry.clone();
+            forged.body = value;
+            forged.hash = forged.compute_hash();
+            forged.signature = wallet.sign_hash(&forged.hash).unwrap();
+            assert!(forged.check(Some(wallet.address())).is_ok());
+            let canonical_line = forged.to_line().unwrap();
+            let forged_line = canonical_line.replacen(&body, altered, 1);
+            assert_ne!(forged_line, canonical_line);
+            fs::write(&path, format!("{canonical_line}\n")).unwrap();
+            assert_eq!(verify(&path, Some(wallet.address())).unwrap().entries, 1);
+            fs::write(&path, format!("{forged_line}\n")).unwrap();
+            let err = verify(&path, Some(wallet.address())).unwrap_err();
+            assert!(err.to_string().contains("entry 0"), "{err}");
+            assert!(err.to_string().contains("not in canonical form"), "{err}");
+        }
+    }
+
+    #[test]
+    fn read_verified_with_hands_over_the_entries_as_read_entries_has_them() {
+        let (_dir, path, wallet) = journal_mixed();
+        let entries = read_entries(&path).unwrap();
+        let (report, verified) = read_verified_with(&path, |e| e).unwrap();
+        assert_eq!(report, verify(&path, Some(wallet.address())).unwrap());
+        assert_eq!(report.entries, 7);
+        assert_eq!(report.head, entries[6].hash);
+        let lines: Vec<String> = fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        for ((v, e), line) in verified.into_iter().zip(&entries).zip(&lines) {
+            assert_eq!(v.body_json(), canonical_json(&e.body));
+            assert!(line.starts_with(&format!("{{\"body\":{},", v.body_json())));
+            assert_eq!((v.index(), v.kind()), (e.index, e.kind.as_str()));
+            assert_eq!((v.signer(), v.hash(), v.prev()), (e.signer, e.hash, e.prev));
+            assert_eq!(
+                (v.proof(), v.signature(), v.time()),
+                (&e.proof[..], e.signature, e.time)
+            );
+            assert_eq!(&v.into_entry().unwrap(), e);
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use secp256k1::ecdsa::{RecoverableSignature, RecoveryId};
 use secp256k1::{All, Message, Secp256k1};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::primitives::decode_hex;
+use crate::primitives::{decode_fixed, deserialize_str};
 use crate::{eip191, Address, Error, Result, B256};
 
 /// The one libsecp256k1 context of the process, randomized once from the operating
@@ -96,7 +96,7 @@ impl Signature {
     /// # Errors
     /// As [`Signature::from_bytes`], plus [`Error::Hex`].
     pub fn from_hex(s: &str) -> Result<Self> {
-        Self::from_bytes(&decode_hex("signature", s)?)
+        Self::from_bytes(&decode_fixed::<{ Self::LEN }>("signature", s)?)
     }
 
     /// The 65-byte form with `v` in {27, 28}.
@@ -319,8 +319,7 @@ impl Serialize for Signature {
 
 impl<'de> Deserialize<'de> for Signature {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        deserialize_str(d, Self::from_hex)
     }
 }
 

@@ -48,7 +48,7 @@ use std::sync::Arc;
 
 use registry::chain::{self, Addresses, ChannelEventKind, Deployment, EscrowEventKind, TxEffects};
 use serde::Serialize;
-use wallets::journal::{self, JournalEntry};
+use wallets::journal::{self, JournalEntry, VerifiedEntry};
 use wallets::{Address, Amount, Payment, Signature, SignedPayment, Wallet, B256};
 
 use super::journal::{
@@ -442,10 +442,12 @@ pub async fn audit(paths: &[PathBuf], chain: Option<&ChainCheck>) -> Result<Audi
 fn read_journal(path: &Path, findings: &mut Findings, sigs: &mut Vec<SigCheck>) -> Result<Audited> {
     let name = path.display().to_string();
     let mut torn_tail_bytes = 0;
-    let (entries, verified) = match journal::read_verified(path) {
-        Ok((report, entries)) => {
+    // Each line is parsed once, straight into its typed body, on the threads that
+    // verify the lines.
+    let (bodies, verified) = match journal::read_verified_with(path, read_verified_body) {
+        Ok((report, bodies)) => {
             torn_tail_bytes = report.torn_tail_bytes as u64;
-            (entries, true)
+            (bodies, true)
         }
         Err(wallets::Error::Journal { index, reason, .. }) => {
             findings.add(
@@ -454,18 +456,20 @@ fn read_journal(path: &Path, findings: &mut Findings, sigs: &mut Vec<SigCheck>) 
                 None,
                 format!("journal does not verify: {reason}"),
             );
-            (valid_prefix(path, index)?, false)
+            (read_bodies(valid_prefix(path, index)?), false)
         }
         Err(e) => return Err(e.into()),
     };
-    let signer = entries.first().map(|e| e.signer);
-    let count = entries.len() as u64;
+    let signer = bodies.first().map(|(_, signer, _)| *signer);
+    let count = bodies.len() as u64;
     let mut sides: BTreeMap<B256, Side> = BTreeMap::new();
     let mut sales = x402::Sales::default();
-    for (index, signer, body) in read_bodies(entries) {
+    // About one signature to check per entry.
+    sigs.reserve(bodies.len());
+    for (index, signer, body) in bodies {
         match body {
             Ok(body) => {
-                if let Some(body) = sales.take(&name, index, signer, body, findings, sigs) {
+                if let Some(body) = sales.take(&name, index, signer, *body, findings, sigs) {
                     audit_entry(&name, index, signer, body, &mut sides, findings, sigs);
                 }
             }
@@ -505,25 +509,44 @@ fn valid_prefix(path: &Path, count: u64) -> Result<Vec<JournalEntry>> {
 }
 
 /// An entry's index, signer and body; or why the body is not a negotiation entry's,
-/// with the agreement it names, if any.
+/// with the agreement it names, if any. The body is boxed: it is large, and the
+/// entries pass through a few vectors on their way to [`audit_entry`].
 type ReadBody = (
     u64,
     Address,
-    std::result::Result<JournalBody, (BodyError, Option<B256>)>,
+    std::result::Result<Box<JournalBody>, (BodyError, Option<B256>)>,
 );
 
 /// Reads the entries' bodies into [`JournalBody`]s, on all cores, in order.
 fn read_bodies(entries: Vec<JournalEntry>) -> Vec<ReadBody> {
-    par_map(entries, |entry| {
-        let body = JournalBody::from_entry(&entry).map_err(|e| {
-            let agreement = entry
-                .body
-                .get("agreementHash")
-                .and_then(|h| serde_json::from_value(h.clone()).ok());
-            (e, agreement)
-        });
-        (entry.index, entry.signer, body)
-    })
+    par_map(entries, |entry| read_body(&entry))
+}
+
+/// Reads an entry's body into a [`JournalBody`].
+fn read_body(entry: &JournalEntry) -> ReadBody {
+    let body = JournalBody::from_entry(entry).map(Box::new).map_err(|e| {
+        let agreement = entry
+            .body
+            .get("agreementHash")
+            .and_then(|h| serde_json::from_value(h.clone()).ok());
+        (e, agreement)
+    });
+    (entry.index, entry.signer, body)
+}
+
+/// [`read_body`] of a verified entry, from its body's JSON; one that is not a
+/// negotiation entry's is read as [`read_body`] reads it, for the agreement it names.
+fn read_verified_body(entry: VerifiedEntry) -> ReadBody {
+    match JournalBody::from_verified(&entry) {
+        Ok(body) => (entry.index(), entry.signer(), Ok(Box::new(body))),
+        Err(e) => {
+            let (index, signer) = (entry.index(), entry.signer());
+            match entry.into_entry() {
+                Ok(entry) => read_body(&entry),
+                Err(_) => (index, signer, Err((e, None))),
+            }
+        }
+    }
 }
 
 /// Records an entry in its deal's side and checks it against what came before.

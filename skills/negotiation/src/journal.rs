@@ -39,7 +39,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use wallets::journal::JournalEntry;
+use wallets::journal::{JournalEntry, VerifiedEntry};
 use wallets::{Address, Amount, SignedPayment, B256};
 
 use crate::messages::{
@@ -571,6 +571,60 @@ impl JournalBody {
             reason,
         })
     }
+
+    /// [`JournalBody::parse`] of a body given as JSON text, such as a verified
+    /// entry's canonical JSON ([`VerifiedEntry::body_json`]): the text is read straight
+    /// into the body's type, without a [`Value`] in between. Whatever does not read
+    /// that way is read as [`JournalBody::parse`] reads its [`Value`], so the result,
+    /// and the error for a body that is not a negotiation entry's, are the same.
+    ///
+    /// # Errors
+    /// As [`JournalBody::parse`]; serde_json's message if `json` is not JSON.
+    pub fn parse_json(kind: &str, json: &str) -> Result<Self, String> {
+        fn read<'a, T: Deserialize<'a>>(json: &'a str) -> Option<T> {
+            serde_json::from_str(json).ok()
+        }
+        // A `payment` is a channel order's when its object has the key `orderId`. A
+        // guess from the text is enough: a wrong one fails to read (each type names
+        // every field it takes, and an order payment's `orderId` is required) and
+        // goes the slow way below.
+        let fast = match kind {
+            "cfp" => read(json).map(Self::Cfp),
+            "proposal" => read(json).map(Self::Proposal),
+            "counter" => read(json).map(Self::Counter),
+            "acceptance" => read(json).map(Self::Acceptance),
+            "rejection" => read(json).map(Self::Rejection),
+            "payment" if json.contains(r#""orderId":"#) => read(json).map(Self::OrderPayment),
+            "payment" => read(json).map(Self::Payment),
+            "funding" => read(json).map(Self::Funding),
+            "channel_settlement" => read(json).map(Self::ChannelSettlement),
+            "delivery" => read(json).map(Self::Delivery),
+            "receipt" => read(json).map(Self::Receipt),
+            "dispute" => read(json).map(Self::Dispute),
+            "refund" => read(json).map(Self::Refund),
+            "expiry" => read(json).map(Self::Expiry),
+            _ => None,
+        };
+        match fast {
+            Some(body) => Ok(body),
+            None => {
+                let body: Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+                Self::parse(kind, &body)
+            }
+        }
+    }
+
+    /// Reads a verified entry's body ([`JournalBody::parse_json`]).
+    ///
+    /// # Errors
+    /// A [`BodyError`] naming the entry's index and kind, and what is wrong.
+    pub fn from_verified(entry: &VerifiedEntry) -> Result<Self, BodyError> {
+        Self::parse_json(entry.kind(), entry.body_json()).map_err(|reason| BodyError {
+            index: entry.index(),
+            kind: entry.kind().to_owned(),
+            reason,
+        })
+    }
 }
 
 macro_rules! from_body {
@@ -977,6 +1031,11 @@ mod tests {
         for (kind, old) in bodies {
             let body = JournalBody::parse(kind, &old).unwrap_or_else(|e| panic!("{kind}: {e}"));
             assert_eq!(body.kind(), kind);
+            assert_eq!(
+                JournalBody::parse_json(kind, &canonical_json(&old)),
+                Ok(body.clone()),
+                "{kind}"
+            );
             let again = body.to_value().unwrap();
             assert_eq!(canonical_json(&again), canonical_json(&old), "{kind}");
             assert_eq!(
@@ -1080,6 +1139,58 @@ mod tests {
             JournalBody::from_entry(&entry(2, "delivery", json!({"agreementHash": hash_of(&f)})))
                 .unwrap_err();
         assert!(e.to_string().contains("missing field"), "{e}");
+    }
+
+    /// The bodies read from their JSON text as from their `Value`, and so are the
+    /// bodies that do not read: a field too many, too few, repeated, of the wrong
+    /// form; an order payment's `orderId` missing, nested, or named in a string; the
+    /// kind unknown; the text not JSON.
+    #[test]
+    fn bodies_read_from_json_as_from_a_value() {
+        let f = fixture();
+        let mut cases: Vec<(&str, String)> = old_bodies(&f)
+            .into_iter()
+            .map(|(kind, body)| (kind, canonical_json(&body)))
+            .collect();
+        let mutations: Vec<(&str, String)> = cases
+            .iter()
+            .flat_map(|(kind, json)| {
+                let extra = json.replacen('{', r#"{"zzz":1,"#, 1);
+                let repeated = json.replacen('{', r#"{"agreementHash":"0x00","#, 1);
+                let nested = json.replacen('{', r#"{"x":{"orderId":"0x00"},"#, 1);
+                let named = json.replacen('{', r#"{"note":"\"orderId\":","#, 1);
+                let spaced = json.replace(r#""orderId":"#, r#""orderId" :"#);
+                let without = json.replace(r#""orderId":"#, r#""orderID":"#);
+                let short = json.replacen(r#""agreementHash":"#, r#""agreementHas":"#, 1);
+                let retyped = json.replace(r#""amount":"#, r#""amount":7,"was":"#);
+                [
+                    extra, repeated, nested, named, spaced, without, short, retyped,
+                ]
+                .into_iter()
+                .filter(move |j| j != json)
+                .map(move |j| (*kind, j))
+            })
+            .collect();
+        cases.extend(mutations);
+        cases.push(("offer", "{}".into()));
+        cases.push(("payment", "{".into()));
+        cases.push(("receipt", "[1,2]".into()));
+        let mut refused = 0;
+        for (kind, json) in &cases {
+            let from_json = JournalBody::parse_json(kind, json);
+            let from_value = serde_json::from_str::<Value>(json)
+                .map_err(|e| e.to_string())
+                .and_then(|v| JournalBody::parse(kind, &v));
+            assert_eq!(from_json, from_value, "{kind}: {json}");
+            refused += usize::from(from_json.is_err());
+        }
+        // Both ways are taken often: most mutations are refused, a repeated field
+        // is not (a `Value` keeps its last value).
+        assert!(
+            refused > cases.len() / 3 && refused < cases.len(),
+            "{refused} of {}",
+            cases.len()
+        );
     }
 
     fn hash_of(f: &Fixture) -> B256 {
