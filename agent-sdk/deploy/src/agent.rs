@@ -166,10 +166,7 @@ impl RunningAgent {
         }
         // Expired deals are closed and channels settled before they expire, without
         // waiting for the next buyer.
-        let upkeep = weather.map(|w| {
-            w.seller
-                .spawn_upkeep(handle.context(), SELLER_UPKEEP_EVERY)
-        });
+        let upkeep = weather.map(|w| w.seller.spawn_upkeep(handle.context(), SELLER_UPKEEP_EVERY));
         #[cfg(feature = "llm")]
         if let Some(travel) = travel {
             travel.resume(&handle).await;

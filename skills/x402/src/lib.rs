@@ -77,6 +77,8 @@ pub mod facilitator;
 mod fuzz_tests;
 pub mod seller;
 mod server;
+#[cfg(feature = "test-utils")]
+pub mod test_utils;
 pub mod verify;
 pub mod wire;
 

@@ -12,3 +12,4 @@
 #[cfg(feature = "llm")]
 mod deployment;
 mod up;
+mod x402;

@@ -5,61 +5,18 @@
 //! `skills/x402/tests/interop/`, run from the venv `bash .ci/prereqs` installs
 //! (`AGORA_X402_VENV`, default `/var/cache/agora/venv-x402`).
 
-use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use registry::devnet::{dev_key, dev_wallet};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
 use wallets::Amount;
+use x402::test_utils::{drain, python, run_buyer, script};
 use x402::wire::{self, VerifyRequest};
 
 use crate::support::{Setup, PRICE, TOKEN};
-
-/// The venv's python, or a failure that says how to install it.
-fn python() -> PathBuf {
-    let venv = std::env::var_os("AGORA_X402_VENV").map_or_else(
-        || PathBuf::from("/var/cache/agora/venv-x402"),
-        PathBuf::from,
-    );
-    let python = venv.join("bin").join("python");
-    let ready = std::process::Command::new(&python)
-        .args(["-c", "import x402, flask, requests, eth_account"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ready,
-        "the x402 interop test runs the real Python x402 clients from the venv {} \
-         (AGORA_X402_VENV), which is missing or incomplete: run `bash .ci/prereqs` \
-         (it installs skills/x402/tests/interop/requirements.txt there)",
-        venv.display()
-    );
-    python
-}
-
-fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("interop")
-        .join(name)
-}
-
-/// Collects a child's stderr in the background, for failure messages.
-fn drain(stderr: tokio::process::ChildStderr) -> Arc<Mutex<String>> {
-    let log = Arc::new(Mutex::new(String::new()));
-    let sink = log.clone();
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            let mut log = sink.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
-        }
-    });
-    log
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_python_flask_middleware_settles_through_our_facilitator() {
@@ -217,41 +174,6 @@ fn base64_decode(text: &str) -> Vec<u8> {
         .unwrap()
 }
 
-/// Runs the Python `script` with `args` (and the buyer's key in the environment) to
-/// its end, and parses the JSON line it prints.
-async fn run_buyer(python: &std::path::Path, script_name: &str, args: &[String]) -> Value {
-    let mut child = tokio::process::Command::new(python)
-        .arg(script(script_name))
-        .args(args)
-        .env("BUYER_KEY", hex::encode(dev_key(5)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let log = drain(child.stderr.take().unwrap());
-    let mut stdout = String::new();
-    let mut out_pipe = child.stdout.take().unwrap();
-    let finished = tokio::time::timeout(Duration::from_secs(300), async {
-        out_pipe.read_to_string(&mut stdout).await.unwrap();
-        child.wait().await.unwrap()
-    })
-    .await;
-    let status = finished.unwrap_or_else(|_| panic!("{script_name} hung: {}", log.lock().unwrap()));
-    assert!(
-        status.success(),
-        "{script_name} failed: {stdout}\n{}",
-        log.lock().unwrap()
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "{script_name} printed {stdout:?} ({e}); {}",
-            log.lock().unwrap()
-        )
-    })
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_python_clients_buy_a_forecast_from_our_seller() {
     let python = python();
@@ -294,6 +216,7 @@ async fn the_python_clients_buy_a_forecast_from_our_seller() {
             "--other-body".into(),
             other.into(),
         ],
+        &dev_key(5),
     )
     .await;
 

@@ -1,0 +1,152 @@
+//! A weather agent of a deployment, started by [`RunningAgent::start`] on the
+//! embedded chain, sells its forecast to the real Python x402 clients (PyPI `x402`
+//! 2.25, requests and httpx) at `POST /x402/weather.forecast` on its host port: the
+//! money moves to the base unit, a replayed payment charges nothing, and the agent's
+//! journal audits clean against the chain.
+
+use std::sync::Arc;
+
+use deploy::config::Config;
+use deploy::layout::{agent_dir, agent_wallet};
+use deploy::{AgentSite, ChainSetup, RunningAgent};
+use negotiation::audit::{audit, ChainCheck};
+use registry::chain::{self, Deployment};
+use registry::devnet::{dev_key, dev_wallet};
+use wallets::{Amount, KdfStrength, KeystoreFile, Wallet};
+
+const PASSWORD_ENV: &str = "AGORA_X402_DEPLOY_TEST_PASSWORD";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_x402_clients_pay_a_deployed_weather_agent() {
+    let python = x402::test_utils::python();
+    let dir = tempfile::tempdir().unwrap();
+    KeystoreFile::encrypt(&Wallet::random(), b"pw", KdfStrength::Light)
+        .unwrap()
+        .write_new(&dir.path().join("keys/weather.json"))
+        .unwrap();
+    let config_path = dir.path().join("agents.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[network]\nkind = \"embedded\"\n\n[agents.weather]\nkeystore = \"keys/weather.json\"\n\
+             password_env = \"{PASSWORD_ENV}\"\nlisten = \"127.0.0.1:0\"\nskills = [\"weather\"]\n\
+             services = [{{ skill = \"weather.forecast\", price = \"0.95 USDC\", unit = \"forecast\" }}]\n"
+        ),
+    )
+    .unwrap();
+    // The keystore's password, as `agora up` takes it; only this test reads it.
+    std::env::set_var(PASSWORD_ENV, "pw");
+    let config = Config::load(&config_path).unwrap();
+    let address = agent_wallet(&config_path, &config.agents[0])
+        .await
+        .unwrap()
+        .address();
+    let chain = ChainSetup::embedded(
+        &dir.path().join("chain"),
+        31337,
+        "127.0.0.1:0".parse().unwrap(),
+        &[(&config.agents[0], address)],
+        Amount::ZERO,
+    )
+    .await
+    .unwrap();
+    let state_dir = dir.path().join("state");
+    let site = AgentSite {
+        config_path: config_path.clone(),
+        state_dir: state_dir.clone(),
+        rpc_url: chain.url.clone(),
+        addresses_path: chain.addresses_path.clone(),
+        default_model: None,
+    };
+    let agent = RunningAgent::start(&site, "weather").await.unwrap();
+    assert_eq!(agent.address(), address);
+
+    // A buyer with 10 USDC and nothing to do with Agora but its key.
+    let minter = Deployment::at(
+        chain::connect(&chain.url, Arc::new(dev_wallet(0)))
+            .await
+            .unwrap(),
+        &chain.addresses,
+    );
+    let buyer = dev_wallet(5).address();
+    let price: Amount = "0.95 USDC".parse().unwrap();
+    minter
+        .mint(buyer, "10 USDC".parse().unwrap())
+        .await
+        .unwrap();
+    let balances = || async {
+        (
+            minter.balance_of(buyer).await.unwrap(),
+            minter.balance_of(address).await.unwrap(),
+        )
+    };
+    let before = balances().await;
+
+    let url = format!(
+        "{}/x402/weather.forecast",
+        agent.url().replacen("ws://", "http://", 1)
+    );
+    let network = format!("eip155:{}", chain.addresses.chain_id);
+    let out = x402::test_utils::run_buyer(
+        &python,
+        "pay_seller.py",
+        &[
+            "--url".into(),
+            url,
+            "--network".into(),
+            network.clone(),
+            "--asset".into(),
+            wallets::Address(chain.addresses.stablecoin.0).to_string(),
+            "--max-amount".into(),
+            price.base_units().to_string(),
+            "--body".into(),
+            r#"{"place":{"city":{"name":"Lisbon"}},"start":"2026-07-30","days":3}"#.into(),
+            "--other-body".into(),
+            r#"{"place":{"city":{"name":"Porto"}},"start":"2026-07-30","days":3}"#.into(),
+        ],
+        &dev_key(5),
+    )
+    .await;
+
+    // The 402 names the agent, the price and the forecast's schemas.
+    let unpaid = &out["unpaid"];
+    assert_eq!(unpaid["status"], 402, "{out}");
+    let offer = &unpaid["paymentRequired"]["accepts"][0];
+    assert_eq!(offer["payTo"], address.to_string(), "{out}");
+    assert_eq!(offer["amount"], price.base_units().to_string(), "{out}");
+    assert_eq!(offer["network"], network.as_str(), "{out}");
+    assert_eq!(unpaid["bazaarSchemaValid"], true, "{out}");
+
+    // Paid: the forecast of the city asked for, and the settlement.
+    let paid = &out["paid"];
+    assert_eq!(paid["status"], 200, "{out}");
+    assert_eq!(paid["body"]["location"]["name"], "Lisbon", "{out}");
+    assert_eq!(paid["body"]["days"].as_array().map(Vec::len), Some(3));
+    assert_eq!(paid["paymentResponse"]["success"], true, "{out}");
+    // The same payment again: the same answer, no charge; another body is refused.
+    assert_eq!(out["replayed"]["status"], 200, "{out}");
+    assert_eq!(out["replayed"]["body"], paid["body"]);
+    assert_eq!(out["replayed"]["paymentResponse"], paid["paymentResponse"]);
+    assert_eq!(out["otherBody"]["status"], 409, "{out}");
+    // A second sale, by the httpx client.
+    assert_eq!(out["httpx"]["status"], 200, "{out}");
+
+    // Two sales, to the base unit.
+    let after = balances().await;
+    let twice = Amount::from_base_units(2 * price.base_units());
+    assert_eq!(after.0, before.0.checked_sub(twice).unwrap());
+    assert_eq!(after.1, before.1.checked_add(twice).unwrap());
+
+    // The agent's one journal holds both sales, and they audit clean on chain.
+    let journal = agent_dir(&state_dir, "weather").join("journal");
+    let check = ChainCheck::new(chain.url.clone(), chain.addresses);
+    let report = audit(std::slice::from_ref(&journal), Some(&check))
+        .await
+        .unwrap();
+    assert!(report.is_clean(), "{}", report.to_table());
+    assert_eq!(report.sales.len(), 2, "{}", report.to_table());
+    assert!(report.sales.iter().all(|s| s.buyer == buyer));
+
+    agent.shutdown().await;
+    chain.shutdown().await;
+}

@@ -1,0 +1,94 @@
+//! Test support (feature `test-utils`): the real Python x402 clients, run from the
+//! venv that `bash .ci/prereqs` installs (`AGORA_X402_VENV`, default
+//! `/var/cache/agora/venv-x402`), with the scripts in `skills/x402/tests/interop/`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
+
+/// The venv's python.
+///
+/// # Panics
+/// When the venv is missing or incomplete, saying how to install it.
+pub fn python() -> PathBuf {
+    let venv = std::env::var_os("AGORA_X402_VENV").map_or_else(
+        || PathBuf::from("/var/cache/agora/venv-x402"),
+        PathBuf::from,
+    );
+    let python = venv.join("bin").join("python");
+    let ready = std::process::Command::new(&python)
+        .args(["-c", "import x402, flask, requests, eth_account"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ready,
+        "the x402 interop tests run the real Python x402 clients from the venv {} \
+         (AGORA_X402_VENV), which is missing or incomplete: run `bash .ci/prereqs` \
+         (it installs skills/x402/tests/interop/requirements.txt there)",
+        venv.display()
+    );
+    python
+}
+
+/// The interop script `name` (`pay_seller.py`, `buyer.py`, `seller.py`).
+pub fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("interop")
+        .join(name)
+}
+
+/// Collects a child's stderr in the background, for failure messages.
+pub fn drain(stderr: tokio::process::ChildStderr) -> Arc<Mutex<String>> {
+    let log = Arc::new(Mutex::new(String::new()));
+    let sink = log.clone();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    log
+}
+
+/// Runs the Python script `name` with `args`, the buyer's key (`BUYER_KEY`, hex) in
+/// its environment, to its end (at most five minutes), and parses the JSON line it
+/// prints.
+///
+/// # Panics
+/// When it fails, hangs or prints something else, with its output.
+pub async fn run_buyer(python: &Path, name: &str, args: &[String], buyer_key: &[u8]) -> Value {
+    let mut child = tokio::process::Command::new(python)
+        .arg(script(name))
+        .args(args)
+        .env("BUYER_KEY", hex::encode(buyer_key))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let log = drain(child.stderr.take().unwrap());
+    let mut stdout = String::new();
+    let mut out_pipe = child.stdout.take().unwrap();
+    let finished = tokio::time::timeout(Duration::from_secs(300), async {
+        out_pipe.read_to_string(&mut stdout).await.unwrap();
+        child.wait().await.unwrap()
+    })
+    .await;
+    let status = finished.unwrap_or_else(|_| panic!("{name} hung: {}", log.lock().unwrap()));
+    assert!(
+        status.success(),
+        "{name} failed: {stdout}\n{}",
+        log.lock().unwrap()
+    );
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("{name} printed {stdout:?} ({e}); {}", log.lock().unwrap()))
+}
