@@ -42,7 +42,7 @@ pub(crate) struct FacilitatorArgs {
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
     /// The record of settled payments (default:
-    /// $AGORA_HOME/x402-facilitator/<chain id>-<relayer>).
+    /// `$AGORA_HOME/x402-facilitator/<chain id>-<relayer>`).
     #[arg(long)]
     data_dir: Option<PathBuf>,
 }
