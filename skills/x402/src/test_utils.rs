@@ -1,6 +1,8 @@
-//! Test support (feature `test-utils`): the real Python x402 clients, run from the
-//! venv that `bash .ci/prereqs` installs (`AGORA_X402_VENV`, default
-//! `/var/cache/agora/venv-x402`), with the scripts in `skills/x402/tests/interop/`.
+//! Test support (feature `test-utils`): the real x402 clients, with the scripts in
+//! `skills/x402/tests/interop/`: the Python package from the venv that
+//! `bash .ci/prereqs` installs (`AGORA_X402_VENV`, default
+//! `/var/cache/agora/venv-x402`), and the TypeScript packages it installs in
+//! `skills/x402/tests/interop/npm/node_modules`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
@@ -58,6 +60,27 @@ pub fn drain(stderr: tokio::process::ChildStderr) -> Arc<Mutex<String>> {
     log
 }
 
+/// The directory of the TypeScript client (`skills/x402/tests/interop/npm`) with its
+/// packages installed.
+///
+/// # Panics
+/// When `node` or the packages are missing, saying how to install them.
+pub fn node_client() -> PathBuf {
+    let dir = script("npm");
+    let ready = dir.join("node_modules/@x402/fetch").is_dir()
+        && std::process::Command::new("node")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    assert!(
+        ready,
+        "the x402 interop tests run the real TypeScript client (@x402/fetch) from {}, \
+         which is not installed: run `bash .ci/prereqs` (npm ci of its package-lock.json)",
+        dir.display()
+    );
+    dir
+}
+
 /// Runs the Python script `name` with `args`, the buyer's key (`BUYER_KEY`, hex) in
 /// its environment, to its end (at most five minutes), and parses the JSON line it
 /// prints.
@@ -65,8 +88,27 @@ pub fn drain(stderr: tokio::process::ChildStderr) -> Arc<Mutex<String>> {
 /// # Panics
 /// When it fails, hangs or prints something else, with its output.
 pub async fn run_buyer(python: &Path, name: &str, args: &[String], buyer_key: &[u8]) -> Value {
-    let mut child = tokio::process::Command::new(python)
-        .arg(script(name))
+    run(python, &script(name), args, buyer_key).await
+}
+
+/// [`run_buyer`] for the TypeScript script `name` of [`node_client`]'s directory.
+///
+/// # Panics
+/// As [`run_buyer`].
+pub async fn run_node_buyer(name: &str, args: &[String], buyer_key: &[u8]) -> Value {
+    run(
+        Path::new("node"),
+        &node_client().join(name),
+        args,
+        buyer_key,
+    )
+    .await
+}
+
+async fn run(program: &Path, script: &Path, args: &[String], buyer_key: &[u8]) -> Value {
+    let name = script.display();
+    let mut child = tokio::process::Command::new(program)
+        .arg(script)
         .args(args)
         .env("BUYER_KEY", hex::encode(buyer_key))
         .stdin(Stdio::null())
@@ -74,7 +116,7 @@ pub async fn run_buyer(python: &Path, name: &str, args: &[String], buyer_key: &[
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .unwrap();
+        .unwrap_or_else(|e| panic!("starting {} {name}: {e}", program.display()));
     let log = drain(child.stderr.take().unwrap());
     let mut stdout = String::new();
     let mut out_pipe = child.stdout.take().unwrap();

@@ -1,6 +1,7 @@
 //! A weather agent of a deployment, started by [`RunningAgent::start`] on the
-//! embedded chain, sells its forecast to the real Python x402 clients (PyPI `x402`
-//! 2.25, requests and httpx) at `POST /x402/weather.forecast` on its host port: the
+//! embedded chain, sells its forecast to the real x402 clients (PyPI `x402` 2.25,
+//! requests and httpx; npm `@x402/fetch` 2.27 with viem) at
+//! `POST /x402/weather.forecast` on its host port: the
 //! money moves to the base unit, a replayed payment charges nothing, and the agent's
 //! journal audits clean against the chain.
 
@@ -17,7 +18,7 @@ use wallets::{Amount, KdfStrength, KeystoreFile, Wallet};
 const PASSWORD_ENV: &str = "AGORA_X402_DEPLOY_TEST_PASSWORD";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_python_x402_clients_pay_a_deployed_weather_agent() {
+async fn the_python_and_typescript_x402_clients_pay_a_deployed_weather_agent() {
     let python = x402::test_utils::python();
     let dir = tempfile::tempdir().unwrap();
     KeystoreFile::encrypt(&Wallet::random(), b"pw", KdfStrength::Light)
@@ -87,20 +88,22 @@ async fn the_python_x402_clients_pay_a_deployed_weather_agent() {
         agent.url().replacen("ws://", "http://", 1)
     );
     let network = format!("eip155:{}", chain.addresses.chain_id);
+    let asset = wallets::Address(chain.addresses.stablecoin.0).to_string();
+    let query = r#"{"place":{"city":{"name":"Lisbon"}},"start":"2026-07-30","days":3}"#;
     let out = x402::test_utils::run_buyer(
         &python,
         "pay_seller.py",
         &[
             "--url".into(),
-            url,
+            url.clone(),
             "--network".into(),
             network.clone(),
             "--asset".into(),
-            wallets::Address(chain.addresses.stablecoin.0).to_string(),
+            asset.clone(),
             "--max-amount".into(),
             price.base_units().to_string(),
             "--body".into(),
-            r#"{"place":{"city":{"name":"Lisbon"}},"start":"2026-07-30","days":3}"#.into(),
+            query.into(),
             "--other-body".into(),
             r#"{"place":{"city":{"name":"Porto"}},"start":"2026-07-30","days":3}"#.into(),
         ],
@@ -137,15 +140,62 @@ async fn the_python_x402_clients_pay_a_deployed_weather_agent() {
     assert_eq!(after.0, before.0.checked_sub(twice).unwrap());
     assert_eq!(after.1, before.1.checked_add(twice).unwrap());
 
-    // The agent's one journal holds both sales, and they audit clean on chain.
+    // The TypeScript client (@x402/fetch 2.27 with viem) buys one too, from another
+    // account, and its replayed payment charges nothing either.
+    let ts_buyer = dev_wallet(6).address();
+    minter
+        .mint(ts_buyer, "10 USDC".parse().unwrap())
+        .await
+        .unwrap();
+    let ts_before = minter.balance_of(ts_buyer).await.unwrap();
+    let ts = x402::test_utils::run_node_buyer(
+        "pay_seller.mjs",
+        &[
+            "--url".into(),
+            url.clone(),
+            "--network".into(),
+            network.clone(),
+            "--asset".into(),
+            asset.clone(),
+            "--max-amount".into(),
+            price.base_units().to_string(),
+            "--body".into(),
+            query.into(),
+        ],
+        &dev_key(6),
+    )
+    .await;
+    assert_eq!(ts["unpaid"]["status"], 402, "{ts}");
+    assert_eq!(ts["paid"]["status"], 200, "{ts}");
+    assert_eq!(ts["paid"]["body"], paid["body"], "{ts}");
+    assert_eq!(ts["paid"]["paymentResponse"]["success"], true, "{ts}");
+    assert_eq!(ts["replayed"]["status"], 200, "{ts}");
+    assert_eq!(
+        ts["replayed"]["paymentResponse"]["transaction"],
+        ts["paid"]["paymentResponse"]["transaction"]
+    );
+    assert_eq!(
+        minter.balance_of(ts_buyer).await.unwrap(),
+        ts_before.checked_sub(price).unwrap()
+    );
+    assert_eq!(
+        minter.balance_of(address).await.unwrap(),
+        after.1.checked_add(price).unwrap()
+    );
+
+    // The agent's one journal holds the three sales, and they audit clean on chain.
     let journal = agent_dir(&state_dir, "weather").join("journal");
     let check = ChainCheck::new(chain.url.clone(), chain.addresses);
     let report = audit(std::slice::from_ref(&journal), Some(&check))
         .await
         .unwrap();
     assert!(report.is_clean(), "{}", report.to_table());
-    assert_eq!(report.sales.len(), 2, "{}", report.to_table());
-    assert!(report.sales.iter().all(|s| s.buyer == buyer));
+    assert_eq!(report.sales.len(), 3, "{}", report.to_table());
+    assert_eq!(report.sales.iter().filter(|s| s.buyer == buyer).count(), 2);
+    assert_eq!(
+        report.sales.iter().filter(|s| s.buyer == ts_buyer).count(),
+        1
+    );
 
     agent.shutdown().await;
     chain.shutdown().await;
