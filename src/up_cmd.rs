@@ -151,7 +151,7 @@ pub(crate) async fn run_up(args: UpArgs, log: LogFormat) -> Result<ExitCode> {
                 data.display()
             );
         }
-        _ => println!("chain:     {} (chain {chain_id})", chain.url),
+        ChainPlace::Rpc => println!("chain:     {} (chain {chain_id})", chain.url),
     }
 
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

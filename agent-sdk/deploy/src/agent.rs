@@ -214,6 +214,26 @@ impl RunningAgent {
     }
 }
 
+/// A negotiation seller of `weather.forecast` from `provider`, listing `price` and
+/// conceding down to [`seller_floor`], settling with `settlement`, journaling to
+/// `journal`.
+pub fn forecast_seller(
+    wallet: Arc<Wallet>,
+    price: Amount,
+    provider: Arc<dyn WeatherProvider>,
+    settlement: impl negotiation::Settlement,
+    journal: Journal,
+) -> Seller {
+    Seller::new(
+        FORECAST_KIND,
+        wallet,
+        DefaultSellerStrategy::new(price, seller_floor(price)),
+        WeatherService::new(provider),
+        settlement,
+        journal,
+    )
+}
+
 /// A weather agent's forecast sellers: by negotiation, and over x402 (made once the
 /// agent runs, [`WeatherSeller::x402`]), with one journal and one chain client, so
 /// that their transactions never reuse a nonce.
@@ -272,14 +292,7 @@ async fn weather_seller(
     let client = connect(&site.rpc_url, wallet.clone(), config).await?;
     let settlement = ChainSettlement::with_client(client.clone(), addresses, TOKEN);
     let journal = Journal::open(dir.join("journal"), wallet.clone())?;
-    let seller = Seller::new(
-        FORECAST_KIND,
-        wallet,
-        DefaultSellerStrategy::new(service.price, seller_floor(service.price)),
-        WeatherService::new(provider.clone()),
-        settlement,
-        journal,
-    );
+    let seller = forecast_seller(wallet, service.price, provider.clone(), settlement, journal);
     Ok(WeatherSeller {
         seller,
         client,

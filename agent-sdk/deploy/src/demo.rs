@@ -21,14 +21,12 @@ use std::sync::Arc;
 
 use agent_sdk::{AgentBuilder, Host, HostConfig, Peer, StaticDirectory};
 use llm::{LlmConfig, LlmEngine};
-use negotiation::{
-    token_domain, Buyer, ChainSettlement, ChainVerifier, DefaultSellerStrategy, PaymentMode, Seller,
-};
+use negotiation::{token_domain, Buyer, ChainSettlement, ChainVerifier, PaymentMode};
 use registry::chain::{self, DeployConfig, Deployment};
 use registry::devnet::{dev_wallet, Devnet, DevnetConfig};
 use travel::TravelPlanner;
 use wallets::{journal, Address, Amount, Journal, SpendingPolicy, B256};
-use weather::{ClimatologyProvider, WeatherProvider, WeatherService, FORECAST_KIND};
+use weather::{ClimatologyProvider, WeatherProvider, FORECAST_KIND};
 
 use crate::config::{Config, Network};
 use crate::layout::write_json_atomically;
@@ -222,11 +220,10 @@ async fn on_chain(
             .await
             .map_err(|e| composition(name, format!("its settlement: {e}")))?;
         let journal = Journal::open(dir.join(format!("{name}.journal")), wallet.clone())?;
-        let seller = Seller::new(
-            FORECAST_KIND,
+        let seller = crate::agent::forecast_seller(
             wallet.clone(),
-            DefaultSellerStrategy::new(*price, crate::seller_floor(*price)),
-            WeatherService::new(provider.clone()),
+            *price,
+            provider.clone(),
             settlement,
             journal,
         );
@@ -282,12 +279,8 @@ async fn on_chain(
     });
 
     let planner = TravelPlanner::new(engine)?;
-    let today = chrono::DateTime::from_timestamp(
-        i64::try_from(travel.context().clock().unix_secs()).unwrap_or(i64::MAX),
-        0,
-    )
-    .map(|t| t.date_naive())
-    .ok_or_else(|| composition(&travel_name, "its clock is out of range".into()))?;
+    let today = crate::travel_agent::today(&travel.context())
+        .ok_or_else(|| composition(&travel_name, "its clock is out of range".into()))?;
     progress(DemoEvent::Planning);
     let plan = planner
         .plan_and_hire(

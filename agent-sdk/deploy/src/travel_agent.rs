@@ -162,12 +162,8 @@ impl TravelAgent {
         req: &PlanTrip,
         max_price: Amount,
     ) -> Result<(PlannedTrip, Amount), SkillError> {
-        let now = ctx.clock().unix_secs();
-        let today = i64::try_from(now)
-            .ok()
-            .and_then(|n| chrono::DateTime::from_timestamp(n, 0))
-            .map(|t| t.date_naive())
-            .ok_or_else(|| SkillError::internal("the agent's clock is out of range"))?;
+        let today =
+            today(ctx).ok_or_else(|| SkillError::internal("the agent's clock is out of range"))?;
         let mut last = String::new();
         for attempt in 1..=HIRE_ATTEMPTS {
             match self
@@ -210,6 +206,12 @@ impl TravelAgent {
         }
         Err(SkillError::internal(last))
     }
+}
+
+/// The date (UTC) by the agent's clock; `None` when the clock is out of range.
+pub fn today(ctx: &Context) -> Option<chrono::NaiveDate> {
+    let now = i64::try_from(ctx.clock().unix_secs()).ok()?;
+    chrono::DateTime::from_timestamp(now, 0).map(|t| t.date_naive())
 }
 
 /// Whether a deal of the agent's buyer is agreed and not yet over (accepted, being
