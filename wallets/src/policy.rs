@@ -255,6 +255,12 @@ impl SpendingPolicy {
         self
     }
 
+    /// The token domains pinned with [`SpendingPolicy::pin_token`]: the only ones token
+    /// payments are signed in.
+    pub fn tokens(&self) -> &[crate::Eip712Domain] {
+        &self.tokens
+    }
+
     /// The limits in force.
     pub fn limits(&self) -> &Limits {
         &self.limits

@@ -248,7 +248,7 @@ impl AuditReport {
             let _ = writeln!(
                 out,
                 "{:<66}  {:<20}  {:>22}  {:<9}  clean",
-                "x402 sale", "skill", "price", "stage"
+                "x402 sale", "skill or request", "price", "stage"
             );
             for s in &self.sales {
                 let _ = writeln!(
@@ -760,7 +760,10 @@ fn audit_entry(
         | JournalBody::Refund(_)
         | JournalBody::Expiry(_) => {}
         // Audited by `x402::Sales::take` before they get here.
-        JournalBody::X402Payment(_) | JournalBody::X402Delivery(_) => {}
+        JournalBody::X402Payment(_)
+        | JournalBody::X402Delivery(_)
+        | JournalBody::X402Purchase(_)
+        | JournalBody::X402Answer(_) => {}
     }
 }
 

@@ -21,11 +21,16 @@
 //! | `expiry` | [`ExpiryBody`] | seller |
 //! | `x402_payment` | [`X402PaymentBody`] | seller (an x402 sale) |
 //! | `x402_delivery` | [`X402DeliveryBody`] | seller (an x402 sale) |
+//! | `x402_purchase` | [`X402PurchaseBody`] | buyer (an x402 purchase) |
+//! | `x402_answer` | [`X402AnswerBody`] | buyer (an x402 purchase) |
 //!
 //! An x402 sale (the `x402` crate's seller) has no agreement: its payment is the
 //! buyer's EIP-3009 authorization alone, the same [`wallets::Payment::Authorization`]
 //! an `authorization` deal is paid with, journaled as `x402_payment` once settled and
-//! `x402_delivery` once its result is served; [`x402_sale_id`] keys both.
+//! `x402_delivery` once its result is served; [`x402_sale_id`] keys both. The buyer's
+//! side (the `x402` crate's buyer) journals `x402_purchase` with its signed authorization
+//! before it sends it, and `x402_answer` with the server's answer; the same sale id keys
+//! them, so a buyer's and a seller's journal name one sale alike.
 //!
 //! # Compatibility
 //! Entries are hash-chained and signed over the canonical JSON of their bodies
@@ -87,10 +92,14 @@ pub enum JournalBody {
     X402Payment(X402PaymentBody),
     /// `x402_delivery`: an x402 sale's result, served.
     X402Delivery(X402DeliveryBody),
+    /// `x402_purchase`: an x402 payment a buyer signed, before it sent it.
+    X402Purchase(X402PurchaseBody),
+    /// `x402_answer`: the server's answer to a paid x402 request.
+    X402Answer(X402AnswerBody),
 }
 
 /// Every kind a [`JournalBody`] can have, in the order of the variants.
-pub const KINDS: [&str; 15] = [
+pub const KINDS: [&str; 17] = [
     "cfp",
     "proposal",
     "counter",
@@ -106,6 +115,8 @@ pub const KINDS: [&str; 15] = [
     "expiry",
     "x402_payment",
     "x402_delivery",
+    "x402_purchase",
+    "x402_answer",
 ];
 
 /// `cfp`. The buyer names the seller it called, the seller the buyer who called.
@@ -459,6 +470,44 @@ pub struct X402DeliveryBody {
     pub tx_hash: B256,
 }
 
+/// `x402_purchase`: an x402 payment a buyer signed for a request, journaled before it
+/// is sent (and again, unchanged, when the same payment is re-sent).
+///
+/// The payer, the payee, the amount, the token, the nonce and the validity window are
+/// those of `payment`, an EIP-3009 [`wallets::Payment::Authorization`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct X402PurchaseBody {
+    /// [`x402_sale_id`] of the payment: the seller's sale id too.
+    pub sale_id: B256,
+    /// The buyer's id of the purchase (its idempotency key, and the `payment-identifier`
+    /// the buyer sends where the server offers that extension).
+    pub purchase_id: String,
+    /// The HTTP method and URL paid for (`POST http://…`).
+    pub request: String,
+    /// The x402 network (`eip155:<chain id>`).
+    pub network: String,
+    /// Keccak-256 of the request body sent with the payment.
+    pub request_hash: B256,
+    /// The buyer's signed authorization.
+    pub payment: SignedPayment,
+}
+
+/// `x402_answer`: what the server answered to a paid x402 request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct X402AnswerBody {
+    /// The sale ([`x402_sale_id`] of the purchase's payment).
+    pub sale_id: B256,
+    /// The HTTP status.
+    pub status: u16,
+    /// The settling transaction the server named in `PAYMENT-RESPONSE`, if it named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction: Option<B256>,
+    /// Keccak-256 of the answer's body.
+    pub result_hash: B256,
+}
+
 /// A journal entry whose body is not one of [`JournalBody`]'s: an unknown kind, an
 /// unknown or missing field, a value of the wrong form.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -491,6 +540,8 @@ impl JournalBody {
             Self::Expiry(_) => "expiry",
             Self::X402Payment(_) => "x402_payment",
             Self::X402Delivery(_) => "x402_delivery",
+            Self::X402Purchase(_) => "x402_purchase",
+            Self::X402Answer(_) => "x402_answer",
         }
     }
 
@@ -498,7 +549,12 @@ impl JournalBody {
     /// name the channel agreement).
     pub fn agreement_hash(&self) -> Option<B256> {
         match self {
-            Self::Cfp(_) | Self::Counter(_) | Self::X402Payment(_) | Self::X402Delivery(_) => None,
+            Self::Cfp(_)
+            | Self::Counter(_)
+            | Self::X402Payment(_)
+            | Self::X402Delivery(_)
+            | Self::X402Purchase(_)
+            | Self::X402Answer(_) => None,
             Self::Rejection(b) => b.agreement_hash,
             Self::Proposal(ProposalBody { agreement_hash, .. })
             | Self::Acceptance(AcceptanceBody { agreement_hash, .. })
@@ -551,6 +607,8 @@ impl JournalBody {
             "expiry" => Self::Expiry(read(body)?),
             "x402_payment" => Self::X402Payment(read(body)?),
             "x402_delivery" => Self::X402Delivery(read(body)?),
+            "x402_purchase" => Self::X402Purchase(read(body)?),
+            "x402_answer" => Self::X402Answer(read(body)?),
             other => {
                 return Err(format!(
                     "unknown entry kind {other:?} (a negotiation journal has {})",
@@ -654,6 +712,8 @@ from_body!(
     ExpiryBody => Expiry,
     X402PaymentBody => X402Payment,
     X402DeliveryBody => X402Delivery,
+    X402PurchaseBody => X402Purchase,
+    X402AnswerBody => X402Answer,
 );
 
 #[cfg(test)]
@@ -1014,6 +1074,31 @@ mod tests {
                     "resultHash": B256([6; 32]),
                     "txHash": settled.tx_hash,
                 }),
+            ),
+            // x402's buyer: the form its entries have had since they were added.
+            (
+                "x402_purchase",
+                json!({
+                    "saleId": B256([13; 32]),
+                    "purchaseId": "trip-42-forecast-lisbon",
+                    "request": "POST http://127.0.0.1:7411/x402/weather.forecast",
+                    "network": "eip155:31337",
+                    "requestHash": B256([14; 32]),
+                    "payment": payment,
+                }),
+            ),
+            (
+                "x402_answer",
+                json!({
+                    "saleId": B256([13; 32]),
+                    "status": 200,
+                    "transaction": settled.tx_hash,
+                    "resultHash": B256([6; 32]),
+                }),
+            ),
+            (
+                "x402_answer",
+                json!({"saleId": B256([13; 32]), "status": 503, "resultHash": B256([6; 32])}),
             ),
         ]
     }

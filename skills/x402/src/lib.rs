@@ -71,10 +71,12 @@
     )
 )]
 
+pub mod buyer;
 mod error;
 pub mod facilitator;
 #[cfg(test)]
 mod fuzz_tests;
+mod locks;
 pub mod seller;
 mod server;
 #[cfg(feature = "test-utils")]
@@ -82,6 +84,7 @@ pub mod test_utils;
 pub mod verify;
 pub mod wire;
 
+pub use buyer::{BuyerConfig, Purchase, X402Buyer};
 pub use error::{Error, Result};
 pub use facilitator::{Facilitator, FacilitatorConfig, FacilitatorServer};
 pub use seller::{PricedService, SellerConfig, X402Seller};

@@ -103,7 +103,7 @@
 //!
 //! None of these stops the seller: every input is answered, none panics.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -114,6 +114,7 @@ use registry::chain::{self, Client, Eip3009Token, Mined};
 use serde_json::{json, Map, Value};
 use wallets::{Address, Amount, Eip712, B256};
 
+use crate::locks::KeyLocks;
 use crate::verify::{self, Invalid, InvalidReason};
 use crate::wire::{
     self, Network, PaymentPayload, PaymentRequired, PaymentRequirements, ResourceInfo,
@@ -283,7 +284,7 @@ pub struct X402Seller {
     journal: SharedJournal,
     store: SaleStore,
     services: BTreeMap<String, Offer>,
-    locks: KeyLocks,
+    locks: KeyLocks<[u8; 72]>,
     config: SellerConfig,
 }
 
@@ -1057,50 +1058,5 @@ fn skill_failed(skill: &str, e: SkillError, settled: SettleResponse) -> Outcome 
             settled.transaction, e.code, e.message
         ),
         settled: Some(settled),
-    }
-}
-
-/// One async lock per payment key, dropped when nobody holds or waits for it.
-#[derive(Debug, Default)]
-struct KeyLocks(std::sync::Mutex<HashMap<[u8; 72], Arc<tokio::sync::Mutex<()>>>>);
-
-struct KeyTurn<'a> {
-    locks: &'a KeyLocks,
-    key: [u8; 72],
-    lock: Arc<tokio::sync::Mutex<()>>,
-    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
-}
-
-impl KeyLocks {
-    async fn lock(&self, key: [u8; 72]) -> KeyTurn<'_> {
-        let lock = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(key)
-            .or_default()
-            .clone();
-        let guard = lock.clone().lock_owned().await;
-        KeyTurn {
-            locks: self,
-            key,
-            lock,
-            guard: Some(guard),
-        }
-    }
-}
-
-impl Drop for KeyTurn<'_> {
-    fn drop(&mut self) {
-        drop(self.guard.take());
-        let mut map = self
-            .locks
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // The map's reference and ours: nobody else waits.
-        if Arc::strong_count(&self.lock) == 2 {
-            map.remove(&self.key);
-        }
     }
 }

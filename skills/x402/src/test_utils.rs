@@ -81,6 +81,54 @@ pub fn node_client() -> PathBuf {
     dir
 }
 
+/// An interop script serving HTTP: its process (killed when this drops), the URL it
+/// serves and its stderr so far.
+#[derive(Debug)]
+pub struct Served {
+    /// The process.
+    pub child: tokio::process::Child,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// Its stderr.
+    pub log: Arc<Mutex<String>>,
+}
+
+/// Starts the Python interop script `name` with `args` and `env`, and waits (at most
+/// two minutes) for the `listening <url>` line it prints once it serves.
+///
+/// # Panics
+/// When it cannot start, exits or does not say it listens, with its stderr.
+pub async fn serve_script(
+    python: &Path,
+    name: &str,
+    args: &[String],
+    env: &[(&str, String)],
+) -> Served {
+    let mut child = tokio::process::Command::new(python)
+        .arg(script(name))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+    let log = drain(child.stderr.take().unwrap());
+    let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(120), out.next_line())
+        .await
+        .unwrap_or_else(|_| panic!("{name} did not start: {}", log.lock().unwrap()));
+    let Some(url) = line
+        .ok()
+        .flatten()
+        .and_then(|l| l.strip_prefix("listening ").map(str::to_owned))
+    else {
+        panic!("{name} exited: {}", log.lock().unwrap());
+    };
+    Served { child, url, log }
+}
+
 /// Runs the Python script `name` with `args`, the buyer's key (`BUYER_KEY`, hex) in
 /// its environment, to its end (at most five minutes), and parses the JSON line it
 /// prints.

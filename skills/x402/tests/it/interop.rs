@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use registry::devnet::{dev_key, dev_wallet};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
+use tokio::io::AsyncReadExt as _;
 use wallets::Amount;
-use x402::test_utils::{drain, python, run_buyer, script};
+use x402::test_utils::{drain, python, run_buyer, script, serve_script};
 use x402::wire::{self, VerifyRequest};
 
 use crate::support::{Setup, PRICE, TOKEN};
@@ -34,32 +34,27 @@ async fn the_python_flask_middleware_settles_through_our_facilitator() {
     let asset = s.stablecoin().to_string();
 
     // The seller: Flask + the official middleware, our facilitator behind it.
-    let mut seller = tokio::process::Command::new(&python)
-        .arg(script("seller.py"))
-        .args(["--facilitator", &server.url()])
-        .args(["--network", &network])
-        .args(["--asset", &asset])
-        .args(["--pay-to", &s.seller.to_string()])
-        .args(["--amount", &PRICE.to_string()])
-        .args(["--token-name", TOKEN])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let seller_log = drain(seller.stderr.take().unwrap());
-    let mut seller_out = BufReader::new(seller.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(120), seller_out.next_line())
-        .await
-        .unwrap_or_else(|_| panic!("seller.py did not start: {}", seller_log.lock().unwrap()));
-    let Some(url) = line
-        .ok()
-        .flatten()
-        .and_then(|l| l.strip_prefix("listening ").map(str::to_owned))
-    else {
-        panic!("seller.py exited: {}", seller_log.lock().unwrap());
-    };
+    let mut seller = serve_script(
+        &python,
+        "seller.py",
+        &[
+            "--facilitator".into(),
+            server.url(),
+            "--network".into(),
+            network.clone(),
+            "--asset".into(),
+            asset.clone(),
+            "--pay-to".into(),
+            s.seller.to_string(),
+            "--amount".into(),
+            PRICE.to_string(),
+            "--token-name".into(),
+            TOKEN.into(),
+        ],
+        &[],
+    )
+    .await;
+    let (url, seller_log) = (seller.url.clone(), seller.log.clone());
 
     let before = (s.balance(buyer).await, s.balance(s.seller).await);
 
@@ -163,7 +158,7 @@ async fn the_python_flask_middleware_settles_through_our_facilitator() {
     assert_eq!(again.transaction, tx);
     assert_eq!(s.node.block_number().await, block);
 
-    seller.kill().await.unwrap();
+    seller.child.kill().await.unwrap();
     server.shutdown().await;
 }
 

@@ -5,6 +5,7 @@
 //! and settling through our facilitator; and the x402 seller of an agent's services,
 //! paid by our own requests and by the real Python client.
 
+mod buyer;
 mod facilitator;
 mod interop;
 mod seller;
