@@ -161,8 +161,19 @@ impl RunningAgent {
         let handle = builder.spawn(&host)?;
         if let Some(w) = &weather {
             // The forecast is also an HTTP resource that any x402 client pays for.
-            let x402 = w.x402(handle.context(), &addresses, &dir)?;
-            host.mount_http("/x402", x402::seller::router(Arc::new(x402)))?;
+            let x402 = Arc::new(w.x402(handle.context(), &addresses, &dir)?);
+            // Sales a stopped process left mid-settlement are looked up on chain now,
+            // so the journal holds every payment that moved money.
+            match x402.reconcile().await {
+                Ok(done) if done != x402::Reconciled::default() => {
+                    tracing::info!(target: "agora::agent", agent = %agent.name,
+                        settled = done.settled, forgotten = done.forgotten,
+                        pending = done.pending, "x402 sales left settling reconciled");
+                }
+                Ok(_) => {}
+                Err(e) => return Err(e.into()),
+            }
+            host.mount_http("/x402", x402::seller::router(x402))?;
         }
         // Expired deals are closed and channels settled before they expire, without
         // waiting for the next buyer.

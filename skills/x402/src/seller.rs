@@ -348,6 +348,18 @@ impl Outcome {
     }
 }
 
+/// What [`X402Seller::reconcile`] did with the sales left `Settling`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Paid on chain: found, journaled and recorded `Settled`.
+    pub settled: usize,
+    /// Never paid and expired: forgotten.
+    pub forgotten: usize,
+    /// Not known yet (unused but still valid, or the node could not say): left for
+    /// the buyer's retry or the next pass.
+    pub pending: usize,
+}
+
 impl X402Seller {
     /// The x402 seller of the agent whose context is `ctx`, settling through `client`
     /// (whose account must be the agent's wallet: it is `payTo`, and pays the gas),
@@ -832,18 +844,7 @@ impl X402Seller {
     async fn settled(&self, sale: &Sale<'_>, record: &mut SaleRecord, mined: Mined) -> Outcome {
         tracing::info!(target: "x402::seller", skill = %record.skill, payer = %record.transfer.from,
             value = record.transfer.value.base_units(), tx = %mined.tx_hash, "x402 payment settled");
-        let entry = X402PaymentBody {
-            sale_id: self.sale_id(record),
-            skill: record.skill.clone(),
-            resource: record.resource.clone(),
-            network: self.network.to_string(),
-            price: record.price,
-            request_hash: record.request_hash,
-            payment_id: record.signed_payment().payment.id(),
-            payment: record.signed_payment(),
-            settlement: settled_of(mined),
-        };
-        if let Err(e) = self.journal.append(entry).await {
+        if let Err(e) = self.journal_payment(record, mined).await {
             // Still `Settling`: a retry finds the transaction and journals it.
             return Outcome::Refused {
                 status: 500,
@@ -857,6 +858,73 @@ impl X402Seller {
             return Outcome::internal(e);
         }
         self.run(sale, record, mined).await
+    }
+
+    /// Journals a sale's payment, mined in `mined`.
+    async fn journal_payment(&self, record: &SaleRecord, mined: Mined) -> negotiation::Result<()> {
+        self.journal
+            .append(X402PaymentBody {
+                sale_id: self.sale_id(record),
+                skill: record.skill.clone(),
+                resource: record.resource.clone(),
+                network: self.network.to_string(),
+                price: record.price,
+                request_hash: record.request_hash,
+                payment_id: record.signed_payment().payment.id(),
+                payment: record.signed_payment(),
+                settlement: settled_of(mined),
+            })
+            .await
+    }
+
+    /// Settles the account of sales a stopped process left `Settling`, without waiting
+    /// for their buyers to come back; run it at start. For each, the chain decides:
+    ///
+    /// - the authorization is used: the transaction that used it is found, journaled
+    ///   (`x402_payment`) and the sale recorded `Settled`, so the journal holds every
+    ///   payment that moved money; the buyer's retry gets the result;
+    /// - unused and expired: nothing moved and nothing can, and the record goes;
+    /// - unused and still valid: left as is, for the buyer's retry (its transaction
+    ///   may still be pending).
+    ///
+    /// # Errors
+    /// [`Error::Store`] if the store cannot be read or written. A sale the node cannot
+    /// answer about is counted [`Reconciled::pending`], never dropped.
+    pub async fn reconcile(&self) -> Result<Reconciled> {
+        let mut done = Reconciled::default();
+        for (key, mut record) in self.store.all()? {
+            if record.state != SaleState::Settling {
+                continue;
+            }
+            let Ok(key) = <[u8; 72]>::try_from(key.as_slice()) else {
+                continue;
+            };
+            let _turn = self.locks.lock(key).await;
+            // A request may have moved it on since the scan.
+            match self.store.get(&key)? {
+                Some(r) if r.state == SaleState::Settling => record = r,
+                _ => continue,
+            }
+            let t = &record.transfer;
+            match self.token.authorization_state(t.from, t.nonce).await {
+                Ok(true) => match self.find_settlement(&record).await {
+                    Ok(mined) if self.journal_payment(&record, mined).await.is_ok() => {
+                        record.state = SaleState::Settled { settlement: mined };
+                        self.store.put(&key, &record)?;
+                        tracing::info!(target: "x402::seller", skill = %record.skill,
+                            tx = %mined.tx_hash, "reconciled: a sale left settling was paid");
+                        done.settled += 1;
+                    }
+                    _ => done.pending += 1,
+                },
+                Ok(false) if t.valid_before <= self.now() => {
+                    self.store.remove(&key)?;
+                    done.forgotten += 1;
+                }
+                Ok(false) | Err(_) => done.pending += 1,
+            }
+        }
+        Ok(done)
     }
 
     /// Paid: run the skill on this request's body, record and journal the delivery.

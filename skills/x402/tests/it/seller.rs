@@ -504,6 +504,87 @@ fn settling(s: &Setup, path: &std::path::Path, signed: &wallets::SignedPayment) 
     store.put(&key, &record).unwrap();
 }
 
+/// Settles `signed` from another account (dev account 1), as the seller's broadcast
+/// before a crash would have.
+async fn settle_elsewhere(
+    s: &Setup,
+    signed: &wallets::SignedPayment,
+) -> chain::AuthorizationReceipt {
+    let relayer = chain::connect(&s.node.http_url(), Arc::new(dev_wallet(1)))
+        .await
+        .unwrap();
+    let Payment::Authorization { transfer, .. } = &signed.payment else {
+        unreachable!()
+    };
+    let receipt = chain::Eip3009Token::at(relayer, s.stablecoin())
+        .transfer_with_authorization(transfer, &signed.signature)
+        .await
+        .unwrap();
+    assert!(receipt.success);
+    receipt
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_seller_reconciles_the_sales_left_settling() {
+    let s = Setup::start().await;
+    let seller = dev_wallet(3).address();
+    let now = unix_now();
+    let shop_dir = s.dir.path().join("shop");
+    let store = shop_dir.join("sales");
+    let (echo, runs) = echo(&s, seller, 0).await;
+    let sign = |valid_before| {
+        s.payer
+            .sign(s.domain(TOKEN), s.transfer(seller, PRICE, 0, valid_before))
+    };
+    // Broadcast before the crash; never sent and still valid; never sent and expired.
+    let (sent, waiting, expired) = (sign(now + 300), sign(now + 300), sign(now - 1));
+    for signed in [&sent, &waiting, &expired] {
+        settling(&s, &store, signed);
+    }
+    let receipt = settle_elsewhere(&s, &sent).await;
+    let shop = Shop::open(&s, &shop_dir, vec![echo]).await;
+    let before = balances(&s, &shop).await;
+    let state = |signed: &wallets::SignedPayment| {
+        let Payment::Authorization { transfer, .. } = &signed.payment else {
+            unreachable!()
+        };
+        let sale = shop.seller.sale(transfer.from, transfer.nonce).unwrap();
+        sale.map(|r| r.state)
+    };
+
+    let done = shop.seller.reconcile().await.unwrap();
+    assert_eq!(
+        done,
+        x402::seller::Reconciled {
+            settled: 1,
+            forgotten: 1,
+            pending: 1
+        }
+    );
+    assert_eq!(
+        state(&sent),
+        Some(SaleState::Settled {
+            settlement: receipt.tx
+        })
+    );
+    assert_eq!(state(&waiting), Some(SaleState::Settling));
+    assert_eq!(state(&expired), None);
+    assert_eq!(shop.journaled(), ["x402_payment"]);
+    // Nothing was sent or run; a second pass changes nothing.
+    assert_eq!(balances(&s, &shop).await, before);
+    assert!(runs.lock().unwrap().is_empty());
+    let again = shop.seller.reconcile().await.unwrap();
+    assert_eq!((again.settled, again.forgotten, again.pending), (0, 0, 1));
+    assert_eq!(shop.journaled(), ["x402_payment"]);
+
+    let check = ChainCheck::new(s.node.http_url(), s.addresses);
+    let report = audit(std::slice::from_ref(&shop.journal), Some(&check))
+        .await
+        .unwrap();
+    assert!(report.is_clean(), "{}", report.to_table());
+    shop.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sale_left_settling_by_a_crash_is_resumed_from_the_chain() {
     let s = Setup::start().await;
@@ -523,17 +604,7 @@ async fn a_sale_left_settling_by_a_crash_is_resumed_from_the_chain() {
         .payer
         .sign(s.domain(TOKEN), s.transfer(seller, PRICE, 0, now + 300));
     settling(&s, &store, &sent);
-    let relayer = chain::connect(&s.node.http_url(), Arc::new(dev_wallet(1)))
-        .await
-        .unwrap();
-    let Payment::Authorization { transfer, .. } = &sent.payment else {
-        unreachable!()
-    };
-    let receipt = chain::Eip3009Token::at(relayer, s.stablecoin())
-        .transfer_with_authorization(transfer, &sent.signature)
-        .await
-        .unwrap();
-    assert!(receipt.success);
+    let receipt = settle_elsewhere(&s, &sent).await;
     // Died in Settling with an authorization now expired and never used: nothing
     // was paid, and the payment is refused like a new one.
     let expired = s
