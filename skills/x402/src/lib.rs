@@ -21,7 +21,12 @@
 //!   payment settled by the agent's wallet before the skill runs, each sale recorded
 //!   before every irreversible step so that a retried payment gets its first result
 //!   and is never charged twice, and journaled for `agora audit`
-//!   ([`seller::router`], [`seller::serve`]).
+//!   ([`seller::router`], [`seller::serve`]); [`X402Seller::reconcile`] settles the
+//!   account of sales a stopped process left mid-settlement.
+//! - [`buyer`]: an [`X402Buyer`] that pays any x402 v2 server through the agent's
+//!   [`wallets::SpendingPolicy`]: an offer in a pinned token, signed within the limits,
+//!   stored and journaled before it is sent, re-sent (never re-signed) after a lost
+//!   answer, one payment per purchase id.
 //!
 //! All chain access goes through [`registry::chain`].
 //!

@@ -62,6 +62,9 @@
 //!   refused like a new one. A node that cannot say answers `503`: never `402` for a
 //!   payment whose settlement may have happened.
 //!
+//! A buyer who never comes back does not leave a `Settling` sale unknown for ever:
+//! [`X402Seller::reconcile`], run at start, asks the chain about each one.
+//!
 //! A *different* payment with a used (token, payer, nonce) is refused with `402`
 //! `invalid_exact_evm_nonce_already_used`. The same authorization counts as the same
 //! payment whatever the bytes of its signature, as long as it recovers the payer.
