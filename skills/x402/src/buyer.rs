@@ -79,8 +79,8 @@ use wallets::{
 
 use crate::locks::KeyLocks;
 use crate::wire::{
-    self, ExactEvmAuthorization, ExactEvmPayload, PaymentPayload, PaymentRequired,
-    PaymentRequirements, SettleResponse, SCHEME_EXACT, X402_VERSION,
+    self, ExactEvmPayload, PaymentPayload, PaymentRequired, PaymentRequirements, SettleResponse,
+    SCHEME_EXACT, X402_VERSION,
 };
 
 pub use reqwest::Method;
@@ -625,7 +625,9 @@ impl X402Buyer {
         }
         let payload = PaymentPayload {
             x402_version: X402_VERSION,
-            payload: exact_payload(&signed),
+            payload: ExactEvmPayload::of(&signed)
+                .and_then(|exact| serde_json::to_value(exact).ok())
+                .unwrap_or(Value::Null),
             accepted: offer.requirements.clone(),
             resource: required.resource.clone(),
             extensions,
@@ -934,25 +936,6 @@ fn sale_id(signed: &SignedPayment) -> B256 {
         ),
         other => wallets::keccak256(other.id()),
     }
-}
-
-/// The `exact` EVM payload of an authorization.
-fn exact_payload(signed: &SignedPayment) -> Value {
-    let Payment::Authorization { transfer: t, .. } = &signed.payment else {
-        return Value::Null;
-    };
-    let exact = ExactEvmPayload {
-        authorization: ExactEvmAuthorization {
-            from: t.from.to_string(),
-            to: t.to.to_string(),
-            value: t.value.base_units().to_string(),
-            valid_after: t.valid_after.to_string(),
-            valid_before: t.valid_before.to_string(),
-            nonce: t.nonce.to_string(),
-        },
-        signature: signed.signature.to_string(),
-    };
-    serde_json::to_value(exact).unwrap_or(Value::Null)
 }
 
 /// The `payment-identifier` extension's id form.

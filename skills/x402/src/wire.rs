@@ -215,6 +215,27 @@ pub struct ExactEvmPayload {
     pub signature: String,
 }
 
+impl ExactEvmPayload {
+    /// The payload of a signed EIP-3009 authorization, as the real clients write it
+    /// (checksummed addresses, decimal numbers); `None` for another kind of payment.
+    pub fn of(signed: &wallets::SignedPayment) -> Option<Self> {
+        let wallets::Payment::Authorization { transfer: t, .. } = &signed.payment else {
+            return None;
+        };
+        Some(Self {
+            authorization: ExactEvmAuthorization {
+                from: t.from.to_string(),
+                to: t.to.to_string(),
+                value: t.value.base_units().to_string(),
+                valid_after: t.valid_after.to_string(),
+                valid_before: t.valid_before.to_string(),
+                nonce: t.nonce.to_string(),
+            },
+            signature: signed.signature.to_string(),
+        })
+    }
+}
+
 /// The fields of an EIP-3009 `TransferWithAuthorization`, as strings: addresses in any
 /// case, numbers in decimal, the nonce as 32 bytes of `0x`-hex.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -21,7 +21,7 @@ use x402::buyer::{BuyError, Method};
 use x402::test_utils::{python, serve_script};
 use x402::{BuyerConfig, PricedService, Purchase, X402Buyer};
 
-use crate::support::{Setup, Shop, PRICE, TOKEN};
+use crate::support::{flask_seller, Setup, Shop, PRICE, TOKEN};
 
 const SKILL: &str = "echo";
 
@@ -390,7 +390,6 @@ async fn an_agent_pays_the_official_flask_seller_through_the_reference_facilitat
     let python = python();
     let s = Setup::start().await;
     let network = format!("eip155:{}", s.addresses.chain_id);
-    let asset = s.stablecoin().to_string();
     // The x402 package's reference facilitator, relaying from dev account 2.
     let facilitator = serve_script(
         &python,
@@ -405,26 +404,7 @@ async fn an_agent_pays_the_official_flask_seller_through_the_reference_facilitat
     )
     .await;
     // The official Flask seller middleware, settling through it.
-    let seller = serve_script(
-        &python,
-        "seller.py",
-        &[
-            "--facilitator".into(),
-            facilitator.url.clone(),
-            "--network".into(),
-            network,
-            "--asset".into(),
-            asset,
-            "--pay-to".into(),
-            s.seller.to_string(),
-            "--amount".into(),
-            PRICE.to_string(),
-            "--token-name".into(),
-            TOKEN.into(),
-        ],
-        &[],
-    )
-    .await;
+    let seller = flask_seller(&python, &s, &facilitator.url).await;
     let logs = || {
         format!(
             "facilitator:\n{}\nseller:\n{}",

@@ -13,10 +13,10 @@ use registry::devnet::{dev_key, dev_wallet};
 use serde_json::Value;
 use tokio::io::AsyncReadExt as _;
 use wallets::Amount;
-use x402::test_utils::{drain, python, run_buyer, script, serve_script};
+use x402::test_utils::{drain, python, run_buyer, script};
 use x402::wire::{self, VerifyRequest};
 
-use crate::support::{Setup, PRICE, TOKEN};
+use crate::support::{flask_seller, Setup, PRICE};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_python_flask_middleware_settles_through_our_facilitator() {
@@ -34,26 +34,7 @@ async fn the_python_flask_middleware_settles_through_our_facilitator() {
     let asset = s.stablecoin().to_string();
 
     // The seller: Flask + the official middleware, our facilitator behind it.
-    let mut seller = serve_script(
-        &python,
-        "seller.py",
-        &[
-            "--facilitator".into(),
-            server.url(),
-            "--network".into(),
-            network.clone(),
-            "--asset".into(),
-            asset.clone(),
-            "--pay-to".into(),
-            s.seller.to_string(),
-            "--amount".into(),
-            PRICE.to_string(),
-            "--token-name".into(),
-            TOKEN.into(),
-        ],
-        &[],
-    )
-    .await;
+    let mut seller = flask_seller(&python, &s, &server.url()).await;
     let (url, seller_log) = (seller.url.clone(), seller.log.clone());
 
     let before = (s.balance(buyer).await, s.balance(s.seller).await);

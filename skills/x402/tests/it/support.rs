@@ -11,9 +11,7 @@ use wallets::{
     Address, Amount, Eip712Domain, Limits, Payment, SignedPayment, SpendingPolicy,
     TransferWithAuthorization, Wallet, B256,
 };
-use x402::wire::{
-    ExactEvmAuthorization, ExactEvmPayload, PaymentPayload, PaymentRequirements, VerifyRequest,
-};
+use x402::wire::{ExactEvmPayload, PaymentPayload, PaymentRequirements, VerifyRequest};
 use x402::{Facilitator, FacilitatorConfig};
 
 /// The stablecoin's EIP-712 domain name ([`DeployConfig::dev`]).
@@ -160,20 +158,7 @@ impl Setup {
         requirements: &PaymentRequirements,
         signed: &SignedPayment,
     ) -> VerifyRequest {
-        let Payment::Authorization { transfer: t, .. } = &signed.payment else {
-            panic!("not an authorization");
-        };
-        let exact = ExactEvmPayload {
-            authorization: ExactEvmAuthorization {
-                from: t.from.to_string(),
-                to: t.to.to_string(),
-                value: t.value.base_units().to_string(),
-                valid_after: t.valid_after.to_string(),
-                valid_before: t.valid_before.to_string(),
-                nonce: t.nonce.to_string(),
-            },
-            signature: signed.signature.to_string(),
-        };
+        let exact = ExactEvmPayload::of(signed).expect("an authorization");
         VerifyRequest {
             x402_version: 2,
             payment_payload: PaymentPayload {
@@ -333,4 +318,27 @@ impl Setup {
         let signed = self.payer.sign(self.domain(name), transfer);
         x402::wire::encode_header(&self.request(requirements, &signed).payment_payload).unwrap()
     }
+}
+
+/// The official Python Flask seller middleware (`seller.py`): `GET /weather` for
+/// [`PRICE`] of the setup's stablecoin, paid to [`Setup::seller`], settled through the
+/// facilitator at `facilitator`.
+pub(crate) async fn flask_seller(
+    python: &std::path::Path,
+    s: &Setup,
+    facilitator: &str,
+) -> x402::test_utils::Served {
+    let args = [
+        ("--facilitator", facilitator.to_owned()),
+        ("--network", format!("eip155:{}", s.addresses.chain_id)),
+        ("--asset", s.stablecoin().to_string()),
+        ("--pay-to", s.seller.to_string()),
+        ("--amount", PRICE.to_string()),
+        ("--token-name", TOKEN.to_owned()),
+    ];
+    let args: Vec<String> = args
+        .into_iter()
+        .flat_map(|(k, v)| [k.to_owned(), v])
+        .collect();
+    x402::test_utils::serve_script(python, "seller.py", &args, &[]).await
 }
