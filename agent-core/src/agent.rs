@@ -1534,6 +1534,36 @@ impl AgentHandle {
             .map_err(|_| Error::Stopped(self.core.address))
     }
 
+    /// Runs the skill of `kind` on `request` (its JSON form) for a caller outside the
+    /// Agora network, such as a protocol gateway at the host's HTTP edge: no envelope,
+    /// no sender, no dialogue (`ctx.sender()` is `None`, so a skill that acts only for
+    /// known principals refuses). The answer is the skill's response as JSON.
+    ///
+    /// # Errors
+    /// `unknown_skill` when the agent has no such skill; the skill's own error
+    /// (`bad_request` for a request that is not its type); `internal` if it panicked.
+    pub async fn invoke(
+        &self,
+        kind: &str,
+        request: serde_json::Value,
+    ) -> std::result::Result<serde_json::Value, SkillError> {
+        let handler = self.core.handlers.get(kind).cloned().ok_or_else(|| {
+            SkillError::new(
+                "unknown_skill",
+                format!("agent {} has no skill {kind:?}", self.core.address),
+            )
+        })?;
+        let call = handler.call(self.context(), Payload::Json(request), true);
+        match AssertUnwindSafe(call).catch_unwind().await {
+            Ok(Ok(Payload::Json(v))) => Ok(v),
+            Ok(Ok(Payload::Local(_))) => Err(SkillError::internal(format!(
+                "skill {kind} answered a value that is not JSON"
+            ))),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(SkillError::internal(format!("skill {kind} panicked"))),
+        }
+    }
+
     /// The skills' kinds and their request/response schemas.
     pub fn skills(&self) -> Vec<(&'static str, serde_json::Value, serde_json::Value)> {
         let mut v: Vec<_> = self

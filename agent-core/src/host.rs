@@ -442,7 +442,7 @@ impl Host {
         cards(&self.inner)
     }
 
-    /// Stops the host and waits for its threads.
+    /// Stops the host and waits for its threads; the mounted HTTP services are dropped.
     pub fn shutdown(mut self) {
         self.stop();
     }
@@ -452,6 +452,7 @@ impl Host {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        self.inner.routes.unmount_all();
     }
 }
 

@@ -294,6 +294,12 @@ impl Routes {
         Ok(())
     }
 
+    /// Drops every mounted service: a stopped host lets go of its gateways (which may
+    /// hold its agents' handles, and so, through them, the host's routes).
+    pub(crate) fn unmount_all(&self) {
+        *self.mounts.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(Vec::new());
+    }
+
     /// The service mounted at the longest prefix of `path`.
     fn mounted(&self, path: &str) -> Option<HttpService> {
         let mounts = self
