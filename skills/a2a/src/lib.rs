@@ -53,6 +53,7 @@
 
 mod error;
 pub mod http;
+pub mod paid;
 mod server;
 mod store;
 pub mod wire;

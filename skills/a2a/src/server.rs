@@ -120,13 +120,44 @@ impl A2aSkill for HandleSkill {
     }
 }
 
+/// One skill of an agent: free, or sold through an x402 seller (A2A's x402 extension).
+#[derive(Clone)]
+pub(crate) enum Entry {
+    /// Done for anyone who asks.
+    Free(Arc<dyn A2aSkill>),
+    /// Done once paid ([`crate::paid`]).
+    Paid {
+        /// The seller that settles its payments and runs it.
+        seller: Arc<x402::X402Seller>,
+        /// Its card entry.
+        card: AgentSkill,
+    },
+}
+
+impl Entry {
+    pub(crate) fn card(&self) -> AgentSkill {
+        match self {
+            Self::Free(s) => s.describe(),
+            Self::Paid { card, .. } => card.clone(),
+        }
+    }
+
+    fn accepts(&self, request: &Value) -> bool {
+        match self {
+            Self::Free(s) => s.accepts(request),
+            Self::Paid { seller, card } => serde_json::to_vec(request)
+                .is_ok_and(|body| seller.check_request(&card.id, &body).is_ok()),
+        }
+    }
+}
+
 /// An agent served over A2A: its identity, its card's text and its skills.
 pub struct A2aAgent {
     address: Address,
     name: String,
     description: String,
     version: String,
-    skills: Vec<Arc<dyn A2aSkill>>,
+    pub(crate) skills: Vec<Entry>,
 }
 
 impl std::fmt::Debug for A2aAgent {
@@ -179,12 +210,12 @@ impl A2aAgent {
                 output_modes: vec!["application/json".into()],
                 ..AgentSkill::default()
             };
-            agent.skills.push(Arc::new(HandleSkill {
+            agent.skills.push(Entry::Free(Arc::new(HandleSkill {
                 handle: handle.clone(),
                 kind,
                 card,
                 required,
-            }));
+            })));
         }
         agent
     }
@@ -198,8 +229,39 @@ impl A2aAgent {
     /// Adds (or replaces, by id) a skill.
     pub fn skill(mut self, skill: Arc<dyn A2aSkill>) -> Self {
         let id = skill.describe().id;
-        self.skills.retain(|s| s.describe().id != id);
-        self.skills.push(skill);
+        self.skills.retain(|s| s.card().id != id);
+        self.skills.push(Entry::Free(skill));
+        self
+    }
+
+    /// Sells every skill `seller` sells (replacing skills of the same ids), paid with
+    /// A2A's x402 extension: the first message gets a task waiting for payment, and the
+    /// payment sent on that task runs it ([`crate::paid`]).
+    pub fn sell(mut self, seller: Arc<x402::X402Seller>) -> Self {
+        let skills: Vec<String> = seller.skills().map(str::to_owned).collect();
+        for id in skills {
+            let Some((price, description, request, response)) = seller.describe(&id) else {
+                continue;
+            };
+            let card = AgentSkill {
+                id: id.clone(),
+                name: id.clone(),
+                description: format!(
+                    "{description} Costs {price}, paid with the x402 extension                      (x402.payment.* metadata). Request (a data part): {}. Answer (a data                      part): {}.",
+                    compact(request),
+                    compact(response)
+                ),
+                tags: id.split('.').map(str::to_owned).chain(["x402".to_owned()]).collect(),
+                input_modes: vec!["application/json".into()],
+                output_modes: vec!["application/json".into()],
+                ..AgentSkill::default()
+            };
+            self.skills.retain(|s| s.card().id != id);
+            self.skills.push(Entry::Paid {
+                seller: seller.clone(),
+                card,
+            });
+        }
         self
     }
 
@@ -260,13 +322,13 @@ type Running = HashMap<(Address, String), (oneshot::Sender<()>, oneshot::Receive
 /// The agents of one host served over A2A 1.0 (see the [crate docs](crate)).
 pub struct A2aGateway {
     config: GatewayConfig,
-    store: TaskStore,
+    pub(crate) store: TaskStore,
     agents: RwLock<BTreeMap<Address, Arc<A2aAgent>>>,
     /// Running tasks' cancel switches, and a signal that their worker has let go of the
     /// gateway, by (agent, task id).
     running: Mutex<Running>,
     /// Serialises status changes, so a cancel and a completion cannot both win.
-    transitions: tokio::sync::Mutex<()>,
+    pub(crate) transitions: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for A2aGateway {
@@ -278,14 +340,14 @@ impl std::fmt::Debug for A2aGateway {
     }
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or_default()
 }
 
-fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
@@ -350,7 +412,7 @@ impl A2aGateway {
     pub fn add(&self, agent: A2aAgent) -> Result<()> {
         let mut ids = std::collections::BTreeSet::new();
         for s in &agent.skills {
-            let id = s.describe().id;
+            let id = s.card().id;
             if id.is_empty() || !ids.insert(id.clone()) {
                 return Err(Error::Config(format!(
                     "agent {}: skill id {id:?} is empty or used twice",
@@ -363,6 +425,12 @@ impl A2aGateway {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(agent.address, Arc::new(agent));
         Ok(())
+    }
+
+    /// The host (`host:port`) of the base URL, as a request to it would name it.
+    pub(crate) fn host(&self) -> Option<&str> {
+        let rest = self.config.base_url.split_once("://")?.1;
+        Some(rest.split('/').next().unwrap_or(rest))
     }
 
     /// The largest request body accepted.
@@ -419,11 +487,16 @@ impl A2aGateway {
             capabilities: AgentCapabilities {
                 streaming: Some(true),
                 push_notifications: Some(false),
+                extensions: if agent.skills.iter().any(|s| matches!(s, Entry::Paid { .. })) {
+                    vec![crate::paid::extension()]
+                } else {
+                    Vec::new()
+                },
                 ..AgentCapabilities::default()
             },
             default_input_modes: vec!["application/json".into(), "text/plain".into()],
             default_output_modes: vec!["application/json".into()],
-            skills: agent.skills.iter().map(|s| s.describe()).collect(),
+            skills: agent.skills.iter().map(Entry::card).collect(),
             ..AgentCard::default()
         })
     }
@@ -448,10 +521,19 @@ impl A2aGateway {
             ));
         }
         if !message.task_id.is_empty() {
-            return Err(self.continue_task(agent, &message.task_id)?);
+            let task = crate::paid::continue_task(self, agent, message, &events).await?;
+            return trim(task, config.history_length);
         }
-        let (skill, input) = choose(agent, &message)?;
-
+        let (entry, input) = choose(agent, &message)?;
+        let skill = match entry {
+            Entry::Free(skill) => skill,
+            Entry::Paid { seller, card } => {
+                let task =
+                    crate::paid::offer(self, agent, &seller, &card, message, &input, &events)
+                        .await?;
+                return trim(task, config.history_length);
+            }
+        };
         let now = now_ms();
         let mut task = Task {
             id: new_id(),
@@ -617,22 +699,6 @@ impl A2aGateway {
         Ok(true)
     }
 
-    /// A message on an existing task: no task of this agent waits for input yet.
-    fn continue_task(&self, agent: &A2aAgent, id: &str) -> Result<A2aError, A2aError> {
-        let stored = self
-            .store
-            .get(agent.address, id)
-            .map_err(internal)?
-            .ok_or_else(|| A2aError::TaskNotFound(format!("no task {id:?}")))?;
-        Ok(A2aError::UnsupportedOperation(format!(
-            "task {id} is {}: it takes no more messages",
-            serde_json::to_value(stored.task.status.state)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default()
-        )))
-    }
-
     /// `GetTask`.
     pub(crate) fn get_task(&self, agent: &A2aAgent, r: GetTaskRequest) -> Result<Task, A2aError> {
         if r.id.is_empty() {
@@ -765,7 +831,7 @@ impl A2aGateway {
     }
 }
 
-fn status_event(task: &Task) -> StreamResponse {
+pub(crate) fn status_event(task: &Task) -> StreamResponse {
     StreamResponse::StatusUpdate(TaskStatusUpdateEvent {
         task_id: task.id.clone(),
         context_id: task.context_id.clone(),
@@ -774,14 +840,14 @@ fn status_event(task: &Task) -> StreamResponse {
     })
 }
 
-async fn emit(events: &Option<mpsc::Sender<StreamResponse>>, event: StreamResponse) {
+pub(crate) async fn emit(events: &Option<mpsc::Sender<StreamResponse>>, event: StreamResponse) {
     if let Some(tx) = events {
         // A client that went away stops listening, not the work.
         let _ = tx.send(event).await;
     }
 }
 
-fn internal(e: Error) -> A2aError {
+pub(crate) fn internal(e: Error) -> A2aError {
     tracing::error!(target: "a2a", error = %e, "task store");
     A2aError::Internal(e.to_string())
 }
@@ -818,7 +884,7 @@ fn check_message(m: &Message) -> Result<(), A2aError> {
 }
 
 /// The skill a message is for, and its request: the first data part, or the text.
-fn choose(agent: &A2aAgent, m: &Message) -> Result<(Arc<dyn A2aSkill>, Value), A2aError> {
+pub(crate) fn choose(agent: &A2aAgent, m: &Message) -> Result<(Entry, Value), A2aError> {
     let input = match m.parts.iter().find_map(|p| p.data.clone()) {
         Some(data) => data,
         None => {
@@ -835,7 +901,7 @@ fn choose(agent: &A2aAgent, m: &Message) -> Result<(Arc<dyn A2aSkill>, Value), A
         agent
             .skills
             .iter()
-            .map(|s| s.describe().id)
+            .map(|s| s.card().id)
             .collect::<Vec<_>>()
             .join(", ")
     };
@@ -844,7 +910,7 @@ fn choose(agent: &A2aAgent, m: &Message) -> Result<(Arc<dyn A2aSkill>, Value), A
         let skill = agent
             .skills
             .iter()
-            .find(|s| s.describe().id == named)
+            .find(|s| s.card().id == named)
             .ok_or_else(|| {
                 A2aError::InvalidParams(format!(
                     "message.metadata.{SKILL_ID_KEY} {named:?} is no skill of this agent (it has {})",
@@ -863,7 +929,7 @@ fn choose(agent: &A2aAgent, m: &Message) -> Result<(Arc<dyn A2aSkill>, Value), A
         many => Err(A2aError::InvalidParams(format!(
             "several skills take this request ({}): name one in message.metadata.{SKILL_ID_KEY}",
             many.iter()
-                .map(|s| s.describe().id)
+                .map(|s| s.card().id)
                 .collect::<Vec<_>>()
                 .join(", ")
         ))),

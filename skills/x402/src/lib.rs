@@ -92,5 +92,5 @@ pub mod wire;
 pub use buyer::{BuyerConfig, Purchase, X402Buyer};
 pub use error::{Error, Result};
 pub use facilitator::{Facilitator, FacilitatorConfig, FacilitatorServer};
-pub use seller::{PricedService, Reconciled, SellerConfig, X402Seller};
+pub use seller::{Outcome, PricedService, Reconciled, SellerConfig, X402Seller};
 pub use server::HttpServer;

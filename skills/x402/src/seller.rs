@@ -310,24 +310,36 @@ struct Offer {
     bazaar: Value,
 }
 
-/// What a request comes to; [`http`] writes it as a response.
+/// What a request comes to: [`router`] writes it as an HTTP response, a gateway of
+/// another protocol (A2A's x402 extension) as its own messages
+/// ([`X402Seller::answer`]).
 #[derive(Debug)]
-pub(crate) enum Outcome {
+#[non_exhaustive]
+pub enum Outcome {
     /// Paid and served.
     Served {
+        /// The skill's result, JSON.
         body: String,
+        /// The settlement.
         settled: SettleResponse,
     },
-    /// Payment required: none was sent (`None`), or it does not verify.
+    /// Payment required: none was sent (`invalid` is `None`), or it does not verify.
     PaymentRequired {
+        /// What to pay.
         required: PaymentRequired,
+        /// Why the payment sent was refused.
         invalid: Option<Invalid>,
     },
-    /// A refusal that is not about payment.
+    /// A refusal that is not about payment, with its HTTP status: `503` and `502`
+    /// (paid, the skill failed) ask for a retry with the same payment.
     Refused {
+        /// The HTTP status.
         status: u16,
+        /// A short code.
         error: &'static str,
+        /// What was wrong.
         message: String,
+        /// The settlement, when the payment was settled.
         settled: Option<SettleResponse>,
     },
 }
@@ -475,6 +487,50 @@ impl X402Seller {
     /// The limit on request bodies.
     pub fn max_body_bytes(&self) -> usize {
         self.config.max_body_bytes
+    }
+
+    /// Answers one request for `skill` with `payment` (none: the requirements), as
+    /// `POST /x402/<skill>` does: for gateways that carry x402 payments in another
+    /// protocol (A2A's x402 extension). `host` names the host the request came to, for
+    /// the resource URL.
+    pub async fn answer(
+        &self,
+        skill: &str,
+        host: Option<&str>,
+        payment: Option<&PaymentPayload>,
+        body: &[u8],
+    ) -> Outcome {
+        let header = match payment.map(wire::encode_header).transpose() {
+            Ok(h) => h,
+            Err(e) => return Outcome::refused(400, "invalid_payment", e.to_string()),
+        };
+        self.handle(skill, host, header.as_deref().map(str::as_bytes), body)
+            .await
+    }
+
+    /// Whether `body` is a request of `skill` (checked before anything is paid).
+    ///
+    /// # Errors
+    /// What is wrong with it, or that no such skill is sold.
+    pub fn check_request(&self, skill: &str, body: &[u8]) -> std::result::Result<(), String> {
+        self.services
+            .get(skill)
+            .ok_or_else(|| format!("no skill {skill:?} is sold here"))?
+            .priced
+            .check_body(body)
+    }
+
+    /// The price, description and request and response schemas of `skill`.
+    pub fn describe(&self, skill: &str) -> Option<(Amount, &str, &Value, &Value)> {
+        self.services.get(skill).map(|o| {
+            let p = &o.priced;
+            (
+                p.price,
+                p.description.as_str(),
+                &p.input_schema,
+                &p.output_schema,
+            )
+        })
     }
 
     /// The resource URL of `skill`, seen from a request to `host`.

@@ -4,4 +4,5 @@
 
 mod gateway;
 mod interop;
+mod paid;
 mod support;
