@@ -10,7 +10,8 @@
 //! Skills: `weather` sells `weather.forecast` at the configured price from the offline
 //! climatology data, conceding down to [`seller_floor`] in a negotiation, and at the
 //! same price to any x402 client at `POST /x402/weather.forecast` on the agent's host
-//! port (one journal for both); `travel`
+//! port and to any A2A client at `/agents/<address>/` (paid with A2A's x402 extension;
+//! one journal for all three); `travel`
 //! (feature `llm`) serves [`PlanTrip`](crate::PlanTrip) for the agent's principals
 //! (see [`crate::travel_agent`]).
 
@@ -173,7 +174,23 @@ impl RunningAgent {
                 Ok(_) => {}
                 Err(e) => return Err(e.into()),
             }
-            host.mount_http("/x402", x402::seller::router(x402))?;
+            host.mount_http("/x402", x402::seller::router(x402.clone()))?;
+            // And a skill any A2A client can hire, paid with A2A's x402 extension.
+            let base = format!("http://{}", url.trim_start_matches("ws://"));
+            let gateway = Arc::new(a2a::A2aGateway::open(a2a::GatewayConfig::new(
+                dir.join("a2a"),
+                base,
+            ))?);
+            gateway.add(
+                a2a::A2aAgent::new(handle.address(), agent.name.clone())
+                    .description(format!(
+                        "Agora weather agent {}: forecasts by city and date, paid in the \
+                         stablecoin with x402",
+                        agent.name
+                    ))
+                    .sell(x402),
+            )?;
+            host.mount_http("/agents", a2a::http::router(gateway))?;
         }
         // Expired deals are closed and channels settled before they expire, without
         // waiting for the next buyer.

@@ -129,6 +129,10 @@ pub enum Error {
     #[error("x402: {0}")]
     X402(#[from] x402::Error),
 
+    /// The A2A gateway failed to start (its task store, its configuration).
+    #[error("A2A: {0}")]
+    A2a(#[from] a2a::Error),
+
     /// The travel agent's model failed to load.
     #[cfg(feature = "llm")]
     #[error(transparent)]

@@ -56,6 +56,8 @@ pub mod http;
 pub mod paid;
 mod server;
 mod store;
+#[cfg(feature = "test-utils")]
+pub mod test_utils;
 pub mod wire;
 
 pub use error::{A2aError, Error, Result};

@@ -28,7 +28,8 @@ use x402::{Outcome, X402Seller};
 
 use crate::error::A2aError;
 use crate::server::{
-    choose, emit, internal, new_id, now_ms, status, status_event, A2aAgent, A2aGateway, Entry,
+    choose, emit, integral, internal, new_id, now_ms, status, status_event, A2aAgent, A2aGateway,
+    Entry,
 };
 use crate::wire::{
     AgentExtension, AgentSkill, Artifact, Message, Part, Role, StreamResponse, Task,
@@ -216,7 +217,7 @@ pub(crate) async fn continue_task(
             A2aError::InvalidParams(format!("message.metadata.{PAYLOAD_KEY} is missing"))
         })
         .and_then(|p| {
-            serde_json::from_value(p).map_err(|e| {
+            serde_json::from_value(integral(p)).map_err(|e| {
                 A2aError::InvalidParams(format!(
                     "message.metadata.{PAYLOAD_KEY} is not an x402 PaymentPayload: {e}"
                 ))

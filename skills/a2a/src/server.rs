@@ -886,7 +886,7 @@ fn check_message(m: &Message) -> Result<(), A2aError> {
 /// The skill a message is for, and its request: the first data part, or the text.
 pub(crate) fn choose(agent: &A2aAgent, m: &Message) -> Result<(Entry, Value), A2aError> {
     let input = match m.parts.iter().find_map(|p| p.data.clone()) {
-        Some(data) => data,
+        Some(data) => integral(data),
         None => {
             let text: Vec<&str> = m.parts.iter().filter_map(|p| p.text.as_deref()).collect();
             if text.is_empty() {
@@ -933,5 +933,36 @@ pub(crate) fn choose(agent: &A2aAgent, m: &Message) -> Result<(Entry, Value), A2
                 .collect::<Vec<_>>()
                 .join(", ")
         ))),
+    }
+}
+
+/// Whole numbers back to integers: data parts and metadata pass through protobuf
+/// `Value` in the SDKs, which carries every number as a double (`3` arrives as `3.0`).
+pub(crate) fn integral(v: Value) -> Value {
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            let whole = n
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0)
+                .and_then(|f| format!("{f:.0}").parse::<i64>().ok());
+            whole.map_or(Value::Number(n), Value::from)
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(integral).collect()),
+        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, integral(v))).collect()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn numbers_that_came_through_protobuf_are_integers_again() {
+        assert_eq!(
+            integral(json!({"days": 3.0, "x": [2.0, 0.5], "s": "3.0", "big": 1e300})),
+            json!({"days": 3, "x": [2, 0.5], "s": "3.0", "big": 1e300})
+        );
     }
 }

@@ -153,7 +153,13 @@ pub async fn run_node_buyer(name: &str, args: &[String], buyer_key: &[u8]) -> Va
     .await
 }
 
-async fn run(program: &Path, script: &Path, args: &[String], buyer_key: &[u8]) -> Value {
+/// Runs `program script args`, the buyer's key (`BUYER_KEY`, hex) in its environment,
+/// to its end (at most five minutes), and parses the JSON line it prints: the runner
+/// of [`run_buyer`], for other protocols' interop scripts too.
+///
+/// # Panics
+/// When it fails, hangs or prints something else, with its output.
+pub async fn run(program: &Path, script: &Path, args: &[String], buyer_key: &[u8]) -> Value {
     let name = script.display();
     let mut child = tokio::process::Command::new(program)
         .arg(script)

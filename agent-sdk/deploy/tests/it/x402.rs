@@ -1,7 +1,8 @@
 //! A weather agent of a deployment, started by [`RunningAgent::start`] on the
 //! embedded chain, sells its forecast to the real x402 clients (PyPI `x402` 2.25,
 //! requests and httpx; npm `@x402/fetch` 2.27 with viem) at
-//! `POST /x402/weather.forecast` on its host port: the
+//! `POST /x402/weather.forecast` on its host port, and to the real A2A client (PyPI
+//! `a2a-sdk` 1.3.0, paying with A2A's x402 extension) at `/agents/<address>/`: the
 //! money moves to the base unit, a replayed payment charges nothing, and the agent's
 //! journal audits clean against the chain.
 
@@ -18,7 +19,7 @@ use wallets::{Amount, KdfStrength, KeystoreFile, Wallet};
 const PASSWORD_ENV: &str = "AGORA_X402_DEPLOY_TEST_PASSWORD";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_python_and_typescript_x402_clients_pay_a_deployed_weather_agent() {
+async fn the_x402_and_a2a_clients_pay_a_deployed_weather_agent() {
     let python = x402::test_utils::python();
     let dir = tempfile::tempdir().unwrap();
     KeystoreFile::encrypt(&Wallet::random(), b"pw", KdfStrength::Light)
@@ -183,14 +184,84 @@ async fn the_python_and_typescript_x402_clients_pay_a_deployed_weather_agent() {
         after.1.checked_add(price).unwrap()
     );
 
-    // The agent's one journal holds the three sales, and they audit clean on chain.
+    // The A2A client hires the forecast twice (plain and streaming), paying each on
+    // its task with A2A's x402 extension.
+    let a2a_buyer = dev_wallet(7).address();
+    minter
+        .mint(a2a_buyer, "10 USDC".parse().unwrap())
+        .await
+        .unwrap();
+    let a2a_url = format!(
+        "{}/agents/{address}",
+        agent.url().replacen("ws://", "http://", 1)
+    );
+    let a2a = x402::test_utils::run(
+        &a2a::test_utils::python(),
+        &a2a::test_utils::script("pay_agent.py"),
+        &[
+            "--url".into(),
+            a2a_url,
+            "--network".into(),
+            network.clone(),
+            "--asset".into(),
+            asset.clone(),
+            "--max-amount".into(),
+            price.base_units().to_string(),
+            "--request".into(),
+            query.into(),
+        ],
+        &dev_key(7),
+    )
+    .await;
+    assert_eq!(a2a["card"]["skills"][0]["id"], "weather.forecast", "{a2a}");
+    assert_eq!(
+        a2a["card"]["capabilities"]["extensions"][0]["uri"],
+        a2a::paid::EXTENSION_URI
+    );
+    for way in ["plain", "stream"] {
+        let asked = &a2a[way]["asked"][0]["task"];
+        assert_eq!(
+            asked["status"]["state"], "TASK_STATE_INPUT_REQUIRED",
+            "{a2a}"
+        );
+        let events = a2a[way]["paid"].as_array().unwrap();
+        let done = &events
+            .iter()
+            .rev()
+            .find(|e| e.get("task").is_some())
+            .unwrap()["task"];
+        assert_eq!(done["status"]["state"], "TASK_STATE_COMPLETED", "{a2a}");
+        // Data parts pass through protobuf `Value`: every number is a double there.
+        assert_eq!(
+            doubles(&done["artifacts"][0]["parts"][0]["data"]),
+            doubles(&paid["body"]),
+            "{a2a}"
+        );
+        let receipt = &done["status"]["message"]["metadata"]["x402.payment.receipts"][0];
+        assert_eq!(receipt["success"], true, "{a2a}");
+    }
+    let twice = Amount::from_base_units(2 * price.base_units());
+    assert_eq!(
+        minter.balance_of(a2a_buyer).await.unwrap(),
+        "10 USDC"
+            .parse::<Amount>()
+            .unwrap()
+            .checked_sub(twice)
+            .unwrap()
+    );
+
+    // The agent's one journal holds the five sales, and they audit clean on chain.
     let journal = agent_dir(&state_dir, "weather").join("journal");
     let check = ChainCheck::new(chain.url.clone(), chain.addresses);
     let report = audit(std::slice::from_ref(&journal), Some(&check))
         .await
         .unwrap();
     assert!(report.is_clean(), "{}", report.to_table());
-    assert_eq!(report.sales.len(), 3, "{}", report.to_table());
+    assert_eq!(report.sales.len(), 5, "{}", report.to_table());
+    assert_eq!(
+        report.sales.iter().filter(|s| s.buyer == a2a_buyer).count(),
+        2
+    );
     assert_eq!(report.sales.iter().filter(|s| s.buyer == buyer).count(), 2);
     assert_eq!(
         report.sales.iter().filter(|s| s.buyer == ts_buyer).count(),
@@ -199,4 +270,15 @@ async fn the_python_and_typescript_x402_clients_pay_a_deployed_weather_agent() {
 
     agent.shutdown().await;
     chain.shutdown().await;
+}
+
+/// `v` with every number a double, as A2A data parts carry them.
+fn doubles(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) => n.as_f64().map_or(Value::Null, Value::from),
+        Value::Array(a) => Value::Array(a.iter().map(doubles).collect()),
+        Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), doubles(v))).collect()),
+        other => other.clone(),
+    }
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt as _;
 
-use crate::support::{python, script, Served};
+use a2a::test_utils::{python, script};
+
+use crate::support::Served;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_python_a2a_client_talks_to_an_agora_agent() {

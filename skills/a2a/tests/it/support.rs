@@ -1,7 +1,6 @@
 //! Fixtures: a host with an agent (a typed actor skill, and a text skill) served over
 //! A2A on the host's edge, and the real Python client's venv.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use a2a::wire::AgentSkill;
@@ -100,34 +99,4 @@ impl Served {
         }
         self.dir
     }
-}
-
-/// The venv's python, with the real A2A client.
-///
-/// # Panics
-/// When the venv is missing, saying how to install it.
-pub(crate) fn python() -> PathBuf {
-    let venv = std::env::var_os("AGORA_A2A_VENV")
-        .map_or_else(|| PathBuf::from("/var/cache/agora/venv-a2a"), PathBuf::from);
-    let python = venv.join("bin").join("python");
-    let ready = std::process::Command::new(&python)
-        .args(["-c", "import a2a.client, httpx"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ready,
-        "the A2A interop test runs the real Python client from the venv {} (AGORA_A2A_VENV), \
-         which is missing or incomplete: run `bash .ci/prereqs` (it installs \
-         skills/a2a/tests/interop/requirements.txt there)",
-        venv.display()
-    );
-    python
-}
-
-/// The interop script `name`.
-pub(crate) fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("interop")
-        .join(name)
 }
