@@ -34,3 +34,24 @@ pub fn script(name: &str) -> PathBuf {
         .join("interop")
         .join(name)
 }
+
+/// The directory of the TypeScript client (`skills/a2a/tests/interop/npm`) with its
+/// packages installed.
+///
+/// # Panics
+/// When `node` or the packages are missing, saying how to install them.
+pub fn node_client() -> PathBuf {
+    let dir = script("npm");
+    let ready = dir.join("node_modules/@a2a-js/sdk").is_dir()
+        && std::process::Command::new("node")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    assert!(
+        ready,
+        "the A2A interop test runs the real TypeScript client (@a2a-js/sdk) from {}, which \
+         is not installed: run `bash .ci/prereqs` (npm ci of its package-lock.json)",
+        dir.display()
+    );
+    dir
+}

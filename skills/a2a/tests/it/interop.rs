@@ -1,5 +1,5 @@
-//! The real A2A Python client (PyPI `a2a-sdk` 1.3.0) against an agent served by the
-//! gateway on a host's HTTP edge: the card resolves, a data part reaches the agent's
+//! The real A2A clients, Python (PyPI `a2a-sdk` 1.3.0) and TypeScript (npm
+//! `@a2a-js/sdk` 1.3.0), against an agent served by the gateway on a host's HTTP edge: the card resolves, a data part reaches the agent's
 //! typed skill and comes back as a data part in a completed task (JSON-RPC, streaming,
 //! HTTP+JSON), a text message reaches its text skill, tasks are got and listed, and a
 //! finished or unknown task is refused with the SDK's own error classes.
@@ -143,5 +143,43 @@ async fn the_python_a2a_client_talks_to_an_agora_agent() {
         "{}",
         out["errors"]
     );
+    served.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_typescript_a2a_client_talks_to_an_agora_agent() {
+    let dir = a2a::test_utils::node_client();
+    let served = Served::start().await;
+    let out = x402::test_utils::run(
+        std::path::Path::new("node"),
+        &dir.join("client.mjs"),
+        &[
+            "--url".into(),
+            served.agent_url(),
+            "--request".into(),
+            json!({"name": "Grace"}).to_string(),
+        ],
+        &[],
+    )
+    .await;
+    let greeting = json!("hello Grace, from greeter");
+    let task = &out["send"]["task"];
+    assert_eq!(task["status"]["state"], "TASK_STATE_COMPLETED", "{out}");
+    assert_eq!(task["artifacts"][0]["parts"][0]["data"], greeting, "{out}");
+    let stream = out["stream"].as_array().unwrap();
+    assert_eq!(stream.len(), 4, "{out}");
+    assert_eq!(
+        stream[0]["task"]["status"]["state"], "TASK_STATE_SUBMITTED",
+        "{out}"
+    );
+    assert_eq!(
+        stream[2]["artifactUpdate"]["artifact"]["parts"][0]["data"],
+        greeting
+    );
+    assert_eq!(
+        stream[3]["statusUpdate"]["status"]["state"],
+        "TASK_STATE_COMPLETED"
+    );
+    assert_eq!(out["get"]["id"], task["id"]);
     served.stop().await;
 }
