@@ -231,7 +231,7 @@ const HTTP_TOKENS: &[&str] = &[
     "/ws",
     "/health",
     "/metrics",
-    "/.well-known/agent-card.json",
+    "/cards",
     "/card/",
     "/card/0x",
     "/echo",
@@ -348,7 +348,7 @@ fn fuzz_http_requests() {
     let paths: Vec<String> = vec![
         "/health".into(),
         "/metrics".into(),
-        "/.well-known/agent-card.json".into(),
+        "/cards".into(),
         card.clone(),
         card_lower,
     ];

@@ -423,8 +423,8 @@ impl Host {
     /// # Errors
     /// [`Error::Mount`] when `prefix` does not start with `/`, is `/` alone, holds
     /// anything but visible ASCII or a `?` or `#`, is a WebSocket path (`/ws…`), is
-    /// one of the host's own routes (`/health`, `/metrics`,
-    /// `/.well-known/agent-card.json`, `/card`) or below one, or has a service
+    /// one of the host's own routes (`/health`, `/metrics`, `/cards`, `/card`) or
+    /// below one, or has a service
     /// already.
     pub fn mount_http<S, B>(&self, prefix: &str, service: S) -> Result<()>
     where

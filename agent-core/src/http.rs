@@ -7,7 +7,8 @@
 //! request is routed here, first match wins:
 //!
 //! 1. the host's own routes, `GET` or `HEAD` only: `/health` (`text/plain`),
-//!    `/metrics`, `/.well-known/agent-card.json` and `/card/<address>` (JSON);
+//!    `/metrics`, `/cards` and `/card/<address>` (JSON; the A2A gateway serves
+//!    `/.well-known/agent-card.json`);
 //! 2. the HTTP services mounted under a path prefix ([`Host::mount_http`],
 //!    [`HostConfig::mount_http`]), the longest matching prefix first: the protocol
 //!    gateways (x402, A2A, a dashboard). A prefix matches itself and the paths below
@@ -181,14 +182,14 @@ pub(crate) enum BuiltIn {
     Health,
     /// `/metrics`.
     Metrics,
-    /// `/.well-known/agent-card.json`: all the host's cards.
+    /// `/cards`: all the host's cards.
     Cards,
     /// `/card/<address>`: the rest of the path, not yet parsed.
     Card(String),
 }
 
 /// The paths of the host's own routes, and the prefix of the cards.
-const BUILT_IN_PATHS: [&str; 3] = ["/health", "/metrics", "/.well-known/agent-card.json"];
+const BUILT_IN_PATHS: [&str; 3] = ["/health", "/metrics", "/cards"];
 const CARD_PREFIX: &str = "/card/";
 
 impl BuiltIn {
@@ -197,7 +198,7 @@ impl BuiltIn {
         match path {
             "/health" => Some(Self::Health),
             "/metrics" => Some(Self::Metrics),
-            "/.well-known/agent-card.json" => Some(Self::Cards),
+            "/cards" => Some(Self::Cards),
             p => p
                 .strip_prefix(CARD_PREFIX)
                 .map(|a| Self::Card(a.to_owned())),
@@ -453,7 +454,7 @@ mod tests {
             "/wsx/a",
             "/health",
             "/metrics/",
-            "/.well-known/agent-card.json/x",
+            "/cards/x",
             "/card",
             "/card/0x12",
             "/a b",
@@ -467,7 +468,9 @@ mod tests {
         routes.mount("/x402/", echo()).unwrap();
         routes.mount("/x402/v2", echo()).unwrap();
         routes.mount("/.well-known", echo()).unwrap();
-        routes.mount("/cards", echo()).unwrap();
+        routes
+            .mount("/.well-known/agent-card.json", echo())
+            .unwrap();
         assert!(routes.mount("/x402", echo()).is_err(), "mounted twice");
         let prefixes: Vec<String> = routes
             .mounts
@@ -476,8 +479,9 @@ mod tests {
             .iter()
             .map(|m| m.prefix.clone())
             .collect();
-        assert_eq!(prefixes[0], "/.well-known");
-        assert_eq!(prefixes[1], "/x402/v2");
+        assert_eq!(prefixes[0], "/.well-known/agent-card.json");
+        assert_eq!(prefixes[1], "/.well-known");
+        assert_eq!(prefixes[2], "/x402/v2");
         assert!(routes.mounted("/x402v2").is_none());
         assert!(routes.mounted("/x402/v2/a").is_some());
     }

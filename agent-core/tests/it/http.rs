@@ -147,7 +147,7 @@ async fn the_hosts_own_routes_answer_as_before() {
     assert_eq!(metrics.json()["edge"]["connections"], 0);
     assert!(metrics.json()["agents"][alice.address().to_string()].is_object());
 
-    let cards = exchange(addr, &get("/.well-known/agent-card.json")).await;
+    let cards = exchange(addr, &get("/cards")).await;
     assert_eq!(cards.header("content-type"), Some("application/json"));
     assert_eq!(cards.json()[0]["name"], "alice");
     let card = exchange(addr, &get(&format!("/card/{}", alice.address()))).await;
@@ -155,7 +155,7 @@ async fn the_hosts_own_routes_answer_as_before() {
     assert_eq!(card.json()["services"][0]["endpoint"], h.url().unwrap());
 
     // The same bytes as the host's own answer, as a plain `GET` of it gets.
-    let cards_again = exchange(addr, &get("/.well-known/agent-card.json?x=1")).await;
+    let cards_again = exchange(addr, &get("/cards?x=1")).await;
     assert_eq!(cards_again.body, cards.body);
 
     for missing in ["/card/0x12", "/card/nope", "/card", "/health/", "/nothing"] {

@@ -190,7 +190,9 @@ impl RunningAgent {
                     ))
                     .sell(x402),
             )?;
-            host.mount_http("/agents", a2a::http::router(gateway))?;
+            let router = a2a::http::router(gateway);
+            host.mount_http("/agents", router.clone())?;
+            host.mount_http("/.well-known/agent-card.json", router)?;
         }
         // Expired deals are closed and channels settled before they expire, without
         // waiting for the next buyer.

@@ -26,10 +26,12 @@ use crate::wire::{
     StreamResponse, VERSION_HEADER,
 };
 
-/// The gateway's routes, all under `/agents` (mount it there on the host's edge):
+/// The gateway's routes, under `/agents` and at `/.well-known/agent-card.json` (mount
+/// it at both on the host's edge):
 ///
 /// | route | what |
 /// |---|---|
+/// | `GET /.well-known/agent-card.json` | the card of the host's one agent (with several, a `404` pointing at `/agents`) |
 /// | `GET /agents` | the agents served: name, address, card URL |
 /// | `GET /agents/<address>/.well-known/agent-card.json` | the agent's A2A card |
 /// | `POST /agents/<address>/` | JSON-RPC: `SendMessage`, `SendStreamingMessage`, `GetTask`, `ListTasks`, `CancelTask` |
@@ -40,6 +42,7 @@ pub fn router(gateway: Arc<A2aGateway>) -> Router {
     Router::new()
         .route("/agents", get(index))
         .route("/agents/", get(index))
+        .route("/.well-known/agent-card.json", get(root_card))
         .route("/agents/:agent/.well-known/agent-card.json", get(card))
         .route("/agents/:agent", axum::routing::post(jsonrpc))
         .route("/agents/:agent/", axum::routing::post(jsonrpc))
@@ -109,6 +112,21 @@ async fn card(State(gw): Gw, Path(agent): Path<String>) -> Response {
             None => rest_error(&A2aError::Internal("the agent left".into())),
         },
         Err(r) => *r,
+    }
+}
+
+/// The host's card: its agent's, when it serves one (a deployed agent has a host of its
+/// own); with several, a `404` that points at `GET /agents`.
+async fn root_card(State(gw): Gw) -> Response {
+    match gw.agents().as_slice() {
+        [(address, _)] => match gw.card(*address) {
+            Some(card) => Json(card).into_response(),
+            None => rest_error(&A2aError::Internal("the agent left".into())),
+        },
+        agents => rest_error(&A2aError::MethodNotFound(format!(
+            "this host serves {} agents: GET /agents lists them, each with its card",
+            agents.len()
+        ))),
     }
 }
 

@@ -191,16 +191,14 @@ async fn the_x402_and_a2a_clients_pay_a_deployed_weather_agent() {
         .mint(a2a_buyer, "10 USDC".parse().unwrap())
         .await
         .unwrap();
-    let a2a_url = format!(
-        "{}/agents/{address}",
-        agent.url().replacen("ws://", "http://", 1)
-    );
+    // Pointed at the agent's port, as a new user would: the host's card is the agent's.
+    let a2a_url = agent.url().replacen("ws://", "http://", 1);
     let a2a = x402::test_utils::run(
         &a2a::test_utils::python(),
         &a2a::test_utils::script("pay_agent.py"),
         &[
             "--url".into(),
-            a2a_url,
+            a2a_url.clone(),
             "--network".into(),
             network.clone(),
             "--asset".into(),
@@ -214,6 +212,10 @@ async fn the_x402_and_a2a_clients_pay_a_deployed_weather_agent() {
     )
     .await;
     assert_eq!(a2a["card"]["skills"][0]["id"], "weather.forecast", "{a2a}");
+    assert_eq!(
+        a2a["card"]["supportedInterfaces"][0]["url"],
+        format!("{a2a_url}/agents/{address}/")
+    );
     assert_eq!(
         a2a["card"]["capabilities"]["extensions"][0]["uri"],
         a2a::paid::EXTENSION_URI

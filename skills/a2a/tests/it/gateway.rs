@@ -123,6 +123,17 @@ async fn bad_requests_get_a2a_errors_and_the_agent_keeps_serving() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let host = url.rsplit_once("/agents/").unwrap().0;
+    // The host's card is its one agent's; its own Agora cards moved to /cards.
+    let root: Value = http
+        .get(format!("{host}/.well-known/agent-card.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(root["name"], "greeter");
+    assert_eq!(root["supportedInterfaces"][0]["url"], format!("{url}/"));
     let r = http
         .get(format!("{host}/agents/0x1234/.well-known/agent-card.json"))
         .send()

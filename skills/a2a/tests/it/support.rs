@@ -75,7 +75,9 @@ impl Served {
             served = served.skill(skill);
         }
         gateway.add(served).unwrap();
-        host.mount_http("/agents", a2a::http::router(gateway.clone()))
+        let router = a2a::http::router(gateway.clone());
+        host.mount_http("/agents", router.clone()).unwrap();
+        host.mount_http("/.well-known/agent-card.json", router)
             .unwrap();
         Self {
             dir,
