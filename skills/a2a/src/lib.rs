@@ -51,6 +51,7 @@
     )
 )]
 
+pub mod client;
 mod error;
 pub mod http;
 pub mod paid;

@@ -547,6 +547,93 @@ impl X402Buyer {
         self.send_paid(&purchase, id, record).await
     }
 
+    /// The payment for `purchase` of `required`, when x402 travels in another protocol
+    /// (A2A's x402 extension puts the `PaymentRequired` in a task's metadata and takes
+    /// the `PaymentPayload` back the same way): the offer picked, signed by the policy,
+    /// stored and journaled as [`X402Buyer::buy`] does, or the payment stored for the
+    /// purchase's id when it was made before, so that a retry sends the same payment.
+    /// Say what came of it with [`X402Buyer::answered`].
+    ///
+    /// # Errors
+    /// [`BuyError::Request`] when the purchase has no id (the caller must be able to
+    /// retry it); [`BuyError::IdReused`], [`BuyError::NoAcceptableOffer`],
+    /// [`BuyError::Policy`], [`BuyError::Store`] as for [`X402Buyer::buy`].
+    pub async fn authorize(
+        &self,
+        purchase: &Purchase,
+        required: &PaymentRequired,
+    ) -> Result<(PaymentPayload, SignedPayment), BuyError> {
+        let id = purchase.id.clone().ok_or_else(|| BuyError::Request {
+            url: purchase.url.clone(),
+            reason: "a purchase paid through another protocol needs an id, to be retried".into(),
+        })?;
+        check_id(&id).map_err(|reason| BuyError::Request {
+            url: purchase.url.clone(),
+            reason,
+        })?;
+        let _turn = self.locks.lock(id.clone()).await;
+        let record = match self.load(&id)? {
+            Some(record) if record.request != purchase.key() => {
+                return Err(BuyError::IdReused {
+                    id,
+                    was: format!("{} {}", record.request.method, record.request.url),
+                    now: purchase.line(),
+                })
+            }
+            Some(record) => {
+                self.journal_purchase(purchase, &id, &record).await?;
+                record
+            }
+            None => self.pay(purchase, &id, required).await?,
+        };
+        let payload = wire::decode_payment_signature(record.header.as_bytes())
+            .map_err(|e| self.store_error(format!("purchase {id}: the stored payment: {e}")))?;
+        Ok((payload, record.payment))
+    }
+
+    /// Journals the answer to a payment made with [`X402Buyer::authorize`]: `status` in
+    /// HTTP terms (200 when the work was done), the settlement the seller named, and
+    /// the result; a success is stored, so the purchase's id is never paid again.
+    ///
+    /// # Errors
+    /// [`BuyError::Store`]; [`BuyError::Request`] for a purchase never authorized.
+    pub async fn answered(
+        &self,
+        purchase: &Purchase,
+        status: u16,
+        settlement: Option<&SettleResponse>,
+        body: &[u8],
+    ) -> Result<(), BuyError> {
+        let id = purchase.id.clone().unwrap_or_default();
+        let _turn = self.locks.lock(id.clone()).await;
+        let mut record = self.load(&id)?.ok_or_else(|| BuyError::Request {
+            url: purchase.url.clone(),
+            reason: format!("purchase {id:?} was never authorized"),
+        })?;
+        let transaction = settlement
+            .filter(|s| s.success)
+            .and_then(|s| s.transaction.parse().ok());
+        self.journal
+            .append(X402AnswerBody {
+                sale_id: sale_id(&record.payment),
+                status,
+                transaction,
+                result_hash: wallets::keccak256(body),
+            })
+            .await
+            .map_err(|e| self.store_error(format!("journaling the answer: {e}")))?;
+        if (200..300).contains(&status) {
+            record.answer = Some(StoredAnswer {
+                status,
+                content_type: Some("application/json".into()),
+                body: base64::engine::general_purpose::STANDARD.encode(body),
+                settlement: settlement.cloned(),
+            });
+            self.save(&id, &record).await?;
+        }
+        Ok(())
+    }
+
     /// Picks an offer of `required`, has the policy sign it, stores and journals it.
     async fn pay(
         &self,

@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
+use a2a::client::{A2aClient, Hire, HireError};
 use a2a::paid::{PAYLOAD_KEY, RECEIPTS_KEY, REQUIRED_KEY, STATUS_KEY};
+use a2a::wire::TaskState;
 use a2a::{A2aAgent, A2aGateway, GatewayConfig};
 use agent_sdk::{AgentBuilder, Host, HostConfig};
 use negotiation::audit::{audit, ChainCheck};
@@ -17,7 +19,7 @@ use wallets::{
     Amount, Journal, Limits, Payment, SpendingPolicy, TransferWithAuthorization, Wallet, B256,
 };
 use x402::wire::{ExactEvmPayload, PaymentPayload, PaymentRequirements};
-use x402::{PricedService, SellerConfig, X402Seller};
+use x402::{BuyerConfig, PricedService, SellerConfig, X402Buyer, X402Seller};
 
 const PRICE: u128 = 950_000;
 const TOKEN: &str = "USD Coin";
@@ -45,92 +47,135 @@ fn pay_on(task: &str, payload: &PaymentPayload) -> Value {
                         "metadata": {STATUS_KEY: "payment-submitted", PAYLOAD_KEY: payload}}})
 }
 
+/// A devnet with the contracts, and an agent on a host selling `echo` over x402, served
+/// over A2A.
+struct Market {
+    dir: tempfile::TempDir,
+    node: registry::devnet::DevnetHandle,
+    minter: Deployment,
+    addresses: registry::chain::Addresses,
+    domain: wallets::Eip712Domain,
+    host: Option<Host>,
+    agent: agent_sdk::AgentHandle,
+    gateway: Arc<A2aGateway>,
+    journal: std::path::PathBuf,
+}
+
+impl Market {
+    async fn open() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Devnet::spawn(DevnetConfig::new(dir.path().join("chain")))
+            .await
+            .unwrap();
+        let deployer = chain::connect(&node.http_url(), Arc::new(dev_wallet(0)))
+            .await
+            .unwrap();
+        let (minter, addresses) = Deployment::deploy(deployer, &DeployConfig::dev())
+            .await
+            .unwrap();
+        let stablecoin = wallets::Address(addresses.stablecoin.0);
+        let domain = addresses.token_domain(TOKEN);
+        let host = Host::spawn(
+            HostConfig::new(addresses.chain_id, dir.path().join("host"))
+                .listen("127.0.0.1:0".parse().unwrap()),
+        )
+        .unwrap();
+        let wallet = Arc::new(dev_wallet(3));
+        let agent = AgentBuilder::new("shop")
+            .wallet(wallet.clone())
+            .spawn(&host)
+            .unwrap();
+        let client = chain::connect(&node.http_url(), wallet.clone())
+            .await
+            .unwrap();
+        let journal = dir.path().join("shop.journal");
+        let shared = SharedJournal::new(Journal::open(&journal, wallet.clone()).unwrap());
+        let echo =
+            service_fn(|task: String| async move { Ok(ServiceOutput::new(json!({"echo": task}))) });
+        let schema = json!({"type": "string"});
+        let seller = X402Seller::new(
+            agent.context(),
+            client,
+            stablecoin,
+            shared,
+            SellerConfig::new(dir.path().join("sales"), TOKEN),
+        )
+        .unwrap()
+        .sell(PricedService::new(
+            "echo",
+            Amount::from_base_units(PRICE),
+            echo,
+            schema.clone(),
+            schema,
+        ))
+        .unwrap();
+        let base = format!("http://{}", host.local_addr().unwrap());
+        let gateway =
+            Arc::new(A2aGateway::open(GatewayConfig::new(dir.path().join("a2a"), base)).unwrap());
+        gateway
+            .add(A2aAgent::new(agent.address(), "shop").sell(Arc::new(seller)))
+            .unwrap();
+        host.mount_http("/agents", a2a::http::router(gateway.clone()))
+            .unwrap();
+        Self {
+            dir,
+            node,
+            minter,
+            addresses,
+            domain,
+            host: Some(host),
+            agent,
+            gateway,
+            journal,
+        }
+    }
+
+    fn url(&self) -> String {
+        self.gateway.agent_url(self.agent.address())
+    }
+
+    /// A wallet holding `funds` base units.
+    async fn funded(&self, funds: u128) -> Arc<Wallet> {
+        let wallet = Arc::new(Wallet::random());
+        self.minter
+            .mint(wallet.address(), Amount::from_base_units(funds))
+            .await
+            .unwrap();
+        wallet
+    }
+
+    async fn balance(&self, who: wallets::Address) -> u128 {
+        self.minter.balance_of(who).await.unwrap().base_units()
+    }
+
+    async fn close(mut self) {
+        if let Some(host) = self.host.take() {
+            tokio::task::spawn_blocking(move || host.shutdown())
+                .await
+                .unwrap();
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_paid_skill_completes_after_payment_and_the_money_moves_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Devnet::spawn(DevnetConfig::new(dir.path().join("chain")))
-        .await
-        .unwrap();
-    let deployer = chain::connect(&node.http_url(), Arc::new(dev_wallet(0)))
-        .await
-        .unwrap();
-    let (minter, addresses) = Deployment::deploy(deployer, &DeployConfig::dev())
-        .await
-        .unwrap();
-    let stablecoin = wallets::Address(addresses.stablecoin.0);
-    let domain = addresses.token_domain(TOKEN);
-
-    // The buyer: a wallet behind a spending policy pinned to the token.
-    let buyer = Arc::new(Wallet::random());
-    minter
-        .mint(buyer.address(), Amount::from_base_units(3 * PRICE))
-        .await
-        .unwrap();
-    let policy = SpendingPolicy::open(dir.path().join("spend"), buyer.clone(), Limits::default())
-        .unwrap()
-        .pin_token(domain.clone());
-
-    // The seller: an agent on a host, selling `echo` over x402, served over A2A.
-    let host = Host::spawn(
-        HostConfig::new(addresses.chain_id, dir.path().join("host"))
-            .listen("127.0.0.1:0".parse().unwrap()),
-    )
-    .unwrap();
-    let wallet = Arc::new(dev_wallet(3));
-    let agent = AgentBuilder::new("shop")
-        .wallet(wallet.clone())
-        .spawn(&host)
-        .unwrap();
-    let client = chain::connect(&node.http_url(), wallet.clone())
-        .await
-        .unwrap();
-    let journal = dir.path().join("shop.journal");
-    let shared = SharedJournal::new(Journal::open(&journal, wallet.clone()).unwrap());
-    let echo =
-        service_fn(|task: String| async move { Ok(ServiceOutput::new(json!({"echo": task}))) });
-    let schema = json!({"type": "string"});
-    let seller = X402Seller::new(
-        agent.context(),
-        client,
-        stablecoin,
-        shared,
-        SellerConfig::new(dir.path().join("sales"), TOKEN),
-    )
-    .unwrap()
-    .sell(PricedService::new(
-        "echo",
-        Amount::from_base_units(PRICE),
-        echo,
-        schema.clone(),
-        schema,
-    ))
-    .unwrap();
-    let base = format!("http://{}", host.local_addr().unwrap());
-    let gateway =
-        Arc::new(A2aGateway::open(GatewayConfig::new(dir.path().join("a2a"), base)).unwrap());
-    gateway
-        .add(A2aAgent::new(agent.address(), "shop").sell(Arc::new(seller)))
-        .unwrap();
-    host.mount_http("/agents", a2a::http::router(gateway.clone()))
-        .unwrap();
-    let url = gateway.agent_url(agent.address());
-    let card = gateway.card(agent.address()).unwrap();
+    let m = Market::open().await;
+    let (agent, url, domain) = (&m.agent, m.url(), m.domain.clone());
+    let card = m.gateway.card(agent.address()).unwrap();
     assert_eq!(
         card.capabilities.extensions[0].uri,
         a2a::paid::EXTENSION_URI
     );
+
+    // The buyer: a wallet behind a spending policy pinned to the token.
+    let buyer = m.funded(3 * PRICE).await;
+    let policy = SpendingPolicy::open(m.dir.path().join("spend"), buyer.clone(), Limits::default())
+        .unwrap()
+        .pin_token(domain.clone());
     let balances = || async {
         (
-            minter
-                .balance_of(buyer.address())
-                .await
-                .unwrap()
-                .base_units(),
-            minter
-                .balance_of(agent.address())
-                .await
-                .unwrap()
-                .base_units(),
+            m.balance(buyer.address()).await,
+            m.balance(agent.address()).await,
         )
     };
     let before = balances().await;
@@ -222,17 +267,88 @@ async fn a_paid_skill_completes_after_payment_and_the_money_moves_once() {
     assert_eq!(balances().await, (before.0 - PRICE, before.1 + PRICE));
 
     // The sale is in the seller's journal, and matches the chain.
-    let check = ChainCheck::new(node.http_url(), addresses);
-    let report = audit(std::slice::from_ref(&journal), Some(&check))
+    let check = ChainCheck::new(m.node.http_url(), m.addresses);
+    let report = audit(std::slice::from_ref(&m.journal), Some(&check))
         .await
         .unwrap();
     assert!(report.is_clean(), "{}", report.to_table());
     assert_eq!(report.sales.len(), 1);
     assert_eq!(report.sales[0].stage, "delivered");
-    drop(agent);
-    tokio::task::spawn_blocking(move || host.shutdown())
-        .await
+    m.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agora_agent_hires_a_paid_a2a_skill_within_its_policy() {
+    let m = Market::open().await;
+    let seller = m.agent.address();
+    let hirer = |name: &str, wallet: Arc<Wallet>, limits: Limits| {
+        let dir = m.dir.path().join(name);
+        let policy = SpendingPolicy::open(dir.join("spend"), wallet.clone(), limits)
+            .unwrap()
+            .pin_token(m.domain.clone());
+        let journal = SharedJournal::new(Journal::open(dir.join("journal"), wallet).unwrap());
+        let buyer = X402Buyer::open(
+            Arc::new(policy),
+            journal,
+            BuyerConfig::new(dir.join("x402")),
+        )
         .unwrap();
+        A2aClient::new().with_buyer(Arc::new(buyer))
+    };
+    let wallet = m.funded(3 * PRICE).await;
+    let limits = Limits {
+        per_deal: Some(Amount::from_base_units(PRICE)),
+        ..Limits::default()
+    };
+    let client = hirer("travel", wallet.clone(), limits);
+
+    // Hired, paid once, the result back.
+    let hire = Hire::new(m.url(), json!("lisbon")).id("trip-42-echo-lisbon");
+    let hired = client.hire(hire.clone()).await.unwrap();
+    assert_eq!(hired.result, json!({"echo": "\"lisbon\""}));
+    assert_eq!(hired.task.status.state, TaskState::Completed);
+    let paid = hired.paid.unwrap();
+    assert_eq!(
+        paid.payment.payment.amount(),
+        Amount::from_base_units(PRICE)
+    );
+    assert!(paid.receipts[0].success);
+    assert_eq!(m.balance(wallet.address()).await, 2 * PRICE);
+    assert_eq!(m.balance(seller).await, PRICE);
+
+    // A hire within the policy's refusal: nothing signed, the task left waiting.
+    let stingy = hirer(
+        "stingy",
+        m.funded(3 * PRICE).await,
+        Limits {
+            per_deal: Some(Amount::from_base_units(PRICE - 1)),
+            ..Limits::default()
+        },
+    );
+    let err = stingy
+        .hire(Hire::new(m.url(), json!("porto")))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("per-deal"), "{err}");
+    assert_eq!(m.balance(seller).await, PRICE);
+
+    // Without a buyer, a paid skill is refused before anything is signed.
+    let err = A2aClient::new()
+        .hire(Hire::new(m.url(), json!("faro")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HireError::PaymentRequired { .. }), "{err}");
+
+    // The hirer's journal and the seller's name the same sale and audit clean.
+    let check = ChainCheck::new(m.node.http_url(), m.addresses);
+    let journals = [m.dir.path().join("travel/journal"), m.journal.clone()];
+    let report = audit(&journals, Some(&check)).await.unwrap();
+    assert!(report.is_clean(), "{}", report.to_table());
+    let stages: Vec<&str> = report.sales.iter().map(|s| s.stage.as_str()).collect();
+    assert_eq!(stages.len(), 2, "{}", report.to_table());
+    assert!(stages.contains(&"answered") && stages.contains(&"delivered"));
+    assert_eq!(report.sales[0].sale, report.sales[1].sale);
+    m.close().await;
 }
 
 fn unix_now() -> u64 {
