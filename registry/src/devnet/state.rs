@@ -360,6 +360,15 @@ impl ChainState {
         let rlp = Rlp::new(raw);
         let (tx, sig) = TypedTransaction::decode_signed(&rlp)
             .map_err(|e| DevnetError::Rejected(format!("cannot decode transaction: {e}")))?;
+        // A typed transaction's signature carries its y-parity, 0 or 1; ethers'
+        // re-encoding below subtracts an EIP-155 offset from anything else (an
+        // overflow panic on network input).
+        if !matches!(tx, TypedTransaction::Legacy(_)) && sig.v > 1 {
+            return Err(DevnetError::Rejected(format!(
+                "signature y-parity is {}; a typed transaction's is 0 or 1",
+                sig.v
+            )));
+        }
         // One signed transaction, one encoding, one hash: trailing bytes, extra list
         // items or a high s (its twin signature, EIP-2) would let anyone mine it
         // under a hash its sender never sees, as other nodes refuse.
@@ -891,6 +900,24 @@ mod tests {
         assert_eq!(hash, H256(ethers::utils::keccak256(&raw)));
         // Sent again: the same hash, nothing new.
         assert!(s.send_raw(&raw).unwrap().1.is_none());
+    }
+
+    /// Regression (found by `fuzz_devnet_json_rpc`): an EIP-1559 transaction whose
+    /// y-parity was above 1 panicked (a subtraction overflow in ethers' re-encoding)
+    /// instead of being refused.
+    #[test]
+    fn a_typed_transaction_with_a_y_parity_above_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = ChainState::open(dir.path(), 1337, &[]).unwrap();
+        let mut raw = signed_transfer();
+        // ‖ v ‖ 0xa0 r(32) ‖ 0xa0 s(32): v is the byte before the last 66.
+        let at = raw.len() - 67;
+        assert!(raw[at] <= 1 || raw[at] == 0x80, "v at {at}: {:#x}", raw[at]);
+        raw[at] = 27;
+        match s.send_raw(&raw) {
+            Err(DevnetError::Rejected(m)) => assert!(m.contains("y-parity is 27"), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     /// Regression (found by `fuzz_devnet_json_rpc`): `evm_increaseTime` saturated
