@@ -130,6 +130,18 @@ async fn root_card(State(gw): Gw) -> Response {
     }
 }
 
+/// The agent at `/agents/<agent>` for a client of protocol version 1.x, or the error
+/// response (HTTP+JSON form).
+fn agent_for(
+    gw: &A2aGateway,
+    agent: &str,
+    headers: &HeaderMap,
+) -> Result<Arc<A2aAgent>, Box<Response>> {
+    let agent = find(gw, agent)?;
+    check_version(headers).map_err(|e| Box::new(rest_error(&e)))?;
+    Ok(agent)
+}
+
 /// The client's protocol version is 1.x (a missing header means 0.3).
 fn check_version(headers: &HeaderMap) -> Result<(), A2aError> {
     let sent = headers
@@ -342,13 +354,10 @@ async fn rest_post(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let agent = match find(&gw, &agent) {
+    let agent = match agent_for(&gw, &agent, &headers) {
         Ok(a) => a,
         Err(r) => return *r,
     };
-    if let Err(e) = check_version(&headers) {
-        return rest_error(&e);
-    }
     let request = body
         .map_err(|e| A2aError::InvalidRequest(format!("request body: {}", e.body_text())))
         .and_then(|b| {
@@ -378,18 +387,15 @@ async fn rest_list(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let agent = match find(&gw, &agent) {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
     if action != "tasks" {
         return rest_error(&A2aError::MethodNotFound(format!(
             "no route GET {action:?}"
         )));
     }
-    if let Err(e) = check_version(&headers) {
-        return rest_error(&e);
-    }
+    let agent = match agent_for(&gw, &agent, &headers) {
+        Ok(a) => a,
+        Err(r) => return *r,
+    };
     let result = query_params(&query)
         .and_then(params::<ListTasksRequest>)
         .and_then(|r| gw.list_tasks(&agent, r));
@@ -422,13 +428,10 @@ async fn rest_get(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let agent = match find(&gw, &agent) {
+    let agent = match agent_for(&gw, &agent, &headers) {
         Ok(a) => a,
         Err(r) => return *r,
     };
-    if let Err(e) = check_version(&headers) {
-        return rest_error(&e);
-    }
     let result = query_params(&query)
         .and_then(|mut q| {
             if let Value::Object(m) = &mut q {
@@ -448,13 +451,10 @@ async fn rest_task_action(
     Path((agent, id_action)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let agent = match find(&gw, &agent) {
+    let agent = match agent_for(&gw, &agent, &headers) {
         Ok(a) => a,
         Err(r) => return *r,
     };
-    if let Err(e) = check_version(&headers) {
-        return rest_error(&e);
-    }
     match id_action.rsplit_once(':') {
         Some((id, "cancel")) => {
             let r = CancelTaskRequest {

@@ -28,12 +28,11 @@ use x402::{Outcome, X402Seller};
 
 use crate::error::A2aError;
 use crate::server::{
-    choose, emit, integral, internal, new_id, now_ms, status, status_event, A2aAgent, A2aGateway,
-    Entry,
+    artifact_event, choose, emit, integral, internal, new_id, now_ms, status, status_event,
+    A2aAgent, A2aGateway, Entry,
 };
 use crate::wire::{
-    AgentExtension, AgentSkill, Artifact, Message, Part, Role, StreamResponse, Task,
-    TaskArtifactUpdateEvent, TaskState,
+    AgentExtension, AgentSkill, Artifact, Message, Part, Role, StreamResponse, Task, TaskState,
 };
 use crate::SKILL_ID_KEY;
 
@@ -223,6 +222,15 @@ pub(crate) async fn continue_task(
                 ))
             })
         })?;
+    // One task, one payment: the first authorization sent on a task is the only one it
+    // takes (sent again after a lost answer or a 503, it is never charged twice; a
+    // second, different one could be).
+    let authorization = payload
+        .exact_evm()
+        .map(|e| format!("{}:{}", e.authorization.from, e.authorization.nonce).to_lowercase())
+        .map_err(|e| A2aError::InvalidParams(format!("message.metadata.{PAYLOAD_KEY}: {e}")))?;
+    let _paying = Paying::enter(gw, agent.address(), &id)?;
+    bind(gw, agent, &id, &authorization).await?;
     // The request is the one the task was opened with.
     let first = stored.task.history.first().cloned().unwrap_or_default();
     let (_, input) = choose(agent, &first)?;
@@ -329,6 +337,76 @@ pub(crate) async fn continue_task(
     }
 }
 
+/// The task metadata key of the authorization (`from:nonce`) a task is paid with.
+const BOUND_KEY: &str = "x402Authorization";
+
+/// Binds task `id` to `authorization`, or refuses another one.
+async fn bind(
+    gw: &A2aGateway,
+    agent: &A2aAgent,
+    id: &str,
+    authorization: &str,
+) -> Result<(), A2aError> {
+    let _turn = gw.transitions.lock().await;
+    let mut stored = gw
+        .store
+        .get(agent.address(), id)
+        .map_err(internal)?
+        .ok_or_else(|| A2aError::TaskNotFound(format!("no task {id:?}")))?;
+    if stored.task.status.state != TaskState::InputRequired {
+        return Err(A2aError::UnsupportedOperation(format!(
+            "task {id} no longer waits for payment"
+        )));
+    }
+    let metadata = stored.task.metadata.get_or_insert_with(Map::new);
+    match metadata.get(BOUND_KEY).and_then(Value::as_str) {
+        Some(bound) if bound == authorization => Ok(()),
+        Some(bound) => Err(A2aError::InvalidParams(format!(
+            "task {id} is paid with authorization {bound}; send that payment again, not \
+             another (it may have been settled already)"
+        ))),
+        None => {
+            metadata.insert(BOUND_KEY.into(), Value::String(authorization.to_owned()));
+            gw.store.put(agent.address(), &stored).map_err(internal)?;
+            gw.store.flush().await.map_err(internal)
+        }
+    }
+}
+
+/// A task whose payment is being handled: one at a time.
+struct Paying<'a> {
+    gw: &'a A2aGateway,
+    key: (wallets::Address, String),
+}
+
+impl<'a> Paying<'a> {
+    fn enter(gw: &'a A2aGateway, agent: wallets::Address, id: &str) -> Result<Self, A2aError> {
+        let key = (agent, id.to_owned());
+        let fresh = gw
+            .paying
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key.clone());
+        if fresh {
+            Ok(Self { gw, key })
+        } else {
+            Err(A2aError::UnsupportedOperation(format!(
+                "a payment for task {id} is being handled; GetTask shows how it ends"
+            )))
+        }
+    }
+}
+
+impl Drop for Paying<'_> {
+    fn drop(&mut self) {
+        self.gw
+            .paying
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.key);
+    }
+}
+
 /// Records the client's `message` and the task's new state, unless it ended meanwhile.
 #[allow(clippy::too_many_arguments)]
 async fn finish(
@@ -364,18 +442,7 @@ async fn finish(
     gw.store.flush().await.map_err(internal)?;
     emit(events, StreamResponse::Task(stored.task.clone())).await;
     if let Some(artifact) = artifact {
-        emit(
-            events,
-            StreamResponse::ArtifactUpdate(TaskArtifactUpdateEvent {
-                task_id: stored.task.id.clone(),
-                context_id: stored.task.context_id.clone(),
-                artifact,
-                append: false,
-                last_chunk: true,
-                metadata: None,
-            }),
-        )
-        .await;
+        emit(events, artifact_event(&stored.task, artifact)).await;
     }
     emit(events, status_event(&stored.task)).await;
     Ok(stored.task)

@@ -329,6 +329,8 @@ pub struct A2aGateway {
     running: Mutex<Running>,
     /// Serialises status changes, so a cancel and a completion cannot both win.
     pub(crate) transitions: tokio::sync::Mutex<()>,
+    /// Tasks whose payment is being handled ([`crate::paid`]).
+    pub(crate) paying: Mutex<std::collections::HashSet<(Address, String)>>,
 }
 
 impl std::fmt::Debug for A2aGateway {
@@ -402,6 +404,7 @@ impl A2aGateway {
             agents: RwLock::default(),
             running: Mutex::default(),
             transitions: tokio::sync::Mutex::new(()),
+            paying: Mutex::default(),
         })
     }
 
@@ -635,18 +638,7 @@ impl A2aGateway {
                     stored.updated_ms = now_ms();
                     self.store.put(agent.address, &stored).map_err(internal)?;
                     self.store.flush().await.map_err(internal)?;
-                    emit(
-                        &events,
-                        StreamResponse::ArtifactUpdate(TaskArtifactUpdateEvent {
-                            task_id: stored.task.id.clone(),
-                            context_id: stored.task.context_id.clone(),
-                            artifact,
-                            append: false,
-                            last_chunk: true,
-                            metadata: None,
-                        }),
-                    )
-                    .await;
+                    emit(&events, artifact_event(&stored.task, artifact)).await;
                     emit(&events, status_event(&stored.task)).await;
                 }
                 Some(Err(e)) => {
@@ -829,6 +821,18 @@ impl A2aGateway {
         }
         Ok(stored.task)
     }
+}
+
+/// The whole of `artifact`, produced by `task`, as one stream event.
+pub(crate) fn artifact_event(task: &Task, artifact: Artifact) -> StreamResponse {
+    StreamResponse::ArtifactUpdate(TaskArtifactUpdateEvent {
+        task_id: task.id.clone(),
+        context_id: task.context_id.clone(),
+        artifact,
+        append: false,
+        last_chunk: true,
+        metadata: None,
+    })
 }
 
 pub(crate) fn status_event(task: &Task) -> StreamResponse {

@@ -1,7 +1,8 @@
-//! Test support (feature `test-utils`): the real A2A Python client, with the scripts in
-//! `skills/a2a/tests/interop/`, from the venv that `bash .ci/prereqs` installs
-//! (`AGORA_A2A_VENV`, default `/var/cache/agora/venv-a2a`).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Test support (feature `test-utils`): the real A2A clients, with the scripts in
+//! `skills/a2a/tests/interop/`: the Python SDK (and the x402 package's signer) from the
+//! venv that `bash .ci/prereqs` installs (`AGORA_A2A_VENV`, default
+//! `/var/cache/agora/venv-a2a`), and the TypeScript SDK it installs in
+//! `skills/a2a/tests/interop/npm/node_modules`.
 
 use std::path::PathBuf;
 
@@ -10,24 +11,15 @@ use std::path::PathBuf;
 /// # Panics
 /// When the venv is missing or incomplete, saying how to install it.
 pub fn python() -> PathBuf {
-    let venv = std::env::var_os("AGORA_A2A_VENV")
-        .map_or_else(|| PathBuf::from("/var/cache/agora/venv-a2a"), PathBuf::from);
-    let python = venv.join("bin").join("python");
-    let ready = std::process::Command::new(&python)
-        .args(["-c", "import a2a.client, httpx, x402.mechanisms.evm.exact"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ready,
-        "the A2A interop tests run the real Python client from the venv {} (AGORA_A2A_VENV), \
-         which is missing or incomplete: run `bash .ci/prereqs` (it installs \
-         skills/a2a/tests/interop/requirements.txt there)",
-        venv.display()
-    );
-    python
+    x402::test_utils::venv_python(
+        "AGORA_A2A_VENV",
+        "/var/cache/agora/venv-a2a",
+        "a2a.client, httpx, x402.mechanisms.evm.exact",
+        "skills/a2a/tests/interop/requirements.txt",
+    )
 }
 
-/// The interop script `name` (`client.py`, `pay_agent.py`).
+/// The interop script `name` (`client.py`, `pay_agent.py`, `npm`).
 pub fn script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
@@ -41,17 +33,5 @@ pub fn script(name: &str) -> PathBuf {
 /// # Panics
 /// When `node` or the packages are missing, saying how to install them.
 pub fn node_client() -> PathBuf {
-    let dir = script("npm");
-    let ready = dir.join("node_modules/@a2a-js/sdk").is_dir()
-        && std::process::Command::new("node")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-    assert!(
-        ready,
-        "the A2A interop test runs the real TypeScript client (@a2a-js/sdk) from {}, which \
-         is not installed: run `bash .ci/prereqs` (npm ci of its package-lock.json)",
-        dir.display()
-    );
-    dir
+    x402::test_utils::node_dir(script("npm"), "@a2a-js/sdk")
 }

@@ -18,20 +18,32 @@ use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
 /// # Panics
 /// When the venv is missing or incomplete, saying how to install it.
 pub fn python() -> PathBuf {
-    let venv = std::env::var_os("AGORA_X402_VENV").map_or_else(
-        || PathBuf::from("/var/cache/agora/venv-x402"),
-        PathBuf::from,
-    );
+    venv_python(
+        "AGORA_X402_VENV",
+        "/var/cache/agora/venv-x402",
+        "x402, flask, requests, eth_account",
+        "skills/x402/tests/interop/requirements.txt",
+    )
+}
+
+/// The python of the venv named by the environment variable `var` (default `default`),
+/// checked to import `modules`: the runner of every protocol's Python interop tests.
+///
+/// # Panics
+/// When the venv is missing or incomplete, saying that `bash .ci/prereqs` installs
+/// `requirements` there.
+pub fn venv_python(var: &str, default: &str, modules: &str, requirements: &str) -> PathBuf {
+    let venv = std::env::var_os(var).map_or_else(|| PathBuf::from(default), PathBuf::from);
     let python = venv.join("bin").join("python");
     let ready = std::process::Command::new(&python)
-        .args(["-c", "import x402, flask, requests, eth_account"])
+        .args(["-c", &format!("import {modules}")])
         .output()
         .is_ok_and(|o| o.status.success());
     assert!(
         ready,
-        "the x402 interop tests run the real Python x402 clients from the venv {} \
-         (AGORA_X402_VENV), which is missing or incomplete: run `bash .ci/prereqs` \
-         (it installs skills/x402/tests/interop/requirements.txt there)",
+        "the interop tests run real Python clients ({modules}) from the venv {} ({var}), \
+         which is missing or incomplete: run `bash .ci/prereqs` (it installs {requirements} \
+         there)",
         venv.display()
     );
     python
@@ -66,16 +78,24 @@ pub fn drain(stderr: tokio::process::ChildStderr) -> Arc<Mutex<String>> {
 /// # Panics
 /// When `node` or the packages are missing, saying how to install them.
 pub fn node_client() -> PathBuf {
-    let dir = script("npm");
-    let ready = dir.join("node_modules/@x402/fetch").is_dir()
+    node_dir(script("npm"), "@x402/fetch")
+}
+
+/// `dir`, a directory of interop scripts with npm packages installed, checked to hold
+/// `package` and `node` to run them.
+///
+/// # Panics
+/// When `node` or the package is missing, saying how to install them.
+pub fn node_dir(dir: PathBuf, package: &str) -> PathBuf {
+    let ready = dir.join("node_modules").join(package).is_dir()
         && std::process::Command::new("node")
             .arg("--version")
             .output()
             .is_ok_and(|o| o.status.success());
     assert!(
         ready,
-        "the x402 interop tests run the real TypeScript client (@x402/fetch) from {}, \
-         which is not installed: run `bash .ci/prereqs` (npm ci of its package-lock.json)",
+        "the interop tests run the real TypeScript client ({package}) from {}, which is not \
+         installed: run `bash .ci/prereqs` (npm ci of its package-lock.json)",
         dir.display()
     );
     dir

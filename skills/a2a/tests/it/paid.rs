@@ -90,8 +90,17 @@ impl Market {
             .unwrap();
         let journal = dir.path().join("shop.journal");
         let shared = SharedJournal::new(Journal::open(&journal, wallet.clone()).unwrap());
-        let echo =
-            service_fn(|task: String| async move { Ok(ServiceOutput::new(json!({"echo": task}))) });
+        // It fails the first "flaky" request, after payment.
+        let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let echo = service_fn(move |task: String| {
+            let failed = failed.clone();
+            async move {
+                if task == "\"flaky\"" && !failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    return Err(agent_sdk::SkillError::internal("the skill fell over"));
+                }
+                Ok(ServiceOutput::new(json!({"echo": task})))
+            }
+        });
         let schema = json!({"type": "string"});
         let seller = X402Seller::new(
             agent.context(),
@@ -240,6 +249,42 @@ async fn a_paid_skill_completes_after_payment_and_the_money_moves_once() {
     assert_eq!(body["error"]["code"], -32004, "{body}");
     assert_eq!(balances().await, (before.0 - PRICE, before.1 + PRICE));
 
+    // The skill fails after payment: the task waits for the same payment again, takes
+    // no other, and the retry runs the skill without a second charge.
+    let body = rpc(&url, "SendMessage", ask("flaky")).await;
+    let flaky = body["result"]["task"]["id"].as_str().unwrap().to_owned();
+    let first = payment(PRICE);
+    let body = rpc(&url, "SendMessage", pay_on(&flaky, &first)).await;
+    let task = &body["result"]["task"];
+    assert_eq!(
+        task["status"]["state"], "TASK_STATE_INPUT_REQUIRED",
+        "{body}"
+    );
+    assert_eq!(
+        task["status"]["message"]["metadata"][STATUS_KEY],
+        "payment-submitted"
+    );
+    assert_eq!(
+        task["status"]["message"]["metadata"][RECEIPTS_KEY][0]["success"],
+        true
+    );
+    let paid_twice = (before.0 - 2 * PRICE, before.1 + 2 * PRICE);
+    assert_eq!(balances().await, paid_twice);
+    let body = rpc(&url, "SendMessage", pay_on(&flaky, &payment(PRICE))).await;
+    assert_eq!(body["error"]["code"], -32602, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("send that payment again"));
+    let body = rpc(&url, "SendMessage", pay_on(&flaky, &first)).await;
+    let task = &body["result"]["task"];
+    assert_eq!(task["status"]["state"], "TASK_STATE_COMPLETED", "{body}");
+    assert_eq!(
+        task["artifacts"][0]["parts"][0]["data"],
+        json!({"echo": "\"flaky\""})
+    );
+    assert_eq!(balances().await, paid_twice);
+
     // A short payment fails its task with the reason; a rejection cancels one.
     let body = rpc(&url, "SendMessage", ask("porto")).await;
     let other = body["result"]["task"]["id"].as_str().unwrap().to_owned();
@@ -264,7 +309,7 @@ async fn a_paid_skill_completes_after_payment_and_the_money_moves_once() {
         body["result"]["task"]["status"]["state"], "TASK_STATE_CANCELED",
         "{body}"
     );
-    assert_eq!(balances().await, (before.0 - PRICE, before.1 + PRICE));
+    assert_eq!(balances().await, paid_twice);
 
     // The sale is in the seller's journal, and matches the chain.
     let check = ChainCheck::new(m.node.http_url(), m.addresses);
@@ -272,8 +317,8 @@ async fn a_paid_skill_completes_after_payment_and_the_money_moves_once() {
         .await
         .unwrap();
     assert!(report.is_clean(), "{}", report.to_table());
-    assert_eq!(report.sales.len(), 1);
-    assert_eq!(report.sales[0].stage, "delivered");
+    assert_eq!(report.sales.len(), 2);
+    assert!(report.sales.iter().all(|s| s.stage == "delivered"));
     m.close().await;
 }
 
