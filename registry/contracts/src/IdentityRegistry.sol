@@ -532,6 +532,8 @@ contract IdentityRegistry {
         if (wallet.code.length == 0) return false;
         (bool ok, bytes memory answer) =
             wallet.staticcall(abi.encodeWithSelector(ERC1271_MAGIC_VALUE, digest, signature));
+        // casting to 'bytes32' is safe because the answer is exactly 32 bytes by then
+        // forge-lint: disable-next-line(unsafe-typecast)
         return ok && answer.length == 32 && bytes32(answer) == bytes32(ERC1271_MAGIC_VALUE);
     }
 
@@ -547,6 +549,8 @@ contract IdentityRegistry {
         if (to.code.length == 0) return;
         (bool ok, bytes memory answer) =
             to.call(abi.encodeWithSelector(ERC721_RECEIVED, operator, from, tokenId, data));
+        // casting to 'bytes32' is safe because the answer is exactly 32 bytes by then
+        // forge-lint: disable-next-line(unsafe-typecast)
         if (!ok || answer.length != 32 || bytes32(answer) != bytes32(ERC721_RECEIVED)) {
             revert ERC721InvalidReceiver(to);
         }

@@ -289,6 +289,8 @@ contract ReputationRegistry {
         // entries with 18): saturate rather than wrap around.
         if (scaled > type(int128).max) return (count, type(int128).max, summaryValueDecimals);
         if (scaled < type(int128).min) return (count, type(int128).min, summaryValueDecimals);
+        // casting to 'int128' is safe because `scaled` was checked against its bounds above
+        // forge-lint: disable-next-line(unsafe-typecast)
         summaryValue = int128(scaled);
     }
 
