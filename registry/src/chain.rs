@@ -28,9 +28,26 @@ pub mod bindings {
     ethers::contract::abigen!(JobEscrow, "contracts/artifacts/JobEscrow.json");
     ethers::contract::abigen!(Reputation, "contracts/artifacts/Reputation.json");
     ethers::contract::abigen!(PaymentChannel, "contracts/artifacts/PaymentChannel.json");
+    ethers::contract::abigen!(
+        IdentityRegistry,
+        "contracts/artifacts/IdentityRegistry.json"
+    );
+    ethers::contract::abigen!(
+        ReputationRegistry,
+        "contracts/artifacts/ReputationRegistry.json"
+    );
+    ethers::contract::abigen!(SettledFeedback, "contracts/artifacts/SettledFeedback.json");
 }
 
-pub use bindings::{AgentRegistry, JobEscrow, PaymentChannel, Reputation, Stablecoin};
+pub use bindings::{
+    AgentRegistry, IdentityRegistry, JobEscrow, PaymentChannel, Reputation, ReputationRegistry,
+    SettledFeedback, Stablecoin,
+};
+
+mod identity;
+pub use identity::{
+    FeedbackInput, FeedbackSummary, Identity, IdentityChange, IdentityId, AGORA_REGISTRY_KEY,
+};
 
 /// Errors of chain access.
 #[derive(Debug, thiserror::Error)]
@@ -346,6 +363,12 @@ pub struct Addresses {
     pub reputation: EAddress,
     /// The payment channel contract.
     pub channel: EAddress,
+    /// The ERC-8004 identity registry.
+    pub identity_registry: EAddress,
+    /// The ERC-8004 reputation registry.
+    pub reputation_registry: EAddress,
+    /// Agora's payment-backed reviewer in the ERC-8004 reputation registry.
+    pub settled_feedback: EAddress,
     /// The block the first contract was deployed in: discovery starts syncing here.
     pub deployed_at: u64,
 }
@@ -463,10 +486,16 @@ pub struct Deployment {
     pub reputation: Reputation<Client>,
     /// Payment channels.
     pub channel: PaymentChannel<Client>,
+    /// The ERC-8004 identity registry.
+    pub identity_registry: IdentityRegistry<Client>,
+    /// The ERC-8004 reputation registry.
+    pub reputation_registry: ReputationRegistry<Client>,
+    /// The payment-backed reviewer: the only way Agora writes ERC-8004 feedback.
+    pub settled_feedback: SettledFeedback<Client>,
 }
 
 impl Deployment {
-    /// Deploys all five contracts from the client's account, one transaction each.
+    /// Deploys all eight contracts from the client's account, one transaction each.
     ///
     /// # Errors
     /// [`ChainError::Contract`] naming the contract whose deployment failed.
@@ -546,6 +575,29 @@ impl Deployment {
             PaymentChannel::deploy(client.clone(), stablecoin.address()),
         )
         .await?;
+        let identity_registry = deployed(
+            "IdentityRegistry",
+            IdentityRegistry::deploy(client.clone(), ()),
+        )
+        .await?;
+        let reputation_registry = deployed(
+            "ReputationRegistry",
+            ReputationRegistry::deploy(client.clone(), identity_registry.address()),
+        )
+        .await?;
+        let settled_feedback = deployed(
+            "SettledFeedback",
+            SettledFeedback::deploy(
+                client.clone(),
+                (
+                    identity_registry.address(),
+                    reputation_registry.address(),
+                    escrow.address(),
+                    channel.address(),
+                ),
+            ),
+        )
+        .await?;
         let addresses = Addresses {
             chain_id,
             stablecoin: stablecoin.address(),
@@ -553,6 +605,9 @@ impl Deployment {
             escrow: escrow.address(),
             reputation: reputation.address(),
             channel: channel.address(),
+            identity_registry: identity_registry.address(),
+            reputation_registry: reputation_registry.address(),
+            settled_feedback: settled_feedback.address(),
             deployed_at,
         };
         tracing::info!(target: "chain::deploy", ?addresses, "contracts deployed");
@@ -577,6 +632,18 @@ impl Deployment {
                 addresses.channel,
                 &*bindings::payment_channel::PAYMENTCHANNEL_ABI,
             ),
+            (
+                addresses.identity_registry,
+                &*bindings::identity_registry::IDENTITYREGISTRY_ABI,
+            ),
+            (
+                addresses.reputation_registry,
+                &*bindings::reputation_registry::REPUTATIONREGISTRY_ABI,
+            ),
+            (
+                addresses.settled_feedback,
+                &*bindings::settled_feedback::SETTLEDFEEDBACK_ABI,
+            ),
         ] {
             signer.allow_contract(contract, abi);
         }
@@ -585,7 +652,13 @@ impl Deployment {
             registry: AgentRegistry::new(addresses.registry, client.clone()),
             escrow: JobEscrow::new(addresses.escrow, client.clone()),
             reputation: Reputation::new(addresses.reputation, client.clone()),
-            channel: PaymentChannel::new(addresses.channel, client),
+            channel: PaymentChannel::new(addresses.channel, client.clone()),
+            identity_registry: IdentityRegistry::new(addresses.identity_registry, client.clone()),
+            reputation_registry: ReputationRegistry::new(
+                addresses.reputation_registry,
+                client.clone(),
+            ),
+            settled_feedback: SettledFeedback::new(addresses.settled_feedback, client),
         }
     }
 }
@@ -718,6 +791,9 @@ impl Deployment {
             self.escrow.address(),
             self.reputation.address(),
             self.channel.address(),
+            self.identity_registry.address(),
+            self.reputation_registry.address(),
+            self.settled_feedback.address(),
         ] {
             let code = client
                 .get_code(address, None)
@@ -1843,9 +1919,10 @@ pub fn contract_error<M: Middleware>(
     e: ethers::contract::ContractError<M>,
 ) -> ChainError {
     use bindings::{
-        agent_registry::AgentRegistryErrors, job_escrow::JobEscrowErrors,
-        payment_channel::PaymentChannelErrors, reputation::ReputationErrors,
-        stablecoin::StablecoinErrors,
+        agent_registry::AgentRegistryErrors, identity_registry::IdentityRegistryErrors,
+        job_escrow::JobEscrowErrors, payment_channel::PaymentChannelErrors,
+        reputation::ReputationErrors, reputation_registry::ReputationRegistryErrors,
+        settled_feedback::SettledFeedbackErrors, stablecoin::StablecoinErrors,
     };
     // Custom errors of any of our contracts, by name and arguments.
     let message = if let Some(err) = e.decode_contract_revert::<StablecoinErrors>() {
@@ -1857,6 +1934,12 @@ pub fn contract_error<M: Middleware>(
     } else if let Some(err) = e.decode_contract_revert::<ReputationErrors>() {
         format!("reverted: {err:?}")
     } else if let Some(err) = e.decode_contract_revert::<PaymentChannelErrors>() {
+        format!("reverted: {err:?}")
+    } else if let Some(err) = e.decode_contract_revert::<SettledFeedbackErrors>() {
+        format!("reverted: {err:?}")
+    } else if let Some(err) = e.decode_contract_revert::<ReputationRegistryErrors>() {
+        format!("reverted: {err:?}")
+    } else if let Some(err) = e.decode_contract_revert::<IdentityRegistryErrors>() {
         format!("reverted: {err:?}")
     } else {
         e.to_string()
