@@ -207,10 +207,9 @@ fn chain_register_list_show_and_clean_stop() {
 
     // cast reads the agent's ERC-8004 identity: owner, wallet, and the registration
     // file its agentURI carries.
-    let addresses: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(home.join("chain/addresses.json")).unwrap(),
-    )
-    .unwrap();
+    let addresses: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(home.join("chain/addresses.json")).unwrap())
+            .unwrap();
     let identity = addresses["identityRegistry"].as_str().unwrap().to_owned();
     let read = |sig: &str| cast(&["call", &identity, sig, "0", "--rpc-url", &url]);
     assert_eq!(read("ownerOf(uint256)(address)"), address);
@@ -225,7 +224,10 @@ fn chain_register_list_show_and_clean_stop() {
         "http://127.0.0.1:7403/.well-known/agent-card.json"
     );
     let (ok, out, _) = agora(&["registry", "show", &address]);
-    assert!(ok && out.contains("erc-8004:  agent 0 in eip155:1337:"), "{out}");
+    assert!(
+        ok && out.contains("erc-8004:  agent 0 in eip155:1337:"),
+        "{out}"
+    );
 
     // Registering again changes nothing; a new endpoint updates both records.
     let (ok, out, err) = register("ws://127.0.0.1:7403");
