@@ -71,8 +71,17 @@ pub(crate) async fn run_chain(args: ChainArgs) -> Result<ExitCode> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Ok(text) = std::fs::read_to_string(&path) {
-        let a: Addresses =
+        let mut a: Addresses =
             serde_json::from_str(&text).with_context(|| path.display().to_string())?;
+        if !args.no_deploy && !a.has_erc8004() {
+            // A chain from before the ERC-8004 contracts: add them beside the others.
+            let client = chain::connect(&node.http_url(), Arc::new(dev_wallet(0))).await?;
+            a = Deployment::deploy_erc8004(client, &a).await?.1;
+            let json = serde_json::to_string_pretty(&a)?;
+            std::fs::write(&path, json + "\n")
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!("deployed the ERC-8004 contracts next to the existing ones");
+        }
         println!("contracts ({}):", path.display());
         println!("  Stablecoin     {:?}", a.stablecoin);
         println!("  AgentRegistry  {:?}", a.registry);
@@ -423,6 +432,10 @@ pub(crate) async fn run_registry(cmd: RegistryCommand) -> Result<ExitCode> {
             };
             print_agent(&record, d.is_active(&record)?);
             let addresses = node.addresses()?;
+            if !addresses.has_erc8004() {
+                println!("erc-8004:  this deployment has no ERC-8004 registries");
+                return Ok(ExitCode::SUCCESS);
+            }
             let client = chain::connect(&node.rpc, Arc::new(wallets::Wallet::random())).await?;
             let contracts = Deployment::at(client, &addresses);
             match contracts
@@ -463,6 +476,12 @@ pub(crate) async fn run_registry(cmd: RegistryCommand) -> Result<ExitCode> {
                 .collect::<Result<Vec<_>>>()?;
             let model = model_fingerprint.unwrap_or_default();
             let addresses = node.addresses()?;
+            if !addresses.has_erc8004() {
+                bail!(
+                    "the deployment predates the ERC-8004 contracts: restart `agora chain` \
+                     (it adds them), or deploy again with `agora registry deploy`"
+                );
+            }
             let wallet = load_wallet(path, &password).await?;
             let me = wallet.address();
             let client = chain::connect(&node.rpc, wallet.clone()).await?;

@@ -363,17 +363,31 @@ pub struct Addresses {
     pub reputation: EAddress,
     /// The payment channel contract.
     pub channel: EAddress,
-    /// The ERC-8004 identity registry.
+    /// The ERC-8004 identity registry (zero in a file written before the ERC-8004
+    /// contracts; see [`Addresses::has_erc8004`]).
+    #[serde(default)]
     pub identity_registry: EAddress,
-    /// The ERC-8004 reputation registry.
+    /// The ERC-8004 reputation registry (zero in an older file).
+    #[serde(default)]
     pub reputation_registry: EAddress,
-    /// Agora's payment-backed reviewer in the ERC-8004 reputation registry.
+    /// Agora's payment-backed reviewer in the ERC-8004 reputation registry (zero in an
+    /// older file).
+    #[serde(default)]
     pub settled_feedback: EAddress,
     /// The block the first contract was deployed in: discovery starts syncing here.
     pub deployed_at: u64,
 }
 
 impl Addresses {
+    /// Whether the deployment includes the ERC-8004 contracts. Addresses files
+    /// written before they existed read with zero addresses for them;
+    /// [`Deployment::deploy_erc8004`] adds them to such a deployment.
+    pub fn has_erc8004(&self) -> bool {
+        !(self.identity_registry.is_zero()
+            || self.reputation_registry.is_zero()
+            || self.settled_feedback.is_zero())
+    }
+
     /// The stablecoin's EIP-712 domain: `token_name` (the name it was deployed with,
     /// "USD Coin" as USDC), version "2", this chain and contract.
     pub fn token_domain(&self, token_name: &str) -> wallets::Eip712Domain {
@@ -575,6 +589,52 @@ impl Deployment {
             PaymentChannel::deploy(client.clone(), stablecoin.address()),
         )
         .await?;
+        let addresses = Addresses {
+            chain_id,
+            stablecoin: stablecoin.address(),
+            registry: registry.address(),
+            escrow: escrow.address(),
+            reputation: reputation.address(),
+            channel: channel.address(),
+            identity_registry: EAddress::zero(),
+            reputation_registry: EAddress::zero(),
+            settled_feedback: EAddress::zero(),
+            deployed_at,
+        };
+        let addresses = Self::deploy_erc8004_contracts(&client, addresses).await?;
+        tracing::info!(target: "chain::deploy", ?addresses, "contracts deployed");
+        Ok((Self::at(client, &addresses), addresses))
+    }
+
+    /// Adds the ERC-8004 contracts (`IdentityRegistry`, `ReputationRegistry`,
+    /// `SettledFeedback` over this deployment's escrow and channel contract) to a
+    /// deployment made before they existed ([`Addresses::has_erc8004`] false), from
+    /// the client's account, and returns the completed addresses. Discovery keeps
+    /// syncing from the original `deployed_at`.
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] naming the contract whose deployment failed, or when
+    /// the deployment has them already.
+    pub async fn deploy_erc8004(
+        client: Arc<Client>,
+        addresses: &Addresses,
+    ) -> Result<(Self, Addresses), ChainError> {
+        if addresses.has_erc8004() {
+            return Err(ChainError::Contract {
+                call: "IdentityRegistry.deploy".into(),
+                message: "the deployment has its ERC-8004 contracts already".into(),
+            });
+        }
+        client.inner().signer().allow_create();
+        let addresses = Self::deploy_erc8004_contracts(&client, *addresses).await?;
+        tracing::info!(target: "chain::deploy", ?addresses, "ERC-8004 contracts deployed");
+        Ok((Self::at(client, &addresses), addresses))
+    }
+
+    async fn deploy_erc8004_contracts(
+        client: &Arc<Client>,
+        addresses: Addresses,
+    ) -> Result<Addresses, ChainError> {
         let identity_registry = deployed(
             "IdentityRegistry",
             IdentityRegistry::deploy(client.clone(), ()),
@@ -592,26 +652,18 @@ impl Deployment {
                 (
                     identity_registry.address(),
                     reputation_registry.address(),
-                    escrow.address(),
-                    channel.address(),
+                    addresses.escrow,
+                    addresses.channel,
                 ),
             ),
         )
         .await?;
-        let addresses = Addresses {
-            chain_id,
-            stablecoin: stablecoin.address(),
-            registry: registry.address(),
-            escrow: escrow.address(),
-            reputation: reputation.address(),
-            channel: channel.address(),
+        Ok(Addresses {
             identity_registry: identity_registry.address(),
             reputation_registry: reputation_registry.address(),
             settled_feedback: settled_feedback.address(),
-            deployed_at,
-        };
-        tracing::info!(target: "chain::deploy", ?addresses, "contracts deployed");
-        Ok((Self::at(client, &addresses), addresses))
+            ..addresses
+        })
     }
 
     /// Binds to contracts deployed earlier.

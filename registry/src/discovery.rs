@@ -206,7 +206,21 @@ impl Discovery {
         match stored {
             Some(bytes) => {
                 let stored: Addresses = discovery.decode(&bytes)?;
-                if stored != addresses {
+                // A cache made before the deployment gained its ERC-8004 contracts
+                // (which discovery does not read) stays good.
+                let upgraded = Addresses {
+                    identity_registry: addresses.identity_registry,
+                    reputation_registry: addresses.reputation_registry,
+                    settled_feedback: addresses.settled_feedback,
+                    ..stored
+                };
+                if !stored.has_erc8004() && upgraded == addresses && stored != addresses {
+                    let json = serde_json::to_vec(&addresses).map_err(|e| discovery.corrupt(e))?;
+                    discovery
+                        .db
+                        .insert(b"x/addresses", json)
+                        .map_err(|e| discovery.storage(e))?;
+                } else if stored != addresses {
                     return Err(DiscoveryError::Corrupt {
                         path: discovery.path.clone(),
                         reason: format!(

@@ -244,3 +244,57 @@ on_devnet_and_anvil!(
     erc8004_identity_and_settled_feedback_on_anvil,
     identity_and_feedback
 );
+
+/// An addresses file from before the ERC-8004 contracts still reads (their addresses
+/// zero), `deploy_erc8004` adds them to that deployment, and a discovery cache made
+/// for the old file accepts the completed one.
+#[tokio::test(flavor = "multi_thread")]
+async fn deployment_from_before_erc8004_gains_the_registries() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = crate::support::embedded(&dir.path().join("chain")).await;
+    let url = node.url();
+    let deployer = chain::connect(&url, Arc::new(dev_wallet(0))).await.unwrap();
+    let (_, full) = Deployment::deploy(deployer.clone(), &DeployConfig::dev())
+        .await
+        .unwrap();
+    assert!(full.has_erc8004());
+    let mut json = serde_json::to_value(full).unwrap();
+    for key in ["identityRegistry", "reputationRegistry", "settledFeedback"] {
+        json.as_object_mut().unwrap().remove(key);
+    }
+    let old: chain::Addresses = serde_json::from_value(json).unwrap();
+    assert!(!old.has_erc8004());
+    assert!(!Deployment::at(deployer.clone(), &old)
+        .is_deployed()
+        .await
+        .unwrap());
+
+    let cache = dir.path().join("discovery");
+    drop(
+        registry::discovery::Discovery::open(&cache, &url, old)
+            .await
+            .unwrap(),
+    );
+    let (contracts, new) = Deployment::deploy_erc8004(deployer.clone(), &old)
+        .await
+        .unwrap();
+    assert!(new.has_erc8004());
+    assert_eq!(
+        (new.registry, new.escrow, new.deployed_at),
+        (old.registry, old.escrow, old.deployed_at)
+    );
+    assert_ne!(
+        new.identity_registry, full.identity_registry,
+        "a second set"
+    );
+    assert!(contracts.is_deployed().await.unwrap());
+    assert_eq!(
+        contracts.settled_feedback.escrow().call().await.unwrap(),
+        old.escrow,
+        "the reviewer reads the existing escrow"
+    );
+    assert!(Deployment::deploy_erc8004(deployer, &new).await.is_err());
+    registry::discovery::Discovery::open(&cache, &url, new)
+        .await
+        .unwrap();
+}
