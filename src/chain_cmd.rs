@@ -71,14 +71,26 @@ pub(crate) async fn run_chain(args: ChainArgs) -> Result<ExitCode> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Ok(text) = std::fs::read_to_string(&path) {
-        let a: Addresses =
+        let mut a: Addresses =
             serde_json::from_str(&text).with_context(|| path.display().to_string())?;
+        if !args.no_deploy && !a.has_erc8004() {
+            // A chain from before the ERC-8004 contracts: add them beside the others.
+            let client = chain::connect(&node.http_url(), Arc::new(dev_wallet(0))).await?;
+            a = Deployment::deploy_erc8004(client, &a).await?.1;
+            let json = serde_json::to_string_pretty(&a)?;
+            std::fs::write(&path, json + "\n")
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!("deployed the ERC-8004 contracts next to the existing ones");
+        }
         println!("contracts ({}):", path.display());
         println!("  Stablecoin     {:?}", a.stablecoin);
         println!("  AgentRegistry  {:?}", a.registry);
         println!("  JobEscrow      {:?}", a.escrow);
         println!("  Reputation     {:?}", a.reputation);
         println!("  PaymentChannel {:?}", a.channel);
+        println!("  ERC-8004 IdentityRegistry   {:?}", a.identity_registry);
+        println!("  ERC-8004 ReputationRegistry {:?}", a.reputation_registry);
+        println!("  SettledFeedback (reviewer)  {:?}", a.settled_feedback);
     }
     let facilitator = match args.x402_facilitator {
         Some(listen) => {
@@ -181,7 +193,8 @@ pub(crate) enum RegistryCommand {
         /// The agent's address.
         agent: wallets::Address,
     },
-    /// Deploy the five contracts to a node from the keystore's account.
+    /// Deploy the contracts (Agora's and the ERC-8004 registries) to a node from the
+    /// keystore's account.
     Deploy {
         /// JSON-RPC URL of the node.
         #[arg(long, default_value = "http://127.0.0.1:8545")]
@@ -208,7 +221,8 @@ pub(crate) enum RegistryCommand {
         #[arg(long)]
         dev_faucet: bool,
     },
-    /// Register the keystore's agent with its endpoint and services.
+    /// Register the keystore's agent with its endpoint and services, and its ERC-8004
+    /// identity linked to that entry. Running it again changes only what differs.
     Register {
         #[command(flatten)]
         node: NodeArgs,
@@ -229,7 +243,55 @@ pub(crate) enum RegistryCommand {
         /// A service as SKILL=PRICE/UNIT, e.g. weather.forecast=1.20/forecast (repeatable).
         #[arg(long = "service", required = true)]
         services: Vec<String>,
+        /// The agent's name in its ERC-8004 registration file (default: its address).
+        #[arg(long)]
+        name: Option<String>,
+        /// What the agent does, for its registration file (default: its skills).
+        #[arg(long)]
+        description: Option<String>,
+        /// The agent's HTTP base URL, where it serves its A2A card and x402 resources
+        /// (default: the endpoint with ws:// read as http://, wss:// as https://).
+        #[arg(long)]
+        base_url: Option<String>,
+        /// The ERC-8004 agentURI: a URL where the registration file is served. Without
+        /// it the file itself goes on chain as a data:application/json;base64 URI.
+        #[arg(long)]
+        agent_uri: Option<String>,
     },
+}
+
+/// The HTTP base URL of a WebSocket endpoint (`ws://` as `http://`, `wss://` as
+/// `https://`), without a trailing `/`.
+fn http_base(endpoint: &str) -> String {
+    let base = if let Some(rest) = endpoint.strip_prefix("ws://") {
+        format!("http://{rest}")
+    } else if let Some(rest) = endpoint.strip_prefix("wss://") {
+        format!("https://{rest}")
+    } else {
+        endpoint.to_owned()
+    };
+    base.trim_end_matches('/').to_owned()
+}
+
+/// Whether the registry's record already says what `register` would write.
+fn same_entry(
+    record: &AgentRecord,
+    endpoint: &str,
+    card: &str,
+    model: wallets::B256,
+    services: &[registry::chain::bindings::agent_registry::Service],
+) -> bool {
+    record.endpoint == endpoint
+        && record.card_uri == card
+        && record.model_fingerprint == model.0
+        && record.services.len() == services.len()
+        && services.iter().all(|s| {
+            record.services.iter().any(|r| {
+                chain::skill_tag(&r.skill).is_ok_and(|tag| tag == s.skill)
+                    && u128::try_from(s.price).is_ok_and(|p| p == r.price.base_units())
+                    && r.unit == s.unit
+            })
+        })
 }
 
 fn parse_service(s: &str) -> Result<registry::chain::bindings::agent_registry::Service> {
@@ -369,6 +431,27 @@ pub(crate) async fn run_registry(cmd: RegistryCommand) -> Result<ExitCode> {
                 bail!("agent {agent} is not registered");
             };
             print_agent(&record, d.is_active(&record)?);
+            let addresses = node.addresses()?;
+            if !addresses.has_erc8004() {
+                println!("erc-8004:  this deployment has no ERC-8004 registries");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let client = chain::connect(&node.rpc, Arc::new(wallets::Wallet::random())).await?;
+            let contracts = Deployment::at(client, &addresses);
+            match contracts
+                .find_identity(agent, addresses.deployed_at)
+                .await?
+            {
+                Some(identity) => println!(
+                    "erc-8004:  agent {} in {}",
+                    identity.id,
+                    registry::erc8004::agent_registry_id(
+                        addresses.chain_id,
+                        wallets::Address(addresses.identity_registry.0)
+                    )
+                ),
+                None => println!("erc-8004:  no identity linked to this entry"),
+            }
         }
         RegistryCommand::Register {
             node,
@@ -378,24 +461,109 @@ pub(crate) async fn run_registry(cmd: RegistryCommand) -> Result<ExitCode> {
             card,
             model_fingerprint,
             services,
+            name,
+            description,
+            base_url,
+            agent_uri,
         } => {
+            let skills: Vec<String> = services
+                .iter()
+                .map(|s| s.split_once('=').map_or(s.as_str(), |(k, _)| k).to_owned())
+                .collect();
             let services = services
                 .iter()
                 .map(|s| parse_service(s))
                 .collect::<Result<Vec<_>>>()?;
+            let model = model_fingerprint.unwrap_or_default();
             let addresses = node.addresses()?;
+            if !addresses.has_erc8004() {
+                bail!(
+                    "the deployment predates the ERC-8004 contracts: restart `agora chain` \
+                     (it adds them), or deploy again with `agora registry deploy`"
+                );
+            }
             let wallet = load_wallet(path, &password).await?;
+            let me = wallet.address();
             let client = chain::connect(&node.rpc, wallet.clone()).await?;
             let contracts = Deployment::at(client, &addresses);
-            let tx = contracts
-                .register_agent(
-                    &endpoint,
-                    &card,
-                    model_fingerprint.unwrap_or_default(),
-                    services,
-                )
+
+            // 1. The AgentRegistry entry.
+            let agent_registry = wallets::Address(addresses.registry.0);
+            let identity_registry = wallets::Address(addresses.identity_registry.0);
+            println!("AgentRegistry {agent_registry}: agent {me}");
+            let d = node.discovery().await?;
+            match d.agent_at(me)? {
+                None => {
+                    let tx = contracts
+                        .register_agent(&endpoint, &card, model, services)
+                        .await?;
+                    println!("registered {me} in tx {tx}");
+                }
+                Some(record) if same_entry(&record, &endpoint, &card, model, &services) => {
+                    println!("entry up to date");
+                }
+                Some(_) => {
+                    let tx = contracts
+                        .update_agent(&endpoint, &card, model, services)
+                        .await?;
+                    println!("entry updated in tx {tx}");
+                }
+            }
+
+            // 2. The ERC-8004 identity, linked to that entry.
+            println!("ERC-8004 IdentityRegistry {identity_registry}: looking for {me}'s identity");
+            let registration = registry::erc8004::AgentRegistration {
+                name: name.unwrap_or_else(|| me.to_string()),
+                description: description
+                    .unwrap_or_else(|| format!("Agora agent selling {}", skills.join(", "))),
+                base_url: base_url.unwrap_or_else(|| http_base(&endpoint)),
+                x402_skills: skills,
+                chain_id: addresses.chain_id,
+                wallet: me,
+                identity_registry,
+                ..Default::default()
+            };
+            let uri_of = |id: chain::IdentityId| -> String {
+                match &agent_uri {
+                    Some(uri) => uri.clone(),
+                    None => registry::erc8004::registration_file(
+                        &registry::erc8004::AgentRegistration {
+                            agent_id: Some(id.0),
+                            ..registration.clone()
+                        },
+                    )
+                    .to_data_uri()
+                    // Our own types always serialize.
+                    .unwrap_or_default(),
+                }
+            };
+            let (identity, change) = contracts
+                .ensure_identity(addresses.deployed_at, uri_of)
                 .await?;
-            println!("registered {} in tx {tx}", wallet.address());
+            match change {
+                chain::IdentityChange::Registered(tx) => {
+                    println!(
+                        "registered ERC-8004 agent {} in tx {}",
+                        identity.id, tx.tx_hash
+                    );
+                }
+                chain::IdentityChange::UriUpdated(tx) => {
+                    println!(
+                        "ERC-8004 agent {}: agent URI updated in tx {}",
+                        identity.id, tx.tx_hash
+                    );
+                }
+                chain::IdentityChange::Unchanged => {
+                    println!("ERC-8004 agent {} up to date", identity.id);
+                }
+            }
+            println!(
+                "agentRegistry {}, agentId {}, linked to AgentRegistry {agent_registry} \
+                 (metadata {} names agent {me})",
+                registry::erc8004::agent_registry_id(addresses.chain_id, identity_registry),
+                identity.id,
+                chain::AGORA_REGISTRY_KEY,
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -28,9 +28,26 @@ pub mod bindings {
     ethers::contract::abigen!(JobEscrow, "contracts/artifacts/JobEscrow.json");
     ethers::contract::abigen!(Reputation, "contracts/artifacts/Reputation.json");
     ethers::contract::abigen!(PaymentChannel, "contracts/artifacts/PaymentChannel.json");
+    ethers::contract::abigen!(
+        IdentityRegistry,
+        "contracts/artifacts/IdentityRegistry.json"
+    );
+    ethers::contract::abigen!(
+        ReputationRegistry,
+        "contracts/artifacts/ReputationRegistry.json"
+    );
+    ethers::contract::abigen!(SettledFeedback, "contracts/artifacts/SettledFeedback.json");
 }
 
-pub use bindings::{AgentRegistry, JobEscrow, PaymentChannel, Reputation, Stablecoin};
+pub use bindings::{
+    AgentRegistry, IdentityRegistry, JobEscrow, PaymentChannel, Reputation, ReputationRegistry,
+    SettledFeedback, Stablecoin,
+};
+
+mod identity;
+pub use identity::{
+    FeedbackInput, FeedbackSummary, Identity, IdentityChange, IdentityId, AGORA_REGISTRY_KEY,
+};
 
 /// Errors of chain access.
 #[derive(Debug, thiserror::Error)]
@@ -346,11 +363,31 @@ pub struct Addresses {
     pub reputation: EAddress,
     /// The payment channel contract.
     pub channel: EAddress,
+    /// The ERC-8004 identity registry (zero in a file written before the ERC-8004
+    /// contracts; see [`Addresses::has_erc8004`]).
+    #[serde(default)]
+    pub identity_registry: EAddress,
+    /// The ERC-8004 reputation registry (zero in an older file).
+    #[serde(default)]
+    pub reputation_registry: EAddress,
+    /// Agora's payment-backed reviewer in the ERC-8004 reputation registry (zero in an
+    /// older file).
+    #[serde(default)]
+    pub settled_feedback: EAddress,
     /// The block the first contract was deployed in: discovery starts syncing here.
     pub deployed_at: u64,
 }
 
 impl Addresses {
+    /// Whether the deployment includes the ERC-8004 contracts. Addresses files
+    /// written before they existed read with zero addresses for them;
+    /// [`Deployment::deploy_erc8004`] adds them to such a deployment.
+    pub fn has_erc8004(&self) -> bool {
+        !(self.identity_registry.is_zero()
+            || self.reputation_registry.is_zero()
+            || self.settled_feedback.is_zero())
+    }
+
     /// The stablecoin's EIP-712 domain: `token_name` (the name it was deployed with,
     /// "USD Coin" as USDC), version "2", this chain and contract.
     pub fn token_domain(&self, token_name: &str) -> wallets::Eip712Domain {
@@ -463,10 +500,16 @@ pub struct Deployment {
     pub reputation: Reputation<Client>,
     /// Payment channels.
     pub channel: PaymentChannel<Client>,
+    /// The ERC-8004 identity registry.
+    pub identity_registry: IdentityRegistry<Client>,
+    /// The ERC-8004 reputation registry.
+    pub reputation_registry: ReputationRegistry<Client>,
+    /// The payment-backed reviewer: the only way Agora writes ERC-8004 feedback.
+    pub settled_feedback: SettledFeedback<Client>,
 }
 
 impl Deployment {
-    /// Deploys all five contracts from the client's account, one transaction each.
+    /// Deploys all eight contracts from the client's account, one transaction each.
     ///
     /// # Errors
     /// [`ChainError::Contract`] naming the contract whose deployment failed.
@@ -553,10 +596,74 @@ impl Deployment {
             escrow: escrow.address(),
             reputation: reputation.address(),
             channel: channel.address(),
+            identity_registry: EAddress::zero(),
+            reputation_registry: EAddress::zero(),
+            settled_feedback: EAddress::zero(),
             deployed_at,
         };
+        let addresses = Self::deploy_erc8004_contracts(&client, addresses).await?;
         tracing::info!(target: "chain::deploy", ?addresses, "contracts deployed");
         Ok((Self::at(client, &addresses), addresses))
+    }
+
+    /// Adds the ERC-8004 contracts (`IdentityRegistry`, `ReputationRegistry`,
+    /// `SettledFeedback` over this deployment's escrow and channel contract) to a
+    /// deployment made before they existed ([`Addresses::has_erc8004`] false), from
+    /// the client's account, and returns the completed addresses. Discovery keeps
+    /// syncing from the original `deployed_at`.
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] naming the contract whose deployment failed, or when
+    /// the deployment has them already.
+    pub async fn deploy_erc8004(
+        client: Arc<Client>,
+        addresses: &Addresses,
+    ) -> Result<(Self, Addresses), ChainError> {
+        if addresses.has_erc8004() {
+            return Err(ChainError::Contract {
+                call: "IdentityRegistry.deploy".into(),
+                message: "the deployment has its ERC-8004 contracts already".into(),
+            });
+        }
+        client.inner().signer().allow_create();
+        let addresses = Self::deploy_erc8004_contracts(&client, *addresses).await?;
+        tracing::info!(target: "chain::deploy", ?addresses, "ERC-8004 contracts deployed");
+        Ok((Self::at(client, &addresses), addresses))
+    }
+
+    async fn deploy_erc8004_contracts(
+        client: &Arc<Client>,
+        addresses: Addresses,
+    ) -> Result<Addresses, ChainError> {
+        let identity_registry = deployed(
+            "IdentityRegistry",
+            IdentityRegistry::deploy(client.clone(), ()),
+        )
+        .await?;
+        let reputation_registry = deployed(
+            "ReputationRegistry",
+            ReputationRegistry::deploy(client.clone(), identity_registry.address()),
+        )
+        .await?;
+        let settled_feedback = deployed(
+            "SettledFeedback",
+            SettledFeedback::deploy(
+                client.clone(),
+                (
+                    identity_registry.address(),
+                    reputation_registry.address(),
+                    addresses.escrow,
+                    addresses.channel,
+                ),
+            ),
+        )
+        .await?;
+        Ok(Addresses {
+            identity_registry: identity_registry.address(),
+            reputation_registry: reputation_registry.address(),
+            settled_feedback: settled_feedback.address(),
+            ..addresses
+        })
     }
 
     /// Binds to contracts deployed earlier.
@@ -577,6 +684,18 @@ impl Deployment {
                 addresses.channel,
                 &*bindings::payment_channel::PAYMENTCHANNEL_ABI,
             ),
+            (
+                addresses.identity_registry,
+                &*bindings::identity_registry::IDENTITYREGISTRY_ABI,
+            ),
+            (
+                addresses.reputation_registry,
+                &*bindings::reputation_registry::REPUTATIONREGISTRY_ABI,
+            ),
+            (
+                addresses.settled_feedback,
+                &*bindings::settled_feedback::SETTLEDFEEDBACK_ABI,
+            ),
         ] {
             signer.allow_contract(contract, abi);
         }
@@ -585,7 +704,13 @@ impl Deployment {
             registry: AgentRegistry::new(addresses.registry, client.clone()),
             escrow: JobEscrow::new(addresses.escrow, client.clone()),
             reputation: Reputation::new(addresses.reputation, client.clone()),
-            channel: PaymentChannel::new(addresses.channel, client),
+            channel: PaymentChannel::new(addresses.channel, client.clone()),
+            identity_registry: IdentityRegistry::new(addresses.identity_registry, client.clone()),
+            reputation_registry: ReputationRegistry::new(
+                addresses.reputation_registry,
+                client.clone(),
+            ),
+            settled_feedback: SettledFeedback::new(addresses.settled_feedback, client),
         }
     }
 }
@@ -718,6 +843,9 @@ impl Deployment {
             self.escrow.address(),
             self.reputation.address(),
             self.channel.address(),
+            self.identity_registry.address(),
+            self.reputation_registry.address(),
+            self.settled_feedback.address(),
         ] {
             let code = client
                 .get_code(address, None)
@@ -1843,9 +1971,10 @@ pub fn contract_error<M: Middleware>(
     e: ethers::contract::ContractError<M>,
 ) -> ChainError {
     use bindings::{
-        agent_registry::AgentRegistryErrors, job_escrow::JobEscrowErrors,
-        payment_channel::PaymentChannelErrors, reputation::ReputationErrors,
-        stablecoin::StablecoinErrors,
+        agent_registry::AgentRegistryErrors, identity_registry::IdentityRegistryErrors,
+        job_escrow::JobEscrowErrors, payment_channel::PaymentChannelErrors,
+        reputation::ReputationErrors, reputation_registry::ReputationRegistryErrors,
+        settled_feedback::SettledFeedbackErrors, stablecoin::StablecoinErrors,
     };
     // Custom errors of any of our contracts, by name and arguments.
     let message = if let Some(err) = e.decode_contract_revert::<StablecoinErrors>() {
@@ -1857,6 +1986,12 @@ pub fn contract_error<M: Middleware>(
     } else if let Some(err) = e.decode_contract_revert::<ReputationErrors>() {
         format!("reverted: {err:?}")
     } else if let Some(err) = e.decode_contract_revert::<PaymentChannelErrors>() {
+        format!("reverted: {err:?}")
+    } else if let Some(err) = e.decode_contract_revert::<SettledFeedbackErrors>() {
+        format!("reverted: {err:?}")
+    } else if let Some(err) = e.decode_contract_revert::<ReputationRegistryErrors>() {
+        format!("reverted: {err:?}")
+    } else if let Some(err) = e.decode_contract_revert::<IdentityRegistryErrors>() {
         format!("reverted: {err:?}")
     } else {
         e.to_string()

@@ -7,9 +7,19 @@
 //! price ≤ P, active, ranked by reputation" from the cache alone, through an index
 //! keyed by skill and price.
 //!
-//! Ranking: a Bayesian average of feedback scores, `(total + 50·2) / (count + 2)`, so
-//! an agent with no feedback starts at 50 rather than never being hired; ties go to
-//! the lower price, then the lower address.
+//! Ranking: a Bayesian average of payment-backed feedback scores,
+//! `(total + 50·2) / (count + 2)`, so an agent with no feedback starts at 50 rather
+//! than never being hired; ties go to the lower price, then the lower address. Like
+//! Bittensor's quality-weighted rewards, only work someone paid for earns weight:
+//!
+//! - a score is 0 to 100 from one settled deal: `Reputation`'s `FeedbackGiven` (per
+//!   settled escrow, from its buyer), or an ERC-8004 entry that `SettledFeedback`
+//!   wrote to the `ReputationRegistry` (per settled escrow or channel that paid the
+//!   agent's wallet) with tag1 "starred", no decimals and a value of 0 to 100; other
+//!   ERC-8004 entries, and every entry by any other client, do not count;
+//! - each deal counts once: an escrow rated through both contracts counts the first
+//!   rating synced; a revoked `SettledFeedback` rating stops counting (the deal stays
+//!   used).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,10 +35,44 @@ use wallets::Amount;
 
 use crate::chain::bindings::agent_registry::AgentRegistryEvents;
 use crate::chain::bindings::reputation::FeedbackGivenFilter;
+use crate::chain::bindings::reputation_registry::NewFeedbackFilter;
+use crate::chain::bindings::settled_feedback::SettledFeedbackEvents;
 use crate::chain::{skill_name, Addresses, AgentRegistry};
 
 /// Blocks read per `eth_getLogs` call.
 const CHUNK: u64 = 2_000;
+/// `SettledFeedback.DealKind.Escrow`; `Reputation` rates escrows too.
+const ESCROW: u8 = 0;
+
+/// `d/` ‖ deal kind ‖ deal id: the deal's rating counts (set once, kept).
+fn deal_key(kind: u8, deal_id: &[u8; 32]) -> Vec<u8> {
+    k(b"d/", &[&[kind], deal_id])
+}
+
+/// `s/` ‖ agent id (32, BE) ‖ feedback index (8, BE): the seller (20) and score (1) a
+/// `SettledFeedback` entry added, until it is revoked.
+fn entry_key(agent_id: EU256, feedback_index: u64) -> Vec<u8> {
+    let mut id = [0u8; 32];
+    agent_id.to_big_endian(&mut id);
+    k(b"s/", &[&id, &feedback_index.to_be_bytes()])
+}
+
+/// An ERC-8004 entry's score when it is a "starred" rating of 0 to 100 without
+/// decimals (the convention Agora's buyers rate with).
+fn starred_score(f: &NewFeedbackFilter) -> Option<u64> {
+    if f.tag_1 != "starred" || f.value_decimals != 0 || !(0..=100).contains(&f.value) {
+        return None;
+    }
+    u64::try_from(f.value).ok()
+}
+
+/// Feedback bookkeeping of one chunk: deal keys newly rated, and `SettledFeedback`
+/// entries added (`Some`) or revoked (`None`).
+#[derive(Debug, Default)]
+struct Ratings {
+    deals: std::collections::HashSet<Vec<u8>>,
+    entries: HashMap<Vec<u8>, Option<Vec<u8>>>,
+}
 /// Prior mean and weight of the reputation score.
 const PRIOR_SCORE: u64 = 50;
 const PRIOR_WEIGHT: u64 = 2;
@@ -206,7 +250,21 @@ impl Discovery {
         match stored {
             Some(bytes) => {
                 let stored: Addresses = discovery.decode(&bytes)?;
-                if stored != addresses {
+                // A cache made before the deployment gained its ERC-8004 contracts
+                // (which discovery does not read) stays good.
+                let upgraded = Addresses {
+                    identity_registry: addresses.identity_registry,
+                    reputation_registry: addresses.reputation_registry,
+                    settled_feedback: addresses.settled_feedback,
+                    ..stored
+                };
+                if !stored.has_erc8004() && upgraded == addresses && stored != addresses {
+                    let json = serde_json::to_vec(&addresses).map_err(|e| discovery.corrupt(e))?;
+                    discovery
+                        .db
+                        .insert(b"x/addresses", json)
+                        .map_err(|e| discovery.storage(e))?;
+                } else if stored != addresses {
                     return Err(DiscoveryError::Corrupt {
                         path: discovery.path.clone(),
                         reason: format!(
@@ -290,8 +348,15 @@ impl Discovery {
         progress(from.saturating_sub(1), head);
         while from <= head {
             let to = (from + CHUNK - 1).min(head);
+            let mut contracts = vec![self.addresses.registry, self.addresses.reputation];
+            if self.addresses.has_erc8004() {
+                contracts.extend([
+                    self.addresses.reputation_registry,
+                    self.addresses.settled_feedback,
+                ]);
+            }
             let filter = Filter::new()
-                .address(vec![self.addresses.registry, self.addresses.reputation])
+                .address(contracts)
                 .from_block(from)
                 .to_block(to);
             let logs = self
@@ -311,6 +376,11 @@ impl Discovery {
     fn apply(&self, logs: &[ethers::types::Log], synced: u64) -> Result<()> {
         let mut records: HashMap<EAddress, AgentRecord> = HashMap::new();
         let mut batch = sled::Batch::default();
+        // Feedback bookkeeping of this chunk, not yet in the cache.
+        let mut ratings = Ratings::default();
+        // The ERC-8004 entry `SettledFeedback` just wrote, which its own event (next in
+        // the same transaction) ties to a deal and the agent's wallet.
+        let mut pending: Option<(Option<ethers::types::H256>, NewFeedbackFilter)> = None;
         for log in logs {
             let raw = RawLog {
                 topics: log.topics.clone(),
@@ -318,9 +388,53 @@ impl Discovery {
             };
             if log.address == self.addresses.reputation {
                 if let Ok(f) = FeedbackGivenFilter::decode_log(&raw) {
-                    let r = self.record(&mut records, f.seller)?;
-                    r.feedback_count += 1;
-                    r.feedback_total += u64::from(f.score);
+                    if self.count_deal(&mut ratings, &deal_key(ESCROW, &f.escrow_id))? {
+                        let r = self.record(&mut records, f.seller)?;
+                        r.feedback_count += 1;
+                        r.feedback_total += u64::from(f.score);
+                    }
+                }
+                continue;
+            }
+            if log.address == self.addresses.reputation_registry {
+                pending = NewFeedbackFilter::decode_log(&raw)
+                    .ok()
+                    .filter(|f| f.client_address == self.addresses.settled_feedback)
+                    .map(|f| (log.transaction_hash, f));
+                continue;
+            }
+            if log.address == self.addresses.settled_feedback {
+                match SettledFeedbackEvents::decode_log(&raw) {
+                    Ok(SettledFeedbackEvents::SettledFeedbackGivenFilter(e)) => {
+                        let entry = pending.take().filter(|(tx, f)| {
+                            *tx == log.transaction_hash
+                                && f.agent_id == e.agent_id
+                                && f.feedback_index == e.feedback_index
+                        });
+                        let Some(score) = entry.and_then(|(_, f)| starred_score(&f)) else {
+                            continue;
+                        };
+                        if self.count_deal(&mut ratings, &deal_key(e.kind, &e.deal_id))? {
+                            let r = self.record(&mut records, e.seller)?;
+                            r.feedback_count += 1;
+                            r.feedback_total += score;
+                            let mut value = e.seller.as_bytes().to_vec();
+                            value.push(u8::try_from(score).unwrap_or(u8::MAX));
+                            ratings
+                                .entries
+                                .insert(entry_key(e.agent_id, e.feedback_index), Some(value));
+                        }
+                    }
+                    Ok(SettledFeedbackEvents::SettledFeedbackRevokedFilter(e)) => {
+                        let key = entry_key(e.agent_id, e.feedback_index);
+                        if let Some((seller, score)) = self.counted_entry(&ratings, &key)? {
+                            let r = self.record(&mut records, seller)?;
+                            r.feedback_count = r.feedback_count.saturating_sub(1);
+                            r.feedback_total = r.feedback_total.saturating_sub(score);
+                            ratings.entries.insert(key, None);
+                        }
+                    }
+                    _ => {}
                 }
                 continue;
             }
@@ -420,10 +534,41 @@ impl Discovery {
             let json = serde_json::to_vec(&record).map_err(|e| self.corrupt(e))?;
             batch.insert(k(b"a/", &[addr.as_bytes()]), json);
         }
+        for key in ratings.deals {
+            batch.insert(key, &[1u8]);
+        }
+        for (key, value) in ratings.entries {
+            match value {
+                Some(v) => batch.insert(key, v),
+                None => batch.remove(key),
+            }
+        }
         batch.insert(b"x/synced".as_slice(), synced.to_be_bytes().as_slice());
         self.db.apply_batch(batch).map_err(|e| self.storage(e))?;
         self.db.flush().map_err(|e| self.storage(e))?;
         Ok(())
+    }
+
+    /// Marks a deal as rated; `false` if it was rated before (in the cache or this
+    /// chunk), so that each deal counts once.
+    fn count_deal(&self, ratings: &mut Ratings, key: &[u8]) -> Result<bool> {
+        if ratings.deals.contains(key) || self.get(key)?.is_some() {
+            return Ok(false);
+        }
+        ratings.deals.insert(key.to_vec());
+        Ok(true)
+    }
+
+    /// The (seller, score) a counted `SettledFeedback` entry added, if it still counts.
+    fn counted_entry(&self, ratings: &Ratings, key: &[u8]) -> Result<Option<(EAddress, u64)>> {
+        let value = match ratings.entries.get(key) {
+            Some(v) => v.clone(),
+            None => self.get(key)?.map(|v| v.to_vec()),
+        };
+        Ok(value.and_then(|v| {
+            let (seller, score) = (v.get(..20)?, v.get(20)?);
+            Some((EAddress::from_slice(seller), u64::from(*score)))
+        }))
     }
 
     fn record<'a>(

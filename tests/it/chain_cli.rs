@@ -1,6 +1,6 @@
 //! `agora chain` serves the devnet and deploys the contracts; `agora registry`
-//! registers an agent and finds it; foundry's `cast` works against it and with our
-//! keystores and signatures.
+//! registers an agent (and its ERC-8004 identity) and finds it; foundry's `cast` works
+//! against it and with our keystores and signatures.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -106,18 +106,24 @@ fn chain_register_list_show_and_clean_stop() {
     let keystore = home.join("weather.json");
     let address = import_dev_key(3, &keystore);
 
-    let (ok, out, err) = agora(&[
-        "registry",
-        "register",
-        "--keystore",
-        keystore.to_str().unwrap(),
-        "--endpoint",
-        "ws://127.0.0.1:7403",
-        "--service",
-        "weather.forecast=1.20/forecast",
-    ]);
+    let register = |endpoint: &str| {
+        agora(&[
+            "registry",
+            "register",
+            "--keystore",
+            keystore.to_str().unwrap(),
+            "--endpoint",
+            endpoint,
+            "--service",
+            "weather.forecast=1.20/forecast",
+            "--name",
+            "weather-3",
+        ])
+    };
+    let (ok, out, err) = register("ws://127.0.0.1:7403");
     assert!(ok, "{err}");
-    assert!(out.contains(&address), "{out}");
+    assert!(out.contains(&format!("registered {address}")), "{out}");
+    assert!(out.contains("registered ERC-8004 agent 0"), "{out}");
 
     let (ok, out, err) = agora(&[
         "registry",
@@ -199,19 +205,52 @@ fn chain_register_list_show_and_clean_stop() {
     ]);
     assert!(verified.contains("Validation succeeded"), "{verified}");
 
-    // Registering twice is refused with the contract's reason.
-    let (ok, _, err) = agora(&[
-        "registry",
-        "register",
-        "--keystore",
-        keystore.to_str().unwrap(),
-        "--endpoint",
-        "ws://127.0.0.1:7403",
-        "--service",
-        "weather.forecast=1.20/forecast",
-    ]);
-    assert!(!ok);
-    assert!(err.contains("AlreadyRegistered"), "{err}");
+    // cast reads the agent's ERC-8004 identity: owner, wallet, and the registration
+    // file its agentURI carries.
+    let addresses: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(home.join("chain/addresses.json")).unwrap())
+            .unwrap();
+    let identity = addresses["identityRegistry"].as_str().unwrap().to_owned();
+    let read = |sig: &str| cast(&["call", &identity, sig, "0", "--rpc-url", &url]);
+    assert_eq!(read("ownerOf(uint256)(address)"), address);
+    assert_eq!(read("getAgentWallet(uint256)(address)"), address);
+    let uri = read("tokenURI(uint256)(string)");
+    let file = registry::erc8004::RegistrationFile::from_data_uri(uri.trim_matches('"'))
+        .unwrap_or_else(|e| panic!("{e}: {uri}"));
+    assert_eq!(file.name, "weather-3");
+    assert_eq!(file.registrations[0].agent_id, 0);
+    assert_eq!(
+        file.services[0].endpoint,
+        "http://127.0.0.1:7403/.well-known/agent-card.json"
+    );
+    let (ok, out, _) = agora(&["registry", "show", &address]);
+    assert!(
+        ok && out.contains("erc-8004:  agent 0 in eip155:1337:"),
+        "{out}"
+    );
+
+    // Registering again changes nothing; a new endpoint updates both records.
+    let (ok, out, err) = register("ws://127.0.0.1:7403");
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("entry up to date") && out.contains("ERC-8004 agent 0 up to date"),
+        "{out}"
+    );
+    let (ok, out, err) = register("ws://127.0.0.1:7413");
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("entry updated") && out.contains("ERC-8004 agent 0: agent URI updated"),
+        "{out}"
+    );
+    let uri = read("tokenURI(uint256)(string)");
+    assert!(
+        registry::erc8004::RegistrationFile::from_data_uri(uri.trim_matches('"'))
+            .unwrap()
+            .services[0]
+            .endpoint
+            .starts_with("http://127.0.0.1:7413/"),
+        "{uri}"
+    );
 
     // A bad service spec names itself.
     let (ok, _, err) = agora(&[

@@ -304,6 +304,13 @@ impl Buyer {
     /// Locks `price` for `seller` (a dev wallet index), has the seller deliver, accepts,
     /// and gives `score`: one settled job with feedback.
     async fn hire_and_rate(&self, seller: u32, job: u8, price: &str, score: u8) {
+        let id = self.hire(seller, job, price).await;
+        self.rate(id, score).await.unwrap();
+    }
+
+    /// Locks `price` for `seller` (a dev wallet index), has the seller deliver and
+    /// accepts: one settled job; returns its escrow id.
+    async fn hire(&self, seller: u32, job: u8, price: &str) -> wallets::B256 {
         let id = self.lock(seller, job, price).await;
         let as_seller = Deployment::at(
             chain::connect(&self.url, Arc::new(dev_wallet(seller)))
@@ -320,7 +327,7 @@ impl Buyer {
             self.contracts.escrow_job(id).await.unwrap().state,
             chain::EscrowState::Released
         );
-        self.rate(id, score).await.unwrap();
+        id
     }
 
     /// `Reputation.giveFeedback` for escrow `id`, mined.
@@ -341,25 +348,21 @@ impl Buyer {
     }
 }
 
-/// Four sellers of one skill: three are hired through escrow and rated 90, 20 and 60,
-/// the fourth never; discovery ranks them by reputation, not price, and drops the
-/// best one once the governor suspends it.
-async fn feedback_on_settled_escrows_ranks_sellers(node: &Node, dir: &std::path::Path) {
-    let url = node.url();
-    let (contracts, addresses) = deploy(&url).await;
-    let good = register(&url, addresses.registry, 3, "1.20", 1).await;
-    let bad = register(&url, addresses.registry, 4, "0.95", 1).await;
-    let fair = register(&url, addresses.registry, 5, "1.10", 1).await;
-    let new = register(&url, addresses.registry, 6, "0.90", 1).await;
-
+/// dev wallet 1 as a buyer with 100 USDC.
+async fn buyer(
+    url: &str,
+    contracts: &Deployment,
+    addresses: chain::Addresses,
+    dir: &std::path::Path,
+) -> Buyer {
     let wallet = Arc::new(dev_wallet(1));
     contracts
         .mint(wallet.address(), "100 USDC".parse().unwrap())
         .await
         .unwrap();
-    let buyer = Buyer {
+    Buyer {
         contracts: Deployment::at(
-            chain::connect(&url, wallet.clone()).await.unwrap(),
+            chain::connect(url, wallet.clone()).await.unwrap(),
             &addresses,
         ),
         policy: wallets::SpendingPolicy::open(
@@ -376,9 +379,23 @@ async fn feedback_on_settled_escrows_ranks_sellers(node: &Node, dir: &std::path:
             wallets::Address(addresses.stablecoin.0),
         ),
         wallet,
-        url: url.clone(),
+        url: url.to_owned(),
         addresses,
-    };
+    }
+}
+
+/// Four sellers of one skill: three are hired through escrow and rated 90, 20 and 60,
+/// the fourth never; discovery ranks them by reputation, not price, and drops the
+/// best one once the governor suspends it.
+async fn feedback_on_settled_escrows_ranks_sellers(node: &Node, dir: &std::path::Path) {
+    let url = node.url();
+    let (contracts, addresses) = deploy(&url).await;
+    let good = register(&url, addresses.registry, 3, "1.20", 1).await;
+    let bad = register(&url, addresses.registry, 4, "0.95", 1).await;
+    let fair = register(&url, addresses.registry, 5, "1.10", 1).await;
+    let new = register(&url, addresses.registry, 6, "0.90", 1).await;
+
+    let buyer = buyer(&url, &contracts, addresses, dir).await;
     buyer.hire_and_rate(3, 1, "1.20", 90).await;
     buyer.hire_and_rate(4, 2, "0.95", 20).await;
     buyer.hire_and_rate(5, 3, "1.10", 60).await;
@@ -442,6 +459,140 @@ async fn feedback_on_settled_escrows_ranks_sellers(node: &Node, dir: &std::path:
         sellers(&discovery.find(FORECAST, max).unwrap()),
         vec![fair, new, bad],
         "{}",
+        node.name()
+    );
+}
+
+on_devnet_and_anvil!(
+    settled_erc8004_feedback_ranks_sellers_on_the_embedded_devnet,
+    settled_erc8004_feedback_ranks_sellers_on_anvil,
+    settled_erc8004_feedback_ranks_sellers
+);
+
+/// Three sellers with ERC-8004 identities. Discovery counts the "starred" ratings
+/// `SettledFeedback` writes for settled deals, once per deal, until revoked; it skips
+/// other tags, other clients of the ERC-8004 registry, and a second rating of the same
+/// escrow through `Reputation`.
+async fn settled_erc8004_feedback_ranks_sellers(node: &Node, dir: &std::path::Path) {
+    let url = node.url();
+    let (contracts, addresses) = deploy(&url).await;
+    let good = register(&url, addresses.registry, 3, "1.20", 1).await;
+    let bad = register(&url, addresses.registry, 4, "0.95", 1).await;
+    let other = register(&url, addresses.registry, 5, "1.10", 1).await;
+    let mut ids = Vec::new();
+    for i in [3, 4, 5] {
+        let seller = Deployment::at(
+            chain::connect(&url, Arc::new(dev_wallet(i))).await.unwrap(),
+            &addresses,
+        );
+        let (identity, _) = seller
+            .ensure_identity(addresses.deployed_at, |_| format!("ipfs://agent-{i}"))
+            .await
+            .unwrap();
+        ids.push(identity.id);
+    }
+    let buyer = buyer(&url, &contracts, addresses, dir).await;
+    let stars = |score| chain::FeedbackInput::stars(score, FORECAST);
+
+    // good: 100 through SettledFeedback; the same escrow rated 0 through Reputation too.
+    let deal = buyer.hire(3, 1, "1.20").await;
+    buyer
+        .contracts
+        .give_escrow_feedback(deal, ids[0], &stars(100))
+        .await
+        .unwrap();
+    buyer.rate(deal, 0).await.unwrap();
+    // bad: 10, and a 0 that is revoked below.
+    let deal = buyer.hire(4, 2, "0.95").await;
+    buyer
+        .contracts
+        .give_escrow_feedback(deal, ids[1], &stars(10))
+        .await
+        .unwrap();
+    let revoked = buyer.hire(4, 3, "0.95").await;
+    buyer
+        .contracts
+        .give_escrow_feedback(revoked, ids[1], &stars(0))
+        .await
+        .unwrap();
+    // other: an uptime figure, not a rating; and 100 stars from a client that paid
+    // nothing, straight into the ERC-8004 registry.
+    let deal = buyer.hire(5, 4, "1.10").await;
+    let uptime = chain::FeedbackInput {
+        value: 9977,
+        value_decimals: 2,
+        tag1: "uptime".into(),
+        ..stars(0)
+    };
+    buyer
+        .contracts
+        .give_escrow_feedback(deal, ids[2], &uptime)
+        .await
+        .unwrap();
+    let sybil = Deployment::at(
+        chain::connect(&url, Arc::new(dev_wallet(7))).await.unwrap(),
+        &addresses,
+    );
+    sybil
+        .reputation_registry
+        .give_feedback(
+            EU256::from(ids[2].0),
+            100,
+            0,
+            "starred".into(),
+            FORECAST.into(),
+            String::new(),
+            String::new(),
+            [0; 32],
+        )
+        .send()
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
+    let discovery = Discovery::open(dir.join("discovery"), &url, addresses)
+        .await
+        .unwrap();
+    discovery.sync().await.unwrap();
+    let counts = |d: &Discovery| -> Vec<(u64, u64)> {
+        [good, bad, other]
+            .iter()
+            .map(|a| {
+                let r = d.agent(*a).unwrap().unwrap();
+                (r.feedback_count, r.feedback_total)
+            })
+            .collect()
+    };
+    assert_eq!(
+        counts(&discovery),
+        vec![(1, 100), (2, 10), (0, 0)],
+        "{}",
+        node.name()
+    );
+
+    buyer
+        .contracts
+        .settled_feedback
+        .revoke_feedback(0, revoked.0)
+        .send()
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    discovery.sync().await.unwrap();
+    assert_eq!(
+        counts(&discovery),
+        vec![(1, 100), (1, 10), (0, 0)],
+        "{}",
+        node.name()
+    );
+    let offers = discovery.find(FORECAST, "2 USDC".parse().unwrap()).unwrap();
+    // (100+100)/3, the prior 50, (10+100)/3.
+    assert_eq!(
+        sellers(&offers),
+        vec![good, other, bad],
+        "{}: {offers:#?}",
         node.name()
     );
 }

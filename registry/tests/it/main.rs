@@ -24,6 +24,7 @@ mod cast;
 mod channel;
 mod devnet;
 mod discovery;
+mod erc8004;
 mod escrow;
 mod proxy;
 mod support;

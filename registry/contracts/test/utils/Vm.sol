@@ -45,6 +45,10 @@ interface Vm {
     function assertEq(string calldata left, string calldata right, string calldata message)
         external
         pure;
+    function assertEq(bytes calldata left, bytes calldata right, string calldata message)
+        external
+        pure;
+    function assertEq(int256 left, int256 right, string calldata message) external pure;
     function assertEq(address[] calldata left, address[] calldata right, string calldata message)
         external
         pure;
