@@ -882,16 +882,25 @@ async fn mined<M: Middleware>(
         ethers::contract::ContractError<M>,
     >,
 ) -> Result<Mined, ChainError> {
+    mined_of(call, &receipt(call, sent).await?)
+}
+
+/// Waits for a sent call's receipt, whatever its status.
+async fn receipt<M: Middleware>(
+    call: &str,
+    sent: Result<
+        ethers::providers::PendingTransaction<'_, M::Provider>,
+        ethers::contract::ContractError<M>,
+    >,
+) -> Result<ethers::types::TransactionReceipt, ChainError> {
     let contract = |message: String| ChainError::Contract {
         call: call.to_owned(),
         message,
     };
-    let receipt = sent
-        .map_err(|e| contract_error(call, e))?
+    sent.map_err(|e| contract_error(call, e))?
         .await
         .map_err(|e| contract(format!("waiting for the receipt: {e}")))?
-        .ok_or_else(|| contract("the transaction was dropped".into()))?;
-    mined_of(call, &receipt)
+        .ok_or_else(|| contract("the transaction was dropped".into()))
 }
 
 fn mined_of(call: &str, receipt: &ethers::types::TransactionReceipt) -> Result<Mined, ChainError> {
@@ -1240,19 +1249,7 @@ impl Eip3009Token {
     ) -> Result<AuthorizationReceipt, ChainError> {
         const CALL: &str = "EIP3009.transferWithAuthorization";
         let call = self.transfer_call(transfer, signature);
-        let receipt = call
-            .send()
-            .await
-            .map_err(|e| contract_error(CALL, e))?
-            .await
-            .map_err(|e| ChainError::Contract {
-                call: CALL.into(),
-                message: format!("waiting for the receipt: {e}"),
-            })?
-            .ok_or_else(|| ChainError::Contract {
-                call: CALL.into(),
-                message: "the transaction was dropped".into(),
-            })?;
+        let receipt = receipt(CALL, call.send().await).await?;
         Ok(self.authorization_receipt(&receipt))
     }
 

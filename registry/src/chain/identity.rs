@@ -316,19 +316,7 @@ impl Deployment {
         let call = self
             .identity_registry
             .register_with_agent_uri_and_metadata(agent_uri(expected), metadata);
-        let receipt = call
-            .send()
-            .await
-            .map_err(|e| contract_error(CALL, e))?
-            .await
-            .map_err(|e| ChainError::Contract {
-                call: CALL.into(),
-                message: format!("waiting for the receipt: {e}"),
-            })?
-            .ok_or_else(|| ChainError::Contract {
-                call: CALL.into(),
-                message: "the transaction was dropped".into(),
-            })?;
+        let receipt = super::receipt(CALL, call.send().await).await?;
         let mut tx = super::mined_of(CALL, &receipt)?;
         let registered = receipt
             .logs
