@@ -59,6 +59,34 @@ pub struct Peer {
     pub price: Option<Amount>,
 }
 
+impl Peer {
+    /// Whether the peer is an A2A agent, listed with its A2A base URL (`http://` or
+    /// `https://`), rather than an Agora host (`ws://`, `wss://`): it takes no
+    /// envelopes, and is hired over A2A.
+    ///
+    /// ```
+    /// let peer = |endpoint: Option<&str>| agent_core::Peer {
+    ///     address: wallets::Address([1; 20]),
+    ///     endpoint: endpoint.map(Into::into),
+    ///     price: None,
+    /// };
+    /// assert!(peer(Some("http://127.0.0.1:7411/agents/0xab/")).is_a2a());
+    /// assert!(peer(Some("HTTPS://agents.example/")).is_a2a());
+    /// assert!(!peer(Some("ws://127.0.0.1:7411")).is_a2a());
+    /// assert!(!peer(Some("wss://host:443")).is_a2a());
+    /// assert!(!peer(None).is_a2a());
+    /// ```
+    pub fn is_a2a(&self) -> bool {
+        self.endpoint.as_deref().is_some_and(|e| {
+            let e = e.trim_start();
+            e.get(..7)
+                .is_some_and(|p| p.eq_ignore_ascii_case("http://"))
+                || e.get(..8)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("https://"))
+        })
+    }
+}
+
 /// Where agents look up peers (the on-chain registry's discovery, or a static list).
 #[async_trait::async_trait]
 pub trait Directory: Send + Sync + 'static {
@@ -1365,7 +1393,8 @@ impl Context {
                 Error::Host(format!("agent {} has no directory", self.core.address))
             })?;
         let peers = dir.find(kind, max_price).await?;
-        for p in &peers {
+        // A2A agents take no envelopes: no route to them.
+        for p in peers.iter().filter(|p| !p.is_a2a()) {
             if let Some(url) = &p.endpoint {
                 if self.core.locals.get(&p.address).is_none() {
                     self.core.router.set_endpoint(p.address, url.clone());

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
-use wallets::SignedPayment;
+use wallets::{Amount, SignedPayment};
 use x402::buyer::{BuyError, Method, Purchase};
 use x402::wire::{PaymentRequired, SettleResponse};
 use x402::X402Buyer;
@@ -44,6 +44,7 @@ pub struct Hire {
     request: Value,
     skill: Option<String>,
     id: Option<String>,
+    max_price: Option<Amount>,
     timeout: Duration,
 }
 
@@ -56,6 +57,7 @@ impl Hire {
             request,
             skill: None,
             id: None,
+            max_price: None,
             timeout: Duration::from_secs(120),
         }
     }
@@ -71,6 +73,18 @@ impl Hire {
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
         self
+    }
+
+    /// The most the hire may cost: a skill asking for more is not paid (on top of
+    /// what the spending policy's limits refuse).
+    pub fn max_price(mut self, max: Amount) -> Self {
+        self.max_price = Some(max);
+        self
+    }
+
+    /// The agent's base URL.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// How long to follow the task (default two minutes).
@@ -98,6 +112,22 @@ pub struct HirePayment {
     pub payment: SignedPayment,
     /// The agent's receipts.
     pub receipts: Vec<SettleResponse>,
+}
+
+/// An agent's first answer to a hire, before anything is paid: its task, and its
+/// price when the skill asks for payment. [`A2aClient::accept`] goes on with it;
+/// [`A2aClient::decline`] cancels the task.
+#[derive(Clone, Debug)]
+pub struct Quote {
+    /// The task the agent opened.
+    pub task: Task,
+    /// What this client would pay: the cheapest offer it can pay within the hire's
+    /// [`Hire::max_price`]; `None` when the skill asks for nothing.
+    pub price: Option<Amount>,
+    /// Whom that offer pays (its `payTo`); `None` when the skill asks for nothing.
+    pub payee: Option<wallets::Address>,
+    /// The JSON-RPC endpoint from the agent's card.
+    endpoint: String,
 }
 
 /// Why a hire failed.
@@ -202,11 +232,26 @@ impl A2aClient {
             .map_err(|e| agent(format!("the card is not an A2A card: {e}")))
     }
 
-    /// Sends `hire` and follows its task to the end, paying when asked.
+    /// Sends `hire` and follows its task to the end, paying when asked:
+    /// [`A2aClient::quote`], then [`A2aClient::accept`].
     ///
     /// # Errors
     /// A [`HireError`] that says where it stopped.
     pub async fn hire(&self, hire: Hire) -> Result<Hired, HireError> {
+        let quote = self.quote(&hire).await?;
+        self.accept(hire, quote).await
+    }
+
+    /// Resolves the agent's card and sends the request, and says what the skill asks:
+    /// its price, when it asks for payment (the cheapest offer the buyer's pinned
+    /// tokens can pay within [`Hire::max_price`]). Nothing is signed.
+    ///
+    /// # Errors
+    /// [`HireError::Agent`] and [`HireError::Protocol`] when the agent cannot be
+    /// reached or answers amiss; [`HireError::PaymentRequired`] when the skill asks for
+    /// payment and this client has no buyer; [`HireError::Payment`] when no offer can
+    /// be paid (another token, or dearer than the most).
+    pub async fn quote(&self, hire: &Hire) -> Result<Quote, HireError> {
         let card = self.card(&hire.url).await?;
         let endpoint = card
             .supported_interfaces
@@ -233,7 +278,56 @@ impl A2aClient {
             metadata: (!metadata.is_empty()).then_some(metadata),
             ..Message::default()
         };
-        let mut task = call.send(message).await?;
+        let task = call.send(message).await?;
+        let offer = match payment_required(&task) {
+            Some(required) if task.status.state == TaskState::InputRequired => {
+                let buyer = self
+                    .buyer
+                    .as_ref()
+                    .ok_or_else(|| HireError::PaymentRequired {
+                        url: hire.url.clone(),
+                    })?;
+                let purchase = purchase_of(hire, &endpoint, &task);
+                Some(buyer.price(&purchase, &required).map_err(Box::new)?)
+            }
+            _ => None,
+        };
+        Ok(Quote {
+            task,
+            price: offer.map(|(price, _)| price),
+            payee: offer.map(|(_, payee)| payee),
+            endpoint,
+        })
+    }
+
+    /// Cancels a quoted task that will not be paid (best effort: an agent that does
+    /// not answer keeps it until it expires there; nothing was paid either way).
+    pub async fn decline(&self, hire: &Hire, quote: &Quote) {
+        let call = Call {
+            http: &self.http,
+            url: &hire.url,
+            endpoint: &quote.endpoint,
+        };
+        if let Err(e) = call.rpc("CancelTask", json!({"id": quote.task.id})).await {
+            tracing::debug!(target: "agora::a2a", url = %hire.url, task = %quote.task.id,
+                error = %e, "declined task not canceled");
+        }
+    }
+
+    /// Follows a quoted hire's task to the end, paying when asked (through the buyer's
+    /// spending policy, within [`Hire::max_price`]).
+    ///
+    /// # Errors
+    /// A [`HireError`] that says where it stopped.
+    pub async fn accept(&self, hire: Hire, quote: Quote) -> Result<Hired, HireError> {
+        let Quote {
+            mut task, endpoint, ..
+        } = quote;
+        let call = Call {
+            http: &self.http,
+            url: &hire.url,
+            endpoint: &endpoint,
+        };
         let deadline = tokio::time::Instant::now() + hire.timeout;
         let mut paid: Option<(Purchase, SignedPayment, Value)> = None;
         let mut polls = 0u32;
@@ -279,14 +373,7 @@ impl A2aClient {
                                     .ok_or_else(|| HireError::PaymentRequired {
                                         url: hire.url.clone(),
                                     })?;
-                            let id = hire
-                                .id
-                                .clone()
-                                .unwrap_or_else(|| format!("a2a_{}", task.id));
-                            let body = serde_json::to_vec(&hire.request).unwrap_or_default();
-                            let purchase = Purchase::new(Method::POST, endpoint.clone())
-                                .body(body, "application/json")
-                                .id(id);
+                            let purchase = purchase_of(&hire, &endpoint, &task);
                             let (payload, signed) = buyer
                                 .authorize(&purchase, &required)
                                 .await
@@ -417,6 +504,23 @@ impl Call<'_> {
             url: self.url.to_owned(),
             reason: format!("not an A2A task: {e}"),
         })
+    }
+}
+
+/// The x402 purchase a hire's payment is: the request to the endpoint, under the
+/// hire's id (else one named after the task), within its most.
+fn purchase_of(hire: &Hire, endpoint: &str, task: &Task) -> Purchase {
+    let id = hire
+        .id
+        .clone()
+        .unwrap_or_else(|| format!("a2a_{}", task.id));
+    let body = serde_json::to_vec(&hire.request).unwrap_or_default();
+    let purchase = Purchase::new(Method::POST, endpoint)
+        .body(body, "application/json")
+        .id(id);
+    match hire.max_price {
+        Some(max) => purchase.max_price(max),
+        None => purchase,
     }
 }
 

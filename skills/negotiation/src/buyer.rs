@@ -352,6 +352,8 @@ impl Buyer {
             .find_peers(kind, Some(reservation))
             .await?
             .into_iter()
+            // A2A agents are hired over A2A (`a2a::market`), not negotiated with.
+            .filter(|p| !p.is_a2a())
             .map(|p| p.address)
             .filter(|a| *a != ctx.me())
             .take(self.strategy.max_sellers())

@@ -126,6 +126,7 @@ pub struct Purchase {
     body: Vec<u8>,
     content_type: Option<String>,
     id: Option<String>,
+    max_price: Option<Amount>,
 }
 
 impl Purchase {
@@ -137,6 +138,7 @@ impl Purchase {
             body: Vec::new(),
             content_type: None,
             id: None,
+            max_price: None,
         }
     }
 
@@ -172,6 +174,13 @@ impl Purchase {
     /// one ([`Answer::id`]).
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
+        self
+    }
+
+    /// The most this purchase may cost: a dearer offer is passed over, on top of what
+    /// the spending policy's limits refuse. Without it, the policy's limits alone.
+    pub fn max_price(mut self, max: Amount) -> Self {
+        self.max_price = Some(max);
         self
     }
 
@@ -547,6 +556,31 @@ impl X402Buyer {
         self.send_paid(&purchase, id, record).await
     }
 
+    /// What `purchase` would cost under `required`, and whom it would pay: the
+    /// cheapest offer in a token the policy is pinned to and within the purchase's
+    /// [`Purchase::max_price`], which [`X402Buyer::authorize`] would pay. Nothing is
+    /// signed or stored (the policy's limits are checked only when paying).
+    ///
+    /// # Errors
+    /// [`BuyError::NoAcceptableOffer`] saying why each offer was passed over.
+    pub fn price(
+        &self,
+        purchase: &Purchase,
+        required: &PaymentRequired,
+    ) -> Result<(Amount, Address), BuyError> {
+        let offer = self.offer(purchase, required)?;
+        Ok((offer.amount, offer.pay_to))
+    }
+
+    fn offer(&self, purchase: &Purchase, required: &PaymentRequired) -> Result<Offer, BuyError> {
+        choose(self.policy.tokens(), &required.accepts, purchase.max_price).map_err(|offers| {
+            BuyError::NoAcceptableOffer {
+                url: purchase.url.clone(),
+                offers,
+            }
+        })
+    }
+
     /// The payment for `purchase` of `required`, when x402 travels in another protocol
     /// (A2A's x402 extension puts the `PaymentRequired` in a task's metadata and takes
     /// the `PaymentPayload` back the same way): the offer picked, signed by the policy,
@@ -651,12 +685,7 @@ impl X402Buyer {
                 paid: None,
             });
         }
-        let offer = choose(self.policy.tokens(), &required.accepts).map_err(|offers| {
-            BuyError::NoAcceptableOffer {
-                url: purchase.url.clone(),
-                offers,
-            }
-        })?;
+        let offer = self.offer(purchase, required)?;
         let payer = self.policy.address();
         let now = unix_now();
         let validity = match offer.requirements.max_timeout_seconds {
@@ -944,11 +973,23 @@ struct Offer {
 }
 
 /// The cheapest offer in a pinned token domain, or why each offer was passed over.
-fn choose(tokens: &[Eip712Domain], accepts: &[PaymentRequirements]) -> Result<Offer, Vec<String>> {
+/// Offers dearer than `max` are passed over.
+fn choose(
+    tokens: &[Eip712Domain],
+    accepts: &[PaymentRequirements],
+    max: Option<Amount>,
+) -> Result<Offer, Vec<String>> {
     let mut reasons = Vec::new();
     let mut best: Option<Offer> = None;
     for (i, offer) in accepts.iter().enumerate() {
-        match payable(tokens, offer) {
+        let within = |o: Offer| match max {
+            Some(max) if o.amount > max => Err(format!(
+                "it costs {}, more than the purchase's most, {max}",
+                o.amount
+            )),
+            _ => Ok(o),
+        };
+        match payable(tokens, offer).and_then(within) {
             Ok(o) if best.as_ref().is_some_and(|b| b.amount <= o.amount) => {}
             Ok(o) => best = Some(o),
             Err(why) => reasons.push(format!("accepts[{i}]: {why}")),
@@ -1173,19 +1214,31 @@ mod tests {
                 ..offer(token, "1", "USD Coin")
             },
         ];
-        let chosen = choose(&pinned, &accepts).map_err(|r| r.join("; ")).unwrap();
+        let chosen = choose(&pinned, &accepts, None)
+            .map_err(|r| r.join("; "))
+            .unwrap();
         assert_eq!(chosen.amount, Amount::from_base_units(700));
         assert_eq!(chosen.requirements, accepts[3]);
 
-        let reasons = choose(&pinned, &accepts[..1]).err().unwrap();
+        let reasons = choose(&pinned, &accepts[..1], None).err().unwrap();
         assert!(reasons[0].contains("is not a token the spending policy may pay in"));
-        let reasons = choose(&pinned, &accepts[2..3]).err().unwrap();
+        let reasons = choose(&pinned, &accepts[2..3], None).err().unwrap();
         assert!(reasons[0].contains("\"Fake Coin\""), "{reasons:?}");
-        let reasons = choose(&pinned, &accepts[4..]).err().unwrap();
+        let reasons = choose(&pinned, &accepts[4..], None).err().unwrap();
         assert!(reasons[0].contains("scheme \"upto\""), "{reasons:?}");
         assert_eq!(
-            choose(&pinned, &[]).err().unwrap(),
+            choose(&pinned, &[], None).err().unwrap(),
             ["the 402 lists no offer"]
+        );
+        // A most-price passes dearer offers over, and says so.
+        let within = choose(&pinned, &accepts, Some(Amount::from_base_units(800))).unwrap();
+        assert_eq!(within.amount, Amount::from_base_units(700));
+        let reasons = choose(&pinned, &accepts[1..2], Some(Amount::from_base_units(899)))
+            .err()
+            .unwrap();
+        assert!(
+            reasons[0].contains("more than the purchase's most"),
+            "{reasons:?}"
         );
     }
 

@@ -4,5 +4,6 @@
 
 mod gateway;
 mod interop;
+mod market;
 mod paid;
 mod support;
