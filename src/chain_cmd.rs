@@ -523,23 +523,19 @@ pub(crate) async fn run_registry(cmd: RegistryCommand) -> Result<ExitCode> {
                 identity_registry,
                 ..Default::default()
             };
-            let uri_of = |id: chain::IdentityId| -> String {
-                match &agent_uri {
-                    Some(uri) => uri.clone(),
-                    None => registry::erc8004::registration_file(
-                        &registry::erc8004::AgentRegistration {
-                            agent_id: Some(id.0),
-                            ..registration.clone()
-                        },
-                    )
-                    .to_data_uri()
-                    // Our own types always serialize.
-                    .unwrap_or_default(),
+            let (identity, change) = match &agent_uri {
+                Some(uri) => {
+                    contracts
+                        .ensure_identity(addresses.deployed_at, |_| uri.clone())
+                        .await?
+                }
+                None => {
+                    let (identity, change, _) = contracts
+                        .ensure_registration(addresses.deployed_at, &registration)
+                        .await?;
+                    (identity, change)
                 }
             };
-            let (identity, change) = contracts
-                .ensure_identity(addresses.deployed_at, uri_of)
-                .await?;
             match change {
                 chain::IdentityChange::Registered(tx) => {
                     println!(

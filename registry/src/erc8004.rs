@@ -137,6 +137,9 @@ pub struct AgentRegistration {
     /// [`AGENT_CARD_PATH`], its x402 resources at `base_url/x402/<skill>`); a
     /// trailing `/` is ignored.
     pub base_url: String,
+    /// Whether it serves A2A (its card at `base_url` + [`AGENT_CARD_PATH`]); an agent
+    /// that does not lists no `A2A` service.
+    pub a2a: bool,
     /// The skills it sells over x402 (none: no x402 entries, `x402Support` false).
     pub x402_skills: Vec<String>,
     /// The chain its wallet and identity are on.
@@ -158,6 +161,7 @@ impl Default for AgentRegistration {
             description: String::new(),
             image: None,
             base_url: String::new(),
+            a2a: true,
             x402_skills: Vec::new(),
             chain_id: 0,
             wallet: wallets::Address([0; 20]),
@@ -177,22 +181,27 @@ pub fn agent_registry_id(chain_id: u64, address: wallets::Address) -> String {
 /// An Agora agent's registration file:
 ///
 /// - `services`: `A2A` (the card at `base_url` + [`AGENT_CARD_PATH`], version "1.0"),
-///   `agentWallet` (`eip155:<chain id>:<wallet>`), and one `x402` entry per skill sold
-///   over x402 (`base_url/x402/<skill>`, version "2");
+///   when it serves A2A; `agentWallet` (`eip155:<chain id>:<wallet>`); and one `x402`
+///   entry per skill sold over x402 (`base_url/x402/<skill>`, version "2");
 /// - `x402Support` when it sells over x402, `active` as given;
 /// - `registrations`: its identity, when it has an id;
 /// - `supportedTrust`: "reputation" (payment-backed feedback through `SettledFeedback`)
 ///   and "crypto-economic" (escrow, stake and slashing).
 pub fn registration_file(agent: &AgentRegistration) -> RegistrationFile {
     let base = agent.base_url.trim_end_matches('/');
-    let mut services = vec![
-        ServiceEntry::new("A2A", format!("{base}{AGENT_CARD_PATH}"), Some("1.0")),
-        ServiceEntry::new(
-            "agentWallet",
-            agent_registry_id(agent.chain_id, agent.wallet),
-            None,
-        ),
-    ];
+    let mut services = Vec::new();
+    if agent.a2a {
+        services.push(ServiceEntry::new(
+            "A2A",
+            format!("{base}{AGENT_CARD_PATH}"),
+            Some("1.0"),
+        ));
+    }
+    services.push(ServiceEntry::new(
+        "agentWallet",
+        agent_registry_id(agent.chain_id, agent.wallet),
+        None,
+    ));
     services.extend(
         agent
             .x402_skills
@@ -353,6 +362,17 @@ mod tests {
         assert_eq!(file.services.len(), 2);
         let json = serde_json::to_value(&file).unwrap();
         assert!(json.get("image").is_none(), "no image key: {json}");
+    }
+
+    #[test]
+    fn an_agent_without_a2a_lists_only_its_wallet() {
+        let file = registration_file(&AgentRegistration {
+            a2a: false,
+            x402_skills: vec![],
+            ..weather()
+        });
+        let names: Vec<&str> = file.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["agentWallet"]);
     }
 
     #[test]

@@ -5,7 +5,10 @@
 //! configured listen address with its store, journal and spending policy under the
 //! state directory, adds its skills, resumes deals a previous run left open, and
 //! registers it in the `AgentRegistry` (or updates its record when the endpoint or
-//! the services changed).
+//! the services changed). Where the deployment has the ERC-8004 registries, it also
+//! registers the agent's ERC-8004 identity, linked to that entry, with its
+//! registration file as the identity's `agentURI` (a `data:` URI), and serves the same
+//! file at `/.well-known/agent-registration.json` on its host port.
 //!
 //! Skills: `weather` sells `weather.forecast` at the configured price from the offline
 //! climatology data, conceding down to [`seller_floor`] in a negotiation, and at the
@@ -176,7 +179,7 @@ impl RunningAgent {
             }
             host.mount_http("/x402", x402::seller::router(x402.clone()))?;
             // And a skill any A2A client can hire, paid with A2A's x402 extension.
-            let base = format!("http://{}", url.trim_start_matches("ws://"));
+            let base = http_base(&url);
             let gateway = Arc::new(a2a::A2aGateway::open(a2a::GatewayConfig::new(
                 dir.join("a2a"),
                 base,
@@ -196,12 +199,29 @@ impl RunningAgent {
         }
         // Expired deals are closed and channels settled before they expire, without
         // waiting for the next buyer.
+        let serves_a2a = weather.is_some();
         let upkeep = weather.map(|w| w.seller.spawn_upkeep(handle.context(), SELLER_UPKEEP_EVERY));
         #[cfg(feature = "llm")]
         if let Some(travel) = travel {
             travel.resume(&handle).await;
         }
-        register(site, &config, &agent, &discovery, &addresses, wallet, &url).await?;
+        let contracts = Deployment::at(
+            connect(&site.rpc_url, wallet.clone(), &config).await?,
+            &addresses,
+        );
+        register(&agent, &discovery, &contracts, wallet.address(), &url).await?;
+        if addresses.has_erc8004() {
+            let file = register_identity(
+                &agent,
+                &contracts,
+                &addresses,
+                wallet.address(),
+                &url,
+                serves_a2a,
+            )
+            .await?;
+            host.mount_http(REGISTRATION_PATH, registration_service(file)?)?;
+        }
         tracing::info!(target: "agora::agent", agent = %agent.name, address = %handle.address(), %url, "agent serving");
         Ok(Self {
             name: agent.name,
@@ -331,14 +351,15 @@ async fn weather_seller(
     })
 }
 
+/// Where an agent serves its ERC-8004 registration file: the EIP's domain proof.
+pub const REGISTRATION_PATH: &str = "/.well-known/agent-registration.json";
+
 /// Registers the agent, or updates its record when the endpoint or services changed.
 async fn register(
-    site: &AgentSite,
-    config: &Config,
     agent: &AgentConfig,
     discovery: &Discovery,
-    addresses: &Addresses,
-    wallet: Arc<Wallet>,
+    contracts: &Deployment,
+    address: Address,
     url: &str,
 ) -> Result<()> {
     let logs = discovery.sync().await?;
@@ -348,13 +369,7 @@ async fn register(
         .iter()
         .map(|s| chain::service(&s.skill, s.price, &s.unit))
         .collect::<Result<Vec<_>, _>>()?;
-    let card = format!(
-        "http://{}/card/{}",
-        url.trim_start_matches("ws://"),
-        wallet.address()
-    );
-    let address = wallet.address();
-    let contracts = Deployment::at(connect(&site.rpc_url, wallet, config).await?, addresses);
+    let card = format!("{}/card/{address}", http_base(url));
     match discovery.agent_at(address)? {
         None => {
             let tx = contracts
@@ -382,6 +397,81 @@ async fn register(
         }
     }
     Ok(())
+}
+
+/// `http://host:port` of a host whose URL is `ws://host:port`.
+fn http_base(url: &str) -> String {
+    format!("http://{}", url.trim_start_matches("ws://"))
+}
+
+/// Registers the agent's ERC-8004 identity, linked to its `AgentRegistry` entry, or
+/// brings its registration file up to date; returns the file.
+async fn register_identity(
+    agent: &AgentConfig,
+    contracts: &Deployment,
+    addresses: &Addresses,
+    wallet: Address,
+    url: &str,
+    a2a: bool,
+) -> Result<registry::erc8004::RegistrationFile> {
+    let selling: Vec<String> = agent
+        .services
+        .iter()
+        .map(|s| format!("{} at {} per {}", s.skill, s.price, s.unit))
+        .collect();
+    let description = if selling.is_empty() {
+        format!("Agora agent {}", agent.name)
+    } else {
+        format!("Agora agent {} selling {}", agent.name, selling.join(", "))
+    };
+    let registration = registry::erc8004::AgentRegistration {
+        name: agent.name.clone(),
+        description,
+        base_url: http_base(url),
+        a2a,
+        // What the host serves over x402: the weather agents' forecast.
+        x402_skills: if a2a {
+            vec![weather::FORECAST_KIND.to_owned()]
+        } else {
+            Vec::new()
+        },
+        chain_id: addresses.chain_id,
+        wallet,
+        identity_registry: wallets::Address(addresses.identity_registry.0),
+        ..Default::default()
+    };
+    let (identity, change, file) = contracts
+        .ensure_registration(addresses.deployed_at, &registration)
+        .await?;
+    match change {
+        chain::IdentityChange::Registered(tx) => tracing::info!(target: "agora::agent",
+            agent = %agent.name, agent_id = %identity.id, tx = %tx.tx_hash, "ERC-8004 identity registered"),
+        chain::IdentityChange::UriUpdated(tx) => tracing::info!(target: "agora::agent",
+            agent = %agent.name, agent_id = %identity.id, tx = %tx.tx_hash, "ERC-8004 registration file updated"),
+        chain::IdentityChange::Unchanged => tracing::info!(target: "agora::agent",
+            agent = %agent.name, agent_id = %identity.id, "ERC-8004 identity up to date"),
+    }
+    Ok(file)
+}
+
+/// Serves `file` as JSON to `GET` (and `HEAD`) at [`REGISTRATION_PATH`].
+fn registration_service(file: registry::erc8004::RegistrationFile) -> Result<axum::Router> {
+    let json = file.to_json().map_err(|e| Error::Composition {
+        agent: file.name.clone(),
+        reason: format!("its ERC-8004 registration file: {e}"),
+    })?;
+    Ok(axum::Router::new().route(
+        REGISTRATION_PATH,
+        axum::routing::get(move || {
+            let json = json.clone();
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    json,
+                )
+            }
+        }),
+    ))
 }
 
 #[cfg(test)]

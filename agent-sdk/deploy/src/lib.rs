@@ -67,7 +67,7 @@ pub mod supervisor;
 pub mod travel_agent;
 pub mod up;
 
-pub use agent::{seller_floor, AgentSite, RunningAgent};
+pub use agent::{seller_floor, AgentSite, RunningAgent, REGISTRATION_PATH};
 pub use chain::ChainSetup;
 pub use error::{Error, Result};
 pub use messages::{PlanTrip, PlannedTrip};

@@ -384,6 +384,38 @@ impl Deployment {
             }
         }
     }
+
+    /// The client's linked identity whose agent URI is `agent`'s registration file,
+    /// naming that identity, as a base64 `data:` URI (fully on chain, so an indexer
+    /// reads it without reaching the agent): [`Deployment::ensure_identity`] with
+    /// [`crate::erc8004::registration_file`]. Returns the identity, what had to be done,
+    /// and the file, which the agent also serves at
+    /// `/.well-known/agent-registration.json`. `agent.agent_id` is ignored: the file
+    /// names the identity's own id.
+    ///
+    /// # Errors
+    /// As [`Deployment::ensure_identity`].
+    pub async fn ensure_registration(
+        &self,
+        from_block: u64,
+        agent: &crate::erc8004::AgentRegistration,
+    ) -> Result<(Identity, IdentityChange, crate::erc8004::RegistrationFile), ChainError> {
+        let file_of = |id: IdentityId| {
+            crate::erc8004::registration_file(&crate::erc8004::AgentRegistration {
+                agent_id: Some(id.0),
+                ..agent.clone()
+            })
+        };
+        let (identity, change) = self
+            .ensure_identity(from_block, |id| {
+                // A file built from plain fields, with no extension fields, always
+                // serializes.
+                file_of(id).to_data_uri().unwrap_or_default()
+            })
+            .await?;
+        let file = file_of(identity.id);
+        Ok((identity, change, file))
+    }
 }
 
 /// Payment-backed ERC-8004 feedback, through `SettledFeedback`.

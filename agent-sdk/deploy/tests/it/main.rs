@@ -11,5 +11,58 @@
 
 #[cfg(feature = "llm")]
 mod deployment;
+mod erc8004;
 mod up;
 mod x402;
+
+use deploy::config::Config;
+use deploy::layout::agent_wallet;
+use deploy::{AgentSite, ChainSetup};
+use wallets::{Address, Amount, KdfStrength, KeystoreFile, Wallet};
+
+/// A deployment in `dir` of one weather agent, `weather`, selling the forecast at 0.95
+/// USDC on a loopback port, its keystore's password in the environment variable
+/// `password_env` (which only the calling test reads); the embedded chain started with
+/// the contracts. The agent is for the test to start.
+pub(crate) async fn weather_site(
+    dir: &std::path::Path,
+    password_env: &str,
+) -> (AgentSite, ChainSetup, Address) {
+    KeystoreFile::encrypt(&Wallet::random(), b"pw", KdfStrength::Light)
+        .unwrap()
+        .write_new(&dir.join("keys/weather.json"))
+        .unwrap();
+    let config_path = dir.join("agents.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[network]\nkind = \"embedded\"\n\n[agents.weather]\nkeystore = \"keys/weather.json\"\n\
+             password_env = \"{password_env}\"\nlisten = \"127.0.0.1:0\"\nskills = [\"weather\"]\n\
+             services = [{{ skill = \"weather.forecast\", price = \"0.95 USDC\", unit = \"forecast\" }}]\n"
+        ),
+    )
+    .unwrap();
+    std::env::set_var(password_env, "pw");
+    let config = Config::load(&config_path).unwrap();
+    let address = agent_wallet(&config_path, &config.agents[0])
+        .await
+        .unwrap()
+        .address();
+    let chain = ChainSetup::embedded(
+        &dir.join("chain"),
+        31337,
+        "127.0.0.1:0".parse().unwrap(),
+        &[(&config.agents[0], address)],
+        Amount::ZERO,
+    )
+    .await
+    .unwrap();
+    let site = AgentSite {
+        config_path,
+        state_dir: dir.join("state"),
+        rpc_url: chain.url.clone(),
+        addresses_path: chain.addresses_path.clone(),
+        default_model: None,
+    };
+    (site, chain, address)
+}

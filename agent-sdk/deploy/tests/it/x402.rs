@@ -8,13 +8,12 @@
 
 use std::sync::Arc;
 
-use deploy::config::Config;
-use deploy::layout::{agent_dir, agent_wallet};
-use deploy::{AgentSite, ChainSetup, RunningAgent};
+use deploy::layout::agent_dir;
+use deploy::RunningAgent;
 use negotiation::audit::{audit, ChainCheck};
 use registry::chain::{self, Deployment};
 use registry::devnet::{dev_key, dev_wallet};
-use wallets::{Amount, KdfStrength, KeystoreFile, Wallet};
+use wallets::Amount;
 
 const PASSWORD_ENV: &str = "AGORA_X402_DEPLOY_TEST_PASSWORD";
 
@@ -22,44 +21,8 @@ const PASSWORD_ENV: &str = "AGORA_X402_DEPLOY_TEST_PASSWORD";
 async fn the_x402_and_a2a_clients_pay_a_deployed_weather_agent() {
     let python = x402::test_utils::python();
     let dir = tempfile::tempdir().unwrap();
-    KeystoreFile::encrypt(&Wallet::random(), b"pw", KdfStrength::Light)
-        .unwrap()
-        .write_new(&dir.path().join("keys/weather.json"))
-        .unwrap();
-    let config_path = dir.path().join("agents.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            "[network]\nkind = \"embedded\"\n\n[agents.weather]\nkeystore = \"keys/weather.json\"\n\
-             password_env = \"{PASSWORD_ENV}\"\nlisten = \"127.0.0.1:0\"\nskills = [\"weather\"]\n\
-             services = [{{ skill = \"weather.forecast\", price = \"0.95 USDC\", unit = \"forecast\" }}]\n"
-        ),
-    )
-    .unwrap();
-    // The keystore's password, as `agora up` takes it; only this test reads it.
-    std::env::set_var(PASSWORD_ENV, "pw");
-    let config = Config::load(&config_path).unwrap();
-    let address = agent_wallet(&config_path, &config.agents[0])
-        .await
-        .unwrap()
-        .address();
-    let chain = ChainSetup::embedded(
-        &dir.path().join("chain"),
-        31337,
-        "127.0.0.1:0".parse().unwrap(),
-        &[(&config.agents[0], address)],
-        Amount::ZERO,
-    )
-    .await
-    .unwrap();
-    let state_dir = dir.path().join("state");
-    let site = AgentSite {
-        config_path: config_path.clone(),
-        state_dir: state_dir.clone(),
-        rpc_url: chain.url.clone(),
-        addresses_path: chain.addresses_path.clone(),
-        default_model: None,
-    };
+    let (site, chain, address) = crate::weather_site(dir.path(), PASSWORD_ENV).await;
+    let state_dir = site.state_dir.clone();
     let agent = RunningAgent::start(&site, "weather").await.unwrap();
     assert_eq!(agent.address(), address);
 
