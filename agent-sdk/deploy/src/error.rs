@@ -129,6 +129,10 @@ pub enum Error {
     #[error("x402: {0}")]
     X402(#[from] x402::Error),
 
+    /// The x402 buyer failed to open (its purchase store).
+    #[error("x402 buyer: {0}")]
+    X402Buyer(#[from] Box<x402::buyer::BuyError>),
+
     /// The A2A gateway failed to start (its task store, its configuration).
     #[error("A2A: {0}")]
     A2a(#[from] a2a::Error),

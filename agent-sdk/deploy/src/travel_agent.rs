@@ -1,5 +1,8 @@
 //! The travel agent: plans trips for its principals, hiring and paying a weather
-//! agent for each.
+//! agent for each: the cheapest among the Agora weather agents (through the
+//! negotiation) and the A2A agents the registry lists (over A2A, paid with x402), see
+//! [`a2a::market::hire_cheapest`]. Both pay through the agent's one spending policy and
+//! write to its one journal.
 //!
 //! The rules of paid work:
 //!
@@ -13,7 +16,10 @@
 //!   was agreed (the chosen seller died, timed out or declined), the agent tries again
 //!   and the sellers that still answer win; once a deal is agreed and being paid, a
 //!   failure does not start another hire, and [`TravelAgent::resume`] finishes that
-//!   deal after a restart. The principal's reservation stays until the outcome is
+//!   deal after a restart. An A2A hire that failed after its quote is not retried
+//!   either (its payment, if one was made, is kept under the trip's id and is never
+//!   made twice). A forecast that does not fit the trip fails the trip, and what was
+//!   paid for it counts. The principal's reservation stays until the outcome is
 //!   known.
 
 use std::path::{Path, PathBuf};
@@ -21,12 +27,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ::travel::TravelPlanner;
+use a2a::client::A2aClient;
+use a2a::market::{hire_cheapest, Deal, MarketError};
 use agent_sdk::prelude::*;
 use agent_sdk::registry::{Discovery, RegistryDirectory};
 use llm::{LlmConfig, LlmEngine};
 use negotiation::{token_domain, Buyer, BuyerDeal, PaymentMode};
 use registry::chain::Addresses;
 use wallets::{Journal, Mandates, SpendingPolicy};
+use weather::FORECAST_KIND;
+use x402::{BuyerConfig, X402Buyer};
 
 use crate::config::AgentConfig;
 use crate::messages::{PlanTrip, PlannedTrip};
@@ -40,6 +50,8 @@ pub const HIRE_ATTEMPTS: u32 = 3;
 pub struct TravelAgent {
     planner: TravelPlanner,
     buyer: Buyer,
+    /// Hires A2A agents, paying through the same policy and journal.
+    a2a: A2aClient,
     /// The principals who may commission trips, and what they spent.
     mandates: Arc<Mandates>,
 }
@@ -71,6 +83,13 @@ impl TravelAgent {
             token_domain(addresses, TOKEN),
             Journal::open(dir.join("journal"), wallet)?,
         );
+        let x402 = X402Buyer::open(
+            policy.clone(),
+            buyer.journal(),
+            BuyerConfig::new(dir.join("x402-buyer")),
+        )
+        .map_err(Box::new)?;
+        let a2a = A2aClient::new().with_buyer(Arc::new(x402));
         if agent.principals.is_empty() {
             tracing::warn!(target: "agora::agent", agent = %agent.name,
                 "no principals are configured: every travel.Plan will be refused");
@@ -82,6 +101,7 @@ impl TravelAgent {
         let travel = Self {
             planner,
             buyer,
+            a2a,
             mandates,
         };
         let skill = travel.clone();
@@ -138,74 +158,128 @@ impl TravelAgent {
                 &format!("{principal}:{dialogue}"),
             )
             .map_err(refused)?;
-        let result = self.plan_for(ctx, &req, commission.max_price()).await;
-        // What was paid (nothing when the hire failed before paying); an error with
-        // money in flight keeps the whole reservation.
-        let spent = match &result {
-            Ok((_, price)) => Some(*price),
-            Err(_) if money_in_flight(ctx) => None,
-            Err(_) => Some(Amount::ZERO),
-        };
+        // The hire's id, one per commission: an A2A payment retried under it is made
+        // once. Each principal's dialogues are its own.
+        let id = format!(
+            "trip-{}",
+            wallets::keccak256(format!("{principal}:{dialogue}"))
+                .to_string()
+                .trim_start_matches("0x")
+        );
+        let (result, spent) = self.plan_for(ctx, &req, &id, commission.max_price()).await;
+        // What was paid (nothing when the hire failed before paying); `None` while
+        // money may be in flight, which keeps the whole reservation.
         if let Some(spent) = spent {
             if let Err(e) = self.mandates.settle(&commission, spent) {
                 tracing::warn!(target: "agora::agent", error = %e, "recording the principal's spend failed; its reservation stays");
             }
         }
-        result.map(|(trip, _)| trip)
+        result
     }
 
-    /// Plans the trip and hires a seller for at most `max_price`; the trip and what
-    /// was paid.
+    /// Plans the trip and hires a seller for at most `max_price` under the hire id
+    /// `id`: the trip, and what was paid (`None` when it cannot be known yet).
     async fn plan_for(
         &self,
         ctx: &Context,
         req: &PlanTrip,
+        id: &str,
         max_price: Amount,
-    ) -> Result<(PlannedTrip, Amount), SkillError> {
-        let today =
-            today(ctx).ok_or_else(|| SkillError::internal("the agent's clock is out of range"))?;
+    ) -> (Result<PlannedTrip, SkillError>, Option<Amount>) {
+        let nothing = |e: String| (Err(SkillError::internal(e)), Some(Amount::ZERO));
+        let Some(today) = today(ctx) else {
+            return nothing("the agent's clock is out of range".into());
+        };
+        let trip = match self.planner.plan_trip(&req.request, today).await {
+            Ok(trip) => trip,
+            Err(e) => return nothing(e.to_string()),
+        };
+        let request = match trip.forecast_query().map(serde_json::to_value) {
+            Ok(Ok(request)) => request,
+            Ok(Err(e)) => return nothing(format!("the forecast query does not serialize: {e}")),
+            Err(e) => return nothing(e.to_string()),
+        };
         let mut last = String::new();
         for attempt in 1..=HIRE_ATTEMPTS {
-            match self
-                .planner
-                .plan_and_hire(
-                    ctx,
-                    &self.buyer,
-                    &req.request,
-                    today,
-                    max_price,
-                    PaymentMode::Authorization,
-                )
-                .await
-            {
-                Ok(plan) => {
-                    let price = plan.deal.price();
-                    let trip = PlannedTrip {
-                        itinerary: plan.itinerary.text,
-                        seller: plan.deal.seller().to_string(),
-                        price: price.to_string(),
-                        tx_hash: plan.deal.delivery.settlement.tx_hash.to_string(),
-                        attempts: attempt,
-                    };
-                    return Ok((trip, price));
-                }
+            let hired = hire_cheapest(
+                &self.buyer,
+                &self.a2a,
+                ctx,
+                id,
+                FORECAST_KIND,
+                &request,
+                max_price,
+                PaymentMode::Authorization,
+            )
+            .await;
+            let deal = match hired {
+                Ok(deal) => deal,
                 Err(e) => {
                     last = e.to_string();
-                    if money_in_flight(ctx) {
-                        // An agreed deal is being paid: never hire a second seller for
-                        // it; `resume` finishes it after a restart.
-                        break;
+                    let retry = match &e {
+                        MarketError::Negotiation(n) => !is_final(n),
+                        MarketError::Directory { .. } => true,
+                        // After a quote, money may have moved: never another seller.
+                        _ => false,
+                    };
+                    let in_flight = money_in_flight(ctx) || matches!(e, MarketError::A2a { .. });
+                    if in_flight {
+                        // An agreed or quoted deal is being paid: never hire a second
+                        // seller for it; `resume` finishes a negotiated one after a
+                        // restart, and the A2A payment is kept under the trip's id.
+                        return (Err(SkillError::internal(last)), None);
                     }
-                    if e.is_final() {
+                    if !retry {
                         break;
                     }
                     tracing::warn!(target: "agora::agent", attempt, error = %e, "hiring failed; trying the other sellers");
                     tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
                 }
-            }
+            };
+            let spent = Some(deal.price());
+            let forecast = match trip.read_forecast(deal.result()) {
+                Ok(forecast) => forecast,
+                Err(reason) => {
+                    let e = format!("weather agent {}: {reason}", deal.seller());
+                    return (Err(SkillError::internal(e)), spent);
+                }
+            };
+            let itinerary = match self.planner.write_itinerary(&trip, &forecast).await {
+                Ok(itinerary) => itinerary,
+                Err(e) => return (Err(SkillError::internal(e.to_string())), spent),
+            };
+            let trip = PlannedTrip {
+                itinerary: itinerary.text,
+                seller: deal.seller().to_string(),
+                price: deal.price().to_string(),
+                tx_hash: tx_hash(&deal),
+                attempts: attempt,
+            };
+            return (Ok(trip), spent);
         }
-        Err(SkillError::internal(last))
+        nothing(last)
     }
+}
+
+/// The transaction that paid `deal` (`""` for a free A2A skill).
+fn tx_hash(deal: &Deal) -> String {
+    match deal {
+        Deal::Negotiated(d) => d.delivery.settlement.tx_hash.to_string(),
+        Deal::A2a(d) => d
+            .hired
+            .paid
+            .as_ref()
+            .and_then(|p| p.receipts.first())
+            .map(|r| r.transaction.clone())
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// Whether hiring another seller cannot help: the spending policy refused.
+fn is_final(e: &negotiation::Error) -> bool {
+    matches!(e, negotiation::Error::PaymentRefused { .. })
 }
 
 /// The date (UTC) by the agent's clock; `None` when the clock is out of range.

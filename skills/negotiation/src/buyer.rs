@@ -311,6 +311,12 @@ impl Buyer {
         self.journal.writes()
     }
 
+    /// The buyer's journal, to share with the agent's other buyers (an x402 buyer
+    /// paying with the same policy), so that one writer appends to it.
+    pub fn journal(&self) -> SharedJournal {
+        self.journal.clone()
+    }
+
     /// Hires a seller of `kind` for `task`, paying at most `max_price` in `mode`:
     /// finds sellers, calls up to [`BuyerStrategy::max_sellers`] of them, collects
     /// proposals for [`BuyerStrategy::proposal_window`], negotiates with the chosen

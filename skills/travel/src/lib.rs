@@ -114,6 +114,30 @@ impl Trip {
         )?)
     }
 
+    /// Reads a weather agent's delivery as the forecast of this trip's days.
+    ///
+    /// # Errors
+    /// Why it is not: not a [`Forecast`], or one of other days.
+    pub fn read_forecast(
+        &self,
+        delivery: &serde_json::Value,
+    ) -> std::result::Result<Forecast, String> {
+        let forecast = Forecast::deserialize(delivery)
+            .map_err(|e| format!("the delivery is not a forecast: {e}"))?;
+        if forecast.days.len() != usize::from(self.days)
+            || forecast.days.first().map(|d| d.date) != Some(self.start)
+        {
+            return Err(format!(
+                "the forecast covers {} days from {:?}, the trip {} days from {}",
+                forecast.days.len(),
+                forecast.days.first().map(|d| d.date),
+                self.days,
+                self.start
+            ));
+        }
+        Ok(forecast)
+    }
+
     /// The last day of the trip.
     pub fn end(&self) -> NaiveDate {
         self.start
@@ -471,24 +495,13 @@ mod hire {
             let deal = buyer
                 .hire(ctx, &task, FORECAST_KIND, max_price, mode)
                 .await?;
-            let protocol = |reason: String| Error::BadForecast {
-                dialogue: deal.dialogue,
-                peer: deal.seller(),
-                reason,
-            };
-            let forecast: Forecast = serde_json::from_value(deal.result().clone())
-                .map_err(|e| protocol(format!("the delivery is not a forecast: {e}")))?;
-            if forecast.days.len() != usize::from(trip.days)
-                || forecast.days.first().map(|d| d.date) != Some(trip.start)
-            {
-                return Err(protocol(format!(
-                    "the forecast covers {} days from {:?}, the trip {} days from {}",
-                    forecast.days.len(),
-                    forecast.days.first().map(|d| d.date),
-                    trip.days,
-                    trip.start
-                )));
-            }
+            let forecast =
+                trip.read_forecast(deal.result())
+                    .map_err(|reason| Error::BadForecast {
+                        dialogue: deal.dialogue,
+                        peer: deal.seller(),
+                        reason,
+                    })?;
             let itinerary = self.write_itinerary(&trip, &forecast).await?;
             Ok(TripPlan {
                 trip,

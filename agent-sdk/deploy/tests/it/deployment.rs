@@ -1,7 +1,9 @@
 //! A travel agent and two weather agents from an agents.toml, started through
 //! [`RunningAgent::start`] on the embedded chain: the travel agent plans a trip for
 //! its principal, paying a weather agent at most the mandate's price, and refuses a
-//! stranger without spending anything.
+//! stranger without spending anything; then a cheaper weather agent listed in the
+//! registry as an A2A agent (its entry's endpoint its A2A URL) is hired over A2A and
+//! paid with x402 through the same policy.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -22,7 +24,7 @@ fn keystore(dir: &Path, name: &str, wallet: &Wallet) {
         .unwrap();
 }
 
-/// The agents.toml of the test: weather agents at 1.20 and 0.95 USDC, and a travel
+/// The agents.toml of the test: weather agents at 1.20, 0.95 and 0.50 USDC, and a travel
 /// agent whose only principal is `owner`, up to 2 USDC a trip. Every host listens on
 /// port 0: the agents register the address they got.
 fn agents_toml(owner: wallets::Address) -> String {
@@ -36,12 +38,13 @@ fn agents_toml(owner: wallets::Address) -> String {
             + &format!("skills = [\"weather\"]\nservices = [{{ skill = \"weather.forecast\", price = \"{price}\", unit = \"forecast\" }}]\n")
     };
     format!(
-        "[network]\nkind = \"embedded\"\n{}{}{}skills = [\"travel\", \"llm\"]\n\n\
+        "[network]\nkind = \"embedded\"\n{}{}{}{}skills = [\"travel\", \"llm\"]\n\n\
          [agents.travel.policy]\nper_deal = \"5 USDC\"\ndaily = \"25 USDC\"\n\n\
          [agents.travel.principals.owner]\naddress = \"{owner}\"\nskills = [\"travel.Plan\"]\n\
          max_per_request = \"2 USDC\"\ndaily = \"10 USDC\"\n",
         weather("weather-a", "1.20 USDC"),
         weather("weather-b", "0.95 USDC"),
+        weather("weather-c", "0.50 USDC"),
         agent("travel"),
     )
 }
@@ -80,8 +83,11 @@ async fn ask(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_deployment_plans_for_its_principal_and_refuses_a_stranger() {
     let dir = tempfile::tempdir().unwrap();
-    let owner = Wallet::random();
-    for name in ["weather-a", "weather-b", "travel"] {
+    // The principal's key, to ask twice (`ask` takes the wallet).
+    let owner_key = wallets::B256::random();
+    let owner = Wallet::from_bytes(&owner_key.0).unwrap();
+    let owner_again = Wallet::from_bytes(&owner_key.0).unwrap();
+    for name in ["weather-a", "weather-b", "weather-c", "travel"] {
         keystore(dir.path(), name, &Wallet::random());
     }
     let config_path = dir.path().join("agents.toml");
@@ -152,6 +158,65 @@ async fn a_deployment_plans_for_its_principal_and_refuses_a_stranger() {
     let left = contracts.balance_of(travel.address()).await.unwrap();
     assert_eq!(left.base_units() + price.base_units(), funds.base_units());
 
+    // weather-c, at 0.50 USDC, lists itself in the registry as an A2A agent: its
+    // entry's endpoint is its A2A URL. The travel agent does not negotiate with it; it
+    // asks it for a quote, finds no Agora seller as cheap, and pays it over A2A.
+    let c = RunningAgent::start(&site, "weather-c").await.unwrap();
+    let c_config = config
+        .agents
+        .iter()
+        .find(|a| a.name == "weather-c")
+        .unwrap();
+    let c_wallet = deploy::layout::agent_wallet(&config_path, c_config)
+        .await
+        .unwrap();
+    let a2a_url = format!(
+        "{}/agents/{}",
+        c.url().replacen("ws://", "http://", 1),
+        c.address()
+    );
+    let c_contracts = registry::chain::Deployment::at(
+        registry::chain::connect(&chain.url, c_wallet)
+            .await
+            .unwrap(),
+        &chain.addresses,
+    );
+    let price_c: Amount = "0.50 USDC".parse().unwrap();
+    c_contracts
+        .update_agent(
+            &a2a_url,
+            &format!("{a2a_url}/.well-known/agent-card.json"),
+            wallets::B256::default(),
+            vec![registry::chain::service("weather.forecast", price_c, "forecast").unwrap()],
+        )
+        .await
+        .unwrap();
+    let before_c = contracts.balance_of(c.address()).await.unwrap();
+    let plan = ask(31337, &dir.path().join("owner-2"), owner_again, &travel)
+        .await
+        .unwrap();
+    assert_eq!(plan.seller, c.address().to_string(), "{plan:?}");
+    assert_eq!(plan.price.parse::<Amount>().unwrap(), price_c);
+    assert!(plan.tx_hash.starts_with("0x"), "{plan:?}");
+    assert!(plan.itinerary.contains("Lisbon"), "{}", plan.itinerary);
+    assert_eq!(
+        contracts
+            .balance_of(c.address())
+            .await
+            .unwrap()
+            .base_units(),
+        before_c.base_units() + price_c.base_units()
+    );
+    assert_eq!(
+        contracts
+            .balance_of(travel.address())
+            .await
+            .unwrap()
+            .base_units(),
+        left.base_units() - price_c.base_units()
+    );
+
+    c.shutdown().await;
     travel.shutdown().await;
     for a in running {
         a.shutdown().await;
