@@ -1,7 +1,7 @@
 //! The travel agent: plans trips for its principals, hiring and paying a weather
 //! agent for each: the cheapest among the Agora weather agents (through the
 //! negotiation) and the A2A agents the registry lists (over A2A, paid with x402), see
-//! [`a2a::market::hire_cheapest`]. Both pay through the agent's one spending policy and
+//! [`a2a::market::Market`]. Both pay through the agent's one spending policy and
 //! write to its one journal.
 //!
 //! The rules of paid work:
@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use ::travel::TravelPlanner;
 use a2a::client::A2aClient;
-use a2a::market::{hire_cheapest, Deal, MarketError};
+use a2a::market::{Deal, Market, MarketError, Order};
 use agent_sdk::prelude::*;
 use agent_sdk::registry::{Discovery, RegistryDirectory};
 use llm::{LlmConfig, LlmEngine};
@@ -50,8 +50,9 @@ pub const HIRE_ATTEMPTS: u32 = 3;
 pub struct TravelAgent {
     planner: TravelPlanner,
     buyer: Buyer,
-    /// Hires A2A agents, paying through the same policy and journal.
-    a2a: A2aClient,
+    /// Hires the Agora sellers through `buyer`, and the A2A agents the registry lists
+    /// through an A2A client paying with the same policy and journal.
+    market: Market,
     /// The principals who may commission trips, and what they spent.
     mandates: Arc<Mandates>,
 }
@@ -89,7 +90,7 @@ impl TravelAgent {
             BuyerConfig::new(dir.join("x402-buyer")),
         )
         .map_err(Box::new)?;
-        let a2a = A2aClient::new().with_buyer(Arc::new(x402));
+        let market = Market::new(buyer.clone(), A2aClient::new().with_buyer(Arc::new(x402)));
         if agent.principals.is_empty() {
             tracing::warn!(target: "agora::agent", agent = %agent.name,
                 "no principals are configured: every travel.Plan will be refused");
@@ -101,7 +102,7 @@ impl TravelAgent {
         let travel = Self {
             planner,
             buyer,
-            a2a,
+            market,
             mandates,
         };
         let skill = travel.clone();
@@ -194,24 +195,20 @@ impl TravelAgent {
             Ok(trip) => trip,
             Err(e) => return nothing(e.to_string()),
         };
-        let request = match trip.forecast_query().map(serde_json::to_value) {
-            Ok(Ok(request)) => request,
+        let order = match trip.forecast_query().map(serde_json::to_value) {
+            Ok(Ok(request)) => Order {
+                id: id.to_owned(),
+                kind: FORECAST_KIND.to_owned(),
+                request,
+                max_price,
+                mode: PaymentMode::Authorization,
+            },
             Ok(Err(e)) => return nothing(format!("the forecast query does not serialize: {e}")),
             Err(e) => return nothing(e.to_string()),
         };
         let mut last = String::new();
         for attempt in 1..=HIRE_ATTEMPTS {
-            let hired = hire_cheapest(
-                &self.buyer,
-                &self.a2a,
-                ctx,
-                id,
-                FORECAST_KIND,
-                &request,
-                max_price,
-                PaymentMode::Authorization,
-            )
-            .await;
+            let hired = self.market.hire(ctx, &order).await;
             let deal = match hired {
                 Ok(deal) => deal,
                 Err(e) => {

@@ -19,7 +19,7 @@
 //! - **Tasks** are kept in a sled store, so a restart keeps them (a task a stop left
 //!   unfinished is marked failed). The result is an artifact with one data part.
 //! - **Hiring**: [`client::A2aClient`] hires an outside A2A agent, paying through the
-//!   agent's spending policy; [`market::hire_cheapest`] hires the cheapest seller of a
+//!   agent's spending policy; [`market::Market::hire`] hires the cheapest seller of a
 //!   kind among the Agora sellers and the A2A agents the registry lists.
 //! - **Errors** are A2A errors with their codes ([`A2aError`]): JSON-RPC errors in a
 //!   `200`, HTTP+JSON errors with their status and `google.rpc.ErrorInfo` reason. No

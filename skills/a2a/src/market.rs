@@ -6,7 +6,7 @@
 //! skills, paid with A2A's x402 extension. Agora hosts list `ws://` or `wss://`
 //! endpoints and are hired through the negotiation.
 //!
-//! [`hire_cheapest`] hires one seller of a kind from both:
+//! [`Market::hire`] hires one seller of a kind from both:
 //!
 //! 1. it asks each A2A agent the directory lists for the kind (at most
 //!    [`MAX_A2A_SELLERS`]) for a quote ([`A2aClient::quote`]): the agent opens a task
@@ -81,7 +81,7 @@ impl Deal {
     }
 }
 
-/// Why [`hire_cheapest`] hired no one.
+/// Why [`Market::hire`] hired no one.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MarketError {
@@ -115,29 +115,66 @@ struct Quoted {
     price: Amount,
 }
 
-/// Hires the cheapest seller of `kind` for `request` at `max_price` or less, among the
-/// Agora sellers (through `buyer`, in payment `mode`) and the A2A agents that the
-/// agent's directory lists (through `client`, whose x402 buyer pays with the same
-/// spending policy); see the [module docs](self). `id` names the hire (16 to 128
-/// letters, digits, `-`, `_`): an A2A payment retried under the same id is paid once.
-///
-/// # Errors
-/// [`MarketError::Negotiation`] when no seller was hired through the negotiation and
-/// no A2A quote was usable (or the negotiation failed in a way that may have paid);
-/// [`MarketError::A2a`] when the A2A agent chosen failed after its quote;
-/// [`MarketError::Directory`] when the directory could not be read.
-#[allow(clippy::too_many_arguments)]
-pub async fn hire_cheapest(
+/// What to hire: a seller of `kind` for `request`, at `max_price` or less, paid in
+/// `mode` when an Agora seller is hired.
+#[derive(Clone, Debug)]
+pub struct Order {
+    /// The hire's id (16 to 128 letters, digits, `-`, `_`): an A2A payment retried
+    /// under the same id is paid once.
+    pub id: String,
+    /// The kind of work (`weather.forecast`).
+    pub kind: String,
+    /// The request: a data part for an A2A agent, its JSON text for an Agora seller.
+    pub request: Value,
+    /// The most it may cost.
+    pub max_price: Amount,
+    /// The payment mode of a negotiated deal.
+    pub mode: PaymentMode,
+}
+
+/// An agent's two ways to hire: the negotiation `buyer` for Agora sellers, and the
+/// A2A `client` (whose x402 buyer pays with the same spending policy) for the A2A
+/// agents the agent's directory lists; see the [module docs](self).
+#[derive(Clone, Debug)]
+pub struct Market {
+    buyer: Buyer,
+    client: A2aClient,
+}
+
+impl Market {
+    /// Hires through `buyer` and `client`.
+    pub fn new(buyer: Buyer, client: A2aClient) -> Self {
+        Self { buyer, client }
+    }
+
+    /// Hires the cheapest seller for `order`, among the Agora sellers and the A2A
+    /// agents that the directory of the agent whose context is `ctx` lists.
+    ///
+    /// # Errors
+    /// [`MarketError::Negotiation`] when no seller was hired through the negotiation
+    /// and no A2A quote was usable (or the negotiation failed in a way that may have
+    /// paid); [`MarketError::A2a`] when the A2A agent chosen failed after its quote;
+    /// [`MarketError::Directory`] when the directory could not be read.
+    pub async fn hire(&self, ctx: &Context, order: &Order) -> Result<Deal, MarketError> {
+        hire_cheapest(&self.buyer, &self.client, ctx, order).await
+    }
+}
+
+async fn hire_cheapest(
     buyer: &Buyer,
     client: &A2aClient,
     ctx: &Context,
-    id: &str,
-    kind: &str,
-    request: &Value,
-    max_price: Amount,
-    mode: PaymentMode,
+    order: &Order,
 ) -> Result<Deal, MarketError> {
-    let mut quotes = quote_all(client, ctx, id, kind, request, max_price).await?;
+    let Order {
+        kind,
+        request,
+        max_price,
+        mode,
+        ..
+    } = order;
+    let (kind, max_price, mode) = (kind.as_str(), *max_price, *mode);
+    let mut quotes = quote_all(client, ctx, order).await?;
     quotes.sort_by_key(|q| q.price);
     let cap = quotes.first().map_or(max_price, |q| q.price.min(max_price));
     let negotiated = buyer.hire(ctx, &request.to_string(), kind, cap, mode).await;
@@ -189,11 +226,16 @@ pub async fn hire_cheapest(
 async fn quote_all(
     client: &A2aClient,
     ctx: &Context,
-    id: &str,
-    kind: &str,
-    request: &Value,
-    max_price: Amount,
+    order: &Order,
 ) -> Result<Vec<Quoted>, MarketError> {
+    let Order {
+        id,
+        kind,
+        request,
+        max_price,
+        ..
+    } = order;
+    let (kind, max_price) = (kind.as_str(), *max_price);
     let peers =
         ctx.find_peers(kind, Some(max_price))
             .await

@@ -1,16 +1,17 @@
 //! A2A agents listed in the directory are sellers beside the negotiation's:
-//! `market::hire_cheapest` quotes them, negotiates with the Agora sellers for less,
+//! `market::Market::hire` quotes them, negotiates with the Agora sellers for less,
 //! and pays the cheapest, through one spending policy; the money moves on chain to
 //! the base unit, and the losing quotes are canceled.
 
 use std::sync::Arc;
 
 use a2a::client::A2aClient;
-use a2a::market::{hire_cheapest, Deal};
+use a2a::market::{Deal, Market, MarketError, Order};
 use a2a::wire::TaskState;
 use a2a::{A2aAgent, A2aGateway, GatewayConfig};
 use agent_sdk::{AgentBuilder, Peer, StaticDirectory};
-use negotiation::test_utils::{buyer_with, peer, usdc, Market, KIND, TOKEN};
+use negotiation::test_utils::{buyer_with, peer, usdc, KIND, TOKEN};
+use negotiation::test_utils::Market as Chain;
 use negotiation::{service_fn, PaymentMode, ServiceOutput, SharedJournal};
 use registry::chain;
 use registry::devnet::dev_wallet;
@@ -21,7 +22,7 @@ use x402::{BuyerConfig, PricedService, SellerConfig, X402Buyer, X402Seller};
 /// An A2A agent with dev wallet `account`, selling [`KIND`] at `price` over x402 on
 /// the seller's host; its A2A base URL.
 async fn a2a_seller(
-    m: &Market,
+    m: &Chain,
     gateway: &A2aGateway,
     dir: &std::path::Path,
     account: u32,
@@ -96,10 +97,10 @@ fn plus(a: Amount, b: Amount) -> Amount {
 /// A buyer on the buyer's host with `directory`, a per-deal limit of 5 USDC, 10 USDC,
 /// and an A2A client paying through the same spending policy.
 async fn hirer(
-    m: &Market,
+    m: &Chain,
     dir: &std::path::Path,
     directory: StaticDirectory,
-) -> (negotiation::test_utils::BuyerAgent, A2aClient) {
+) -> (negotiation::test_utils::BuyerAgent, Market) {
     std::fs::create_dir_all(dir).unwrap();
     let wallet = Arc::new(Wallet::random());
     let mut b = buyer_with(
@@ -127,7 +128,25 @@ async fn hirer(
         BuyerConfig::new(dir.join("x402")),
     )
     .unwrap();
-    (b, A2aClient::new().with_buyer(Arc::new(x402)))
+    let market = Market::new(b.buyer.clone(), A2aClient::new().with_buyer(Arc::new(x402)));
+    (b, market)
+}
+
+/// Hires a forecast of Lisbon for at most `max`, in authorization mode.
+async fn hire(
+    b: &negotiation::test_utils::BuyerAgent,
+    market: &Market,
+    id: &str,
+    max: Amount,
+) -> Result<Deal, MarketError> {
+    let order = Order {
+        id: id.into(),
+        kind: KIND.into(),
+        request: json!({"city": "Lisbon", "days": 3}),
+        max_price: max,
+        mode: PaymentMode::Authorization,
+    };
+    market.hire(&b.handle.context(), &order).await
 }
 
 fn a2a_peer(address: Address, url: &str) -> Peer {
@@ -142,7 +161,7 @@ fn a2a_peer(address: Address, url: &str) -> Peer {
 async fn the_cheapest_seller_is_hired_whether_agora_or_a2a() {
     let dir = tempfile::tempdir().unwrap();
     // The Agora seller asks 1.00 USDC.
-    let m = Market::start(dir.path(), "agora", 2, usdc("1")).await;
+    let m = Chain::start(dir.path(), "agora", 2, usdc("1")).await;
     let base = format!("http://{}", m.hosts.1.local_addr().unwrap());
     let gateway =
         Arc::new(A2aGateway::open(GatewayConfig::new(dir.path().join("a2a"), base)).unwrap());
@@ -155,7 +174,6 @@ async fn the_cheapest_seller_is_hired_whether_agora_or_a2a() {
     let (dear_agent, dear_url) = a2a_seller(&m, &gateway, dir.path(), 4, usdc("1.5")).await;
     let (cheap, dear) = (cheap_agent.address(), dear_agent.address());
     let agora_peer = peer(&m.seller, m.hosts.1.url(), None);
-    let request = json!({"city": "Lisbon", "days": 3});
     let balance = |who: Address| {
         let chain = &m.chain;
         async move { chain.balance(who).await }
@@ -172,19 +190,10 @@ async fn the_cheapest_seller_is_hired_whether_agora_or_a2a() {
         .with(KIND, agora_peer.clone())
         .with(KIND, a2a_peer(cheap, &cheap_url))
         .with(KIND, a2a_peer(dear, &dear_url));
-    let (b, client) = hirer(&m, &dir.path().join("b1"), directory).await;
-    let deal = hire_cheapest(
-        &b.buyer,
-        &client,
-        &b.handle.context(),
-        "trip-1-forecast-lisbon",
-        KIND,
-        &request,
-        usdc("2"),
-        PaymentMode::Authorization,
-    )
-    .await
-    .unwrap();
+    let (b, market) = hirer(&m, &dir.path().join("b1"), directory).await;
+    let deal = hire(&b, &market, "trip-1-forecast-lisbon", usdc("2"))
+        .await
+        .unwrap();
     let Deal::A2a(a2a) = &deal else {
         panic!("expected the A2A agent at 0.80, got {deal:?}")
     };
@@ -202,19 +211,10 @@ async fn the_cheapest_seller_is_hired_whether_agora_or_a2a() {
     let directory = StaticDirectory::default()
         .with(KIND, agora_peer.clone())
         .with(KIND, a2a_peer(dear, &dear_url));
-    let (b, client) = hirer(&m, &dir.path().join("b2"), directory).await;
-    let deal = hire_cheapest(
-        &b.buyer,
-        &client,
-        &b.handle.context(),
-        "trip-2-forecast-lisbon",
-        KIND,
-        &request,
-        usdc("2"),
-        PaymentMode::Authorization,
-    )
-    .await
-    .unwrap();
+    let (b, market) = hirer(&m, &dir.path().join("b2"), directory).await;
+    let deal = hire(&b, &market, "trip-2-forecast-lisbon", usdc("2"))
+        .await
+        .unwrap();
     assert!(matches!(deal, Deal::Negotiated(_)), "{deal:?}");
     assert_eq!(deal.seller(), agora);
     assert_eq!(deal.price(), usdc("1"));
@@ -225,36 +225,18 @@ async fn the_cheapest_seller_is_hired_whether_agora_or_a2a() {
     // over, and a most-price under every offer hires no one and pays nothing.
     let stranger = Wallet::random().address();
     let directory = StaticDirectory::default().with(KIND, a2a_peer(stranger, &cheap_url));
-    let (b, client) = hirer(&m, &dir.path().join("b3"), directory).await;
-    let err = hire_cheapest(
-        &b.buyer,
-        &client,
-        &b.handle.context(),
-        "trip-3-forecast-lisbon",
-        KIND,
-        &request,
-        usdc("2"),
-        PaymentMode::Authorization,
-    )
-    .await
-    .unwrap_err();
+    let (b, market) = hirer(&m, &dir.path().join("b3"), directory).await;
+    let err = hire(&b, &market, "trip-3-forecast-lisbon", usdc("2"))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("no seller"), "{err}");
     let directory = StaticDirectory::default()
         .with(KIND, agora_peer)
         .with(KIND, a2a_peer(cheap, &cheap_url));
-    let (b, client) = hirer(&m, &dir.path().join("b4"), directory).await;
-    let err = hire_cheapest(
-        &b.buyer,
-        &client,
-        &b.handle.context(),
-        "trip-4-forecast-lisbon",
-        KIND,
-        &request,
-        usdc("0.5"),
-        PaymentMode::Authorization,
-    )
-    .await
-    .unwrap_err();
+    let (b, market) = hirer(&m, &dir.path().join("b4"), directory).await;
+    let err = hire(&b, &market, "trip-4-forecast-lisbon", usdc("0.5"))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("0.5"), "{err}");
     assert_eq!(balance(b.handle.address()).await, usdc("10"));
     assert_eq!(balance(cheap).await, plus(cheap_before, usdc("0.8")));
