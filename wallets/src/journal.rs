@@ -564,21 +564,40 @@ struct CanonicalBody {
 /// How serde_json's private tokens start (`$serde_json::private::RawValue`, `…::Number`).
 const SERDE_JSON_PRIVATE: &str = "$serde_json::private::";
 
+thread_local! {
+    /// A [`Transcoder`]'s buffers, kept by each thread from one body to the next.
+    static BUFFERS: std::cell::RefCell<(Vec<u8>, Vec<String>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
 impl<'de> Deserialize<'de> for CanonicalBody {
+    /// Transcodes into the thread's buffers, grown once to the largest body and kept,
+    /// then copies the JSON into a `String` of exactly its size: one allocation per
+    /// body, of its own size, instead of a buffer doubled up to it (with as many
+    /// reallocations, and pages touched for the first time).
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let (mut json, keys) = BUFFERS
+            .try_with(|b| std::mem::take(&mut *b.borrow_mut()))
+            .unwrap_or_default();
+        json.clear();
         let mut out = Transcoder {
-            json: Vec::new(),
+            json,
             sorted: true,
             private: false,
-            keys: Vec::new(),
+            keys,
             depth: 0,
         };
-        serde::de::DeserializeSeed::deserialize(&mut out, d)?;
-        let json = String::from_utf8(out.json).map_err(serde::de::Error::custom)?;
+        let read = serde::de::DeserializeSeed::deserialize(&mut out, d).and_then(|()| {
+            std::str::from_utf8(&out.json)
+                .map(str::to_owned)
+                .map_err(serde::de::Error::custom)
+        });
+        let (sorted, private) = (out.sorted, out.private);
+        let _ = BUFFERS.try_with(|b| *b.borrow_mut() = (out.json, out.keys));
         Ok(Self {
-            json,
-            sorted: out.sorted,
-            private: out.private,
+            json: read?,
+            sorted,
+            private,
         })
     }
 }

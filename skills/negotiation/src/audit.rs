@@ -469,7 +469,8 @@ fn read_journal(path: &Path, findings: &mut Findings, sigs: &mut Vec<SigCheck>) 
     for (index, signer, body) in bodies {
         match body {
             Ok(body) => {
-                if let Some(body) = sales.take(&name, index, signer, *body, findings, sigs) {
+                let body = body.into_body();
+                if let Some(body) = sales.take(&name, index, signer, body, findings, sigs) {
                     audit_entry(&name, index, signer, body, &mut sides, findings, sigs);
                 }
             }
@@ -509,12 +510,63 @@ fn valid_prefix(path: &Path, count: u64) -> Result<Vec<JournalEntry>> {
 }
 
 /// An entry's index, signer and body; or why the body is not a negotiation entry's,
-/// with the agreement it names, if any. The body is boxed: it is large, and the
-/// entries pass through a few vectors on their way to [`audit_entry`].
+/// with the agreement it names, if any. The body is boxed ([`Boxed`]): bodies are
+/// large, and the entries pass through a few vectors on their way to [`audit_entry`].
 type ReadBody = (
     u64,
     Address,
-    std::result::Result<Box<JournalBody>, (BodyError, Option<B256>)>,
+    std::result::Result<Boxed, (BodyError, Option<B256>)>,
+);
+
+macro_rules! boxed {
+    ($($variant:ident($body:ident)),* $(,)?) => {
+        /// A [`JournalBody`] boxed at its own kind's size, where a `Box<JournalBody>`
+        /// takes the largest kind's (an acceptance or a payment, with its signed
+        /// agreement) for every entry: most entries are small (deliveries, receipts,
+        /// vouchers), and a whole journal's worth of the large size is fresh memory,
+        /// page after page.
+        #[derive(Debug)]
+        enum Boxed {
+            $($variant(Box<crate::journal::$body>)),*
+        }
+
+        impl From<JournalBody> for Boxed {
+            fn from(body: JournalBody) -> Self {
+                match body {
+                    $(JournalBody::$variant(b) => Self::$variant(Box::new(b))),*
+                }
+            }
+        }
+
+        impl Boxed {
+            fn into_body(self) -> JournalBody {
+                match self {
+                    $(Self::$variant(b) => JournalBody::$variant(*b)),*
+                }
+            }
+        }
+    };
+}
+
+boxed!(
+    Cfp(CfpBody),
+    Proposal(ProposalBody),
+    Counter(CounterBody),
+    Acceptance(AcceptanceBody),
+    Rejection(RejectionBody),
+    Payment(PaymentBody),
+    OrderPayment(OrderPaymentBody),
+    Funding(FundingBody),
+    ChannelSettlement(ChannelSettlementBody),
+    Delivery(DeliveryBody),
+    Receipt(ReceiptBody),
+    Dispute(DisputeBody),
+    Refund(RefundBody),
+    Expiry(ExpiryBody),
+    X402Payment(X402PaymentBody),
+    X402Delivery(X402DeliveryBody),
+    X402Purchase(X402PurchaseBody),
+    X402Answer(X402AnswerBody),
 );
 
 /// Reads the entries' bodies into [`JournalBody`]s, on all cores, in order.
@@ -524,7 +576,7 @@ fn read_bodies(entries: Vec<JournalEntry>) -> Vec<ReadBody> {
 
 /// Reads an entry's body into a [`JournalBody`].
 fn read_body(entry: &JournalEntry) -> ReadBody {
-    let body = JournalBody::from_entry(entry).map(Box::new).map_err(|e| {
+    let body = JournalBody::from_entry(entry).map(Boxed::from).map_err(|e| {
         let agreement = entry
             .body
             .get("agreementHash")
@@ -538,7 +590,7 @@ fn read_body(entry: &JournalEntry) -> ReadBody {
 /// negotiation entry's is read as [`read_body`] reads it, for the agreement it names.
 fn read_verified_body(entry: VerifiedEntry) -> ReadBody {
     match JournalBody::from_verified(&entry) {
-        Ok(body) => (entry.index(), entry.signer(), Ok(Box::new(body))),
+        Ok(body) => (entry.index(), entry.signer(), Ok(Boxed::from(body))),
         Err(e) => {
             let (index, signer) = (entry.index(), entry.signer());
             match entry.into_entry() {
