@@ -1,7 +1,7 @@
 //! EIP-191 version 0x45 ("personal_sign") message hashing.
 
 use crate::B256;
-use sha3::{Digest, Keccak256};
+use keccak_asm::{Digest, Keccak256};
 
 /// The prefix every personal message is hashed with.
 pub const PREFIX: &str = "\x19Ethereum Signed Message:\n";

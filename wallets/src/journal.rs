@@ -42,6 +42,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::eip712::{Eip712, Eip712Domain, Encoder};
+use crate::primitives::write_hex_json;
 use crate::{keccak256, Address, Error, Result, Signature, Wallet, B256};
 
 /// One journal entry.
@@ -104,16 +105,17 @@ fn merkle_tree(leaves: &[B256]) -> (B256, Vec<Vec<B256>>) {
     (level.first().copied().unwrap_or(B256::ZERO), proofs)
 }
 
-/// The signed part of an entry, as an EIP-712 struct.
-struct EntryDigest<'a> {
+/// The signed part of an entry, as an EIP-712 struct; its `kind` (a `string`) as
+/// EIP-712 encodes it, hashed.
+struct EntryDigest {
     index: u64,
     prev: B256,
     time: u64,
-    kind: &'a str,
+    kind_hash: B256,
     body_hash: B256,
 }
 
-impl Eip712 for EntryDigest<'_> {
+impl Eip712 for EntryDigest {
     const NAME: &'static str = "JournalEntry";
     const TYPE: &'static str =
         "JournalEntry(uint64 index,bytes32 prev,uint64 time,string kind,bytes32 bodyHash)";
@@ -123,7 +125,7 @@ impl Eip712 for EntryDigest<'_> {
             .uint(self.index)
             .b256(self.prev)
             .uint(self.time)
-            .string(self.kind)
+            .b256(self.kind_hash)
             .b256(self.body_hash)
             .finish()
     }
@@ -213,11 +215,16 @@ impl Fields<'_> {
 
     /// The digest of the entry's fields, its body hashed already.
     fn digest_with(&self, body_hash: B256) -> B256 {
+        self.digest_with_kind(body_hash, keccak256(self.kind))
+    }
+
+    /// [`Fields::digest_with`], the kind hashed already too.
+    fn digest_with_kind(&self, body_hash: B256, kind_hash: B256) -> B256 {
         EntryDigest {
             index: self.index,
             prev: self.prev,
             time: self.time,
-            kind: self.kind,
+            kind_hash,
             body_hash,
         }
         .signing_hash(domain())
@@ -228,39 +235,55 @@ impl Fields<'_> {
     /// `hash`, `index`, `kind`, `prev`, `proof` when not empty, `signature`, `signer`,
     /// `time`), as [`canonical_json`] of the whole entry would write them (a test
     /// checks).
+    ///
+    /// Hashes, the signature and the signer are written as the JSON strings their
+    /// `Serialize` gives, straight into `out`: hex needs no escaping.
     fn write_line(&self, body: &[u8], out: &mut Vec<u8>) {
-        out.reserve(body.len() + 400);
+        out.reserve(body.len() + 400 + 70 * self.proof.len());
         out.extend_from_slice(b"{\"body\":");
         out.extend_from_slice(body);
         out.extend_from_slice(b",\"hash\":");
-        write_json(&self.hash, out);
+        write_hex_json(&self.hash.0, out);
         out.extend_from_slice(b",\"index\":");
         write_json(&self.index, out);
         out.extend_from_slice(b",\"kind\":");
         write_json(self.kind, out);
         out.extend_from_slice(b",\"prev\":");
-        write_json(&self.prev, out);
+        write_hex_json(&self.prev.0, out);
         if !self.proof.is_empty() {
             out.extend_from_slice(b",\"proof\":");
-            write_json(self.proof, out);
+            for (i, node) in self.proof.iter().enumerate() {
+                out.push(if i == 0 { b'[' } else { b',' });
+                write_hex_json(&node.0, out);
+            }
+            out.push(b']');
         }
         out.extend_from_slice(b",\"signature\":");
-        write_json(&self.signature, out);
-        out.extend_from_slice(b",\"signer\":");
-        write_json(&self.signer, out);
-        out.extend_from_slice(b",\"time\":");
+        write_hex_json(&self.signature.to_bytes(), out);
+        out.extend_from_slice(b",\"signer\":\"");
+        out.extend_from_slice(&self.signer.checksum_ascii());
+        out.extend_from_slice(b"\",\"time\":");
         write_json(&self.time, out);
         out.push(b'}');
     }
 
     /// Checks the entry in isolation, its body hashed already: hash, signature,
     /// expected signer.
+    #[cfg(test)]
     fn check(
         &self,
         body_hash: B256,
         expected_signer: Option<Address>,
     ) -> std::result::Result<(), String> {
-        let computed = self.digest_with(body_hash);
+        self.check_digest(self.digest_with(body_hash), expected_signer)
+    }
+
+    /// [`Fields::check`], given the digest computed from the entry's fields.
+    fn check_digest(
+        &self,
+        computed: B256,
+        expected_signer: Option<Address>,
+    ) -> std::result::Result<(), String> {
         if computed != self.hash {
             return Err(format!(
                 "hash field {} does not match the entry's content (computed {computed})",
@@ -541,21 +564,40 @@ struct CanonicalBody {
 /// How serde_json's private tokens start (`$serde_json::private::RawValue`, `…::Number`).
 const SERDE_JSON_PRIVATE: &str = "$serde_json::private::";
 
+thread_local! {
+    /// A [`Transcoder`]'s buffers, kept by each thread from one body to the next.
+    static BUFFERS: std::cell::RefCell<(Vec<u8>, Vec<String>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
 impl<'de> Deserialize<'de> for CanonicalBody {
+    /// Transcodes into the thread's buffers, grown once to the largest body and kept,
+    /// then copies the JSON into a `String` of exactly its size: one allocation per
+    /// body, of its own size, instead of a buffer doubled up to it (with as many
+    /// reallocations, and pages touched for the first time).
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let (mut json, keys) = BUFFERS
+            .try_with(|b| std::mem::take(&mut *b.borrow_mut()))
+            .unwrap_or_default();
+        json.clear();
         let mut out = Transcoder {
-            json: Vec::new(),
+            json,
             sorted: true,
             private: false,
-            keys: Vec::new(),
+            keys,
             depth: 0,
         };
-        serde::de::DeserializeSeed::deserialize(&mut out, d)?;
-        let json = String::from_utf8(out.json).map_err(serde::de::Error::custom)?;
+        let read = serde::de::DeserializeSeed::deserialize(&mut out, d).and_then(|()| {
+            std::str::from_utf8(&out.json)
+                .map(str::to_owned)
+                .map_err(serde::de::Error::custom)
+        });
+        let (sorted, private) = (out.sorted, out.private);
+        let _ = BUFFERS.try_with(|b| *b.borrow_mut() = (out.json, out.keys));
         Ok(Self {
-            json,
-            sorted: out.sorted,
-            private: out.private,
+            json: read?,
+            sorted,
+            private,
         })
     }
 }
@@ -776,9 +818,28 @@ struct Recent {
     path: Vec<(B256, B256, B256)>,
     /// The line written back, reused.
     line: Vec<u8>,
+    /// The kinds seen and their Keccak-256 (what EIP-712 encodes a `string` as): a
+    /// journal has a handful of kinds, each hashed once per thread, not once per
+    /// entry.
+    kinds: Vec<(String, B256)>,
 }
 
 impl Recent {
+    /// `keccak256(kind)`, remembered.
+    fn kind_hash(&mut self, kind: &str) -> B256 {
+        if let Some((_, hash)) = self.kinds.iter().find(|(k, _)| k == kind) {
+            return *hash;
+        }
+        let hash = keccak256(kind);
+        // A journal written by this crate has a bounded set of kinds; one written
+        // otherwise must not grow the list without bound.
+        if self.kinds.len() >= 32 {
+            self.kinds.clear();
+        }
+        self.kinds.push((kind.to_owned(), hash));
+        hash
+    }
+
     /// [`Fields::signed_digest`], with the parents the last entry's path had.
     fn signed_digest(&mut self, fields: &Fields<'_>) -> B256 {
         let mut node = fields.hash;
@@ -870,11 +931,12 @@ fn check_line<T>(
         return Err("line is not in canonical form (its bytes were altered)".into());
     }
     let body_hash = keccak256(entry.body.as_bytes());
+    let computed = fields.digest_with_kind(body_hash, recent.kind_hash(fields.kind));
     // Verifying against the known key skips the address's hash and the key's
     // conversions (the curve work is a recovery's); on failure the recovery names
     // who signed instead.
     let fast = known.is_some_and(|k| {
-        if k.address() != fields.signer || fields.digest_with(body_hash) != fields.hash {
+        if k.address() != fields.signer || computed != fields.hash {
             return false;
         }
         let digest = recent.signed_digest(&fields);
@@ -890,7 +952,7 @@ fn check_line<T>(
     let checked = if fast {
         Ok(())
     } else {
-        fields.check(body_hash, None)
+        fields.check_digest(computed, None)
     };
     let links = Links {
         index: entry.index,
@@ -919,7 +981,7 @@ fn scan<T: Send>(
     let mut torn_tail_bytes = 0;
     let mut unterminated = false;
     while let Some(rest) = bytes.get(offset..).filter(|r| !r.is_empty()) {
-        match rest.iter().position(|&b| b == b'\n') {
+        match memchr::memchr(b'\n', rest) {
             Some(n) => {
                 lines.push(rest.get(..n).unwrap_or_default());
                 offset += n + 1;
@@ -1241,7 +1303,7 @@ impl Journal {
                 index,
                 prev: head,
                 time,
-                kind,
+                kind_hash: keccak256(kind),
                 body_hash: body.hash,
             }
             .signing_hash(domain);

@@ -3,12 +3,13 @@
 use std::fmt;
 use std::str::FromStr;
 
+use keccak_asm::Keccak256;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use sha3::{Digest, Keccak256};
 
 use crate::{Error, Result};
 
-/// Keccak-256 of `data`, as Ethereum uses it.
+/// Keccak-256 of `data`, as Ethereum uses it (keccak-asm: CRYPTOGAMS' assembly, held
+/// to sha3's reference implementation by a test).
 pub fn keccak256(data: impl AsRef<[u8]>) -> B256 {
     B256(Keccak256::digest(data.as_ref()).into())
 }
@@ -109,27 +110,40 @@ impl B256 {
 }
 
 /// Calls `f` with `0x` and the lowercase hex of `bytes` (at most 65 bytes: hashes,
-/// addresses, signatures), written on the stack: values are printed and serialized
-/// often enough for the allocations of `hex::encode` to show.
+/// addresses, signatures), written on the stack (by const-hex, with SIMD): values are
+/// printed and serialized often enough for the allocations of `hex::encode` to show.
 pub(crate) fn with_hex<R>(bytes: &[u8], f: impl FnOnce(&str) -> R) -> R {
     const MAX: usize = 65;
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    if bytes.len() > MAX {
-        return f(&format!("0x{}", hex::encode(bytes)));
-    }
     let mut buf = [0u8; 2 + 2 * MAX];
-    let mut out = buf.iter_mut();
-    let digits = [b'0', b'x'].into_iter().chain(bytes.iter().flat_map(|b| {
-        [b >> 4, b & 15].map(|n| DIGITS.get(usize::from(n)).copied().unwrap_or(b'0'))
-    }));
-    for (slot, digit) in out.by_ref().zip(digits) {
-        *slot = digit;
+    match buf.get_mut(..2 + 2 * bytes.len()) {
+        Some(out) => f(hex_ascii(bytes, out)),
+        None => f(&format!("0x{}", hex::encode(bytes))),
     }
-    let used = 2 + 2 * bytes.len();
-    f(buf
-        .get(..used)
-        .and_then(|b| std::str::from_utf8(b).ok())
-        .unwrap_or_default())
+}
+
+/// Writes `0x` and the lowercase hex of `bytes` into `out`, which must be exactly
+/// `2 + 2 * bytes.len()` long, and returns it as a `str` (empty if it is not).
+pub(crate) fn hex_ascii<'a>(bytes: &[u8], out: &'a mut [u8]) -> &'a str {
+    let Some((prefix, digits)) = out.split_first_chunk_mut::<2>() else {
+        return "";
+    };
+    *prefix = *b"0x";
+    if const_hex::encode_to_slice(bytes, digits).is_err() {
+        return "";
+    }
+    // Hex digits and `0x` are ASCII, so always UTF-8.
+    std::str::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends `"0x…"`, the JSON string of the lowercase hex of `bytes`, to `out`: the
+/// bytes serde_json writes for a [`B256`] or a [`Signature`](crate::Signature) (hex
+/// needs no escaping), without going through a serializer.
+pub(crate) fn write_hex_json(bytes: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + 4 + 2 * bytes.len(), b'"');
+    if let Some(inner) = out.get_mut(start + 1..start + 3 + 2 * bytes.len()) {
+        hex_ascii(bytes, inner);
+    }
 }
 
 impl fmt::Display for B256 {
@@ -211,7 +225,7 @@ impl Address {
     /// [`Address::to_checksum`] as ASCII bytes. EIP-55 costs a Keccak-256 per address,
     /// and an agent writes the same few addresses (its own, its peers', its contracts')
     /// into every message, state and journal entry, so each thread keeps the last few.
-    fn checksum_ascii(&self) -> [u8; 42] {
+    pub(crate) fn checksum_ascii(&self) -> [u8; 42] {
         // Direct-mapped: the slot is picked by the address's last byte.
         const SLOTS: usize = 16;
         type Cache = [Option<([u8; 20], [u8; 42])>; SLOTS];
@@ -244,7 +258,7 @@ impl Address {
     fn compute_checksum(&self) -> [u8; 42] {
         let mut lower = [0u8; 40];
         // 20 bytes always fit 40 hex digits.
-        let _ = hex::encode_to_slice(self.0, &mut lower);
+        let _ = const_hex::encode_to_slice(self.0, &mut lower);
         let hash = keccak256(lower);
         let mut out = [0u8; 42];
         out[0] = b'0';
@@ -323,6 +337,25 @@ impl<'de> Deserialize<'de> for Address {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_json_is_what_serde_json_writes() {
+        let bytes: Vec<u8> = (0..=255u8).rev().collect();
+        for len in [0, 1, 20, 32, 65, 200] {
+            let b = &bytes[..len];
+            let mut out = b"[".to_vec();
+            write_hex_json(b, &mut out);
+            let expected = format!(
+                "[{}",
+                serde_json::to_string(&format!("0x{}", hex::encode(b))).unwrap()
+            );
+            assert_eq!(String::from_utf8(out).unwrap(), expected);
+        }
+        let h = keccak256(b"x");
+        let mut out = Vec::new();
+        write_hex_json(&h.0, &mut out);
+        assert_eq!(out, serde_json::to_vec(&h).unwrap());
+    }
 
     #[test]
     fn hex_on_the_stack_matches_hex_encode() {
@@ -451,6 +484,29 @@ mod tests {
             assert_eq!(format!("{slow:?}"), format!("{fast:?}"), "{s}");
         }
         assert!(decode_fixed::<32>("x", &cases[5]).is_err());
+    }
+
+    /// keccak-asm gives sha3's digest for every length around the rate (136 bytes)
+    /// and its multiples, the empty input included, and for inputs fed in parts.
+    #[test]
+    fn keccak_asm_agrees_with_sha3() {
+        use keccak_asm::Digest as _;
+        let data: Vec<u8> = (0..1500u32).map(|i| (i * 31 + i / 7) as u8).collect();
+        let lengths = (0..300).chain([407, 408, 409, 543, 544, 545, 1024, 1500]);
+        for len in lengths {
+            let input = data.get(..len).unwrap_or_default();
+            let reference = B256(sha3::Keccak256::digest(input).into());
+            assert_eq!(keccak256(input), reference, "length {len}");
+            let mut parts = Keccak256::new();
+            for part in input.chunks(len % 97 + 1) {
+                parts.update(part);
+            }
+            assert_eq!(
+                B256(parts.finalize().into()),
+                reference,
+                "length {len} in parts"
+            );
+        }
     }
 
     #[test]

@@ -358,37 +358,7 @@ pub async fn audit(paths: &[PathBuf], chain: Option<&ChainCheck>) -> Result<Audi
     unique.sort();
     unique.dedup();
     let mut findings = Findings::default();
-    let mut journals = Vec::new();
-    let mut sigs = Vec::new();
-    // A few journals at a time, side by side: each is read on all cores too, and
-    // one's parts that run on one thread overlap the other's.
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    for batch in unique.chunks(cores.max(2)) {
-        let read: Vec<_> = std::thread::scope(|s| {
-            let handles: Vec<_> = batch
-                .iter()
-                .map(|path| {
-                    s.spawn(move || {
-                        let (mut findings, mut sigs) = (Findings::default(), Vec::new());
-                        read_journal(path, &mut findings, &mut sigs)
-                            .map(|journal| (journal, findings, sigs))
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
-        });
-        for r in read {
-            let (journal, found, checks) = r?;
-            journals.push(journal);
-            findings.0.extend(found.0);
-            sigs.extend(checks);
-        }
-    }
-    verify_signatures(sigs, &mut findings);
-    let deals = cross_check(&journals, &mut findings);
+    let (journals, deals) = read_and_cross_check(&unique, &mut findings)?;
     let chain_summary = match chain {
         Some(c) => check_chain(c, &journals, &mut findings).await?,
         None => ChainSummary {
@@ -437,6 +407,65 @@ pub async fn audit(paths: &[PathBuf], chain: Option<&ChainCheck>) -> Result<Audi
     })
 }
 
+/// Reads the journals at `paths` ([`read_journal`]), checks the signatures their
+/// entries carry ([`verify_new_signatures`]) and cross-checks them ([`cross_check`]),
+/// overlapping the three: a few journals are read at a time, side by side (each on
+/// all cores too, and one's parts that run on one thread overlap the other's); each
+/// journal's signatures are verified as soon as it is read, on the thread that read
+/// it, while the next journals are read; and the cross-check, which runs on one
+/// thread, runs while the last journals' signatures are verified. Each distinct
+/// signature is still verified once: a journal's thread verifies only those that no
+/// journal read before claimed.
+fn read_and_cross_check(
+    paths: &[&PathBuf],
+    findings: &mut Findings,
+) -> Result<(Vec<Audited>, Vec<DealSummary>)> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let claimed = std::sync::Mutex::new(BTreeSet::new());
+    let claimed = &claimed;
+    std::thread::scope(|s| {
+        let mut read: Vec<Option<Result<Audited>>> = Vec::with_capacity(paths.len());
+        let mut verifying = Vec::with_capacity(paths.len());
+        for batch in paths.chunks(cores.max(2)) {
+            let (tx, rx) = std::sync::mpsc::channel();
+            for (i, path) in batch.iter().enumerate() {
+                let tx = tx.clone();
+                verifying.push(s.spawn(move || {
+                    let (mut found, mut sigs) = (Findings::default(), Vec::new());
+                    let journal = read_journal(path, &mut found, &mut sigs);
+                    // The journal goes to the cross-check; its signatures are verified
+                    // here meanwhile.
+                    let _ = tx.send((i, journal));
+                    let failed = verify_new_signatures(&sigs, claimed);
+                    (found, sigs, failed)
+                }));
+            }
+            drop(tx);
+            let at = read.len();
+            read.extend(batch.iter().map(|_| None));
+            // A thread that panicked sends nothing; the panic is resumed at its join.
+            for (i, journal) in rx {
+                if let Some(slot) = read.get_mut(at + i) {
+                    *slot = Some(journal);
+                }
+            }
+        }
+        let journals = read.into_iter().flatten().collect::<Result<Vec<_>>>();
+        let mut checks = Vec::new();
+        let mut failed = BTreeMap::new();
+        let deals = journals.as_ref().ok().map(|j| cross_check(j, findings));
+        for h in verifying {
+            let (found, sigs, f) = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            findings.0.extend(found.0);
+            checks.extend(sigs);
+            failed.extend(f);
+        }
+        let journals = journals?;
+        report_failed_signatures(&checks, &failed, findings);
+        Ok((journals, deals.unwrap_or_default()))
+    })
+}
+
 /// Verifies a journal, then reads the entries that verified and audits each deal's
 /// entries in it.
 fn read_journal(path: &Path, findings: &mut Findings, sigs: &mut Vec<SigCheck>) -> Result<Audited> {
@@ -469,7 +498,8 @@ fn read_journal(path: &Path, findings: &mut Findings, sigs: &mut Vec<SigCheck>) 
     for (index, signer, body) in bodies {
         match body {
             Ok(body) => {
-                if let Some(body) = sales.take(&name, index, signer, *body, findings, sigs) {
+                let body = body.into_body();
+                if let Some(body) = sales.take(&name, index, signer, body, findings, sigs) {
                     audit_entry(&name, index, signer, body, &mut sides, findings, sigs);
                 }
             }
@@ -509,12 +539,63 @@ fn valid_prefix(path: &Path, count: u64) -> Result<Vec<JournalEntry>> {
 }
 
 /// An entry's index, signer and body; or why the body is not a negotiation entry's,
-/// with the agreement it names, if any. The body is boxed: it is large, and the
-/// entries pass through a few vectors on their way to [`audit_entry`].
+/// with the agreement it names, if any. The body is boxed ([`Boxed`]): bodies are
+/// large, and the entries pass through a few vectors on their way to [`audit_entry`].
 type ReadBody = (
     u64,
     Address,
-    std::result::Result<Box<JournalBody>, (BodyError, Option<B256>)>,
+    std::result::Result<Boxed, (BodyError, Option<B256>)>,
+);
+
+macro_rules! boxed {
+    ($($variant:ident($body:ident)),* $(,)?) => {
+        /// A [`JournalBody`] boxed at its own kind's size, where a `Box<JournalBody>`
+        /// takes the largest kind's (an acceptance or a payment, with its signed
+        /// agreement) for every entry: most entries are small (deliveries, receipts,
+        /// vouchers), and a whole journal's worth of the large size is fresh memory,
+        /// page after page.
+        #[derive(Debug)]
+        enum Boxed {
+            $($variant(Box<crate::journal::$body>)),*
+        }
+
+        impl From<JournalBody> for Boxed {
+            fn from(body: JournalBody) -> Self {
+                match body {
+                    $(JournalBody::$variant(b) => Self::$variant(Box::new(b))),*
+                }
+            }
+        }
+
+        impl Boxed {
+            fn into_body(self) -> JournalBody {
+                match self {
+                    $(Self::$variant(b) => JournalBody::$variant(*b)),*
+                }
+            }
+        }
+    };
+}
+
+boxed!(
+    Cfp(CfpBody),
+    Proposal(ProposalBody),
+    Counter(CounterBody),
+    Acceptance(AcceptanceBody),
+    Rejection(RejectionBody),
+    Payment(PaymentBody),
+    OrderPayment(OrderPaymentBody),
+    Funding(FundingBody),
+    ChannelSettlement(ChannelSettlementBody),
+    Delivery(DeliveryBody),
+    Receipt(ReceiptBody),
+    Dispute(DisputeBody),
+    Refund(RefundBody),
+    Expiry(ExpiryBody),
+    X402Payment(X402PaymentBody),
+    X402Delivery(X402DeliveryBody),
+    X402Purchase(X402PurchaseBody),
+    X402Answer(X402AnswerBody),
 );
 
 /// Reads the entries' bodies into [`JournalBody`]s, on all cores, in order.
@@ -524,13 +605,15 @@ fn read_bodies(entries: Vec<JournalEntry>) -> Vec<ReadBody> {
 
 /// Reads an entry's body into a [`JournalBody`].
 fn read_body(entry: &JournalEntry) -> ReadBody {
-    let body = JournalBody::from_entry(entry).map(Box::new).map_err(|e| {
-        let agreement = entry
-            .body
-            .get("agreementHash")
-            .and_then(|h| serde_json::from_value(h.clone()).ok());
-        (e, agreement)
-    });
+    let body = JournalBody::from_entry(entry)
+        .map(Boxed::from)
+        .map_err(|e| {
+            let agreement = entry
+                .body
+                .get("agreementHash")
+                .and_then(|h| serde_json::from_value(h.clone()).ok());
+            (e, agreement)
+        });
     (entry.index, entry.signer, body)
 }
 
@@ -538,7 +621,7 @@ fn read_body(entry: &JournalEntry) -> ReadBody {
 /// negotiation entry's is read as [`read_body`] reads it, for the agreement it names.
 fn read_verified_body(entry: VerifiedEntry) -> ReadBody {
     match JournalBody::from_verified(&entry) {
-        Ok(body) => (entry.index(), entry.signer(), Ok(Box::new(body))),
+        Ok(body) => (entry.index(), entry.signer(), Ok(Boxed::from(body))),
         Err(e) => {
             let (index, signer) = (entry.index(), entry.signer());
             match entry.into_entry() {
@@ -1018,17 +1101,31 @@ impl<'a> SigQueue<'a> {
 /// One distinct signature to check: (r ‖ s ‖ v, digest, expected signer).
 type SigKey = ([u8; 65], B256, Address);
 
-/// Checks the queued signatures on all cores, each distinct one once (the buyer's
-/// and the seller's journals carry the same signed agreements, payments, deliveries
-/// and receipts), and reports each failure at every entry that carries it.
-fn verify_signatures(checks: Vec<SigCheck>, findings: &mut Findings) {
-    let key = |c: &SigCheck| (c.signature.to_bytes(), c.digest, c.signer);
+fn sig_key(c: &SigCheck) -> SigKey {
+    (c.signature.to_bytes(), c.digest, c.signer)
+}
+
+/// Checks the queued signatures of one journal on all cores, each distinct one once
+/// (the buyer's and the seller's journals carry the same signed agreements,
+/// payments, deliveries and receipts): those that no other journal has `claimed`
+/// already, which are claimed here. Returns the failures, with why; each is
+/// reported at every entry that carries it by [`report_failed_signatures`].
+fn verify_new_signatures(
+    checks: &[SigCheck],
+    claimed: &std::sync::Mutex<BTreeSet<SigKey>>,
+) -> BTreeMap<SigKey, String> {
     let mut distinct: BTreeMap<SigKey, Signature> = BTreeMap::new();
-    for c in &checks {
-        distinct.entry(key(c)).or_insert(c.signature);
+    for c in checks {
+        distinct.entry(sig_key(c)).or_insert(c.signature);
+    }
+    {
+        let mut claimed = claimed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        distinct.retain(|k, _| claimed.insert(*k));
     }
     // Recovery and the address's hash: the address's hash is 1 % of the recovery.
-    let failed: BTreeMap<SigKey, String> = par_map(distinct.into_iter().collect(), |(k, sig)| {
+    par_map(distinct.into_iter().collect(), |(k, sig)| {
         let (_, digest, signer) = k;
         sig.verify(&digest, signer)
             .err()
@@ -1036,9 +1133,20 @@ fn verify_signatures(checks: Vec<SigCheck>, findings: &mut Findings) {
     })
     .into_iter()
     .flatten()
-    .collect();
-    for c in &checks {
-        if let Some(e) = failed.get(&key(c)) {
+    .collect()
+}
+
+/// Reports each signature that `failed` at every entry that carries it.
+fn report_failed_signatures(
+    checks: &[SigCheck],
+    failed: &BTreeMap<SigKey, String>,
+    findings: &mut Findings,
+) {
+    if failed.is_empty() {
+        return;
+    }
+    for c in checks {
+        if let Some(e) = failed.get(&sig_key(c)) {
             findings.add(
                 &c.journal,
                 Some(c.entry),
