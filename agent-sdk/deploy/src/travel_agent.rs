@@ -214,7 +214,7 @@ impl TravelAgent {
                 Err(e) => {
                     last = e.to_string();
                     let retry = match &e {
-                        MarketError::Negotiation(n) => !is_final(n),
+                        MarketError::Negotiation(n) => !n.is_final(),
                         MarketError::Directory { .. } => true,
                         // After a quote, money may have moved: never another seller.
                         _ => false,
@@ -272,11 +272,6 @@ fn tx_hash(deal: &Deal) -> String {
             .unwrap_or_default(),
         _ => String::new(),
     }
-}
-
-/// Whether hiring another seller cannot help: the spending policy refused.
-fn is_final(e: &negotiation::Error) -> bool {
-    matches!(e, negotiation::Error::PaymentRefused { .. })
 }
 
 /// The date (UTC) by the agent's clock; `None` when the clock is out of range.

@@ -202,7 +202,7 @@ async fn hire_cheapest(
     let Quoted {
         peer, hire, quote, ..
     } = best;
-    let url = hire_url(&hire);
+    let url = hire.url().to_owned();
     let hired = client
         .accept(hire, quote)
         .await
@@ -259,7 +259,7 @@ async fn quote_all(
         });
     let mut quoted = Vec::new();
     for (peer, hire, answer) in futures::future::join_all(asks).await {
-        let url = hire_url(&hire);
+        let url = hire.url();
         match answer {
             Ok(quote) => match (quote.price, quote.payee) {
                 (Some(price), Some(payee)) if payee == peer.address => quoted.push(Quoted {
@@ -291,10 +291,6 @@ async fn quote_all(
 
 async fn decline_all(client: &A2aClient, quotes: &[Quoted]) {
     futures::future::join_all(quotes.iter().map(|q| client.decline(&q.hire, &q.quote))).await;
-}
-
-fn hire_url(hire: &Hire) -> String {
-    hire.url().to_owned()
 }
 
 /// The last 8 hex digits of an address, to tell sellers apart in ids.

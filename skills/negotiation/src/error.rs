@@ -110,3 +110,12 @@ pub enum Error {
     #[error(transparent)]
     JournalBody(#[from] crate::journal::BodyError),
 }
+
+impl Error {
+    /// Whether hiring another seller cannot help: the spending policy refused the
+    /// payment, and would refuse it to anyone.
+    #[must_use]
+    pub fn is_final(&self) -> bool {
+        matches!(self, Self::PaymentRefused { .. })
+    }
+}

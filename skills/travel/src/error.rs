@@ -50,7 +50,7 @@ impl Error {
         match self {
             Self::InvalidRequest { .. } => true,
             #[cfg(feature = "hire")]
-            Self::Hire(e) => matches!(**e, negotiation::Error::PaymentRefused { .. }),
+            Self::Hire(e) => e.is_final(),
             _ => false,
         }
     }
