@@ -34,7 +34,10 @@ import {Stablecoin} from "./Stablecoin.sol";
 ///      - Governance lives here (one place holds the state that lookups filter on): a
 ///        `governor` suspends and reinstates agents, suspends and reinstates model
 ///        fingerprints (the kill switch) and slashes stake to the `treasury`, or burns it when
-///        the treasury is the zero address. Feedback lives in the `Reputation` contract.
+///        the treasury is the zero address. The governor may name adjudicators: contracts
+///        (such as `InferenceOracle`) that may also `slash` and `suspendModel`, and only
+///        that, when their own rules prove misbehaviour; reinstating stays with the
+///        governor. Feedback lives in the `Reputation` contract.
 ///      - Lookups (`agentsBySkill`) skip inactive agents: suspended ones, those whose model
 ///        fingerprint is suspended and those whose bonded stake is below `minStake`. Every
 ///        change emits an event carrying the full new value, so an indexer can rebuild the
@@ -103,6 +106,10 @@ contract AgentRegistry {
     /// @notice Receives slashed stake; the zero address burns it.
     address public treasury;
 
+    /// @notice Contracts the governor allowed to `slash` and `suspendModel` (see
+    ///         `setAdjudicator`).
+    mapping(address adjudicator => bool) public isAdjudicator;
+
     /// @notice Whether a model fingerprint is suspended (kill switch).
     mapping(bytes32 fingerprint => bool) public modelSuspended;
 
@@ -152,8 +159,9 @@ contract AgentRegistry {
     /// @notice Stake was withdrawn; `stake` is the new total.
     event StakeWithdrawn(address indexed agent, uint256 amount, uint256 stake);
 
-    /// @notice The governor slashed `amount` to `recipient` (zero: burned); `stake` is the new
-    ///         total and `pendingWithdrawal` the withdrawal still requested.
+    /// @notice The governor (or an adjudicator) slashed `amount` to `recipient` (zero:
+    ///         burned); `stake` is the new total and `pendingWithdrawal` the withdrawal still
+    ///         requested.
     event StakeSlashed(
         address indexed agent,
         uint256 amount,
@@ -169,7 +177,7 @@ contract AgentRegistry {
     /// @notice The governor lifted an agent's suspension.
     event AgentReinstated(address indexed agent);
 
-    /// @notice The governor suspended a model fingerprint (kill switch).
+    /// @notice The governor (or an adjudicator) suspended a model fingerprint (kill switch).
     event ModelSuspended(bytes32 indexed modelFingerprint, string reason);
 
     /// @notice The governor lifted a model fingerprint's suspension.
@@ -178,6 +186,9 @@ contract AgentRegistry {
     /// @notice The agent moved away from the suspended `modelFingerprint`; its stake stays
     ///         frozen while that fingerprint is suspended (`frozenByModel`).
     event StakeFrozenByModel(address indexed agent, bytes32 indexed modelFingerprint);
+
+    /// @notice The governor allowed (`allowed`) or stopped allowing an adjudicator.
+    event AdjudicatorSet(address indexed adjudicator, bool allowed);
 
     /// @notice The governor proposed `pendingGovernor` as its successor.
     event GovernanceTransferStarted(address indexed governor, address indexed pendingGovernor);
@@ -239,7 +250,8 @@ contract AgentRegistry {
     /// @notice The withdrawal window must be positive.
     error InvalidWithdrawalWindow();
 
-    /// @notice Only the governor may call this.
+    /// @notice Only the governor may call this (or, for `slash` and `suspendModel`, an
+    ///         adjudicator).
     error NotGovernor(address caller);
 
     /// @notice Only the pending governor may accept governance.
@@ -267,6 +279,11 @@ contract AgentRegistry {
 
     modifier onlyGovernor() {
         if (msg.sender != governor) revert NotGovernor(msg.sender);
+        _;
+    }
+
+    modifier onlyGovernorOrAdjudicator() {
+        if (msg.sender != governor && !isAdjudicator[msg.sender]) revert NotGovernor(msg.sender);
         _;
     }
 
@@ -490,7 +507,10 @@ contract AgentRegistry {
     ///         stake is frozen (also after it moves to another model; see `frozenByModel`).
     /// @param modelFingerprint The model's SHA-256 (not zero).
     /// @param reason Why, for the record.
-    function suspendModel(bytes32 modelFingerprint, string calldata reason) external onlyGovernor {
+    function suspendModel(bytes32 modelFingerprint, string calldata reason)
+        external
+        onlyGovernorOrAdjudicator
+    {
         if (modelFingerprint == bytes32(0)) revert InvalidModelFingerprint();
         if (modelSuspended[modelFingerprint]) revert ModelAlreadySuspended(modelFingerprint);
         modelSuspended[modelFingerprint] = true;
@@ -510,7 +530,10 @@ contract AgentRegistry {
     /// @param agent The agent to slash.
     /// @param amount Stablecoin base units (positive, at most the stake).
     /// @param reason Why, for the record.
-    function slash(address agent, uint256 amount, string calldata reason) external onlyGovernor {
+    function slash(address agent, uint256 amount, string calldata reason)
+        external
+        onlyGovernorOrAdjudicator
+    {
         Agent storage a = _agents[agent];
         if (!a.registered) revert NotRegistered(agent);
         if (amount == 0) revert ZeroAmount();
@@ -530,6 +553,15 @@ contract AgentRegistry {
         emit StakeSlashed(agent, amount, recipient, stake, pending, reason);
         if (recipient == address(0)) token.burn(amount);
         else token.transfer(recipient, amount);
+    }
+
+    /// @notice Allows `adjudicator` (a contract whose rules prove misbehaviour, such as
+    ///         `InferenceOracle`) to `slash` and `suspendModel`, or stops allowing it.
+    /// @param adjudicator The contract.
+    /// @param allowed Whether it may.
+    function setAdjudicator(address adjudicator, bool allowed) external onlyGovernor {
+        isAdjudicator[adjudicator] = allowed;
+        emit AdjudicatorSet(adjudicator, allowed);
     }
 
     /// @notice Sets where slashed stake goes; the zero address burns it.

@@ -815,6 +815,45 @@ contract AgentRegistryTest is TestBase {
         vm.stopPrank();
     }
 
+    function test_adjudicator_slashesAndSuspendsOnly() public {
+        registerAs(alice, MODEL_A, one(WEATHER, 1), 10 * UNIT);
+        address oracle = address(0x0AC1E);
+        bytes memory notGov = abi.encodeWithSelector(AgentRegistry.NotGovernor.selector, oracle);
+        vm.prank(oracle);
+        vm.expectRevert(notGov);
+        registry.slash(alice, 1, "");
+
+        vm.expectRevert(abi.encodeWithSelector(AgentRegistry.NotGovernor.selector, mallory));
+        vm.prank(mallory);
+        registry.setAdjudicator(oracle, true);
+
+        vm.expectEmit(true, false, false, true, address(registry));
+        emit AgentRegistry.AdjudicatorSet(oracle, true);
+        vm.prank(governor);
+        registry.setAdjudicator(oracle, true);
+        vm.assertTrue(registry.isAdjudicator(oracle), "allowed");
+
+        vm.startPrank(oracle);
+        registry.slash(alice, 4 * UNIT, "wrong output");
+        registry.suspendModel(MODEL_A, "wrong output");
+        // Reinstating, suspending agents and the rest stay with the governor.
+        vm.expectRevert(notGov);
+        registry.reinstateModel(MODEL_A);
+        vm.expectRevert(notGov);
+        registry.suspendAgent(alice, "");
+        vm.stopPrank();
+        vm.assertEq(registry.getAgent(alice).stake, 6 * UNIT, "slashed");
+        vm.assertEq(token.balanceOf(treasury), 4 * UNIT, "to the treasury");
+        vm.assertTrue(registry.modelSuspended(MODEL_A), "model suspended");
+
+        vm.prank(governor);
+        registry.setAdjudicator(oracle, false);
+        vm.assertFalse(registry.isAdjudicator(oracle), "no longer");
+        vm.prank(oracle);
+        vm.expectRevert(notGov);
+        registry.slash(alice, 1, "");
+    }
+
     function test_suspendAndReinstateAgent() public {
         registerAs(alice, MODEL_A, one(WEATHER, 1), 0);
         vm.expectEmit(true, false, false, true, address(registry));
