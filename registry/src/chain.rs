@@ -37,11 +37,23 @@ pub mod bindings {
         "contracts/artifacts/ReputationRegistry.json"
     );
     ethers::contract::abigen!(SettledFeedback, "contracts/artifacts/SettledFeedback.json");
+    ethers::contract::abigen!(ModelRegistry, "contracts/artifacts/ModelRegistry.json");
+    ethers::contract::abigen!(InferenceOracle, "contracts/artifacts/InferenceOracle.json");
+    ethers::contract::abigen!(
+        InferenceConsumer,
+        "contracts/artifacts/InferenceConsumer.json"
+    );
 }
 
 pub use bindings::{
-    AgentRegistry, IdentityRegistry, JobEscrow, PaymentChannel, Reputation, ReputationRegistry,
-    SettledFeedback, Stablecoin,
+    AgentRegistry, IdentityRegistry, InferenceConsumer, InferenceOracle, JobEscrow, ModelRegistry,
+    PaymentChannel, Reputation, ReputationRegistry, SettledFeedback, Stablecoin,
+};
+
+mod oracle;
+pub use oracle::{
+    InferenceAnswer, InferenceRequest, InferenceRequestDetails, ModelProvenance, ModelRecord,
+    NewInferenceRequest, OracleStatus, PromptSource,
 };
 
 mod identity;
@@ -374,6 +386,13 @@ pub struct Addresses {
     /// older file).
     #[serde(default)]
     pub settled_feedback: EAddress,
+    /// The model provenance registry (zero in a file written before it existed; see
+    /// [`Addresses::has_inference`]).
+    #[serde(default)]
+    pub model_registry: EAddress,
+    /// The inference oracle (zero in an older file).
+    #[serde(default)]
+    pub inference_oracle: EAddress,
     /// The block the first contract was deployed in: discovery starts syncing here.
     pub deployed_at: u64,
 }
@@ -386,6 +405,12 @@ impl Addresses {
         !(self.identity_registry.is_zero()
             || self.reputation_registry.is_zero()
             || self.settled_feedback.is_zero())
+    }
+
+    /// Whether the deployment includes the verified-inference contracts
+    /// (`ModelRegistry`, `InferenceOracle`); deployments made before them have none.
+    pub fn has_inference(&self) -> bool {
+        !(self.model_registry.is_zero() || self.inference_oracle.is_zero())
     }
 
     /// The stablecoin's EIP-712 domain: `token_name` (the name it was deployed with,
@@ -439,6 +464,16 @@ pub struct DeployConfig {
     pub arbiter: Option<EAddress>,
     /// Seconds the arbiter has to rule on a dispute.
     pub dispute_window: u64,
+    /// Seconds an oracle fulfilment may be challenged.
+    pub challenge_window: u64,
+    /// Seconds the governor has to rule on an oracle challenge.
+    pub resolution_window: u64,
+    /// Base units an oracle challenger deposits.
+    pub challenge_bond: EU256,
+    /// Least bonded stake, in base units, for an agent to fulfil oracle requests.
+    pub min_fulfiller_stake: EU256,
+    /// Most stake, in base units, an upheld oracle challenge slashes.
+    pub slash_amount: EU256,
 }
 
 impl DeployConfig {
@@ -456,6 +491,13 @@ impl DeployConfig {
             min_stake: EU256::zero(),
             arbiter: None,
             dispute_window: 3_600,
+            // Together under the unbonding period, so that a fulfiller cannot take its
+            // stake out ahead of a ruling.
+            challenge_window: 20,
+            resolution_window: 30,
+            challenge_bond: EU256::from(1_000_000u64),
+            min_fulfiller_stake: EU256::zero(),
+            slash_amount: EU256::from(10_000_000u64),
         }
     }
 
@@ -506,10 +548,16 @@ pub struct Deployment {
     pub reputation_registry: ReputationRegistry<Client>,
     /// The payment-backed reviewer: the only way Agora writes ERC-8004 feedback.
     pub settled_feedback: SettledFeedback<Client>,
+    /// Model provenance.
+    pub model_registry: ModelRegistry<Client>,
+    /// On-chain inference requests, fulfilments and challenges.
+    pub inference_oracle: InferenceOracle<Client>,
 }
 
 impl Deployment {
-    /// Deploys all eight contracts from the client's account, one transaction each.
+    /// Deploys all ten contracts from the client's account, one transaction each, and
+    /// (when the client is the governor) makes the `InferenceOracle` an adjudicator of
+    /// the `AgentRegistry`.
     ///
     /// # Errors
     /// [`ChainError::Contract`] naming the contract whose deployment failed.
@@ -599,11 +647,23 @@ impl Deployment {
             identity_registry: EAddress::zero(),
             reputation_registry: EAddress::zero(),
             settled_feedback: EAddress::zero(),
+            model_registry: EAddress::zero(),
+            inference_oracle: EAddress::zero(),
             deployed_at,
         };
         let addresses = Self::deploy_erc8004_contracts(&client, addresses).await?;
+        let addresses = Self::deploy_inference_contracts(&client, config, addresses).await?;
+        let deployment = Self::at(client, &addresses);
+        if governor == me {
+            deployment.allow_oracle_adjudication().await?;
+        } else {
+            tracing::warn!(target: "chain::deploy", governor = ?governor,
+                "the governor must make the InferenceOracle an adjudicator of the \
+                 AgentRegistry (Deployment::allow_oracle_adjudication) before upheld \
+                 challenges can slash and suspend");
+        }
         tracing::info!(target: "chain::deploy", ?addresses, "contracts deployed");
-        Ok((Self::at(client, &addresses), addresses))
+        Ok((deployment, addresses))
     }
 
     /// Adds the ERC-8004 contracts (`IdentityRegistry`, `ReputationRegistry`,
@@ -666,6 +726,48 @@ impl Deployment {
         })
     }
 
+    async fn deploy_inference_contracts(
+        client: &Arc<Client>,
+        config: &DeployConfig,
+        addresses: Addresses,
+    ) -> Result<Addresses, ChainError> {
+        let over = config.challenge_window + config.resolution_window;
+        if over >= config.unbonding_period {
+            return Err(ChainError::Contract {
+                call: "InferenceOracle.deploy".into(),
+                message: format!(
+                    "the challenge window ({} s) and the resolution window ({} s) must \
+                     together be shorter than the stake unbonding period ({} s), or a \
+                     fulfiller could withdraw its stake ahead of a ruling",
+                    config.challenge_window, config.resolution_window, config.unbonding_period
+                ),
+            });
+        }
+        let models = deployed("ModelRegistry", ModelRegistry::deploy(client.clone(), ())).await?;
+        let oracle = deployed(
+            "InferenceOracle",
+            InferenceOracle::deploy(
+                client.clone(),
+                (
+                    addresses.stablecoin,
+                    addresses.registry,
+                    models.address(),
+                    config.challenge_window,
+                    config.resolution_window,
+                    config.challenge_bond,
+                    config.min_fulfiller_stake,
+                    config.slash_amount,
+                ),
+            ),
+        )
+        .await?;
+        Ok(Addresses {
+            model_registry: models.address(),
+            inference_oracle: oracle.address(),
+            ..addresses
+        })
+    }
+
     /// Binds to contracts deployed earlier.
     ///
     /// Adds the contracts' functions at these addresses to the client's transaction
@@ -696,6 +798,14 @@ impl Deployment {
                 addresses.settled_feedback,
                 &*bindings::settled_feedback::SETTLEDFEEDBACK_ABI,
             ),
+            (
+                addresses.model_registry,
+                &*bindings::model_registry::MODELREGISTRY_ABI,
+            ),
+            (
+                addresses.inference_oracle,
+                &*bindings::inference_oracle::INFERENCEORACLE_ABI,
+            ),
         ] {
             signer.allow_contract(contract, abi);
         }
@@ -710,7 +820,9 @@ impl Deployment {
                 addresses.reputation_registry,
                 client.clone(),
             ),
-            settled_feedback: SettledFeedback::new(addresses.settled_feedback, client),
+            settled_feedback: SettledFeedback::new(addresses.settled_feedback, client.clone()),
+            model_registry: ModelRegistry::new(addresses.model_registry, client.clone()),
+            inference_oracle: InferenceOracle::new(addresses.inference_oracle, client),
         }
     }
 }
@@ -846,7 +958,18 @@ impl Deployment {
             self.identity_registry.address(),
             self.reputation_registry.address(),
             self.settled_feedback.address(),
-        ] {
+        ]
+        .into_iter()
+        .chain(
+            // Deployments from before the verified-inference contracts have none:
+            // they are still deployed, without an oracle.
+            [
+                self.model_registry.address(),
+                self.inference_oracle.address(),
+            ]
+            .into_iter()
+            .filter(|a| !a.is_zero()),
+        ) {
             let code = client
                 .get_code(address, None)
                 .await
@@ -1969,9 +2092,11 @@ pub fn contract_error<M: Middleware>(
 ) -> ChainError {
     use bindings::{
         agent_registry::AgentRegistryErrors, identity_registry::IdentityRegistryErrors,
-        job_escrow::JobEscrowErrors, payment_channel::PaymentChannelErrors,
-        reputation::ReputationErrors, reputation_registry::ReputationRegistryErrors,
-        settled_feedback::SettledFeedbackErrors, stablecoin::StablecoinErrors,
+        inference_consumer::InferenceConsumerErrors, inference_oracle::InferenceOracleErrors,
+        job_escrow::JobEscrowErrors, model_registry::ModelRegistryErrors,
+        payment_channel::PaymentChannelErrors, reputation::ReputationErrors,
+        reputation_registry::ReputationRegistryErrors, settled_feedback::SettledFeedbackErrors,
+        stablecoin::StablecoinErrors,
     };
     // Custom errors of any of our contracts, by name and arguments.
     let message = if let Some(err) = e.decode_contract_revert::<StablecoinErrors>() {
@@ -1989,6 +2114,12 @@ pub fn contract_error<M: Middleware>(
     } else if let Some(err) = e.decode_contract_revert::<ReputationRegistryErrors>() {
         format!("reverted: {err:?}")
     } else if let Some(err) = e.decode_contract_revert::<IdentityRegistryErrors>() {
+        format!("reverted: {err:?}")
+    } else if let Some(err) = e.decode_contract_revert::<InferenceOracleErrors>() {
+        format!("reverted: {err:?}")
+    } else if let Some(err) = e.decode_contract_revert::<ModelRegistryErrors>() {
+        format!("reverted: {err:?}")
+    } else if let Some(err) = e.decode_contract_revert::<InferenceConsumerErrors>() {
         format!("reverted: {err:?}")
     } else {
         e.to_string()

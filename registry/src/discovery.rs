@@ -250,15 +250,22 @@ impl Discovery {
         match stored {
             Some(bytes) => {
                 let stored: Addresses = discovery.decode(&bytes)?;
-                // A cache made before the deployment gained its ERC-8004 contracts
-                // (which discovery does not read) stays good.
+                // A cache made before the deployment gained its ERC-8004 or
+                // verified-inference contracts (which discovery does not read) stays
+                // good: the contracts it lacks are filled in, and the rest must match.
+                let fill = |old: EAddress, new: EAddress| if old.is_zero() { new } else { old };
                 let upgraded = Addresses {
-                    identity_registry: addresses.identity_registry,
-                    reputation_registry: addresses.reputation_registry,
-                    settled_feedback: addresses.settled_feedback,
+                    identity_registry: fill(stored.identity_registry, addresses.identity_registry),
+                    reputation_registry: fill(
+                        stored.reputation_registry,
+                        addresses.reputation_registry,
+                    ),
+                    settled_feedback: fill(stored.settled_feedback, addresses.settled_feedback),
+                    model_registry: fill(stored.model_registry, addresses.model_registry),
+                    inference_oracle: fill(stored.inference_oracle, addresses.inference_oracle),
                     ..stored
                 };
-                if !stored.has_erc8004() && upgraded == addresses && stored != addresses {
+                if upgraded == addresses && stored != addresses {
                     let json = serde_json::to_vec(&addresses).map_err(|e| discovery.corrupt(e))?;
                     discovery
                         .db

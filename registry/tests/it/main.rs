@@ -26,5 +26,6 @@ mod devnet;
 mod discovery;
 mod erc8004;
 mod escrow;
+mod oracle;
 mod proxy;
 mod support;
