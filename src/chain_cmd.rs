@@ -139,14 +139,14 @@ pub(crate) async fn run_chain(args: ChainArgs) -> Result<ExitCode> {
 pub(crate) struct NodeArgs {
     /// JSON-RPC URL of the node.
     #[arg(long, default_value = "http://127.0.0.1:8545")]
-    rpc: String,
+    pub(crate) rpc: String,
     /// The deployment's addresses.json (default: $AGORA_HOME/chain/addresses.json).
     #[arg(long)]
     addresses: Option<PathBuf>,
 }
 
 impl NodeArgs {
-    fn addresses(&self) -> Result<Addresses> {
+    pub(crate) fn addresses(&self) -> Result<Addresses> {
         let path = self
             .addresses
             .clone()

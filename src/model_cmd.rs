@@ -1,4 +1,5 @@
-//! `agora model fetch` and `agora model info`.
+//! `agora model fetch`, `agora model info`, and `agora model register` / `show` (a
+//! model's provenance on chain).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,65 @@ pub(crate) enum ModelCommand {
         #[command(flatten)]
         cache: CacheArgs,
     },
+    /// Anchor a model's provenance on chain (ModelRegistry): its fingerprint, name,
+    /// version, where to get it and the hashes of its datasets. Once per fingerprint:
+    /// the first registration stands, and names its publisher (the keystore's account).
+    Register {
+        #[command(flatten)]
+        model: ModelRef,
+        /// The model's name (default: the file name without .gguf).
+        #[arg(long)]
+        name: Option<String>,
+        /// Its version.
+        #[arg(long, default_value = "")]
+        version: String,
+        /// Where to get the file.
+        #[arg(long, default_value = "")]
+        uri: String,
+        /// Hash of a dataset it was trained or tuned on, hex (repeatable).
+        #[arg(long = "dataset", value_name = "HASH")]
+        datasets: Vec<wallets::B256>,
+        #[command(flatten)]
+        node: crate::chain_cmd::NodeArgs,
+        /// The publisher's keystore (its account signs and pays the gas).
+        #[arg(long)]
+        keystore: PathBuf,
+        #[command(flatten)]
+        password: crate::wallet_cmd::PasswordArgs,
+    },
+    /// Show a model's provenance on chain and whether it is suspended (the kill switch).
+    Show {
+        #[command(flatten)]
+        model: ModelRef,
+        #[command(flatten)]
+        node: crate::chain_cmd::NodeArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Which model an on-chain command is about.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub(crate) struct ModelRef {
+    /// The GGUF file (its SHA-256 is the fingerprint).
+    path: Option<PathBuf>,
+    /// The fingerprint itself (SHA-256 of the file, hex).
+    #[arg(long)]
+    fingerprint: Option<wallets::B256>,
+}
+
+impl ModelRef {
+    fn fingerprint(&self) -> Result<wallets::B256> {
+        match (&self.path, self.fingerprint) {
+            (_, Some(fp)) => Ok(fp),
+            (Some(path), None) => Ok(llm::fingerprint(path)
+                .with_context(|| format!("fingerprinting {}", path.display()))?
+                .to_b256()),
+            (None, None) => anyhow::bail!("give a model file or --fingerprint"),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -70,7 +130,112 @@ pub(crate) fn run_model(cmd: ModelCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ModelCommand::Info { path, json, cache } => info(path, json, &cache),
+        cmd @ (ModelCommand::Register { .. } | ModelCommand::Show { .. }) => {
+            crate::block_on(on_chain(cmd))
+        }
     }
+}
+
+// ------------------------------------------------------------------ on chain
+
+async fn on_chain(cmd: ModelCommand) -> Result<ExitCode> {
+    use registry::chain::{self, Deployment, ModelProvenance};
+
+    let deployment = |node: &crate::chain_cmd::NodeArgs, wallet| {
+        let addresses = node.addresses()?;
+        anyhow::ensure!(
+            addresses.has_inference(),
+            "this deployment has no ModelRegistry (it predates verified inference); \
+             deploy again with `agora registry deploy`"
+        );
+        Ok((addresses, node.rpc.clone(), wallet))
+    };
+    match cmd {
+        ModelCommand::Register {
+            model,
+            name,
+            version,
+            uri,
+            datasets,
+            node,
+            keystore,
+            password,
+        } => {
+            let fingerprint = model.fingerprint()?;
+            let name = match (name, &model.path) {
+                (Some(name), _) => name,
+                (None, Some(path)) => path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                (None, None) => anyhow::bail!("--name is required with --fingerprint"),
+            };
+            anyhow::ensure!(!name.is_empty(), "the model's name must not be empty");
+            let wallet = crate::chain_cmd::load_wallet(keystore, &password).await?;
+            let (addresses, rpc, wallet) = deployment(&node, wallet)?;
+            let contracts = Deployment::at(chain::connect(&rpc, wallet).await?, &addresses);
+            if let Some(existing) = contracts.model_record(fingerprint).await? {
+                anyhow::bail!(
+                    "model {fingerprint} is registered already, by {} (the first \
+                     registration stands)",
+                    existing.publisher
+                );
+            }
+            let provenance = ModelProvenance {
+                name,
+                version,
+                uri,
+                dataset_hashes: datasets,
+            };
+            let mined = contracts.register_model(fingerprint, &provenance).await?;
+            println!(
+                "registered model {fingerprint} ({}) in transaction {}",
+                provenance.name, mined.tx_hash
+            );
+        }
+        ModelCommand::Show { model, node, json } => {
+            let fingerprint = model.fingerprint()?;
+            let (addresses, rpc, wallet) =
+                deployment(&node, std::sync::Arc::new(wallets::Wallet::random()))?;
+            let contracts = Deployment::at(chain::connect(&rpc, wallet).await?, &addresses);
+            let record = contracts.model_record(fingerprint).await?;
+            let suspended = contracts.model_suspended(fingerprint).await?;
+            if json {
+                let out = serde_json::json!({
+                    "fingerprint": fingerprint,
+                    "record": record,
+                    "suspended": suspended,
+                });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                println!("model:       {fingerprint}");
+                match &record {
+                    None => println!("provenance:  not registered"),
+                    Some(r) => {
+                        println!("name:        {}", r.provenance.name);
+                        println!("version:     {}", r.provenance.version);
+                        println!("uri:         {}", r.provenance.uri);
+                        println!("publisher:   {}", r.publisher);
+                        println!("registered:  {} (unix time)", r.registered_at);
+                        for h in &r.provenance.dataset_hashes {
+                            println!("dataset:     {h}");
+                        }
+                    }
+                }
+                println!(
+                    "suspended:   {}",
+                    if suspended { "yes (kill switch)" } else { "no" }
+                );
+            }
+            if record.is_none() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        ModelCommand::Fetch { .. } | ModelCommand::Info { .. } => {
+            anyhow::bail!("`agora model fetch` and `info` do not talk to a chain")
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 // ------------------------------------------------------------------------ fetch

@@ -339,3 +339,101 @@ fn deploy_by_url_then_register_with_an_addresses_file() {
     );
     stop(chain);
 }
+
+/// `agora model register` anchors a model file's provenance once, under its SHA-256;
+/// `agora model show` reads it back (also with foundry's `cast`), and says whether the
+/// model is suspended.
+#[test]
+fn model_register_and_show() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let (chain, url, _) = start_chain(&home, &[]);
+    let agora = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_agora"))
+            .args(args)
+            .args(["--rpc", &url])
+            .env("AGORA_HOME", &home)
+            .env("AGORA_PASSWORD", "pw")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let keystore = home.join("publisher.json");
+    let publisher = import_dev_key(5, &keystore);
+    // Any file will do: provenance is about the bytes, whatever they are.
+    let model = dir.path().join("tiny-model.gguf");
+    std::fs::write(&model, b"not really a model, but these exact bytes").unwrap();
+    let fingerprint = llm::sha256_file(&model).unwrap().to_b256().to_string();
+    let dataset = format!("0x{}", "ab".repeat(32));
+    let model_path = model.to_str().unwrap();
+
+    let (ok, out, _) = agora(&["model", "show", model_path]);
+    assert!(!ok, "an unregistered model is a failure: {out}");
+    assert!(out.contains("not registered"), "{out}");
+
+    let register = || {
+        agora(&[
+            "model",
+            "register",
+            model_path,
+            "--version",
+            "7",
+            "--uri",
+            "file:///models/tiny-model.gguf",
+            "--dataset",
+            &dataset,
+            "--keystore",
+            keystore.to_str().unwrap(),
+        ])
+    };
+    let (ok, out, err) = register();
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&format!("registered model {fingerprint} (tiny-model)")),
+        "{out}"
+    );
+    let (ok, _, err) = register();
+    assert!(!ok);
+    assert!(
+        err.to_lowercase().contains(&format!(
+            "registered already, by {}",
+            publisher.to_lowercase()
+        )),
+        "{err}"
+    );
+
+    let (ok, out, err) = agora(&["model", "show", "--fingerprint", &fingerprint, "--json"]);
+    assert!(ok, "{err}");
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["record"]["name"], "tiny-model");
+    assert_eq!(shown["record"]["version"], "7");
+    assert_eq!(
+        shown["record"]["publisher"]
+            .as_str()
+            .unwrap()
+            .to_lowercase(),
+        publisher.to_lowercase()
+    );
+    assert_eq!(shown["record"]["datasetHashes"][0], dataset);
+    assert_eq!(shown["suspended"], false);
+
+    // The same record, read by cast from the ModelRegistry.
+    let addresses: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(home.join("chain/addresses.json")).unwrap())
+            .unwrap();
+    let name = cast(&[
+        "call",
+        addresses["modelRegistry"].as_str().unwrap(),
+        "getModel(bytes32)((address,uint64,string,string,string,bytes32[]))",
+        &fingerprint,
+        "--rpc-url",
+        &url,
+    ]);
+    assert!(name.contains("\"tiny-model\""), "{name}");
+    stop(chain);
+}
