@@ -97,6 +97,45 @@ pub fn run_foundry(name: &str, args: &[&str]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
+/// Approves `spender` for `amount` of `token` from dev account `account`
+/// ([`crate::devnet::dev_key`]: public keys, for dev chains only) with foundry's
+/// `cast send`, as an operator's own wallet tool would: Agora wallets sign no ERC-20
+/// approval outside their spending policy, and the contracts that pull fees, bonds and
+/// stake need one.
+///
+/// # Errors
+/// When cast is missing or fails, or the transaction reverts.
+pub fn cast_approve_from_dev(
+    url: &str,
+    account: u32,
+    token: wallets::Address,
+    spender: wallets::Address,
+    amount: wallets::Amount,
+) -> Result<(), String> {
+    let key = format!("0x{}", hex::encode(crate::devnet::dev_key(account)));
+    let out = run_foundry(
+        "cast",
+        &[
+            "send",
+            "--json",
+            "--private-key",
+            &key,
+            &token.to_string(),
+            "approve(address,uint256)",
+            &spender.to_string(),
+            &amount.base_units().to_string(),
+            "--rpc-url",
+            url,
+        ],
+    )?;
+    let receipt: serde_json::Value =
+        serde_json::from_str(&out).map_err(|e| format!("cast send printed {out:?}: {e}"))?;
+    if receipt.get("status").and_then(|s| s.as_str()) != Some("0x1") {
+        return Err(format!("the approval reverted: {out}"));
+    }
+    Ok(())
+}
+
 /// A running anvil, killed and reaped on drop.
 #[derive(Debug)]
 pub struct Anvil {

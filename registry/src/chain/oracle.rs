@@ -394,6 +394,22 @@ impl Deployment {
         Ok((request_id(name, id)?, mined))
     }
 
+    /// The node's latest block number.
+    ///
+    /// # Errors
+    /// [`ChainError::Node`] when the node does not answer.
+    pub async fn block_number(&self) -> Result<u64, ChainError> {
+        let client = self.inference_oracle.client();
+        client
+            .get_block_number()
+            .await
+            .map(|n| n.as_u64())
+            .map_err(|e| ChainError::Node {
+                url: client.provider().url().to_string(),
+                message: format!("eth_blockNumber: {e}"),
+            })
+    }
+
     /// Request `id` as the oracle holds it.
     ///
     /// # Errors
@@ -439,15 +455,7 @@ impl Deployment {
         from_block: u64,
     ) -> Result<Vec<InferenceRequestDetails>, ChainError> {
         let o = &self.inference_oracle;
-        let head = o
-            .client()
-            .get_block_number()
-            .await
-            .map_err(|e| ChainError::Node {
-                url: o.client().provider().url().to_string(),
-                message: format!("eth_blockNumber: {e}"),
-            })?
-            .as_u64();
+        let head = self.block_number().await?;
         let mut found = Vec::new();
         let mut from = from_block;
         while from <= head {

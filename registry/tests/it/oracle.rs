@@ -14,7 +14,7 @@ use registry::chain::{
     self, DeployConfig, Deployment, InferenceConsumer, ModelProvenance, NewInferenceRequest,
     OracleStatus, PromptSource,
 };
-use registry::devnet::{dev_key, dev_wallet};
+use registry::devnet::dev_wallet;
 use wallets::eip712::Encoder;
 use wallets::{keccak256, Amount, Eip712, Eip712Domain, Wallet, B256};
 
@@ -61,28 +61,15 @@ fn attest(wallet: &Wallet, chain_id: u64, model: B256, output: &str) -> wallets:
     wallet.sign_typed(&domain, &attestation).unwrap()
 }
 
-/// Approves `spender` for `amount` from dev account `account` with foundry's `cast`:
-/// Agora wallets sign no ERC-20 approvals outside their spending policy.
 fn cast_approve(url: &str, account: u32, token: EAddress, spender: EAddress, amount: Amount) {
-    let key = format!("0x{}", hex::encode(dev_key(account)));
-    let out = registry::anvil::run_foundry(
-        "cast",
-        &[
-            "send",
-            "--json",
-            "--private-key",
-            &key,
-            &format!("{token:?}"),
-            "approve(address,uint256)",
-            &format!("{spender:?}"),
-            &amount.base_units().to_string(),
-            "--rpc-url",
-            url,
-        ],
+    registry::anvil::cast_approve_from_dev(
+        url,
+        account,
+        wallets::Address(token.0),
+        wallets::Address(spender.0),
+        amount,
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let receipt: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(receipt["status"], "0x1", "{out}");
 }
 
 fn usdc(s: &str) -> Amount {

@@ -7,7 +7,9 @@
 //! llama.cpp) and the GGUF header reader (`gguf`, llama.cpp's); without it the crate
 //! still has model files and fingerprints, schema bounding ([`BoundedSchema`]),
 //! sampling parameters and attestations, which is all a verifier or an auditor needs.
-//! `cuda` offloads inference to NVIDIA GPUs. `test-utils`
+//! `cuda` offloads inference to NVIDIA GPUs. `oracle` adds the `InferenceOracle`'s
+//! off-chain side ([`oracle`]: fulfilling requests, re-running fulfilments), on the
+//! chain through the `registry` crate. `test-utils`
 //! adds `test_utils`: the cached default model and stand-ins for pip and PyPI.
 //!
 //! ```
@@ -140,6 +142,7 @@ mod attestation;
 mod error;
 pub mod grammar;
 mod model;
+pub mod oracle;
 mod sampling;
 #[cfg(feature = "test-utils")]
 pub mod test_utils;

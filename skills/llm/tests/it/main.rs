@@ -14,4 +14,6 @@
 mod engine;
 mod fetch;
 mod grammar;
+#[cfg(feature = "oracle")]
+mod oracle;
 mod schemas;
