@@ -10,6 +10,8 @@ mod chain_cmd;
 mod demo_cmd;
 mod init_cmd;
 mod model_cmd;
+#[cfg(feature = "llm")]
+mod oracle_cmd;
 mod up_cmd;
 mod wallet_cmd;
 mod x402_cmd;
@@ -64,6 +66,11 @@ enum Command {
     /// Fetch and describe LLM models (GGUF files).
     #[command(subcommand)]
     Model(model_cmd::ModelCommand),
+    /// The InferenceOracle: serve its requests with the local model, re-run and
+    /// challenge a fulfilment, rule on a challenge, show a request.
+    #[cfg(feature = "llm")]
+    #[command(subcommand)]
+    Oracle(oracle_cmd::OracleCommand),
     /// Run the travel/weather story once on the embedded chain and the local model:
     /// a travel agent hires and pays a weather agent and writes the itinerary.
     #[cfg(feature = "llm")]
@@ -197,6 +204,8 @@ fn main() -> ExitCode {
         Command::Model(cmd) => model_cmd::run_model(cmd),
         #[cfg(feature = "llm")]
         Command::Demo(args) => block_on(demo_cmd::run_demo(args)),
+        #[cfg(feature = "llm")]
+        Command::Oracle(cmd) => block_on(oracle_cmd::run_oracle(cmd)),
         Command::Up(args) => block_on(up_cmd::run_up(args, log)),
         Command::Plan(args) => block_on(agent_cmd::run_plan(args)),
         Command::AgentRun(args) => block_on(agent_cmd::run_agent(args)),

@@ -9,7 +9,10 @@ use registry::devnet::{dev_key, dev_wallet};
 
 /// Starts `agora chain` with `extra` arguments; returns the child, its URL and what
 /// it printed up to "serving".
-fn start_chain(home: &std::path::Path, extra: &[&str]) -> (std::process::Child, String, String) {
+pub(crate) fn start_chain(
+    home: &std::path::Path,
+    extra: &[&str],
+) -> (std::process::Child, String, String) {
     let mut chain = Command::new(env!("CARGO_BIN_EXE_agora"))
         .args(["chain", "--listen", "127.0.0.1:0"])
         .args(extra)
@@ -37,7 +40,7 @@ fn start_chain(home: &std::path::Path, extra: &[&str]) -> (std::process::Child, 
 }
 
 /// Imports dev account `i` (a public devnet key) into a keystore; returns its address.
-fn import_dev_key(i: u32, keystore: &std::path::Path) -> String {
+pub(crate) fn import_dev_key(i: u32, keystore: &std::path::Path) -> String {
     let mut import = Command::new(env!("CARGO_BIN_EXE_agora"))
         .args([
             "wallet",
@@ -65,11 +68,29 @@ fn import_dev_key(i: u32, keystore: &std::path::Path) -> String {
 }
 
 /// Runs foundry's `cast` (installed from the npm registry on first use); its stdout.
-fn cast(args: &[&str]) -> String {
+pub(crate) fn cast(args: &[&str]) -> String {
     registry::anvil::run_foundry("cast", args).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn stop(mut chain: std::process::Child) {
+/// Runs `agora ARGS --rpc URL` with `home` as `AGORA_HOME` and the keystore password
+/// "pw"; returns whether it succeeded, its stdout and its stderr.
+pub(crate) fn agora_on(home: &std::path::Path, url: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args(args)
+        .args(["--rpc", url])
+        .env("AGORA_HOME", home)
+        .env("AGORA_PASSWORD", "pw")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub(crate) fn stop(mut chain: std::process::Child) {
     let status = Command::new("kill")
         .args(["-INT", &chain.id().to_string()])
         .status()
@@ -87,21 +108,7 @@ fn chain_register_list_show_and_clean_stop() {
     assert!(printed.contains("AgentRegistry"), "{printed}");
     assert!(home.join("chain/addresses.json").exists());
 
-    let agora = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_agora"))
-            .args(args)
-            .args(["--rpc", &url])
-            .env("AGORA_HOME", &home)
-            .env("AGORA_PASSWORD", "pw")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let agora = |args: &[&str]| agora_on(&home, &url, args);
 
     let keystore = home.join("weather.json");
     let address = import_dev_key(3, &keystore);
@@ -348,21 +355,7 @@ fn model_register_and_show() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     let (chain, url, _) = start_chain(&home, &[]);
-    let agora = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_agora"))
-            .args(args)
-            .args(["--rpc", &url])
-            .env("AGORA_HOME", &home)
-            .env("AGORA_PASSWORD", "pw")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let agora = |args: &[&str]| agora_on(&home, &url, args);
     let keystore = home.join("publisher.json");
     let publisher = import_dev_key(5, &keystore);
     // Any file will do: provenance is about the bytes, whatever they are.

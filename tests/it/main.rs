@@ -6,6 +6,8 @@ mod config_cli;
 #[cfg(feature = "llm")]
 mod demo;
 mod model_cli;
+#[cfg(feature = "llm")]
+mod oracle_cli;
 mod up;
 mod wallet_cli;
 
