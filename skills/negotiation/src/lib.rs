@@ -169,6 +169,7 @@
 
 pub mod audit;
 mod buyer;
+mod check;
 mod crash;
 mod error;
 pub mod journal;
@@ -189,6 +190,7 @@ use wallets::journal::{body_hash, Body};
 use wallets::{Journal, B256};
 
 pub use buyer::{Buyer, BuyerDeal, Deal};
+pub use check::{DeliveryCheck, DeliveryToCheck};
 pub use error::{Error, Result};
 pub use messages::{
     escrow_job_id, negotiation_domain, order_id, result_hash, task_hash, Accept, Accepted,
