@@ -7,7 +7,8 @@
 //! llama.cpp) and the GGUF header reader (`gguf`, llama.cpp's); without it the crate
 //! still has model files and fingerprints, schema bounding ([`BoundedSchema`]),
 //! sampling parameters and attestations, which is all a verifier or an auditor needs.
-//! `cuda` offloads inference to NVIDIA GPUs. `test-utils`
+//! `cuda` offloads inference to NVIDIA GPUs. `service` adds [`service`]: inference
+//! sold between agents through the negotiation, checked and arbitrated. `test-utils`
 //! adds `test_utils`: the cached default model and stand-ins for pip and PyPI.
 //!
 //! ```
@@ -141,6 +142,8 @@ mod error;
 pub mod grammar;
 mod model;
 mod sampling;
+#[cfg(feature = "service")]
+pub mod service;
 #[cfg(feature = "test-utils")]
 pub mod test_utils;
 

@@ -15,3 +15,5 @@ mod engine;
 mod fetch;
 mod grammar;
 mod schemas;
+#[cfg(feature = "service")]
+mod service;
