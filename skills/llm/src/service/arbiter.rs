@@ -130,8 +130,8 @@ impl InferenceArbiter {
     /// # Errors
     /// [`Error::Config`] when the evidence does not hold together (signatures, task
     /// hash, an escrow that is not disputed or records another result) or the job
-    /// was made with another model than the arbiter's; [`Error::Chain`]-like failures
-    /// of the node as [`Error::Config`]; engine errors of the re-run.
+    /// was made with another model than the arbiter's, or the node fails; the engine's
+    /// errors of the re-run (other than a mismatch, which is a ruling).
     pub async fn rule(&self, dispute: &DisputedInference) -> Result<Ruling> {
         let bad = |why: String| Error::Config(format!("the dispute's evidence: {why}"));
         let a = &dispute.agreement.agreement;
