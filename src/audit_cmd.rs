@@ -1,12 +1,13 @@
 //! `agora audit`: replays payment journals, cross-checks them and matches payments
-//! on chain (see `negotiation::audit`).
+//! on chain (see `negotiation::audit`); with `--model`, re-runs every attested LLM
+//! inference the journals' deliveries keep (see `llm::service::InferenceAudit`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use negotiation::audit::{audit, ChainCheck};
+use negotiation::audit::{audit, AuditReport, ChainCheck};
 use registry::chain::Addresses;
 
 /// Exit status when the journals were audited and hold discrepancies.
@@ -30,6 +31,12 @@ pub(crate) struct AuditArgs {
     /// The deployment's addresses.json (as `agora chain` writes it), with --rpc.
     #[arg(long, value_name = "FILE", requires = "rpc")]
     addresses: Option<PathBuf>,
+    /// A model file (GGUF): re-run every attested inference found in the journals'
+    /// deliveries with it, alone, and report each mismatch at its entry. Inferences
+    /// of other models are left alone (and counted).
+    #[cfg(feature = "llm")]
+    #[arg(long, value_name = "FILE")]
+    model: Option<PathBuf>,
 }
 
 /// Runs the audit; exits 0 when clean, 1 on discrepancies, 2 on usage or I/O errors.
@@ -50,6 +57,25 @@ pub(crate) async fn run_audit(args: AuditArgs) -> Result<ExitCode> {
     }
 }
 
+/// The audit, re-running attested inferences with `--model` when given.
+#[cfg(feature = "llm")]
+async fn audit_or_rerun(args: &AuditArgs, chain: Option<&ChainCheck>) -> Result<AuditReport> {
+    let Some(path) = &args.model else {
+        return Ok(audit(&args.journals, chain).await?);
+    };
+    let config = llm::LlmConfig::new(path.clone());
+    let engine = tokio::task::spawn_blocking(move || llm::LlmEngine::shared(config))
+        .await?
+        .with_context(|| format!("loading the model {}", path.display()))?;
+    Ok(llm::service::rerun_journals(&args.journals, chain, engine).await?)
+}
+
+/// The audit (this build has no inference engine to re-run with).
+#[cfg(not(feature = "llm"))]
+async fn audit_or_rerun(args: &AuditArgs, chain: Option<&ChainCheck>) -> Result<AuditReport> {
+    Ok(audit(&args.journals, chain).await?)
+}
+
 async fn report(args: &AuditArgs) -> Result<(String, bool)> {
     let chain = match (&args.rpc, &args.addresses) {
         (Some(rpc), Some(path)) => {
@@ -61,7 +87,7 @@ async fn report(args: &AuditArgs) -> Result<(String, bool)> {
         }
         _ => None,
     };
-    let report = audit(&args.journals, chain.as_ref()).await?;
+    let report = audit_or_rerun(args, chain.as_ref()).await?;
     let text = if args.json {
         report.to_json()
     } else {

@@ -1668,6 +1668,25 @@ impl Deployment {
         mined("JobEscrow.dispute", call.send().await).await
     }
 
+    /// The arbiter rules on the disputed `escrow_id` before its dispute deadline:
+    /// `to_buyer` goes back to the buyer and the rest of the escrowed amount to the
+    /// seller; waits for the receipt.
+    ///
+    /// # Errors
+    /// [`ChainError::Contract`] with the decoded revert reason (e.g. the client is not
+    /// the arbiter, the escrow is not disputed, the dispute window has closed, or
+    /// `to_buyer` is more than the amount held).
+    pub async fn resolve_escrow_dispute(
+        &self,
+        escrow_id: wallets::B256,
+        to_buyer: wallets::Amount,
+    ) -> Result<Mined, ChainError> {
+        let call = self
+            .escrow
+            .resolve_dispute(escrow_id.0, EU256::from(to_buyer.base_units()));
+        mined("JobEscrow.resolveDispute", call.send().await).await
+    }
+
     /// The transaction that released `escrow_id` to its seller, searched from block
     /// `from_block`.
     ///

@@ -95,3 +95,73 @@ async fn agora_audit_reports_clean_journals_discrepancies_and_errors_by_exit_cod
     assert_eq!(agora_audit(&[buyer, "--rpc", &url]).status.code(), Some(2));
     assert_eq!(agora_audit(&[]).status.code(), Some(2));
 }
+
+/// `agora audit --model` re-runs the attested inferences the journals keep: clean for
+/// honest jobs, a discrepancy naming the delivery entry and the field for an output
+/// the seller altered (and re-signed) that the buyer did not spot-check.
+#[cfg(feature = "llm")]
+#[tokio::test(flavor = "multi_thread")]
+async fn agora_audit_model_re_runs_attested_inferences_and_catches_a_tampered_output() {
+    use llm::service::InferenceKind;
+    use llm::test_utils::market::{task, Cheat, Check, LlmMarket, MarketConfig};
+
+    let dir = tempfile::tempdir().unwrap();
+    let m = LlmMarket::start(
+        dir.path(),
+        MarketConfig {
+            cheat: Some(Cheat::Resign),
+            check: Check::Attestations { rerun_share: 0.0 },
+            ..MarketConfig::new(InferenceKind::Complete)
+        },
+    )
+    .await;
+    m.hire(&task(1, "Name a colour."), PaymentMode::Channel)
+        .await
+        .unwrap();
+    m.receipts(1).await;
+    let model = llm::test_utils::model_path();
+    let (buyer, seller) = (text(&m.buyer.journal), text(&m.seller_journal));
+
+    // Honest so far: clean, both deliveries re-run.
+    let clean = agora_audit(&[buyer, seller, "--model", text(&model)]);
+    let out = String::from_utf8_lossy(&clean.stdout);
+    assert_eq!(
+        clean.status.code(),
+        Some(0),
+        "{out}{}",
+        String::from_utf8_lossy(&clean.stderr)
+    );
+    assert!(out.contains("no discrepancies"), "{out}");
+    assert!(
+        out.contains("attestations: inference re-run of 2 deliveries"),
+        "{out}"
+    );
+
+    // A tampered output the buyer accepted: exit 1, at both journals' delivery entry.
+    let tampered = m
+        .hire(&task(2, "Name a fruit (cheat)."), PaymentMode::Channel)
+        .await
+        .unwrap();
+    m.receipts(2).await;
+    let caught = agora_audit(&[buyer, seller, "--model", text(&model), "--json"]);
+    assert_eq!(caught.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&caught.stdout).unwrap();
+    let found = json["discrepancies"].as_array().unwrap();
+    assert_eq!(found.len(), 2, "{json:#}");
+    for d in found {
+        assert_eq!(d["agreement"], serde_json::json!(tampered.dialogue));
+        let reason = d["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("inference re-run: outputHash: attested"),
+            "{reason}"
+        );
+        let entries =
+            wallets::journal::read_entries(Path::new(d["journal"].as_str().unwrap())).unwrap();
+        let at = &entries[d["entry"].as_u64().unwrap() as usize];
+        assert_eq!(at.kind, "delivery");
+    }
+    let again = agora_audit(&[seller, buyer, "--model", text(&model), "--json"]);
+    assert_eq!(caught.stdout, again.stdout, "same journals, same report");
+    // Without --model, nothing is re-run: the journals hold together.
+    assert_eq!(agora_audit(&[buyer, seller]).status.code(), Some(0));
+}

@@ -746,7 +746,7 @@ impl LlmEngine {
 }
 
 /// Tells the model the JSON shape it must write (see [`LlmEngine::generate_json`]).
-fn with_shape_hint(prompt: Prompt, shape: &str) -> Prompt {
+pub(crate) fn with_shape_hint(prompt: Prompt, shape: &str) -> Prompt {
     let hint = format!("Reply with only a JSON value of this shape: {shape}");
     match prompt {
         Prompt::Text(text) => Prompt::Text(text),

@@ -7,9 +7,10 @@
 //! llama.cpp) and the GGUF header reader (`gguf`, llama.cpp's); without it the crate
 //! still has model files and fingerprints, schema bounding ([`BoundedSchema`]),
 //! sampling parameters and attestations, which is all a verifier or an auditor needs.
-//! `cuda` offloads inference to NVIDIA GPUs. `oracle` adds the `InferenceOracle`'s
-//! off-chain side ([`oracle`]: fulfilling requests, re-running fulfilments), on the
-//! chain through the `registry` crate. `test-utils`
+//! `cuda` offloads inference to NVIDIA GPUs. `service` adds [`service`]: inference
+//! sold between agents through the negotiation, checked and arbitrated. `oracle` adds
+//! the `InferenceOracle`'s off-chain side ([`oracle`]: fulfilling requests,
+//! re-running fulfilments), on the chain through the `registry` crate. `test-utils`
 //! adds `test_utils`: the cached default model and stand-ins for pip and PyPI.
 //!
 //! ```
@@ -144,6 +145,8 @@ pub mod grammar;
 mod model;
 pub mod oracle;
 mod sampling;
+#[cfg(feature = "service")]
+pub mod service;
 #[cfg(feature = "test-utils")]
 pub mod test_utils;
 

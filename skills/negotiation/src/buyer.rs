@@ -12,6 +12,7 @@ use wallets::{
     TransferWithAuthorization, Wallet, B256,
 };
 
+use super::check::{DeliveryCheck, DeliveryToCheck};
 use super::journal::{
     AcceptanceBody, CfpBody, CounterBody, DeliveryBody, DisputeBody, PaymentBody, ProposalBody,
     ReceiptBody, RejectionBody,
@@ -206,6 +207,7 @@ pub struct Buyer {
     journal: SharedJournal,
     settlement: Option<Arc<dyn Settlement>>,
     verifier: Option<Arc<dyn PaymentVerifier>>,
+    delivery_check: Option<Arc<dyn DeliveryCheck>>,
     delivery_timeout: Duration,
     pay_attempts: u32,
     channels: Arc<ChannelBook>,
@@ -242,6 +244,7 @@ impl Buyer {
             journal: SharedJournal::new(journal),
             settlement: None,
             verifier: None,
+            delivery_check: None,
             delivery_timeout: Duration::from_secs(60),
             pay_attempts: 3,
             channels: Arc::default(),
@@ -293,6 +296,15 @@ impl Buyer {
     #[must_use]
     pub fn with_verifier(mut self, verifier: impl PaymentVerifier) -> Self {
         self.verifier = Some(Arc::new(verifier));
+        self
+    }
+
+    /// Checks every delivery with `check` before the receipt, after the protocol's
+    /// own checks (agreement, result hash, seller's signature, payment); a delivery
+    /// it refuses is disputed as a bad delivery is (see [`DeliveryCheck`]).
+    #[must_use]
+    pub fn with_delivery_check(mut self, check: impl DeliveryCheck) -> Self {
+        self.delivery_check = Some(Arc::new(check));
         self
     }
 
@@ -423,7 +435,7 @@ impl Buyer {
         if mode == PaymentMode::Channel {
             return self.fund_and_order(ctx, dialogue, agreement, task).await;
         }
-        self.settle(ctx, dialogue, agreement).await
+        self.settle(ctx, dialogue, agreement, Some(task)).await
     }
 
     /// Resumes this buyer's open deals after a restart: deals not yet agreed are
@@ -465,7 +477,7 @@ impl Buyer {
                     .await;
                 }
                 BuyerDeal::Accepted { agreement } => {
-                    out.push(self.settle(ctx, dialogue, agreement).await);
+                    out.push(self.settle(ctx, dialogue, agreement, None).await);
                 }
                 BuyerDeal::Paying { agreement, payment } => {
                     out.push(self.receive(ctx, dialogue, agreement, payment, None).await);
@@ -942,6 +954,7 @@ impl Buyer {
         ctx: &Context,
         dialogue: B256,
         agreement: SignedAgreement,
+        task: Option<&str>,
     ) -> Result<Deal> {
         let a = &agreement.agreement;
         let payment = self.payment_for(a).await?;
@@ -960,7 +973,7 @@ impl Buyer {
         )
         .await?;
         crash_point("buyer.paying");
-        self.receive(ctx, dialogue, agreement, signed, None).await
+        self.receive(ctx, dialogue, agreement, signed, task).await
     }
 
     /// Has the spending policy sign `payment` for `agreement`; a refusal rejects the
@@ -1004,7 +1017,8 @@ impl Buyer {
     }
 
     /// Sends the payment (again, after a timeout) until the delivery arrives, and
-    /// checks it.
+    /// checks it. `task` is the order's task in `channel` mode (required), the deal's
+    /// task otherwise when it is known (for the [`DeliveryCheck`]).
     async fn receive(
         &self,
         ctx: &Context,
@@ -1073,7 +1087,7 @@ impl Buyer {
             (Some((id, _)), Some(s)) => Some(s.escrow(*id).await?),
             _ => None,
         };
-        let problem = if delivery.agreement != id {
+        let mut problem = if delivery.agreement != id {
             Some("the delivery is for another agreement".to_owned())
         } else if result_hash(&delivery.result) != delivery.result_hash {
             Some("the result does not match its hash".to_owned())
@@ -1095,6 +1109,18 @@ impl Buyer {
             self.settlement_problem(&agreement.agreement, &payment, &delivery.settlement)
                 .await?
         };
+        if let (None, Some(check)) = (&problem, &self.delivery_check) {
+            let to_check = DeliveryToCheck {
+                dialogue,
+                agreement: &agreement.agreement,
+                task,
+                delivery: &delivery,
+            };
+            problem = check
+                .check(to_check)
+                .await?
+                .map(|reason| format!("the delivery check refused it: {reason}"));
+        }
         if let Some(reason) = problem {
             let escrow_dispute = self.dispute_escrow(&agreement.agreement, &reason).await;
             self.journal

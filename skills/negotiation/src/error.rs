@@ -105,6 +105,11 @@ pub enum Error {
         agent: wallets::Address,
     },
 
+    /// A buyer's [`DeliveryCheck`](crate::DeliveryCheck) could not check a delivery
+    /// (as opposed to refusing it): nothing was disputed and the deal stays open.
+    #[error("the delivery check could not be made: {0}")]
+    DeliveryCheck(String),
+
     /// A journal entry whose body is not a negotiation entry's (unknown kind or
     /// field, a value of the wrong form).
     #[error(transparent)]

@@ -318,6 +318,12 @@ pub struct DeliveryBody {
     pub tx_hash: B256,
     /// The seller's signature over the [`Delivery`](crate::Delivery).
     pub signature: wallets::Signature,
+    /// The attestation the seller delivered with the result, if any (such as a signed
+    /// LLM inference record), kept so that an audit can check it again (`agora audit
+    /// --model` re-runs attested inferences). Journals carry no floating point
+    /// numbers: an attestation must write them as strings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<Value>,
 }
 
 impl DeliveryBody {
@@ -330,6 +336,7 @@ impl DeliveryBody {
             result_hash: delivery.result_hash,
             tx_hash: delivery.settlement.tx_hash,
             signature: delivery.signature,
+            attestation: delivery.attestation.clone(),
         }
     }
 

@@ -135,11 +135,13 @@
 //! escrow; in `authorization` mode, with a [`PaymentVerifier`]
 //! ([`Buyer::with_verifier`]), the transaction the seller names must have used this
 //! agreement's authorization and moved the price to the seller, so an old or made-up
-//! transaction is caught. A bad delivery is journaled as a `dispute` (and disputed on
-//! chain in `escrow` mode, so the escrow is not released); a payment the seller settled
-//! without delivering is journaled with its transaction and a `dispute`, which
-//! [`audit`] reports; an escrowed price whose seller missed the deadline comes back
-//! with [`Buyer::refund_expired`].
+//! transaction is caught. A [`DeliveryCheck`] ([`Buyer::with_delivery_check`]) adds
+//! the buyer's own checks of what was delivered (the `llm` crate's `AttestationCheck`
+//! verifies and re-runs attested inferences). A bad delivery is journaled as a
+//! `dispute` (and disputed on chain in `escrow` mode, so the escrow is not released); a
+//! payment the seller settled without delivering is journaled with its transaction and
+//! a `dispute`, which [`audit`] reports; an escrowed price whose seller missed the
+//! deadline comes back with [`Buyer::refund_expired`].
 //!
 //! # Journal
 //!
@@ -169,6 +171,7 @@
 
 pub mod audit;
 mod buyer;
+mod check;
 mod crash;
 mod error;
 pub mod journal;
@@ -189,6 +192,7 @@ use wallets::journal::{body_hash, Body};
 use wallets::{Journal, B256};
 
 pub use buyer::{Buyer, BuyerDeal, Deal};
+pub use check::{DeliveryCheck, DeliveryToCheck};
 pub use error::{Error, Result};
 pub use messages::{
     escrow_job_id, negotiation_domain, order_id, result_hash, task_hash, Accept, Accepted,

@@ -17,3 +17,5 @@ mod grammar;
 #[cfg(feature = "oracle")]
 mod oracle;
 mod schemas;
+#[cfg(feature = "service")]
+mod service;

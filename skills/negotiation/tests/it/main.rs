@@ -14,3 +14,4 @@ mod audit;
 mod channel;
 mod crash;
 mod deals;
+mod delivery_check;
