@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use registry::chain::{self, Addresses, DeployConfig, Deployment};
-use registry::devnet::{dev_wallet, Devnet, DevnetConfig, DEV_ACCOUNTS};
+use registry::devnet::{dev_key, dev_wallet, Devnet, DevnetConfig, DEV_ACCOUNTS};
 use registry::discovery::{AgentRecord, Discovery};
 use wallets::{keystore, Amount};
 
@@ -57,9 +57,18 @@ pub(crate) async fn run_chain(args: ChainArgs) -> Result<ExitCode> {
         node.ws_url()
     );
     println!("data:      {}", data_dir.display());
-    println!("dev accounts (10 000 ETH each at genesis; keys from registry::devnet::dev_key):");
+    // As anvil does: these keys are public by construction (derived from a published
+    // rule), so printing them leaks nothing, and `cast send` needs them.
+    println!(
+        "dev accounts (10 000 ETH each at genesis; public test keys from \
+         registry::devnet::dev_key: never send real funds to them):"
+    );
     for i in 0..DEV_ACCOUNTS as u32 {
-        println!("  ({i}) {}", dev_wallet(i).address());
+        println!(
+            "  ({i}) {}  private key 0x{}",
+            dev_wallet(i).address(),
+            hex::encode(dev_key(i))
+        );
     }
     let path = addresses_path(&data_dir);
     if !args.no_deploy && !path.exists() {

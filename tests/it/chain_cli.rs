@@ -106,6 +106,15 @@ fn chain_register_list_show_and_clean_stop() {
     let home = dir.path().join("home");
     let (chain, url, printed) = start_chain(&home, &[]);
     assert!(printed.contains("AgentRegistry"), "{printed}");
+    // The dev keys, as anvil prints them: a newcomer needs them for `cast send`.
+    for i in [0, 9] {
+        let line = format!(
+            "({i}) {}  private key 0x{}",
+            dev_wallet(i).address(),
+            hex::encode(dev_key(i))
+        );
+        assert!(printed.contains(&line), "{printed}");
+    }
     assert!(home.join("chain/addresses.json").exists());
 
     let agora = |args: &[&str]| agora_on(&home, &url, args);
