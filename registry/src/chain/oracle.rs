@@ -454,6 +454,35 @@ impl Deployment {
         model: Option<wallets::B256>,
         from_block: u64,
     ) -> Result<Vec<InferenceRequestDetails>, ChainError> {
+        self.scan_requests(model, None, from_block).await
+    }
+
+    /// What a fulfiller needs to run request `id`, if it was made from block
+    /// `from_block` on.
+    ///
+    /// # Errors
+    /// As [`Deployment::inference_requests`].
+    pub async fn inference_request_details(
+        &self,
+        id: u64,
+        from_block: u64,
+    ) -> Result<Option<InferenceRequestDetails>, ChainError> {
+        Ok(self
+            .scan_requests(None, Some(id), from_block)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// `Requested` logs (for `model`, or of request `id`, when given) joined with the
+    /// `RequestDetails` logs of the same requests, read in chunks of blocks.
+    async fn scan_requests(
+        &self,
+        model: Option<wallets::B256>,
+        id: Option<u64>,
+        from_block: u64,
+    ) -> Result<Vec<InferenceRequestDetails>, ChainError> {
+        const CALL: &str = "InferenceOracle Requested logs";
         let o = &self.inference_oracle;
         let head = self.block_number().await?;
         let mut found = Vec::new();
@@ -461,23 +490,35 @@ impl Deployment {
         while from <= head {
             let to = (from + LOG_CHUNK - 1).min(head);
             let mut requested = o.requested_filter().from_block(from).to_block(to);
+            if let Some(id) = id {
+                requested = requested.topic1(H256::from_low_u64_be(id));
+            }
             if let Some(m) = model {
                 requested = requested.topic3(H256(m.0));
             }
             let requested: Vec<(RequestedFilter, ethers::contract::LogMeta)> = requested
                 .query_with_meta()
                 .await
-                .map_err(|e| contract_error("InferenceOracle Requested logs", e))?;
+                .map_err(|e| contract_error(CALL, e))?;
             if !requested.is_empty() {
+                // Only the details of the requests found (not every model's prompts).
+                let ids: Vec<H256> = requested
+                    .iter()
+                    .map(|(r, _)| {
+                        let mut word = [0u8; 32];
+                        r.id.to_big_endian(&mut word);
+                        H256(word)
+                    })
+                    .collect();
                 let details: Vec<RequestDetailsFilter> = o
                     .request_details_filter()
                     .from_block(from)
                     .to_block(to)
+                    .topic1(ids)
                     .query()
                     .await
                     .map_err(|e| contract_error("InferenceOracle RequestDetails logs", e))?;
                 for (r, meta) in requested {
-                    const CALL: &str = "InferenceOracle Requested logs";
                     let Some(d) = details.iter().find(|d| d.id == r.id) else {
                         return Err(ChainError::Contract {
                             call: CALL.into(),

@@ -202,6 +202,7 @@ mod agent {
                 }
                 self.next_block = head + 1;
             }
+            let domain = attestation_domain(Some(chain::chain_id_of(&client)));
             let mut outcomes = Vec::with_capacity(todo.len());
             for (id, details) in todo {
                 let skipped = |reason: String| OracleOutcome::Skipped { id, reason };
@@ -221,7 +222,6 @@ mod agent {
                         continue;
                     }
                 };
-                let domain = attestation_domain(Some(self.contracts_chain_id()));
                 let signed = match completion.attest(&self.wallet, &domain) {
                     Ok(s) => s,
                     Err(e) => {
@@ -248,10 +248,6 @@ mod agent {
                 }
             }
             Ok(outcomes)
-        }
-
-        fn contracts_chain_id(&self) -> u64 {
-            chain::chain_id_of(&self.contracts.inference_oracle.client())
         }
     }
 
@@ -334,10 +330,8 @@ mod agent {
             });
         }
         let details = contracts
-            .inference_requests(Some(state.model), from_block)
+            .inference_request_details(id, from_block)
             .await?
-            .into_iter()
-            .find(|d| d.id == id)
             .ok_or_else(|| OracleError::Request {
                 id,
                 reason: format!("no Requested event from block {from_block} on"),
