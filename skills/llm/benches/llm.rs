@@ -28,11 +28,11 @@
     clippy::indexing_slicing
 )]
 
-use std::collections::BTreeMap;
 use std::num::NonZeroU32;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod support;
 
 use criterion::{Criterion, Throughput};
 use llm::llama_cpp_2::context::params::LlamaContextParams;
@@ -41,51 +41,12 @@ use llm::llama_cpp_2::llama_batch::LlamaBatch;
 use llm::llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
 use llm::llama_cpp_2::sampling::LlamaSampler;
 use llm::llama_cpp_2::token::LlamaToken;
-use llm::{
-    backend, Completion, GenerationRequest, LlmConfig, LlmEngine, ModelSpec, ModelStore, Prompt,
-    SamplingParams, MODEL_PATH_ENV,
-};
+use llm::{backend, Completion, GenerationRequest, LlmConfig, LlmEngine, Prompt, SamplingParams};
+use support::{rate, record, tally, threads};
 
 const SINGLE_TOKENS: u32 = 128;
 const CONCURRENT: usize = 8;
 const CONCURRENT_TOKENS: u32 = 64;
-
-fn model_path() -> PathBuf {
-    if let Some(p) = std::env::var_os(MODEL_PATH_ENV) {
-        return PathBuf::from(p);
-    }
-    let dir = std::env::var_os("AGORA_MODEL_CACHE")
-        .map_or_else(|| PathBuf::from("/var/cache/agora/models"), PathBuf::from);
-    ModelStore::new(dir)
-        .ensure(&ModelSpec::smollm2_135m(), &mut |_| {})
-        .unwrap()
-}
-
-fn threads() -> usize {
-    std::env::var("AGORA_BENCH_THREADS")
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
-
-/// Tokens and time per scenario, accumulated over every criterion iteration.
-fn tally() -> &'static Mutex<BTreeMap<&'static str, (u64, Duration)>> {
-    static T: OnceLock<Mutex<BTreeMap<&'static str, (u64, Duration)>>> = OnceLock::new();
-    T.get_or_init(Mutex::default)
-}
-
-fn record(name: &'static str, tokens: u64, time: Duration) {
-    let mut t = tally().lock().unwrap();
-    let e = t.entry(name).or_default();
-    e.0 += tokens;
-    e.1 += time;
-}
-
-fn rate(name: &str) -> f64 {
-    let t = tally().lock().unwrap();
-    t.get(name)
-        .map_or(f64::NAN, |(n, d)| *n as f64 / d.as_secs_f64())
-}
 
 /// A raw llama-cpp-2 greedy loop, run on the engine's inference thread (see
 /// `LlmEngine::with_inference_thread`) with a context of its own.
@@ -198,7 +159,7 @@ fn long_prompt() -> String {
 }
 
 fn bench(c: &mut Criterion) {
-    let path = model_path();
+    let path = llm::test_utils::model_path();
     let threads = threads();
     eprintln!("model {} threads {threads}", path.display());
     let engine = Arc::new(

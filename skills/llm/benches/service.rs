@@ -19,58 +19,19 @@
     clippy::indexing_slicing
 )]
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod support;
 
 use criterion::{Criterion, Throughput};
 use llm::service::{InferenceTask, LlmService};
-use llm::{
-    GenerationRequest, GrammarLimits, LlmConfig, LlmEngine, ModelSpec, ModelStore, Prompt,
-    SamplingParams, MODEL_PATH_ENV,
-};
+use llm::{GenerationRequest, GrammarLimits, LlmConfig, LlmEngine, Prompt, SamplingParams};
+use support::{rate, record, tally, threads};
 use wallets::Wallet;
 
 const JOBS: usize = 8;
 const TOKENS: u32 = 32;
-
-fn model_path() -> PathBuf {
-    if let Some(p) = std::env::var_os(MODEL_PATH_ENV) {
-        return PathBuf::from(p);
-    }
-    let dir = std::env::var_os("AGORA_MODEL_CACHE")
-        .map_or_else(|| PathBuf::from("/var/cache/agora/models"), PathBuf::from);
-    ModelStore::new(dir)
-        .ensure(&ModelSpec::smollm2_135m(), &mut |_| {})
-        .unwrap()
-}
-
-fn threads() -> usize {
-    std::env::var("AGORA_BENCH_THREADS")
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
-
-/// Completions and time per scenario, over every criterion iteration.
-fn tally() -> &'static Mutex<BTreeMap<&'static str, (u64, Duration)>> {
-    static T: OnceLock<Mutex<BTreeMap<&'static str, (u64, Duration)>>> = OnceLock::new();
-    T.get_or_init(Mutex::default)
-}
-
-fn record(name: &'static str, jobs: u64, time: Duration) {
-    let mut t = tally().lock().unwrap();
-    let e = t.entry(name).or_default();
-    e.0 += jobs;
-    e.1 += time;
-}
-
-fn rate(name: &str) -> f64 {
-    let t = tally().lock().unwrap();
-    t.get(name)
-        .map_or(0.0, |(n, d)| *n as f64 / d.as_secs_f64().max(1e-9))
-}
 
 fn tasks() -> Vec<String> {
     [
@@ -93,7 +54,7 @@ fn tasks() -> Vec<String> {
 }
 
 fn bench(c: &mut Criterion) {
-    let path = model_path();
+    let path = llm::test_utils::model_path();
     let threads = threads();
     eprintln!("model {} threads {threads}", path.display());
     let engine = Arc::new(
