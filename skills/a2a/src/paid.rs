@@ -49,6 +49,10 @@ pub const PAYLOAD_KEY: &str = "x402.payment.payload";
 pub const RECEIPTS_KEY: &str = "x402.payment.receipts";
 /// Why a payment failed (the x402 reason code).
 pub const ERROR_KEY: &str = "x402.payment.error";
+/// What the seller attests about a paid result (such as a signed LLM inference), in
+/// the artifact's metadata: the JSON that an x402 client gets in the
+/// `AGORA-ATTESTATION` header.
+pub const ATTESTATION_KEY: &str = "agora.attestation";
 
 /// The card's declaration of the extension.
 pub(crate) fn extension() -> AgentExtension {
@@ -240,12 +244,24 @@ pub(crate) async fn continue_task(
         .answer(&card.id, gw.host(), Some(&payload), &body)
         .await
     {
-        Outcome::Served { body, settled } => {
+        Outcome::Served {
+            body,
+            settled,
+            attestation,
+        } => {
             let result: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+            // What the seller attests about the result rides in the artifact's
+            // metadata, under the x402 response header's name.
+            let metadata = attestation.map(|a| {
+                let mut m = serde_json::Map::new();
+                m.insert(ATTESTATION_KEY.to_owned(), a);
+                m
+            });
             let artifact = Artifact {
                 artifact_id: new_id(),
                 name: card.id.clone(),
                 parts: vec![Part::data(result)],
+                metadata,
                 ..Artifact::default()
             };
             let text = format!("Paid (transaction {}) and done.", settled.transaction);

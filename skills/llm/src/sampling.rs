@@ -5,7 +5,7 @@ use wallets::eip712::Encoder;
 use wallets::{keccak256, Eip712, B256};
 
 /// Who says a chat message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Instructions for the model.
@@ -28,7 +28,7 @@ impl Role {
 }
 
 /// One message of a chat.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ChatMessage {
     role: Role,
     content: String,

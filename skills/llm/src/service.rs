@@ -16,6 +16,10 @@
 //! - Arbiters: [`InferenceArbiter`] rules on a disputed escrow by re-running the
 //!   attested inference and calls `JobEscrow.resolveDispute`: the buyer refunded in
 //!   full on a proven mismatch, the seller paid when the re-run matches.
+//! - HTTP clients (x402, A2A): an agent sells the same service over x402 with
+//!   [`task_schema`] and [`result_schema`], and serves [`served_attestation`] (the
+//!   signature without the record) beside each result; the client checks it with
+//!   [`check_served`].
 //! - Auditors: [`rerun_journals`] re-runs every attested inference of the delivery
 //!   entries of payment journals (`agora audit --model`).
 //!
@@ -38,8 +42,12 @@ pub use arbiter::{DisputedInference, InferenceArbiter, Resolution, Ruling};
 pub use audit::{rerun_journals, InferenceAudit};
 pub use check::AttestationCheck;
 pub use seller::{LlmService, DEFAULT_SELLER_MAX_TOKENS};
+pub use task::task_schema;
 pub use task::{
     InferenceKind, InferenceRequest, InferenceTask, COMPLETE_KIND, DEFAULT_MAX_TOKENS,
     EXTRACT_KIND, MAX_MESSAGES, MAX_PROMPT_BYTES, MAX_SCHEMA_BYTES, MAX_TASK_BYTES,
 };
-pub use wire::{inference_result, AttestedInference, ATTESTED_INFERENCE_TYPE};
+pub use wire::{
+    check_served, inference_result, result_schema, served_attestation, AttestedInference,
+    ATTESTED_INFERENCE_TYPE, SERVED_INFERENCE_TYPE,
+};

@@ -38,9 +38,10 @@
 //!    [`AuditReport::sales`] (rules in `audit/x402.rs`).
 //!
 //! 6. **Attestations** (optional, [`AttestationAudit`], [`audit_with`]) — each delivery
-//!    entry that keeps the seller's attestation is handed to the attestation audit
+//!    entry (negotiated or `x402_delivery`) that keeps the seller's attestation is
+//!    handed to the attestation audit
 //!    (`agora audit --model` re-runs attested LLM inferences with the `llm` crate's
-//!    one), in journal and entry order; each problem it finds is a discrepancy at the
+//!    one), journal by journal; each problem it finds is a discrepancy at the
 //!    entry.
 //!
 //! The report is deterministic: journals, deals and discrepancies are sorted, and
@@ -130,10 +131,12 @@ pub struct AttestedDelivery<'a> {
     pub journal: &'a str,
     /// The delivery entry's index.
     pub entry: u64,
-    /// The deal: the agreement hash, or a channel order's id.
+    /// The deal: the agreement hash, a channel order's id, or an x402 sale's id.
     pub deal: B256,
-    /// The agreement the deal was paid under (a channel order's channel agreement).
-    pub agreement: &'a super::messages::Agreement,
+    /// The seller who delivered (and signed the attestation).
+    pub seller: Address,
+    /// The chain the deal was paid on (the agreement's, or the x402 payment's).
+    pub chain_id: u64,
     /// The delivered result's hash, as the seller signed it.
     pub result_hash: B256,
     /// The attestation.
@@ -489,7 +492,7 @@ pub async fn audit_with(
 }
 
 /// Runs `audit` on every delivery entry with an attestation, journal by journal
-/// (sorted by path), deal by deal.
+/// (sorted by path), deal by deal, then x402 sale by sale.
 async fn check_attestations(
     audit: &dyn AttestationAudit,
     journals: &[Audited],
@@ -498,6 +501,7 @@ async fn check_attestations(
     let name = audit.name();
     let (mut checked, mut skipped) = (0, 0);
     for j in journals {
+        let mut seen = Vec::new();
         for (deal, side) in &j.sides {
             let (Some((entry, delivery)), Some((_, payment))) = (&side.delivery, &side.payment)
             else {
@@ -506,20 +510,36 @@ async fn check_attestations(
             let Some(attestation) = &delivery.attestation else {
                 continue;
             };
-            let seen = AttestedDelivery {
+            let agreement = &payment.agreement.agreement;
+            seen.push(AttestedDelivery {
                 journal: &j.path,
                 entry: *entry,
                 deal: *deal,
-                agreement: &payment.agreement.agreement,
+                seller: agreement.seller,
+                chain_id: agreement.chain_id,
                 result_hash: delivery.result_hash,
                 attestation,
-            };
-            match audit.check(&seen).await? {
+            });
+        }
+        // x402 sales that delivered an attestation, after the negotiated deals.
+        for (sale, entry, seller, chain_id, result_hash, attestation) in j.sales.attested() {
+            seen.push(AttestedDelivery {
+                journal: &j.path,
+                entry,
+                deal: sale,
+                seller,
+                chain_id,
+                result_hash,
+                attestation,
+            });
+        }
+        for d in seen {
+            match audit.check(&d).await? {
                 None => skipped += 1,
                 Some(problems) => {
                     checked += 1;
                     for p in problems {
-                        findings.add(&j.path, Some(*entry), Some(*deal), format!("{name}: {p}"));
+                        findings.add(&j.path, Some(d.entry), Some(d.deal), format!("{name}: {p}"));
                     }
                 }
             }

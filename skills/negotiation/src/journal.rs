@@ -475,6 +475,10 @@ pub struct X402DeliveryBody {
     pub result_hash: B256,
     /// The settling transaction (the sale's payment's).
     pub tx_hash: B256,
+    /// The attestation the seller served with the result, if any (such as a signed
+    /// LLM inference record), as for a [`DeliveryBody`]; absent in older journals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<Value>,
 }
 
 /// `x402_purchase`: an x402 payment a buyer signed for a request, journaled before it

@@ -138,6 +138,10 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 /// A check of a request body before payment: `Err` says what is wrong with it.
 type Validate = dyn Fn(&str) -> std::result::Result<(), String> + Send + Sync;
 
+/// The form of a delivery's attestation that travels in the `AGORA-ATTESTATION`
+/// header (`None`: no header).
+type AttestationHeader = dyn Fn(&Value) -> Option<Value> + Send + Sync;
+
 /// One skill for sale: its name (the URL's last segment), its price, the
 /// [`Service`] that does the work, and its request and response JSON Schemas.
 #[derive(Clone)]
@@ -151,6 +155,7 @@ pub struct PricedService {
     input_example: Option<Value>,
     output_example: Option<Value>,
     validate: Option<Arc<Validate>>,
+    attestation_header: Option<Arc<AttestationHeader>>,
 }
 
 impl std::fmt::Debug for PricedService {
@@ -184,6 +189,7 @@ impl PricedService {
             input_example: None,
             output_example: None,
             validate: None,
+            attestation_header: None,
         }
     }
 
@@ -217,6 +223,26 @@ impl PricedService {
         self.input_example = Some(request);
         self.output_example = result;
         self
+    }
+
+    /// Sends what the service attests about each result to the client too, in the
+    /// `AGORA-ATTESTATION` response header (base64 of JSON, like x402's own headers),
+    /// in the form `header` gives of the attestation; `header` returns `None` to send
+    /// nothing. Keep the form small: clients limit response headers (Node and httpx
+    /// to 16 KiB in all). The whole attestation is journaled either way.
+    #[must_use]
+    pub fn attestation_header(
+        mut self,
+        header: impl Fn(&Value) -> Option<Value> + Send + Sync + 'static,
+    ) -> Self {
+        self.attestation_header = Some(Arc::new(header));
+        self
+    }
+
+    /// The header form of `attestation` (see [`PricedService::attestation_header`]).
+    fn header_of(&self, attestation: Option<&Value>) -> Option<Value> {
+        let header = self.attestation_header.as_ref()?;
+        header(attestation?)
     }
 
     /// The skill's name.
@@ -322,6 +348,10 @@ pub enum Outcome {
         body: String,
         /// The settlement.
         settled: SettleResponse,
+        /// What the skill attested about the result, in the form its
+        /// [`PricedService::attestation_header`] gives (the `AGORA-ATTESTATION`
+        /// header, base64 of this JSON); `None` when it attests nothing.
+        attestation: Option<Value>,
     },
     /// Payment required: none was sent (`invalid` is `None`), or it does not verify.
     PaymentRequired {
@@ -738,6 +768,7 @@ impl X402Seller {
                 settlement,
                 body,
                 result_hash,
+                attestation,
             } => {
                 if record.request_hash != sale.request_hash {
                     return Outcome::Refused {
@@ -752,7 +783,7 @@ impl X402Seller {
                 }
                 // A crash may have come between the record and the journal.
                 if let Err(e) = self
-                    .journal_delivery(&record, &settlement, result_hash)
+                    .journal_delivery(&record, &settlement, result_hash, attestation.clone())
                     .await
                 {
                     tracing::error!(target: "x402::seller", error = %e, "journaling a delivery failed");
@@ -762,6 +793,7 @@ impl X402Seller {
                 Outcome::Served {
                     settled: self.settle_response(&record, &settlement),
                     body,
+                    attestation: offer.priced.header_of(attestation.as_ref()),
                 }
             }
             SaleState::Settled { settlement } => self.run(sale, &mut record, settlement).await,
@@ -1016,16 +1048,24 @@ impl X402Seller {
             settlement: mined,
             body: body.clone(),
             result_hash,
+            attestation: output.attestation.clone(),
         };
         if let Err(e) = self.store.put(&sale.key, record) {
             return Outcome::internal(e);
         }
-        if let Err(e) = self.journal_delivery(record, &mined, result_hash).await {
+        if let Err(e) = self
+            .journal_delivery(record, &mined, result_hash, output.attestation.clone())
+            .await
+        {
             // Recorded: a retry of the payment journals it again.
             tracing::error!(target: "x402::seller", error = %e, "journaling a delivery failed");
         }
         tracing::info!(target: "x402::seller", skill = %record.skill, tx = %mined.tx_hash, "x402 sale delivered");
-        Outcome::Served { body, settled }
+        Outcome::Served {
+            body,
+            settled,
+            attestation: offer.priced.header_of(output.attestation.as_ref()),
+        }
     }
 
     async fn journal_delivery(
@@ -1033,6 +1073,7 @@ impl X402Seller {
         record: &SaleRecord,
         mined: &Mined,
         result_hash: B256,
+        attestation: Option<Value>,
     ) -> negotiation::Result<()> {
         self.journal
             .append(X402DeliveryBody {
@@ -1040,6 +1081,7 @@ impl X402Seller {
                 request_hash: record.request_hash,
                 result_hash,
                 tx_hash: mined.tx_hash,
+                attestation,
             })
             .await
     }

@@ -28,6 +28,11 @@ pub const PAYMENT_SIGNATURE_HEADER: &str = "PAYMENT-SIGNATURE";
 /// The header of a paid answer that carries the [`SettleResponse`].
 pub const PAYMENT_RESPONSE_HEADER: &str = "PAYMENT-RESPONSE";
 
+/// Agora's response header with what a seller attests about a paid result (such as
+/// the signed record of an LLM inference): base64 of JSON, like the x402 headers.
+/// x402 clients pass it through as any other header.
+pub const ATTESTATION_HEADER: &str = "AGORA-ATTESTATION";
+
 /// The longest x402 header [`decode_header`] accepts, in bytes of base64. An exact-EVM
 /// payment payload is about 1.5 KB of base64; a 402 with a few offers and bazaar schemas
 /// stays well below this.

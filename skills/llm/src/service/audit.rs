@@ -58,8 +58,8 @@ impl AttestationAudit for InferenceAudit {
             return Ok(None);
         }
         let mut problems = Vec::new();
-        let domain = attestation_domain(Some(d.agreement.chain_id));
-        if let Err(e) = signed.verify_record(&domain, record, Some(d.agreement.seller)) {
+        let domain = attestation_domain(Some(d.chain_id));
+        if let Err(e) = signed.verify_record(&domain, record, Some(d.seller)) {
             problems.push(mismatch(e));
             return Ok(Some(problems));
         }
@@ -77,7 +77,7 @@ impl AttestationAudit for InferenceAudit {
             None => {
                 let outcome = match self
                     .engine
-                    .verify(&domain, record, signed, Some(d.agreement.seller))
+                    .verify(&domain, record, signed, Some(d.seller))
                     .await
                 {
                     Ok(_) => None,

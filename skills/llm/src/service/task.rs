@@ -81,8 +81,14 @@ pub struct InferenceTask {
     schema: Option<Value>,
 }
 
+/// The JSON Schema of a task's text (what an x402 or A2A client sends as the request
+/// body): an [`InferenceTask`] as JSON.
+pub fn task_schema() -> Value {
+    schemars::schema_for!(TaskWire).to_value()
+}
+
 /// The task text's JSON form.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct TaskWire {
     prompt: PromptWire,
@@ -106,7 +112,7 @@ struct TaskWire {
     max_tokens: Option<u32>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 enum PromptWire {
     User(String),
@@ -114,7 +120,7 @@ enum PromptWire {
     Raw(RawText),
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawText {
     text: String,

@@ -105,6 +105,96 @@ fn float_value(v: f32) -> Result<Value, String> {
         .ok_or_else(|| format!("{v} is not a finite number"))
 }
 
+/// The `type` of the short form of an [`AttestedInference`] that a seller serves to
+/// HTTP clients ([`served_attestation`]).
+pub const SERVED_INFERENCE_TYPE: &str = "agora.inference.signed.v1";
+
+/// The short form of an attested inference's JSON ([`AttestedInference::to_value`])
+/// that an x402 seller sends in its `AGORA-ATTESTATION` response header and an A2A
+/// artifact carries: `{"type": "agora.inference.signed.v1", "signed": …}`, the
+/// seller's signed [`crate::InferenceAttestation`] without the record (whose prompt,
+/// grammar and output may be tens of kilobytes, more than clients take in headers).
+/// The client has the output in the body ([`check_served`]); the seller's journal
+/// keeps the whole record for audits. `None` for other attestations.
+pub fn served_attestation(attestation: &Value) -> Option<Value> {
+    if attestation.get("type").and_then(Value::as_str) != Some(ATTESTED_INFERENCE_TYPE) {
+        return None;
+    }
+    Some(json!({
+        "type": SERVED_INFERENCE_TYPE,
+        "signed": attestation.get("signed")?.clone(),
+    }))
+}
+
+/// What a client that bought an inference over HTTP checks with the seller's
+/// [`served_attestation`] and the result body it was served: the signature recovers
+/// to `seller` (the `payTo` it paid) in the [`attestation_domain`] of `chain_id`, the
+/// attested model is the result's `model`, and the attested output hash is the
+/// Keccak-256 of the result's `output`. Returns the signed attestation (its prompt
+/// and sampling hashes are for an audit against the seller's journal).
+///
+/// # Errors
+/// What does not match, or what is malformed.
+///
+/// [`attestation_domain`]: crate::attestation_domain
+pub fn check_served(
+    served: &Value,
+    result: &Value,
+    seller: wallets::Address,
+    chain_id: u64,
+) -> Result<SignedAttestation, String> {
+    if served.get("type").and_then(Value::as_str) != Some(SERVED_INFERENCE_TYPE) {
+        return Err(format!(
+            "the attestation's type is not {SERVED_INFERENCE_TYPE:?}"
+        ));
+    }
+    let signed: SignedAttestation = serde_json::from_value(
+        served
+            .get("signed")
+            .cloned()
+            .ok_or("the attestation has no signature")?,
+    )
+    .map_err(|e| format!("the signed attestation: {e}"))?;
+    signed
+        .verify_signature(&crate::attestation_domain(Some(chain_id)), Some(seller))
+        .map_err(|e| e.to_string())?;
+    let text = |field: &str| {
+        result
+            .get(field)
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("the result has no {field:?} string"))
+    };
+    let model =
+        crate::ModelFingerprint::from_bytes(signed.attestation.model_fingerprint.0).to_string();
+    if text("model")? != model {
+        return Err(format!(
+            "the result's model {} is not the attested model {model}",
+            text("model")?
+        ));
+    }
+    let output_hash = wallets::keccak256(text("output")?.as_bytes());
+    if output_hash != signed.attestation.output_hash {
+        return Err(format!(
+            "the result's output hashes to {output_hash}, the attested output hash is {}",
+            signed.attestation.output_hash
+        ));
+    }
+    Ok(signed)
+}
+
+/// The JSON Schema of the result an LLM seller delivers ([`inference_result`]).
+pub fn result_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "model": {"type": "string", "description": "the model's fingerprint: SHA-256 of the GGUF file, lowercase hex"},
+            "output": {"type": "string", "description": "the generated text"}
+        },
+        "required": ["model", "output"],
+        "additionalProperties": false
+    })
+}
+
 /// The result an LLM seller delivers for `record`: `{"model": fingerprint, "output":
 /// text}`. It is a function of the record alone, so the delivery's signed result hash
 /// binds the attested output, and an auditor who holds only the journal's hashes

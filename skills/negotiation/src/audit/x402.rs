@@ -163,6 +163,33 @@ impl Sales {
     }
 }
 
+impl Sales {
+    /// The delivered sales whose delivery keeps an attestation, by sale id: the
+    /// delivery's entry, the seller (the payment's payee), the chain id of the
+    /// payment's domain, the delivered result's hash and the attestation.
+    pub(super) fn attested(
+        &self,
+    ) -> impl Iterator<Item = (B256, u64, Address, u64, B256, &serde_json::Value)> {
+        self.0.iter().filter_map(|(id, sale)| {
+            let (Some((i, d)), Some((_, p))) = (&sale.delivery, &sale.payment) else {
+                return None;
+            };
+            let Payment::Authorization { domain, transfer } = &p.payment.payment else {
+                return None;
+            };
+            let attestation = d.attestation.as_ref()?;
+            Some((
+                *id,
+                *i,
+                transfer.to,
+                domain.chain_id.unwrap_or_default(),
+                d.result_hash,
+                attestation,
+            ))
+        })
+    }
+}
+
 /// The offline checks of one `x402_purchase`.
 fn check_purchase(p: &X402PurchaseBody, signer: Address, add: &mut impl FnMut(String)) {
     let Payment::Authorization { domain, transfer } = &p.payment.payment else {

@@ -16,7 +16,8 @@ use serde_json::json;
 use super::{Outcome, X402Seller};
 use crate::server::HttpServer;
 use crate::wire::{
-    self, PAYMENT_REQUIRED_HEADER, PAYMENT_RESPONSE_HEADER, PAYMENT_SIGNATURE_HEADER,
+    self, ATTESTATION_HEADER, PAYMENT_REQUIRED_HEADER, PAYMENT_RESPONSE_HEADER,
+    PAYMENT_SIGNATURE_HEADER,
 };
 use crate::Result;
 
@@ -77,7 +78,11 @@ async fn sell(
 /// Writes an [`Outcome`] as the x402 clients read it.
 pub(crate) fn respond(outcome: Outcome) -> Response {
     match outcome {
-        Outcome::Served { body, settled } => {
+        Outcome::Served {
+            body,
+            settled,
+            attestation,
+        } => {
             let mut response = (
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, "application/json")],
@@ -85,6 +90,9 @@ pub(crate) fn respond(outcome: Outcome) -> Response {
             )
                 .into_response();
             add_header(&mut response, PAYMENT_RESPONSE_HEADER, &settled);
+            if let Some(attestation) = &attestation {
+                add_header(&mut response, ATTESTATION_HEADER, attestation);
+            }
             response
         }
         Outcome::PaymentRequired { required, invalid } => {

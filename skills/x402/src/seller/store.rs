@@ -38,6 +38,10 @@ pub enum SaleState {
         body: String,
         /// [`negotiation::result_hash`] of the result.
         result_hash: B256,
+        /// The attestation the skill delivered with the result, if any (absent in
+        /// older stores).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attestation: Option<serde_json::Value>,
     },
 }
 

@@ -98,6 +98,8 @@ def main() -> None:
         "body": body_of(r),
         "paymentSignature": signature,
         "paymentResponse": decoded(r.headers.get("PAYMENT-RESPONSE")),
+        # What the seller attests about the result (Agora's header), if it does.
+        "attestation": decoded(r.headers.get("AGORA-ATTESTATION")),
     }
 
     # 3. The same payment again: same body, then another.
@@ -108,6 +110,7 @@ def main() -> None:
         "status": r.status_code,
         "body": body_of(r),
         "paymentResponse": decoded(r.headers.get("PAYMENT-RESPONSE")),
+        "attestation": decoded(r.headers.get("AGORA-ATTESTATION")),
     }
     r = requests.post(
         args.url,
@@ -128,6 +131,7 @@ def main() -> None:
                 "status": r.status_code,
                 "body": body_of(r),
                 "paymentResponse": decoded(r.headers.get("PAYMENT-RESPONSE")),
+                "attestation": decoded(r.headers.get("AGORA-ATTESTATION")),
             }
 
     out["httpx"] = asyncio.run(httpx_sale())
