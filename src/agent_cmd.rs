@@ -68,15 +68,16 @@ pub(crate) async fn run_agent(args: AgentRunArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The model of a travel agent whose entry names none: `$AGORA_MODEL_PATH`, else the
-/// default model, fetched into the cache when missing.
+/// The model of a travel agent or an LLM seller whose entry names none:
+/// `$AGORA_MODEL_PATH`, else the default model, fetched into the cache when missing.
 #[cfg(feature = "llm")]
 fn default_model(args: &AgentRunArgs) -> Result<Option<PathBuf>> {
     let config = deploy::config::Config::load(&args.config)?;
-    let needs = config
-        .agents
-        .iter()
-        .any(|a| a.name == args.name && a.skills.contains("travel") && a.model.is_none());
+    let needs = config.agents.iter().any(|a| {
+        a.name == args.name
+            && (a.skills.contains("travel") || a.skills.contains("llm"))
+            && a.model.is_none()
+    });
     Ok(if needs {
         Some(crate::model_cmd::default_model_path()?)
     } else {

@@ -25,12 +25,14 @@ pub(crate) struct InitArgs {
     password: PasswordArgs,
 }
 
-/// The starter deployment: one travel agent and three competing weather agents.
+/// The starter deployment: one travel agent, three competing weather agents, and an
+/// LLM seller that serves the inference oracle.
 const AGENTS: &[(&str, u16, &[&str], Option<&str>)] = &[
     ("travel", 7401, &["travel", "llm"], None),
     ("weather-a", 7411, &["weather"], Some("1.20 USDC")),
     ("weather-b", 7412, &["weather"], Some("0.95 USDC")),
     ("weather-c", 7413, &["weather"], Some("1.50 USDC")),
+    ("scribe", 7421, &["llm"], Some("0.02 USDC")),
 ];
 
 /// The owner's keystore, relative to the directory of agents.toml.
@@ -49,6 +51,11 @@ fn render(password_env: &str, owner: Address) -> String {
             skills.join(", ")
         ));
         match price {
+            Some(price) if skills.contains(&"\"llm\"".to_owned()) => out.push_str(&format!(
+                "# Completions from the default model, attested; and the inference oracle.\n\
+                 oracle = true\n\
+                 services = [{{ skill = \"llm.complete\", price = \"{price}\", unit = \"completion\" }}]\n"
+            )),
             Some(price) => out.push_str(&format!(
                 "services = [{{ skill = \"weather.forecast\", price = \"{price}\", unit = \"forecast\" }}]\n"
             )),

@@ -150,6 +150,9 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         if let Some(model) = &a.model {
             println!("  model {}", model.display());
         }
+        if a.oracle {
+            println!("  serves the inference oracle for its model");
+        }
         tracing::debug!(keystore = %a.keystore.display(), password_env = %a.password_env, "agent keys");
     }
     println!("{}: valid", path.display());

@@ -14,7 +14,13 @@ fn config_check_accepts_the_example_and_names_file_line_key_of_a_mistake() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("valid"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("valid"), "{stdout}");
+    assert!(
+        stdout.contains("sells llm.complete at 0.02 USDC per completion")
+            && stdout.contains("serves the inference oracle"),
+        "{stdout}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let broken = dir.path().join("agents.toml");
@@ -62,7 +68,7 @@ fn init_writes_a_valid_config_and_keystores_and_never_overwrites() {
         "{}",
         String::from_utf8_lossy(&check.stderr)
     );
-    for name in ["travel", "weather-a", "weather-b", "weather-c"] {
+    for name in ["travel", "weather-a", "weather-b", "weather-c", "scribe"] {
         let ks = dir.path().join(format!(".agora/keystores/{name}.json"));
         let wallet = wallets::keystore::load(&ks, b"pw").unwrap();
         assert!(String::from_utf8_lossy(&out.stdout).contains(&wallet.address().to_string()));

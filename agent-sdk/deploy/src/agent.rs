@@ -70,11 +70,16 @@ pub struct RunningAgent {
     url: String,
     handle: AgentHandle,
     host: Host,
-    upkeep: Option<JoinHandle<()>>,
+    /// Its background work: the seller's upkeep, the oracle.
+    tasks: Vec<JoinHandle<()>>,
 }
 
 /// A chain client for an agent, with the deployment's fee cap.
-async fn connect(rpc: &str, wallet: Arc<Wallet>, config: &Config) -> Result<Arc<chain::Client>> {
+pub(crate) async fn connect(
+    rpc: &str,
+    wallet: Arc<Wallet>,
+    config: &Config,
+) -> Result<Arc<chain::Client>> {
     Ok(chain::connect_with_fee_cap(
         rpc,
         wallet,
@@ -122,24 +127,49 @@ impl RunningAgent {
         let discovery =
             Arc::new(Discovery::open(dir.join("discovery"), &site.rpc_url, addresses).await?);
         let mut builder = AgentBuilder::new(agent.name.clone()).wallet(wallet.clone());
-        let mut weather = None;
-        if agent.skills.contains("weather") {
-            let w = weather_seller(site, &config, &agent, &addresses, wallet.clone(), &dir).await?;
-            builder = w.seller.install(builder);
-            weather = Some(w);
+        // What the agent sells (one service): the same at the same price through the
+        // negotiation, over x402 and to A2A clients, with one journal and one chain
+        // client, so that their transactions never reuse a nonce.
+        let selling = if agent.skills.contains("weather") {
+            Some(weather_seller(site, &config, &agent, &addresses, wallet.clone(), &dir).await?)
+        } else if agent.skills.contains("llm") && !agent.services.is_empty() {
+            #[cfg(feature = "llm")]
+            {
+                Some(
+                    crate::llm_agent::llm_seller(
+                        site,
+                        &config,
+                        &agent,
+                        &addresses,
+                        wallet.clone(),
+                        &dir,
+                    )
+                    .await?,
+                )
+            }
+            #[cfg(not(feature = "llm"))]
+            return Err(Error::Composition {
+                agent: agent.name.clone(),
+                reason: "selling LLM services needs the `llm` feature, which this build lacks"
+                    .into(),
+            });
+        } else {
+            None
+        };
+        if let Some(s) = &selling {
+            builder = s.seller.install(builder);
+            if agent.skills.contains("travel") {
+                return Err(Error::Composition {
+                    agent: agent.name.clone(),
+                    reason: "a travel agent buys and sells nothing itself; run the seller of \
+                             its services as another agent"
+                        .into(),
+                });
+            }
         }
         #[cfg(feature = "llm")]
         let travel = if agent.skills.contains("travel") {
-            let model = match (&agent.model, &site.default_model) {
-                (Some(m), _) => crate::layout::base_dir(&site.config_path).join(m),
-                (None, Some(m)) => m.clone(),
-                (None, None) => {
-                    return Err(Error::Composition {
-                        agent: agent.name.clone(),
-                        reason: "the travel skill needs a model, and none is configured".into(),
-                    })
-                }
-            };
+            let model = crate::llm_agent::model_of(site, &agent, "travel")?;
             let (b, travel) = crate::travel_agent::TravelAgent::install(
                 builder,
                 &agent,
@@ -163,9 +193,10 @@ impl RunningAgent {
             });
         }
         let handle = builder.spawn(&host)?;
-        if let Some(w) = &weather {
-            // The forecast is also an HTTP resource that any x402 client pays for.
-            let x402 = Arc::new(w.x402(handle.context(), &addresses, &dir)?);
+        let mut tasks = Vec::new();
+        if let Some(selling) = &selling {
+            // The service is also an HTTP resource that any x402 client pays for.
+            let x402 = Arc::new(selling.x402(handle.context(), &addresses, &dir)?);
             // Sales a stopped process left mid-settlement are looked up on chain now,
             // so the journal holds every payment that moved money.
             match x402.reconcile().await {
@@ -186,21 +217,20 @@ impl RunningAgent {
             ))?);
             gateway.add(
                 a2a::A2aAgent::new(handle.address(), agent.name.clone())
-                    .description(format!(
-                        "Agora weather agent {}: forecasts by city and date, paid in the \
-                         stablecoin with x402",
-                        agent.name
-                    ))
+                    .description(selling.description.clone())
                     .sell(x402),
             )?;
             let router = a2a::http::router(gateway);
             host.mount_http("/agents", router.clone())?;
             host.mount_http("/.well-known/agent-card.json", router)?;
+            // Expired deals are closed and channels settled before they expire,
+            // without waiting for the next buyer.
+            tasks.push(
+                selling
+                    .seller
+                    .spawn_upkeep(handle.context(), SELLER_UPKEEP_EVERY),
+            );
         }
-        // Expired deals are closed and channels settled before they expire, without
-        // waiting for the next buyer.
-        let serves_a2a = weather.is_some();
-        let upkeep = weather.map(|w| w.seller.spawn_upkeep(handle.context(), SELLER_UPKEEP_EVERY));
         #[cfg(feature = "llm")]
         if let Some(travel) = travel {
             travel.resume(&handle).await;
@@ -209,7 +239,18 @@ impl RunningAgent {
             connect(&site.rpc_url, wallet.clone(), &config).await?,
             &addresses,
         );
-        register(&agent, &discovery, &contracts, wallet.address(), &url).await?;
+        let model = selling
+            .as_ref()
+            .map_or(wallets::B256::default(), Selling::model);
+        register(
+            &agent,
+            &discovery,
+            &contracts,
+            wallet.address(),
+            &url,
+            model,
+        )
+        .await?;
         if addresses.has_erc8004() {
             let file = register_identity(
                 &agent,
@@ -217,10 +258,42 @@ impl RunningAgent {
                 &addresses,
                 wallet.address(),
                 &url,
-                serves_a2a,
+                selling.as_ref().map(|s| s.priced.skill().to_owned()),
             )
             .await?;
             host.mount_http(REGISTRATION_PATH, registration_service(file)?)?;
+        }
+        #[cfg(feature = "llm")]
+        if agent.oracle {
+            let Some((selling, engine)) = selling
+                .as_ref()
+                .and_then(|s| s.model.clone().map(|e| (s, e)))
+            else {
+                return Err(Error::Composition {
+                    agent: agent.name.clone(),
+                    reason: "only an LLM seller serves the oracle".into(),
+                });
+            };
+            if !addresses.has_inference() {
+                return Err(Error::Composition {
+                    agent: agent.name.clone(),
+                    reason: "the deployment has no InferenceOracle (it predates it); \
+                             redeploy the contracts to serve the oracle"
+                        .into(),
+                });
+            }
+            // The seller's chain client: the oracle's transactions take their nonces
+            // in turn with the sales'.
+            let oracle = Deployment::at(selling.client.clone(), &addresses);
+            crate::llm_agent::anchor_model(&agent.name, &engine, &oracle).await?;
+            tasks.push(crate::llm_agent::spawn_oracle(
+                agent.name.clone(),
+                engine,
+                wallet.clone(),
+                oracle,
+                addresses.deployed_at,
+            ));
+            tracing::info!(target: "agora::agent", agent = %agent.name, "serving the inference oracle");
         }
         tracing::info!(target: "agora::agent", agent = %agent.name, address = %handle.address(), %url, "agent serving");
         Ok(Self {
@@ -228,7 +301,7 @@ impl RunningAgent {
             url,
             handle,
             host,
-            upkeep,
+            tasks,
         })
     }
 
@@ -255,8 +328,8 @@ impl RunningAgent {
     /// Stops its upkeep, the agent and its host.
     pub async fn shutdown(self) {
         tracing::info!(target: "agora::agent", agent = %self.name, "stopping");
-        if let Some(u) = self.upkeep {
-            u.abort();
+        for task in self.tasks {
+            task.abort();
         }
         drop(self.handle);
         let host = self.host;
@@ -284,31 +357,25 @@ pub fn forecast_seller(
     )
 }
 
-/// A weather agent's forecast sellers: by negotiation, and over x402 (made once the
-/// agent runs, [`WeatherSeller::x402`]), with one journal and one chain client, so
-/// that their transactions never reuse a nonce.
-struct WeatherSeller {
-    seller: Seller,
-    client: Arc<chain::Client>,
-    price: Amount,
-    provider: Arc<dyn WeatherProvider>,
+/// What an agent sells: its negotiation seller, and the same service at the same
+/// price for x402 and A2A clients ([`Selling::x402`], made once the agent runs), with
+/// the seller's journal and chain client.
+pub(crate) struct Selling {
+    pub(crate) seller: Seller,
+    pub(crate) client: Arc<chain::Client>,
+    pub(crate) priced: PricedService,
+    /// The agent's description on its A2A card.
+    pub(crate) description: String,
+    /// The model an LLM seller sells from.
+    #[cfg(feature = "llm")]
+    pub(crate) model: Option<Arc<llm::LlmEngine>>,
 }
 
-impl WeatherSeller {
-    /// The x402 seller of the forecast at the same price, for the agent whose
-    /// context is `ctx`; its sales are kept in `dir/x402`.
+impl Selling {
+    /// The x402 seller of the service, for the agent whose context is `ctx`; its
+    /// sales are kept in `dir/x402`.
     fn x402(&self, ctx: Context, addresses: &Addresses, dir: &Path) -> Result<X402Seller> {
         let asset = wallets::Address(addresses.stablecoin.0);
-        let forecast = PricedService::typed::<ForecastQuery, Forecast>(
-            FORECAST_KIND,
-            self.price,
-            WeatherService::new(self.provider.clone()),
-        )
-        .description("a daily weather forecast (or the climate normals) of a place")
-        .example(
-            serde_json::json!({"place": {"city": {"name": "Lisbon"}}, "start": "2026-07-01", "days": 3}),
-            None,
-        );
         Ok(X402Seller::new(
             ctx,
             self.client.clone(),
@@ -316,7 +383,17 @@ impl WeatherSeller {
             self.seller.journal(),
             SellerConfig::new(dir.join("x402"), TOKEN),
         )?
-        .sell(forecast)?)
+        .sell(self.priced.clone())?)
+    }
+
+    /// The fingerprint of the model the agent sells from (zero for none): what it
+    /// registers with.
+    fn model(&self) -> wallets::B256 {
+        #[cfg(feature = "llm")]
+        if let Some(engine) = &self.model {
+            return engine.fingerprint().to_b256();
+        }
+        wallets::B256::default()
     }
 }
 
@@ -329,7 +406,7 @@ async fn weather_seller(
     addresses: &Addresses,
     wallet: Arc<Wallet>,
     dir: &Path,
-) -> Result<WeatherSeller> {
+) -> Result<Selling> {
     let service = agent
         .services
         .iter()
@@ -343,11 +420,27 @@ async fn weather_seller(
     let settlement = ChainSettlement::with_client(client.clone(), addresses, TOKEN);
     let journal = Journal::open(dir.join("journal"), wallet.clone())?;
     let seller = forecast_seller(wallet, service.price, provider.clone(), settlement, journal);
-    Ok(WeatherSeller {
+    let priced = PricedService::typed::<ForecastQuery, Forecast>(
+        FORECAST_KIND,
+        service.price,
+        WeatherService::new(provider),
+    )
+    .description("a daily weather forecast (or the climate normals) of a place")
+    .example(
+        serde_json::json!({"place": {"city": {"name": "Lisbon"}}, "start": "2026-07-01", "days": 3}),
+        None,
+    );
+    Ok(Selling {
         seller,
         client,
-        price: service.price,
-        provider,
+        priced,
+        description: format!(
+            "Agora weather agent {}: forecasts by city and date, paid in the stablecoin \
+             with x402",
+            agent.name
+        ),
+        #[cfg(feature = "llm")]
+        model: None,
     })
 }
 
@@ -361,6 +454,7 @@ async fn register(
     contracts: &Deployment,
     address: Address,
     url: &str,
+    model: wallets::B256,
 ) -> Result<()> {
     let logs = discovery.sync().await?;
     tracing::info!(target: "agora::agent", agent = %agent.name, logs, "registry synced");
@@ -373,12 +467,13 @@ async fn register(
     match discovery.agent_at(address)? {
         None => {
             let tx = contracts
-                .register_agent(url, &card, wallets::B256::default(), services)
+                .register_agent(url, &card, model, services)
                 .await?;
             tracing::info!(target: "agora::agent", agent = %agent.name, %tx, "registered");
         }
         Some(record) => {
             let same = record.endpoint == url
+                && record.model_fingerprint == model.0
                 && record.services.len() == agent.services.len()
                 && agent.services.iter().all(|s| {
                     record
@@ -389,9 +484,7 @@ async fn register(
             if same {
                 tracing::info!(target: "agora::agent", agent = %agent.name, "already registered");
             } else {
-                let tx = contracts
-                    .update_agent(url, &card, wallets::B256::default(), services)
-                    .await?;
+                let tx = contracts.update_agent(url, &card, model, services).await?;
                 tracing::info!(target: "agora::agent", agent = %agent.name, %tx, "registration updated");
             }
         }
@@ -412,7 +505,7 @@ async fn register_identity(
     addresses: &Addresses,
     wallet: Address,
     url: &str,
-    a2a: bool,
+    sold: Option<String>,
 ) -> Result<registry::erc8004::RegistrationFile> {
     let selling: Vec<String> = agent
         .services
@@ -428,13 +521,9 @@ async fn register_identity(
         name: agent.name.clone(),
         description,
         base_url: http_base(url),
-        a2a,
-        // What the host serves over x402: the weather agents' forecast.
-        x402_skills: if a2a {
-            vec![weather::FORECAST_KIND.to_owned()]
-        } else {
-            Vec::new()
-        },
+        // A seller serves A2A and its service over x402.
+        a2a: sold.is_some(),
+        x402_skills: sold.into_iter().collect(),
         chain_id: addresses.chain_id,
         wallet,
         identity_registry: wallets::Address(addresses.identity_registry.0),

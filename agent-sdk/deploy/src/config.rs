@@ -18,6 +18,9 @@ use wallets::{Address, Amount, Limits, Mandate};
 /// Skills an agent can run.
 pub const KNOWN_SKILLS: &[&str] = &["llm", "travel", "weather"];
 
+/// The services of the `llm` skill an agent can sell (one of them).
+pub const LLM_SERVICES: &[&str] = &["llm.complete", "llm.extract"];
+
 /// A configuration error: where and what.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ConfigError {
@@ -81,6 +84,7 @@ struct RawAgent {
     #[serde(default)]
     principals: BTreeMap<Spanned<String>, Spanned<RawPrincipal>>,
     model: Option<Spanned<String>>,
+    oracle: Option<Spanned<bool>>,
 }
 
 /// A principal of an agent: who may commission paid work, under which mandate.
@@ -168,6 +172,9 @@ pub struct AgentConfig {
     pub principals: BTreeMap<Address, Mandate>,
     /// Its model file (relative to the config file's directory), for LLM skills.
     pub model: Option<PathBuf>,
+    /// Whether it fulfils the `InferenceOracle`'s requests for its model (an LLM
+    /// seller only).
+    pub oracle: bool,
 }
 
 /// A validated `agents.toml`.
@@ -455,7 +462,7 @@ impl Config {
                     "an agent needs at least one skill",
                 ));
             }
-            let mut services = Vec::new();
+            let mut services: Vec<ServiceConfig> = Vec::new();
             for s in a.services {
                 let s = s.into_inner();
                 let tag = s.skill.get_ref();
@@ -473,6 +480,27 @@ impl Config {
                         key("services.skill"),
                         format!(
                             "{tag:?} needs the {family:?} skill, which this agent does not run"
+                        ),
+                    ));
+                }
+                if family == "llm" && !LLM_SERVICES.contains(&tag.as_str()) {
+                    return Err(src.error(
+                        s.skill.span(),
+                        key("services.skill"),
+                        format!(
+                            "{tag:?} is not an LLM service; sell one of {}",
+                            LLM_SERVICES.join(", ")
+                        ),
+                    ));
+                }
+                if let Some(first) = services.first() {
+                    return Err(src.error(
+                        s.skill.span(),
+                        key("services.skill"),
+                        format!(
+                            "an agent sells one service (it already sells {:?}); run another \
+                             agent for {tag:?}",
+                            first.skill
                         ),
                     ));
                 }
@@ -515,6 +543,20 @@ impl Config {
                     ));
                 }
             }
+            let oracle = match a.oracle {
+                Some(o) if *o.get_ref() => {
+                    if !services.iter().any(|s| s.skill.starts_with("llm.")) {
+                        return Err(src.error(
+                            o.span(),
+                            key("oracle"),
+                            "only an agent that sells an LLM service (llm.complete or \
+                             llm.extract) serves the oracle",
+                        ));
+                    }
+                    true
+                }
+                _ => false,
+            };
             agents.push(AgentConfig {
                 name: name.into_inner(),
                 keystore: PathBuf::from(a.keystore.into_inner()),
@@ -525,6 +567,7 @@ impl Config {
                 policy,
                 principals,
                 model: a.model.map(|m| PathBuf::from(m.into_inner())),
+                oracle,
             });
         }
         Ok(Self {
@@ -746,7 +789,10 @@ services = [{ skill = "weather.forecast", price = "1.20 USDC", unit = "forecast"
     fn the_repository_example_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../agents.toml");
         let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(config.agents.len(), 4);
+        assert_eq!(config.agents.len(), 5);
+        let scribe = config.agents.iter().find(|a| a.name == "scribe").unwrap();
+        assert!(scribe.oracle);
+        assert_eq!(scribe.services[0].skill, "llm.complete");
         let travel = config.agents.iter().find(|a| a.name == "travel").unwrap();
         assert_eq!(travel.policy.per_deal, Some("5 USDC".parse().unwrap()));
         let weather: Vec<_> = config
@@ -788,6 +834,48 @@ services = [{ skill = "weather.forecast", price = "1.20 USDC", unit = "forecast"
         assert_eq!(e.key, "per_dael");
         assert!(e.message.contains("unknown field `per_dael`"), "{e}");
         assert!(e.to_string().starts_with("agents.toml:13:"), "{e}");
+    }
+
+    #[test]
+    fn llm_sellers_sell_one_known_service_and_only_they_serve_the_oracle() {
+        let llm = |extra: &str| {
+            format!(
+                "{GOOD}\n[agents.scribe]\nkeystore = \"s.json\"\npassword_env = \"P\"\n\
+                 listen = \"127.0.0.1:7421\"\nskills = [\"llm\"]\n{extra}\n"
+            )
+        };
+        let ok = llm("oracle = true\nservices = [{ skill = \"llm.extract\", price = \"0.03 USDC\", unit = \"extraction\" }]");
+        let config = Config::parse(Path::new("agents.toml"), &ok).unwrap();
+        let scribe = config.agents.iter().find(|a| a.name == "scribe").unwrap();
+        assert!(scribe.oracle);
+        for (extra, key, says) in [
+            (
+                "services = [{ skill = \"llm.summarize\", price = \"0.03 USDC\", unit = \"job\" }]",
+                "agents.scribe.services.skill",
+                "not an LLM service",
+            ),
+            (
+                "services = [{ skill = \"llm.complete\", price = \"0.02 USDC\", unit = \"job\" }, \
+                 { skill = \"llm.extract\", price = \"0.03 USDC\", unit = \"job\" }]",
+                "agents.scribe.services.skill",
+                "sells one service",
+            ),
+            (
+                "oracle = true",
+                "agents.scribe.oracle",
+                "only an agent that sells",
+            ),
+        ] {
+            let e = Config::parse(Path::new("agents.toml"), &llm(extra)).unwrap_err();
+            assert_eq!(e.key, key, "{extra}: {e}");
+            assert!(e.message.contains(says), "{extra}: {e}");
+        }
+        // `oracle = false` is the default, allowed anywhere.
+        let off = GOOD.replace(
+            "skills = [\"weather\"]",
+            "skills = [\"weather\"]\noracle = false",
+        );
+        assert!(Config::parse(Path::new("agents.toml"), &off).is_ok());
     }
 
     #[test]
@@ -1007,6 +1095,8 @@ valid_until = "2030-01-01T00:00:00Z"
         "policy",
         "principals",
         "model",
+        "oracle",
+        "\"llm.complete\"",
         "per_deal",
         "allow",
         "deny",

@@ -9,7 +9,8 @@
 //! - [`chain`]: the embedded devnet (deployed and funded for development) or a node
 //!   by URL with its deployment;
 //! - [`agent`]: one configured agent composed from its skills and started in this
-//!   process ([`RunningAgent`]): weather sellers, travel agents, registration;
+//!   process ([`RunningAgent`]): weather sellers, LLM sellers and the oracle
+//!   ([`llm_agent`], feature `llm`), travel agents, registration;
 //! - [`demo`] (feature `llm`): the reference story once, end to end (`agora demo`);
 //! - [`travel_agent`] (feature `llm`): the rules of paid work: only for a principal,
 //!   the mandate sets the price, never hire twice while money is in flight;
@@ -61,6 +62,8 @@ pub mod config;
 pub mod demo;
 mod error;
 pub mod layout;
+#[cfg(feature = "llm")]
+pub mod llm_agent;
 mod messages;
 pub mod supervisor;
 #[cfg(feature = "llm")]

@@ -31,7 +31,6 @@ use a2a::client::A2aClient;
 use a2a::market::{Deal, Market, MarketError, Order};
 use agent_sdk::prelude::*;
 use agent_sdk::registry::{Discovery, RegistryDirectory};
-use llm::{LlmConfig, LlmEngine};
 use negotiation::{token_domain, Buyer, BuyerDeal, PaymentMode};
 use registry::chain::Addresses;
 use wallets::{Journal, Mandates, SpendingPolicy};
@@ -40,7 +39,7 @@ use x402::{BuyerConfig, X402Buyer};
 
 use crate::config::AgentConfig;
 use crate::messages::{PlanTrip, PlannedTrip};
-use crate::{Error, Result, TOKEN};
+use crate::{Result, TOKEN};
 
 /// Hiring attempts per trip.
 pub const HIRE_ATTEMPTS: u32 = 3;
@@ -73,7 +72,7 @@ impl TravelAgent {
         discovery: Arc<Discovery>,
         model: PathBuf,
     ) -> Result<(AgentBuilder, Self)> {
-        let engine = load_model(&agent.name, model).await?;
+        let engine = crate::llm_agent::load_model(&agent.name, model, 2, 1024).await?;
         let planner = TravelPlanner::new(engine)?;
         let policy = Arc::new(addresses.pin(
             SpendingPolicy::open(dir.join("policy"), wallet.clone(), agent.policy.clone())?,
@@ -293,25 +292,4 @@ pub fn money_in_flight(ctx: &Context) -> bool {
             )
         })
     })
-}
-
-/// Loads `model` on a blocking thread, with every core and two sequences of 1,024
-/// tokens.
-async fn load_model(agent: &str, model: PathBuf) -> Result<Arc<LlmEngine>> {
-    let threads = std::thread::available_parallelism().map_or(2, usize::from);
-    tracing::info!(target: "agora::agent", agent, model = %model.display(), "loading the model");
-    let engine = tokio::task::spawn_blocking(move || {
-        LlmEngine::shared(
-            LlmConfig::new(model)
-                .with_threads(threads)
-                .with_max_sequences(2)
-                .with_context_per_sequence(1024),
-        )
-    })
-    .await
-    .map_err(|e| Error::Composition {
-        agent: agent.to_owned(),
-        reason: format!("the model loading task failed: {e}"),
-    })??;
-    Ok(engine)
 }

@@ -12,6 +12,8 @@
 #[cfg(feature = "llm")]
 mod deployment;
 mod erc8004;
+#[cfg(feature = "llm")]
+mod llm;
 mod up;
 mod x402;
 
