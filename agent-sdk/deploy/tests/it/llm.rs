@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use agent_sdk::{Peer, StaticDirectory};
 use deploy::config::Config;
-use deploy::layout::{agent_dir, agent_wallet};
-use deploy::{AgentSite, ChainSetup, RunningAgent};
+use deploy::layout::agent_dir;
+use deploy::RunningAgent;
 use llm::oracle::{check_fulfilment, OracleSampling, Verdict};
 use llm::service::{check_served, rerun_journals, AttestationCheck, COMPLETE_KIND};
 use llm::test_utils::market::task;
@@ -23,7 +23,7 @@ use negotiation::PaymentMode;
 use registry::chain::{self, Deployment, NewInferenceRequest, OracleStatus, PromptSource};
 use registry::devnet::{dev_key, dev_wallet};
 use registry::discovery::Discovery;
-use wallets::{Amount, KdfStrength, KeystoreFile, Wallet};
+use wallets::Amount;
 
 const PASSWORD_ENV: &str = "AGORA_LLM_DEPLOY_TEST_PASSWORD";
 
@@ -36,45 +36,18 @@ async fn a_deployed_llm_agent_sells_attested_completions_and_serves_the_oracle()
     let python = x402::test_utils::python();
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    KeystoreFile::encrypt(&Wallet::random(), b"pw", KdfStrength::Light)
-        .unwrap()
-        .write_new(&dir.join("keys/scribe.json"))
-        .unwrap();
-    let config_path = dir.join("agents.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            "[network]\nkind = \"embedded\"\n\n[agents.scribe]\nkeystore = \"keys/scribe.json\"\n\
-             password_env = \"{PASSWORD_ENV}\"\nlisten = \"127.0.0.1:0\"\nskills = [\"llm\"]\n\
-             model = {:?}\noracle = true\n\
+    let (site, mut setup, address) = crate::one_agent_site(
+        dir,
+        PASSWORD_ENV,
+        "scribe",
+        &format!(
+            "skills = [\"llm\"]\nmodel = {:?}\noracle = true\n\
              services = [{{ skill = \"llm.complete\", price = \"0.02 USDC\", unit = \"completion\" }}]\n",
             model_path().display().to_string()
         ),
     )
-    .unwrap();
-    std::env::set_var(PASSWORD_ENV, "pw");
-    let config = Config::load(&config_path).unwrap();
-    assert!(config.agents[0].oracle);
-    let address = agent_wallet(&config_path, &config.agents[0])
-        .await
-        .unwrap()
-        .address();
-    let mut setup = ChainSetup::embedded(
-        &dir.join("chain"),
-        31337,
-        "127.0.0.1:0".parse().unwrap(),
-        &[(&config.agents[0], address)],
-        Amount::ZERO,
-    )
-    .await
-    .unwrap();
-    let site = AgentSite {
-        config_path,
-        state_dir: dir.join("state"),
-        rpc_url: setup.url.clone(),
-        addresses_path: setup.addresses_path.clone(),
-        default_model: None,
-    };
+    .await;
+    assert!(Config::load(&site.config_path).unwrap().agents[0].oracle);
     let agent = RunningAgent::start(&site, "scribe").await.unwrap();
     assert_eq!(agent.address(), address);
     let engine = shared_engine();

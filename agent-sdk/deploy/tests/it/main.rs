@@ -30,17 +30,36 @@ pub(crate) async fn weather_site(
     dir: &std::path::Path,
     password_env: &str,
 ) -> (AgentSite, ChainSetup, Address) {
+    one_agent_site(
+        dir,
+        password_env,
+        "weather",
+        "skills = [\"weather\"]\n\
+         services = [{ skill = \"weather.forecast\", price = \"0.95 USDC\", unit = \"forecast\" }]\n",
+    )
+    .await
+}
+
+/// A deployment in `dir` of one agent, `name`, on a loopback port, its keystore's
+/// password in the environment variable `password_env` (which only the calling test
+/// reads), the rest of its `[agents.NAME]` table `entry`; the embedded chain started
+/// with the contracts, the agent funded with gas. The agent is for the test to start.
+pub(crate) async fn one_agent_site(
+    dir: &std::path::Path,
+    password_env: &str,
+    name: &str,
+    entry: &str,
+) -> (AgentSite, ChainSetup, Address) {
     KeystoreFile::encrypt(&Wallet::random(), b"pw", KdfStrength::Light)
         .unwrap()
-        .write_new(&dir.join("keys/weather.json"))
+        .write_new(&dir.join(format!("keys/{name}.json")))
         .unwrap();
     let config_path = dir.join("agents.toml");
     std::fs::write(
         &config_path,
         format!(
-            "[network]\nkind = \"embedded\"\n\n[agents.weather]\nkeystore = \"keys/weather.json\"\n\
-             password_env = \"{password_env}\"\nlisten = \"127.0.0.1:0\"\nskills = [\"weather\"]\n\
-             services = [{{ skill = \"weather.forecast\", price = \"0.95 USDC\", unit = \"forecast\" }}]\n"
+            "[network]\nkind = \"embedded\"\n\n[agents.{name}]\nkeystore = \"keys/{name}.json\"\n\
+             password_env = \"{password_env}\"\nlisten = \"127.0.0.1:0\"\n{entry}"
         ),
     )
     .unwrap();
