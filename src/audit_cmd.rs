@@ -1,6 +1,7 @@
 //! `agora audit`: replays payment journals, cross-checks them and matches payments
 //! on chain (see `negotiation::audit`); with `--model`, re-runs every attested LLM
-//! inference the journals' deliveries keep (see `llm::service::InferenceAudit`).
+//! inference the journals' deliveries keep (see `llm::service::InferenceAudit`);
+//! with `--html FILE`, writes the report as a page too (see `crate::audit_html`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +26,11 @@ pub(crate) struct AuditArgs {
     /// Print the report as JSON instead of tables.
     #[arg(long)]
     json: bool,
+    /// Also write the report as a self-contained HTML page to FILE: a summary, each
+    /// deal's timeline, every discrepancy marked at its entry (byte-identical for
+    /// the same journals).
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
     /// JSON-RPC URL of a node to match each payment against the chain.
     #[arg(long, value_name = "URL", requires = "addresses")]
     rpc: Option<String>,
@@ -88,6 +94,10 @@ async fn report(args: &AuditArgs) -> Result<(String, bool)> {
         _ => None,
     };
     let report = audit_or_rerun(args, chain.as_ref()).await?;
+    if let Some(path) = &args.html {
+        let page = crate::audit_html::render(&report)?;
+        std::fs::write(path, page).with_context(|| format!("writing {}", path.display()))?;
+    }
     let text = if args.json {
         report.to_json()
     } else {

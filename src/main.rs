@@ -5,6 +5,7 @@
 
 mod agent_cmd;
 mod audit_cmd;
+mod audit_html;
 mod chain_cmd;
 #[cfg(feature = "llm")]
 mod demo_cmd;

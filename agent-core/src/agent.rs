@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures::future::BoxFuture;
@@ -25,9 +25,11 @@ use crate::envelope::{
 use crate::error::{Error, ForeignDialogue, Result, SkillError};
 use crate::link::Link;
 use crate::message::{Kind, Payload, ReplyWire, Request};
+use crate::metrics::{Metrics, PaymentLabels, SkillLabels};
 use crate::port::{Delivery, Port, RefusalOutcome, RefusedAsk};
 use crate::router::Router;
 use crate::store::{AgentStore, DialogueRecord};
+use prometheus_client::metrics::histogram::Histogram;
 
 /// A type-erased skill: what the runtime dispatches to. Agent authors implement
 /// `agent_sdk::Skill` instead, which is adapted to this.
@@ -193,6 +195,8 @@ pub(crate) struct AgentCounters {
     pub(crate) restarts: AtomicU64,
     pub(crate) panics: AtomicU64,
     pub(crate) rejected: AtomicU64,
+    /// Messages sent: requests, one-way messages and replies.
+    pub(crate) sent: AtomicU64,
 }
 
 /// What every part of an agent shares: identity, skills, store, pending asks.
@@ -218,6 +222,10 @@ pub(crate) struct AgentCore {
     sequence: AtomicU64,
     pub(crate) mailbox: Arc<Mailbox>,
     pub(crate) counters: AgentCounters,
+    /// The host's metrics.
+    pub(crate) metrics: Arc<Metrics>,
+    /// Each skill's handling-time histogram, by kind.
+    skill_seconds: FastMap<&'static str, Histogram>,
 }
 
 /// What the agents of one host share: the chain, the maximum TTL, the clock, and
@@ -230,6 +238,8 @@ pub(crate) struct HostShared {
     pub(crate) clock: Clock,
     pub(crate) locals: Arc<LocalAgents>,
     pub(crate) router: Arc<Router>,
+    /// The host's metrics.
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// A resolved destination.
@@ -474,7 +484,22 @@ impl AgentCore {
     /// spec's `message_ttl` is capped to it).
     pub(crate) fn new(spec: AgentSpec, host: &HostShared, store: AgentStore) -> Self {
         let max_ttl = host.max_ttl;
-        let handlers = spec.handlers.into_iter().map(|h| (h.kind(), h)).collect();
+        let handlers: FastMap<&'static str, Arc<dyn SkillHandler>> =
+            spec.handlers.into_iter().map(|h| (h.kind(), h)).collect();
+        let agent = spec.wallet.address().to_string();
+        let skill_seconds = handlers
+            .keys()
+            .map(|&skill| {
+                let labels = SkillLabels {
+                    agent: agent.clone(),
+                    skill,
+                };
+                (
+                    skill,
+                    host.metrics.skill_seconds.get_or_create_owned(&labels),
+                )
+            })
+            .collect();
         // Sequences start at the wall clock in nanoseconds and count up, so a
         // restarted agent never reuses one (it would need to send faster than one
         // message per nanosecond since its previous start). The system clock, not
@@ -510,7 +535,35 @@ impl AgentCore {
             sequence: AtomicU64::new(start),
             mailbox: Arc::new(Mailbox::new(limits.mailbox)),
             counters: AgentCounters::default(),
+            metrics: host.metrics.clone(),
+            skill_seconds,
         }
+    }
+
+    /// Counts a message dropped by the checks, by reason.
+    fn count_rejection(&self, r: &Rejection) {
+        self.metrics.rejected(&self.address.to_string(), r.label());
+    }
+
+    /// Records how long the skill of `kind` took, from `start`.
+    fn time_skill(&self, kind: &str, start: Instant) {
+        if let Some(h) = self.skill_seconds.get(kind) {
+            h.observe(start.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Counts a payment asked of the policy, and what it signed.
+    fn count_payment(&self, result: &std::result::Result<SignedPayment, wallets::Error>) {
+        let agent = self.address.to_string();
+        let outcome = match result {
+            Ok(_) => "signed",
+            Err(wallets::Error::PolicyDenied { .. }) => "refused",
+            Err(_) => "failed",
+        };
+        self.metrics
+            .payments
+            .get_or_create(&PaymentLabels { agent, outcome })
+            .inc();
     }
 
     /// Where a message to `to` goes: an agent of this host, else a remote route.
@@ -540,6 +593,20 @@ impl AgentCore {
     /// Sends a body along a resolved route. `wait` asks for the local admission
     /// result (asks need it, tells do not).
     async fn deliver(&self, route: Route, header: Header, body: Body, wait: bool) -> Result<()> {
+        let sent = self.deliver_route(route, header, body, wait).await;
+        if sent.is_ok() {
+            self.counters.sent.fetch_add(1, Ordering::Relaxed);
+        }
+        sent
+    }
+
+    async fn deliver_route(
+        &self,
+        route: Route,
+        header: Header,
+        body: Body,
+        wait: bool,
+    ) -> Result<()> {
         match route {
             Route::Local(agent) => {
                 if wait {
@@ -870,6 +937,7 @@ impl Handler<Deliver> for AgentActor {
         };
         if let Err(r) = admitted {
             self.core.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            self.core.count_rejection(&r);
             return Err(r);
         }
         self.core.counters.handled.fetch_add(1, Ordering::Relaxed);
@@ -923,11 +991,13 @@ impl Handler<Deliver> for AgentActor {
         if !is_remote {
             // Local messages need no flush: run the skill at once, and only keep a
             // future around when it has to wait.
+            let start = Instant::now();
             let mut call = handler.call(cx, payload, false);
             let polled =
                 std::panic::catch_unwind(AssertUnwindSafe(|| call.as_mut().poll(&mut task_cx)));
             let after = match polled {
                 Ok(Poll::Ready(result)) => {
+                    core.time_skill(&kind, start);
                     if expects_reply {
                         let reply = respond(core, header, kind, Ok(result));
                         ctx.spawn(
@@ -939,6 +1009,7 @@ impl Handler<Deliver> for AgentActor {
                 }
                 Ok(Poll::Pending) => Box::pin(async move {
                     let result = AssertUnwindSafe(call).catch_unwind().await;
+                    core.time_skill(&kind, start);
                     respond_if(core, header, kind, result, expects_reply).await
                 }) as Pin<Box<dyn Future<Output = Outcome>>>,
                 Err(_) => Box::pin(respond_if(
@@ -953,8 +1024,10 @@ impl Handler<Deliver> for AgentActor {
             return Ok(());
         }
         let work = Box::pin(async move {
+            let start = Instant::now();
             let call = handler.call(cx, payload, true);
             let result = AssertUnwindSafe(call).catch_unwind().await;
+            core.time_skill(&kind, start);
             // The replay record is on disk before the reply leaves (and before
             // anything the skill sends: see `Context::replay_durable`). Usually the
             // skill's own flush of its state already covered it.
@@ -985,13 +1058,17 @@ impl Handler<DeliverRemote> for AgentActor {
         let now = self.core.clock.unix_ms();
         if let Err(r) = self.admit_remote(&msg.0, now) {
             self.core.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            self.core.count_rejection(&r);
             return Err(r);
         }
         let DeliverRemote(verified, link) = msg;
         let id = verified.id();
         let env = verified.into_envelope();
         let header = env.header();
-        let body = Body::from_envelope(env).map_err(|r| self.inbox.reject(r))?;
+        let body = Body::from_envelope(env).map_err(|r| {
+            self.core.count_rejection(&r);
+            self.inbox.reject(r)
+        })?;
         // Admitted: only now may the sender's route point at this connection (and
         // before any reply needs it).
         self.core.router.learn(header.sender, &link);
@@ -1413,10 +1490,11 @@ impl Context {
     pub async fn pay(&self, payment: Payment) -> Result<SignedPayment> {
         let policy = self.policy()?;
         // The policy writes to disk and signs: keep it off the actor threads.
-        tokio::task::spawn_blocking(move || policy.authorize(&payment))
+        let signed = tokio::task::spawn_blocking(move || policy.authorize(&payment))
             .await
-            .map_err(|e| Error::Host(format!("payment task: {e}")))?
-            .map_err(Error::Wallet)
+            .map_err(|e| Error::Host(format!("payment task: {e}")))?;
+        self.core.count_payment(&signed);
+        signed.map_err(Error::Wallet)
     }
 
     /// As [`Context::pay`], but returns before the policy's record is on disk (see
@@ -1432,9 +1510,9 @@ impl Context {
     /// # Errors
     /// As [`Context::pay`].
     pub async fn pay_unflushed(&self, payment: Payment) -> Result<SignedPayment> {
-        self.policy()?
-            .authorize_unflushed(&payment)
-            .map_err(Error::Wallet)
+        let signed = self.policy()?.authorize_unflushed(&payment);
+        self.core.count_payment(&signed);
+        signed.map_err(Error::Wallet)
     }
 
     /// The limits of the agent's spending policy, if it has one: for sizing what to ask
@@ -1582,8 +1660,11 @@ impl AgentHandle {
                 format!("agent {} has no skill {kind:?}", self.core.address),
             )
         })?;
+        let start = Instant::now();
         let call = handler.call(self.context(), Payload::Json(request), true);
-        match AssertUnwindSafe(call).catch_unwind().await {
+        let result = AssertUnwindSafe(call).catch_unwind().await;
+        self.core.time_skill(kind, start);
+        match result {
             Ok(Ok(Payload::Json(v))) => Ok(v),
             Ok(Ok(Payload::Local(_))) => Err(SkillError::internal(format!(
                 "skill {kind} answered a value that is not JSON"

@@ -231,6 +231,7 @@ const HTTP_TOKENS: &[&str] = &[
     "/ws",
     "/health",
     "/metrics",
+    "/metrics.json",
     "/cards",
     "/card/",
     "/card/0x",
@@ -348,6 +349,7 @@ fn fuzz_http_requests() {
     let paths: Vec<String> = vec![
         "/health".into(),
         "/metrics".into(),
+        "/metrics.json".into(),
         "/cards".into(),
         card.clone(),
         card_lower,

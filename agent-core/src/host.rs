@@ -28,6 +28,7 @@ use crate::clock::Clock;
 use crate::envelope::DEFAULT_MAX_TTL;
 use crate::error::{Error, Result};
 use crate::http::{BuiltIn, HttpService, Routes};
+use crate::metrics::{AgentSnapshot, Metrics, PolicySnapshot, Snapshot, CONTENT_TYPE};
 use crate::port::Port;
 use crate::router::Router;
 use crate::store::HostStore;
@@ -223,7 +224,8 @@ impl Host {
     /// listen address cannot be bound or the threads cannot start,
     /// [`Error::Mount`] when one of [`HostConfig::http_mounts`] cannot be mounted.
     pub fn spawn(config: HostConfig) -> Result<Self> {
-        let routes = Arc::new(Routes::new(config.edge.timeout));
+        let metrics = Arc::new(Metrics::default());
+        let routes = Arc::new(Routes::new(config.edge.timeout, metrics.clone()));
         for (prefix, service) in config.http_mounts {
             routes.mount(&prefix, service)?;
         }
@@ -284,6 +286,7 @@ impl Host {
                 clock: config.clock,
                 locals,
                 router,
+                metrics,
             },
             transport: transport.clone(),
             routes,
@@ -423,7 +426,8 @@ impl Host {
     /// # Errors
     /// [`Error::Mount`] when `prefix` does not start with `/`, is `/` alone, holds
     /// anything but visible ASCII or a `?` or `#`, is a WebSocket path (`/ws…`), is
-    /// one of the host's own routes (`/health`, `/metrics`, `/cards`, `/card`) or
+    /// one of the host's own routes (`/health`, `/metrics`, `/metrics.json`,
+    /// `/cards`, `/card`) or
     /// below one, or has a service
     /// already.
     pub fn mount_http<S, B>(&self, prefix: &str, service: S) -> Result<()>
@@ -435,6 +439,42 @@ impl Host {
         B::Error: Into<BoxError>,
     {
         self.inner.routes.mount(prefix, HttpService::new(service))
+    }
+
+    /// Adds metrics to the host's Prometheus registry: they are served at
+    /// `/metrics` beside the host's own (see [`metrics`](crate::metrics)). For
+    /// what the host cannot see, deals by outcome for one; keep the metric handles
+    /// (`Counter`, `Gauge`, `Family` clones share their values) and update them as
+    /// things happen. Names must not clash with the host's own (`agora_…` as
+    /// listed in [`metrics`](crate::metrics)).
+    ///
+    /// ```
+    /// use agent_core::prometheus_client::metrics::counter::Counter;
+    /// use agent_core::{Host, HostConfig};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let host = Host::spawn(HostConfig::new(1337, dir.path()))?;
+    /// let deals = Counter::<u64>::default();
+    /// host.register_metrics(|registry| {
+    ///     registry.register("agora_deals_closed", "Deals closed", deals.clone());
+    /// });
+    /// deals.inc();
+    /// assert!(host.metrics_text().contains("agora_deals_closed_total 1\n"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn register_metrics(
+        &self,
+        register: impl FnOnce(&mut crate::prometheus_client::registry::Registry),
+    ) {
+        self.inner.shared.metrics.register(register);
+    }
+
+    /// The host's metrics in the Prometheus text format, as `/metrics` serves
+    /// them.
+    pub fn metrics_text(&self) -> String {
+        metrics_text(&self.inner)
     }
 
     /// The agent cards of this host (ERC-8004 registration files).
@@ -472,6 +512,40 @@ fn edge_stats(inner: &HostInner) -> EdgeStats {
     }
 }
 
+/// The Prometheus exposition of the host: the registry's series and a snapshot of
+/// the counters the host keeps.
+fn metrics_text(inner: &HostInner) -> String {
+    let agents: Vec<AgentSnapshot> = {
+        let agents = inner.agents.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut list: Vec<&AgentHandle> = agents.values().collect();
+        list.sort_by_key(|a| a.address());
+        list.into_iter()
+            .map(|a| AgentSnapshot {
+                address: a.address().to_string(),
+                stats: a.stats(),
+                sent: a.core.counters.sent.load(Ordering::Relaxed),
+                policy: a.core.policy.as_ref().and_then(|p| {
+                    let (spent, _) = p
+                        .spent(None)
+                        .map_err(|e| {
+                            tracing::warn!(target: "agent::http", agent = %a.address(), error = %e, "spending not read for the metrics")
+                        })
+                        .ok()?;
+                    Some(PolicySnapshot {
+                        spent_daily: spent.base_units(),
+                        daily: p.limits().daily.map(|d| d.base_units()),
+                        per_deal: p.limits().per_deal.map(|d| d.base_units()),
+                    })
+                }),
+            })
+            .collect()
+    };
+    inner.shared.metrics.encode(Snapshot {
+        edge: edge_stats(inner),
+        agents,
+    })
+}
+
 fn card(inner: &HostInner, agent: &AgentHandle) -> Value {
     let skills: Vec<Value> = agent
         .skills()
@@ -505,7 +579,8 @@ fn http_answer(inner: &Weak<HostInner>, route: &BuiltIn) -> Option<(&'static str
     let json_type = "application/json";
     match route {
         BuiltIn::Health => Some(("text/plain", "ok\n".into())),
-        BuiltIn::Metrics => {
+        BuiltIn::Metrics => Some((CONTENT_TYPE, metrics_text(&inner))),
+        BuiltIn::MetricsJson => {
             let agents = inner.agents.lock().unwrap_or_else(PoisonError::into_inner);
             let per_agent: serde_json::Map<String, Value> = agents
                 .values()

@@ -7,7 +7,9 @@
 //! request is routed here, first match wins:
 //!
 //! 1. the host's own routes, `GET` or `HEAD` only: `/health` (`text/plain`),
-//!    `/metrics`, `/cards` and `/card/<address>` (JSON; the A2A gateway serves
+//!    `/metrics` (the Prometheus text format, see [`metrics`](crate::metrics)),
+//!    `/metrics.json` (the host's counters as JSON), `/cards` and
+//!    `/card/<address>` (JSON; the A2A gateway serves
 //!    `/.well-known/agent-card.json`);
 //! 2. the HTTP services mounted under a path prefix ([`Host::mount_http`],
 //!    [`HostConfig::mount_http`]), the longest matching prefix first: the protocol
@@ -72,7 +74,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -83,6 +85,7 @@ use tower::util::BoxCloneService;
 use tower::{BoxError, Service, ServiceExt};
 
 use crate::error::{Error, Result};
+use crate::metrics::{HttpLabels, Metrics};
 
 pub use http_body_util::Full;
 pub use hyper::body::{Bytes, Incoming};
@@ -180,8 +183,10 @@ pub(crate) fn is_websocket_path(path: &str) -> bool {
 pub(crate) enum BuiltIn {
     /// `/health`.
     Health,
-    /// `/metrics`.
+    /// `/metrics`: the Prometheus text format.
     Metrics,
+    /// `/metrics.json`: the host's counters as JSON.
+    MetricsJson,
     /// `/cards`: all the host's cards.
     Cards,
     /// `/card/<address>`: the rest of the path, not yet parsed.
@@ -189,15 +194,27 @@ pub(crate) enum BuiltIn {
 }
 
 /// The paths of the host's own routes, and the prefix of the cards.
-const BUILT_IN_PATHS: [&str; 3] = ["/health", "/metrics", "/cards"];
+const BUILT_IN_PATHS: [&str; 4] = ["/health", "/metrics", "/metrics.json", "/cards"];
 const CARD_PREFIX: &str = "/card/";
 
 impl BuiltIn {
+    /// The route's name in metrics: its path (`/card` for every card).
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            Self::Health => "/health",
+            Self::Metrics => "/metrics",
+            Self::MetricsJson => "/metrics.json",
+            Self::Cards => "/cards",
+            Self::Card(_) => "/card",
+        }
+    }
+
     /// The host's route for `path`, if it is one.
     pub(crate) fn of(path: &str) -> Option<Self> {
         match path {
             "/health" => Some(Self::Health),
             "/metrics" => Some(Self::Metrics),
+            "/metrics.json" => Some(Self::MetricsJson),
             "/cards" => Some(Self::Cards),
             p => p
                 .strip_prefix(CARD_PREFIX)
@@ -230,14 +247,17 @@ pub(crate) struct Routes {
     mounts: RwLock<Arc<Vec<Mount>>>,
     /// Longest time to read a body the host's own routes drop.
     body_timeout: Duration,
+    /// Where request handling times go.
+    metrics: Arc<Metrics>,
 }
 
 impl Routes {
-    pub(crate) fn new(body_timeout: Duration) -> Self {
+    pub(crate) fn new(body_timeout: Duration, metrics: Arc<Metrics>) -> Self {
         Self {
             answer: OnceLock::new(),
             mounts: RwLock::new(Arc::new(Vec::new())),
             body_timeout,
+            metrics,
         }
     }
 
@@ -301,8 +321,8 @@ impl Routes {
         *self.mounts.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(Vec::new());
     }
 
-    /// The service mounted at the longest prefix of `path`.
-    fn mounted(&self, path: &str) -> Option<HttpService> {
+    /// The service mounted at the longest prefix of `path`, and the prefix.
+    fn mounted(&self, path: &str) -> Option<(String, HttpService)> {
         let mounts = self
             .mounts
             .read()
@@ -311,15 +331,31 @@ impl Routes {
         mounts
             .iter()
             .find(|m| under(path, &m.prefix))
-            .map(|m| m.service.clone())
+            .map(|m| (m.prefix.clone(), m.service.clone()))
     }
 
-    /// Answers a request that is not a WebSocket upgrade.
+    /// Answers a request that is not a WebSocket upgrade, and times it by route
+    /// (a host route, a mount prefix, or `other`): until the response's head is
+    /// ready, not until its body is sent.
     pub(crate) async fn handle(
+        &self,
+        request: Request<Incoming>,
+        remote: SocketAddr,
+    ) -> Response<ResponseBody> {
+        let start = Instant::now();
+        let (route, response) = self.route(request, remote).await;
+        self.metrics
+            .http_seconds
+            .get_or_create(&HttpLabels { route })
+            .observe(start.elapsed().as_secs_f64());
+        response
+    }
+
+    async fn route(
         &self,
         mut request: Request<Incoming>,
         remote: SocketAddr,
-    ) -> Response<ResponseBody> {
+    ) -> (String, Response<ResponseBody>) {
         let path = request.uri().path();
         let get = matches!(*request.method(), Method::GET | Method::HEAD);
         if is_websocket_path(path) {
@@ -331,13 +367,16 @@ impl Routes {
             } else {
                 not_allowed("GET")
             };
-            return self.after_body(request.into_body(), response).await;
+            let response = self.after_body(request.into_body(), response).await;
+            return ("websocket".to_owned(), response);
         }
         if let Some(route) = BuiltIn::of(path) {
+            let label = route.label().to_owned();
             if !get {
-                return self
+                let response = self
                     .after_body(request.into_body(), not_allowed("GET, HEAD"))
                     .await;
+                return (label, response);
             }
             let answer = self.answer.get().and_then(|answer| answer(&route));
             let response = match answer {
@@ -349,14 +388,16 @@ impl Routes {
                 }
                 None => status(StatusCode::NOT_FOUND),
             };
-            return self.after_body(request.into_body(), response).await;
+            return (label, self.after_body(request.into_body(), response).await);
         }
-        if let Some(service) = self.mounted(path) {
+        if let Some((prefix, service)) = self.mounted(path) {
             request.extensions_mut().insert(RemoteAddr(remote));
-            return service.call(request).await;
+            return (prefix, service.call(request).await);
         }
-        self.after_body(request.into_body(), status(StatusCode::NOT_FOUND))
-            .await
+        let response = self
+            .after_body(request.into_body(), status(StatusCode::NOT_FOUND))
+            .await;
+        ("other".to_owned(), response)
     }
 
     /// `response`, once `body` is read and dropped; an error status when the body is
@@ -445,7 +486,7 @@ mod tests {
 
     #[test]
     fn mounts_are_refused_where_they_would_shadow_or_be_shadowed() {
-        let routes = Routes::new(Duration::from_secs(1));
+        let routes = Routes::new(Duration::from_secs(1), Arc::default());
         for bad in [
             "",
             "/",
@@ -454,6 +495,7 @@ mod tests {
             "/wsx/a",
             "/health",
             "/metrics/",
+            "/metrics.json",
             "/cards/x",
             "/card",
             "/card/0x12",
@@ -483,7 +525,7 @@ mod tests {
         assert_eq!(prefixes[1], "/.well-known");
         assert_eq!(prefixes[2], "/x402/v2");
         assert!(routes.mounted("/x402v2").is_none());
-        assert!(routes.mounted("/x402/v2/a").is_some());
+        assert_eq!(routes.mounted("/x402/v2/a").unwrap().0, "/x402/v2");
     }
 
     #[test]

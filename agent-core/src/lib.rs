@@ -17,6 +17,9 @@
 //!   of `/` and `/ws…` carry envelopes; other requests get the host's routes
 //!   (`/health`, `/metrics`, agent cards) or an HTTP service mounted under a path
 //!   prefix ([`Host::mount_http`]): the protocol gateways, an `axum::Router` each.
+//! - [`metrics`]: `/metrics` in the Prometheus text format (messages, rejections
+//!   by reason, payments, spending headroom, skill and HTTP latency histograms);
+//!   upper layers add theirs with [`Host::register_metrics`].
 //! - Routing: a remote agent is reached at its configured endpoint
 //!   ([`Host::add_peer`], or found through a [`Directory`]) if it has one, else over
 //!   the connection its last admitted envelope arrived on. Such learned routes are
@@ -112,6 +115,7 @@ mod host;
 pub mod http;
 mod link;
 pub mod message;
+pub mod metrics;
 mod port;
 mod router;
 pub mod store;
@@ -126,5 +130,6 @@ pub use clock::{Clock, ManualClock};
 pub use error::{Error, ForeignDialogue, Result, SkillError};
 pub use host::{Host, HostConfig};
 pub use message::{Payload, Request};
+pub use prometheus_client;
 pub use tls::{ClientTls, ServerTls};
 pub use transport::{EdgeLimits, EdgeStats};

@@ -1,6 +1,7 @@
 //! `agora audit` on the journals of a real deal on the embedded devnet: exit codes,
 //! tables, JSON, determinism, the chain check.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -94,6 +95,105 @@ async fn agora_audit_reports_clean_journals_discrepancies_and_errors_by_exit_cod
     assert!(String::from_utf8_lossy(&io.stderr).contains("missing.journal"));
     assert_eq!(agora_audit(&[buyer, "--rpc", &url]).status.code(), Some(2));
     assert_eq!(agora_audit(&[]).status.code(), Some(2));
+}
+
+/// The line of `journal` whose entry is of `kind`: its index and text.
+fn entry_of_kind(journal: &Path, kind: &str) -> (usize, String) {
+    let content = std::fs::read_to_string(journal).unwrap();
+    content
+        .lines()
+        .enumerate()
+        .find(|(_, l)| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"] == kind)
+        .map(|(i, l)| (i, l.to_owned()))
+        .unwrap()
+}
+
+/// `agora audit --html`: a clean report, and a tampered journal whose discrepancy is
+/// marked at its entry; byte-identical across runs; journal text escaped.
+#[tokio::test(flavor = "multi_thread")]
+async fn agora_audit_html_marks_the_discrepancy_at_its_entry_and_is_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = settled_deal(dir.path(), PaymentMode::Authorization).await;
+    let (buyer, seller) = (text(&f.buyer.journal), text(&f.seller.journal));
+    let page = |name: &str| dir.path().join(name);
+
+    // Clean: the verdict, the deal's timeline with its transaction, no marks.
+    let clean = agora_audit(&[buyer, seller, "--html", text(&page("clean.html"))]);
+    assert_eq!(clean.status.code(), Some(0));
+    let html = std::fs::read_to_string(page("clean.html")).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
+    assert!(html.contains("Clean: no discrepancies"));
+    assert!(!html.contains("discrepancy\""));
+    let (_, payment) = entry_of_kind(&f.buyer.journal, "payment");
+    let payment: serde_json::Value = serde_json::from_str(&payment).unwrap();
+    let tx = payment["body"]["settlement"]["txHash"].as_str().unwrap();
+    assert!(
+        html.contains(tx),
+        "the payment's transaction in the timeline"
+    );
+    let agreement = payment["body"]["agreementHash"].as_str().unwrap();
+    assert!(html.contains(&format!("id=\"deal-{agreement}\"")));
+    // Self-contained: no script, nothing fetched.
+    for outside in ["<script", "src=", "<link", "http://", "https://"] {
+        assert!(!html.contains(outside), "{outside}");
+    }
+    // The same journals, the other way round: the same bytes.
+    agora_audit(&[seller, buyer, "--html", text(&page("again.html"))]);
+    assert_eq!(html, std::fs::read_to_string(page("again.html")).unwrap());
+
+    // The buyer's payment entry, its kind rewritten into markup: its hash no longer
+    // verifies.
+    let (at, line) = entry_of_kind(&f.buyer.journal, "payment");
+    let evil = "<script>alert(1)</script>";
+    let content = std::fs::read_to_string(&f.buyer.journal).unwrap();
+    let tampered_line = line.replace("\"kind\":\"payment\"", &format!("\"kind\":\"{evil}\""));
+    assert_ne!(tampered_line, line);
+    let tampered = page("tampered.journal");
+    std::fs::write(&tampered, content.replacen(&line, &tampered_line, 1)).unwrap();
+    let out = page("tampered.html");
+    let found = agora_audit(&[text(&tampered), seller, "--html", text(&out)]);
+    assert_eq!(found.status.code(), Some(1));
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert!(!html.contains("<script"), "journal text is escaped");
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+
+    // The journals in the report's order give the anchors: `j<journal>-e<entry>`.
+    let json = agora_audit(&[text(&tampered), seller, "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let journal = json["journals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|j| j["path"] == text(&tampered))
+        .unwrap();
+    let anchor = format!("j{journal}-e{at}");
+    let discrepancies = json["discrepancies"].as_array().unwrap();
+    assert!(
+        discrepancies
+            .iter()
+            .any(|d| d["journal"] == text(&tampered) && d["entry"] == at),
+        "{json:#}"
+    );
+    assert!(
+        html.contains(&format!("<tr class=\"discrepancy\" id=\"{anchor}\">")),
+        "the tampered entry is marked: {html}"
+    );
+    assert!(
+        html.contains(&format!("href=\"#{anchor}\"")),
+        "and linked from the summary"
+    );
+    assert!(html.contains(&format!("{} discrepancies", discrepancies.len())));
+    // Each discrepancy at an entry is marked there, once.
+    let marked = html.matches("<tr class=\"discrepancy\" id=").count();
+    let at_entries: BTreeSet<(String, u64)> = discrepancies
+        .iter()
+        .filter_map(|d| Some((d["journal"].as_str()?.to_owned(), d["entry"].as_u64()?)))
+        .collect();
+    assert_eq!(marked, at_entries.len(), "{html}");
+
+    let again = page("tampered-again.html");
+    agora_audit(&[seller, text(&tampered), "--html", text(&again)]);
+    assert_eq!(html, std::fs::read_to_string(&again).unwrap());
 }
 
 /// `agora audit --model` re-runs the attested inferences the journals keep: clean for

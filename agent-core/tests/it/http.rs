@@ -142,7 +142,7 @@ async fn the_hosts_own_routes_answer_as_before() {
     assert_eq!(health.header("connection"), Some("close"));
     assert_eq!(health.text(), "ok\n");
 
-    let metrics = exchange(addr, &get("/metrics")).await;
+    let metrics = exchange(addr, &get("/metrics.json")).await;
     assert_eq!(metrics.header("content-type"), Some("application/json"));
     assert_eq!(metrics.json()["edge"]["connections"], 0);
     assert!(metrics.json()["agents"][alice.address().to_string()].is_object());

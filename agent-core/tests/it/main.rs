@@ -5,6 +5,7 @@
 mod clock;
 mod expiry;
 mod http;
+mod metrics;
 mod reconnect;
 mod refusals;
 mod routes;

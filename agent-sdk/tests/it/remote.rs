@@ -110,7 +110,8 @@ async fn the_host_serves_agent_cards_with_schemas_health_and_metrics() {
     assert_eq!(skills[0]["kind"], "test.Add");
     assert_eq!(skills[0]["request"]["properties"]["n"]["type"], "integer");
     assert_eq!(skills[1]["kind"], "test.Echo");
-    assert!(get("/metrics").contains("\"edge\""));
+    assert!(get("/metrics.json").contains("\"edge\""));
+    assert!(get("/metrics").contains("\nagora_agents 1\n"));
     assert!(get("/nothing").starts_with("HTTP/1.1 404"));
 }
 
