@@ -285,7 +285,11 @@ impl TravelPlanner {
             });
         };
 
-        let days = draft.days.clamp(1, MAX_TRIP_DAYS);
+        // A length the text states wins over the model's guess ("a weekend" is two
+        // days, whatever the model says).
+        let days = days_in_text(request)
+            .unwrap_or(draft.days)
+            .clamp(1, MAX_TRIP_DAYS);
         // A month the text names wins; else the model's if plausible; else next month.
         let folded = fold(request);
         let text_month = MONTHS
@@ -348,34 +352,74 @@ impl TravelPlanner {
             // One worked example: a model this small follows a shape better than
             // an instruction.
             ChatMessage::user(
-                "Write a 2-day itinerary for Rome for someone who likes art, food. Write one line per day, starting with 'Day 1:'.",
+                "Write a 2-day itinerary for Rome for someone who likes art, food. Write one line per day, starting with 'Day 1:'. Never repeat a place.",
             ),
-            ChatMessage::assistant(
-                "Day 1: Morning: Vatican Museums; afternoon: Sistine Chapel; evening: pasta in Trastevere.\nDay 2: Morning: Colosseum; afternoon: Borghese Gallery; evening: gelato near the Pantheon.",
-            ),
+            ChatMessage::assistant(EXAMPLE_DAYS),
             ChatMessage::user(format!(
-                "Write a {}-day itinerary for {} for someone who likes {interests}. Write one line per day, starting with 'Day 1:'.",
+                "Write a {}-day itinerary for {} for someone who likes {interests}. Write one line per day, starting with 'Day 1:'. Never repeat a place.",
                 trip.days,
                 trip.destination,
             )),
         ]);
-        // A line per day in words: a model this small, left free, can fall into
-        // repeating numbers or lines.
-        let params = SamplingParams::greedy()
-            .with_seed(self.seed)
-            .with_repeat_penalty(1.2, 64)
-            .with_max_tokens(ITINERARY_LINE_TOKENS * u32::from(trip.days) + 16);
-        let completion = self
-            .engine
-            .generate(
-                GenerationRequest::new(prompt)
-                    .with_params(params)
-                    .with_grammar(itinerary_grammar(trip.days)),
-            )
-            .await?;
-        let body = completion.text().trim().to_owned();
+        let opened = self.engine.render(&prompt)?;
+        // Day by day: a line that repeats a place (of an earlier day or of its own)
+        // is drawn again, sampled, up to DAY_ATTEMPTS times; the line with the
+        // fewest repeats is kept.
+        let mut lines: Vec<String> = Vec::with_capacity(usize::from(trip.days));
+        // The worked example's places are Rome's, not to be copied.
+        let mut seen: Vec<String> = places(EXAMPLE_DAYS);
+        let city = fold(&trip.destination).trim().to_owned();
+        for day in 1..=trip.days.max(1) {
+            // Each day is drawn from the request alone: shown the days before, a model
+            // this small copies their places.
+            let so_far = opened.clone();
+            let mut best: Option<(usize, String)> = None;
+            for attempt in 0..DAY_ATTEMPTS {
+                // Greedy first; then sampled, each attempt its own seed, so the
+                // same request still gives the same itinerary.
+                let params = if attempt == 0 {
+                    SamplingParams::greedy().with_seed(self.seed)
+                } else {
+                    SamplingParams::default()
+                        .with_temperature(0.7)
+                        .with_seed(self.seed.wrapping_add(attempt))
+                }
+                .with_repeat_penalty(1.2, 64)
+                .with_max_tokens(ITINERARY_LINE_TOKENS + 8);
+                let completion = self
+                    .engine
+                    .generate(
+                        GenerationRequest::new(Prompt::Text(so_far.clone()))
+                            .with_params(params)
+                            .with_grammar(day_grammar(day)),
+                    )
+                    .await?;
+                let line = completion.text().trim().to_owned();
+                // The city itself is not a place to visit in it.
+                let repeats = repeated_places(&line, &seen)
+                    + places(&line).iter().filter(|p| **p == city).count();
+                if best.as_ref().is_none_or(|(r, _)| repeats < *r) {
+                    best = Some((repeats, line));
+                }
+                if repeats == 0 {
+                    break;
+                }
+            }
+            let (repeats, line) = best.unwrap_or_default();
+            // Still a repeat after every draw: that part of the day is left free.
+            let line = if repeats > 0 {
+                let mut avoid = seen.clone();
+                avoid.push(city.clone());
+                without_repeats(&line, &avoid)
+            } else {
+                line
+            };
+            seen.extend(places(&line));
+            lines.push(line);
+        }
+        let body = lines.join("\n");
         let text = format!(
-            "Itinerary for {}{}, {} to {}\nWeather ({}): {}\n\n{body}\n",
+            "Itinerary for {}{}, {} to {}\nWeather ({}): {}\n\n{body}\n\n{PLACES_NOTE}\n",
             trip.destination,
             trip.country
                 .as_deref()
@@ -392,23 +436,147 @@ impl TravelPlanner {
 
 /// Tokens allowed for one day's line of an itinerary.
 const ITINERARY_LINE_TOKENS: u32 = 36;
+/// The worked example's days (Rome), which the model is shown before the trip.
+const EXAMPLE_DAYS: &str = "Day 1: Morning: Vatican Museums; afternoon: Sistine Chapel; evening: pasta in Trastevere.\nDay 2: Morning: Colosseum; afternoon: Borghese Gallery; evening: gelato near the Pantheon.";
+/// Draws of one day's line before the one with the fewest repeated places is kept.
+const DAY_ATTEMPTS: u32 = 4;
+/// What every itinerary says of its places: no data here lists a city's sights (no
+/// package in the registries ships points of interest), so they are unchecked.
+pub const PLACES_NOTE: &str =
+    "Places are the model's suggestions: nothing checked that they exist or are open.";
 /// The longest plan for one part of a day, in characters.
 const ITINERARY_PART_CHARS: u32 = 40;
 
-/// GBNF for an itinerary body: one line per day, "Day k: " and a morning, an
-/// afternoon and an evening in words (no digits), each at most
-/// [`ITINERARY_PART_CHARS`] characters.
-fn itinerary_grammar(days: u8) -> String {
-    let lines: Vec<String> = (1..=days.max(1))
-        .map(|k| format!("\"Day {k}: \" line"))
-        .collect();
+/// GBNF for one line of an itinerary body: "Day k: " and a morning, an afternoon and
+/// an evening in words (no digits), each at most [`ITINERARY_PART_CHARS`] characters.
+fn day_grammar(day: u8) -> String {
     format!(
-        "root ::= {}\n\
+        "root ::= \"Day {day}: \" line\n\
          line ::= \"Morning: \" part \"; afternoon: \" part \"; evening: \" part \".\"\n\
          part ::= [A-Za-z] [a-zA-Z ,'&-]{{2,{}}}\n",
-        lines.join(" \"\\n\" "),
         ITINERARY_PART_CHARS - 1
     )
+}
+
+/// The places of an itinerary line: its morning, afternoon and evening, folded
+/// ([`fold`]) and with leading activity words ("visit", "lunch at") dropped.
+fn places(line: &str) -> Vec<String> {
+    const LEADING: [&str; 12] = [
+        "visit ",
+        "explore ",
+        "see ",
+        "tour ",
+        "stroll ",
+        "walk ",
+        "lunch ",
+        "dinner ",
+        "breakfast ",
+        "at ",
+        "the ",
+        "in ",
+    ];
+    line.split([';', '\n'])
+        .filter_map(|part| part.rsplit_once(':').map(|(_, p)| p))
+        .map(|p| {
+            let mut p = fold(p).split_whitespace().collect::<Vec<_>>().join(" ");
+            p.push(' ');
+            while let Some(rest) = LEADING.iter().find_map(|w| p.strip_prefix(w)) {
+                p = rest.to_owned();
+            }
+            p.trim().to_owned()
+        })
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// Whether the place `p` is one of `before`: equal, or one containing the other.
+/// [`FREE_TIME`] repeats nothing.
+fn is_repeat(p: &str, before: &[&str]) -> bool {
+    p != fold(FREE_TIME).trim()
+        && before
+            .iter()
+            .any(|q| *q == p || q.contains(p) || p.contains(q))
+}
+
+/// How many of `line`'s places were `seen` before or repeat within it.
+fn repeated_places(line: &str, seen: &[String]) -> usize {
+    let mut before: Vec<&str> = seen.iter().map(String::as_str).collect();
+    let mut repeats = 0;
+    let own = places(line);
+    for p in &own {
+        if is_repeat(p, &before) {
+            repeats += 1;
+        }
+        before.push(p);
+    }
+    repeats
+}
+
+/// What a part of a day becomes when every draw repeated a place there.
+const FREE_TIME: &str = "free time";
+
+/// `line` with each part that repeats a place of `seen` (or of the line) replaced by
+/// [`FREE_TIME`].
+fn without_repeats(line: &str, seen: &[String]) -> String {
+    let mut before: Vec<String> = seen.to_vec();
+    let mut out = Vec::new();
+    for part in line.trim_end_matches('.').split("; ") {
+        let Some((label, text)) = part.rsplit_once(": ") else {
+            out.push(part.to_owned());
+            continue;
+        };
+        let place = places(&format!("x: {text}")).pop().unwrap_or_default();
+        let refs: Vec<&str> = before.iter().map(String::as_str).collect();
+        if is_repeat(&place, &refs) {
+            out.push(format!("{label}: {FREE_TIME}"));
+        } else {
+            out.push(part.to_owned());
+            before.push(place);
+        }
+    }
+    format!("{}.", out.join("; "))
+}
+
+/// The trip length a request states: "3 days", "three nights", "a week", "a
+/// weekend", "a day trip"; `None` when it states none.
+fn days_in_text(request: &str) -> Option<u8> {
+    const NUMBERS: [&str; 7] = ["one", "two", "three", "four", "five", "six", "seven"];
+    let folded = fold(request);
+    let words: Vec<&str> = folded.split_whitespace().collect();
+    for (i, w) in words.iter().enumerate() {
+        let next = words.get(i + 1).copied().unwrap_or_default();
+        if matches!(next, "day" | "days" | "night" | "nights") {
+            let n = w.parse::<u8>().ok().or_else(|| {
+                NUMBERS
+                    .iter()
+                    .position(|n| n == w)
+                    .and_then(|i| u8::try_from(i + 1).ok())
+            });
+            if let Some(n) = n {
+                // "3 nights" is a 4-day trip.
+                return Some(if next.starts_with("night") {
+                    n.saturating_add(1)
+                } else {
+                    n
+                });
+            }
+            if *w == "a" && next == "day" {
+                return Some(1);
+            }
+        }
+        if *w == "weekend" {
+            return Some(2);
+        }
+        if *w == "week"
+            && matches!(
+                i.checked_sub(1).and_then(|j| words.get(j)),
+                Some(&"a" | &"one")
+            )
+        {
+            return Some(7);
+        }
+    }
+    None
 }
 
 /// The first day of `month` after `today` (this year or next).
@@ -423,6 +591,58 @@ fn next_first_of(today: NaiveDate, month: u32) -> NaiveDate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_text_states_the_length() {
+        for (text, days) in [
+            ("Three days in Lisbon in July", Some(3)),
+            ("I want to spend 3 days in Lisbon", Some(3)),
+            ("A weekend in Porto, please.", Some(2)),
+            ("two nights in Rome", Some(3)),
+            ("A week in Tokyo", Some(7)),
+            ("a day trip to Sintra", Some(1)),
+            ("Plan a short trip to Tokyo", None),
+            ("Trip to Paris in May", None),
+        ] {
+            assert_eq!(days_in_text(text), days, "{text}");
+        }
+    }
+
+    #[test]
+    fn repeated_places_are_counted_across_days_and_within_one() {
+        let day1 = "Day 1: Morning: Lisbon Cathedral; afternoon: visit the Belem Tower; evening: dinner in Alfama.";
+        let seen = places(day1);
+        assert_eq!(seen, ["lisbon cathedral", "belem tower", "alfama"]);
+        assert_eq!(repeated_places(day1, &[]), 0);
+        let again = "Day 2: Morning: the Lisbon Cathedral; afternoon: Gulbenkian Museum; evening: Belem Tower at dusk.";
+        assert_eq!(repeated_places(again, &seen), 2);
+        let fresh =
+            "Day 2: Morning: Gulbenkian Museum; afternoon: LX Factory; evening: fado in Mouraria.";
+        assert_eq!(repeated_places(fresh, &seen), 0);
+        let within = "Day 3: Morning: Jeronimos Monastery; afternoon: Jeronimos Monastery; evening: Bairro Alto.";
+        assert_eq!(repeated_places(within, &[]), 1);
+        assert_eq!(
+            without_repeats(again, &seen),
+            "Day 2: Morning: free time; afternoon: Gulbenkian Museum; evening: free time."
+        );
+        assert_eq!(
+            without_repeats(within, &[]),
+            "Day 3: Morning: Jeronimos Monastery; afternoon: free time; evening: Bairro Alto."
+        );
+        let twice = without_repeats(&without_repeats(within, &[]), &[]);
+        assert_eq!(repeated_places(&twice, &[]), 0, "free time repeats nothing");
+        assert_eq!(
+            places(EXAMPLE_DAYS),
+            [
+                "vatican museums",
+                "sistine chapel",
+                "pasta in trastevere",
+                "colosseum",
+                "borghese gallery",
+                "gelato near the pantheon"
+            ]
+        );
+    }
 
     #[test]
     fn words_and_months() {

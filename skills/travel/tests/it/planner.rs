@@ -20,6 +20,11 @@ async fn requests_become_grounded_trips_and_itineraries_mention_the_destination(
             Some(7),
         ),
         (
+            "A weekend in Porto in September, please. I like wine.",
+            "Porto",
+            Some(9),
+        ),
+        (
             "Plan a short trip to Tokyo for me, I like temples.",
             "Tokyo",
             None,
@@ -55,8 +60,27 @@ async fn requests_become_grounded_trips_and_itineraries_mention_the_destination(
         );
         // One line per day, in words: the grammar keeps the small model from
         // looping on numbers.
+        println!("{}", itinerary.text);
+        assert!(
+            itinerary.text.contains(travel::PLACES_NOTE),
+            "{}",
+            itinerary.text
+        );
         let lines: Vec<&str> = itinerary.body.lines().collect();
         assert_eq!(lines.len(), usize::from(trip.days), "{}", itinerary.body);
+        // No place twice: each morning, afternoon and evening is its own (or free
+        // time, where every draw repeated a place).
+        let mut parts: Vec<String> = lines
+            .iter()
+            .flat_map(|l| l.split(';'))
+            .filter_map(|p| p.rsplit_once(':'))
+            .map(|(_, p)| p.trim().trim_end_matches('.').to_lowercase())
+            .filter(|p| p != "free time")
+            .collect();
+        let all = parts.len();
+        parts.sort();
+        parts.dedup();
+        assert_eq!(parts.len(), all, "a place repeats: {}", itinerary.body);
         for (k, line) in lines.iter().enumerate() {
             let plan = line.strip_prefix(&format!("Day {}: ", k + 1));
             assert!(
