@@ -1,10 +1,11 @@
 //! An LLM seller of a deployment (`skills = ["llm"]`, `llm.complete`, `oracle =
 //! true`), started by [`RunningAgent::start`] on the embedded chain with the real
 //! default model: a negotiation buyer that re-runs every job pays it for completions
-//! in a channel, the real x402 client (PyPI `x402`) pays for one over HTTP and checks
-//! the `AGORA-ATTESTATION` header, the agent fulfils an `InferenceOracle` request for
-//! its model, and the audit re-runs every attested inference in the journals, the
-//! x402 sales' included.
+//! in a channel; the real x402 clients (PyPI `x402`, npm `@x402/fetch`) pay for some
+//! over HTTP and check the `AGORA-ATTESTATION` header, and the A2A client (PyPI
+//! `a2a-sdk`) checks the attestation in its task's artifact; the agent fulfils an
+//! `InferenceOracle` request for its model; and the audit re-runs every attested
+//! inference in the journals, the x402 sales' included.
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use agent_sdk::{Peer, StaticDirectory};
 use deploy::config::Config;
 use deploy::layout::agent_dir;
 use deploy::RunningAgent;
-use llm::oracle::{check_fulfilment, OracleSampling, Verdict};
+use llm::oracle::{check_fulfilment, OracleSampling, PromptFetch, Verdict};
 use llm::service::{check_served, rerun_journals, AttestationCheck, COMPLETE_KIND};
 use llm::test_utils::market::task;
 use llm::test_utils::{model_path, shared_engine};
@@ -139,16 +140,18 @@ async fn a_deployed_llm_agent_sells_attested_completions_and_serves_the_oracle()
         "{}/x402/{COMPLETE_KIND}",
         agent.url().replacen("ws://", "http://", 1)
     );
+    let network = format!("eip155:{chain_id}");
+    let asset = wallets::Address(addresses.stablecoin.0).to_string();
     let out = x402::test_utils::run_buyer(
         &python,
         "pay_seller.py",
         &[
             "--url".into(),
-            url,
+            url.clone(),
             "--network".into(),
-            format!("eip155:{chain_id}"),
+            network.clone(),
             "--asset".into(),
-            wallets::Address(addresses.stablecoin.0).to_string(),
+            asset.clone(),
             "--max-amount".into(),
             price.base_units().to_string(),
             "--body".into(),
@@ -191,6 +194,78 @@ async fn a_deployed_llm_agent_sells_attested_completions_and_serves_the_oracle()
         chain.balance(address).await,
         seller_before.checked_add(twice).unwrap()
     );
+
+    // The TypeScript client (@x402/fetch with viem) reads the header too.
+    let ts_buyer = dev_wallet(7).address();
+    chain.minter.mint(ts_buyer, usdc("1")).await.unwrap();
+    let ts = x402::test_utils::run_node_buyer(
+        "pay_seller.mjs",
+        &[
+            "--url".into(),
+            url.clone(),
+            "--network".into(),
+            network.clone(),
+            "--asset".into(),
+            asset.clone(),
+            "--max-amount".into(),
+            price.base_units().to_string(),
+            "--body".into(),
+            r#"{"prompt":"Name a river.","seed":5,"maxTokens":8}"#.into(),
+        ],
+        &dev_key(7),
+    )
+    .await;
+    assert_eq!(ts["paid"]["status"], 200, "{ts}");
+    check_served(
+        &ts["paid"]["attestation"],
+        &ts["paid"]["body"],
+        address,
+        chain_id,
+    )
+    .unwrap();
+    assert_eq!(ts["replayed"]["attestation"], ts["paid"]["attestation"]);
+
+    // The A2A client (a2a-sdk) hires it, paying on its task with A2A's x402
+    // extension; the attestation is in the artifact's metadata.
+    let a2a_buyer = dev_wallet(8).address();
+    chain.minter.mint(a2a_buyer, usdc("1")).await.unwrap();
+    let a2a_url = agent.url().replacen("ws://", "http://", 1);
+    let a2a = x402::test_utils::run(
+        &a2a::test_utils::python(),
+        &a2a::test_utils::script("pay_agent.py"),
+        &[
+            "--url".into(),
+            a2a_url,
+            "--network".into(),
+            network.clone(),
+            "--asset".into(),
+            asset.clone(),
+            "--max-amount".into(),
+            price.base_units().to_string(),
+            "--request".into(),
+            r#"{"prompt":"Name a mountain.","seed":9,"maxTokens":8}"#.into(),
+        ],
+        &dev_key(8),
+    )
+    .await;
+    assert_eq!(a2a["card"]["skills"][0]["id"], COMPLETE_KIND, "{a2a}");
+    for way in ["plain", "stream"] {
+        let events = a2a[way]["paid"].as_array().unwrap();
+        let done = &events
+            .iter()
+            .rev()
+            .find(|e| e.get("task").is_some())
+            .unwrap()["task"];
+        assert_eq!(done["status"]["state"], "TASK_STATE_COMPLETED", "{a2a}");
+        let artifact = &done["artifacts"][0];
+        check_served(
+            &artifact["metadata"][a2a::paid::ATTESTATION_KEY],
+            &artifact["parts"][0]["data"],
+            address,
+            chain_id,
+        )
+        .unwrap_or_else(|e| panic!("{e}: {a2a}"));
+    }
 
     // 3. A dApp asks the oracle; the agent fulfils it with its model.
     let requester_wallet = Arc::new(dev_wallet(6));
@@ -242,15 +317,22 @@ async fn a_deployed_llm_agent_sells_attested_completions_and_serves_the_oracle()
     .await
     .expect("the agent fulfils the request within two minutes");
     assert_eq!(fulfilled, OracleStatus::Fulfilled);
-    let verdict = check_fulfilment(&engine, &requester, addresses.deployed_at, id)
-        .await
-        .unwrap();
+    let verdict = check_fulfilment(
+        &engine,
+        &requester,
+        addresses.deployed_at,
+        id,
+        &PromptFetch::new(),
+    )
+    .await
+    .unwrap();
     assert!(
         matches!(verdict, Verdict::Matches { .. }),
         "a re-run agrees: {verdict:?}"
     );
 
-    // 4. The audit re-runs every attested inference: 3 deals, 2 x402 sales.
+    // 4. The audit re-runs every attested inference: 3 deals, 5 x402 sales (2 by
+    // the Python client, 1 by the TypeScript one, 2 on A2A tasks).
     let journals = vec![
         buyer.journal.clone(),
         agent_dir(&site.state_dir, "scribe").join("journal"),
@@ -261,6 +343,6 @@ async fn a_deployed_llm_agent_sells_attested_completions_and_serves_the_oracle()
         .unwrap();
     assert!(report.discrepancies.is_empty(), "{report:?}");
     let checked = report.attestations.as_ref().unwrap().checked;
-    assert_eq!(checked, 3 + 3 + 2, "both sides of 3 deals, 2 x402 sales");
+    assert_eq!(checked, 3 + 3 + 5, "both sides of 3 deals, 5 x402 sales");
     agent.shutdown().await;
 }

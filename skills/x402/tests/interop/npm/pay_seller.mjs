@@ -68,6 +68,8 @@ out.paid = {
   body: await bodyOf(r),
   paymentSignature: signature,
   paymentResponse: receipt ? decodePaymentResponseHeader(receipt) : null,
+  // What the seller attests about the result (Agora's header), if it does.
+  attestation: decoded(r.headers.get("AGORA-ATTESTATION")),
 };
 
 // 3. The same payment again.
@@ -76,5 +78,6 @@ out.replayed = {
   status: r.status,
   body: await bodyOf(r),
   paymentResponse: decoded(r.headers.get("PAYMENT-RESPONSE")),
+  attestation: decoded(r.headers.get("AGORA-ATTESTATION")),
 };
 console.log(JSON.stringify(out));
