@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use llm::oracle::{check_fulfilment, rule_on_challenge, OracleFulfiller, OracleOutcome, Verdict};
+use llm::oracle::{
+    check_fulfilment, rule_on_challenge, OracleFulfiller, OracleOutcome, PromptFetch, Verdict,
+};
 use llm::{LlmConfig, LlmEngine};
 use registry::chain::{self, Deployment};
 
@@ -87,9 +89,17 @@ pub(crate) struct ModelArgs {
     /// missing).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Also fetch prompts given by URI from loopback, private and link-local hosts
+    /// (by default only public hosts; `ipfs://` URIs go through $AGORA_IPFS_GATEWAY).
+    #[arg(long)]
+    private_prompt_hosts: bool,
 }
 
 impl ModelArgs {
+    fn fetch(&self) -> PromptFetch {
+        PromptFetch::new().allow_private_hosts(self.private_prompt_hosts)
+    }
+
     fn engine(&self) -> Result<Arc<LlmEngine>> {
         let path = match &self.model {
             Some(path) => path.clone(),
@@ -137,7 +147,8 @@ pub(crate) async fn run_oracle(cmd: OracleCommand) -> Result<ExitCode> {
                 wallet.address()
             );
             let mut fulfiller =
-                OracleFulfiller::new(engine, wallet, contracts, addresses.deployed_at);
+                OracleFulfiller::new(engine, wallet, contracts, addresses.deployed_at)
+                    .with_prompt_fetch(model.fetch());
             let mut tick = tokio::time::interval(Duration::from_secs(every.max(1)));
             loop {
                 tokio::select! {
@@ -178,7 +189,15 @@ pub(crate) async fn run_oracle(cmd: OracleCommand) -> Result<ExitCode> {
             };
             let engine = model.engine()?;
             let (contracts, addresses) = contracts(&node, wallet).await?;
-            match check_fulfilment(&engine, &contracts, addresses.deployed_at, id).await? {
+            match check_fulfilment(
+                &engine,
+                &contracts,
+                addresses.deployed_at,
+                id,
+                &model.fetch(),
+            )
+            .await?
+            {
                 Verdict::Matches { output_hash } => {
                     println!("request {id}: the re-run gives the fulfilled output ({output_hash})");
                     Ok(ExitCode::SUCCESS)
@@ -210,8 +229,14 @@ pub(crate) async fn run_oracle(cmd: OracleCommand) -> Result<ExitCode> {
             let wallet = load_wallet(keystore, &password).await?;
             let engine = model.engine()?;
             let (contracts, addresses) = contracts(&node, wallet).await?;
-            let (upheld, tx) =
-                rule_on_challenge(&engine, &contracts, addresses.deployed_at, id).await?;
+            let (upheld, tx) = rule_on_challenge(
+                &engine,
+                &contracts,
+                addresses.deployed_at,
+                id,
+                &model.fetch(),
+            )
+            .await?;
             println!(
                 "request {id}: challenge {} in {}",
                 if upheld {

@@ -144,6 +144,8 @@ mod error;
 pub mod grammar;
 mod model;
 pub mod oracle;
+#[cfg(feature = "oracle")]
+mod prompt_fetch;
 mod sampling;
 #[cfg(feature = "service")]
 pub mod service;

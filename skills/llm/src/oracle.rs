@@ -12,7 +12,9 @@
 //! With the `oracle` feature:
 //! - [`OracleFulfiller`] serves the requests for its engine's model: it reads them from
 //!   the chain's logs, runs each under its sampling, signs the attestation with the
-//!   agent's wallet and fulfils it;
+//!   agent's wallet and fulfils it; a prompt given by hash and URI is fetched with a
+//!   [`PromptFetch`] (`data:`, public `http(s)://` hosts, `ipfs://` through a
+//!   gateway) and must hash to the request's prompt hash;
 //! - [`check_fulfilment`] re-runs a fulfilled request and compares its output hash, for
 //!   a challenger, and [`rule_on_challenge`] does the same for the registry's governor
 //!   and records the ruling.
@@ -68,6 +70,8 @@ impl OracleSampling {
 }
 
 #[cfg(feature = "oracle")]
+pub use crate::prompt_fetch::{PromptFetch, IPFS_GATEWAY_ENV, MAX_PROMPT_FETCH_BYTES};
+#[cfg(feature = "oracle")]
 pub use agent::{
     check_fulfilment, rule_on_challenge, OracleError, OracleFulfiller, OracleOutcome, Verdict,
 };
@@ -86,6 +90,7 @@ mod agent {
     use crate::attestation::attestation_domain;
     use crate::engine::{GenerationRequest, Isolation, LlmEngine};
     use crate::generation::Completion;
+    use crate::prompt_fetch::PromptFetch;
     use crate::sampling::{Prompt, SpecVersion};
 
     /// Most output bytes the oracle stores on chain (`InferenceOracle.MAX_OUTPUT`).
@@ -160,6 +165,8 @@ mod agent {
         next_block: u64,
         /// Requests seen whose fulfilment failed for a reason that may pass (the node).
         retry: BTreeMap<u64, InferenceRequestDetails>,
+        /// How prompts given by URI are fetched.
+        fetch: PromptFetch,
     }
 
     impl OracleFulfiller {
@@ -177,7 +184,16 @@ mod agent {
                 contracts,
                 next_block: from_block,
                 retry: BTreeMap::new(),
+                fetch: PromptFetch::new(),
             }
+        }
+
+        /// Fetches the prompts of requests made by hash and URI with `fetch` (default:
+        /// [`PromptFetch::new`]).
+        #[must_use]
+        pub fn with_prompt_fetch(mut self, fetch: PromptFetch) -> Self {
+            self.fetch = fetch;
+            self
         }
 
         /// Runs and fulfils every open request for the engine's model made since the
@@ -215,7 +231,7 @@ mod agent {
                     outcomes.push(skipped("its deadline has passed".to_owned()));
                     continue;
                 }
-                let completion = match run(&self.engine, &details).await {
+                let completion = match run(&self.engine, &details, &self.fetch).await {
                     Ok(c) => c,
                     Err(reason) => {
                         outcomes.push(skipped(reason));
@@ -251,9 +267,14 @@ mod agent {
         }
     }
 
-    /// Runs request `d` on `engine` as the oracle expects: the prompt text as is,
-    /// under its sampling, decoded alone. The error says why it cannot run here.
-    async fn run(engine: &LlmEngine, d: &InferenceRequestDetails) -> Result<Completion, String> {
+    /// Runs request `d` on `engine` as the oracle expects: the prompt text as is (given
+    /// by URI: fetched with `fetch`), under its sampling, decoded alone. The error
+    /// says why it cannot run here.
+    async fn run(
+        engine: &LlmEngine,
+        d: &InferenceRequestDetails,
+        fetch: &PromptFetch,
+    ) -> Result<Completion, String> {
         let mine = engine.fingerprint().to_b256();
         if d.model != mine {
             return Err(format!(
@@ -261,14 +282,16 @@ mod agent {
                 d.model
             ));
         }
-        if d.prompt.is_empty() {
-            return Err(format!(
-                "its prompt is only at {:?}; prompts given by URI are not fetched",
-                d.prompt_uri
-            ));
-        }
-        let text = String::from_utf8(d.prompt.clone())
-            .map_err(|e| format!("its prompt is not UTF-8 text: {e}"))?;
+        let prompt = if d.prompt.is_empty() {
+            fetch
+                .fetch(&d.prompt_uri)
+                .await
+                .map_err(|e| format!("its prompt at {:?}: {e}", d.prompt_uri))?
+        } else {
+            d.prompt.clone()
+        };
+        let text =
+            String::from_utf8(prompt).map_err(|e| format!("its prompt is not UTF-8 text: {e}"))?;
         if keccak256(text.as_bytes()) != d.prompt_hash {
             return Err("its prompt does not hash to its prompt hash".to_owned());
         }
@@ -308,7 +331,7 @@ mod agent {
 
     /// Re-runs fulfilled (or challenged) request `id` on `engine` and compares the
     /// output hash with the fulfilled one. Requests are looked up from block
-    /// `from_block` on.
+    /// `from_block` on; a prompt given by URI is fetched with `fetch`.
     ///
     /// # Errors
     /// [`OracleError::Request`] when the request is not fulfilled, is for another
@@ -318,6 +341,7 @@ mod agent {
         contracts: &Deployment,
         from_block: u64,
         id: u64,
+        fetch: &PromptFetch,
     ) -> Result<Verdict, OracleError> {
         let state = contracts.inference_request(id).await?;
         if !matches!(
@@ -336,7 +360,7 @@ mod agent {
                 id,
                 reason: format!("no Requested event from block {from_block} on"),
             })?;
-        let rerun = run(engine, &details)
+        let rerun = run(engine, &details, fetch)
             .await
             .map_err(|reason| OracleError::Request { id, reason })?;
         let rerun_output_hash = keccak256(rerun.text().as_bytes());
@@ -365,8 +389,9 @@ mod agent {
         contracts: &Deployment,
         from_block: u64,
         id: u64,
+        fetch: &PromptFetch,
     ) -> Result<(bool, Mined), OracleError> {
-        let (upheld, reason) = match check_fulfilment(engine, contracts, from_block, id).await? {
+        let (upheld, reason) = match check_fulfilment(engine, contracts, from_block, id, fetch).await? {
             Verdict::Matches { output_hash } => (
                 false,
                 format!("the reference re-run gave the fulfilled output ({output_hash})"),

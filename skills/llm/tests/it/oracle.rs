@@ -7,7 +7,8 @@
 use std::sync::Arc;
 
 use llm::oracle::{
-    check_fulfilment, rule_on_challenge, OracleFulfiller, OracleOutcome, OracleSampling, Verdict,
+    check_fulfilment, rule_on_challenge, OracleFulfiller, OracleOutcome, OracleSampling,
+    PromptFetch, Verdict,
 };
 use llm::test_utils::shared_engine as engine;
 use llm::{
@@ -76,7 +77,7 @@ async fn model_fulfils_requests_and_a_wrong_answer_is_slashed() {
         .mint(requester_wallet.address(), usdc("5"))
         .await
         .unwrap();
-    cast_approve_from_dev(&url, 4, token, oracle, usdc("0.75")).unwrap();
+    cast_approve_from_dev(&url, 4, token, oracle, usdc("1.25")).unwrap();
     let requester = as_account(&url, requester_wallet.clone(), &addresses).await;
 
     // The exact text the model reads, and greedy sampling with a seed.
@@ -124,7 +125,8 @@ async fn model_fulfils_requests_and_a_wrong_answer_is_slashed() {
     assert_eq!(*id, first);
     assert_eq!(output, reference.text(), "the model's own answer");
     assert!(fulfiller.poll().await.unwrap().is_empty(), "nothing new");
-    let verdict = check_fulfilment(&engine, &requester, from, first)
+    let fetch = PromptFetch::new();
+    let verdict = check_fulfilment(&engine, &requester, from, first, &fetch)
         .await
         .unwrap();
     assert_eq!(
@@ -143,6 +145,94 @@ async fn model_fulfils_requests_and_a_wrong_answer_is_slashed() {
     assert_eq!(answer.output, reference.text().as_bytes());
     assert_eq!(governor.balance_of(honest.address()).await.unwrap(), fee);
 
+    // A request by hash and URI: the prompt is fetched from the requester's server
+    // (on loopback here, which the fulfiller must be told to allow) and checked
+    // against the hash; a URI whose bytes hash otherwise is skipped.
+    let served = prompt.clone();
+    let app = axum::Router::new()
+        .route(
+            "/prompt.txt",
+            axum::routing::get(move || {
+                let served = served.clone();
+                async move { served }
+            }),
+        )
+        .route(
+            "/other.txt",
+            axum::routing::get(|| async { "another prompt" }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let by_uri = |path: &str, deadline: u64| NewInferenceRequest {
+        prompt: PromptSource::Hash {
+            hash: keccak256(prompt.as_bytes()),
+            uri: format!("{base}{path}"),
+        },
+        ..ask(deadline)
+    };
+    let now = chain::chain_time(&client).await.unwrap();
+    let (good, _) = requester
+        .request_inference(&by_uri("/prompt.txt", now + 300))
+        .await
+        .unwrap();
+    let (bad, _) = requester
+        .request_inference(&by_uri("/other.txt", now + 300))
+        .await
+        .unwrap();
+    // By default a loopback host is refused: prompts come from public hosts only.
+    let mut public_only = OracleFulfiller::new(
+        engine.clone(),
+        honest.clone(),
+        as_account(&url, honest.clone(), &addresses).await,
+        from,
+    );
+    let outcomes = public_only.poll().await.unwrap();
+    for id in [good, bad] {
+        assert!(
+            outcomes.iter().any(|o| matches!(o, OracleOutcome::Skipped { id: i, reason } if *i == id && reason.contains("not a public address"))),
+            "{outcomes:?}"
+        );
+    }
+    assert!(
+        !outcomes
+            .iter()
+            .any(|o| matches!(o, OracleOutcome::Fulfilled { .. })),
+        "{outcomes:?}"
+    );
+    let mut local = OracleFulfiller::new(
+        engine.clone(),
+        honest.clone(),
+        as_account(&url, honest.clone(), &addresses).await,
+        from,
+    )
+    .with_prompt_fetch(PromptFetch::new().allow_private_hosts(true));
+    let outcomes = local.poll().await.unwrap();
+    let fulfilled: Vec<_> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            OracleOutcome::Fulfilled { id, output, .. } => Some((*id, output.clone())),
+            OracleOutcome::Skipped { .. } => None,
+        })
+        .collect();
+    assert_eq!(
+        fulfilled,
+        [(good, reference.text().to_owned())],
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes.iter().any(|o| matches!(o, OracleOutcome::Skipped { id, reason } if *id == bad && reason.contains("does not hash to its prompt hash"))),
+        "{outcomes:?}"
+    );
+    let local_fetch = PromptFetch::new().allow_private_hosts(true);
+    assert!(matches!(
+        check_fulfilment(&engine, &requester, from, good, &local_fetch)
+            .await
+            .unwrap(),
+        Verdict::Matches { .. }
+    ));
+    server.abort();
+
     // The cheat signs an altered output: the signature is good, only a re-run shows it.
     let now = chain::chain_time(&client).await.unwrap();
     let (second, _) = requester.request_inference(&ask(now + 300)).await.unwrap();
@@ -159,9 +249,17 @@ async fn model_fulfils_requests_and_a_wrong_answer_is_slashed() {
         .fulfil_inference(second, record.output.as_bytes(), &signed.signature)
         .await
         .unwrap();
+    // The honest fulfiller finds it fulfilled already (and the requests by URI, made
+    // since its last poll, behind its public-hosts-only fetch).
     let outcomes = fulfiller.poll().await.unwrap();
     assert!(
-        matches!(outcomes.as_slice(), [OracleOutcome::Skipped { id, reason }] if *id == second && reason.contains("Fulfilled")),
+        outcomes.iter().any(|o| matches!(o, OracleOutcome::Skipped { id, reason } if *id == second && reason.contains("Fulfilled"))),
+        "{outcomes:?}"
+    );
+    assert!(
+        !outcomes
+            .iter()
+            .any(|o| matches!(o, OracleOutcome::Fulfilled { .. })),
         "{outcomes:?}"
     );
 
@@ -177,7 +275,7 @@ async fn model_fulfils_requests_and_a_wrong_answer_is_slashed() {
         fulfilled,
         rerun_output,
         rerun_output_hash,
-    } = check_fulfilment(&engine, &challenger, from, second)
+    } = check_fulfilment(&engine, &challenger, from, second, &fetch)
         .await
         .unwrap()
     else {
@@ -195,7 +293,7 @@ async fn model_fulfils_requests_and_a_wrong_answer_is_slashed() {
         .balance_of(requester_wallet.address())
         .await
         .unwrap();
-    let (upheld, _) = rule_on_challenge(&engine, &governor, from, second)
+    let (upheld, _) = rule_on_challenge(&engine, &governor, from, second, &fetch)
         .await
         .unwrap();
     assert!(upheld);
