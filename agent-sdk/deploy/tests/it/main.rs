@@ -87,3 +87,24 @@ pub(crate) async fn one_agent_site(
     };
     (site, chain, address)
 }
+
+/// The arguments of the x402 and A2A client scripts (`pay_seller.py`,
+/// `pay_seller.mjs`, `pay_agent.py`): the URL, the network, the asset and the most
+/// to pay, then each `(flag, value)` of `more` (the request body and the like).
+pub(crate) fn client_args(
+    url: &str,
+    network: &str,
+    asset: &str,
+    max: Amount,
+    more: &[(&str, &str)],
+) -> Vec<String> {
+    let mut args: Vec<String> = [("--url", url), ("--network", network), ("--asset", asset)]
+        .iter()
+        .flat_map(|(k, v)| [(*k).to_owned(), (*v).to_owned()])
+        .collect();
+    args.extend(["--max-amount".to_owned(), max.base_units().to_string()]);
+    for (k, v) in more {
+        args.extend([(*k).to_owned(), (*v).to_owned()]);
+    }
+    args
+}

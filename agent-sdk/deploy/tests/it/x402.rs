@@ -57,20 +57,19 @@ async fn the_x402_and_a2a_clients_pay_a_deployed_weather_agent() {
     let out = x402::test_utils::run_buyer(
         &python,
         "pay_seller.py",
-        &[
-            "--url".into(),
-            url.clone(),
-            "--network".into(),
-            network.clone(),
-            "--asset".into(),
-            asset.clone(),
-            "--max-amount".into(),
-            price.base_units().to_string(),
-            "--body".into(),
-            query.into(),
-            "--other-body".into(),
-            r#"{"place":{"city":{"name":"Porto"}},"start":"2026-07-30","days":3}"#.into(),
-        ],
+        &crate::client_args(
+            &url,
+            &network,
+            &asset,
+            price,
+            &[
+                ("--body", query),
+                (
+                    "--other-body",
+                    r#"{"place":{"city":{"name":"Porto"}},"start":"2026-07-30","days":3}"#,
+                ),
+            ],
+        ),
         &dev_key(5),
     )
     .await;
@@ -114,18 +113,7 @@ async fn the_x402_and_a2a_clients_pay_a_deployed_weather_agent() {
     let ts_before = minter.balance_of(ts_buyer).await.unwrap();
     let ts = x402::test_utils::run_node_buyer(
         "pay_seller.mjs",
-        &[
-            "--url".into(),
-            url.clone(),
-            "--network".into(),
-            network.clone(),
-            "--asset".into(),
-            asset.clone(),
-            "--max-amount".into(),
-            price.base_units().to_string(),
-            "--body".into(),
-            query.into(),
-        ],
+        &crate::client_args(&url, &network, &asset, price, &[("--body", query)]),
         &dev_key(6),
     )
     .await;
@@ -159,18 +147,7 @@ async fn the_x402_and_a2a_clients_pay_a_deployed_weather_agent() {
     let a2a = x402::test_utils::run(
         &a2a::test_utils::python(),
         &a2a::test_utils::script("pay_agent.py"),
-        &[
-            "--url".into(),
-            a2a_url.clone(),
-            "--network".into(),
-            network.clone(),
-            "--asset".into(),
-            asset.clone(),
-            "--max-amount".into(),
-            price.base_units().to_string(),
-            "--request".into(),
-            query.into(),
-        ],
+        &crate::client_args(&a2a_url, &network, &asset, price, &[("--request", query)]),
         &dev_key(7),
     )
     .await;
