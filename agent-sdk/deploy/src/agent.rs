@@ -193,6 +193,22 @@ impl RunningAgent {
             });
         }
         let handle = builder.spawn(&host)?;
+        // The journal's entries by kind on the host's /metrics: deals paid,
+        // delivered, disputed; x402 sales.
+        let journal_metrics = negotiation::JournalMetrics::new();
+        host.register_metrics(|registry| journal_metrics.register(registry));
+        if let Some(selling) = &selling {
+            selling
+                .seller
+                .journal()
+                .count_entries(&journal_metrics, agent.name.clone());
+        }
+        #[cfg(feature = "llm")]
+        if let Some(travel) = &travel {
+            travel
+                .journal()
+                .count_entries(&journal_metrics, agent.name.clone());
+        }
         let mut tasks = Vec::new();
         if let Some(selling) = &selling {
             // The service is also an HTTP resource that any x402 client pays for.

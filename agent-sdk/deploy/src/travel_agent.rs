@@ -57,6 +57,11 @@ pub struct TravelAgent {
 }
 
 impl TravelAgent {
+    /// The travel agent's journal (its buyer's), shared.
+    pub(crate) fn journal(&self) -> negotiation::SharedJournal {
+        self.buyer.journal()
+    }
+
     /// Loads the model, opens the agent's spending policy (pinned to the deployment's
     /// token and contracts), journal and mandates under `dir`, and adds the
     /// `travel.Plan` skill and the registry directory to `builder`.

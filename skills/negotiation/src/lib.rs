@@ -175,6 +175,7 @@ mod check;
 mod crash;
 mod error;
 pub mod journal;
+mod journal_metrics;
 mod messages;
 mod seller;
 mod settlement;
@@ -194,6 +195,7 @@ use wallets::{Journal, B256};
 pub use buyer::{Buyer, BuyerDeal, Deal};
 pub use check::{DeliveryCheck, DeliveryToCheck};
 pub use error::{Error, Result};
+pub use journal_metrics::JournalMetrics;
 pub use messages::{
     escrow_job_id, negotiation_domain, order_id, result_hash, task_hash, Accept, Accepted,
     Agreement, CallForProposal, Counter, Deliver, Delivery, Fund, Funded, Order, Pay, PaymentMode,
@@ -253,6 +255,8 @@ struct Appender {
     journal: Journal,
     /// Keys of the entries in the journal, read on the first append.
     seen: Option<HashSet<B256>>,
+    /// Where written entries are counted, by kind, for this agent.
+    metrics: Option<(JournalMetrics, String)>,
 }
 
 /// What makes two entries the same: their kind and canonical body (by its hash).
@@ -292,6 +296,7 @@ impl Appender {
         let mut items = Vec::new();
         let mut waiting = Vec::new();
         let mut keys = Vec::new();
+        let mut kinds = Vec::new();
         for (kind, body, done) in batch {
             let body = Body::new(body);
             let key = entry_key(kind, body.hash());
@@ -301,12 +306,18 @@ impl Appender {
                 continue;
             }
             keys.push(key);
+            kinds.push(kind);
             items.push((kind.to_owned(), body));
             waiting.push(done);
         }
         match self.journal.append_bodies(items) {
             Ok(_) => {
                 seen.extend(keys);
+                if let Some((metrics, agent)) = &self.metrics {
+                    for kind in kinds {
+                        metrics.written(agent, kind);
+                    }
+                }
                 for done in waiting {
                     let _ = done.send(Ok(()));
                 }
@@ -331,6 +342,7 @@ impl SharedJournal {
             appender: Mutex::new(Appender {
                 journal,
                 seen: None,
+                metrics: None,
             }),
             queue: Mutex::new(Queue::default()),
             writes: tokio::sync::watch::Sender::new(0),
@@ -341,6 +353,15 @@ impl SharedJournal {
     /// whoever reads the journal file can wait for the next write.
     pub fn writes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.0.writes.subscribe()
+    }
+
+    /// Counts the entries written from now on in `metrics`, as agent `agent`'s.
+    pub fn count_entries(&self, metrics: &JournalMetrics, agent: impl Into<String>) {
+        self.0
+            .appender
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .metrics = Some((metrics.clone(), agent.into()));
     }
 
     /// The journal's file.

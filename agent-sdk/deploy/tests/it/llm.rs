@@ -145,20 +145,22 @@ async fn a_deployed_llm_agent_sells_attested_completions_and_serves_the_oracle()
     let out = x402::test_utils::run_buyer(
         &python,
         "pay_seller.py",
-        &[
-            "--url".into(),
-            url.clone(),
-            "--network".into(),
-            network.clone(),
-            "--asset".into(),
-            asset.clone(),
-            "--max-amount".into(),
-            price.base_units().to_string(),
-            "--body".into(),
-            r#"{"prompt":"Name a fruit.","seed":3,"maxTokens":8}"#.into(),
-            "--other-body".into(),
-            r#"{"prompt":"Name a tree.","seed":3,"maxTokens":8}"#.into(),
-        ],
+        &crate::client_args(
+            &url,
+            &network,
+            &asset,
+            price,
+            &[
+                (
+                    "--body",
+                    r#"{"prompt":"Name a fruit.","seed":3,"maxTokens":8}"#,
+                ),
+                (
+                    "--other-body",
+                    r#"{"prompt":"Name a tree.","seed":3,"maxTokens":8}"#,
+                ),
+            ],
+        ),
         &dev_key(5),
     )
     .await;
@@ -200,18 +202,16 @@ async fn a_deployed_llm_agent_sells_attested_completions_and_serves_the_oracle()
     chain.minter.mint(ts_buyer, usdc("1")).await.unwrap();
     let ts = x402::test_utils::run_node_buyer(
         "pay_seller.mjs",
-        &[
-            "--url".into(),
-            url.clone(),
-            "--network".into(),
-            network.clone(),
-            "--asset".into(),
-            asset.clone(),
-            "--max-amount".into(),
-            price.base_units().to_string(),
-            "--body".into(),
-            r#"{"prompt":"Name a river.","seed":5,"maxTokens":8}"#.into(),
-        ],
+        &crate::client_args(
+            &url,
+            &network,
+            &asset,
+            price,
+            &[(
+                "--body",
+                r#"{"prompt":"Name a river.","seed":5,"maxTokens":8}"#,
+            )],
+        ),
         &dev_key(7),
     )
     .await;
@@ -233,18 +233,16 @@ async fn a_deployed_llm_agent_sells_attested_completions_and_serves_the_oracle()
     let a2a = x402::test_utils::run(
         &a2a::test_utils::python(),
         &a2a::test_utils::script("pay_agent.py"),
-        &[
-            "--url".into(),
-            a2a_url,
-            "--network".into(),
-            network.clone(),
-            "--asset".into(),
-            asset.clone(),
-            "--max-amount".into(),
-            price.base_units().to_string(),
-            "--request".into(),
-            r#"{"prompt":"Name a mountain.","seed":9,"maxTokens":8}"#.into(),
-        ],
+        &crate::client_args(
+            &a2a_url,
+            &network,
+            &asset,
+            price,
+            &[(
+                "--request",
+                r#"{"prompt":"Name a mountain.","seed":9,"maxTokens":8}"#,
+            )],
+        ),
         &dev_key(8),
     )
     .await;
@@ -330,6 +328,37 @@ async fn a_deployed_llm_agent_sells_attested_completions_and_serves_the_oracle()
         matches!(verdict, Verdict::Matches { .. }),
         "a re-run agrees: {verdict:?}"
     );
+
+    // The agent's host counts its journal's entries on /metrics (Prometheus text,
+    // read with a Prometheus parser): 3 deliveries in the channel, 5 x402 sales.
+    let metrics = reqwest::get(format!(
+        "{}/metrics",
+        agent.url().replacen("ws://", "http://", 1)
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    let scrape =
+        prometheus_parse::Scrape::parse(metrics.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    let entries = |kind: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == "agora_journal_entries_total"
+                    && s.labels.get("agent") == Some("scribe")
+                    && s.labels.get("kind") == Some(kind)
+            })
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) => v,
+                ref other => panic!("{other:?}"),
+            })
+    };
+    assert_eq!(entries("delivery"), Some(3.0), "{metrics}");
+    assert_eq!(entries("x402_payment"), Some(5.0), "{metrics}");
+    assert_eq!(entries("x402_delivery"), Some(5.0), "{metrics}");
 
     // 4. The audit re-runs every attested inference: 3 deals, 5 x402 sales (2 by
     // the Python client, 1 by the TypeScript one, 2 on A2A tasks).
