@@ -461,6 +461,14 @@ fn day_grammar(day: u8) -> String {
 /// The places of an itinerary line: its morning, afternoon and evening, folded
 /// ([`fold`]) and with leading activity words ("visit", "lunch at") dropped.
 fn places(line: &str) -> Vec<String> {
+    line.split([';', '\n'])
+        .filter_map(|part| part.rsplit_once(':').map(|(_, p)| place(p)))
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// The place of one part of a day (the text after its label), as [`places`] reads it.
+fn place(text: &str) -> String {
     const LEADING: [&str; 12] = [
         "visit ",
         "explore ",
@@ -475,18 +483,12 @@ fn places(line: &str) -> Vec<String> {
         "the ",
         "in ",
     ];
-    line.split([';', '\n'])
-        .filter_map(|part| part.rsplit_once(':').map(|(_, p)| p))
-        .map(|p| {
-            let mut p = fold(p).split_whitespace().collect::<Vec<_>>().join(" ");
-            p.push(' ');
-            while let Some(rest) = LEADING.iter().find_map(|w| p.strip_prefix(w)) {
-                p = rest.to_owned();
-            }
-            p.trim().to_owned()
-        })
-        .filter(|p| !p.is_empty())
-        .collect()
+    let mut p = fold(text).split_whitespace().collect::<Vec<_>>().join(" ");
+    p.push(' ');
+    while let Some(rest) = LEADING.iter().find_map(|w| p.strip_prefix(w)) {
+        p = rest.to_owned();
+    }
+    p.trim().to_owned()
 }
 
 /// Whether the place `p` is one of `before`: equal, or one containing the other.
@@ -525,7 +527,7 @@ fn without_repeats(line: &str, seen: &[String]) -> String {
             out.push(part.to_owned());
             continue;
         };
-        let place = places(&format!("x: {text}")).pop().unwrap_or_default();
+        let place = place(text);
         let refs: Vec<&str> = before.iter().map(String::as_str).collect();
         if is_repeat(&place, &refs) {
             out.push(format!("{label}: {FREE_TIME}"));
