@@ -19,6 +19,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
+use deploy::config::Config;
+use deploy::dashboard::{Dashboard, DashboardOptions};
 use deploy::layout::{state_dir, UpState};
 use deploy::up::{AgentRun, ChainPlace, Up, UpEvent, UpOptions};
 use deploy::SupervisorEvent;
@@ -52,6 +54,50 @@ pub(crate) struct UpArgs {
     /// embedded chain.
     #[arg(long, default_value = "100 USDC")]
     buyer_funds: Amount,
+    /// Where to serve the web dashboard (default 127.0.0.1:7400; port 0 picks a free
+    /// port). Off loopback it needs a token in $AGORA_DASHBOARD_TOKEN.
+    #[arg(long, value_name = "ADDR")]
+    dashboard: Option<SocketAddr>,
+    /// Serve no dashboard.
+    #[arg(long, conflicts_with = "dashboard")]
+    no_dashboard: bool,
+}
+
+/// The dashboard's port on 127.0.0.1 unless told otherwise.
+const DASHBOARD_PORT: u16 = 7400;
+
+/// Serves the dashboard of `up` as `args` ask. A dashboard asked for by address that
+/// cannot be served is an error; the default one only a warning.
+async fn start_dashboard(args: &UpArgs, up: &Up) -> Result<Option<Dashboard>> {
+    if args.no_dashboard {
+        return Ok(None);
+    }
+    let listen = args
+        .dashboard
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], DASHBOARD_PORT)));
+    let options = DashboardOptions {
+        listen,
+        token: std::env::var(deploy::dashboard::TOKEN_ENV)
+            .ok()
+            .map(zeroize::Zeroizing::new),
+        state_dir: up.state_dir().to_owned(),
+        config: Config::load(&args.config)?,
+        rpc_url: up.chain().url.clone(),
+        addresses: up.chain().addresses,
+        refresh: Duration::from_secs(1),
+    };
+    match Dashboard::start(options).await {
+        Ok(d) => {
+            d.up_state(up.state());
+            println!("dashboard: {}", d.url());
+            Ok(Some(d))
+        }
+        Err(e) if args.dashboard.is_none() => {
+            eprintln!("warning: {e}; pass --dashboard ADDR to serve it elsewhere");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Parses `500ms`, `2s`, `1m` or a bare number of seconds.
@@ -154,6 +200,14 @@ pub(crate) async fn run_up(args: UpArgs, log: LogFormat) -> Result<ExitCode> {
         ChainPlace::Rpc => println!("chain:     {} (chain {chain_id})", chain.url),
     }
 
+    let dashboard = start_dashboard(&args, &up).await?;
+    let show = |event: SupervisorEvent| {
+        if let Some(d) = &dashboard {
+            d.agent_event(&event);
+        }
+        print_event(event);
+    };
+
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     let mut discovery: Option<Discovery> = None;
@@ -169,7 +223,7 @@ pub(crate) async fn run_up(args: UpArgs, log: LogFormat) -> Result<ExitCode> {
                 break;
             }
             event = up.next() => match event? {
-                Some(UpEvent::Child(event)) => print_event(event),
+                Some(UpEvent::Child(event)) => show(event),
                 Some(UpEvent::AllReady) => {
                     let d = Discovery::open(dir.join("discovery"), &up.chain().url, up.chain().addresses).await?;
                     if let Err(e) = announce(&d, up.state()).await {
@@ -183,8 +237,9 @@ pub(crate) async fn run_up(args: UpArgs, log: LogFormat) -> Result<ExitCode> {
         }
     }
     // Print what the children say while they stop.
-    up.stop(print_event).await;
+    up.stop(show).await;
     drop(discovery);
+    drop(dashboard);
     println!("stopped; state kept in {}", dir.display());
     Ok(ExitCode::SUCCESS)
 }

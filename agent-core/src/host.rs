@@ -512,6 +512,23 @@ fn edge_stats(inner: &HostInner) -> EdgeStats {
     }
 }
 
+/// An agent's spending in its policy's rolling day and its limits; `None` without a
+/// policy, or when the ledger cannot be read (logged).
+fn policy_snapshot(a: &AgentHandle) -> Option<PolicySnapshot> {
+    let p = a.core.policy.as_ref()?;
+    let (spent, _) = p
+        .spent(None)
+        .map_err(|e| {
+            tracing::warn!(target: "agent::http", agent = %a.address(), error = %e, "spending not read for the metrics")
+        })
+        .ok()?;
+    Some(PolicySnapshot {
+        spent_daily: spent.base_units(),
+        daily: p.limits().daily.map(|d| d.base_units()),
+        per_deal: p.limits().per_deal.map(|d| d.base_units()),
+    })
+}
+
 /// The Prometheus exposition of the host: the registry's series and a snapshot of
 /// the counters the host keeps.
 fn metrics_text(inner: &HostInner) -> String {
@@ -524,19 +541,7 @@ fn metrics_text(inner: &HostInner) -> String {
                 address: a.address().to_string(),
                 stats: a.stats(),
                 sent: a.core.counters.sent.load(Ordering::Relaxed),
-                policy: a.core.policy.as_ref().and_then(|p| {
-                    let (spent, _) = p
-                        .spent(None)
-                        .map_err(|e| {
-                            tracing::warn!(target: "agent::http", agent = %a.address(), error = %e, "spending not read for the metrics")
-                        })
-                        .ok()?;
-                    Some(PolicySnapshot {
-                        spent_daily: spent.base_units(),
-                        daily: p.limits().daily.map(|d| d.base_units()),
-                        per_deal: p.limits().per_deal.map(|d| d.base_units()),
-                    })
-                }),
+                policy: policy_snapshot(a),
             })
             .collect()
     };
@@ -586,7 +591,24 @@ fn http_answer(inner: &Weak<HostInner>, route: &BuiltIn) -> Option<(&'static str
                 .values()
                 .map(|a| (a.address().to_string(), json!(a.stats())))
                 .collect();
-            let body = json!({"edge": edge_stats(&inner), "agents": per_agent});
+            // Base units as decimal strings: they may exceed what JSON numbers hold.
+            let policies: serde_json::Map<String, Value> = agents
+                .values()
+                .filter_map(|a| {
+                    let p = policy_snapshot(a)?;
+                    let units = |v: Option<u128>| v.map(|v| v.to_string());
+                    Some((
+                        a.address().to_string(),
+                        json!({
+                            "spentDaily": p.spent_daily.to_string(),
+                            "daily": units(p.daily),
+                            "perDeal": units(p.per_deal),
+                        }),
+                    ))
+                })
+                .collect();
+            let body =
+                json!({"edge": edge_stats(&inner), "agents": per_agent, "policies": policies});
             Some((json_type, body.to_string()))
         }
         BuiltIn::Cards => Some((json_type, Value::Array(cards(&inner)).to_string())),

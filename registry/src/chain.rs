@@ -1113,6 +1113,26 @@ impl Deployment {
         Ok(wallets::Amount::from_base_units(v.as_u128()))
     }
 
+    /// The native (gas) balance of `who`, in wei.
+    ///
+    /// # Errors
+    /// [`ChainError::Node`] when the node does not answer.
+    pub async fn gas_balance(&self, who: wallets::Address) -> Result<u128, ChainError> {
+        let client = self.stablecoin.client();
+        let wei = client
+            .get_balance(ea(who), None)
+            .await
+            .map_err(|e| ChainError::Node {
+                url: client.provider().url().to_string(),
+                message: format!("eth_getBalance: {e}"),
+            })?;
+        Ok(if wei.bits() > 128 {
+            u128::MAX
+        } else {
+            wei.as_u128()
+        })
+    }
+
     /// Submits a signed EIP-3009 [`wallets::Payment::Authorization`] with
     /// `transferWithAuthorization` from the client's account (which pays the gas) and
     /// waits for the receipt.

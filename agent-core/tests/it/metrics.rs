@@ -220,4 +220,12 @@ async fn metrics_show_payments_policy_headroom_and_what_upper_layers_register() 
     let per_deal = "agora_policy_per_deal_limit_base_units";
     assert_eq!(value(&m, per_deal, &agent), 5_000_000.0);
     assert_eq!(value(&m, "agora_deals_closed_total", &[]), 1.0);
+
+    // The JSON has the policy too, in base units as strings (the dashboard reads it).
+    let (_, json) = get(&h, "/metrics.json").await;
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        json["policies"][&who],
+        serde_json::json!({"spentDaily": "3500000", "daily": "20000000", "perDeal": "5000000"})
+    );
 }

@@ -137,6 +137,10 @@ pub enum Error {
     #[error("A2A: {0}")]
     A2a(#[from] a2a::Error),
 
+    /// The dashboard cannot be served as asked.
+    #[error("dashboard: {0}")]
+    Dashboard(String),
+
     /// The travel agent's model failed to load.
     #[cfg(feature = "llm")]
     #[error(transparent)]

@@ -16,6 +16,8 @@
 //!   the mandate sets the price, never hire twice while money is in flight;
 //! - [`supervisor`]: agents as child processes, restarted with a doubling delay and
 //!   stopped in order;
+//! - [`dashboard`]: the operator's web dashboard of a running deployment: agents,
+//!   money, live deals, history, journals, registry and chain;
 //! - [`up`]: a whole deployment running: the chain, `up.json`, and every agent in a
 //!   supervised child process (`agora up`).
 //!
@@ -58,6 +60,7 @@
 pub mod agent;
 pub mod chain;
 pub mod config;
+pub mod dashboard;
 #[cfg(feature = "llm")]
 pub mod demo;
 mod error;
