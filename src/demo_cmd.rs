@@ -2,13 +2,18 @@
 //! chain and the real small model, then exit (see [`deploy::demo`]). Prints the
 //! agents as they start, the itinerary, the deal and the journals' paths.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
-use deploy::config::Config;
-use deploy::demo::{self, Demo, DemoEvent};
+use deploy::config::{Config, Network};
+use deploy::dashboard::{Dashboard, DashboardOptions};
+use deploy::demo::{self, Demo, DemoEvent, DemoOutcome};
+use deploy::layout::read_addresses;
+use registry::devnet::{Devnet, DevnetConfig};
 use wallets::Amount;
 
 use crate::wallet_cmd::agora_home;
@@ -28,10 +33,20 @@ pub(crate) struct DemoArgs {
     /// The most the travel agent pays for a forecast.
     #[arg(long, default_value = "2 USDC")]
     max_price: Amount,
+    /// After the story, reopen its chain and serve the dashboard of its deal, balances
+    /// and journals until Ctrl-C (default address 127.0.0.1:7400; off loopback it
+    /// needs a token in $AGORA_DASHBOARD_TOKEN).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:7400")]
+    serve: Option<SocketAddr>,
 }
 
 pub(crate) async fn run_demo(args: DemoArgs) -> Result<ExitCode> {
     let config = Config::load(&args.config)?;
+    let chain_id = match config.network {
+        Network::Embedded { chain_id, .. } => chain_id,
+        Network::Rpc { chain_id, .. } => chain_id,
+    };
+    let kept = config.clone();
     let dir = match args.dir {
         Some(d) => d,
         None => agora_home()
@@ -86,5 +101,63 @@ pub(crate) async fn run_demo(args: DemoArgs) -> Result<ExitCode> {
     for j in &done.journals {
         println!("  {} ({} entries, verified)", j.path.display(), j.entries);
     }
+    if let Some(listen) = args.serve {
+        serve(&done, kept, chain_id, listen).await?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reopens the demo's chain and serves the dashboard of its run until Ctrl-C.
+async fn serve(
+    done: &DemoOutcome,
+    mut config: Config,
+    chain_id: u64,
+    listen: SocketAddr,
+) -> Result<()> {
+    // The demo's agents only (an LLM seller of the deployment takes no part).
+    config
+        .agents
+        .retain(|a| done.agents.iter().any(|(name, ..)| *name == a.name));
+    let mut devnet = DevnetConfig::new(&done.chain_dir);
+    devnet.chain_id = chain_id;
+    devnet.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let node = Devnet::spawn(devnet)
+        .await
+        .context("reopening the demo's chain")?;
+    let dashboard = Dashboard::start(DashboardOptions {
+        listen,
+        token: std::env::var(deploy::dashboard::TOKEN_ENV)
+            .ok()
+            .map(zeroize::Zeroizing::new),
+        journals: done
+            .agents
+            .iter()
+            .map(|(name, _, journal)| (name.clone(), journal.clone()))
+            .collect(),
+        cache_dir: done.chain_dir.with_file_name("dashboard"),
+        config,
+        rpc_url: node.http_url(),
+        addresses: read_addresses(&done.addresses_path)?,
+        refresh: Duration::from_secs(1),
+    })
+    .await;
+    let dashboard = match dashboard {
+        Ok(d) => d,
+        Err(e) => {
+            node.shutdown().await;
+            return Err(e.into());
+        }
+    };
+    for (name, address, _) in &done.agents {
+        dashboard.agent_status(name, *address, "finished");
+    }
+    println!(
+        "\ndashboard: {} (the demo's chain at {}; Ctrl-C to stop)",
+        dashboard.url(),
+        node.http_url()
+    );
+    let stopped = tokio::signal::ctrl_c().await;
+    drop(dashboard);
+    node.shutdown().await;
+    stopped.context("waiting for Ctrl-C")
 }

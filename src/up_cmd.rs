@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use clap::Args;
 use deploy::config::Config;
-use deploy::dashboard::{Dashboard, DashboardOptions};
+use deploy::dashboard::{deployment_journals, Dashboard, DashboardOptions};
 use deploy::layout::{state_dir, UpState};
 use deploy::up::{AgentRun, ChainPlace, Up, UpEvent, UpOptions};
 use deploy::SupervisorEvent;
@@ -72,6 +72,7 @@ async fn start_dashboard(args: &UpArgs, up: &Up) -> Result<Option<Dashboard>> {
     if args.no_dashboard {
         return Ok(None);
     }
+    let config = Config::load(&args.config)?;
     let listen = args
         .dashboard
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], DASHBOARD_PORT)));
@@ -80,8 +81,9 @@ async fn start_dashboard(args: &UpArgs, up: &Up) -> Result<Option<Dashboard>> {
         token: std::env::var(deploy::dashboard::TOKEN_ENV)
             .ok()
             .map(zeroize::Zeroizing::new),
-        state_dir: up.state_dir().to_owned(),
-        config: Config::load(&args.config)?,
+        journals: deployment_journals(up.state_dir(), &config),
+        cache_dir: up.state_dir().join("dashboard"),
+        config,
         rpc_url: up.chain().url.clone(),
         addresses: up.chain().addresses,
         refresh: Duration::from_secs(1),

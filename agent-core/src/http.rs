@@ -8,7 +8,8 @@
 //!
 //! 1. the host's own routes, `GET` or `HEAD` only: `/health` (`text/plain`),
 //!    `/metrics` (the Prometheus text format, see [`metrics`](crate::metrics)),
-//!    `/metrics.json` (the host's counters as JSON), `/cards` and
+//!    `/metrics.json` (the host's counters and its agents' spending against their
+//!    policies, as JSON), `/cards` and
 //!    `/card/<address>` (JSON; the A2A gateway serves
 //!    `/.well-known/agent-card.json`);
 //! 2. the HTTP services mounted under a path prefix ([`Host::mount_http`],
@@ -185,7 +186,7 @@ pub(crate) enum BuiltIn {
     Health,
     /// `/metrics`: the Prometheus text format.
     Metrics,
-    /// `/metrics.json`: the host's counters as JSON.
+    /// `/metrics.json`: the host's counters and the agents' policy spending as JSON.
     MetricsJson,
     /// `/cards`: all the host's cards.
     Cards,

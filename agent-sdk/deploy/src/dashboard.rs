@@ -83,8 +83,11 @@ pub struct DashboardOptions {
     pub listen: SocketAddr,
     /// The token required off loopback (see the module's documentation).
     pub token: Option<Zeroizing<String>>,
-    /// The deployment's state directory (journals under `agents/NAME/journal`).
-    pub state_dir: PathBuf,
+    /// Each agent's journal, by the agent's name ([`deployment_journals`] for a
+    /// deployment's state directory).
+    pub journals: Vec<(String, PathBuf)>,
+    /// A directory of the dashboard's own (its registry cache).
+    pub cache_dir: PathBuf,
     /// The deployment.
     pub config: Config,
     /// The chain's JSON-RPC URL.
@@ -100,7 +103,8 @@ impl std::fmt::Debug for DashboardOptions {
         f.debug_struct("DashboardOptions")
             .field("listen", &self.listen)
             .field("token", &self.token.as_ref().map(|_| "<set>"))
-            .field("state_dir", &self.state_dir)
+            .field("journals", &self.journals)
+            .field("cache_dir", &self.cache_dir)
             .field("rpc_url", &self.rpc_url)
             .field("refresh", &self.refresh)
             .finish_non_exhaustive()
@@ -385,15 +389,8 @@ impl Dashboard {
             .route("/api/state", get(state))
             .layer(middleware::from_fn_with_state(shared.clone(), guard))
             .with_state(shared.clone());
-        let names: Vec<String> = options
-            .config
-            .agents
-            .iter()
-            .map(|a| a.name.clone())
-            .collect();
         let journals = Journals {
-            state_dir: options.state_dir.clone(),
-            names,
+            paths: options.journals,
             books: Books::default(),
         };
         let tasks = vec![
@@ -417,7 +414,7 @@ impl Dashboard {
             )),
             tokio::spawn(follow_registry(
                 shared.clone(),
-                options.state_dir.join("dashboard").join("discovery"),
+                options.cache_dir.join("discovery"),
                 options.rpc_url,
                 options.addresses,
                 options.refresh,
@@ -451,6 +448,15 @@ impl Dashboard {
                 }
             });
         }
+    }
+
+    /// Records an agent's address and status when no supervisor runs it (the demo's
+    /// agents, in this process).
+    pub fn agent_status(&self, name: &str, address: Address, status: &str) {
+        self.shared.agent(name, |v| {
+            v.address = Some(address);
+            status.clone_into(&mut v.status);
+        });
     }
 
     /// Records what the supervisor saw of an agent.
@@ -680,24 +686,33 @@ fn snapshot(shared: &Shared) -> Event {
     Event::default().event("snapshot").data(data)
 }
 
+/// The journals of a deployment's agents, by name: `agents/NAME/journal` in its
+/// state directory.
+pub fn deployment_journals(state_dir: &Path, config: &Config) -> Vec<(String, PathBuf)> {
+    config
+        .agents
+        .iter()
+        .map(|a| {
+            (
+                a.name.clone(),
+                agent_dir(state_dir, &a.name).join("journal"),
+            )
+        })
+        .collect()
+}
+
 /// The journals of the deployment's agents and what was read of them.
 struct Journals {
-    state_dir: PathBuf,
-    names: Vec<String>,
+    paths: Vec<(String, PathBuf)>,
     books: Books,
 }
 
 impl Journals {
-    fn path(&self, name: &str) -> PathBuf {
-        agent_dir(&self.state_dir, name).join("journal")
-    }
-
     /// Reads what each journal gained; returns whether any did.
     fn read(&mut self) -> bool {
         let mut grew = false;
-        for name in &self.names {
-            let path = agent_dir(&self.state_dir, name).join("journal");
-            grew |= self.books.read(name, &path);
+        for (name, path) in &self.paths {
+            grew |= self.books.read(name, path);
         }
         grew
     }
@@ -947,10 +962,10 @@ async fn follow_journals(
             dirty = false;
             since_audit = 0;
             let paths: Vec<(String, PathBuf)> = journals
-                .names
+                .paths
                 .iter()
-                .map(|n| (n.clone(), journals.path(n)))
                 .filter(|(_, p)| p.exists())
+                .cloned()
                 .collect();
             let view = audit_journals(&paths, &check).await;
             shared.view().journals = view.clone();

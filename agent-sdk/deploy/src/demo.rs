@@ -112,6 +112,8 @@ pub struct DemoOutcome {
     pub addresses_path: PathBuf,
     /// The buyer's and the seller's journals, verified.
     pub journals: Vec<VerifiedJournal>,
+    /// Every agent of the run: its name, address and journal.
+    pub agents: Vec<(String, Address, PathBuf)>,
 }
 
 /// Runs the demo once (see the module's documentation), reporting its steps to
@@ -315,6 +317,21 @@ async fn on_chain(
         });
     }
     drop(host);
+    let mut agents: Vec<(String, Address, PathBuf)> = names
+        .into_iter()
+        .map(|(a, n)| {
+            let journal = dir.join(format!("{n}.journal"));
+            (n, a, journal)
+        })
+        .collect();
+    agents.insert(
+        0,
+        (
+            travel_name.clone(),
+            travel.address(),
+            journals[0].path.clone(),
+        ),
+    );
     Ok(DemoOutcome {
         itinerary: plan.itinerary.text,
         seller: (seller_name, seller),
@@ -325,6 +342,7 @@ async fn on_chain(
         chain_dir: chain_dir.to_owned(),
         addresses_path,
         journals,
+        agents,
     })
 }
 
