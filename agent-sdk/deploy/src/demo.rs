@@ -329,7 +329,7 @@ async fn on_chain(
         (
             travel_name.clone(),
             travel.address(),
-            journals[0].path.clone(),
+            dir.join(format!("{travel_name}.journal")),
         ),
     );
     Ok(DemoOutcome {
