@@ -2,10 +2,10 @@
 //! tables, JSON, determinism, the chain check.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use negotiation::test_utils::settled_deal;
+use negotiation::test_utils::{settled_deal, SettledDeal};
 use negotiation::PaymentMode;
 
 fn agora_audit(args: &[&str]) -> Output {
@@ -108,6 +108,64 @@ fn entry_of_kind(journal: &Path, kind: &str) -> (usize, String) {
         .unwrap()
 }
 
+/// A settled deal's journals audited after tampering: the buyer's payment entry, in
+/// a copy of the buyer's journal, has its kind rewritten into markup, so its hash no
+/// longer verifies.
+pub(crate) struct TamperedAudit {
+    /// The tampered copy of the buyer's journal.
+    pub(crate) journal: PathBuf,
+    /// The index of the tampered entry.
+    pub(crate) entry: usize,
+    /// The page `agora audit --html` wrote for the copy and the seller's journal.
+    pub(crate) html: PathBuf,
+    /// The tampered entry's anchor on that page: `j<journal>-e<entry>`.
+    pub(crate) anchor: String,
+    /// The same audit as JSON (`--json`).
+    pub(crate) json: serde_json::Value,
+}
+
+/// Tampers with the buyer's payment entry of `f` in a copy in `dir`, and audits the
+/// copy with the seller's journal into `dir/tampered.html`: exit 1, with a
+/// discrepancy at that entry.
+pub(crate) fn audit_tampered(dir: &Path, f: &SettledDeal) -> TamperedAudit {
+    let (at, line) = entry_of_kind(&f.buyer.journal, "payment");
+    let evil = "<script>alert(1)</script>";
+    let content = std::fs::read_to_string(&f.buyer.journal).unwrap();
+    let tampered_line = line.replace("\"kind\":\"payment\"", &format!("\"kind\":\"{evil}\""));
+    assert_ne!(tampered_line, line);
+    let tampered = dir.join("tampered.journal");
+    std::fs::write(&tampered, content.replacen(&line, &tampered_line, 1)).unwrap();
+    let seller = text(&f.seller.journal);
+    let html = dir.join("tampered.html");
+    let found = agora_audit(&[text(&tampered), seller, "--html", text(&html)]);
+    assert_eq!(found.status.code(), Some(1));
+
+    // The journals in the report's order give the anchors: `j<journal>-e<entry>`.
+    let json = agora_audit(&[text(&tampered), seller, "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let journal = json["journals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|j| j["path"] == text(&tampered))
+        .unwrap();
+    assert!(
+        json["discrepancies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["journal"] == text(&tampered) && d["entry"] == at),
+        "{json:#}"
+    );
+    TamperedAudit {
+        journal: tampered,
+        entry: at,
+        html,
+        anchor: format!("j{journal}-e{at}"),
+        json,
+    }
+}
+
 /// `agora audit --html`: a clean report, and a tampered journal whose discrepancy is
 /// marked at its entry; byte-identical across runs; journal text escaped.
 #[tokio::test(flavor = "multi_thread")]
@@ -141,39 +199,13 @@ async fn agora_audit_html_marks_the_discrepancy_at_its_entry_and_is_deterministi
     agora_audit(&[seller, buyer, "--html", text(&page("again.html"))]);
     assert_eq!(html, std::fs::read_to_string(page("again.html")).unwrap());
 
-    // The buyer's payment entry, its kind rewritten into markup: its hash no longer
-    // verifies.
-    let (at, line) = entry_of_kind(&f.buyer.journal, "payment");
-    let evil = "<script>alert(1)</script>";
-    let content = std::fs::read_to_string(&f.buyer.journal).unwrap();
-    let tampered_line = line.replace("\"kind\":\"payment\"", &format!("\"kind\":\"{evil}\""));
-    assert_ne!(tampered_line, line);
-    let tampered = page("tampered.journal");
-    std::fs::write(&tampered, content.replacen(&line, &tampered_line, 1)).unwrap();
-    let out = page("tampered.html");
-    let found = agora_audit(&[text(&tampered), seller, "--html", text(&out)]);
-    assert_eq!(found.status.code(), Some(1));
-    let html = std::fs::read_to_string(&out).unwrap();
+    // The buyer's payment entry, its kind rewritten into markup.
+    let t = audit_tampered(dir.path(), &f);
+    let html = std::fs::read_to_string(&t.html).unwrap();
     assert!(!html.contains("<script"), "journal text is escaped");
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
-
-    // The journals in the report's order give the anchors: `j<journal>-e<entry>`.
-    let json = agora_audit(&[text(&tampered), seller, "--json"]);
-    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    let journal = json["journals"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .position(|j| j["path"] == text(&tampered))
-        .unwrap();
-    let anchor = format!("j{journal}-e{at}");
-    let discrepancies = json["discrepancies"].as_array().unwrap();
-    assert!(
-        discrepancies
-            .iter()
-            .any(|d| d["journal"] == text(&tampered) && d["entry"] == at),
-        "{json:#}"
-    );
+    let anchor = &t.anchor;
+    let discrepancies = t.json["discrepancies"].as_array().unwrap();
     assert!(
         html.contains(&format!("<tr class=\"discrepancy\" id=\"{anchor}\">")),
         "the tampered entry is marked: {html}"
@@ -192,7 +224,7 @@ async fn agora_audit_html_marks_the_discrepancy_at_its_entry_and_is_deterministi
     assert_eq!(marked, at_entries.len(), "{html}");
 
     let again = page("tampered-again.html");
-    agora_audit(&[seller, text(&tampered), "--html", text(&again)]);
+    agora_audit(&[seller, text(&t.journal), "--html", text(&again)]);
     assert_eq!(html, std::fs::read_to_string(&again).unwrap());
 }
 

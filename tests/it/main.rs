@@ -1,6 +1,8 @@
 //! Integration tests of the `agora` binary and of the crates working together.
 
+mod audit_browser;
 mod audit_cli;
+mod browser;
 mod chain_cli;
 mod config_cli;
 #[cfg(feature = "llm")]
