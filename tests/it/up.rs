@@ -121,6 +121,8 @@ impl Up {
             .arg("--dir")
             .arg(state)
             .args(["--chain-listen", "127.0.0.1:0"])
+            // Every test's dashboard on a free port of its own.
+            .args(["--dashboard", "127.0.0.1:0"])
             .args(extra)
             .env(PASSWORD_ENV, "pw")
             .env("AGORA_MODEL_CACHE", "/var/cache/agora/models")
@@ -272,6 +274,10 @@ async fn up_survives_a_killed_weather_agent_and_stops_cleanly() {
     );
     let state = dir.path().join("state");
     let up = Up::spawn(&config, &state, &["--restart-delay", "1s"]);
+    let dashboard = up
+        .wait_line("dashboard: ", Duration::from_secs(180))
+        .trim_start_matches("dashboard: ")
+        .to_owned();
     up.wait_line("all 4 agents are up", Duration::from_secs(180));
     let started: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(state.join("up.json")).unwrap()).unwrap();
@@ -316,13 +322,84 @@ async fn up_survives_a_killed_weather_agent_and_stops_cleanly() {
         assert!(stdout.contains("Itinerary for Lisbon"), "{stdout}");
         let seller = field(&stdout, "seller:").to_owned();
         let price: Amount = field(&stdout, "price:").parse().unwrap();
-        (seller, price)
+        let tx = field(&stdout, "tx:").to_owned();
+        (seller, price, tx)
     };
+
+    // The dashboard, in headless Chromium, shows the four agents ready, and no deal.
+    let browser = crate::browser::Browser::start().await;
+    browser.goto(&dashboard).await.unwrap();
+    crate::browser::wait_for_js(
+        &browser,
+        "return document.querySelectorAll('#agents tbody tr .status-ready').length === 4",
+    )
+    .await;
+    for name in ["travel", "weather-a", "weather-b", "weather-c"] {
+        let row = browser
+            .find(fantoccini::Locator::Css(&format!(
+                "#agents tr[data-agent='{name}']"
+            )))
+            .await
+            .unwrap();
+        assert!(row.text().await.unwrap().contains("ready"), "{name}");
+    }
+    // The travel agent's funds, read from the chain.
+    crate::browser::wait_for_js(
+        &browser,
+        "return document.querySelector(\"#money tr[data-agent='travel']\").textContent.includes('100.00 USDC')",
+    )
+    .await;
+    assert_eq!(
+        browser
+            .execute("return document.querySelectorAll('.deal').length", vec![])
+            .await
+            .unwrap(),
+        0
+    );
+    crate::browser::full_page_screenshot(&browser, "dashboard-agents").await;
+    // A mark on this document: it is still there after the trip only if the page was
+    // not reloaded.
+    browser
+        .execute("window.agoraSamePage = true; return true", vec![])
+        .await
+        .unwrap();
 
     // A first trip: the cheapest weather agent wins it (and the travel agent now
     // holds a connection to it).
-    let (first_seller, first_price) = plan("One day in Lisbon in July, please. I like the sea.");
+    let (first_seller, first_price, first_tx) =
+        plan("One day in Lisbon in July, please. I like the sea.");
     assert!(first_seller.starts_with("weather-b "), "{first_seller}");
+
+    // The deal appears on the open page by itself (Server-Sent Events): its
+    // transaction hash in its timeline, and the deal through to the receipt.
+    let deal_shown = format!(
+        "return window.agoraSamePage === true && [...document.querySelectorAll('.deal[data-stage=\"receipt\"] .tx')].some(e => e.textContent === '{first_tx}')"
+    );
+    crate::browser::wait_for_js(&browser, &deal_shown).await;
+    let deal = browser
+        .find(fantoccini::Locator::Css(".deal[data-stage='receipt']"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for shown in [
+        "travel → weather-b",
+        &first_price.to_string(),
+        "payment",
+        "delivery",
+        "receipt",
+    ] {
+        assert!(deal.contains(shown), "{shown:?} not in the deal:\n{deal}");
+    }
+    // The journals' audit against the chain catches up and is clean.
+    crate::browser::wait_for_js(
+        &browser,
+        "return document.getElementById('audit-line').textContent.includes(': clean')",
+    )
+    .await;
+    crate::browser::full_page_screenshot(&browser, "dashboard-deal").await;
+    browser.close().await;
 
     // Regression: anyone who reached the travel agent's port could spend its budget.
     // A fresh identity (`agora wallet new`) is no principal: refused with the reason,
@@ -389,7 +466,8 @@ async fn up_survives_a_killed_weather_agent_and_stops_cleanly() {
     up.wait_line("weather-b  exited (exit code", Duration::from_secs(60));
 
     // The next trip goes to another seller.
-    let (seller_line, price) = plan("Two days in Lisbon in July, please. I like food and museums.");
+    let (seller_line, price, _) =
+        plan("Two days in Lisbon in July, please. I like food and museums.");
     let seller_name = seller_line.split_whitespace().next().unwrap();
     assert!(
         ["weather-a", "weather-c"].contains(&seller_name),

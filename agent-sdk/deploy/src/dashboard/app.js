@@ -40,7 +40,15 @@ function nameOf(address) {
   for (const a of Object.values(state.agents)) {
     if (a.address && a.address.toLowerCase() === lower) return a.name;
   }
-  return address.slice(0, 8) + '…' + address.slice(-4);
+  return short(address);
+}
+
+function short(address) {
+  return address ? address.slice(0, 8) + '…' + address.slice(-6) : null;
+}
+
+function addressCell(address) {
+  return el('td', { class: 'addr', title: address || '', text: short(address) || '–' });
 }
 
 function time(ms) {
@@ -71,7 +79,7 @@ function renderMoney() {
       spent.append(bar);
     }
     return el('tr', { 'data-agent': a.name },
-      td(a.name), td(a.address, 'addr'), td(a.balance), td(a.gas), spent,
+      td(a.name), addressCell(a.address), td(a.balance), td(a.gas), spent,
       td(p ? p.daily : null), td(p ? p.perDeal : null));
   });
   fill(document.querySelector('#money tbody'), rows);
