@@ -9,6 +9,7 @@
     clippy::indexing_slicing
 )]
 
+mod dashboard;
 #[cfg(feature = "llm")]
 mod deployment;
 mod erc8004;
