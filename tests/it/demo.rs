@@ -1,9 +1,11 @@
 //! `agora demo` as a subprocess on the embedded chain and the real small model: the
 //! itinerary names the destination, the agreed price moved on chain (checked by
 //! reopening the demo's chain data), and `agora audit` of both journals against the
-//! chain is clean.
+//! chain is clean. With `--serve`, the dashboard of the run shows the paid deal and
+//! the clean audit until SIGINT.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use registry::chain::{self, Addresses, Deployment};
@@ -17,26 +19,93 @@ fn field<'a>(out: &'a str, label: &str) -> &'a str {
         .trim()
 }
 
+/// Kills the process with this id if the test fails before it ended.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-9", &self.0.to_string()])
+            .status();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_hires_pays_and_plans() {
     let _model = crate::MODEL_SUBPROCESS.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_agora"))
+    // With --serve, the dashboard of the run stays up after the story until SIGINT.
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_agora"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args([
             "demo",
             "Three days in Lisbon in July, please. I like food and museums.",
+            "--serve",
+            "127.0.0.1:0",
         ])
         .arg("--dir")
         .arg(dir.path())
         .env("AGORA_MODEL_CACHE", "/var/cache/agora/models")
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
+        .spawn()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let guard = KillOnDrop(demo.id());
+    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+    let mut stdout = String::new();
+    let dashboard = loop {
+        let Some(line) = lines.next().map(Result::unwrap) else {
+            panic!(
+                "the demo ended without serving its dashboard:\n{stdout}\n{}",
+                std::fs::read_to_string(dir.path().join("stderr")).unwrap()
+            );
+        };
+        stdout += &line;
+        stdout.push('\n');
+        if let Some(rest) = line.strip_prefix("dashboard: ") {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    let tx = field(&stdout, "tx:").to_owned();
+    // The dashboard shows the deal, paid by the plan's transaction, and the clean
+    // audit of the journals against the reopened chain.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let state = loop {
+        let state: serde_json::Value = reqwest::get(format!("{dashboard}api/state"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let paid = state["deals"].as_object().unwrap().values().any(|d| {
+            d["stage"] == "receipt"
+                && d["transactions"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&tx.as_str().into())
+        });
+        if paid && state["journals"]["clean"] == true {
+            break state;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dashboard never showed the paid deal: {state:#}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(state["agents"]["travel"]["status"], "finished");
+    assert!(state["chain"]["block"].as_u64().unwrap() > 0);
+    let status = Command::new("kill")
+        .args(["-INT", &demo.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let ended = demo.wait().unwrap();
+    std::mem::forget(guard);
     assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        ended.success(),
+        "{ended}\n{stdout}\n{}",
+        std::fs::read_to_string(dir.path().join("stderr")).unwrap()
     );
     assert!(stdout.contains("Itinerary for Lisbon"), "{stdout}");
     let seller: Address = field(&stdout, "seller:")
