@@ -843,8 +843,8 @@ impl Books {
             entry: entry.index,
             transactions,
         });
-        deal.steps
-            .sort_by(|a, b| (a.time, &a.agent, a.entry).cmp(&(b.time, &b.agent, b.entry)));
+        // Stable: entries of the same millisecond keep the order they were read in.
+        deal.steps.sort_by_key(|s| s.time);
         self.changed.insert(key);
         if self.deals.len() > MAX_DEALS {
             if let Some(oldest) = self
