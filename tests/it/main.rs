@@ -9,6 +9,8 @@ mod config_cli;
 mod demo;
 mod model_cli;
 #[cfg(feature = "llm")]
+mod multihost;
+#[cfg(feature = "llm")]
 mod oracle_cli;
 mod up;
 mod wallet_cli;

@@ -19,14 +19,14 @@ use std::time::{Duration, Instant};
 
 use wallets::{KdfStrength, KeystoreFile, Wallet};
 
-const PASSWORD_ENV: &str = "AGORA_UP_TEST_PASSWORD";
+pub(crate) const PASSWORD_ENV: &str = "AGORA_UP_TEST_PASSWORD";
 
 /// The owner's keystore in a [`deployment`]: the travel agent's principal.
-const OWNER_KEYSTORE: &str = "keys/owner.json";
+pub(crate) const OWNER_KEYSTORE: &str = "keys/owner.json";
 
 /// Writes light keystores for `names` and the owner, and an agents.toml in which the
 /// owner is the travel agent's principal; returns the config path.
-fn deployment(dir: &Path, network: &str, names: &[(&str, Option<&str>)]) -> PathBuf {
+pub(crate) fn deployment(dir: &Path, network: &str, names: &[(&str, Option<&str>)]) -> PathBuf {
     let mut toml = format!("[network]\n{network}\n");
     let owner = Wallet::random();
     KeystoreFile::encrypt(&owner, b"pw", KdfStrength::Light)
@@ -101,7 +101,7 @@ fn healthy(addr: &str) -> bool {
 
 /// A running `agora up`: its stdout lines as they come, its stderr in a file; killed
 /// (with its agents) on drop if the test fails midway.
-struct Up {
+pub(crate) struct Up {
     child: Child,
     /// The lines of its standard output not read yet, in order.
     lines: Mutex<Receiver<String>>,
@@ -113,8 +113,27 @@ struct Up {
 
 impl Up {
     fn spawn(config: &Path, state: &Path, extra: &[&str]) -> Self {
+        Self::spawn_in(None, config, state, extra)
+    }
+
+    /// As [`Up::spawn`], in network namespace `netns` when one is given.
+    pub(crate) fn spawn_in(
+        netns: Option<&str>,
+        config: &Path,
+        state: &Path,
+        extra: &[&str],
+    ) -> Self {
         let stderr = state.with_extension("stderr");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_agora"))
+        let mut command = match netns {
+            Some(ns) => {
+                // `ip netns exec` execs the program: the pid is agora's.
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_agora")]);
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_agora")),
+        };
+        let mut child = command
             .arg("up")
             .arg("--config")
             .arg(config)
@@ -150,7 +169,7 @@ impl Up {
     }
 
     /// Everything it said so far (the lines that already came), and its stderr.
-    fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         let mut seen = self.seen.lock().unwrap();
         seen.extend(self.lines.lock().unwrap().try_iter());
         format!(
@@ -162,7 +181,7 @@ impl Up {
 
     /// Waits for the next line that contains `needle`, and returns it; fails the test
     /// when none came within `limit` (or `agora up` ended first).
-    fn wait_line(&self, needle: &str, limit: Duration) -> String {
+    pub(crate) fn wait_line(&self, needle: &str, limit: Duration) -> String {
         let deadline = Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -191,7 +210,7 @@ impl Up {
     }
 
     /// SIGTERM, then the exit status must be success within a minute.
-    fn terminate(&mut self) {
+    pub(crate) fn terminate(&mut self) {
         let pid = self.child.id();
         signal(pid, "-TERM");
         let status = wait_exit(&mut self.child, Duration::from_secs(60));
@@ -246,7 +265,7 @@ impl Drop for Up {
 }
 
 #[cfg_attr(not(feature = "llm"), allow(dead_code))] // used by the model test
-fn field<'a>(out: &'a str, label: &str) -> &'a str {
+pub(crate) fn field<'a>(out: &'a str, label: &str) -> &'a str {
     out.lines()
         .find_map(|l| l.trim_start().strip_prefix(label))
         .unwrap_or_else(|| panic!("no {label:?} line in:\n{out}"))
