@@ -169,6 +169,16 @@ struct ServiceView {
     unit: String,
 }
 
+impl ServiceView {
+    fn new(skill: &str, price: Amount, unit: &str) -> Self {
+        Self {
+            skill: skill.to_owned(),
+            price: price.to_string(),
+            unit: unit.to_owned(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 struct PolicyView {
@@ -514,11 +524,7 @@ fn agent_view(a: &crate::config::AgentConfig) -> AgentView {
         services: a
             .services
             .iter()
-            .map(|s| ServiceView {
-                skill: s.skill.clone(),
-                price: s.price.to_string(),
-                unit: s.unit.clone(),
-            })
+            .map(|s| ServiceView::new(&s.skill, s.price, &s.unit))
             .collect(),
         model: a.model.as_ref().map(|m| m.display().to_string()),
         oracle: a.oracle,
@@ -1182,11 +1188,7 @@ async fn follow_registry(
                         services: r
                             .services
                             .iter()
-                            .map(|s| ServiceView {
-                                skill: s.skill.clone(),
-                                price: s.price.to_string(),
-                                unit: s.unit.clone(),
-                            })
+                            .map(|s| ServiceView::new(&s.skill, s.price, &s.unit))
                             .collect(),
                         score: (r.score() * 10.0).round() / 10.0,
                         feedback: r.feedback_count,
