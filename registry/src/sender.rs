@@ -10,14 +10,18 @@
 //! - signs each transaction once and resends the same bytes while the node does not
 //!   answer (down, or the connection broke before or after it got the request), with
 //!   exponential backoff and a cap, so a retry can never become a second transaction;
-//! - treats "already known" and a node that already has the hash as success.
+//! - treats "already known" and a node that already has the hash as success;
+//! - reads again (calls, logs, receipts, transactions, balances, the block number)
+//!   while the node is unreachable, with the same backoff, so a node restart in the
+//!   middle of a settlement is waited out rather than failing the deal.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use ethers::providers::{JsonRpcError, Middleware, MiddlewareError, PendingTransaction};
 use ethers::types::{
-    transaction::eip2718::TypedTransaction, Address, BlockId, BlockNumber, Bytes, H256, U256,
+    transaction::eip2718::TypedTransaction, Address, BlockId, BlockNumber, Bytes, Filter, Log,
+    NameOrAddress, Transaction, TransactionReceipt, TxHash, H256, U256, U64,
 };
 use tokio::sync::Mutex;
 
@@ -116,6 +120,29 @@ impl<M: Middleware> ReliableSender<M> {
     async fn unreachable(&self, e: &M::Error) -> bool {
         node_answered(e).is_none() && self.inner.get_chainid().await.is_err()
     }
+
+    /// Runs the read `read`, again while the node is unreachable, as sends are retried:
+    /// a read changes nothing, so a node that restarts mid-deal costs a wait, not the
+    /// deal. An answer from the node (a revert, a bad request) is returned at once.
+    async fn read<T, F, Fut>(&self, what: &'static str, read: F) -> Result<T, ReliableError<M>>
+    where
+        F: Fn() -> Fut + Send + Sync,
+        Fut: std::future::Future<Output = Result<T, M::Error>> + Send,
+        T: Send,
+    {
+        let mut attempt = 0;
+        loop {
+            match read().await {
+                Ok(v) => return Ok(v),
+                Err(e) if attempt < self.policy.retries && self.unreachable(&e).await => {
+                    tracing::warn!(target: "chain::read", what, attempt, error = %e, "node unreachable; reading again");
+                    tokio::time::sleep(self.backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(ReliableError::Inner(e)),
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -126,6 +153,58 @@ impl<M: Middleware> Middleware for ReliableSender<M> {
 
     fn inner(&self) -> &M {
         &self.inner
+    }
+
+    async fn call(
+        &self,
+        tx: &TypedTransaction,
+        block: Option<BlockId>,
+    ) -> Result<Bytes, Self::Error> {
+        self.read("eth_call", || self.inner.call(tx, block)).await
+    }
+
+    async fn get_logs(&self, filter: &Filter) -> Result<Vec<Log>, Self::Error> {
+        self.read("eth_getLogs", || self.inner.get_logs(filter))
+            .await
+    }
+
+    async fn get_block_number(&self) -> Result<U64, Self::Error> {
+        self.read("eth_blockNumber", || self.inner.get_block_number())
+            .await
+    }
+
+    async fn get_balance<T: Into<NameOrAddress> + Send + Sync>(
+        &self,
+        from: T,
+        block: Option<BlockId>,
+    ) -> Result<U256, Self::Error> {
+        let from: NameOrAddress = from.into();
+        self.read("eth_getBalance", || {
+            self.inner.get_balance(from.clone(), block)
+        })
+        .await
+    }
+
+    async fn get_transaction<T: Send + Sync + Into<TxHash>>(
+        &self,
+        transaction_hash: T,
+    ) -> Result<Option<Transaction>, Self::Error> {
+        let hash: TxHash = transaction_hash.into();
+        self.read("eth_getTransactionByHash", || {
+            self.inner.get_transaction(hash)
+        })
+        .await
+    }
+
+    async fn get_transaction_receipt<T: Send + Sync + Into<TxHash>>(
+        &self,
+        transaction_hash: T,
+    ) -> Result<Option<TransactionReceipt>, Self::Error> {
+        let hash: TxHash = transaction_hash.into();
+        self.read("eth_getTransactionReceipt", || {
+            self.inner.get_transaction_receipt(hash)
+        })
+        .await
     }
 
     async fn send_transaction<T: Into<TypedTransaction> + Send + Sync>(

@@ -264,6 +264,20 @@ impl Drop for Up {
     }
 }
 
+/// The standard output of an `agora plan` that must have succeeded with an itinerary
+/// for Lisbon; `context` (the deployment's output) goes into the failure message.
+#[cfg(feature = "llm")]
+pub(crate) fn lisbon_itinerary(out: &std::process::Output, context: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}\n{context}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Itinerary for Lisbon"), "{stdout}");
+    stdout
+}
+
 #[cfg_attr(not(feature = "llm"), allow(dead_code))] // used by the model test
 pub(crate) fn field<'a>(out: &'a str, label: &str) -> &'a str {
     out.lines()
@@ -331,14 +345,7 @@ async fn up_survives_a_killed_weather_agent_and_stops_cleanly() {
     };
     let plan = |request: &str| {
         let out = plan_as(&dir.path().join(OWNER_KEYSTORE), request);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{stdout}\n{}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            up.output()
-        );
-        assert!(stdout.contains("Itinerary for Lisbon"), "{stdout}");
+        let stdout = lisbon_itinerary(&out, &up.output());
         let seller = field(&stdout, "seller:").to_owned();
         let price: Amount = field(&stdout, "price:").parse().unwrap();
         let tx = field(&stdout, "tx:").to_owned();

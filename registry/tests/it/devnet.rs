@@ -309,6 +309,35 @@ async fn sends_survive_a_node_restart_without_gaps_or_duplicates() {
         client.get_transaction_count(me, None).await.unwrap(),
         3.into()
     );
+
+    // Reads wait for the node too: a call and a log query made while it is away
+    // answer once it is back, with what the restarted node holds.
+    relay.set_node(None);
+    node.shutdown().await;
+    let reading = {
+        let (token, client) = (token.clone(), client.clone());
+        tokio::spawn(async move {
+            let balance = token
+                .balance_of(receiver)
+                .call()
+                .await
+                .map_err(|e| e.to_string())?;
+            let filter = ethers::types::Filter::new()
+                .address(token.address())
+                .from_block(0);
+            let logs = client.get_logs(&filter).await.map_err(|e| e.to_string())?;
+            Ok::<_, String>((balance, logs.len()))
+        })
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), relay.turned_away())
+        .await
+        .expect("the read tried the node within 30 s");
+    let node = Devnet::spawn(config()).await.unwrap();
+    relay.set_node(Some(node.addr()));
+    let (balance, logs) = reading.await.unwrap().unwrap();
+    assert_eq!(balance, usdc(8));
+    // The token's three Transfer events: the deployment's supply and the two mints.
+    assert_eq!(logs, 3);
 }
 
 #[tokio::test(flavor = "multi_thread")]
