@@ -956,8 +956,9 @@ async fn follow_journals(
                 .iter()
                 .filter_map(|k| books.deals.get(k).cloned())
                 .collect();
-            let mut view = shared.view();
-            view.deals.clone_from(&books.deals);
+            if !changed.is_empty() {
+                shared.view().deals.clone_from(&books.deals);
+            }
             deals
         };
         for deal in changed {
