@@ -126,9 +126,7 @@ async fn serve(
         .context("reopening the demo's chain")?;
     let dashboard = Dashboard::start(DashboardOptions {
         listen,
-        token: std::env::var(deploy::dashboard::TOKEN_ENV)
-            .ok()
-            .map(zeroize::Zeroizing::new),
+        token: deploy::dashboard::token_from_env(),
         journals: done
             .agents
             .iter()

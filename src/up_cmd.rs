@@ -78,9 +78,7 @@ async fn start_dashboard(args: &UpArgs, up: &Up) -> Result<Option<Dashboard>> {
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], DASHBOARD_PORT)));
     let options = DashboardOptions {
         listen,
-        token: std::env::var(deploy::dashboard::TOKEN_ENV)
-            .ok()
-            .map(zeroize::Zeroizing::new),
+        token: deploy::dashboard::token_from_env(),
         journals: deployment_journals(up.state_dir(), &config),
         cache_dir: up.state_dir().join("dashboard"),
         config,

@@ -66,6 +66,11 @@ use crate::{Error, Result, SupervisorEvent};
 /// The environment variable holding the token a dashboard off loopback requires.
 pub const TOKEN_ENV: &str = "AGORA_DASHBOARD_TOKEN";
 
+/// The token in [`TOKEN_ENV`], if it is set.
+pub fn token_from_env() -> Option<Zeroizing<String>> {
+    std::env::var(TOKEN_ENV).ok().map(Zeroizing::new)
+}
+
 /// The shortest token accepted.
 pub const MIN_TOKEN_LEN: usize = 16;
 
@@ -323,6 +328,19 @@ impl Shared {
         };
         if let Some(agent) = changed {
             self.send(Update::Agent(Box::new(agent)));
+        }
+    }
+
+    /// Changes the chain's status with `f` and sends it when it changed.
+    fn chain(&self, f: impl FnOnce(&mut ChainView)) {
+        let changed = {
+            let mut view = self.view();
+            let before = view.chain.clone();
+            f(&mut view.chain);
+            (view.chain != before).then(|| view.chain.clone())
+        };
+        if let Some(chain) = changed {
+            self.send(Update::Chain(chain));
         }
     }
 }
@@ -1055,42 +1073,30 @@ async fn follow_chain(
     let mut deployment: Option<Deployment> = None;
     loop {
         if deployment.is_none() {
-            match chain::connect(&rpc_url, Arc::new(Wallet::random())).await {
+            // No retries: the page says at once that the node does not answer (the
+            // agents' own clients wait an outage out).
+            let once = chain::RetryPolicy {
+                retries: 0,
+                ..chain::RetryPolicy::default()
+            };
+            match chain::connect_with(&rpc_url, Arc::new(Wallet::random()), once).await {
                 Ok(client) => deployment = Some(Deployment::at(client, &addresses)),
-                Err(e) => chain_error(&shared, e.to_string()),
+                Err(e) => shared.chain(|c| c.error = Some(e.to_string())),
             }
         }
         if let Some(d) = &deployment {
             match d.block_number().await {
                 Ok(block) => {
-                    let changed = {
-                        let mut view = shared.view();
-                        let before = view.chain.clone();
-                        view.chain.block = Some(block);
-                        view.chain.error = None;
-                        (view.chain != before).then(|| view.chain.clone())
-                    };
-                    if let Some(c) = changed {
-                        shared.send(Update::Chain(c));
-                    }
+                    shared.chain(|c| {
+                        c.block = Some(block);
+                        c.error = None;
+                    });
                     money(&shared, d, &http).await;
                 }
-                Err(e) => chain_error(&shared, e.to_string()),
+                Err(e) => shared.chain(|c| c.error = Some(e.to_string())),
             }
         }
         tokio::time::sleep(refresh).await;
-    }
-}
-
-fn chain_error(shared: &Shared, error: String) {
-    let changed = {
-        let mut view = shared.view();
-        let before = view.chain.clone();
-        view.chain.error = Some(error);
-        (view.chain != before).then(|| view.chain.clone())
-    };
-    if let Some(c) = changed {
-        shared.send(Update::Chain(c));
     }
 }
 
