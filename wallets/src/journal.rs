@@ -1197,6 +1197,11 @@ pub struct Journal {
     next_index: u64,
     head: B256,
     last_time: u64,
+    /// Bytes of whole entries: where the next append starts, and what a failed one
+    /// is cut back to.
+    bytes: u64,
+    /// Why appends are refused: an append failed and could not be undone.
+    broken: Option<String>,
 }
 
 impl Journal {
@@ -1240,6 +1245,8 @@ impl Journal {
             next_index: scan.entries.len() as u64,
             head: scan.head,
             last_time: scan.last_time,
+            bytes: scan.valid_len + u64::from(scan.unterminated),
+            broken: None,
             path,
             file,
             wallet,
@@ -1264,8 +1271,10 @@ impl Journal {
     ///
     /// # Errors
     /// As [`Journal::append`]; nothing is appended when any body is refused. On a
-    /// write failure the journal in memory is left as it was; on disk a crash or a
-    /// failed write leaves a valid prefix of the batch, and the next
+    /// failed write (a full disk) nothing is appended either: what reached the file
+    /// is cut off again, so the journal stays valid and later appends go on from
+    /// it; should even that fail, appends are refused until the journal is reopened.
+    /// A crash mid-write leaves a valid prefix of the batch, and the next
     /// [`Journal::open`] cuts any partial line.
     pub fn append_batch(&mut self, items: Vec<(String, Value)>) -> Result<Vec<JournalEntry>> {
         self.append_bodies(
@@ -1282,6 +1291,12 @@ impl Journal {
     /// # Errors
     /// As [`Journal::append_batch`].
     pub fn append_bodies(&mut self, items: Vec<(String, Body)>) -> Result<Vec<JournalEntry>> {
+        if let Some(why) = &self.broken {
+            return Err(Error::Corrupt {
+                what: format!("journal {}", self.path.display()),
+                reason: format!("{why}; reopen it (that cuts the torn append off)"),
+            });
+        }
         let (mut index, mut head, mut last_time) = (self.next_index, self.head, self.last_time);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -1339,14 +1354,37 @@ impl Journal {
             bytes.push(b'\n');
             entries.push(entry);
         }
-        self.file
+        if let Err(e) = self
+            .file
             .write_all(&bytes)
             .and_then(|()| self.file.sync_data())
-            .map_err(|e| Error::io(&self.path, e))?;
+        {
+            // A full disk (or any failed write) may have left part of the batch in
+            // the file; cut it back, or the next append would follow a torn line
+            // and break the chain for good.
+            self.undo_append();
+            return Err(Error::io(&self.path, e));
+        }
+        self.bytes += bytes.len() as u64;
         self.next_index = index;
         self.head = head;
         self.last_time = last_time;
         Ok(entries)
+    }
+
+    /// Cuts the file back to its whole entries after a failed append; if even that
+    /// fails, refuses further appends until the journal is reopened.
+    fn undo_append(&mut self) {
+        let undone = self
+            .file
+            .set_len(self.bytes)
+            .and_then(|()| self.file.seek(SeekFrom::Start(self.bytes)))
+            .and_then(|_| self.file.sync_data());
+        if let Err(e) = undone {
+            tracing::error!(target: "wallet::journal", path = %self.path.display(), error = %e,
+                "a failed append could not be cut off");
+            self.broken = Some(format!("a failed append could not be cut off ({e})"));
+        }
     }
 
     /// Number of entries.

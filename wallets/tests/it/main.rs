@@ -2,6 +2,7 @@
 
 mod atomic_crash;
 mod journal_crash;
+mod journal_disk_full;
 mod signing;
 
 use std::io::{BufRead, BufReader, Read};
