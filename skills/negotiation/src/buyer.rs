@@ -407,7 +407,13 @@ impl Buyer {
         for a in answers {
             match a.proposal {
                 Ok(p) => valid.push((a.dialogue, p)),
-                Err(r) => reasons.push(format!("{}: {r}", a.seller)),
+                Err(r) => {
+                    // A seller that could not be heard or declined: worth a line, as
+                    // the deal may well go on without it.
+                    tracing::info!(target: "skill::negotiation", dialogue = %a.dialogue,
+                        seller = %a.seller, reason = %r, "no proposal");
+                    reasons.push(format!("{}: {r}", a.seller));
+                }
             }
         }
         let proposals: Vec<Proposal> = valid.iter().map(|(_, p)| p.clone()).collect();

@@ -282,12 +282,8 @@ impl Appender {
                         .collect(),
                 ),
                 Err(e) => {
-                    let reason = e.to_string();
                     for (.., done) in batch {
-                        let _ = done.send(Err(wallets::Error::Corrupt {
-                            what: "journal".into(),
-                            reason: reason.clone(),
-                        }));
+                        let _ = done.send(Err(for_each_waiter(&e, "journal")));
                     }
                     return;
                 }
@@ -323,15 +319,29 @@ impl Appender {
                 }
             }
             Err(e) => {
-                let reason = e.to_string();
+                tracing::error!(target: "skill::negotiation", path = %self.journal.path().display(),
+                    error = %e, "journal append failed");
                 for done in waiting {
-                    let _ = done.send(Err(wallets::Error::Corrupt {
-                        what: "journal append".into(),
-                        reason: reason.clone(),
-                    }));
+                    let _ = done.send(Err(for_each_waiter(&e, "journal append")));
                 }
             }
         }
+    }
+}
+
+/// `e` once more, for one more writer waiting on the same failed append: a file
+/// error keeps its path and kind (a full disk must read as one, not as a corrupt
+/// journal); any other error is described under `what`.
+fn for_each_waiter(e: &wallets::Error, what: &str) -> wallets::Error {
+    match e {
+        wallets::Error::Io { path, source } => wallets::Error::Io {
+            path: path.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        other => wallets::Error::Corrupt {
+            what: what.into(),
+            reason: other.to_string(),
+        },
     }
 }
 
