@@ -113,15 +113,17 @@ pub(crate) struct Up {
 
 impl Up {
     fn spawn(config: &Path, state: &Path, extra: &[&str]) -> Self {
-        Self::spawn_in(None, config, state, extra)
+        Self::spawn_in(None, config, state, extra, &[])
     }
 
-    /// As [`Up::spawn`], in network namespace `netns` when one is given.
+    /// As [`Up::spawn`], in network namespace `netns` when one is given, with `env`
+    /// added to its environment (and so its agents').
     pub(crate) fn spawn_in(
         netns: Option<&str>,
         config: &Path,
         state: &Path,
         extra: &[&str],
+        env: &[(String, String)],
     ) -> Self {
         let stderr = state.with_extension("stderr");
         let mut command = match netns {
@@ -145,9 +147,17 @@ impl Up {
             .args(extra)
             .env(PASSWORD_ENV, "pw")
             .env("AGORA_MODEL_CACHE", "/var/cache/agora/models")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
+            // Appended to: a host started again on the same state keeps what it said.
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&stderr)
+                    .unwrap(),
+            )
             .spawn()
             .unwrap();
         let (tx, lines) = mpsc::channel();

@@ -9,6 +9,13 @@
 #   hosts.sh down PREFIX      kill every process left in them, delete them
 #   hosts.sh link PREFIX I up|down
 #                             plug host I's cable into the switch, or pull it out
+#   hosts.sh impair PREFIX I LOSS RATE
+#                             host I's link drops LOSS % of the packets each way
+#                             (nftables) and carries at most RATE each way (tc tbf,
+#                             e.g. 256kbit), which queues and delays what is sent
+#   hosts.sh impair PREFIX I off
+#                             a clean link again
+#   hosts.sh kill PREFIX I    kill -9 every process on host I (the machine dies)
 #
 # Nothing touches the root namespace: each veth pair is made inside the host's
 # namespace with its peer in the switch's, so the hosts reach each other and nothing
@@ -18,7 +25,7 @@ set -euo pipefail
 SUBNET=10.77.0
 
 usage() {
-    sed -n '2,16p' "$0" >&2
+    sed -n '2,23p' "$0" >&2
     exit 2
 }
 
@@ -64,10 +71,37 @@ link() {
     ip -n "$p-sw" link set "h$i" "$state"
 }
 
+# The kernel here has no netem qdisc, so loss is nftables' random drop and delay is
+# what a slow link (tbf) makes of queued packets, plus TCP's retransmission timeouts.
+impair() {
+    local p=$1 i=$2 ns="$1-$2"
+    ip netns exec "$ns" nft delete table inet impair 2>/dev/null || true
+    tc -n "$ns" qdisc del dev eth0 root 2>/dev/null || true
+    tc -n "$p-sw" qdisc del dev "h$i" root 2>/dev/null || true
+    [[ $3 == off ]] && return 0
+    local loss=$3 rate=$4
+    ip netns exec "$ns" nft -f - <<EOF
+table inet impair {
+    chain in { type filter hook input priority 0; numgen random mod 100 < $loss drop; }
+    chain out { type filter hook output priority 0; numgen random mod 100 < $loss drop; }
+}
+EOF
+    # Out of the host, and into it (the switch's side of its cable).
+    tc -n "$ns" qdisc add dev eth0 root tbf rate "$rate" burst 4kb latency 2s
+    tc -n "$p-sw" qdisc add dev "h$i" root tbf rate "$rate" burst 4kb latency 2s
+}
+
+kill_host() {
+    # shellcheck disable=SC2046
+    kill -9 $(ip netns pids "$1-$2") 2>/dev/null || true
+}
+
 case "${1:-}" in
 check) check ;;
 up) (($# == 3)) || usage; up "$2" "$3" ;;
 down) (($# == 2)) || usage; down "$2" ;;
 link) (($# == 4)) || usage; link "$2" "$3" "$4" ;;
+impair) (($# == 5)) || { (($# == 4)) && [[ $4 == off ]]; } || usage; impair "$2" "$3" "$4" "${5:-}" ;;
+kill) (($# == 3)) || usage; kill_host "$2" "$3" ;;
 *) usage ;;
 esac
