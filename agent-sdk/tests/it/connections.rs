@@ -234,3 +234,64 @@ async fn a_thousand_connections_polite_peers_answered_flooders_held_back_extra_r
     polite[0].ask(to).await;
     drop((polite, flooders));
 }
+
+/// Regression: a peer that sent asks and never read the replies had them pile up
+/// in the agent, each waiting for room in the connection's send queue, without
+/// bound (memory, and an actor that polls every one of them at each wake-up, so
+/// slower for every other peer). Now the host disconnects a peer it cannot write
+/// to within the write timeout, and the waiting replies fail at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_reads_its_replies_is_disconnected() {
+    const ASKS: u64 = 50_000;
+    let dir = tempfile::tempdir().unwrap();
+    let edge = EdgeLimits {
+        rate: 1_000_000,
+        send_queue: 16,
+        write_timeout: Duration::from_millis(200),
+        ..EdgeLimits::default()
+    };
+    let server = host_with(
+        HostConfig::new(CHAIN, dir.path().join("s"))
+            .workers(2)
+            .edge(edge),
+    );
+    let b = AgentBuilder::new("b").skill(Echoer).spawn(&server).unwrap();
+    let (url, to) = (server.url().unwrap(), b.address());
+
+    // The deaf peer: a small receive buffer that it never reads (and a small send
+    // buffer, so that it notices soon when the host stops reading it).
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.set_send_buffer_size(4096).unwrap();
+    let tcp = socket.connect(server.local_addr().unwrap()).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), tcp)
+        .await
+        .unwrap();
+    let deaf = tokio::spawn(async move {
+        let (wallet, dialogue) = (Wallet::random(), B256::random());
+        for seq in 1..=ASKS {
+            let env = ask(
+                &wallet,
+                to,
+                dialogue,
+                seq,
+                "test.Echo",
+                json!({ "text": "x" }),
+            );
+            if ws.send(Message::Binary(env.to_bytes())).await.is_err() {
+                return seq;
+            }
+        }
+        panic!("{ASKS} asks sent and never read, and the host still reads them");
+    });
+    let cut_after = tokio::time::timeout(WAIT * 6, deaf)
+        .await
+        .expect("the host disconnects the peer that reads nothing")
+        .unwrap();
+    assert!(server.edge_stats().write_timeouts >= 1);
+    eprintln!("the deaf peer was disconnected after {cut_after} asks");
+
+    // Another peer is answered.
+    let mut polite = Peer::connect(&url).await.unwrap();
+    polite.ask(to).await;
+}
