@@ -238,8 +238,9 @@ async fn a_thousand_connections_polite_peers_answered_flooders_held_back_extra_r
 /// Regression: a peer that sent asks and never read the replies had them pile up
 /// in the agent, each waiting for room in the connection's send queue, without
 /// bound (memory, and an actor that polls every one of them at each wake-up, so
-/// slower for every other peer). Now the host disconnects a peer it cannot write
-/// to within the write timeout, and the waiting replies fail at once.
+/// slower for every other peer). Now a reply that finds the asker's send queue
+/// full is dropped, and the host disconnects a peer it cannot write to within the
+/// write timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_never_reads_its_replies_is_disconnected() {
     const ASKS: u64 = 50_000;
