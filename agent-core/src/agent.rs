@@ -634,6 +634,7 @@ impl AgentCore {
                 Ok(())
             }
             Route::Remote(link) => {
+                let reply = matches!(body, Body::Reply { .. });
                 let (kind, payload) = body.into_wire()?;
                 let env = Envelope::seal(
                     &self.wallet,
@@ -648,6 +649,14 @@ impl AgentCore {
                     },
                 )
                 .map_err(|e| Error::Host(e.to_string()))?;
+                if reply {
+                    // A reply never waits for room in the asker's send queue: when
+                    // it is full the asker reads nothing (the transport disconnects
+                    // it after its write timeout), and replies waiting here would
+                    // pile up in the agent and slow it for every other peer. The
+                    // asker's ask times out.
+                    return link.try_send(env.to_bytes());
+                }
                 link.send(env.to_bytes()).await
             }
         }

@@ -78,6 +78,22 @@ impl Link {
             .map_err(|_| self.closed())
     }
 
+    /// Queues an envelope if there is room; fails at once when the queue is full.
+    pub(crate) fn try_send(&self, bytes: Vec<u8>) -> Result<()> {
+        if !self.is_open() {
+            return Err(self.closed());
+        }
+        self.tx
+            .try_send(Message::Binary(bytes))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => Error::Transport {
+                    peer: self.label.clone(),
+                    reason: "send queue full: the peer reads nothing; frame dropped".into(),
+                },
+                mpsc::error::TrySendError::Closed(_) => self.closed(),
+            })
+    }
+
     fn closed(&self) -> Error {
         Error::Transport {
             peer: self.label.clone(),

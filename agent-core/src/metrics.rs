@@ -18,7 +18,7 @@
 //! | `agora_payments_total` | counter | `agent`, `outcome` (`signed`, `refused` by the policy, `failed`) |
 //! | `agora_policy_spent_daily_base_units` | gauge | `agent` |
 //! | `agora_policy_daily_limit_base_units`, `agora_policy_daily_headroom_base_units`, `agora_policy_per_deal_limit_base_units` | gauge | `agent` (only where the policy sets a limit) |
-//! | `agora_edge_frames_total`, `agora_edge_frames_malformed_total`, `agora_edge_envelopes_refused_total`, `agora_edge_connections_total`, `agora_edge_connections_refused_total`, `agora_edge_reconnects_total`, `agora_edge_refusals_ignored_total`, `agora_edge_routes_evicted_total` | counter | |
+//! | `agora_edge_frames_total`, `agora_edge_frames_malformed_total`, `agora_edge_envelopes_refused_total`, `agora_edge_connections_total`, `agora_edge_connections_refused_total`, `agora_edge_reconnects_total`, `agora_edge_refusals_ignored_total`, `agora_edge_write_timeouts_total`, `agora_edge_routes_evicted_total` | counter | |
 //! | `agora_edge_routes_learned` | gauge | |
 //!
 //! Rates (messages per second) are the scraper's: `rate(agora_messages_sent_total[1m])`.
@@ -341,6 +341,11 @@ impl Collector for Snapshot {
                 "agora_edge_refusals_ignored",
                 "Refusal frames ignored (unsigned, misdirected or late).",
                 edge.refusals_ignored,
+            ),
+            (
+                "agora_edge_write_timeouts",
+                "Connections closed because their peer read nothing within the write timeout.",
+                edge.write_timeouts,
             ),
             (
                 "agora_edge_routes_evicted",

@@ -10,7 +10,9 @@
 //! a concurrency cap, a rate limit and a timeout. When a peer floods, its connection
 //! stops being read (TCP back-pressure) while other connections keep their share; a
 //! frame that times out or fails the checks is answered with a `refused` control
-//! frame so the asker fails fast instead of waiting for its timeout.
+//! frame so the asker fails fast instead of waiting for its timeout. A peer that
+//! reads nothing is disconnected once a frame to it waits
+//! [`EdgeLimits::write_timeout`] to be written.
 //!
 //! A `refused` frame carries a [`Refusal`] signed by the refused envelope's
 //! recipient (when it runs on the refusing host; otherwise it goes unsigned, for
@@ -103,6 +105,11 @@ pub struct EdgeLimits {
     pub connect_timeout: Duration,
     /// Cap of the reconnect backoff.
     pub max_backoff: Duration,
+    /// Longest wait to write one frame to a connection. A peer that reads nothing
+    /// for that long (it sends asks and never reads the replies) is disconnected:
+    /// otherwise the replies waiting for room in its send queue would pile up in
+    /// its agents without bound and slow them down for every other peer.
+    pub write_timeout: Duration,
 }
 
 impl Default for EdgeLimits {
@@ -116,6 +123,7 @@ impl Default for EdgeLimits {
             send_queue: 1_024,
             connect_timeout: Duration::from_secs(5),
             max_backoff: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -130,6 +138,7 @@ pub(crate) struct EdgeCounters {
     connections_refused: AtomicU64,
     reconnects: AtomicU64,
     refusals_ignored: AtomicU64,
+    write_timeouts: AtomicU64,
 }
 
 /// A snapshot of the edge counters.
@@ -151,6 +160,9 @@ pub struct EdgeStats {
     /// recipient, for an ask that left on another connection, or for no pending
     /// ask (late: it was answered or timed out).
     pub refusals_ignored: u64,
+    /// Connections closed because a frame could not be written to them within
+    /// [`EdgeLimits::write_timeout`]: their peer read nothing.
+    pub write_timeouts: u64,
     /// Routes learned from admitted traffic, now.
     pub learned_routes: u64,
     /// Learned routes forgotten to stay within the host's bound.
@@ -297,6 +309,7 @@ impl Transport {
             connections_refused: c.connections_refused.load(Ordering::Relaxed),
             reconnects: c.reconnects.load(Ordering::Relaxed),
             refusals_ignored: c.refusals_ignored.load(Ordering::Relaxed),
+            write_timeouts: c.write_timeouts.load(Ordering::Relaxed),
             learned_routes: 0,
             routes_evicted: 0,
         }
@@ -424,9 +437,19 @@ impl Transport {
                         }
                     },
                 };
-                if sink.send(msg.clone()).await.is_err() {
-                    *carry = Some(msg);
-                    return false;
+                let sent = tokio::time::timeout(self.limits.write_timeout, sink.send(msg.clone()));
+                match sent.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => {
+                        *carry = Some(msg);
+                        return false;
+                    }
+                    Err(_) => {
+                        self.counters.write_timeouts.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(target: "agent::transport", peer = %link.label(), "the peer reads nothing; disconnected");
+                        *carry = Some(msg);
+                        return false;
+                    }
                 }
             }
         };

@@ -2,6 +2,7 @@
 //! loopback, real child processes.
 
 mod clock;
+mod connections;
 mod envelopes;
 mod flood;
 mod local;
