@@ -150,8 +150,18 @@ impl Anvil {
     /// # Errors
     /// When the binary cannot be installed or started, or does not come up.
     pub async fn spawn() -> Result<Self, String> {
+        Self::spawn_with_args(&[]).await
+    }
+
+    /// [`Anvil::spawn`] with extra command-line arguments for anvil (such as
+    /// `--no-mining` or `--gas-limit`).
+    ///
+    /// # Errors
+    /// As [`Anvil::spawn`].
+    pub async fn spawn_with_args(args: &[&str]) -> Result<Self, String> {
         let mut child = Command::new(foundry_bin("anvil")?)
             .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
