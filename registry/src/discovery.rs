@@ -39,8 +39,12 @@ use crate::chain::bindings::reputation_registry::NewFeedbackFilter;
 use crate::chain::bindings::settled_feedback::SettledFeedbackEvents;
 use crate::chain::{skill_name, Addresses, AgentRegistry};
 
-/// Blocks read per `eth_getLogs` call.
+/// Blocks asked for in the first `eth_getLogs` call of a sync.
 const CHUNK: u64 = 2_000;
+/// The widest range asked for, however sparse the logs.
+const MAX_CHUNK: u64 = 100_000;
+/// A chunk with fewer logs than this lets the next one be twice as wide.
+const SPARSE_LOGS: usize = 1_000;
 /// `SettledFeedback.DealKind.Escrow`; `Reputation` rates escrows too.
 const ESCROW: u8 = 0;
 
@@ -329,9 +333,16 @@ impl Discovery {
 
     /// Reads new events up to the head and applies them; returns the number of logs.
     ///
+    /// Logs are read in ranges of blocks that adapt to the node: a range the node
+    /// refuses (hosted nodes cap a `getLogs` answer's size or block range) is halved
+    /// and asked again, down to one block, and no later range of this sync is as wide
+    /// again; a range that came back sparse lets the next one be twice as wide (up
+    /// to 100,000 blocks), so long empty stretches of a fast chain cost few calls.
+    ///
     /// # Errors
-    /// [`DiscoveryError::Node`] if the node fails (the cache keeps every whole chunk
-    /// applied before the failure), storage errors.
+    /// [`DiscoveryError::Node`] if the node fails, or refuses a single block's logs
+    /// (the cache keeps every whole range applied before the failure), storage
+    /// errors.
     pub async fn sync(&self) -> Result<usize> {
         self.sync_with_progress(|_, _| {}).await
     }
@@ -353,8 +364,10 @@ impl Discovery {
             .map_or(self.addresses.deployed_at, |n| n + 1);
         let mut applied = 0;
         progress(from.saturating_sub(1), head);
+        // Blocks asked for next, and one more than the narrowest range refused.
+        let (mut span, mut refused) = (CHUNK, u64::MAX);
         while from <= head {
-            let to = (from + CHUNK - 1).min(head);
+            let to = from.saturating_add(span - 1).min(head);
             let mut contracts = vec![self.addresses.registry, self.addresses.reputation];
             if self.addresses.has_erc8004() {
                 contracts.extend([
@@ -366,15 +379,33 @@ impl Discovery {
                 .address(contracts)
                 .from_block(from)
                 .to_block(to);
-            let logs = self
-                .provider
-                .get_logs(&filter)
-                .await
-                .map_err(|e| DiscoveryError::Node(format!("eth_getLogs {from}..={to}: {e}")))?;
+            let logs = match self.provider.get_logs(&filter).await {
+                Ok(logs) => logs,
+                Err(e) if to > from => {
+                    // Too wide for this node (or a passing failure): narrower.
+                    refused = refused.min(to - from + 1);
+                    span = ((to - from + 1) / 2).max(1);
+                    tracing::debug!(target: "registry::discovery", from, to, error = %e,
+                        next_span = span, "eth_getLogs refused; asking for a narrower range");
+                    continue;
+                }
+                Err(e) => {
+                    return Err(DiscoveryError::Node(format!(
+                        "eth_getLogs {from}..={to}: {e}"
+                    )))
+                }
+            };
             applied += logs.len();
             self.apply(&logs, to)?;
             progress(to, head);
             from = to + 1;
+            if logs.len() < SPARSE_LOGS {
+                span = span
+                    .saturating_mul(2)
+                    .min(MAX_CHUNK)
+                    .min(refused - 1)
+                    .max(1);
+            }
         }
         Ok(applied)
     }

@@ -596,3 +596,47 @@ async fn settled_erc8004_feedback_ranks_sellers(node: &Node, dir: &std::path::Pa
         node.name()
     );
 }
+
+/// Behind a node that refuses `eth_getLogs` over more than 2 blocks (as hosted nodes
+/// cap a query's range or size), the sync narrows its ranges until the node answers,
+/// and finds every agent, as a sync straight from the node does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_narrows_its_log_ranges_for_a_node_that_caps_them() {
+    use registry::devnet::{Devnet, DevnetConfig};
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = Devnet::spawn(DevnetConfig::new(dir.path().join("chain")))
+        .await
+        .unwrap();
+    let url = node.http_url();
+    let (_, addresses) = deploy(&url).await;
+    let mut agents = Vec::new();
+    for i in 3..8 {
+        agents.push(register(&url, addresses.registry, i, "1.00", 1).await);
+    }
+    let proxy = crate::proxy::RangeCappedProxy::spawn(node.addr(), 2).await;
+    let capped = Discovery::open(dir.path().join("capped"), &proxy.url(), addresses)
+        .await
+        .unwrap();
+    let direct = Discovery::open(dir.path().join("direct"), &url, addresses)
+        .await
+        .unwrap();
+    let logs = capped.sync().await.unwrap();
+    assert_eq!(logs, direct.sync().await.unwrap());
+    assert!(!proxy.refused().is_empty(), "the cap was never hit");
+    let relayed = proxy.relayed();
+    assert!(
+        relayed.iter().all(|(from, to)| to - from < 2),
+        "{relayed:?}"
+    );
+    let offers = |d: &Discovery| {
+        let mut found = sellers(&d.find(FORECAST, "2 USDC".parse().unwrap()).unwrap());
+        found.sort();
+        found
+    };
+    agents.sort();
+    assert_eq!(offers(&capped), agents);
+    assert_eq!(offers(&direct), agents);
+    assert_eq!(capped.synced_to().unwrap(), direct.synced_to().unwrap());
+    node.shutdown().await;
+}

@@ -219,3 +219,113 @@ async fn relay(
     }
     Ok(())
 }
+
+/// A loopback proxy in front of a JSON-RPC node that refuses `eth_getLogs` over more
+/// than `cap` blocks, answering with the JSON-RPC error hosted nodes give (as they
+/// cap a query's block range or result size); everything else is relayed.
+#[derive(Debug)]
+pub(crate) struct RangeCappedProxy {
+    addr: SocketAddr,
+    /// `(from, to)` of every `eth_getLogs` relayed, then of every one refused.
+    seen: Arc<Mutex<(Vec<(u64, u64)>, Vec<(u64, u64)>)>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RangeCappedProxy {
+    pub(crate) async fn spawn(upstream: SocketAddr, cap: u64) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new((Vec::new(), Vec::new())));
+        let shared = seen.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                let seen = shared.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = relay_capped(client, upstream, cap, &seen).await {
+                        eprintln!("proxy connection ended: {e}");
+                    }
+                });
+            }
+        });
+        Self { addr, seen, task }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The block ranges of the `eth_getLogs` calls relayed.
+    pub(crate) fn relayed(&self) -> Vec<(u64, u64)> {
+        self.seen.lock().unwrap().0.clone()
+    }
+
+    /// The block ranges of the `eth_getLogs` calls refused.
+    pub(crate) fn refused(&self) -> Vec<(u64, u64)> {
+        self.seen.lock().unwrap().1.clone()
+    }
+}
+
+impl Drop for RangeCappedProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The block range and id of an `eth_getLogs` request body, if it is one.
+fn log_range(body: &[u8]) -> Option<((u64, u64), serde_json::Value)> {
+    let request: serde_json::Value = serde_json::from_slice(body).ok()?;
+    if request["method"] != "eth_getLogs" {
+        return None;
+    }
+    let block = |name: &str| {
+        let hex = request["params"][0][name].as_str()?;
+        u64::from_str_radix(hex.strip_prefix("0x")?, 16).ok()
+    };
+    Some((
+        (block("fromBlock")?, block("toBlock")?),
+        request["id"].clone(),
+    ))
+}
+
+async fn relay_capped(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    cap: u64,
+    seen: &Mutex<(Vec<(u64, u64)>, Vec<(u64, u64)>)>,
+) -> std::io::Result<()> {
+    let mut node = TcpStream::connect(upstream).await?;
+    let (mut from_client, mut from_node) = (Vec::new(), Vec::new());
+    while let Some(request) = read_message(&mut client, &mut from_client).await? {
+        let range = log_range(request.body());
+        if let Some(((from, to), id)) = range.as_ref().filter(|((f, t), _)| t - f + 1 > cap) {
+            seen.lock().unwrap().1.push((*from, *to));
+            let body = serde_json::json!({
+                "jsonrpc": "2.0",
+                "id": id,
+                "error": {"code": -32005, "message": format!("query exceeds max block range {cap}")},
+            })
+            .to_string();
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            write_all(&mut client, answer.as_bytes()).await?;
+            continue;
+        }
+        if let Some((range, _)) = range {
+            seen.lock().unwrap().0.push(range);
+        }
+        write_all(&mut node, &request.raw).await?;
+        let Some(answer) = read_message(&mut node, &mut from_node).await? else {
+            return Err(io_error("the node closed without answering".into()));
+        };
+        write_all(&mut client, &answer.raw).await?;
+        if request.close || answer.close {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
