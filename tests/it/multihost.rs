@@ -246,6 +246,9 @@ struct Setup {
     /// weather-b's agent directory (its store and journal) on a tmpfs of this many
     /// bytes.
     seller_tmpfs: Option<u64>,
+    /// The travel agent gets 1,000 USDC, and its policy and its owner a daily budget
+    /// as large (for a soak), instead of 20 USDC and daily budgets of 25 and 10.
+    rich: bool,
 }
 
 impl Setup {
@@ -406,9 +409,14 @@ impl Cluster {
             let site = dir.path().join(format!("host{host}"));
             std::fs::create_dir_all(&site).unwrap();
             let config = deployment(&site, &network, &[(name, price)]);
-            let text = std::fs::read_to_string(&config)
+            let mut text = std::fs::read_to_string(&config)
                 .unwrap()
                 .replace("127.0.0.1:0", &format!("{}:{AGENT_PORT}", Hosts::ip(host)));
+            if setup.rich {
+                text = text
+                    .replace("daily = \"25 USDC\"", "daily = \"1000 USDC\"")
+                    .replace("daily = \"10 USDC\"", "daily = \"1000 USDC\"");
+            }
             std::fs::write(&config, text).unwrap();
             let address = keystore_address(&site.join(format!("keys/{name}.json")));
             // Gas from the operator, a real transfer.
@@ -420,7 +428,11 @@ impl Cluster {
                 address,
             });
         }
-        let funds = Amount::from_base_units(20_000_000);
+        let funds = Amount::from_base_units(if setup.rich {
+            1_000_000_000
+        } else {
+            20_000_000
+        });
         send_as_operator(&[
             &stablecoin,
             "mint(address,uint256)",
@@ -933,7 +945,7 @@ impl Rng {
 /// A soak: trips one after another for `AGORA_SOAK_SECS` seconds (120 unless set),
 /// and during about half of them one agent process (travel, weather-a or weather-b,
 /// drawn at random) is killed with SIGKILL at a random moment of the trip's first
-/// 20 s; `agora up` starts it again. A trip whose travel agent was killed is
+/// 6 s; `agora up` starts it again. A trip whose travel agent was killed is
 /// abandoned (its `agora plan` killed too, as a user would give up); the restarted
 /// travel agent finishes the deal it had under way. Afterwards every deal in the
 /// journals has been received (none lost), each seller holds exactly the prices of
@@ -957,7 +969,10 @@ async fn a_soak_of_trips_with_agents_killed_at_random() {
         |s| s.parse().expect("AGORA_SOAK_SEED: a number"),
     );
     eprintln!("soak: {secs} s, AGORA_SOAK_SEED={seed}");
-    let Some(cluster) = Cluster::start(Setup::default()) else {
+    let Some(cluster) = Cluster::start(Setup {
+        rich: true,
+        ..Setup::default()
+    }) else {
         return;
     };
     let mut rng = Rng(seed);
@@ -980,7 +995,8 @@ async fn a_soak_of_trips_with_agents_killed_at_random() {
         let mut killed = None;
         if rng.next() % 2 == 0 {
             let victim = (rng.next() % 3) as usize;
-            let at = std::time::Instant::now() + Duration::from_millis(rng.next() % 20_000);
+            // A trip here takes 5–15 s, its deal done in the first 3 or so.
+            let at = std::time::Instant::now() + Duration::from_millis(rng.next() % 6_000);
             while std::time::Instant::now() < at && plan.try_wait().unwrap().is_none() {
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -1025,6 +1041,10 @@ async fn a_soak_of_trips_with_agents_killed_at_random() {
         }
     }
     let elapsed = started.elapsed();
+    assert!(
+        kills.iter().sum::<u32>() > 0,
+        "no agent was killed in {trips} trips"
+    );
 
     // The deals under way when their buyer or seller was killed finish on their own:
     // a restarted buyer resumes them, a buyer whose seller died pays again once its

@@ -50,19 +50,8 @@ impl FaultyProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Seen::default()));
-        let shared = seen.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((client, _)) = listener.accept().await else {
-                    return;
-                };
-                let seen = shared.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = relay(client, upstream, marker.as_bytes(), fault, &seen).await {
-                        eprintln!("proxy connection ended: {e}");
-                    }
-                });
-            }
+        let task = serve(listener, seen.clone(), move |client, seen| async move {
+            relay(client, upstream, marker.as_bytes(), fault, &seen).await
         });
         Self { addr, seen, task }
     }
@@ -87,6 +76,29 @@ impl Drop for FaultyProxy {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Accepts connections on `listener` until aborted, each handled by `handle` on a
+/// task of its own with the proxy's shared record.
+fn serve<S, F, Fut>(listener: TcpListener, seen: Arc<S>, handle: F) -> tokio::task::JoinHandle<()>
+where
+    S: Send + Sync + 'static,
+    F: Fn(TcpStream, Arc<S>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            let Ok((client, _)) = listener.accept().await else {
+                return;
+            };
+            let connection = handle(client, seen.clone());
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    eprintln!("proxy connection ended: {e}");
+                }
+            });
+        }
+    })
 }
 
 /// One HTTP/1.1 message read off a stream: head and body as they came.
@@ -236,19 +248,8 @@ impl RangeCappedProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new((Vec::new(), Vec::new())));
-        let shared = seen.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((client, _)) = listener.accept().await else {
-                    return;
-                };
-                let seen = shared.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = relay_capped(client, upstream, cap, &seen).await {
-                        eprintln!("proxy connection ended: {e}");
-                    }
-                });
-            }
+        let task = serve(listener, seen.clone(), move |client, seen| async move {
+            relay_capped(client, upstream, cap, &seen).await
         });
         Self { addr, seen, task }
     }
