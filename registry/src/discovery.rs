@@ -384,7 +384,7 @@ impl Discovery {
                 Err(e) if to > from => {
                     // Too wide for this node (or a passing failure): narrower.
                     refused = refused.min(to - from + 1);
-                    span = ((to - from + 1) / 2).max(1);
+                    span = (to - from).div_ceil(2).max(1);
                     tracing::debug!(target: "registry::discovery", from, to, error = %e,
                         next_span = span, "eth_getLogs refused; asking for a narrower range");
                     continue;

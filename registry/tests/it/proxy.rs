@@ -232,6 +232,10 @@ async fn relay(
     Ok(())
 }
 
+/// Block ranges (`from`, `to`) of the `eth_getLogs` calls relayed, then of those
+/// refused.
+type Ranges = (Vec<(u64, u64)>, Vec<(u64, u64)>);
+
 /// A loopback proxy in front of a JSON-RPC node that refuses `eth_getLogs` over more
 /// than `cap` blocks, answering with the JSON-RPC error hosted nodes give (as they
 /// cap a query's block range or result size); everything else is relayed.
@@ -239,7 +243,7 @@ async fn relay(
 pub(crate) struct RangeCappedProxy {
     addr: SocketAddr,
     /// `(from, to)` of every `eth_getLogs` relayed, then of every one refused.
-    seen: Arc<Mutex<(Vec<(u64, u64)>, Vec<(u64, u64)>)>>,
+    seen: Arc<Mutex<Ranges>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -295,7 +299,7 @@ async fn relay_capped(
     mut client: TcpStream,
     upstream: SocketAddr,
     cap: u64,
-    seen: &Mutex<(Vec<(u64, u64)>, Vec<(u64, u64)>)>,
+    seen: &Mutex<Ranges>,
 ) -> std::io::Result<()> {
     let mut node = TcpStream::connect(upstream).await?;
     let (mut from_client, mut from_node) = (Vec::new(), Vec::new());
