@@ -364,7 +364,8 @@ impl Discovery {
             .map_or(self.addresses.deployed_at, |n| n + 1);
         let mut applied = 0;
         progress(from.saturating_sub(1), head);
-        // Blocks asked for next, and one more than the narrowest range refused.
+        // Blocks asked for next, and the width of the narrowest range refused (later
+        // ranges stay narrower).
         let (mut span, mut refused) = (CHUNK, u64::MAX);
         while from <= head {
             let to = from.saturating_add(span - 1).min(head);

@@ -27,6 +27,10 @@ use wallets::{Address, Amount, KdfStrength, KeystoreFile, Wallet};
 
 use crate::up::{deployment, field, lisbon_itinerary, Up, OWNER_KEYSTORE, PASSWORD_ENV};
 
+/// The trips the tests ask for.
+const ONE_DAY: &str = "One day in Lisbon in July, please. I like the sea.";
+const TWO_DAYS: &str = "Two days in Lisbon in July, please. I like food.";
+
 /// Every agent's port, on its host's address.
 const AGENT_PORT: u16 = 7411;
 
@@ -496,12 +500,11 @@ impl Cluster {
         drop(self.ups[host - 1].take());
     }
 
-    /// `agora up` on `host` again, on the state it left, with `env` instead of what
-    /// `setup` gave it; returns once its agent is up.
-    fn restart_host(&mut self, host: usize, env: Vec<(usize, &'static str, String)>) {
+    /// `agora up` on `host` again, on the state it left, without the environment
+    /// `setup` gave it (a crash point, say); returns once its agent is up.
+    fn restart_host(&mut self, host: usize) {
         assert!(self.ups[host - 1].is_none(), "host {host} is still up");
         self.env.retain(|(h, _, _)| *h != host);
-        self.env.extend(env);
         let up = self.spawn_up(host);
         up.wait_line("all 1 agents are up", Duration::from_secs(180));
         self.ups[host - 1] = Some(up);
@@ -527,6 +530,26 @@ impl Cluster {
             .env(PASSWORD_ENV, "pw")
             .envs(self.env_of(1));
         c
+    }
+
+    /// `agora plan` of `request`, run to its end: its deal's seller and price (it
+    /// must have succeeded).
+    fn trip(&self, request: &str) -> (Address, Amount) {
+        self.deal_of(&self.plan_command(request).output().unwrap())
+    }
+
+    /// `agora plan` of `request`, started, its output piped; see [`Cluster::finish_trip`].
+    fn start_trip(&self, request: &str) -> Child {
+        self.plan_command(request)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// The seller and price of a started trip, once it has ended (successfully).
+    fn finish_trip(&self, plan: Child) -> (Address, Amount) {
+        self.deal_of(&plan.wait_with_output().unwrap())
     }
 
     /// The seller and price of a finished `agora plan`, which must have succeeded.
@@ -696,23 +719,11 @@ async fn a_trip_crosses_hosts_over_a_real_node() {
     };
     // The trip, asked on host 1: the cheaper seller, on host 3, wins it, found
     // through the registry.
-    let plan = cluster
-        .plan_command("One day in Lisbon in July, please. I like the sea.")
-        .output()
-        .unwrap();
-    let (seller, price) = cluster.deal_of(&plan);
+    let (seller, price) = cluster.trip(ONE_DAY);
     let weather_b = cluster.sites[2].address;
     assert_eq!(seller, weather_b);
-
     // Balances on anvil, to the base unit.
-    assert_eq!(cluster.balance(weather_b), price.base_units());
-    let travel = cluster.travel().address;
-    assert_eq!(
-        cluster.balance(travel),
-        cluster.funds.base_units() - price.base_units()
-    );
-    assert_eq!(cluster.balance(cluster.sites[1].address), 0);
-    cluster.audit_is_clean();
+    cluster.paid_once(weather_b, &[price]);
     cluster.stop();
 }
 
@@ -734,23 +745,14 @@ async fn the_node_goes_down_mid_trip_and_comes_back_with_its_state() {
     };
     let weather_b = &cluster.sites[2];
     let (seller_address, seller_journal) = (weather_b.address, weather_b.journal());
-    let first = cluster
-        .plan_command("One day in Lisbon in July, please. I like the sea.")
-        .output()
-        .unwrap();
-    let (seller, first_price) = cluster.deal_of(&first);
+    let (seller, first_price) = cluster.trip(ONE_DAY);
     assert_eq!(seller, seller_address);
     assert_eq!(entries_of(&seller_journal, "acceptance"), 1);
 
     // A second trip; the node goes down as soon as the seller hears the call for
     // proposals (after the travel agent's registry lookup, before the deal is paid),
     // writes its state on the way out, and comes back from it.
-    let second = cluster
-        .plan_command("Two days in Lisbon in July, please. I like food.")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let second = cluster.start_trip(TWO_DAYS);
     cluster.wait_for("a second call for proposals", || {
         entries_of(&seller_journal, "cfp") >= 2
     });
@@ -759,8 +761,7 @@ async fn the_node_goes_down_mid_trip_and_comes_back_with_its_state() {
     assert!(state.exists(), "anvil wrote no state");
     std::thread::sleep(Duration::from_secs(2));
     cluster.node = Node::start(&cluster.hosts, Some(&state));
-    let second = second.wait_with_output().unwrap();
-    let (seller, second_price) = cluster.deal_of(&second);
+    let (seller, second_price) = cluster.finish_trip(second);
     assert_eq!(seller, seller_address);
 
     // Paid once each, to the base unit; the first deal survived the restart.
@@ -787,21 +788,15 @@ async fn the_sellers_host_dies_during_delivery_and_the_deal_completes_after() {
     };
     let weather_b = &cluster.sites[2];
     let (seller_address, seller_journal) = (weather_b.address, weather_b.journal());
-    let trip = cluster
-        .plan_command("One day in Lisbon in July, please. I like the sea.")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let trip = cluster.start_trip(ONE_DAY);
     cluster.wait_for("the seller's payment entry", || {
         entries_of(&seller_journal, "payment") >= 1
     });
     cluster.kill_host(3);
     assert_eq!(entries_of(&seller_journal, "delivery"), 0);
     std::thread::sleep(Duration::from_secs(2));
-    cluster.restart_host(3, Vec::new());
-    let trip = trip.wait_with_output().unwrap();
-    let (seller, price) = cluster.deal_of(&trip);
+    cluster.restart_host(3);
+    let (seller, price) = cluster.finish_trip(trip);
     assert_eq!(seller, seller_address);
     assert_eq!(entries_of(&seller_journal, "delivery"), 1);
     cluster.paid_once(seller_address, &[price]);
@@ -821,12 +816,7 @@ async fn a_partition_mid_deal_heals_into_a_lossy_slow_link() {
     };
     let weather_b = &cluster.sites[2];
     let (seller_address, seller_journal) = (weather_b.address, weather_b.journal());
-    let first = cluster
-        .plan_command("One day in Lisbon in July, please. I like the sea.")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let first = cluster.start_trip(ONE_DAY);
     cluster.wait_for("the agreement", || {
         entries_of(&seller_journal, "acceptance") >= 1
     });
@@ -834,15 +824,10 @@ async fn a_partition_mid_deal_heals_into_a_lossy_slow_link() {
     std::thread::sleep(Duration::from_secs(5));
     cluster.hosts.impair(3, 10, "256kbit");
     cluster.hosts.link(3, true);
-    let first = first.wait_with_output().unwrap();
-    let (seller, first_price) = cluster.deal_of(&first);
+    let (seller, first_price) = cluster.finish_trip(first);
     assert_eq!(seller, seller_address);
 
-    let second = cluster
-        .plan_command("Two days in Lisbon in July, please. I like food.")
-        .output()
-        .unwrap();
-    let (seller, second_price) = cluster.deal_of(&second);
+    let (seller, second_price) = cluster.trip(TWO_DAYS);
     assert_eq!(seller, seller_address);
     cluster.hosts.heal(3);
     assert_eq!(entries_of(&seller_journal, "delivery"), 2);
@@ -868,11 +853,7 @@ async fn clocks_apart_within_a_messages_life_still_trade() {
     let Some(cluster) = Cluster::start(setup) else {
         return;
     };
-    let trip = cluster
-        .plan_command("One day in Lisbon in July, please. I like the sea.")
-        .output()
-        .unwrap();
-    let (seller, price) = cluster.deal_of(&trip);
+    let (seller, price) = cluster.trip(ONE_DAY);
     let weather_a = cluster.sites[1].address;
     assert_eq!(seller, weather_a);
     let logs = cluster.logs();
@@ -896,14 +877,9 @@ async fn a_full_disk_costs_the_seller_the_deal_and_nothing_else() {
     };
     let (weather_a, weather_b) = (cluster.sites[1].address, cluster.sites[2].address);
     let filler = cluster.tmpfs.as_ref().unwrap().fill();
-    let first = cluster
-        .plan_command("One day in Lisbon in July, please. I like the sea.")
-        .output()
-        .unwrap();
-    let (seller, first_price) = cluster.deal_of(&first);
+    let (seller, first_price) = cluster.trip(ONE_DAY);
     assert_eq!(seller, weather_a);
-    // The seller said why, as a full disk (not as a corrupt journal), and so did
-    // the buyer's account of the call.
+    // The seller said why, as a full disk; nobody called the journal corrupt.
     let seller_log = cluster.ups[2].as_ref().unwrap().output();
     assert!(
         seller_log.contains("journal append failed")
@@ -914,15 +890,11 @@ async fn a_full_disk_costs_the_seller_the_deal_and_nothing_else() {
     assert!(!logs.contains("corrupt"), "{logs}");
 
     std::fs::remove_file(filler).unwrap();
-    let second = cluster
-        .plan_command("Two days in Lisbon in July, please. I like food.")
-        .output()
-        .unwrap();
-    let (seller, second_price) = cluster.deal_of(&second);
+    let (seller, second_price) = cluster.trip(TWO_DAYS);
     assert_eq!(seller, weather_b);
     // Its store opens again.
     cluster.ups[2].take().unwrap().terminate();
-    cluster.restart_host(3, Vec::new());
+    cluster.restart_host(3);
     cluster.paid_exactly(&[
         (weather_a, first_price.base_units()),
         (weather_b, second_price.base_units()),
@@ -986,12 +958,7 @@ async fn a_soak_of_trips_with_agents_killed_at_random() {
             1 + rng.next() % 3,
             ["the sea", "food", "museums", "walking"][(rng.next() % 4) as usize]
         );
-        let mut plan = cluster
-            .plan_command(&request)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut plan = cluster.start_trip(&request);
         let mut killed = None;
         if rng.next() % 2 == 0 {
             let victim = (rng.next() % 3) as usize;

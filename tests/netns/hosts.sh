@@ -57,11 +57,16 @@ up() {
     done
 }
 
+# SIGKILL to every process in network namespace $1.
+kill_ns() {
+    # shellcheck disable=SC2046
+    kill -9 $(ip netns pids "$1") 2>/dev/null || true
+}
+
 down() {
     local p=$1 ns
     for ns in $(ip netns list | awk '{print $1}' | grep -E "^$p-(sw|[0-9]+)$" || true); do
-        # shellcheck disable=SC2046
-        kill -9 $(ip netns pids "$ns") 2>/dev/null || true
+        kill_ns "$ns"
         ip netns del "$ns"
     done
 }
@@ -91,10 +96,6 @@ EOF
     tc -n "$p-sw" qdisc add dev "h$i" root tbf rate "$rate" burst 4kb latency 2s
 }
 
-kill_host() {
-    # shellcheck disable=SC2046
-    kill -9 $(ip netns pids "$1-$2") 2>/dev/null || true
-}
 
 case "${1:-}" in
 check) check ;;
@@ -102,6 +103,6 @@ up) (($# == 3)) || usage; up "$2" "$3" ;;
 down) (($# == 2)) || usage; down "$2" ;;
 link) (($# == 4)) || usage; link "$2" "$3" "$4" ;;
 impair) (($# == 5)) || { (($# == 4)) && [[ $4 == off ]]; } || usage; impair "$2" "$3" "$4" "${5:-}" ;;
-kill) (($# == 3)) || usage; kill_host "$2" "$3" ;;
+kill) (($# == 3)) || usage; kill_ns "$2-$3" ;;
 *) usage ;;
 esac

@@ -120,6 +120,15 @@ async fn health(addr: std::net::SocketAddr) -> String {
     .unwrap()
 }
 
+/// A host on loopback with the limits `edge` and one echo agent: the host, the
+/// agent and the host's URL.
+fn echo_host(dir: &std::path::Path, edge: EdgeLimits) -> (Host, AgentHandle, String) {
+    let server = host_with(HostConfig::new(CHAIN, dir.join("s")).workers(2).edge(edge));
+    let b = AgentBuilder::new("b").skill(Echoer).spawn(&server).unwrap();
+    let url = server.url().unwrap();
+    (server, b, url)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_connections_polite_peers_answered_flooders_held_back_extra_refused() {
     let n = connections_allowed();
@@ -134,13 +143,8 @@ async fn a_thousand_connections_polite_peers_answered_flooders_held_back_extra_r
         max_connections: n + 1,
         ..EdgeLimits::default()
     };
-    let server = host_with(
-        HostConfig::new(CHAIN, dir.path().join("s"))
-            .workers(2)
-            .edge(edge),
-    );
-    let b = AgentBuilder::new("b").skill(Echoer).spawn(&server).unwrap();
-    let (url, to) = (server.url().unwrap(), b.address());
+    let (server, b, url) = echo_host(dir.path(), edge);
+    let to = b.address();
 
     // n peers connect and ask once each; all are answered.
     let mut peers: Vec<Peer> = futures::stream::iter(0..n)
@@ -251,13 +255,8 @@ async fn a_peer_that_never_reads_its_replies_is_disconnected() {
         write_timeout: Duration::from_millis(200),
         ..EdgeLimits::default()
     };
-    let server = host_with(
-        HostConfig::new(CHAIN, dir.path().join("s"))
-            .workers(2)
-            .edge(edge),
-    );
-    let b = AgentBuilder::new("b").skill(Echoer).spawn(&server).unwrap();
-    let (url, to) = (server.url().unwrap(), b.address());
+    let (server, b, url) = echo_host(dir.path(), edge);
+    let to = b.address();
 
     // The deaf peer: a small receive buffer that it never reads (and a small send
     // buffer, so that it notices soon when the host stops reading it).
