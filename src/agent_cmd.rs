@@ -49,20 +49,18 @@ pub(crate) async fn run_agent(args: AgentRunArgs) -> Result<ExitCode> {
         default_model: default_model(&args)?,
     };
     let agent = RunningAgent::start(&site, &args.name).await?;
+    let mut stop = crate::signals::Stop::listen()?;
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         writeln!(out, "READY {} {}", agent.url(), agent.address())?;
         out.flush()?;
     }
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
     let mut stdin = tokio::io::stdin();
     let mut buf = [0u8; 256];
     tokio::select! {
         _ = async { while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {} } => {}
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
+        _ = stop.recv() => {}
     }
     agent.shutdown().await;
     Ok(ExitCode::SUCCESS)

@@ -131,10 +131,9 @@ pub(crate) async fn run_chain(args: ChainArgs) -> Result<ExitCode> {
         }
         None => None,
     };
+    let mut stop = crate::signals::Stop::listen()?;
     println!("serving; Ctrl-C to stop");
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
+    stop.recv().await;
     if let Some(server) = facilitator {
         server.shutdown().await;
     }

@@ -149,13 +149,20 @@ async fn serve(
     for (name, address, _) in &done.agents {
         dashboard.agent_status(name, *address, "finished");
     }
+    let stop = crate::signals::Stop::listen();
     println!(
         "\ndashboard: {} (the demo's chain at {}; Ctrl-C to stop)",
         dashboard.url(),
         node.http_url()
     );
-    let stopped = tokio::signal::ctrl_c().await;
+    let stopped = match stop {
+        Ok(mut stop) => {
+            stop.recv().await;
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
     drop(dashboard);
     node.shutdown().await;
-    stopped.context("waiting for Ctrl-C")
+    stopped
 }

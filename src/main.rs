@@ -13,6 +13,7 @@ mod init_cmd;
 mod model_cmd;
 #[cfg(feature = "llm")]
 mod oracle_cmd;
+mod signals;
 mod up_cmd;
 mod wallet_cmd;
 mod x402_cmd;

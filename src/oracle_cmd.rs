@@ -141,6 +141,7 @@ pub(crate) async fn run_oracle(cmd: OracleCommand) -> Result<ExitCode> {
             let wallet = load_wallet(keystore, &password).await?;
             let engine = model.engine()?;
             let (contracts, addresses) = contracts(&node, wallet.clone()).await?;
+            let mut stop = crate::signals::Stop::listen()?;
             println!(
                 "serving oracle requests for model {} as {} (Ctrl-C to stop)",
                 engine.fingerprint(),
@@ -150,9 +151,12 @@ pub(crate) async fn run_oracle(cmd: OracleCommand) -> Result<ExitCode> {
                 OracleFulfiller::new(engine, wallet, contracts, addresses.deployed_at)
                     .with_prompt_fetch(model.fetch());
             let mut tick = tokio::time::interval(Duration::from_secs(every.max(1)));
+            // A request being served is finished before a signal is read: its
+            // fulfilment may be on its way to the chain.
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => break,
+                    _ = stop.recv() => break,
                     _ = tick.tick() => {}
                 }
                 match fulfiller.poll().await {

@@ -208,18 +208,12 @@ pub(crate) async fn run_up(args: UpArgs, log: LogFormat) -> Result<ExitCode> {
         print_event(event);
     };
 
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
+    let mut stop = crate::signals::Stop::listen()?;
     let mut discovery: Option<Discovery> = None;
     loop {
         tokio::select! {
-            r = tokio::signal::ctrl_c() => {
-                r.context("waiting for Ctrl-C")?;
-                tracing::info!(target: "agora::up", "Ctrl-C: stopping the agents");
-                break;
-            }
-            _ = terminate.recv() => {
-                tracing::info!(target: "agora::up", "SIGTERM: stopping the agents");
+            signal = stop.recv() => {
+                tracing::info!(target: "agora::up", "{signal}: stopping the agents");
                 break;
             }
             event = up.next() => match event? {

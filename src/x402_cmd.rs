@@ -96,10 +96,9 @@ async fn run_facilitator(args: FacilitatorArgs) -> Result<ExitCode> {
         println!("settles:   {asset}");
     }
     println!("record:    {}", store.display());
+    let mut stop = crate::signals::Stop::listen()?;
     println!("serving; Ctrl-C to stop");
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
+    stop.recv().await;
     server.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }

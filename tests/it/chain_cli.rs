@@ -91,12 +91,8 @@ pub(crate) fn agora_on(home: &std::path::Path, url: &str, args: &[&str]) -> (boo
 }
 
 pub(crate) fn stop(mut chain: std::process::Child) {
-    let status = Command::new("kill")
-        .args(["-INT", &chain.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let status = chain.wait().unwrap();
+    let status = crate::stop_child(&mut chain, "-INT", std::time::Duration::from_secs(60))
+        .expect("agora chain did not stop within a minute of Ctrl-C");
     assert!(status.success(), "agora chain exited with {status}");
 }
 

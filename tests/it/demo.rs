@@ -95,12 +95,8 @@ async fn the_demo_hires_pays_and_plans() {
     };
     assert_eq!(state["agents"]["travel"]["status"], "finished");
     assert!(state["chain"]["block"].as_u64().unwrap() > 0);
-    let status = Command::new("kill")
-        .args(["-INT", &demo.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let ended = demo.wait().unwrap();
+    let ended = crate::stop_child(&mut demo, "-INT", std::time::Duration::from_secs(60))
+        .expect("agora demo did not stop within a minute of Ctrl-C");
     std::mem::forget(guard);
     assert!(
         ended.success(),

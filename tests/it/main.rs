@@ -19,3 +19,30 @@ mod wallet_cli;
 /// two of them at once on a small machine slow each other past their timeouts.
 #[cfg(feature = "llm")]
 pub(crate) static MODEL_SUBPROCESS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Sends `signal` (as `kill` spells it: "-INT", "-TERM") to `child` and waits up to
+/// `limit` for it to exit, on a thread of its own. `None` when it did not: it is then
+/// killed, so that a test fails instead of waiting for ever.
+pub(crate) fn stop_child(
+    child: &mut std::process::Child,
+    signal: &str,
+    limit: std::time::Duration,
+) -> Option<std::process::ExitStatus> {
+    use std::process::Command;
+    let pid = child.id().to_string();
+    let sent = Command::new("kill").args([signal, &pid]).status().unwrap();
+    assert!(sent.success(), "kill {signal} {pid}");
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        s.spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        match rx.recv_timeout(limit) {
+            Ok(status) => Some(status.unwrap()),
+            Err(_) => {
+                let _ = Command::new("kill").args(["-9", &pid]).status();
+                None
+            }
+        }
+    })
+}

@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use llm::oracle::OracleSampling;
 use llm::SamplingParams;
@@ -128,9 +128,12 @@ async fn serve_check_and_show_a_request() {
             }
         }
     });
+    // A bound, not a wait: the serving is seconds of inference.
+    let deadline = Instant::now() + Duration::from_secs(300);
     let mut printed = String::new();
     let fulfilled = loop {
-        match rx.recv_timeout(Duration::from_secs(120)) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
             Ok(line) => {
                 printed.push_str(&line);
                 printed.push('\n');
@@ -138,38 +141,85 @@ async fn serve_check_and_show_a_request() {
                     break line;
                 }
             }
-            Err(e) => panic!("no fulfilment ({e}); agora oracle serve printed:\n{printed}"),
+            Err(e) => {
+                let _ = serve.kill();
+                panic!("no fulfilment ({e}); agora oracle serve printed:\n{printed}")
+            }
         }
     };
     assert!(
         printed.contains(&format!("as {agent_address}")),
         "{printed}"
     );
-    let status = Command::new("kill")
-        .args(["-INT", &serve.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert!(
-        serve.wait().unwrap().success(),
-        "serve stops cleanly on Ctrl-C"
-    );
+    // Ctrl-C right away: it may come while the next poll is under way, and it must not
+    // be lost then.
+    let status = crate::stop_child(&mut serve, "-INT", Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("serve did not stop within a minute of Ctrl-C:\n{printed}"));
+    assert!(status.success(), "serve stops cleanly on Ctrl-C: {status}");
 
-    // Anyone re-running it gets the same output; the request shows it.
+    let output = fulfilled
+        .split_once(" with ")
+        .map(|(_, o)| o.to_owned())
+        .unwrap();
+    // The answer is final once the chain's clock reaches the fulfilment's time plus the
+    // challenge window. `show` is bracketed by two mined blocks, whose timestamps bound
+    // the time its call saw: the test knows which answer is right without depending on
+    // how fast this machine is.
+    let window: u64 = cast(&[
+        "call",
+        &oracle,
+        "challengeWindow()(uint64)",
+        "--rpc-url",
+        &url,
+    ])
+    .parse()
+    .unwrap();
+    let chain_now = || -> u64 {
+        cast(&["rpc", "evm_mine", "--rpc-url", &url]);
+        cast(&["block", "latest", "-f", "timestamp", "--rpc-url", &url])
+            .parse()
+            .unwrap()
+    };
+    let show = || -> bool {
+        loop {
+            let before = chain_now();
+            let (ok, out, err) = agora(&["oracle", "show", "1"]);
+            let after = chain_now();
+            assert!(ok, "{err}");
+            assert!(out.contains("\"status\": \"fulfilled\""), "{out}");
+            assert!(out.contains(&output), "{out} lacks {output}");
+            let json = &out[..out.find("\nanswer: ").unwrap()];
+            let request: serde_json::Value = serde_json::from_str(json).unwrap();
+            let closes = request["fulfilledAt"].as_u64().unwrap() + window;
+            if after < closes {
+                assert!(out.contains("answer: not final"), "{out}");
+                return false;
+            }
+            if before >= closes {
+                assert!(out.contains("answer: final"), "{out}");
+                return true;
+            }
+            // The window closed during the call: either answer was right; again.
+        }
+    };
+    // Right after the fulfilment the answer is still open to challenge (unless this
+    // machine took the whole window to get here; the check above is exact either way).
+    show();
+    // Anyone re-running it gets the same output.
     let (ok, out, err) = agora(&["oracle", "check", "1", "--model", model.to_str().unwrap()]);
     assert!(ok, "{out}{err}");
     assert!(
         out.contains("the re-run gives the fulfilled output"),
         "{out}"
     );
-    let (ok, out, err) = agora(&["oracle", "show", "1"]);
-    assert!(ok, "{err}");
-    assert!(out.contains("\"status\": \"fulfilled\""), "{out}");
-    assert!(out.contains("answer: not final"), "{out}");
-    let output = fulfilled
-        .split_once(" with ")
-        .map(|(_, o)| o.to_owned())
-        .unwrap();
-    assert!(out.contains(&output), "{out} lacks {output}");
+    // Past the window, it is final.
+    cast(&[
+        "rpc",
+        "evm_increaseTime",
+        &format!("{window:#x}"),
+        "--rpc-url",
+        &url,
+    ]);
+    assert!(show(), "not final past the challenge window");
     stop(chain);
 }

@@ -12,7 +12,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -221,10 +221,8 @@ impl Up {
 
     /// SIGTERM, then the exit status must be success within a minute.
     pub(crate) fn terminate(&mut self) {
-        let pid = self.child.id();
-        signal(pid, "-TERM");
-        let status = wait_exit(&mut self.child, Duration::from_secs(60));
-        let status = status.unwrap_or_else(|| panic!("agora up did not stop\n{}", self.output()));
+        let status = crate::stop_child(&mut self.child, "-TERM", Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("agora up did not stop\n{}", self.output()));
         assert!(status.success(), "{status}\n{}", self.output());
     }
 
@@ -236,25 +234,6 @@ impl Up {
             .parse()
             .ok()
     }
-}
-
-/// Waits up to `limit` for `child` to exit, on a thread of its own; `None` when it
-/// did not (it is then killed, so that the waiting thread ends).
-fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let pid = child.id();
-    std::thread::scope(|s| {
-        let (tx, rx) = mpsc::channel();
-        s.spawn(move || {
-            let _ = tx.send(child.wait());
-        });
-        match rx.recv_timeout(limit) {
-            Ok(status) => Some(status.unwrap()),
-            Err(_) => {
-                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-                None
-            }
-        }
-    })
 }
 
 impl Drop for Up {
