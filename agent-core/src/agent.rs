@@ -184,8 +184,45 @@ impl std::fmt::Debug for AgentSpec {
 struct Pending {
     tx: oneshot::Sender<Result<Payload>>,
     /// The link it left on ([`Link::id`]), if it left the host: only a refusal
-    /// coming back on that link may fail it.
+    /// coming back on that link may fail it, and it fails when that link's
+    /// connection is lost.
     via: Option<u64>,
+}
+
+/// An agent's asks waiting for their answers, by (peer, dialogue, sequence).
+#[derive(Default)]
+pub(crate) struct PendingAsks(Mutex<HashMap<(Address, B256, u64), Pending>>);
+
+impl PendingAsks {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Address, B256, u64), Pending>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Fails every ask that left on `link`, whose connection was lost: an answer
+    /// would have come back on it, and the peer has no other way back. The ask may
+    /// have been carried out; an asker that must know asks again (idempotently, as
+    /// a buyer re-sends the same payment).
+    fn fail_via(&self, link: &Link) -> usize {
+        let lost: Vec<Pending> = {
+            let mut pending = self.lock();
+            let keys: Vec<_> = pending
+                .iter()
+                .filter(|(_, p)| p.via == Some(link.id()))
+                .map(|(k, _)| *k)
+                .collect();
+            keys.iter().filter_map(|k| pending.remove(k)).collect()
+        };
+        let n = lost.len();
+        for p in lost {
+            let _ = p.tx.send(Err(Error::Transport {
+                peer: link.label().to_owned(),
+                reason: "connection lost before the answer came (the ask may have been \
+                         carried out)"
+                    .into(),
+            }));
+        }
+        n
+    }
 }
 
 /// Counters of one agent.
@@ -218,7 +255,7 @@ pub(crate) struct AgentCore {
     pub(crate) limits: AgentLimits,
     /// The host's maximum TTL, for the envelope checks.
     pub(crate) max_ttl: Duration,
-    pending: Mutex<HashMap<(Address, B256, u64), Pending>>,
+    pub(crate) pending: Arc<PendingAsks>,
     sequence: AtomicU64,
     pub(crate) mailbox: Arc<Mailbox>,
     pub(crate) counters: AgentCounters,
@@ -256,6 +293,7 @@ pub(crate) struct LocalAgent {
     pub(crate) addr: Addr<AgentActor>,
     pub(crate) mailbox: Arc<Mailbox>,
     pub(crate) wallet: Arc<Wallet>,
+    pub(crate) pending: Arc<PendingAsks>,
 }
 
 /// The agents running on a host. It is the host's delivery [`Port`]: the transport
@@ -321,6 +359,22 @@ impl Port for LocalAgents {
                 Err(_) => Delivery::Stopped,
             }
         })
+    }
+
+    fn link_lost(&self, link: &Link) {
+        let agents: Vec<(Address, Arc<PendingAsks>)> = self
+            .map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(a, l)| (*a, l.pending.clone()))
+            .collect();
+        for (agent, pending) in agents {
+            let failed = pending.fail_via(link);
+            if failed > 0 {
+                tracing::info!(target: "agent::runtime", %agent, peer = link.label(), failed, "connection lost: its asks fail");
+            }
+        }
     }
 
     fn refused(&self, refused: RefusedAsk) -> BoxFuture<'static, RefusalOutcome> {
@@ -531,7 +585,7 @@ impl AgentCore {
             directory: spec.directory,
             limits,
             max_ttl,
-            pending: Mutex::new(HashMap::new()),
+            pending: Arc::default(),
             sequence: AtomicU64::new(start),
             mailbox: Arc::new(Mailbox::new(limits.mailbox)),
             counters: AgentCounters::default(),
@@ -685,11 +739,7 @@ impl AgentCore {
     }
 
     fn complete(&self, from: Address, dialogue: B256, re: u64, result: Result<Payload>) {
-        let waiter = self
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&(from, dialogue, re));
+        let waiter = self.pending.lock().remove(&(from, dialogue, re));
         match waiter {
             Some(p) => {
                 let _ = p.tx.send(result);
@@ -704,12 +754,7 @@ impl AgentCore {
     /// of this agent that left on link `via` and is signed by the agent asked.
     fn refused(&self, refusal: Refusal, signature: &Signature, via: u64) -> RefusalOutcome {
         let key = (refusal.recipient, refusal.dialogue, refusal.sequence);
-        let sent_via = self
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-            .map(|p| p.via);
+        let sent_via = self.pending.lock().get(&key).map(|p| p.via);
         match sent_via {
             None => return RefusalOutcome::NoPendingAsk,
             Some(sent) if sent != Some(via) => return RefusalOutcome::OtherLink,
@@ -1292,8 +1337,9 @@ impl Context {
     /// # Errors
     /// [`Error::Timeout`], [`Error::Skill`] when the peer's skill failed,
     /// [`Error::Refused`] or [`Error::Rejected`] when the message was dropped before
-    /// any skill saw it, [`Error::Payload`] when the answer is not an
-    /// `R::Response`, and the errors of [`Context::tell`].
+    /// any skill saw it, [`Error::Transport`] when the connection it left on was lost
+    /// before the answer came (the ask may have been carried out), [`Error::Payload`]
+    /// when the answer is not an `R::Response`, and the errors of [`Context::tell`].
     pub async fn ask_in<R: Request>(
         &self,
         dialogue: B256,
@@ -1311,17 +1357,9 @@ impl Context {
             Route::Local(_) => None,
         };
         let (tx, rx) = oneshot::channel();
-        self.core
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key, Pending { tx, via });
+        self.core.pending.lock().insert(key, Pending { tx, via });
         let forget = || {
-            self.core
-                .pending
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&key);
+            self.core.pending.lock().remove(&key);
         };
         if let Err(e) = self
             .core

@@ -374,6 +374,7 @@ impl Host {
                 addr: addr.clone(),
                 mailbox: core.mailbox.clone(),
                 wallet: core.wallet.clone(),
+                pending: core.pending.clone(),
             },
         )?;
         let handle = AgentHandle { core, addr };

@@ -26,7 +26,9 @@
 //!   bounded ([`HostConfig::max_learned_routes`]) and never learned from an
 //!   envelope that failed a check, so a replayed envelope cannot re-point one.
 //! - [`Context`]: what a skill can do as its agent: tell, ask with a timeout, keep
-//!   dialogue state, find peers, pay through the spending policy.
+//!   dialogue state, find peers, pay through the spending policy. An ask whose
+//!   connection is lost before its answer fails then ([`Error::Transport`]), not at
+//!   its timeout: the answer could only have come back on that connection.
 //! - [`clock`]: where wall-clock time comes from. A host reads it from its
 //!   [`Clock`] ([`HostConfig::clock`]): the system clock, or a [`ManualClock`] that
 //!   tests move by hand. Wall-clock facts (expiries, the maximum TTL, replay-record

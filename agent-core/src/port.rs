@@ -31,6 +31,10 @@ pub(crate) trait Port: Send + Sync + 'static {
     /// route back to its sender.
     fn deliver(&self, verified: Verified, link: Arc<Link>) -> BoxFuture<'static, Delivery>;
 
+    /// The connection of `link` was lost (it may be dialed again): the asks that
+    /// left on it will get no answer.
+    fn link_lost(&self, link: &Link);
+
     /// A remote host says it refused an ask of one of this host's agents.
     fn refused(&self, refused: RefusedAsk) -> BoxFuture<'static, RefusalOutcome>;
 }

@@ -371,6 +371,7 @@ impl Transport {
                         break;
                     }
                     tracing::info!(target: "agent::transport", %url, "connection lost; reconnecting");
+                    self.lost(&link);
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(target: "agent::transport", %url, error = %e, ?backoff, "connect failed");
@@ -715,6 +716,14 @@ impl Transport {
         let mut carry = None;
         self.pump(ws, &mut rx, &mut carry, &link).await;
         link.close();
+        self.lost(&link);
+    }
+
+    /// Tells the host's agents that `link`'s connection is gone.
+    fn lost(&self, link: &Link) {
+        if let Some(port) = self.port() {
+            port.link_lost(link);
+        }
     }
 }
 

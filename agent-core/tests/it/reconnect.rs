@@ -2,6 +2,8 @@
 //! played by the test on a listener it holds for the whole test, so the address
 //! cannot change hands between the two connections.
 
+use std::time::Duration;
+
 use futures::StreamExt;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
@@ -9,8 +11,9 @@ use tokio_tungstenite::WebSocketStream;
 use wallets::Wallet;
 
 use agent_core::envelope::Envelope;
+use agent_core::Error;
 
-use crate::support::{agent, host, Note, WAIT};
+use crate::support::{agent, host, Echo, Note, WAIT};
 
 /// The next connection on `listener`, as a WebSocket, within [`WAIT`].
 async fn accept(listener: &TcpListener) -> WebSocketStream<tokio::net::TcpStream> {
@@ -69,4 +72,58 @@ async fn a_broken_connection_is_dialed_again_and_carries_what_was_sent_after() {
     assert!(two.sequence > one.sequence);
     let stats = h.edge_stats();
     assert_eq!((stats.connections, stats.reconnects), (2, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ask_fails_when_its_connection_is_lost_not_at_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let h = host(dir.path(), "a");
+    let alice = agent(&h, "alice", vec![]);
+    let bob = Wallet::random().address();
+    h.add_peer(bob, url.clone());
+    let ctx = alice.context();
+
+    // An ask with a long timeout ...
+    let asking = tokio::spawn(async move {
+        ctx.ask_in(
+            ctx.new_dialogue(),
+            bob,
+            Echo { text: "hi".into() },
+            Duration::from_secs(600),
+        )
+        .await
+    });
+    let mut ws = accept(&listener).await;
+    let ask = envelope(&mut ws).await;
+    assert_eq!(ask.payload["text"], "hi");
+    // ... whose connection goes before any answer: no answer can come back on it,
+    // so the ask fails now, naming the connection, instead of in ten minutes.
+    drop(ws);
+    let err = tokio::time::timeout(WAIT, asking)
+        .await
+        .expect("the ask failed within 10 s of the connection's loss")
+        .unwrap()
+        .unwrap_err();
+    match &err {
+        Error::Transport { peer, reason } => {
+            assert_eq!(peer, &url);
+            assert!(reason.contains("connection lost"), "{err}");
+        }
+        other => panic!("expected a transport error, got {other}"),
+    }
+    // The host dials again for what is sent next.
+    alice
+        .context()
+        .tell(
+            bob,
+            Note {
+                text: "next".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let mut again = accept(&listener).await;
+    assert_eq!(envelope(&mut again).await.payload["text"], "next");
 }

@@ -1077,10 +1077,18 @@ impl Buyer {
             };
             match answer {
                 Ok(d) => break d,
-                Err(agent_sdk::Error::Timeout { .. }) if attempt < self.pay_attempts => {
-                    tracing::warn!(target: "skill::negotiation", %dialogue, attempt, "no delivery yet; re-sending the same payment");
+                // No answer in time, or the connection broke under the ask: the seller
+                // settles a payment once however often it gets it, so the same one
+                // goes again.
+                Err(e) if retryable(&e) && attempt < self.pay_attempts => {
+                    tracing::warn!(target: "skill::negotiation", %dialogue, attempt, error = %e, "no delivery yet; re-sending the same payment");
+                    if !matches!(e, agent_sdk::Error::Timeout { .. }) {
+                        // A broken connection fails at once: give it a moment to be
+                        // dialed again.
+                        tokio::time::sleep(Duration::from_millis(500) * attempt).await;
+                    }
                 }
-                Err(e @ agent_sdk::Error::Timeout { .. }) => {
+                Err(e) if retryable(&e) => {
                     return Err(self
                         .undelivered(ctx, dialogue, &agreement, &payment, e)
                         .await);
