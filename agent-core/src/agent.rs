@@ -725,6 +725,10 @@ impl AgentCore {
         }
     }
 
+    /// Answers ask `re` of `to` in `dialogue`. An `internal` skill error leaves the
+    /// host without its message, which may name files, accounts or upstream
+    /// services: the asker on another host is told where to look instead, and the
+    /// message goes to this host's log.
     pub(crate) async fn send_reply(
         &self,
         to: Address,
@@ -733,6 +737,13 @@ impl AgentCore {
         result: Result<Payload, SkillError>,
     ) -> Result<()> {
         let route = self.resolve(&to)?;
+        let result = match (result, &route) {
+            (Err(e), Route::Remote(_)) if e.code == SkillError::INTERNAL => {
+                tracing::warn!(target: "agent::runtime", agent = %self.address, peer = %to, %dialogue, re, error = %e.message, "skill failed; the asker is told only where to look");
+                Err(e.for_asker(format_args!("dialogue {dialogue}, message {re}")))
+            }
+            (result, _) => result,
+        };
         let header = self.header(to, dialogue);
         self.deliver(route, header, Body::Reply { re, result }, false)
             .await

@@ -122,13 +122,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("skill error {code}: {message}")]
 pub struct SkillError {
-    /// A short stable code (`bad_request`, `unknown_skill`, `refused`, `internal`...).
+    /// A short stable code (`bad_request`, `unknown_skill`, `refused`, `failed`,
+    /// `internal`...).
     pub code: String,
     /// A human-readable explanation.
     pub message: String,
 }
 
 impl SkillError {
+    /// The code of [`SkillError::internal`].
+    pub const INTERNAL: &'static str = "internal";
+
     /// An error with `code` and `message`.
     pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
@@ -142,8 +146,33 @@ impl SkillError {
         Self::new("bad_request", message)
     }
 
-    /// The skill failed.
+    /// The skill failed on its side. The message is for the agent's operator: an
+    /// asker on another host gets only where to look in the host's log (the
+    /// dialogue and message), never the message. Use another code for what the
+    /// asker should read.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new("internal", message)
+        Self::new(Self::INTERNAL, message)
+    }
+
+    /// What an asker on another host, or a client of a gateway, may read of this
+    /// error: the error itself, or for an `internal` one only where the operator
+    /// finds it; `reference` says what the host's log files it under (a dialogue, a
+    /// task, a payment). The caller logs the original.
+    #[must_use]
+    pub fn for_asker(self, reference: impl std::fmt::Display) -> Self {
+        if self.code == Self::INTERNAL {
+            Self::internal(format!(
+                "the skill failed on the agent's side; its host's log has the details \
+                 ({reference})"
+            ))
+        } else {
+            self
+        }
+    }
+
+    /// The skill could not do what was asked, for a reason meant for the asker
+    /// (no seller found, a budget too small ...).
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self::new("failed", message)
     }
 }

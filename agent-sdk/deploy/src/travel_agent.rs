@@ -146,7 +146,8 @@ impl TravelAgent {
     ///
     /// # Errors
     /// `refused` when the sender is not a principal or its mandate does not cover
-    /// the trip; `internal` when no seller could be hired.
+    /// the trip; `failed`, with the reason, when it could not be planned or no
+    /// seller could be hired.
     pub async fn plan(&self, ctx: &Context, req: PlanTrip) -> Result<PlannedTrip, SkillError> {
         let refused = |e: wallets::Error| SkillError::new("refused", e.to_string());
         let (Some(principal), Some(dialogue)) = (ctx.sender(), ctx.dialogue()) else {
@@ -191,7 +192,9 @@ impl TravelAgent {
         id: &str,
         max_price: Amount,
     ) -> (Result<PlannedTrip, SkillError>, Option<Amount>) {
-        let nothing = |e: String| (Err(SkillError::internal(e)), Some(Amount::ZERO));
+        // Only a principal gets this far: the reasons are theirs to read in full
+        // (`failed`, not `internal`, which would leave the host without its message).
+        let nothing = |e: String| (Err(SkillError::failed(e)), Some(Amount::ZERO));
         let Some(today) = today(ctx) else {
             return nothing("the agent's clock is out of range".into());
         };
@@ -228,7 +231,7 @@ impl TravelAgent {
                         // An agreed or quoted deal is being paid: never hire a second
                         // seller for it; `resume` finishes a negotiated one after a
                         // restart, and the A2A payment is kept under the trip's id.
-                        return (Err(SkillError::internal(last)), None);
+                        return (Err(SkillError::failed(last)), None);
                     }
                     if !retry {
                         break;
@@ -243,12 +246,12 @@ impl TravelAgent {
                 Ok(forecast) => forecast,
                 Err(reason) => {
                     let e = format!("weather agent {}: {reason}", deal.seller());
-                    return (Err(SkillError::internal(e)), spent);
+                    return (Err(SkillError::failed(e)), spent);
                 }
             };
             let itinerary = match self.planner.write_itinerary(&trip, &forecast).await {
                 Ok(itinerary) => itinerary,
-                Err(e) => return (Err(SkillError::internal(e.to_string())), spent),
+                Err(e) => return (Err(SkillError::failed(e.to_string())), spent),
             };
             let trip = PlannedTrip {
                 itinerary: itinerary.text,

@@ -172,3 +172,70 @@ async fn agents_talk_over_tls_and_an_untrusted_certificate_is_refused() {
         "only the trusting host got in"
     );
 }
+
+#[derive(Serialize, Deserialize, JsonSchema)]
+struct Fail {
+    internal: bool,
+}
+
+impl Request for Fail {
+    const KIND: &'static str = "test.Fail";
+    type Response = ();
+}
+
+#[tokio::test]
+async fn an_internal_failure_stays_on_its_host_and_the_remote_asker_learns_where_to_look() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (h1, h2) = (host(d1.path()), host(d2.path()));
+    let b = AgentBuilder::new("b")
+        .skill(skill_fn(|_ctx: Context, req: Fail| async move {
+            Err(if req.internal {
+                SkillError::internal("journal append: /srv/agents/b/journal: disk full")
+            } else {
+                SkillError::failed("no forecast for that city")
+            })
+        }))
+        .spawn(&h2)
+        .unwrap();
+    let a = AgentBuilder::new("a").spawn(&h1).unwrap();
+    h1.add_peer(b.address(), h2.url().unwrap());
+    let ctx = a.context();
+
+    // From another host: the code, and where the operator finds the details.
+    let d = ctx.new_dialogue();
+    let err = ctx
+        .ask_in(
+            d,
+            b.address(),
+            Fail { internal: true },
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_err();
+    let Error::Skill(e) = &err else {
+        panic!("expected a skill error, got {err}")
+    };
+    assert_eq!(e.code, "internal");
+    assert!(!e.message.contains("/srv/agents"), "{err}");
+    assert!(
+        e.message.contains(&format!("(dialogue {d}, message ")),
+        "{err}"
+    );
+    // An error meant for the asker reaches it whole.
+    let err = ctx
+        .ask(b.address(), Fail { internal: false })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Skill(e) if e.code == "failed" && e.message == "no forecast for that city"),
+        "{err}"
+    );
+    // On its own host, an agent's internal failure is not hidden from its neighbour.
+    let c = AgentBuilder::new("c").spawn(&h2).unwrap();
+    let err = c
+        .context()
+        .ask(b.address(), Fail { internal: true })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("/srv/agents/b/journal"), "{err}");
+}

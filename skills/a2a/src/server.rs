@@ -647,6 +647,10 @@ impl A2aGateway {
                     } else {
                         TaskState::Failed
                     };
+                    if e.code == SkillError::INTERNAL {
+                        tracing::warn!(target: "a2a", task = %stored.task.id, error = %e.message, "skill failed; the client is told only where to look");
+                    }
+                    let e = e.for_asker(format_args!("task {}", stored.task.id));
                     let text = format!("{}: {}", e.code, e.message);
                     self.transition(agent.address, &mut stored, state, Some(&text), &events)
                         .await?;

@@ -226,6 +226,19 @@ fn refused(message: impl Into<String>) -> SkillError {
     SkillError::new("refused", message)
 }
 
+/// A dialogue state the runtime would not read or write: `refused` for a dialogue
+/// that belongs to another agent (the sender is told no more: not whose it is),
+/// `internal` otherwise.
+fn state_error(e: agent_sdk::Error) -> SkillError {
+    if matches!(e, agent_sdk::Error::ForeignDialogue(_)) {
+        refused(FOREIGN_DIALOGUE)
+    } else {
+        internal(e)
+    }
+}
+
+const FOREIGN_DIALOGUE: &str = "this dialogue belongs to another agent";
+
 impl Seller {
     /// A seller of `kind` (e.g. `weather.Forecast`) that signs with `wallet` (the
     /// agent's own), prices with `strategy`, works with `service`, settles with
@@ -413,12 +426,12 @@ impl SellerInner {
     /// runtime already refuses that (`Error::ForeignDialogue`), and the deal's own
     /// record of its buyer is checked here as well.
     fn state(&self, ctx: &Context, t: &Turn) -> Handled<Option<SellerDeal>> {
-        let deal = ctx.state::<SellerDeal>(t.dialogue).map_err(internal)?;
+        let deal = ctx.state::<SellerDeal>(t.dialogue).map_err(state_error)?;
         match &deal {
             Some(d) if d.buyer() != t.buyer => {
                 tracing::warn!(target: "skill::negotiation", dialogue = %t.dialogue,
                     sender = %t.buyer, "a message in another buyer's dialogue");
-                Err(refused("this dialogue belongs to another agent"))
+                Err(refused(FOREIGN_DIALOGUE))
             }
             _ => Ok(deal),
         }
@@ -428,7 +441,7 @@ impl SellerInner {
         let closed = matches!(deal, SellerDeal::Closed { .. });
         ctx.save_state(t.dialogue, t.buyer, deal, closed)
             .await
-            .map_err(internal)
+            .map_err(state_error)
     }
 
     async fn journal(&self, body: impl Into<JournalBody>) -> Handled<()> {

@@ -1213,6 +1213,7 @@ fn settled_of(m: Mined) -> Settled {
 fn skill_failed(skill: &str, e: SkillError, settled: SettleResponse) -> Outcome {
     tracing::warn!(target: "x402::seller", skill, code = %e.code, message = %e.message,
         "the skill failed after payment; a retry with the same payment runs it again");
+    let e = e.for_asker(format_args!("payment transaction {}", settled.transaction));
     let (status, error) = if e.code == "bad_request" {
         (422, "skill_refused")
     } else {

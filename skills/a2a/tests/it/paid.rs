@@ -268,6 +268,10 @@ async fn a_paid_skill_completes_after_payment_and_the_money_moves_once() {
         task["status"]["message"]["metadata"][RECEIPTS_KEY][0]["success"],
         true
     );
+    // The skill's own words stay on its host; the client learns where they are.
+    let said = task["status"]["message"]["parts"].to_string();
+    assert!(!said.contains("fell over"), "{said}");
+    assert!(said.contains("its host's log has the details"), "{said}");
     let paid_twice = (before.0 - 2 * PRICE, before.1 + 2 * PRICE);
     assert_eq!(balances().await, paid_twice);
     let body = rpc(&url, "SendMessage", pay_on(&flaky, &payment(PRICE))).await;

@@ -461,6 +461,14 @@ async fn a_skill_that_fails_after_payment_runs_again_without_a_second_charge() {
     let receipt = header(&r, "PAYMENT-RESPONSE").unwrap();
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "skill_failed");
+    // The skill's own words stay on the host (they may name its files or upstream
+    // services); the client is told where the operator finds them.
+    let message = body["message"].as_str().unwrap();
+    assert!(!message.contains("fell over"), "{message}");
+    assert!(
+        message.contains("its host's log has the details (payment transaction 0x"),
+        "{message}"
+    );
     assert_eq!(shop.journaled(), ["x402_payment"]);
     let paid = (before.0 - PRICE, before.1 + PRICE);
     assert_eq!(balances(&s, &shop).await, paid);
