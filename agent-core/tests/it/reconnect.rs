@@ -8,10 +8,10 @@ use futures::StreamExt;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
-use wallets::Wallet;
+use wallets::{Address, Wallet};
 
 use agent_core::envelope::Envelope;
-use agent_core::Error;
+use agent_core::{AgentHandle, Error, Host};
 
 use crate::support::{agent, host, Echo, Note, WAIT};
 
@@ -38,15 +38,28 @@ async fn envelope(ws: &mut WebSocketStream<tokio::net::TcpStream>) -> Envelope {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broken_connection_is_dialed_again_and_carries_what_was_sent_after() {
+/// Alice on a host of her own, and bob, played by the test on `listener` at `url`.
+async fn alice_and_bob() -> (
+    tempfile::TempDir,
+    TcpListener,
+    String,
+    Host,
+    AgentHandle,
+    Address,
+) {
     let dir = tempfile::tempdir().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}", listener.local_addr().unwrap());
     let h = host(dir.path(), "a");
     let alice = agent(&h, "alice", vec![]);
     let bob = Wallet::random().address();
-    h.add_peer(bob, url);
+    h.add_peer(bob, url.clone());
+    (dir, listener, url, h, alice, bob)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_connection_is_dialed_again_and_carries_what_was_sent_after() {
+    let (_dir, listener, _, h, alice, bob) = alice_and_bob().await;
     let ctx = alice.context();
 
     ctx.tell(bob, Note { text: "one".into() }).await.unwrap();
@@ -76,13 +89,7 @@ async fn a_broken_connection_is_dialed_again_and_carries_what_was_sent_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ask_fails_when_its_connection_is_lost_not_at_its_timeout() {
-    let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("ws://{}", listener.local_addr().unwrap());
-    let h = host(dir.path(), "a");
-    let alice = agent(&h, "alice", vec![]);
-    let bob = Wallet::random().address();
-    h.add_peer(bob, url.clone());
+    let (_dir, listener, url, _h, alice, bob) = alice_and_bob().await;
     let ctx = alice.context();
 
     // An ask with a long timeout ...
