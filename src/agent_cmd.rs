@@ -117,6 +117,16 @@ pub(crate) struct PlanArgs {
 pub(crate) async fn run_plan(args: PlanArgs) -> Result<ExitCode> {
     let dir = state_dir(&args.config, args.dir.as_deref());
     let state = UpState::load(&dir)?;
+    // An `agora up` that died (killed, or the machine restarted) leaves its up.json
+    // behind: asking its agents would wait out the whole timeout. (Where there is no
+    // /proc to look in, the ask finds out.)
+    let proc = std::path::Path::new("/proc");
+    anyhow::ensure!(
+        !proc.join("self").exists() || proc.join(state.pid.to_string()).exists(),
+        "{}: the `agora up` that wrote it (pid {}) is not running any more; start it again",
+        UpState::path(&dir).display(),
+        state.pid
+    );
     let (name, travel) = state
         .agents
         .iter()

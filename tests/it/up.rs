@@ -706,6 +706,44 @@ fn up_on_an_rpc_network_needs_a_deployment() {
 }
 
 #[test]
+fn plan_after_its_up_died_says_so_instead_of_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    // The pid of a process that has ended.
+    let mut gone = Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("ws://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let up = serde_json::json!({
+        "rpcUrl": "http://127.0.0.1:1",
+        "chainId": 1337,
+        "addresses": dir.path().join("addresses.json"),
+        "pid": pid,
+        "agents": {
+            "travel": {
+                "address": Wallet::random().address(),
+                "endpoint": endpoint,
+                "skills": ["travel"],
+            }
+        }
+    });
+    std::fs::write(dir.path().join("up.json"), up.to_string()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args(["plan", "A day in Paris", "--timeout", "600s"])
+        .arg("--dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("(pid {pid}) is not running any more")),
+        "{err}"
+    );
+}
+
+#[test]
 fn plan_without_a_running_up_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_agora"))
