@@ -729,30 +729,31 @@ fn plan_after_its_up_died_says_so_instead_of_waiting() {
         }
     });
     std::fs::write(dir.path().join("up.json"), up.to_string()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_agora"))
-        .args(["plan", "A day in Paris", "--timeout", "600s"])
-        .arg("--dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    let err = plan_fails(dir.path(), &["--timeout", "600s"]);
     assert!(
         err.contains(&format!("(pid {pid}) is not running any more")),
         "{err}"
     );
 }
 
+/// The standard error of an `agora plan` with state directory `dir`, which must
+/// have failed.
+fn plan_fails(dir: &Path, extra: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args(["plan", "A day in Paris"])
+        .args(extra)
+        .arg("--dir")
+        .arg(dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{err}");
+    err
+}
+
 #[test]
 fn plan_without_a_running_up_says_so() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_agora"))
-        .args(["plan", "A day in Paris"])
-        .arg("--dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    let err = plan_fails(dir.path(), &[]);
     assert!(err.contains("is `agora up` running"), "{err}");
 }
