@@ -149,20 +149,16 @@ async fn serve(
     for (name, address, _) in &done.agents {
         dashboard.agent_status(name, *address, "finished");
     }
-    let stop = crate::signals::Stop::listen();
+    let mut stop = crate::signals::Stop::listen();
     println!(
         "\ndashboard: {} (the demo's chain at {}; Ctrl-C to stop)",
         dashboard.url(),
         node.http_url()
     );
-    let stopped = match stop {
-        Ok(mut stop) => {
-            stop.recv().await;
-            Ok(())
-        }
-        Err(e) => Err(e),
-    };
+    if let Ok(stop) = &mut stop {
+        stop.recv().await;
+    }
     drop(dashboard);
     node.shutdown().await;
-    stopped
+    stop.map(drop)
 }

@@ -151,9 +151,11 @@ pub(crate) async fn run_oracle(cmd: OracleCommand) -> Result<ExitCode> {
                 OracleFulfiller::new(engine, wallet, contracts, addresses.deployed_at)
                     .with_prompt_fetch(model.fetch());
             let mut tick = tokio::time::interval(Duration::from_secs(every.max(1)));
-            // A request being served is finished before a signal is read: its
-            // fulfilment may be on its way to the chain.
+            // After a poll that outlasted the interval (an inference), the next waits
+            // a full interval instead of the missed ticks firing back to back.
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // A request being served is finished before a signal is read (its
+            // fulfilment may be on its way to the chain); `stop` keeps the signal.
             loop {
                 tokio::select! {
                     _ = stop.recv() => break,
